@@ -1,0 +1,37 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "RecurrentKit",
+    products: [
+        .library(name: "RecurrentKit", targets: ["RecurrentKit"]),
+        .executable(name: "rnnkit", targets: ["rnnkit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // libhdf5 through pkg-config (`hdf5`, Debian's libhdf5-dev) and a shim for its macros.
+        .systemLibrary(
+            name: "CHDF5",
+            pkgConfig: "hdf5",
+            providers: [.apt(["libhdf5-dev", "pkg-config"])]
+        ),
+        // The only module that calls HDF5 or touches its pointers.
+        .target(name: "HDF5", dependencies: ["CHDF5"]),
+        // Framework-neutral model and the inference engine: pure Swift, no file formats.
+        .target(name: "RecurrentEngine"),
+        // File layouts (PyTorch, Keras), fixtures, and the public facade.
+        .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine"]),
+        .executableTarget(
+            name: "rnnkit",
+            dependencies: [
+                "RecurrentKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "HDF5Tests", dependencies: ["HDF5"], resources: []),
+        .testTarget(name: "RecurrentEngineTests", dependencies: ["RecurrentEngine"]),
+        .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5"]),
+    ]
+)

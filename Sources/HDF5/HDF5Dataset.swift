@@ -1,0 +1,125 @@
+import CHDF5
+import Foundation
+
+/// A dataset: a typed n-dimensional array in a file.
+///
+/// Shape and element type are read when it opens; values are read on demand, after the
+/// declared size has been checked against the limit and against what the file stores.
+public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
+    /// Dimensions, outermost first; `[]` for a scalar.
+    public let shape: [Int]
+    public let elementType: ElementType
+    /// Element count (1 for a scalar).
+    public let count: Int
+    private let elementSize: Int
+
+    init(file: HDF5File, path: String, handle: Handle) throws {
+        let type = Handle.datatype(H5Dget_type(handle.id))
+        let space = Handle.dataspace(H5Dget_space(handle.id))
+        guard type.id >= 0, space.id >= 0 else {
+            throw HDF5Error(.readFailed, file: file.path, path: path, message: "cannot read the dataset's type or shape",
+                            hdf5Message: HDF5Library.takeErrorMessage())
+        }
+        // Shapes are read before `self` exists, so the extent check runs on a temporary object.
+        let probe = HDF5Object(file: file, path: path, handle: nil)
+        (shape, count) = try probe.extent(of: space.id, what: "dataset")
+        elementType = probe.elementType(of: type.id)
+        elementSize = H5Tget_size(type.id)
+        super.init(file: file, path: path, handle: handle)
+    }
+
+    /// Names of the filters the dataset's data pass through (`deflate`, `shuffle`, ...).
+    public func filters() throws -> [String] {
+        try HDF5Library.locked { try filterList().map(\.name) }
+    }
+
+    /// Reads a floating-point dataset of any width and byte order as Float, row-major.
+    ///
+    /// float16 and float64 are converted by HDF5 (float64 rounds to nearest). The
+    /// corresponding C function is `H5Dread` with `H5T_NATIVE_FLOAT`.
+    public func readFloats() throws -> [Float] {
+        try HDF5Library.locked {
+            guard elementType.isFloat else {
+                throw error(.unsupportedType, "holds \(elementType), not floating-point values", hdf5: false)
+            }
+            try checkReadable()
+            var values = [Float](repeating: 0, count: count)
+            let status = values.withUnsafeMutableBytes {
+                H5Dread(id, chdf5_t_native_float(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
+            }
+            guard status >= 0 else { throw error(.readFailed, "cannot read the dataset's values") }
+            return values
+        }
+    }
+
+    /// Reads an integer dataset (8 to 64 bits, signed or unsigned, either byte order).
+    ///
+    /// The corresponding C function is `H5Dread` with `H5T_NATIVE_INT64`.
+    public func readIntegers() throws -> [Int64] {
+        try HDF5Library.locked {
+            guard elementType.isInteger else {
+                throw error(.unsupportedType, "holds \(elementType), not integers", hdf5: false)
+            }
+            try checkReadable()
+            let type = Handle.datatype(H5Dget_type(id))
+            return try readIntegers(count: count, fileType: type.id, what: "dataset") { mem, buffer in
+                H5Dread(id, mem, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), buffer)
+            }
+        }
+    }
+
+    /// Reads a string dataset (scalar or 1-D), fixed- or variable-length.
+    public func readStrings() throws -> [String] {
+        try HDF5Library.locked {
+            guard case .string = elementType else {
+                throw error(.unsupportedType, "holds \(elementType), not strings", hdf5: false)
+            }
+            let type = Handle.datatype(H5Dget_type(id))
+            return try readStrings(count: count, fileType: type.id, what: "dataset") { mem, buffer in
+                H5Dread(id, mem, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), buffer)
+            }
+        }
+    }
+
+    private struct Filter { let id: H5Z_filter_t; let name: String }
+
+    private func filterList() throws -> [Filter] {
+        let dcpl = Handle.propertyList(H5Dget_create_plist(id))
+        guard dcpl.id >= 0 else { throw error(.readFailed, "cannot read the dataset's creation properties") }
+        let n = H5Pget_nfilters(dcpl.id)
+        guard n >= 0 else { throw error(.readFailed, "cannot read the dataset's filters") }
+        return (0..<n).map { index in
+            var flags: UInt32 = 0
+            var elements = 0
+            var name = [CChar](repeating: 0, count: 256)
+            var config: UInt32 = 0
+            let filter = H5Pget_filter2(dcpl.id, UInt32(index), &flags, &elements, nil, name.count, &name, &config)
+            let text = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return Filter(id: filter, name: text.isEmpty ? "filter \(filter)" : text)
+        }
+    }
+
+    /// Refuses, before any allocation, data that cannot be read: a filter this HDF5 build
+    /// lacks, or a declared size the file cannot back (a 2 KB file declaring a terabyte).
+    private func checkReadable() throws {
+        let filters = try filterList()
+        for filter in filters where H5Zfilter_avail(filter.id) <= 0 {
+            _ = HDF5Library.takeErrorMessage()
+            let known = filter.id == 32000 ? " (h5py's lzf; re-save with gzip or no compression)" : ""
+            throw error(.filterUnavailable,
+                        "needs compression filter '\(filter.name)' (id \(filter.id)), which this HDF5 build lacks\(known)",
+                        hdf5: false)
+        }
+        let needed = count * elementSize
+        guard needed > 0, elementType.isFloat || elementType.isInteger else { return }
+        let stored = Int(H5Dget_storage_size(id))
+        // Uncompressed data must be stored in full; compressed data cannot shrink more than
+        // deflate's limit of about 1032:1.
+        let plausible = filters.isEmpty ? stored >= needed : needed <= stored * 1100 + 4096
+        guard plausible else {
+            throw error(.implausibleSize,
+                        "declares shape \(shape) (\(needed) bytes) but the file stores only \(stored) bytes for it",
+                        hdf5: false)
+        }
+    }
+}

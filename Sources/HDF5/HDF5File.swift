@@ -1,0 +1,96 @@
+import CHDF5
+import Foundation
+
+/// An open HDF5 file.
+///
+/// Objects opened from a file keep it open; the file closes when the last of them is gone,
+/// or at once with `close()`... through ARC, deterministically, in `deinit`.
+public final class HDF5File: @unchecked Sendable {
+    /// The path as the caller gave it; every error names it.
+    public let path: String
+    public let limits: ReadLimits
+    let handle: Handle
+
+    private init(path: String, handle: Handle, limits: ReadLimits) {
+        self.path = path
+        self.handle = handle
+        self.limits = limits
+    }
+
+    /// Opens an existing file read-only.
+    ///
+    /// The corresponding C function is `H5Fopen`.
+    public static func open(_ path: String, limits: ReadLimits = .default) throws -> HDF5File {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw HDF5Error(.cannotOpen, file: path, message: "no such file")
+        }
+        guard !isDirectory.boolValue else {
+            throw HDF5Error(.cannotOpen, file: path, message: "is a directory, not an HDF5 file")
+        }
+        return try HDF5Library.locked {
+            let id = H5Fopen(path, chdf5_f_acc_rdonly(), chdf5_p_default())
+            guard id >= 0 else {
+                let detail = HDF5Library.takeErrorMessage()
+                throw HDF5Error(.cannotOpen, file: path, message: "not a readable HDF5 file", hdf5Message: detail)
+            }
+            return HDF5File(path: path, handle: .file(id), limits: limits)
+        }
+    }
+
+    /// Creates a new file. Fails when the file exists, unless `overwrite`.
+    ///
+    /// The corresponding C function is `H5Fcreate`.
+    public static func create(_ path: String, overwrite: Bool = false) throws -> HDF5File {
+        try HDF5Library.locked {
+            let flags = overwrite ? chdf5_f_acc_trunc() : chdf5_f_acc_excl()
+            let id = H5Fcreate(path, flags, chdf5_p_default(), chdf5_p_default())
+            guard id >= 0 else {
+                let detail = HDF5Library.takeErrorMessage()
+                throw HDF5Error(.cannotCreate, file: path, message: "cannot create the file", hdf5Message: detail)
+            }
+            return HDF5File(path: path, handle: .file(id), limits: .default)
+        }
+    }
+
+    /// The root group, `/`.
+    public var root: HDF5Group {
+        HDF5Group(file: self, path: "/", handle: nil)
+    }
+
+    /// Writes buffered data to disk.
+    ///
+    /// The corresponding C function is `H5Fflush`.
+    public func flush() throws {
+        try HDF5Library.locked {
+            guard H5Fflush(handle.id, H5F_SCOPE_GLOBAL) >= 0 else {
+                throw HDF5Error(.writeFailed, file: path, message: "cannot flush",
+                                hdf5Message: HDF5Library.takeErrorMessage())
+            }
+        }
+    }
+
+    /// The file's size in bytes.
+    ///
+    /// The corresponding C function is `H5Fget_filesize`.
+    public func size() throws -> Int {
+        try HDF5Library.locked {
+            var size: hsize_t = 0
+            guard H5Fget_filesize(handle.id, &size) >= 0 else {
+                throw HDF5Error(.readFailed, file: path, message: "cannot read the file size",
+                                hdf5Message: HDF5Library.takeErrorMessage())
+            }
+            return Int(size)
+        }
+    }
+
+    /// Number of HDF5 objects (files, groups, datasets, attributes, types) open in this
+    /// process; tests use it to prove handles are closed.
+    ///
+    /// The corresponding C function is `H5Fget_obj_count`.
+    public static func openObjectCount() -> Int {
+        HDF5Library.locked {
+            Int(H5Fget_obj_count(chdf5_f_obj_any_file(), chdf5_f_obj_all()))
+        }
+    }
+}

@@ -1,0 +1,255 @@
+// The framework-neutral model: what a recurrent network computes, with no file format in it.
+//
+// Weights follow one convention everywhere in this module: a matrix is row-major
+// `[rows, columns]` with the output along the rows, as `y = W x` (PyTorch's convention).
+// Gate blocks are stacked along the rows, and every weight set declares its own gate order
+// as data (`gateOrder`); the engine permutes blocks into its internal order once, at load.
+
+/// A gate (or block) of a recurrent cell.
+///
+/// A simple RNN has one block, called `.cell`. LSTM uses `.input`, `.forget`, `.cell`,
+/// `.output`; GRU uses `.reset`, `.update`, `.new`.
+public enum Gate: String, Sendable, Hashable, CaseIterable, Codable {
+    case input, forget, cell, output
+    case reset, update, new
+}
+
+/// The kind of recurrent cell.
+public enum CellKind: String, Sendable, Hashable, Codable {
+    case rnn, lstm, gru
+
+    /// The gates a cell of this kind has, as a set (their order is a layout's business).
+    public var gates: Set<Gate> {
+        switch self {
+        case .rnn: return [.cell]
+        case .lstm: return [.input, .forget, .cell, .output]
+        case .gru: return [.reset, .update, .new]
+        }
+    }
+
+    public var gateCount: Int { gates.count }
+}
+
+/// An element-wise (or, for softmax, last-axis) activation function.
+public enum Activation: String, Sendable, Hashable, Codable, CaseIterable {
+    case linear
+    case relu
+    case tanh
+    case sigmoid
+    /// Keras 2 / tf-keras: `clip(0.2·x + 0.5, 0, 1)`.
+    case hardSigmoidKeras2
+    /// Keras 3 (and PyTorch's `Hardsigmoid`): `clip(x/6 + 0.5, 0, 1)`.
+    case hardSigmoid
+    case softmax
+    case elu
+    case selu
+    case softplus
+    case softsign
+    /// `x · sigmoid(x)`.
+    case swish
+    /// Exact GELU: `0.5·x·(1 + erf(x/√2))`.
+    case gelu
+    /// Tanh-approximated GELU.
+    case geluTanh
+}
+
+/// A dense row-major float tensor.
+public struct Tensor: Sendable, Equatable {
+    public var shape: [Int]
+    public var values: [Float]
+
+    public init(shape: [Int], values: [Float]) {
+        precondition(shape.reduce(1, *) == values.count, "Tensor: \(values.count) values for shape \(shape)")
+        self.shape = shape
+        self.values = values
+    }
+
+    public init(zeros shape: [Int]) {
+        self.shape = shape
+        self.values = [Float](repeating: 0, count: shape.reduce(1, *))
+    }
+
+    public var count: Int { values.count }
+}
+
+/// How a GRU applies its reset gate.
+public enum GRUResetRule: String, Sendable, Hashable, Codable {
+    /// PyTorch and Keras `reset_after=True`:
+    /// `n = tanh(W_n x + b_in + r ⊙ (U_n h + b_hn))`.
+    case afterMatmul
+    /// Keras `reset_after=False`: `n = tanh(W_n x + U_n (r ⊙ h) + b_n)`; one bias only.
+    case beforeMatmul
+}
+
+/// The weights of one direction of one recurrent layer.
+///
+/// With `G` gates, hidden size `H`, input size `I` and recurrent (output) size `R`
+/// (`R = P` with a projection, else `H`):
+/// - `inputWeight`: `[G·H, I]`
+/// - `recurrentWeight`: `[G·H, R]`
+/// - `inputBias`, `recurrentBias`: `[G·H]` or absent (absent means zero)
+/// - `projection`: `[P, H]` (LSTM only), `h_t = projection · (o ⊙ tanh(c_t))`
+public struct DirectionWeights: Sendable, Equatable {
+    public var gateOrder: [Gate]
+    public var inputWeight: Tensor
+    public var recurrentWeight: Tensor
+    public var inputBias: Tensor?
+    public var recurrentBias: Tensor?
+    public var projection: Tensor?
+
+    public init(gateOrder: [Gate], inputWeight: Tensor, recurrentWeight: Tensor,
+                inputBias: Tensor? = nil, recurrentBias: Tensor? = nil, projection: Tensor? = nil) {
+        self.gateOrder = gateOrder
+        self.inputWeight = inputWeight
+        self.recurrentWeight = recurrentWeight
+        self.inputBias = inputBias
+        self.recurrentBias = recurrentBias
+        self.projection = projection
+    }
+}
+
+/// How the outputs of a forward and a backward direction are merged.
+public enum MergeMode: String, Sendable, Hashable, Codable {
+    case concat, sum, mul, ave
+}
+
+/// What a recurrent layer emits at a step the mask excludes.
+public enum MaskedOutput: String, Sendable, Hashable, Codable {
+    /// Zero (PyTorch's packed sequences; Keras with `zero_output_for_mask`).
+    case zero
+    /// The output of the last unmasked step (Keras's default), zero before the first one.
+    case carry
+}
+
+/// One recurrent layer: one or two directions over the same input.
+///
+/// A PyTorch `nn.LSTM(num_layers: 2, bidirectional: true)` is two of these, each with two
+/// directions merged by `.concat`. A Keras `Bidirectional(LSTM)` is one.
+public struct RecurrentLayer: Sendable, Equatable {
+    public var kind: CellKind
+    public var inputSize: Int
+    public var hiddenSize: Int
+    /// LSTM projection size (`proj_size`), or nil.
+    public var projectionSize: Int?
+    /// One entry for a unidirectional layer; `[forward, backward]` for a bidirectional one.
+    public var directions: [DirectionWeights]
+    /// Candidate / output activation (tanh for LSTM and GRU; tanh or relu for a simple RNN).
+    public var activation: Activation
+    /// Gate activation (sigmoid unless a Keras file says otherwise). Unused by a simple RNN.
+    public var recurrentActivation: Activation
+    public var gruResetRule: GRUResetRule
+    public var merge: MergeMode
+    /// Keras `go_backwards` on a unidirectional layer: run over the reversed sequence and
+    /// emit outputs in processing order (reversed), as Keras does.
+    public var goBackwards: Bool
+    public var maskedOutput: MaskedOutput
+    /// When false the layer emits only its last output (`[batch, features]`).
+    public var returnSequences: Bool
+
+    public init(kind: CellKind, inputSize: Int, hiddenSize: Int, projectionSize: Int? = nil,
+                directions: [DirectionWeights], activation: Activation = .tanh,
+                recurrentActivation: Activation = .sigmoid, gruResetRule: GRUResetRule = .afterMatmul,
+                merge: MergeMode = .concat, goBackwards: Bool = false,
+                maskedOutput: MaskedOutput = .zero, returnSequences: Bool = true) {
+        self.kind = kind
+        self.inputSize = inputSize
+        self.hiddenSize = hiddenSize
+        self.projectionSize = projectionSize
+        self.directions = directions
+        self.activation = activation
+        self.recurrentActivation = recurrentActivation
+        self.gruResetRule = gruResetRule
+        self.merge = merge
+        self.goBackwards = goBackwards
+        self.maskedOutput = maskedOutput
+        self.returnSequences = returnSequences
+    }
+
+    /// Size of one direction's output and hidden state `h` (`P` with projection, else `H`).
+    public var outputSize: Int { projectionSize ?? hiddenSize }
+    public var isBidirectional: Bool { directions.count == 2 }
+    /// Features per step after merging directions.
+    public var mergedOutputSize: Int { isBidirectional && merge == .concat ? 2 * outputSize : outputSize }
+}
+
+/// A token embedding: ids `[batch, time]` → `[batch, time, dim]`.
+public struct Embedding: Sendable, Equatable {
+    /// `[vocabulary, dim]`.
+    public var table: Tensor
+    /// Keras `mask_zero`: id 0 marks a masked step.
+    public var maskZero: Bool
+
+    public init(table: Tensor, maskZero: Bool = false) {
+        self.table = table
+        self.maskZero = maskZero
+    }
+
+    public var vocabularySize: Int { table.shape[0] }
+    public var dimension: Int { table.shape[1] }
+}
+
+/// A fully connected layer on the last axis: `y = activation(W x + b)`.
+public struct Dense: Sendable, Equatable {
+    /// `[out, in]`.
+    public var weight: Tensor
+    /// `[out]` or absent.
+    public var bias: Tensor?
+    public var activation: Activation
+
+    public init(weight: Tensor, bias: Tensor? = nil, activation: Activation = .linear) {
+        self.weight = weight
+        self.bias = bias
+        self.activation = activation
+    }
+
+    public var inputSize: Int { weight.shape[1] }
+    public var outputSize: Int { weight.shape[0] }
+}
+
+/// How a sequence `[batch, time, features]` becomes a vector `[batch, features]`.
+public enum Readout: String, Sendable, Hashable, Codable {
+    /// The last recurrent layer's final hidden state of its last direction (PyTorch `h_n[-1]`).
+    case lastHidden
+    /// The last recurrent layer's final hidden states, all directions concatenated
+    /// (`torch.cat([h_n[-2], h_n[-1]], 1)` for a bidirectional layer).
+    case lastHiddenAllDirections
+    /// Mean over each sequence's valid (unmasked) steps.
+    case meanOverValidSteps
+    /// Maximum over valid steps.
+    case maxOverValidSteps
+    /// Each sequence's output at its own last valid step.
+    case lastValidStep
+}
+
+/// One step of a model. Layers apply in order; a mask (from lengths, `Masking` or an
+/// embedding with `maskZero`) travels with the data between them.
+public enum Layer: Sendable, Equatable {
+    case embedding(Embedding)
+    /// Keras `Masking`: a step is masked when every feature equals `maskValue`.
+    case masking(maskValue: Float)
+    case recurrent(RecurrentLayer)
+    /// Applies to the last axis of 2-D or 3-D data.
+    case dense(Dense)
+    case activation(Activation)
+    case readout(Readout)
+    /// `[batch, time, features]` → `[batch, time·features]` (static shapes only).
+    case flatten
+}
+
+/// A whole model: an ordered chain of layers.
+public struct Model: Sendable, Equatable {
+    public var layers: [Layer]
+    /// Informational name (a module or layer name from the file).
+    public var name: String
+
+    public init(layers: [Layer], name: String = "model") {
+        self.layers = layers
+        self.name = name
+    }
+
+    /// True when the model starts with an embedding, so it takes token ids.
+    public var takesTokenIDs: Bool {
+        if case .embedding = layers.first { return true }
+        return false
+    }
+}

@@ -1,0 +1,7 @@
+@_exported import RecurrentEngine
+
+/// RecurrentKit: read, convert, run and verify recurrent-network weight files.
+public enum RecurrentKit {
+    /// The toolkit's version (what `rnnkit --version` prints).
+    public static let version = "0.1.0"
+}
