@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import RecurrentKit
 
 @main
@@ -7,6 +8,38 @@ struct RNNKit: ParsableCommand {
         commandName: "rnnkit",
         abstract: "Read, run, verify and convert recurrent-network weight files (PyTorch, Keras).",
         version: RecurrentKit.version,
-        subcommands: []
+        subcommands: [Inspect.self, Run.self, Verify.self]
     )
+
+    /// Every failure is one line on stderr and exit status 2 (usage errors included);
+    /// `verify` exits 1 on a mismatch. Help and version exit 0.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)
+        } catch {
+            let status = exitCode(for: error)
+            if status == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            let message = fullMessage(for: error)
+            FileHandle.standardError.write(Data(("rnnkit: " + message.trimmingCharacters(in: .whitespacesAndNewlines) + "\n").utf8))
+            Foundation.exit(2)
+        }
+    }
+}
+
+/// Runs `body`, turning any library error into one line on stderr and exit status 2.
+func failingWithStatus2<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let code as ExitCode {
+        throw code
+    } catch {
+        FileHandle.standardError.write(Data("rnnkit: error: \(error)\n".utf8))
+        throw ExitCode(2)
+    }
 }

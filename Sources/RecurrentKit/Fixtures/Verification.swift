@@ -1,0 +1,86 @@
+/// The comparison of one computed tensor with the expected one, by numpy's `allclose`
+/// rule: `|actual − expected| ≤ atol + rtol·|expected|` element-wise.
+public struct Comparison: Sendable {
+    public var name: String
+    public var expectedShape: [Int]
+    public var actualShape: [Int]
+    /// Largest `|actual − expected|`.
+    public var maxAbsoluteError: Double
+    /// Largest `|actual − expected| / |expected|` over elements with `expected ≠ 0`.
+    public var maxRelativeError: Double
+    /// Row-major multi-index of the first element outside the tolerance, if any.
+    public var firstMismatch: [Int]?
+    public var mismatchCount: Int
+
+    public var shapesMatch: Bool { expectedShape == actualShape }
+    public var passed: Bool { shapesMatch && mismatchCount == 0 }
+
+    public init(name: String, actual: Tensor, expected: Tensor, atol: Double, rtol: Double) {
+        self.name = name
+        expectedShape = expected.shape
+        actualShape = actual.shape
+        maxAbsoluteError = 0
+        maxRelativeError = 0
+        mismatchCount = 0
+        guard actual.shape == expected.shape else { return }
+        for i in 0..<expected.count {
+            let a = Double(actual.values[i]), e = Double(expected.values[i])
+            let difference = abs(a - e)
+            // NaN never compares close (numpy's default equal_nan=False).
+            let close = difference <= atol + rtol * abs(e)
+            if difference.isNaN || !close {
+                mismatchCount += 1
+                if firstMismatch == nil { firstMismatch = Self.multiIndex(i, shape: expected.shape) }
+            }
+            if difference.isNaN { maxAbsoluteError = .nan; continue }
+            maxAbsoluteError = max(maxAbsoluteError, difference)
+            if e != 0 { maxRelativeError = max(maxRelativeError, difference / abs(e)) }
+        }
+    }
+
+    static func multiIndex(_ flat: Int, shape: [Int]) -> [Int] {
+        var index = [Int](repeating: 0, count: shape.count)
+        var rest = flat
+        for axis in stride(from: shape.count - 1, through: 0, by: -1) {
+            index[axis] = rest % max(shape[axis], 1)
+            rest /= max(shape[axis], 1)
+        }
+        return index
+    }
+}
+
+/// The result of checking a model against a fixture.
+public struct Verification: Sendable {
+    public var atol: Double
+    public var rtol: Double
+    public var comparisons: [Comparison]
+    public var passed: Bool { comparisons.allSatisfy(\.passed) }
+
+    public static let defaultAbsoluteTolerance = 1e-5
+    public static let defaultRelativeTolerance = 1e-4
+
+    /// Runs `model` on the fixture's inputs and compares every `/expected/*` tensor.
+    ///
+    /// Tolerances: the caller's, else the fixture's attributes, else 1e-5 and 1e-4.
+    public init(model: LoadedModel, fixture: Fixture, atol: Double? = nil, rtol: Double? = nil) throws {
+        let atol = atol ?? fixture.atol ?? Self.defaultAbsoluteTolerance
+        let rtol = rtol ?? fixture.rtol ?? Self.defaultRelativeTolerance
+        self.atol = atol
+        self.rtol = rtol
+        let outputs = try model.run(fixture.input, lengths: fixture.lengths, h0: fixture.h0, c0: fixture.c0)
+        comparisons = try fixture.expected.map { name, expected in
+            let actual: Tensor?
+            switch name {
+            case "output": actual = outputs.output
+            case "h_n": actual = outputs.hN
+            case "c_n": actual = outputs.cN
+            default: actual = nil
+            }
+            guard let actual else {
+                throw ModelError(file: fixture.file, path: "/expected/\(name)",
+                                 message: "the model produces no '\(name)' (\(model.isBareRecurrentModule ? "not an output of this module" : "only bare recurrent modules give h_n and c_n"))")
+            }
+            return Comparison(name: name, actual: actual, expected: expected, atol: atol, rtol: rtol)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+/// The PyTorch layout's rules, declared once: gate orders, parameter names and shapes.
+///
+/// See spec/pytorch-layout.md. Weights are stored as PyTorch keeps them, `[G·H, in]`
+/// with gate blocks along the rows, which is also the neutral model's convention, so the
+/// layout only needs to declare the block order.
+enum PyTorchLayout {
+    /// Gate blocks along the rows of `weight_ih`, `weight_hh` and the biases.
+    static func gateOrder(_ kind: CellKind) -> [Gate] {
+        switch kind {
+        case .lstm: return [.input, .forget, .cell, .output]  // i, f, g, o
+        case .gru: return [.reset, .update, .new]              // r, z, n
+        case .rnn: return [.cell]
+        }
+    }
+
+    /// The module type name PyTorch uses for a cell kind.
+    static func moduleType(_ kind: CellKind) -> String {
+        switch kind {
+        case .rnn: return "RNN"
+        case .lstm: return "LSTM"
+        case .gru: return "GRU"
+        }
+    }
+
+    static func cellKind(gateCount: Int) -> CellKind? {
+        switch gateCount {
+        case 1: return .rnn
+        case 3: return .gru
+        case 4: return .lstm
+        default: return nil
+        }
+    }
+
+    /// A recurrent parameter name: `weight_ih_l0`, `bias_hh_l1_reverse`, `weight_hr_l0`.
+    struct ParameterName: Hashable {
+        enum Role: String, CaseIterable { case weight_ih, weight_hh, bias_ih, bias_hh, weight_hr }
+        var role: Role
+        var layer: Int
+        var reverse: Bool
+
+        var text: String { "\(role.rawValue)_l\(layer)\(reverse ? "_reverse" : "")" }
+
+        init(role: Role, layer: Int, reverse: Bool) {
+            self.role = role
+            self.layer = layer
+            self.reverse = reverse
+        }
+
+        init?(_ text: Substring) {
+            guard let match = text.wholeMatch(of: /(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d{1,4})(_reverse)?/),
+                  let role = Role(rawValue: String(match.1)), let layer = Int(match.2) else { return nil }
+            self.init(role: role, layer: layer, reverse: match.3 != nil)
+        }
+    }
+
+    /// Expected shape of each parameter of layer `k`, direction `reverse`.
+    ///
+    /// `G` gates, hidden `H`, projection `P` (0 = none), `R = P > 0 ? P : H`, input `I` for
+    /// layer 0 and `D·R` above.
+    static func expectedShape(_ role: ParameterName.Role, layer: Int, kind: CellKind, inputSize: Int,
+                              hiddenSize: Int, projectionSize: Int, directions: Int) -> [Int] {
+        let rows = kind.gateCount * hiddenSize
+        let recurrent = projectionSize > 0 ? projectionSize : hiddenSize
+        let input = layer == 0 ? inputSize : directions * recurrent
+        switch role {
+        case .weight_ih: return [rows, input]
+        case .weight_hh: return [rows, recurrent]
+        case .bias_ih, .bias_hh: return [rows]
+        case .weight_hr: return [projectionSize, hiddenSize]
+        }
+    }
+}

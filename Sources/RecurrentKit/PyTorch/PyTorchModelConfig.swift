@@ -1,0 +1,183 @@
+import Foundation
+
+/// The `model_config` attribute of a PyTorch-layout file: an ordered list of modules.
+/// Schema in spec/pytorch-layout.md. Unknown types and fields are errors naming them.
+struct PyTorchModelConfig {
+    enum Module {
+        case embedding(name: String, count: Int, dimension: Int)
+        case recurrent(PyTorchReader.RecurrentOptions)
+        case linear(name: String, inFeatures: Int, outFeatures: Int, bias: Bool)
+        case activation(type: String, Activation)
+        case readout(Readout, text: String)
+        /// Modules with no effect at inference (Identity, Dropout).
+        case identity(type: String)
+    }
+
+    var prefix: String
+    var modules: [Module]
+
+    static let format = "recurrentkit.pytorch"
+
+    /// Activation modules by PyTorch class name.
+    static let activations: [String: Activation] = [
+        "ReLU": .relu, "Tanh": .tanh, "Sigmoid": .sigmoid, "Softmax": .softmax, "ELU": .elu,
+        "SELU": .selu, "Softplus": .softplus, "Softsign": .softsign, "SiLU": .swish,
+        "Hardsigmoid": .hardSigmoid,
+    ]
+
+    static let readouts: [String: Readout] = [
+        "last_hidden": .lastHidden, "last_hidden_all_directions": .lastHiddenAllDirections,
+        "mean": .meanOverValidSteps, "max": .maxOverValidSteps, "last_step": .lastValidStep,
+    ]
+
+    init(json: String, file: String) throws {
+        func fail(_ message: String) -> ModelError {
+            ModelError(file: file, path: "model_config", message: message)
+        }
+        guard let data = json.data(using: .utf8),
+              let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw fail("is not a JSON object")
+        }
+        let rootFields = Fields(root, context: "model_config", fail: fail)
+        try rootFields.allow(["format", "version", "modules", "prefix"])
+        if let format = try rootFields.string("format"), format != Self.format {
+            throw fail("format is '\(format)', expected '\(Self.format)'")
+        }
+        if let version = try rootFields.int("version"), version != 1 {
+            throw fail("version \(version) is not supported (this build reads version 1)")
+        }
+        prefix = try rootFields.string("prefix") ?? ""
+        guard let list = root["modules"] as? [Any] else { throw fail("needs a 'modules' array") }
+        modules = try list.enumerated().map { index, item in
+            guard let object = item as? [String: Any] else { throw fail("modules[\(index)] is not an object") }
+            return try Self.module(object, index: index, fail: fail)
+        }
+    }
+
+    private static func module(_ object: [String: Any], index: Int, fail: @escaping (String) -> ModelError) throws -> Module {
+        guard let type = object["type"] as? String else { throw fail("modules[\(index)] has no 'type'") }
+        let fields = Fields(object, context: "modules[\(index)] (\(type))", fail: fail)
+        func name() throws -> String {
+            guard let name = try fields.string("name"), !name.isEmpty else {
+                throw fail("modules[\(index)] (\(type)) needs a 'name' (its parameters' key prefix)")
+            }
+            return name
+        }
+        switch type {
+        case "Embedding":
+            try fields.allow(["type", "name", "num_embeddings", "embedding_dim", "padding_idx"])
+            return .embedding(name: try name(), count: try fields.require(fields.int("num_embeddings"), "num_embeddings"),
+                              dimension: try fields.require(fields.int("embedding_dim"), "embedding_dim"))
+        case "RNN", "LSTM", "GRU":
+            var allowed = ["type", "name", "input_size", "hidden_size", "num_layers", "bidirectional", "bias",
+                           "batch_first", "dropout"]
+            if type == "RNN" { allowed.append("nonlinearity") }
+            if type == "LSTM" { allowed.append("proj_size") }
+            try fields.allow(allowed)
+            if let batchFirst = try fields.bool("batch_first"), !batchFirst {
+                throw fail("modules[\(index)] (\(type)): batch_first false is not supported; inputs are batch-first")
+            }
+            var options = PyTorchReader.RecurrentOptions(name: try name())
+            options.kind = type == "RNN" ? .rnn : type == "LSTM" ? .lstm : .gru
+            options.inputSize = try fields.require(fields.int("input_size"), "input_size")
+            options.hiddenSize = try fields.require(fields.int("hidden_size"), "hidden_size")
+            options.numLayers = try fields.int("num_layers") ?? 1
+            options.bidirectional = try fields.bool("bidirectional") ?? false
+            options.bias = try fields.bool("bias") ?? true
+            options.projectionSize = try fields.int("proj_size") ?? 0
+            switch try fields.string("nonlinearity") ?? "tanh" {
+            case "tanh": options.nonlinearity = .tanh
+            case "relu": options.nonlinearity = .relu
+            case let other: throw fail("modules[\(index)] (RNN): nonlinearity '\(other)' is not tanh or relu")
+            }
+            return .recurrent(options)
+        case "Linear":
+            try fields.allow(["type", "name", "in_features", "out_features", "bias"])
+            return .linear(name: try name(), inFeatures: try fields.require(fields.int("in_features"), "in_features"),
+                           outFeatures: try fields.require(fields.int("out_features"), "out_features"),
+                           bias: try fields.bool("bias") ?? true)
+        case "Readout":
+            try fields.allow(["type", "mode"])
+            let mode = try fields.require(fields.string("mode"), "mode")
+            guard let readout = readouts[mode] else {
+                throw fail("modules[\(index)] (Readout): mode '\(mode)' is not one of \(readouts.keys.sorted().joined(separator: ", "))")
+            }
+            return .readout(readout, text: mode)
+        case "GELU":
+            try fields.allow(["type", "approximate"])
+            switch try fields.string("approximate") ?? "none" {
+            case "none": return .activation(type: type, .gelu)
+            case "tanh": return .activation(type: type, .geluTanh)
+            case let other: throw fail("modules[\(index)] (GELU): approximate '\(other)' is not none or tanh")
+            }
+        case "Softmax":
+            try fields.allow(["type", "dim"])
+            if let dim = try fields.int("dim"), dim != -1 {
+                throw fail("modules[\(index)] (Softmax): only dim -1 (the last axis) is supported, got \(dim)")
+            }
+            return .activation(type: type, .softmax)
+        case "Identity", "Dropout":
+            try fields.allow(["type", "p", "name"])
+            return .identity(type: type)
+        default:
+            if let activation = activations[type] {
+                try fields.allow(["type", "name"])
+                return .activation(type: type, activation)
+            }
+            throw fail("modules[\(index)]: module type '\(type)' is not supported")
+        }
+    }
+
+    /// Typed access to a JSON object's fields, with errors that name the field.
+    private struct Fields {
+        let object: [String: Any]
+        let context: String
+        let fail: (String) -> ModelError
+
+        init(_ object: [String: Any], context: String, fail: @escaping (String) -> ModelError) {
+            self.object = object
+            self.context = context
+            self.fail = fail
+        }
+
+        func allow(_ names: [String]) throws {
+            if let unknown = object.keys.sorted().first(where: { !names.contains($0) }) {
+                throw fail("\(context): unknown field '\(unknown)'")
+            }
+        }
+
+        func string(_ key: String) throws -> String? {
+            guard let value = object[key], !(value is NSNull) else { return nil }
+            guard let text = value as? String else { throw fail("\(context): '\(key)' must be a string") }
+            return text
+        }
+
+        func int(_ key: String) throws -> Int? {
+            guard let value = object[key], !(value is NSNull) else { return nil }
+            guard let number = value as? NSNumber, !isBool(number),
+                  let int = Int(exactly: number.doubleValue), int >= 0 || key == "dim" || key == "padding_idx" else {
+                throw fail("\(context): '\(key)' must be a non-negative integer")
+            }
+            return int
+        }
+
+        func bool(_ key: String) throws -> Bool? {
+            guard let value = object[key], !(value is NSNull) else { return nil }
+            guard let number = value as? NSNumber, isBool(number) else {
+                throw fail("\(context): '\(key)' must be true or false")
+            }
+            return number.boolValue
+        }
+
+        func require<T>(_ value: T?, _ key: String) throws -> T {
+            guard let value else { throw fail("\(context): missing '\(key)'") }
+            return value
+        }
+
+        private func isBool(_ number: NSNumber) -> Bool {
+            // JSONSerialization gives NSNumber for both (and `is Bool` holds for 0 and 1);
+            // only true and false report the Objective-C type "c".
+            String(cString: number.objCType) == "c"
+        }
+    }
+}

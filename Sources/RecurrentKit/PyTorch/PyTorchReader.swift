@@ -1,0 +1,248 @@
+import Foundation
+import HDF5
+
+/// Reads the PyTorch layout (a state_dict in HDF5, optionally with `model_config`) into the
+/// neutral model. Translate first, then load strictly: every key must be used, every shape
+/// must match.
+enum PyTorchReader {
+    /// A state_dict: dotted key → tensor. Nested groups read as dots.
+    struct StateDict {
+        let file: String
+        var entries: [String: StoredTensor]
+        var unused: Set<String>
+
+        init(store: WeightStore, file: String) throws {
+            self.file = file
+            var entries: [String: StoredTensor] = [:]
+            for (path, stored) in store.tensors {
+                let key = path.replacingOccurrences(of: "/", with: ".")
+                if let other = entries[key] {
+                    throw ModelError(file: file, path: stored.path,
+                                     message: "key '\(key)' is stored twice (also at \(other.path))")
+                }
+                entries[key] = stored
+            }
+            self.entries = entries
+            self.unused = Set(entries.keys)
+        }
+
+        func has(_ key: String) -> Bool { entries[key] != nil }
+
+        /// Takes a tensor, checking its shape.
+        mutating func take(_ key: String, shape: [Int], layer: String) throws -> Tensor {
+            guard let stored = entries[key] else {
+                throw ModelError(file: file, path: key, layer: layer,
+                                 message: "missing key (expected shape \(shapeText(shape)))")
+            }
+            guard stored.tensor.shape == shape else {
+                throw ModelError(file: file, path: key, layer: layer,
+                                 message: "has shape \(shapeText(stored.tensor.shape)), expected \(shapeText(shape))")
+            }
+            unused.remove(key)
+            return stored.tensor
+        }
+
+        func shape(_ key: String) -> [Int]? { entries[key]?.tensor.shape }
+
+        /// Fails on keys nothing used, naming them.
+        func checkAllUsed() throws {
+            guard let first = unused.sorted().first else { return }
+            let shape = entries[first].map { shapeText($0.tensor.shape) } ?? "?"
+            let more = unused.count > 1 ? " (and \(unused.count - 1) more)" : ""
+            throw ModelError(file: file, path: first,
+                             message: "unexpected key with shape \(shape)\(more): it belongs to no module of the model")
+        }
+    }
+
+    static func read(_ hdf5: HDF5File) throws -> LoadedModel {
+        let file = hdf5.path
+        let store = try WeightStore(group: hdf5.root, file: file)
+        var dict = try StateDict(store: store, file: file)
+        var summaries: [LayerSummary] = []
+        let model: Model
+        let bare: Bool
+        if let configText = try hdf5.root.attribute("model_config")?.stringValue {
+            let config = try PyTorchModelConfig(json: configText, file: file)
+            model = try build(config, dict: &dict, summaries: &summaries)
+            bare = false
+        } else {
+            let prefix = try bareModulePrefix(dict, file: file)
+            let options = RecurrentOptions(name: prefix.isEmpty ? "(root)" : String(prefix.dropLast()))
+            let layers = try readRecurrent(prefix: prefix, options: options, dict: &dict, summaries: &summaries)
+            model = Model(layers: layers.map { .recurrent($0) }, name: options.name)
+            bare = true
+        }
+        try dict.checkAllUsed()
+        return try LoadedModel(file: file, layout: .pytorch, model: model, isBareRecurrentModule: bare,
+                               summaries: summaries, storedTypes: store.storedTypes,
+                               compressed: store.tensors.values.contains { $0.compressed })
+    }
+
+    /// The common prefix of a file that holds exactly one recurrent module (`""`, `rnn.`,
+    /// `encoder.rnn.`).
+    static func bareModulePrefix(_ dict: StateDict, file: String) throws -> String {
+        guard !dict.entries.isEmpty else {
+            throw ModelError(file: file, message: "holds no float datasets: not a PyTorch state_dict")
+        }
+        var prefixes: [String: [String]] = [:]
+        for key in dict.entries.keys.sorted() {
+            let parts = key.split(separator: ".", omittingEmptySubsequences: false)
+            guard let last = parts.last, ParameterName(last) != nil else {
+                throw ModelError(file: file, path: key,
+                                 message: "is not a parameter of nn.RNN/nn.LSTM/nn.GRU; a file with other modules needs a model_config attribute (see spec/pytorch-layout.md)")
+            }
+            let prefix = parts.dropLast().map { $0 + "." }.joined()
+            prefixes[prefix, default: []].append(key)
+        }
+        guard prefixes.count == 1, let prefix = prefixes.keys.first else {
+            let names = prefixes.keys.sorted().map { $0.isEmpty ? "(root)" : String($0.dropLast()) }
+            throw ModelError(file: file,
+                             message: "holds several recurrent modules (\(names.joined(separator: ", "))); describe the model with a model_config attribute")
+        }
+        return prefix
+    }
+
+    typealias ParameterName = PyTorchLayout.ParameterName
+
+    /// Options of one nn.RNN / nn.LSTM / nn.GRU; nil fields are detected from the shapes.
+    struct RecurrentOptions {
+        var name: String
+        var kind: CellKind?
+        var inputSize: Int?
+        var hiddenSize: Int?
+        var numLayers: Int?
+        var bidirectional: Bool?
+        var bias: Bool?
+        var projectionSize: Int?
+        var nonlinearity: Activation = .tanh
+    }
+
+    /// Reads one recurrent module's parameters (keys `<prefix><param>`) as neutral layers,
+    /// one per PyTorch layer.
+    static func readRecurrent(prefix: String, options: RecurrentOptions, dict: inout StateDict,
+                              summaries: inout [LayerSummary]) throws -> [RecurrentLayer] {
+        let file = dict.file
+        let name = options.name
+        var names: [ParameterName] = []
+        for key in dict.entries.keys where key.hasPrefix(prefix) {
+            let rest = key.dropFirst(prefix.count)
+            if let parameter = ParameterName(rest) { names.append(parameter) }
+        }
+        let hh0 = prefix + "weight_hh_l0"
+        guard let hhShape = dict.shape(hh0), hhShape.count == 2 else {
+            throw ModelError(file: file, path: hh0, layer: name,
+                             message: dict.has(hh0) ? "must be 2-D, has shape \(shapeText(dict.shape(hh0)!))" : "missing key")
+        }
+        let ih0 = prefix + "weight_ih_l0"
+        guard let ihShape = dict.shape(ih0), ihShape.count == 2 else {
+            throw ModelError(file: file, path: ih0, layer: name,
+                             message: dict.has(ih0) ? "must be 2-D, has shape \(shapeText(dict.shape(ih0)!))" : "missing key")
+        }
+        let hr0 = prefix + "weight_hr_l0"
+        let detectedProjection = dict.shape(hr0).flatMap { $0.count == 2 ? $0[0] : nil } ?? 0
+        let projection = options.projectionSize ?? detectedProjection
+        let detectedHidden = projection > 0 ? (dict.shape(hr0).flatMap { $0.count == 2 ? $0[1] : nil } ?? 0) : hhShape[1]
+        let hidden = options.hiddenSize ?? detectedHidden
+        guard hidden > 0, hhShape[0] % hidden == 0 else {
+            throw ModelError(file: file, path: hh0, layer: name,
+                             message: "shape \(shapeText(hhShape)) is not a whole number of gate blocks of hidden size \(hidden)")
+        }
+        let detectedKind = PyTorchLayout.cellKind(gateCount: hhShape[0] / hidden)
+        guard let kind = options.kind ?? detectedKind else {
+            throw ModelError(file: file, path: hh0, layer: name,
+                             message: "shape \(shapeText(hhShape)) gives \(hhShape[0] / hidden) gate blocks of \(hidden); expected 1 (RNN), 3 (GRU) or 4 (LSTM)")
+        }
+        if projection > 0 && kind != .lstm {
+            throw ModelError(file: file, path: hr0, layer: name, message: "only an LSTM has a projection (weight_hr)")
+        }
+        let layerCount = options.numLayers ?? ((names.map(\.layer).max() ?? 0) + 1)
+        for parameter in names where parameter.layer >= layerCount {
+            throw ModelError(file: file, path: prefix + parameter.text, layer: name,
+                             message: "layer \(parameter.layer) is beyond num_layers = \(layerCount)")
+        }
+        let bidirectional = options.bidirectional ?? names.contains { $0.reverse }
+        let bias = options.bias ?? dict.has(prefix + "bias_ih_l0")
+        let directions = bidirectional ? 2 : 1
+        let inputSize = options.inputSize ?? ihShape[1]
+        let activation = kind == .rnn ? options.nonlinearity : .tanh
+        let order = PyTorchLayout.gateOrder(kind)
+
+        var layers: [RecurrentLayer] = []
+        var parameterCount = 0
+        for k in 0..<layerCount {
+            var weights: [DirectionWeights] = []
+            for reverse in (bidirectional ? [false, true] : [false]) {
+                func take(_ role: ParameterName.Role) throws -> Tensor {
+                    let key = prefix + ParameterName(role: role, layer: k, reverse: reverse).text
+                    let shape = PyTorchLayout.expectedShape(role, layer: k, kind: kind, inputSize: inputSize,
+                                                            hiddenSize: hidden, projectionSize: projection,
+                                                            directions: directions)
+                    let tensor = try dict.take(key, shape: shape, layer: name)
+                    parameterCount += tensor.count
+                    return tensor
+                }
+                weights.append(DirectionWeights(
+                    gateOrder: order,
+                    inputWeight: try take(.weight_ih),
+                    recurrentWeight: try take(.weight_hh),
+                    inputBias: bias ? try take(.bias_ih) : nil,
+                    recurrentBias: bias ? try take(.bias_hh) : nil,
+                    projection: projection > 0 ? try take(.weight_hr) : nil))
+            }
+            let layerInput = k == 0 ? inputSize : directions * (projection > 0 ? projection : hidden)
+            layers.append(RecurrentLayer(kind: kind, inputSize: layerInput, hiddenSize: hidden,
+                                         projectionSize: projection > 0 ? projection : nil, directions: weights,
+                                         activation: activation, merge: .concat, maskedOutput: .zero,
+                                         returnSequences: true))
+        }
+        var details: [(String, String)] = [
+            ("input_size", "\(inputSize)"), ("hidden_size", "\(hidden)"), ("num_layers", "\(layerCount)"),
+            ("bidirectional", "\(bidirectional)"), ("bias", "\(bias)"),
+        ]
+        if projection > 0 { details.append(("proj_size", "\(projection)")) }
+        if kind == .rnn { details.append(("nonlinearity", activation == .relu ? "relu" : "tanh")) }
+        summaries.append(LayerSummary(name: name, type: PyTorchLayout.moduleType(kind), details: details,
+                                      gateOrder: order, parameterCount: parameterCount))
+        return layers
+    }
+
+    /// Builds a whole model from `model_config`.
+    static func build(_ config: PyTorchModelConfig, dict: inout StateDict, summaries: inout [LayerSummary]) throws -> Model {
+        var layers: [Layer] = []
+        let prefix = config.prefix
+        let file = dict.file
+        for module in config.modules {
+            switch module {
+            case let .embedding(name, count, dimension):
+                let table = try dict.take(prefix + name + ".weight", shape: [count, dimension], layer: name)
+                layers.append(.embedding(Embedding(table: table)))
+                summaries.append(LayerSummary(name: name, type: "Embedding",
+                                              details: [("num_embeddings", "\(count)"), ("embedding_dim", "\(dimension)")],
+                                              gateOrder: nil, parameterCount: table.count))
+            case let .recurrent(options):
+                let recurrent = try readRecurrent(prefix: prefix + options.name + ".", options: options, dict: &dict,
+                                                  summaries: &summaries)
+                layers += recurrent.map { .recurrent($0) }
+            case let .linear(name, inFeatures, outFeatures, bias):
+                let weight = try dict.take(prefix + name + ".weight", shape: [outFeatures, inFeatures], layer: name)
+                let b = bias ? try dict.take(prefix + name + ".bias", shape: [outFeatures], layer: name) : nil
+                layers.append(.dense(Dense(weight: weight, bias: b)))
+                summaries.append(LayerSummary(name: name, type: "Linear",
+                                              details: [("in_features", "\(inFeatures)"), ("out_features", "\(outFeatures)"), ("bias", "\(bias)")],
+                                              gateOrder: nil, parameterCount: weight.count + (b?.count ?? 0)))
+            case let .activation(type, activation):
+                layers.append(.activation(activation))
+                summaries.append(LayerSummary(name: "", type: type, details: [], gateOrder: nil, parameterCount: 0))
+            case let .readout(readout, text):
+                layers.append(.readout(readout))
+                summaries.append(LayerSummary(name: "", type: "Readout", details: [("mode", text)], gateOrder: nil, parameterCount: 0))
+            case .identity(let type):
+                summaries.append(LayerSummary(name: "", type: type, details: [("effect", "none at inference")], gateOrder: nil, parameterCount: 0))
+            }
+        }
+        guard !layers.isEmpty else {
+            throw ModelError(file: file, path: "model_config", message: "lists no modules")
+        }
+        return Model(layers: layers, name: "model")
+    }
+}

@@ -1,0 +1,40 @@
+import ArgumentParser
+import RecurrentKit
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a model on inputs from an HDF5 file and write its outputs.",
+        discussion: """
+        IN holds /inputs ([batch, time, features] floats, or [batch, time] token ids) and \
+        optionally /lengths ([batch]), /h0 and /c0. OUT gets /output, plus /h_n (and /c_n) \
+        for a bare recurrent module. OUT is written atomically.
+        """)
+
+    @Argument(help: "The model file.")
+    var model: String
+
+    @Option(name: .long, help: "HDF5 file with /inputs (and /lengths, /h0, /c0).")
+    var input: String
+
+    @Option(name: .long, help: "HDF5 file to write.")
+    var output: String
+
+    func validate() throws {
+        guard output != input, output != model else {
+            throw ValidationError("--output must differ from the model and the input file")
+        }
+    }
+
+    func run() throws {
+        try failingWithStatus2 {
+            let loaded = try LoadedModel(contentsOf: model)
+            let inputs = try InputFile(contentsOf: input)
+            let outputs = try loaded.run(inputs.input, lengths: inputs.lengths, h0: inputs.h0, c0: inputs.c0)
+            try outputs.write(to: output)
+            var shapes = "output \(outputs.output.shape)"
+            if let hN = outputs.hN { shapes += ", h_n \(hN.shape)" }
+            if let cN = outputs.cN { shapes += ", c_n \(cN.shape)" }
+            print("wrote \(output): \(shapes)")
+        }
+    }
+}
