@@ -30,8 +30,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "HDF5Tests", dependencies: ["HDF5"], resources: []),
+        // Helpers shared by the test targets: where the committed fixtures are, temporary folders.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
         .testTarget(name: "RecurrentEngineTests", dependencies: ["RecurrentEngine"]),
-        .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5"]),
+        .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5", "TestSupport", "rnnkit"]),
     ]
 )

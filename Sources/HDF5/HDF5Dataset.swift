@@ -68,6 +68,24 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         }
     }
 
+    /// Reads an unsigned integer dataset as UInt64 (for uint64 values over `Int64.max`).
+    ///
+    /// The corresponding C function is `H5Dread` with `H5T_NATIVE_UINT64`.
+    public func readUnsignedIntegers() throws -> [UInt64] {
+        try HDF5Library.locked {
+            guard case .integer(_, false, _) = elementType else {
+                throw error(.unsupportedType, "holds \(elementType), not unsigned integers", hdf5: false)
+            }
+            try checkReadable()
+            var values = [UInt64](repeating: 0, count: count)
+            let status = values.withUnsafeMutableBytes {
+                H5Dread(id, chdf5_t_native_uint64(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
+            }
+            guard status >= 0 else { throw error(.readFailed, "cannot read the dataset's values") }
+            return values
+        }
+    }
+
     /// Reads a string dataset (scalar or 1-D), fixed- or variable-length.
     public func readStrings() throws -> [String] {
         try HDF5Library.locked {

@@ -25,8 +25,10 @@ struct RNNKit: ParsableCommand {
                 print(fullMessage(for: error))
                 Foundation.exit(0)
             }
-            let message = fullMessage(for: error)
-            FileHandle.standardError.write(Data(("rnnkit: " + message.trimmingCharacters(in: .whitespacesAndNewlines) + "\n").utf8))
+            // ArgumentParser's message may span lines (usage after it); one line is kept.
+            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+            FileHandle.standardError.write(Data("rnnkit: error: \(text) (see 'rnnkit --help')\n".utf8))
             Foundation.exit(2)
         }
     }

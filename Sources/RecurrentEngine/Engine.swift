@@ -1,0 +1,346 @@
+// The inference engine: validates and prepares a model once, then runs it on inputs.
+
+/// Runs a `Model` on batches of sequences.
+///
+/// Creating an engine validates every weight against the declared sizes and prepares the
+/// weights for the recurrence (gate blocks in one internal order, transposed matrices,
+/// pre-summed biases); `run` then only validates its input. An engine is immutable and can
+/// be shared between tasks.
+public final class Engine: Sendable {
+    /// The model as given.
+    public let model: Model
+    let layers: [PreparedLayer]
+    /// Indices in `model.layers` of the recurrent layers, in order.
+    let recurrentIndices: [Int]
+
+    /// Validates `model` and prepares its weights.
+    ///
+    /// Throws `EngineError` naming the layer for any inconsistency: a gate order that is not a
+    /// permutation of the cell's gates, a weight whose shape disagrees with the declared
+    /// sizes, a layer whose input size differs from what the previous layer emits, a layer
+    /// that needs a time axis after one that removed it.
+    public init(model: Model) throws {
+        self.model = model
+        self.layers = try _prepare(model)
+        self.recurrentIndices = model.layers.indices.filter {
+            if case .recurrent = model.layers[$0] { return true }
+            return false
+        }
+    }
+
+    /// The recurrent layers of the model, in order (one `RecurrentState` each).
+    public var recurrentLayers: [RecurrentLayer] {
+        recurrentIndices.map {
+            guard case .recurrent(let layer) = model.layers[$0] else { preconditionFailure("not recurrent") }
+            return layer
+        }
+    }
+
+    /// Zero states for every recurrent layer at `batch`.
+    public func zeroStates(batch: Int) -> [RecurrentState] {
+        recurrentLayers.map { layer in
+            let d = layer.directions.count
+            return RecurrentState(h: Tensor(zeros: [d, batch, layer.outputSize]),
+                                  c: layer.kind == .lstm ? Tensor(zeros: [d, batch, layer.hiddenSize]) : nil)
+        }
+    }
+
+    /// Runs the model on a batch.
+    ///
+    /// - Parameters:
+    ///   - input: features `[batch, time, features]` or token ids `[batch, time]`;
+    ///   - lengths: `[batch]`, each in `0...time`: step `t` of sequence `b` is valid iff
+    ///     `t < lengths[b]` (right padding, as `pack_padded_sequence`). It combines with masks
+    ///     from `.masking` layers and `maskZero` embeddings by logical and.
+    ///   - initialStates: one per recurrent layer (`h` `[D, batch, outputSize]`, `c`
+    ///     `[D, batch, hiddenSize]` for LSTM); zeros when nil.
+    /// - Returns: the output (`[batch, time, features]` or `[batch, features]`) and the final
+    ///   state of every recurrent layer.
+    public func run(_ input: ModelInput, lengths: [Int]? = nil,
+                    initialStates: [RecurrentState]? = nil) throws -> RunResult {
+        let start = try _start(input)
+        var lengthMask: [Bool]?
+        if let lengths {
+            guard let time = start.time else {
+                throw EngineError(message: "lengths given, but the input \(_shapeString(start.shape)) has no time axis")
+            }
+            guard lengths.count == start.batch else {
+                throw EngineError(message: "lengths has \(lengths.count) entries, expected one per batch row (\(start.batch))")
+            }
+            var mask = [Bool](repeating: false, count: start.batch * time)
+            for (b, length) in lengths.enumerated() {
+                guard (0...time).contains(length) else {
+                    throw EngineError(message: "lengths[\(b)] is \(length), expected a value in 0...\(time)")
+                }
+                for t in 0..<length { mask[b * time + t] = true }
+            }
+            lengthMask = mask
+        }
+        var states = try _layerStates(initialStates, batch: start.batch)
+        let output = try _forward(start, mask: lengthMask, states: &states)
+        return RunResult(output: Tensor(shape: output.shape, values: output.values),
+                         finalStates: _publicStates(states, batch: start.batch))
+    }
+
+    // MARK: - Internals shared with streaming
+
+    /// The input before the first layer.
+    enum _Start {
+        case features(_Flow)
+        case tokens(ids: [Int], batch: Int, time: Int)
+
+        var batch: Int {
+            switch self {
+            case .features(let flow): return flow.batch
+            case .tokens(_, let batch, _): return batch
+            }
+        }
+        var time: Int? {
+            switch self {
+            case .features(let flow): return flow.time
+            case .tokens(_, _, let time): return time
+            }
+        }
+        var shape: [Int] {
+            switch self {
+            case .features(let flow): return flow.shape
+            case .tokens(_, let batch, let time): return [batch, time]
+            }
+        }
+    }
+
+    /// Checks the input's own consistency and its kind against the first layer.
+    func _start(_ input: ModelInput) throws -> _Start {
+        switch input {
+        case .features(let tensor):
+            if model.takesTokenIDs {
+                throw EngineError(layerIndex: 0, layerKind: "embedding", message: "the model takes token ids, but the input is float features \(_shapeString(tensor.shape))")
+            }
+            guard tensor.values.count == tensor.shape.reduce(1, *) else {
+                throw EngineError(message: "input has \(tensor.values.count) values for shape \(_shapeString(tensor.shape))")
+            }
+            switch tensor.shape.count {
+            case 3:
+                return .features(_Flow(values: tensor.values, batch: tensor.shape[0], time: tensor.shape[1],
+                                       features: tensor.shape[2], mask: nil))
+            case 2:
+                return .features(_Flow(values: tensor.values, batch: tensor.shape[0], time: nil,
+                                       features: tensor.shape[1], mask: nil))
+            default:
+                throw EngineError(message: "input has shape \(_shapeString(tensor.shape)), expected [batch, time, features] or [batch, features]")
+            }
+        case .tokens(let ids, let batch, let time):
+            guard model.takesTokenIDs else {
+                throw EngineError(message: "the input is token ids, but the model does not start with an embedding")
+            }
+            guard batch >= 0, time >= 0, ids.count == batch * time else {
+                throw EngineError(message: "\(ids.count) token ids for [batch, time] = [\(batch), \(time)]")
+            }
+            return .tokens(ids: ids, batch: batch, time: time)
+        }
+    }
+
+    /// Validates initial states (or makes zeros) as flat per-layer arrays.
+    func _layerStates(_ given: [RecurrentState]?, batch: Int) throws -> [_LayerState] {
+        let recurrent = recurrentLayers
+        if let given, given.count != recurrent.count {
+            throw EngineError(message: "\(given.count) initial states given, expected one per recurrent layer (\(recurrent.count))")
+        }
+        var states: [_LayerState] = []
+        for (k, layer) in recurrent.enumerated() {
+            let d = layer.directions.count
+            let hShape = [d, batch, layer.outputSize]
+            let cShape = [d, batch, layer.hiddenSize]
+            let checker = _LayerChecker(index: recurrentIndices[k], kind: layer.kind.rawValue)
+            guard let state = given?[k] else {
+                states.append(_LayerState(
+                    h: [Float](repeating: 0, count: hShape.reduce(1, *)),
+                    c: layer.kind == .lstm ? [Float](repeating: 0, count: cShape.reduce(1, *)) : nil,
+                    carried: [Float](repeating: 0, count: hShape.reduce(1, *))))
+                continue
+            }
+            try checker.check(state.h, hShape, "initial state h")
+            if layer.kind == .lstm {
+                guard let c = state.c else {
+                    throw checker.error("initial state has no c; an LSTM needs c \(_shapeString(cShape))")
+                }
+                try checker.check(c, cShape, "initial state c")
+            } else if let c = state.c {
+                throw checker.error("initial state has c \(_shapeString(c.shape)), but a \(layer.kind.rawValue) layer has no cell state")
+            }
+            states.append(_LayerState(h: state.h.values, c: state.c?.values,
+                                      carried: [Float](repeating: 0, count: hShape.reduce(1, *))))
+        }
+        return states
+    }
+
+    /// Turns internal states into `RecurrentState`s.
+    func _publicStates(_ states: [_LayerState], batch: Int) -> [RecurrentState] {
+        zip(recurrentLayers, states).map { layer, state in
+            let d = layer.directions.count
+            return RecurrentState(h: Tensor(shape: [d, batch, layer.outputSize], values: state.h),
+                                  c: state.c.map { Tensor(shape: [d, batch, layer.hiddenSize], values: $0) })
+        }
+    }
+
+    /// Applies every layer in order. `mask` (`[batch, time]`) is the mask from lengths, if any.
+    func _forward(_ start: _Start, mask: [Bool]?, states: inout [_LayerState]) throws -> _Flow {
+        var flow: _Flow
+        var layerIndices = layers.indices[...]
+        switch start {
+        case .features(let input):
+            flow = input
+        case .tokens(let ids, let batch, let time):
+            guard case .embedding(let table, let vocabulary, let dimension, let maskZero) = layers.first else {
+                preconditionFailure("checked by _start")
+            }
+            flow = try _embed(ids: ids, batch: batch, time: time, table: table, vocabulary: vocabulary,
+                              dimension: dimension, maskZero: maskZero)
+            layerIndices = layerIndices.dropFirst()
+        }
+        if let mask { flow.intersectMask(mask) }
+
+        var recurrentOrdinal = 0
+        // Final h ([D, B, R]) of the most recent recurrent layer, for `.lastHidden` readouts.
+        var lastFinal: (h: [Float], directions: Int, size: Int)?
+
+        for index in layerIndices {
+            let checker = _LayerChecker(index: index, kind: model.layers[index].kindName)
+            switch layers[index] {
+            case .embedding:
+                throw checker.error("an embedding must be the first layer")
+
+            case .masking(let value):
+                guard let time = flow.time else {
+                    throw checker.error("needs data with a time axis [batch, time, features], got \(_shapeString(flow.shape))")
+                }
+                var stepMask = [Bool](repeating: false, count: flow.batch * time)
+                let f = flow.features
+                for row in 0..<(flow.batch * time) {
+                    var allEqual = true
+                    for j in 0..<f where flow.values[row * f + j] != value { allEqual = false; break }
+                    stepMask[row] = !allEqual
+                }
+                flow.intersectMask(stepMask)
+
+            case .recurrent(let layer):
+                guard flow.time != nil else {
+                    throw checker.error("needs data with a time axis [batch, time, features], got \(_shapeString(flow.shape))")
+                }
+                guard flow.features == layer.inputSize else {
+                    throw checker.error("input has \(flow.features) features, expected \(layer.inputSize) (input size)")
+                }
+                flow = _runRecurrent(layer, flow: flow, state: &states[recurrentOrdinal])
+                lastFinal = (states[recurrentOrdinal].h, layer.directionCount, layer.outputSize)
+                recurrentOrdinal += 1
+
+            case .dense(let dense):
+                guard flow.features == dense.inputSize else {
+                    throw checker.error("input has \(flow.features) features, expected \(dense.inputSize) (input size)")
+                }
+                let rows = flow.values.count / max(1, flow.features)
+                var y = [Float](repeating: 0, count: rows * dense.outputSize)
+                if rows > 0 { y.withUnsafeMutableBufferPointer { yp in
+                    flow.values.withUnsafeBufferPointer { x in
+                        dense.weightT.withUnsafeBufferPointer { w in
+                            if let bias = dense.bias {
+                                bias.withUnsafeBufferPointer { bp in
+                                    _affine(x: x.baseAddress, rows: rows, inputs: dense.inputSize, weightT: w.baseAddress!,
+                                            outputs: dense.outputSize, bias: bp.baseAddress, into: yp.baseAddress!)
+                                }
+                            } else {
+                                _affine(x: x.baseAddress, rows: rows, inputs: dense.inputSize, weightT: w.baseAddress!,
+                                        outputs: dense.outputSize, bias: nil, into: yp.baseAddress!)
+                            }
+                        }
+                    }
+                    dense.activation.apply(to: yp, rowLength: dense.outputSize)
+                } }
+                flow.values = y
+                flow.features = dense.outputSize
+
+            case .activation(let activation):
+                activation.apply(to: &flow.values, rowLength: flow.features)
+
+            case .readout(let readout):
+                guard let time = flow.time else {
+                    throw checker.error("needs data with a time axis [batch, time, features], got \(_shapeString(flow.shape))")
+                }
+                switch readout {
+                case .lastHidden, .lastHiddenAllDirections:
+                    guard let last = lastFinal else {
+                        throw checker.error("needs a recurrent layer before it")
+                    }
+                    let first = readout == .lastHidden ? last.directions - 1 : 0
+                    let width = (last.directions - first) * last.size
+                    var values = [Float](repeating: 0, count: flow.batch * width)
+                    for b in 0..<flow.batch {
+                        for d in first..<last.directions {
+                            for j in 0..<last.size {
+                                values[b * width + (d - first) * last.size + j] = last.h[(d * flow.batch + b) * last.size + j]
+                            }
+                        }
+                    }
+                    flow = _Flow(values: values, batch: flow.batch, time: nil, features: width, mask: nil)
+                case .meanOverValidSteps, .maxOverValidSteps, .lastValidStep:
+                    flow = _pool(flow, time: time, readout: readout)
+                }
+
+            case .flatten:
+                guard let time = flow.time else {
+                    throw checker.error("needs data with a time axis [batch, time, features], got \(_shapeString(flow.shape))")
+                }
+                flow = _Flow(values: flow.values, batch: flow.batch, time: nil, features: time * flow.features, mask: nil)
+            }
+        }
+        return flow
+    }
+}
+
+/// Looks up token ids `[batch, time]` in `table` `[vocabulary, dimension]`.
+///
+/// With `maskZero`, id 0 marks a masked step (Keras `mask_zero`).
+func _embed(ids: [Int], batch: Int, time: Int, table: [Float], vocabulary: Int, dimension: Int,
+            maskZero: Bool) throws -> _Flow {
+    var values = [Float](repeating: 0, count: batch * time * dimension)
+    for (position, id) in ids.enumerated() {
+        guard (0..<vocabulary).contains(id) else {
+            throw EngineError(layerIndex: 0, layerKind: "embedding",
+                              message: "token id \(id) at [\(position / max(1, time)), \(position % max(1, time))] is outside the vocabulary 0..<\(vocabulary)")
+        }
+        for j in 0..<dimension { values[position * dimension + j] = table[id * dimension + j] }
+    }
+    return _Flow(values: values, batch: batch, time: time, features: dimension,
+                 mask: maskZero ? ids.map { $0 != 0 } : nil)
+}
+
+/// Pools `[B, T, F]` into `[B, F]` over each sequence's valid steps.
+///
+/// mean: `Σ_valid x_t / n_valid` (zeros when `n_valid = 0`); max: element-wise maximum over
+/// valid steps (zeros when none); lastValidStep: `x` at the last valid step (zeros when none).
+func _pool(_ flow: _Flow, time: Int, readout: Readout) -> _Flow {
+    let f = flow.features
+    var out = [Float](repeating: 0, count: flow.batch * f)
+    for b in 0..<flow.batch {
+        let valid = (0..<time).filter { flow.mask?[b * time + $0] ?? true }
+        guard !valid.isEmpty else { continue }
+        for j in 0..<f {
+            let column = valid.map { flow.values[(b * time + $0) * f + j] }
+            switch readout {
+            case .meanOverValidSteps:
+                var sum: Float = 0
+                for v in column { sum += v }
+                out[b * f + j] = sum / Float(column.count)
+            case .maxOverValidSteps:
+                var maximum = column[0]
+                for v in column.dropFirst() where v > maximum || v.isNaN { maximum = v }
+                out[b * f + j] = maximum
+            case .lastValidStep:
+                out[b * f + j] = column[column.count - 1]
+            case .lastHidden, .lastHiddenAllDirections:
+                preconditionFailure("not a pooling readout")
+            }
+        }
+    }
+    return _Flow(values: out, batch: flow.batch, time: nil, features: f, mask: nil)
+}

@@ -1,0 +1,295 @@
+// Validation of a model and the one-time preparation of its weights: gate blocks permuted
+// into the engine's internal order, matrices transposed to `[in, out]`, biases pre-summed.
+
+extension CellKind {
+    /// The order in which the engine keeps gate blocks internally.
+    ///
+    /// Layouts declare their own order (`DirectionWeights.gateOrder`); `_permuteGateBlocks`
+    /// is the only place that reads the declaration.
+    var internalGateOrder: [Gate] {
+        switch self {
+        case .rnn: return [.cell]
+        case .lstm: return [.input, .forget, .cell, .output]
+        case .gru: return [.reset, .update, .new]
+        }
+    }
+}
+
+/// Reorders the gate blocks of a row-major `[G·blockRows, columns]` matrix (or a `[G·blockRows]`
+/// vector, `columns == 1`) from the `declared` order into `target` order.
+///
+/// Both orders must be permutations of the same gates (checked by the caller).
+func _permuteGateBlocks(_ values: [Float], blockRows: Int, columns: Int,
+                        from declared: [Gate], to target: [Gate]) -> [Float] {
+    let blockSize = blockRows * columns
+    var out = [Float](repeating: 0, count: values.count)
+    for (targetIndex, gate) in target.enumerated() {
+        let sourceIndex = declared.firstIndex(of: gate)!
+        for i in 0..<blockSize {
+            out[targetIndex * blockSize + i] = values[sourceIndex * blockSize + i]
+        }
+    }
+    return out
+}
+
+/// One direction's weights, ready for the recurrence, with `G` gates in internal order,
+/// hidden size `H`, input size `I`, recurrent size `R` and projection size `P`.
+struct PreparedDirection: Sendable {
+    /// `[I, G·H]`: the input weight transposed.
+    var inputWeightT: [Float]
+    /// `[R, G·H]`: the recurrent weight transposed.
+    var recurrentWeightT: [Float]
+    /// `[G·H]`: the bias added to the input projection. Input and recurrent biases are
+    /// summed here wherever they only add up, i.e. everywhere except GRU's new-gate
+    /// recurrent bias under `.afterMatmul`, which the reset gate multiplies.
+    var bias: [Float]
+    /// `[H]`: GRU `.afterMatmul` only, `b_hn` in `n = act(W_n x + b_in + r ⊙ (U_n h + b_hn))`.
+    var recurrentNewBias: [Float]?
+    /// `[H, P]`: the LSTM projection transposed.
+    var projectionT: [Float]?
+}
+
+/// A recurrent layer ready to run.
+struct PreparedRecurrent: Sendable {
+    var kind: CellKind
+    var inputSize: Int
+    var hiddenSize: Int
+    var outputSize: Int
+    var directions: [PreparedDirection]
+    var activation: Activation
+    var recurrentActivation: Activation
+    var resetRule: GRUResetRule
+    var merge: MergeMode
+    var goBackwards: Bool
+    var maskedOutput: MaskedOutput
+    var returnSequences: Bool
+
+    var gateCount: Int { kind.gateCount }
+    var directionCount: Int { directions.count }
+    var mergedOutputSize: Int { directionCount == 2 && merge == .concat ? 2 * outputSize : outputSize }
+}
+
+/// A dense layer ready to run: `y = act(x Wᵀ + b)`.
+struct PreparedDense: Sendable {
+    /// `[in, out]`.
+    var weightT: [Float]
+    var bias: [Float]?
+    var inputSize: Int
+    var outputSize: Int
+    var activation: Activation
+}
+
+/// One layer ready to run.
+enum PreparedLayer: Sendable {
+    case embedding(table: [Float], vocabulary: Int, dimension: Int, maskZero: Bool)
+    case masking(Float)
+    case recurrent(PreparedRecurrent)
+    case dense(PreparedDense)
+    case activation(Activation)
+    case readout(Readout)
+    case flatten
+}
+
+/// Validates tensors of one layer and reports problems with the layer named.
+struct _LayerChecker {
+    var index: Int
+    var kind: String
+
+    func error(_ message: String) -> EngineError {
+        EngineError(layerIndex: index, layerKind: kind, message: message)
+    }
+
+    /// Checks that `tensor` has exactly `expected` shape and a consistent value count.
+    func check(_ tensor: Tensor, _ expected: [Int], _ what: String) throws {
+        guard tensor.shape == expected else {
+            throw error("\(what) has shape \(_shapeString(tensor.shape)), expected \(_shapeString(expected))")
+        }
+        guard tensor.values.count == expected.reduce(1, *) else {
+            throw error("\(what) has \(tensor.values.count) values for shape \(_shapeString(expected))")
+        }
+    }
+}
+
+/// Validates a model and prepares its weights.
+///
+/// Besides each layer's own weights it checks the chain: the feature count flowing out of a
+/// layer against the next one's input size (where it is known statically: after `.flatten`
+/// it depends on the number of steps and is checked at run time), and which layers need a
+/// time axis.
+func _prepare(_ model: Model) throws -> [PreparedLayer] {
+    var prepared: [PreparedLayer] = []
+    // Feature count of the data entering the next layer, nil while unknown.
+    var features: Int?
+    // Whether the data has a time axis; nil while unknown (the first layer decides).
+    var hasTime: Bool?
+    // The most recent recurrent layer (its final state feeds `.lastHidden` readouts).
+    var lastRecurrent: RecurrentLayer?
+
+    for (index, layer) in model.layers.enumerated() {
+        let checker = _LayerChecker(index: index, kind: layer.kindName)
+        func requireTime() throws {
+            if hasTime == false {
+                throw checker.error("needs data with a time axis [batch, time, features], but the previous layer emits [batch, features]")
+            }
+        }
+        func requireFeatures(_ expected: Int, _ what: String) throws {
+            if let features, features != expected {
+                throw checker.error("\(what) is \(expected), but the incoming data has \(features) features")
+            }
+        }
+
+        switch layer {
+        case .embedding(let embedding):
+            guard index == 0 else {
+                throw checker.error("an embedding must be the first layer (it consumes token ids)")
+            }
+            guard embedding.table.shape.count == 2, embedding.table.shape[0] >= 1, embedding.table.shape[1] >= 1 else {
+                throw checker.error("table has shape \(_shapeString(embedding.table.shape)), expected [vocabulary, dim] with both at least 1")
+            }
+            try checker.check(embedding.table, embedding.table.shape, "table")
+            prepared.append(.embedding(table: embedding.table.values, vocabulary: embedding.table.shape[0],
+                                       dimension: embedding.table.shape[1], maskZero: embedding.maskZero))
+            features = embedding.table.shape[1]
+            hasTime = true
+
+        case .masking(let value):
+            try requireTime()
+            prepared.append(.masking(value))
+            hasTime = true
+
+        case .recurrent(let layer):
+            try requireTime()
+            try requireFeatures(layer.inputSize, "input size")
+            prepared.append(.recurrent(try _prepareRecurrent(layer, checker: checker)))
+            features = layer.mergedOutputSize
+            hasTime = layer.returnSequences
+            lastRecurrent = layer
+
+        case .dense(let dense):
+            guard dense.weight.shape.count == 2, dense.weight.shape[0] >= 1, dense.weight.shape[1] >= 1 else {
+                throw checker.error("weight has shape \(_shapeString(dense.weight.shape)), expected [out, in] with both at least 1")
+            }
+            try checker.check(dense.weight, dense.weight.shape, "weight")
+            if let bias = dense.bias { try checker.check(bias, [dense.outputSize], "bias") }
+            try requireFeatures(dense.inputSize, "input size")
+            prepared.append(.dense(PreparedDense(
+                weightT: _transposed(dense.weight.values, rows: dense.outputSize, columns: dense.inputSize),
+                bias: dense.bias?.values, inputSize: dense.inputSize, outputSize: dense.outputSize,
+                activation: dense.activation)))
+            features = dense.outputSize
+
+        case .activation(let activation):
+            prepared.append(.activation(activation))
+
+        case .readout(let readout):
+            try requireTime()
+            switch readout {
+            case .lastHidden, .lastHiddenAllDirections:
+                guard let recurrent = lastRecurrent else {
+                    throw checker.error("needs a recurrent layer before it (it reads that layer's final state)")
+                }
+                features = readout == .lastHidden ? recurrent.outputSize : recurrent.directions.count * recurrent.outputSize
+            case .meanOverValidSteps, .maxOverValidSteps, .lastValidStep:
+                break
+            }
+            prepared.append(.readout(readout))
+            hasTime = false
+
+        case .flatten:
+            try requireTime()
+            prepared.append(.flatten)
+            features = nil
+            hasTime = false
+        }
+    }
+    return prepared
+}
+
+/// Validates one recurrent layer against its declared sizes and prepares its weights.
+func _prepareRecurrent(_ layer: RecurrentLayer, checker: _LayerChecker) throws -> PreparedRecurrent {
+    let kind = layer.kind
+    let gateCount = kind.gateCount
+    let hidden = layer.hiddenSize
+    guard layer.inputSize >= 1, hidden >= 1 else {
+        throw checker.error("input size \(layer.inputSize) and hidden size \(hidden) must be at least 1")
+    }
+    if let projection = layer.projectionSize {
+        guard kind == .lstm else { throw checker.error("a projection size is only defined for an LSTM") }
+        guard projection >= 1 else { throw checker.error("projection size \(projection) must be at least 1") }
+    }
+    guard layer.directions.count == 1 || layer.directions.count == 2 else {
+        throw checker.error("has \(layer.directions.count) directions, expected 1 or 2")
+    }
+    if layer.goBackwards && layer.directions.count == 2 {
+        throw checker.error("goBackwards is defined for a unidirectional layer only")
+    }
+    guard layer.activation.isElementwise else {
+        throw checker.error("softmax is not supported as a cell activation")
+    }
+    if kind != .rnn && !layer.recurrentActivation.isElementwise {
+        throw checker.error("softmax is not supported as a recurrent (gate) activation")
+    }
+
+    let recurrentSize = layer.outputSize
+    let rows = gateCount * hidden
+    let internalOrder = kind.internalGateOrder
+    var directions: [PreparedDirection] = []
+
+    for (d, weights) in layer.directions.enumerated() {
+        let name = layer.directions.count == 2 ? (d == 0 ? "forward direction" : "backward direction") : "direction 0"
+        guard weights.gateOrder.count == gateCount, Set(weights.gateOrder) == kind.gates else {
+            throw checker.error("\(name) gate order [\(weights.gateOrder.map(\.rawValue).joined(separator: ", "))] is not a permutation of the \(kind.rawValue) gates [\(internalOrder.map(\.rawValue).joined(separator: ", "))]")
+        }
+        try checker.check(weights.inputWeight, [rows, layer.inputSize], "\(name) input weight")
+        try checker.check(weights.recurrentWeight, [rows, recurrentSize], "\(name) recurrent weight")
+        if let bias = weights.inputBias { try checker.check(bias, [rows], "\(name) input bias") }
+        if let bias = weights.recurrentBias { try checker.check(bias, [rows], "\(name) recurrent bias") }
+        switch (layer.projectionSize, weights.projection) {
+        case let (size?, projection?):
+            try checker.check(projection, [size, hidden], "\(name) projection")
+        case (nil, let projection?):
+            throw checker.error("\(name) has a projection \(_shapeString(projection.shape)) but the layer declares no projection size")
+        case (let size?, nil):
+            throw checker.error("\(name) has no projection weight but the layer declares projection size \(size)")
+        case (nil, nil):
+            break
+        }
+
+        let order = weights.gateOrder
+        func permuted(_ tensor: Tensor, columns: Int) -> [Float] {
+            _permuteGateBlocks(tensor.values, blockRows: hidden, columns: columns, from: order, to: internalOrder)
+        }
+        let inputWeight = permuted(weights.inputWeight, columns: layer.inputSize)
+        let recurrentWeight = permuted(weights.recurrentWeight, columns: recurrentSize)
+        let inputBias = weights.inputBias.map { permuted($0, columns: 1) } ?? [Float](repeating: 0, count: rows)
+        let recurrentBias = weights.recurrentBias.map { permuted($0, columns: 1) }
+
+        var bias = inputBias
+        var recurrentNewBias: [Float]?
+        if let recurrentBias {
+            if kind == .gru && layer.gruResetRule == .afterMatmul {
+                // r and z add both biases; the new gate keeps b_hn apart because r scales it.
+                for i in 0..<(2 * hidden) { bias[i] += recurrentBias[i] }
+                recurrentNewBias = Array(recurrentBias[(2 * hidden)...])
+            } else {
+                // Under .beforeMatmul, b_hn adds outside r ⊙ h, so it sums with b_in too.
+                for i in 0..<rows { bias[i] += recurrentBias[i] }
+            }
+        } else if kind == .gru && layer.gruResetRule == .afterMatmul {
+            recurrentNewBias = [Float](repeating: 0, count: hidden)
+        }
+
+        directions.append(PreparedDirection(
+            inputWeightT: _transposed(inputWeight, rows: rows, columns: layer.inputSize),
+            recurrentWeightT: _transposed(recurrentWeight, rows: rows, columns: recurrentSize),
+            bias: bias,
+            recurrentNewBias: recurrentNewBias,
+            projectionT: weights.projection.map { _transposed($0.values, rows: recurrentSize, columns: hidden) }))
+    }
+
+    return PreparedRecurrent(
+        kind: kind, inputSize: layer.inputSize, hiddenSize: hidden, outputSize: recurrentSize,
+        directions: directions, activation: layer.activation, recurrentActivation: layer.recurrentActivation,
+        resetRule: layer.gruResetRule, merge: layer.merge, goBackwards: layer.goBackwards,
+        maskedOutput: layer.maskedOutput, returnSequences: layer.returnSequences)
+}

@@ -1,0 +1,83 @@
+// Streaming: a causal model fed a long sequence chunk by chunk, carrying state between calls.
+
+extension Engine {
+    /// Starts a streaming session for `batch` parallel sequences.
+    ///
+    /// Only causal models stream: every output step must depend on the steps before it
+    /// alone. Throws `EngineError` naming the first layer that is not causal (a bidirectional
+    /// or `goBackwards` recurrent layer, one with `returnSequences == false`, a readout, a
+    /// flatten), or for initial states of the wrong shape.
+    public func makeStreamingSession(batch: Int, initialStates: [RecurrentState]? = nil) throws -> StreamingSession {
+        for (index, layer) in model.layers.enumerated() {
+            let checker = _LayerChecker(index: index, kind: layer.kindName)
+            switch layer {
+            case .recurrent(let recurrent):
+                if recurrent.isBidirectional {
+                    throw checker.error("cannot stream a bidirectional layer (its backward direction needs the whole sequence)")
+                }
+                if recurrent.goBackwards {
+                    throw checker.error("cannot stream a goBackwards layer (it needs the whole sequence)")
+                }
+                if !recurrent.returnSequences {
+                    throw checker.error("cannot stream a layer with returnSequences == false (it emits once per sequence)")
+                }
+            case .readout:
+                throw checker.error("cannot stream a readout (it summarises the whole sequence)")
+            case .flatten:
+                throw checker.error("cannot stream a flatten (its output size depends on the whole sequence)")
+            case .embedding, .masking, .dense, .activation:
+                break
+            }
+        }
+        guard batch >= 0 else { throw EngineError(message: "batch \(batch) must not be negative") }
+        return StreamingSession(engine: self, batch: batch, states: try _layerStates(initialStates, batch: batch))
+    }
+}
+
+/// A causal model run over a sequence delivered in chunks.
+///
+/// Each `step` takes the next chunk `[batch, t, features]` (or token ids `[batch, t]`) and
+/// returns that chunk's outputs `[batch, t, outputFeatures]`; the concatenation of the
+/// chunks' outputs equals one `Engine.run` over the whole sequence. Masks from `.masking`
+/// layers and `maskZero` embeddings apply per step; a masked step carries the state (and,
+/// for `.carry` layers, the output) across chunk boundaries like any other step.
+///
+/// A session is mutable and not `Sendable`: use it from one task at a time.
+public final class StreamingSession {
+    public let engine: Engine
+    public let batch: Int
+    var layerStates: [_LayerState]
+
+    init(engine: Engine, batch: Int, states: [_LayerState]) {
+        self.engine = engine
+        self.batch = batch
+        self.layerStates = states
+    }
+
+    /// The current state of every recurrent layer, in model order.
+    public var states: [RecurrentState] {
+        engine._publicStates(layerStates, batch: batch)
+    }
+
+    /// Runs the next chunk and returns its outputs `[batch, t, outputFeatures]`.
+    ///
+    /// The state is updated only when the chunk runs without error.
+    public func step(_ chunk: ModelInput) throws -> Tensor {
+        let start = try engine._start(chunk)
+        guard start.batch == batch else {
+            throw EngineError(message: "chunk has batch \(start.batch), the session was made for batch \(batch)")
+        }
+        guard start.time != nil else {
+            throw EngineError(message: "chunk has shape \(_shapeString(start.shape)), expected [batch, time, features]")
+        }
+        var states = layerStates
+        let output = try engine._forward(start, mask: nil, states: &states)
+        layerStates = states
+        return Tensor(shape: output.shape, values: output.values)
+    }
+
+    /// Restarts from `initialStates` (zeros when nil), validated as in `Engine.run`.
+    public func reset(initialStates: [RecurrentState]? = nil) throws {
+        layerStates = try engine._layerStates(initialStates, batch: batch)
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import HDF5
+import XCTest
+import TestSupport
+@testable import RecurrentKit
+
+/// `rnnkit` run as a user runs it: exact exit codes, one-line errors, files written.
+final class CommandLineTests: XCTestCase {
+    let model = fixture("pytorch/lstm_bidir_2layer_lengths.h5")
+    let fixtureFile = fixture("pytorch/lstm_bidir_2layer_lengths.fixture.h5")
+
+    func testVersionAndHelp() throws {
+        let version = try rnnkit("--version")
+        XCTAssertEqual(version.status, 0)
+        XCTAssertEqual(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines), RecurrentKit.version)
+        let help = try rnnkit("--help")
+        XCTAssertEqual(help.status, 0)
+        for subcommand in ["inspect", "run", "verify"] { XCTAssertTrue(help.stdout.contains(subcommand), subcommand) }
+    }
+
+    func testInspectText() throws {
+        let result = try rnnkit("inspect", model)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("layout:     PyTorch state_dict (HDF5)"), result.stdout)
+        // Sizes as the file's own shapes give them.
+        let root = try HDF5File.open(model).root
+        let inputSize = try root.dataset("rnn.weight_ih_l0").shape[1]
+        let hiddenSize = try root.dataset("rnn.weight_hh_l0").shape[1]
+        XCTAssertTrue(result.stdout.contains("rnn (LSTM): input_size=\(inputSize) hidden_size=\(hiddenSize) num_layers=2 bidirectional=true bias=true gates=[input,forget,cell,output]"), result.stdout)
+    }
+
+    func testInspectJSON() throws {
+        let result = try rnnkit("inspect", "--json", fixture("pytorch/lstm_float16.h5"))
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(object["layout"] as? String, "pytorch")
+        XCTAssertEqual(object["dtypes"] as? [String], ["float16"])
+        let layers = try XCTUnwrap(object["layers"] as? [[String: Any]])
+        XCTAssertEqual(layers.first?["type"] as? String, "LSTM")
+        XCTAssertEqual(layers.first?["gate_order"] as? [String], ["input", "forget", "cell", "output"])
+        let loaded = try LoadedModel(contentsOf: fixture("pytorch/lstm_float16.h5"))
+        XCTAssertEqual(object["parameters"] as? Int, loaded.recurrentLayers.flatMap(\.directions).reduce(0) {
+            $0 + $1.inputWeight.count + $1.recurrentWeight.count + ($1.inputBias?.count ?? 0) + ($1.recurrentBias?.count ?? 0)
+        })
+    }
+
+    func testVerifyPasses() throws {
+        let result = try rnnkit("verify", model, fixtureFile)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        for name in ["output", "h_n", "c_n"] {
+            XCTAssertTrue(result.stdout.contains("ok       \(name)"), result.stdout)
+        }
+        XCTAssertTrue(result.stdout.contains("max abs error"))
+    }
+
+    func testVerifyMismatchExitsOneAndNamesTheFirstIndex() throws {
+        let folder = try temporaryFolder(self)
+        let bad = folder.appendingPathComponent("perturbed.fixture.h5").path
+        let original = try Fixture(contentsOf: fixtureFile)
+        do {
+            let root = try HDF5File.create(bad).root
+            guard case let .features(x) = original.input else { return XCTFail("float inputs expected") }
+            try root.write("inputs", floats: x.values, shape: x.shape)
+            try root.write("lengths", integers: (original.lengths ?? []).map(Int64.init), shape: [original.lengths?.count ?? 0])
+            for (name, tensor) in original.expected {
+                var values = tensor.values
+                if name == "h_n" { values[7] += 1e-3 }
+                try root.write("expected/\(name)", floats: values, shape: tensor.shape)
+            }
+        }
+        let result = try rnnkit("verify", model, bad)
+        XCTAssertEqual(result.status, 1, result.stdout + result.stderr)
+        let line = try XCTUnwrap(result.stdout.split(separator: "\n").first { $0.contains("MISMATCH") })
+        XCTAssertTrue(line.contains("h_n"), String(line))
+        let hShape = try XCTUnwrap(original.expected.first { $0.name == "h_n" }?.tensor.shape)
+        XCTAssertTrue(line.contains("first at \(Comparison.multiIndex(7, shape: hShape))"), String(line))
+        // A looser tolerance from the command line lets it pass.
+        XCTAssertEqual(try rnnkit("verify", model, bad, "--atol", "2e-3").status, 0)
+    }
+
+    func testErrorsAreOneLineWithStatus2() throws {
+        let cases: [[String]] = [
+            ["verify", model, fixture("hdf5/random.h5")],
+            ["verify", fixture("hdf5/not_hdf5.h5"), fixtureFile],
+            ["verify", fixture("pytorch/gru_basic.h5"), fixtureFile],
+            ["inspect", fixture("hdf5/truncated.h5")],
+            ["inspect", fixture("hdf5/dtypes.h5")],
+            ["inspect", "no/such/file.h5"],
+            ["run", model, "--input", fixture("hdf5/empty.h5"), "--output", "/nonexistent/out.h5"],
+            ["bogus-subcommand"],
+            ["verify", model],
+        ]
+        for arguments in cases {
+            let result = try rnnkit(arguments)
+            XCTAssertEqual(result.status, 2, "\(arguments): \(result.stdout) \(result.stderr)")
+            let lines = result.stderr.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, "\(arguments): \(result.stderr)")
+            XCTAssertTrue(result.stderr.hasPrefix("rnnkit: error: "), result.stderr)
+            XCTAssertFalse(result.stderr.contains("Fatal error"), result.stderr)
+        }
+        // The message names the file.
+        let missing = try rnnkit("inspect", "no/such/file.h5")
+        XCTAssertTrue(missing.stderr.contains("no/such/file.h5: no such file"), missing.stderr)
+    }
+
+    func testRunWritesOutputsThatMatchTheFixture() throws {
+        let folder = try temporaryFolder(self)
+        let out = folder.appendingPathComponent("out.h5").path
+        let result = try rnnkit("run", model, "--input", fixtureFile, "--output", out)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let written = try HDF5File.open(out).root
+        XCTAssertEqual(try written.memberNames(), ["c_n", "h_n", "output"])
+        let original = try Fixture(contentsOf: fixtureFile)
+        for (name, expected) in original.expected {
+            let actual = Tensor(shape: try written.dataset(name).shape, values: try written.dataset(name).readFloats())
+            XCTAssertTrue(Comparison(name: name, actual: actual, expected: expected, atol: 1e-5, rtol: 1e-4).passed, name)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["out.h5"], "no temporary left behind")
+    }
+
+    func testRunRefusesToWriteOverItsInputs() throws {
+        let result = try rnnkit("run", model, "--input", fixtureFile, "--output", fixtureFile)
+        XCTAssertEqual(result.status, 2)
+        XCTAssertTrue(try Fixture(contentsOf: fixtureFile).expected.count == 3, "input untouched")
+    }
+}
