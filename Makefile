@@ -29,7 +29,7 @@ demo: release
 	$(RNNKIT) verify $(DEMO_MODEL) $(DEMO_FIXTURE)
 
 test: deps
-	$(SWIFT) test
+	$(SWIFT) test --disable-swift-testing
 
 clean:
 	rm -rf .build

@@ -38,6 +38,28 @@ public final class HDF5File: @unchecked Sendable {
         }
     }
 
+    /// Opens an HDF5 file held in memory (a member of a zip archive, say), read-only.
+    ///
+    /// `name` is what errors call the file (`model.keras!model.weights.h5`). The image is
+    /// copied by HDF5's core driver. The corresponding C functions are `H5Pset_fapl_core`,
+    /// `H5Pset_file_image` and `H5Fopen`.
+    public static func open(image: [UInt8], name: String, limits: ReadLimits = .default) throws -> HDF5File {
+        try HDF5Library.locked {
+            let fapl = Handle.propertyList(H5Pcreate(chdf5_p_file_access()))
+            guard fapl.id >= 0, H5Pset_fapl_core(fapl.id, 1 << 16, false) >= 0,
+                  image.withUnsafeBytes({ H5Pset_file_image(fapl.id, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) }) >= 0 else {
+                throw HDF5Error(.cannotOpen, file: name, message: "cannot set up an in-memory file",
+                                hdf5Message: HDF5Library.takeErrorMessage())
+            }
+            let id = H5Fopen(name, chdf5_f_acc_rdonly(), fapl.id)
+            guard id >= 0 else {
+                throw HDF5Error(.cannotOpen, file: name, message: "not a readable HDF5 file",
+                                hdf5Message: HDF5Library.takeErrorMessage())
+            }
+            return HDF5File(path: name, handle: .file(id), limits: limits)
+        }
+    }
+
     /// Creates a new file. Fails when the file exists, unless `overwrite`.
     ///
     /// The corresponding C function is `H5Fcreate`.

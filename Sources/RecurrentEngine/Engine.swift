@@ -116,7 +116,7 @@ public final class Engine: Sendable {
             if model.takesTokenIDs {
                 throw EngineError(layerIndex: 0, layerKind: "embedding", message: "the model takes token ids, but the input is float features \(_shapeString(tensor.shape))")
             }
-            guard tensor.values.count == tensor.shape.reduce(1, *) else {
+            guard tensor.shape.allSatisfy({ $0 >= 0 }), tensor.values.count == tensor.shape.reduce(1, *) else {
                 throw EngineError(message: "input has \(tensor.values.count) values for shape \(_shapeString(tensor.shape))")
             }
             switch tensor.shape.count {

@@ -167,6 +167,8 @@ func _runRecurrent(_ layer: PreparedRecurrent, flow: _Flow, state: inout _LayerS
     if layer.returnSequences {
         let merged = _mergeDirections(raw, rows: batch * time, size: recurrentSize,
                                       directions: directionCount, merge: layer.merge)
+        // The mask passes on as it came, also after goBackwards (whose outputs are in
+        // reversed order): Keras's RNN.compute_mask does the same.
         return _Flow(values: merged, batch: batch, time: time, features: layer.mergedOutputSize, mask: flow.mask)
     } else {
         // Each direction's final h, [D, B, R] → [B, D·R], then merged.
