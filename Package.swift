@@ -9,6 +9,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // libhdf5 through pkg-config (`hdf5`, Debian's libhdf5-dev) and a shim for its macros.
@@ -22,7 +23,7 @@ let package = Package(
         // Framework-neutral model and the inference engine: pure Swift, no file formats.
         .target(name: "RecurrentEngine"),
         // File layouts (PyTorch, Keras), fixtures, and the public facade.
-        .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine"]),
+        .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "ZIPFoundation"]),
         .executableTarget(
             name: "rnnkit",
             dependencies: [

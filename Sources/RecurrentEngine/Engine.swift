@@ -282,7 +282,7 @@ public final class Engine: Sendable {
                         }
                     }
                     flow = _Flow(values: values, batch: flow.batch, time: nil, features: width, mask: nil)
-                case .meanOverValidSteps, .maxOverValidSteps, .lastValidStep:
+                case .meanOverValidSteps, .maxOverValidSteps, .maxOverAllSteps, .lastValidStep:
                     flow = _pool(flow, time: time, readout: readout)
                 }
 
@@ -317,12 +317,13 @@ func _embed(ids: [Int], batch: Int, time: Int, table: [Float], vocabulary: Int, 
 /// Pools `[B, T, F]` into `[B, F]` over each sequence's valid steps.
 ///
 /// mean: `Σ_valid x_t / n_valid` (zeros when `n_valid = 0`); max: element-wise maximum over
-/// valid steps (zeros when none); lastValidStep: `x` at the last valid step (zeros when none).
+/// valid steps (zeros when none); maxOverAllSteps: the same over every step, ignoring the
+/// mask; lastValidStep: `x` at the last valid step (zeros when none).
 func _pool(_ flow: _Flow, time: Int, readout: Readout) -> _Flow {
     let f = flow.features
     var out = [Float](repeating: 0, count: flow.batch * f)
     for b in 0..<flow.batch {
-        let valid = (0..<time).filter { flow.mask?[b * time + $0] ?? true }
+        let valid = (0..<time).filter { readout == .maxOverAllSteps || (flow.mask?[b * time + $0] ?? true) }
         guard !valid.isEmpty else { continue }
         for j in 0..<f {
             let column = valid.map { flow.values[(b * time + $0) * f + j] }
@@ -331,7 +332,7 @@ func _pool(_ flow: _Flow, time: Int, readout: Readout) -> _Flow {
                 var sum: Float = 0
                 for v in column { sum += v }
                 out[b * f + j] = sum / Float(column.count)
-            case .maxOverValidSteps:
+            case .maxOverValidSteps, .maxOverAllSteps:
                 var maximum = column[0]
                 for v in column.dropFirst() where v > maximum || v.isNaN { maximum = v }
                 out[b * f + j] = maximum

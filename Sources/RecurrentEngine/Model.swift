@@ -217,6 +217,9 @@ public enum Readout: String, Sendable, Hashable, Codable {
     case meanOverValidSteps
     /// Maximum over valid steps.
     case maxOverValidSteps
+    /// Maximum over every step, masked or not (Keras `GlobalMaxPooling1D`, which ignores the
+    /// mask, so at masked steps it sees whatever the previous layer emitted there).
+    case maxOverAllSteps
     /// Each sequence's output at its own last valid step.
     case lastValidStep
 }

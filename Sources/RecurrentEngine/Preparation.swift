@@ -189,7 +189,7 @@ func _prepare(_ model: Model) throws -> [PreparedLayer] {
                     throw checker.error("needs a recurrent layer before it (it reads that layer's final state)")
                 }
                 features = readout == .lastHidden ? recurrent.outputSize : recurrent.directions.count * recurrent.outputSize
-            case .meanOverValidSteps, .maxOverValidSteps, .lastValidStep:
+            case .meanOverValidSteps, .maxOverValidSteps, .maxOverAllSteps, .lastValidStep:
                 break
             }
             prepared.append(.readout(readout))

@@ -151,11 +151,17 @@ final class SemanticsTests: XCTestCase {
         let last = try readout(.lastValidStep)
         let mean = try readout(.meanOverValidSteps)
         let maximum = try readout(.maxOverValidSteps)
+        let maximumAll = try readout(.maxOverAllSteps)
         let f = 2 * r
         for (b, n) in lengths.enumerated() {
             let rowLast = Array(last.values[(b * f)..<((b + 1) * f)])
             let rowMean = Array(mean.values[(b * f)..<((b + 1) * f)])
             let rowMax = Array(maximum.values[(b * f)..<((b + 1) * f)])
+            // Padded steps emit zero here (.zero outputs), which the all-steps maximum sees.
+            for j in 0..<f {
+                let column = (0..<4).map { step(sequence.output, b, $0)[j] }
+                XCTAssertEqual(maximumAll.values[b * f + j], column.max()!)
+            }
             if n == 0 {
                 XCTAssertEqual(rowLast, [Float](repeating: 0, count: f))
                 XCTAssertEqual(rowMean, [Float](repeating: 0, count: f))

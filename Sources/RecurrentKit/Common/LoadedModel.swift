@@ -78,14 +78,21 @@ public struct LoadedModel: Sendable {
         }
     }
 
-    /// Reads a model file, choosing the reader from the file's content.
-    public init(contentsOf path: String) throws {
-        let hdf5 = try HDF5File.open(path)
-        let root = hdf5.root
-        if try root.hasAttribute("keras_version") || root.hasAttribute("layer_names") || root.contains("model_weights") {
-            throw ModelError(file: path, message: "is a Keras HDF5 file; Keras layouts are not supported by this build yet")
+    /// Reads a model file, choosing the reader from the file's content, never its name.
+    ///
+    /// - Parameter architecture: for a Keras weights-only file, the model it belongs to: a
+    ///   Keras full model (`.h5`, `.keras`) or a config JSON (`model.to_json()`).
+    public init(contentsOf path: String, architecture: String? = nil) throws {
+        if KerasFile.isZip(path) {
+            self = try KerasFile.readArchive(path)
+            return
         }
-        self = try PyTorchReader.read(hdf5)
+        let hdf5 = try HDF5File.open(path)
+        if try KerasFile.isKeras(hdf5.root) {
+            self = try KerasFile.read(hdf5, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
+        } else {
+            self = try PyTorchReader.read(hdf5)
+        }
     }
 
     /// Total number of weights.

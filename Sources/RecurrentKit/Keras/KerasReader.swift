@@ -1,0 +1,340 @@
+import Foundation
+import HDF5
+
+/// Maps a Keras model (config + weights) onto the neutral model, layer by layer. Anything
+/// it cannot express exactly is refused with the layer's name, class and the option.
+struct KerasReader {
+    let file: String
+    let version: KerasLayout.Version
+    let source: KerasWeightSource
+
+    private var layers: [Layer] = []
+    private var summaries: [LayerSummary] = []
+    private var storedTypes = Set<String>()
+    private var compressed = false
+    /// Features per step (or per sample once 2-D) flowing out of the last layer.
+    private var width: Int?
+    /// Steps per sample when the input declares them (for Flatten).
+    private var steps: Int?
+    private var isSequence = true
+    private var takesTokens = false
+
+    init(file: String, version: KerasLayout.Version, source: KerasWeightSource) {
+        self.file = file
+        self.version = version
+        self.source = source
+    }
+
+    static func read(config: KerasConfig, file: String, layout: Layout, version: KerasLayout.Version,
+                     source: KerasWeightSource) throws -> LoadedModel {
+        var reader = KerasReader(file: file, version: version, source: source)
+        for node in config.layers { try reader.add(node) }
+        guard !reader.layers.isEmpty else {
+            throw ModelError(file: file, message: "the model has no layers that compute anything")
+        }
+        return try LoadedModel(file: file, layout: layout, model: Model(layers: reader.layers, name: config.name),
+                               isBareRecurrentModule: false, summaries: reader.summaries,
+                               storedTypes: reader.storedTypes.sorted(), compressed: reader.compressed)
+    }
+
+    private func fail(_ node: KerasConfig.Node, _ message: String, path: String? = nil) -> ModelError {
+        ModelError(file: file, path: path, layer: "\(node.name) (\(node.className))", message: message)
+    }
+
+    private mutating func take(_ node: KerasConfig.Node, count: Int) throws -> [Tensor] {
+        let stored = try source.weights(of: node)
+        guard stored.count == count else {
+            throw fail(node, "has \(stored.count) weight tensors in the file, expected \(count)")
+        }
+        for item in stored {
+            storedTypes.insert(item.storedType)
+            compressed = compressed || item.compressed
+        }
+        return stored.map(\.tensor)
+    }
+
+    private func check(_ node: KerasConfig.Node, _ tensor: Tensor, _ name: String, _ shape: [Int]) throws {
+        guard tensor.shape == shape else {
+            throw fail(node, "\(name) has shape \(shapeText(tensor.shape)), expected \(shapeText(shape))")
+        }
+    }
+
+    private func activation(_ node: KerasConfig.Node, _ key: String, default fallback: String) throws -> Activation {
+        let value = node.config[key]
+        let name: String
+        if value == nil || value is NSNull {
+            name = fallback
+        } else if let text = value as? String {
+            name = text
+        } else if let object = value as? [String: Any], let className = object["class_name"] as? String,
+                  (object["config"] as? [String: Any])?.isEmpty ?? true {
+            // A serialized function object with no options: `{"class_name": "relu", ...}`.
+            name = className
+        } else {
+            throw fail(node, "\(key) \(value!) is not a plain activation name")
+        }
+        guard let activation = KerasLayout.activation(name, version: version) else {
+            throw fail(node, "\(key) '\(name)' is not supported")
+        }
+        return activation
+    }
+
+    private func bool(_ node: KerasConfig.Node, _ key: String, default fallback: Bool = false) -> Bool {
+        (node.config[key] as? NSNumber)?.boolValue ?? fallback
+    }
+
+    private func int(_ node: KerasConfig.Node, _ key: String) throws -> Int {
+        guard let number = node.config[key] as? NSNumber else { throw fail(node, "config lacks '\(key)'") }
+        return number.intValue
+    }
+
+    mutating func add(_ node: KerasConfig.Node) throws {
+        switch node.className {
+        case "InputLayer":
+            try addInput(node)
+        case "Embedding":
+            try addEmbedding(node)
+        case "Masking":
+            guard isSequence else { throw fail(node, "Masking needs [batch, time, features] data") }
+            let value = (node.config["mask_value"] as? NSNumber)?.floatValue ?? 0
+            layers.append(.masking(maskValue: value))
+            summaries.append(LayerSummary(name: node.name, type: node.className, details: [("mask_value", "\(value)")],
+                                          gateOrder: nil, parameterCount: 0))
+        case "SimpleRNN", "LSTM", "GRU":
+            let layer = try recurrent(node, config: node.config, className: node.className, weights: nil,
+                                      insideBidirectional: false)
+            layers.append(.recurrent(layer))
+        case "Bidirectional":
+            try addBidirectional(node)
+        case "Dense":
+            try addDense(node, config: node.config)
+        case "TimeDistributed":
+            guard let inner = node.config["layer"] as? [String: Any], let innerClass = inner["class_name"] as? String,
+                  let innerConfig = inner["config"] as? [String: Any] else {
+                throw fail(node, "config lacks the wrapped layer")
+            }
+            guard innerClass == "Dense" else {
+                throw fail(node, "TimeDistributed(\(innerClass)) is not supported (TimeDistributed(Dense) is)")
+            }
+            guard isSequence else { throw fail(node, "TimeDistributed needs [batch, time, features] data") }
+            try addDense(node, config: innerConfig)
+        case "Activation":
+            layers.append(.activation(try activation(node, "activation", default: "linear")))
+            summaries.append(LayerSummary(name: node.name, type: node.className,
+                                          details: [("activation", "\(node.config["activation"] ?? "linear")")],
+                                          gateOrder: nil, parameterCount: 0))
+        case "GlobalAveragePooling1D", "GlobalMaxPooling1D":
+            try addPooling(node)
+        case "Flatten":
+            try addFlatten(node)
+        case let name where KerasLayout.identityClasses.contains(name):
+            summaries.append(LayerSummary(name: node.name, type: node.className, details: [("effect", "none at inference")],
+                                          gateOrder: nil, parameterCount: 0))
+        case "Lambda":
+            throw fail(node, "Lambda layers hold Python code, which RecurrentKit never runs; rebuild the model without them")
+        default:
+            throw fail(node, "layer class '\(node.className)' is not supported")
+        }
+    }
+
+    private mutating func addInput(_ node: KerasConfig.Node) throws {
+        let shape = (node.config["batch_shape"] ?? node.config["batch_input_shape"]) as? [Any]
+        if let shape, shape.count >= 2 {
+            steps = (shape[1] as? NSNumber)?.intValue
+            if shape.count == 3 { width = (shape[2] as? NSNumber)?.intValue }
+            if shape.count == 2 { isSequence = true }
+        }
+        let dtype = (node.config["dtype"] as? String) ?? ((node.config["dtype"] as? [String: Any]).flatMap {
+            ($0["config"] as? [String: Any])?["name"] as? String
+        }) ?? "float32"
+        takesTokens = dtype.contains("int")
+        summaries.append(LayerSummary(name: node.name, type: node.className,
+                                      details: [("shape", shape.map { "\($0.map { ($0 as? NSNumber).map { "\($0)" } ?? "None" })" } ?? "?"),
+                                                ("dtype", dtype)],
+                                      gateOrder: nil, parameterCount: 0))
+    }
+
+    private mutating func addEmbedding(_ node: KerasConfig.Node) throws {
+        guard layers.isEmpty else { throw fail(node, "an Embedding must be the first layer") }
+        let count = try int(node, "input_dim"), dimension = try int(node, "output_dim")
+        let weights = try take(node, count: 1)
+        try check(node, weights[0], "embeddings", [count, dimension])
+        let maskZero = bool(node, "mask_zero")
+        layers.append(.embedding(Embedding(table: weights[0], maskZero: maskZero)))
+        width = dimension
+        isSequence = true
+        summaries.append(LayerSummary(name: node.name, type: node.className,
+                                      details: [("input_dim", "\(count)"), ("output_dim", "\(dimension)"), ("mask_zero", "\(maskZero)")],
+                                      gateOrder: nil, parameterCount: weights[0].count))
+    }
+
+    private mutating func addDense(_ node: KerasConfig.Node, config: [String: Any]) throws {
+        let inner = KerasConfig.Node(className: "Dense", name: node.name, config: config, inbound: [])
+        guard let units = (config["units"] as? NSNumber)?.intValue else { throw fail(node, "config lacks 'units'") }
+        let useBias = (config["use_bias"] as? NSNumber)?.boolValue ?? true
+        let weights = try take(node, count: useBias ? 2 : 1)
+        guard weights[0].shape.count == 2, weights[0].shape[1] == units else {
+            throw fail(node, "kernel has shape \(shapeText(weights[0].shape)), expected [in, \(units)]")
+        }
+        let inputs = weights[0].shape[0]
+        if let width, width != inputs {
+            throw fail(node, "kernel has shape \(shapeText(weights[0].shape)), expected \(shapeText([width, units])) for \(width) input features")
+        }
+        if useBias { try check(node, weights[1], "bias", [units]) }
+        let activation = try self.activation(inner, "activation", default: "linear")
+        layers.append(.dense(Dense(weight: transpose(weights[0]), bias: useBias ? weights[1] : nil, activation: activation)))
+        width = units
+        summaries.append(LayerSummary(name: node.name, type: node.className,
+                                      details: [("units", "\(units)"), ("activation", "\(config["activation"] ?? "linear")"), ("use_bias", "\(useBias)")],
+                                      gateOrder: nil, parameterCount: weights.reduce(0) { $0 + $1.count }))
+    }
+
+    private mutating func addPooling(_ node: KerasConfig.Node) throws {
+        guard isSequence else { throw fail(node, "needs [batch, time, features] data") }
+        if let format = node.config["data_format"] as? String, format != "channels_last" {
+            throw fail(node, "data_format '\(format)' is not supported (channels_last is)")
+        }
+        if bool(node, "keepdims") { throw fail(node, "keepdims=True is not supported") }
+        // Average pooling honours the mask; max pooling ignores it (both versions) and sees
+        // whatever the previous layer emitted at masked steps.
+        let readout: Readout = node.className == "GlobalAveragePooling1D" ? .meanOverValidSteps : .maxOverAllSteps
+        layers.append(.readout(readout))
+        isSequence = false
+        summaries.append(LayerSummary(name: node.name, type: node.className,
+                                      details: [("mask", readout == .maxOverAllSteps ? "ignored" : "honoured")],
+                                      gateOrder: nil, parameterCount: 0))
+    }
+
+    private mutating func addFlatten(_ node: KerasConfig.Node) throws {
+        if isSequence {
+            guard let steps, let width else {
+                throw fail(node, "Flatten needs a fixed number of steps; the input shape leaves it open")
+            }
+            layers.append(.flatten)
+            self.width = steps * width
+            isSequence = false
+        }
+        summaries.append(LayerSummary(name: node.name, type: node.className, details: [], gateOrder: nil, parameterCount: 0))
+    }
+
+    private mutating func addBidirectional(_ node: KerasConfig.Node) throws {
+        guard let inner = node.config["layer"] as? [String: Any], let innerClass = inner["class_name"] as? String,
+              let innerConfig = inner["config"] as? [String: Any] else {
+            throw fail(node, "config lacks the wrapped layer")
+        }
+        guard KerasLayout.recurrentClasses[innerClass] != nil else {
+            throw fail(node, "Bidirectional(\(innerClass)) is not supported")
+        }
+        if let backward = node.config["backward_layer"] as? [String: Any] {
+            let backwardConfig = backward["config"] as? [String: Any] ?? [:]
+            for key in ["units", "activation", "recurrent_activation", "use_bias", "reset_after", "return_sequences"]
+            where "\(backwardConfig[key] ?? "")" != "\(innerConfig[key] ?? "")" {
+                throw fail(node, "a backward_layer that differs from the forward one in '\(key)' is not supported")
+            }
+        }
+        let mergeText = node.config["merge_mode"] as? String
+        let merge: MergeMode
+        switch mergeText {
+        case "concat"?: merge = .concat
+        case "sum"?: merge = .sum
+        case "mul"?: merge = .mul
+        case "ave"?: merge = .ave
+        default:
+            throw fail(node, "merge_mode \(mergeText ?? "None") is not supported (it returns two outputs); use concat, sum, mul or ave")
+        }
+        let all = try take(node, count: 2 * Self.weightCount(innerConfig))
+        let half = all.count / 2
+        var layer = try recurrent(node, config: innerConfig, className: innerClass,
+                                  weights: [Array(all[..<half]), Array(all[half...])], insideBidirectional: true)
+        layer.merge = merge
+        width = layer.mergedOutputSize
+        layers.append(.recurrent(layer))
+        summaries[summaries.count - 1].type = "Bidirectional(\(innerClass))"
+        summaries[summaries.count - 1].details.append(("merge_mode", mergeText ?? "None"))
+    }
+
+    private static func weightCount(_ config: [String: Any]) -> Int {
+        ((config["use_bias"] as? NSNumber)?.boolValue ?? true) ? 3 : 2
+    }
+
+    /// One Keras recurrent layer (or both directions of a Bidirectional) as a neutral layer.
+    private mutating func recurrent(_ node: KerasConfig.Node, config: [String: Any], className: String,
+                                    weights given: [[Tensor]]?, insideBidirectional: Bool) throws -> RecurrentLayer {
+        let kind = KerasLayout.recurrentClasses[className]!
+        let inner = KerasConfig.Node(className: className, name: node.name, config: config, inbound: [])
+        guard isSequence, let inputSize = width else {
+            throw fail(node, "needs [batch, time, features] input with a known feature count")
+        }
+        guard let units = (config["units"] as? NSNumber)?.intValue, units > 0 else { throw fail(node, "config lacks 'units'") }
+        if (config["return_state"] as? NSNumber)?.boolValue ?? false {
+            throw fail(node, "return_state=True gives several outputs; only the sequence output is supported")
+        }
+        if (config["time_major"] as? NSNumber)?.boolValue ?? false {
+            throw fail(node, "time_major=True is not supported: inputs are batch-first")
+        }
+        let useBias = (config["use_bias"] as? NSNumber)?.boolValue ?? true
+        let returnSequences = (config["return_sequences"] as? NSNumber)?.boolValue ?? false
+        let goBackwards = (config["go_backwards"] as? NSNumber)?.boolValue ?? false
+        if insideBidirectional && goBackwards {
+            throw fail(node, "go_backwards inside Bidirectional is not supported")
+        }
+        let resetAfter = kind == .gru ? ((config["reset_after"] as? NSNumber)?.boolValue ?? true) : true
+        let activation = try self.activation(inner, "activation", default: "tanh")
+        let recurrentActivation = kind == .rnn ? Activation.sigmoid : try self.activation(inner, "recurrent_activation", default: "sigmoid")
+        let gates = kind.gateCount
+        let sets = try given ?? [take(node, count: useBias ? 3 : 2)]
+        let directions = try sets.map { tensors -> DirectionWeights in
+            guard tensors.count == (useBias ? 3 : 2) else {
+                throw fail(node, "has \(tensors.count) weight tensors per direction, expected \(useBias ? 3 : 2)")
+            }
+            try check(node, tensors[0], "kernel", [inputSize, gates * units])
+            try check(node, tensors[1], "recurrent_kernel", [units, gates * units])
+            var inputBias: Tensor?
+            var recurrentBias: Tensor?
+            if useBias {
+                if kind == .gru && resetAfter {
+                    // Row 0 applies to the input projection, row 1 inside the recurrent one.
+                    try check(node, tensors[2], "bias", [2, gates * units])
+                    inputBias = Tensor(shape: [gates * units], values: Array(tensors[2].values[..<(gates * units)]))
+                    recurrentBias = Tensor(shape: [gates * units], values: Array(tensors[2].values[(gates * units)...]))
+                } else {
+                    try check(node, tensors[2], "bias", [gates * units])
+                    inputBias = tensors[2]
+                }
+            }
+            return DirectionWeights(gateOrder: KerasLayout.gateOrder(kind), inputWeight: transpose(tensors[0]),
+                                    recurrentWeight: transpose(tensors[1]), inputBias: inputBias, recurrentBias: recurrentBias)
+        }
+        // Keras emits the previous output at a masked step unless zero_output_for_mask is
+        // set; Bidirectional sets it on both directions when they return sequences.
+        let zeroForMask = insideBidirectional ? returnSequences : ((config["zero_output_for_mask"] as? NSNumber)?.boolValue ?? false)
+        let layer = RecurrentLayer(kind: kind, inputSize: inputSize, hiddenSize: units, directions: directions,
+                                   activation: activation, recurrentActivation: recurrentActivation,
+                                   gruResetRule: resetAfter ? .afterMatmul : .beforeMatmul, merge: .concat,
+                                   goBackwards: goBackwards, maskedOutput: zeroForMask ? .zero : .carry,
+                                   returnSequences: returnSequences)
+        width = layer.mergedOutputSize
+        isSequence = returnSequences
+        var details: [(String, String)] = [("units", "\(units)"), ("activation", "\(config["activation"] ?? "tanh")")]
+        if kind != .rnn { details.append(("recurrent_activation", "\(config["recurrent_activation"] ?? "sigmoid")")) }
+        details += [("use_bias", "\(useBias)"), ("return_sequences", "\(returnSequences)")]
+        if goBackwards { details.append(("go_backwards", "true")) }
+        if kind == .gru { details.append(("reset_after", "\(resetAfter)")) }
+        summaries.append(LayerSummary(name: node.name, type: className, details: details,
+                                      gateOrder: KerasLayout.gateOrder(kind),
+                                      parameterCount: directions.reduce(0) {
+                                          $0 + $1.inputWeight.count + $1.recurrentWeight.count + ($1.inputBias?.count ?? 0) + ($1.recurrentBias?.count ?? 0)
+                                      }))
+        return layer
+    }
+}
+
+/// `[rows, columns]` → `[columns, rows]`.
+func transpose(_ tensor: Tensor) -> Tensor {
+    let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+    var values = [Float](repeating: 0, count: tensor.count)
+    for r in 0..<rows {
+        for c in 0..<columns { values[c * rows + r] = tensor.values[r * columns + c] }
+    }
+    return Tensor(shape: [columns, rows], values: values)
+}

@@ -1,0 +1,115 @@
+import HDF5
+
+/// Where a Keras layer's weights are in a file, in the order `layer.get_weights()` returns
+/// them (for Bidirectional: the forward layer's, then the backward layer's).
+protocol KerasWeightSource {
+    func weights(of node: KerasConfig.Node) throws -> [StoredTensor]
+    /// Every dataset path the source holds, to report what no layer used.
+    var layerNames: [String] { get }
+}
+
+/// Legacy HDF5 (Keras 2 / tf-keras, and Keras 3's `.h5`): a group per layer named in
+/// `layer_names`, whose `weight_names` list the datasets in order. Paths are never
+/// guessed; the lists are followed as Keras's own loader follows them.
+struct LegacyH5Weights: KerasWeightSource {
+    let file: String
+    let group: HDF5Group
+    let layerNames: [String]
+
+    init(group: HDF5Group, file: String) throws {
+        self.file = file
+        self.group = group
+        guard let names = try Self.nameList(group, "layer_names") else {
+            throw ModelError(file: file, path: group.path, message: "has no layer_names attribute")
+        }
+        layerNames = names
+    }
+
+    /// Reads a list attribute that may be split into `name0`, `name1`, ... (tf-keras splits
+    /// lists over 64 KB so they fit an object header).
+    static func nameList(_ object: HDF5Object, _ name: String) throws -> [String]? {
+        if let value = try object.attribute(name) { return value.stringList }
+        var parts: [String] = []
+        var index = 0
+        while let part = try object.attribute("\(name)\(index)") {
+            parts += part.stringList ?? []
+            index += 1
+        }
+        return index > 0 ? parts : nil
+    }
+
+    func weights(of node: KerasConfig.Node) throws -> [StoredTensor] {
+        guard layerNames.contains(node.name) else {
+            throw ModelError(file: file, path: group.path, layer: "\(node.name) (\(node.className))",
+                             message: "the file's layer_names (\(layerNames.joined(separator: ", "))) lack this layer")
+        }
+        let layerGroup = try group.group(node.name)
+        let weightNames = try Self.nameList(layerGroup, "weight_names") ?? []
+        return try weightNames.map { weightName in
+            guard try layerGroup.kind(of: weightName) == .dataset else {
+                throw ModelError(file: file, path: "\(layerGroup.path)/\(weightName)", layer: "\(node.name) (\(node.className))",
+                                 message: "named in weight_names but missing")
+            }
+            return try readTensor(layerGroup.dataset(weightName), file: file)
+        }
+    }
+}
+
+/// Keras 3's `model.weights.h5` (inside a `.keras` archive, or saved with
+/// `save_weights('x.weights.h5')`): `layers/<snake_case class name>[_N]/.../vars/<i>`.
+/// Names come from class names counted in layer order, not from layer names.
+struct Keras3Weights: KerasWeightSource {
+    let file: String
+    let root: HDF5Group
+    /// Layer name → its group path under `layers/`.
+    let paths: [String: String]
+    var layerNames: [String] { Array(paths.values).sorted() }
+
+    /// - Parameter layers: every layer of the model in config order (InputLayers included).
+    init(root: HDF5Group, file: String, layers: [KerasConfig.Node]) {
+        self.file = file
+        self.root = root
+        var counts: [String: Int] = [:]
+        var paths: [String: String] = [:]
+        for node in layers where node.className != "InputLayer" {
+            let base = KerasLayout.snakeCase(node.className)
+            let seen = counts[base, default: 0]
+            counts[base] = seen + 1
+            paths[node.name] = "layers/" + (seen == 0 ? base : "\(base)_\(seen)")
+        }
+        self.paths = paths
+    }
+
+    func weights(of node: KerasConfig.Node) throws -> [StoredTensor] {
+        guard let path = paths[node.name] else { return [] }
+        let subgroups: [String]
+        switch node.className {
+        case "Bidirectional": subgroups = ["forward_layer/cell/vars", "backward_layer/cell/vars"]
+        case "SimpleRNN", "LSTM", "GRU": subgroups = ["cell/vars"]
+        case "TimeDistributed": subgroups = ["layer/vars"]
+        default: subgroups = ["vars"]
+        }
+        var tensors: [StoredTensor] = []
+        for subgroup in subgroups {
+            let full = "\(path)/\(subgroup)"
+            guard try root.kind(of: full) == .group else {
+                if node.className == "Bidirectional" || KerasLayout.recurrentClasses[node.className] != nil {
+                    throw ModelError(file: file, path: "/" + full, layer: "\(node.name) (\(node.className))", message: "missing group")
+                }
+                continue
+            }
+            let vars = try root.group(full)
+            let names = try vars.memberNames().sorted { (Int($0) ?? .max, $0) < (Int($1) ?? .max, $1) }
+            tensors += try names.map { try readTensor(vars.dataset($0), file: file) }
+        }
+        return tensors
+    }
+}
+
+func readTensor(_ dataset: HDF5Dataset, file: String) throws -> StoredTensor {
+    guard dataset.elementType.isFloat else {
+        throw ModelError(file: file, path: dataset.path, message: "holds \(dataset.elementType), expected floating-point weights")
+    }
+    return StoredTensor(path: dataset.path, tensor: Tensor(shape: dataset.shape, values: try dataset.readFloats()),
+                        storedType: dataset.elementType.description, compressed: try !dataset.filters().isEmpty)
+}
