@@ -38,6 +38,21 @@ public final class HDF5File: @unchecked Sendable {
         }
     }
 
+    /// Opens an existing file for reading and writing (attributes and datasets may be added
+    /// or replaced).
+    ///
+    /// The corresponding C function is `H5Fopen` with `H5F_ACC_RDWR`.
+    public static func openForUpdate(_ path: String) throws -> HDF5File {
+        try HDF5Library.locked {
+            let id = H5Fopen(path, chdf5_f_acc_rdwr(), chdf5_p_default())
+            guard id >= 0 else {
+                throw HDF5Error(.cannotOpen, file: path, message: "cannot open for writing",
+                                hdf5Message: HDF5Library.takeErrorMessage())
+            }
+            return HDF5File(path: path, handle: .file(id), limits: .default)
+        }
+    }
+
     /// Opens an HDF5 file held in memory (a member of a zip archive, say), read-only.
     ///
     /// `name` is what errors call the file (`model.keras!model.weights.h5`). The image is

@@ -19,6 +19,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "HDF5 file to write.")
     var output: String
 
+    @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture.")
+    var architecture: String?
+
     func validate() throws {
         guard output != input, output != model else {
             throw ValidationError("--output must differ from the model and the input file")
@@ -27,7 +30,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         try failingWithStatus2 {
-            let loaded = try LoadedModel(contentsOf: model)
+            let loaded = try LoadedModel(contentsOf: model, architecture: architecture)
             let inputs = try InputFile(contentsOf: input)
             let outputs = try loaded.run(inputs.input, lengths: inputs.lengths, h0: inputs.h0, c0: inputs.c0)
             try outputs.write(to: output)

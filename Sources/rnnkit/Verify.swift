@@ -17,6 +17,9 @@ struct Verify: ParsableCommand {
     @Argument(help: "The fixture file (spec/fixture-format.md).")
     var fixture: String
 
+    @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture (default: the fixture's 'architecture' attribute).")
+    var architecture: String?
+
     @Option(help: "Absolute tolerance (default: the fixture's, else 1e-5).")
     var atol: Double?
 
@@ -30,8 +33,8 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         let verification = try failingWithStatus2 {
-            let loaded = try LoadedModel(contentsOf: model)
             let loadedFixture = try Fixture(contentsOf: fixture)
+            let loaded = try LoadedModel(contentsOf: model, architecture: architecture ?? loadedFixture.architecturePath)
             return try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol)
         }
         print("tolerance: atol \(verification.atol), rtol \(verification.rtol)")

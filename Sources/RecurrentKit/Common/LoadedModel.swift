@@ -60,10 +60,16 @@ public struct LoadedModel: Sendable {
     /// On-disk element types of the weights.
     public let storedTypes: [String]
     public let compressed: Bool
+    /// The model class a Keras config names (`Sequential`, `Functional`); nil for PyTorch.
+    public let modelClass: String?
+    /// The Keras major version whose semantics the model carries (2 or 3); nil for PyTorch.
+    public let kerasVersion: Int?
     public let engine: Engine
 
     init(file: String, layout: Layout, model: Model, isBareRecurrentModule: Bool, summaries: [LayerSummary],
-         storedTypes: [String], compressed: Bool) throws {
+         storedTypes: [String], compressed: Bool, modelClass: String? = nil, kerasVersion: Int? = nil) throws {
+        self.modelClass = modelClass
+        self.kerasVersion = kerasVersion
         self.file = file
         self.layout = layout
         self.model = model

@@ -14,9 +14,19 @@ public struct Fixture: Sendable {
     public var generator: String?
     /// The model file's name, relative to the fixture's folder.
     public var model: String?
+    /// For a weights-only model file: the model file holding its architecture.
+    public var architecture: String?
     public var exercises: [String]
     public var atol: Double?
     public var rtol: Double?
+
+    /// The model (and architecture) paths, resolved against the fixture's folder.
+    public var modelPath: String? { model.map(resolve) }
+    public var architecturePath: String? { architecture.map(resolve) }
+
+    private func resolve(_ name: String) -> String {
+        URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(name).path
+    }
 
     /// Reads a fixture file.
     public init(contentsOf path: String) throws {
@@ -42,6 +52,7 @@ public struct Fixture: Sendable {
         }
         generator = try root.attribute("generator")?.stringValue
         model = try root.attribute("model")?.stringValue
+        architecture = try root.attribute("architecture")?.stringValue
         if let text = try root.attribute("exercises")?.stringValue {
             guard let list = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else {
                 throw ModelError(file: path, path: "exercises", message: "is not a JSON array of strings")

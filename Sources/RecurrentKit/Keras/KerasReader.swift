@@ -34,7 +34,8 @@ struct KerasReader {
         }
         return try LoadedModel(file: file, layout: layout, model: Model(layers: reader.layers, name: config.name),
                                isBareRecurrentModule: false, summaries: reader.summaries,
-                               storedTypes: reader.storedTypes.sorted(), compressed: reader.compressed)
+                               storedTypes: reader.storedTypes.sorted(), compressed: reader.compressed,
+                               modelClass: config.className, kerasVersion: version.rawValue)
     }
 
     private func fail(_ node: KerasConfig.Node, _ message: String, path: String? = nil) -> ModelError {
@@ -149,7 +150,7 @@ struct KerasReader {
         }) ?? "float32"
         takesTokens = dtype.contains("int")
         summaries.append(LayerSummary(name: node.name, type: node.className,
-                                      details: [("shape", shape.map { "\($0.map { ($0 as? NSNumber).map { "\($0)" } ?? "None" })" } ?? "?"),
+                                      details: [("shape", shape.map { "[" + $0.map { ($0 as? NSNumber).map { "\($0)" } ?? "None" }.joined(separator: ", ") + "]" } ?? "?"),
                                                 ("dtype", dtype)],
                                       gateOrder: nil, parameterCount: 0))
     }
@@ -319,6 +320,9 @@ struct KerasReader {
         if kind != .rnn { details.append(("recurrent_activation", "\(config["recurrent_activation"] ?? "sigmoid")")) }
         details += [("use_bias", "\(useBias)"), ("return_sequences", "\(returnSequences)")]
         if goBackwards { details.append(("go_backwards", "true")) }
+        for flag in ["stateful", "unroll"] where (config[flag] as? NSNumber)?.boolValue ?? false {
+            details.append((flag, "true (no effect on one call)"))
+        }
         if kind == .gru { details.append(("reset_after", "\(resetAfter)")) }
         summaries.append(LayerSummary(name: node.name, type: className, details: details,
                                       gateOrder: KerasLayout.gateOrder(kind),

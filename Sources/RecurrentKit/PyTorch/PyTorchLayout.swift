@@ -56,12 +56,13 @@ enum PyTorchLayout {
     /// Expected shape of each parameter of layer `k`, direction `reverse`.
     ///
     /// `G` gates, hidden `H`, projection `P` (0 = none), `R = P > 0 ? P : H`, input `I` for
-    /// layer 0 and `D·R` above.
+    /// layer 0 and `D·R` above (`D` directions concatenated; 1 when a version-2 config
+    /// merges them by sum, mul or ave).
     static func expectedShape(_ role: ParameterName.Role, layer: Int, kind: CellKind, inputSize: Int,
-                              hiddenSize: Int, projectionSize: Int, directions: Int) -> [Int] {
+                              hiddenSize: Int, projectionSize: Int, mergedDirections: Int) -> [Int] {
         let rows = kind.gateCount * hiddenSize
         let recurrent = projectionSize > 0 ? projectionSize : hiddenSize
-        let input = layer == 0 ? inputSize : directions * recurrent
+        let input = layer == 0 ? inputSize : mergedDirections * recurrent
         switch role {
         case .weight_ih: return [rows, input]
         case .weight_hh: return [rows, recurrent]

@@ -4,7 +4,9 @@ import Foundation
 /// Schema in spec/pytorch-layout.md. Unknown types and fields are errors naming them.
 struct PyTorchModelConfig {
     enum Module {
-        case embedding(name: String, count: Int, dimension: Int)
+        case embedding(name: String, count: Int, dimension: Int, maskZero: Bool)
+        case masking(value: Float)
+        case flatten
         case recurrent(PyTorchReader.RecurrentOptions)
         case linear(name: String, inFeatures: Int, outFeatures: Int, bias: Bool)
         case activation(type: String, Activation)
@@ -28,6 +30,16 @@ struct PyTorchModelConfig {
     static let readouts: [String: Readout] = [
         "last_hidden": .lastHidden, "last_hidden_all_directions": .lastHiddenAllDirections,
         "mean": .meanOverValidSteps, "max": .maxOverValidSteps, "last_step": .lastValidStep,
+        "max_all": .maxOverAllSteps,
+    ]
+
+    static let mergeModes: [String: MergeMode] = ["concat": .concat, "sum": .sum, "mul": .mul, "ave": .ave]
+
+    /// Activation names a recurrent module's `activation` / `recurrent_activation` may take.
+    static let recurrentActivations: [String: Activation] = [
+        "tanh": .tanh, "relu": .relu, "sigmoid": .sigmoid, "linear": .linear,
+        "hard_sigmoid": .hardSigmoid, "hard_sigmoid_keras2": .hardSigmoidKeras2, "softsign": .softsign,
+        "elu": .elu, "selu": .selu, "softplus": .softplus, "swish": .swish, "gelu": .gelu,
     ]
 
     init(json: String, file: String) throws {
@@ -43,8 +55,8 @@ struct PyTorchModelConfig {
         if let format = try rootFields.string("format"), format != Self.format {
             throw fail("format is '\(format)', expected '\(Self.format)'")
         }
-        if let version = try rootFields.int("version"), version != 1 {
-            throw fail("version \(version) is not supported (this build reads version 1)")
+        if let version = try rootFields.int("version"), !(1...2).contains(version) {
+            throw fail("version \(version) is not supported (this build reads versions 1 and 2)")
         }
         prefix = try rootFields.string("prefix") ?? ""
         guard let list = root["modules"] as? [Any] else { throw fail("needs a 'modules' array") }
@@ -65,12 +77,21 @@ struct PyTorchModelConfig {
         }
         switch type {
         case "Embedding":
-            try fields.allow(["type", "name", "num_embeddings", "embedding_dim", "padding_idx"])
+            try fields.allow(["type", "name", "num_embeddings", "embedding_dim", "padding_idx", "mask_zero"])
             return .embedding(name: try name(), count: try fields.require(fields.int("num_embeddings"), "num_embeddings"),
-                              dimension: try fields.require(fields.int("embedding_dim"), "embedding_dim"))
+                              dimension: try fields.require(fields.int("embedding_dim"), "embedding_dim"),
+                              maskZero: try fields.bool("mask_zero") ?? false)
+        case "Masking":
+            try fields.allow(["type", "name", "mask_value"])
+            return .masking(value: Float(try fields.number("mask_value") ?? 0))
+        case "Flatten":
+            try fields.allow(["type", "name"])
+            return .flatten
         case "RNN", "LSTM", "GRU":
             var allowed = ["type", "name", "input_size", "hidden_size", "num_layers", "bidirectional", "bias",
-                           "batch_first", "dropout"]
+                           "batch_first", "dropout", "merge_mode", "return_sequences", "go_backwards", "masked_output",
+                           "recurrent_activation"]
+            if type != "RNN" { allowed.append("activation") }
             if type == "RNN" { allowed.append("nonlinearity") }
             if type == "LSTM" { allowed.append("proj_size") }
             try fields.allow(allowed)
@@ -89,6 +110,28 @@ struct PyTorchModelConfig {
             case "tanh": options.nonlinearity = .tanh
             case "relu": options.nonlinearity = .relu
             case let other: throw fail("modules[\(index)] (RNN): nonlinearity '\(other)' is not tanh or relu")
+            }
+            func activation(_ key: String) throws -> Activation? {
+                guard let text = try fields.string(key) else { return nil }
+                guard let value = recurrentActivations[text] else {
+                    throw fail("modules[\(index)] (\(type)): \(key) '\(text)' is not one of \(recurrentActivations.keys.sorted().joined(separator: ", "))")
+                }
+                return value
+            }
+            if let value = try activation("activation") { options.nonlinearity = value }
+            options.recurrentActivation = try activation("recurrent_activation") ?? .sigmoid
+            if let text = try fields.string("merge_mode") {
+                guard let merge = mergeModes[text] else {
+                    throw fail("modules[\(index)] (\(type)): merge_mode '\(text)' is not concat, sum, mul or ave")
+                }
+                options.merge = merge
+            }
+            options.returnSequences = try fields.bool("return_sequences") ?? true
+            options.goBackwards = try fields.bool("go_backwards") ?? false
+            switch try fields.string("masked_output") ?? "zero" {
+            case "zero": options.maskedOutput = .zero
+            case "carry": options.maskedOutput = .carry
+            case let other: throw fail("modules[\(index)] (\(type)): masked_output '\(other)' is not zero or carry")
             }
             return .recurrent(options)
         case "Linear":
@@ -159,6 +202,14 @@ struct PyTorchModelConfig {
                 throw fail("\(context): '\(key)' must be a non-negative integer")
             }
             return int
+        }
+
+        func number(_ key: String) throws -> Double? {
+            guard let value = object[key], !(value is NSNull) else { return nil }
+            guard let number = value as? NSNumber, !isBool(number) else {
+                throw fail("\(context): '\(key)' must be a number")
+            }
+            return number.doubleValue
         }
 
         func bool(_ key: String) throws -> Bool? {

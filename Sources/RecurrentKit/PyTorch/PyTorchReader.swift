@@ -114,7 +114,13 @@ enum PyTorchReader {
         var bidirectional: Bool?
         var bias: Bool?
         var projectionSize: Int?
+        /// The candidate activation: RNN nonlinearity, or a Keras-converted LSTM/GRU's `activation`.
         var nonlinearity: Activation = .tanh
+        var recurrentActivation: Activation = .sigmoid
+        var merge: MergeMode = .concat
+        var returnSequences = true
+        var goBackwards = false
+        var maskedOutput: MaskedOutput = .zero
     }
 
     /// Reads one recurrent module's parameters (keys `<prefix><param>`) as neutral layers,
@@ -163,8 +169,10 @@ enum PyTorchReader {
         let bidirectional = options.bidirectional ?? names.contains { $0.reverse }
         let bias = options.bias ?? dict.has(prefix + "bias_ih_l0")
         let directions = bidirectional ? 2 : 1
+        // How many direction outputs side by side a layer above reads (1 for sum/mul/ave).
+        let mergedWidth = options.merge == .concat ? directions : 1
         let inputSize = options.inputSize ?? ihShape[1]
-        let activation = kind == .rnn ? options.nonlinearity : .tanh
+        let activation = options.nonlinearity
         let order = PyTorchLayout.gateOrder(kind)
 
         var layers: [RecurrentLayer] = []
@@ -176,7 +184,7 @@ enum PyTorchReader {
                     let key = prefix + ParameterName(role: role, layer: k, reverse: reverse).text
                     let shape = PyTorchLayout.expectedShape(role, layer: k, kind: kind, inputSize: inputSize,
                                                             hiddenSize: hidden, projectionSize: projection,
-                                                            directions: directions)
+                                                            mergedDirections: mergedWidth)
                     let tensor = try dict.take(key, shape: shape, layer: name)
                     parameterCount += tensor.count
                     return tensor
@@ -189,11 +197,14 @@ enum PyTorchReader {
                     recurrentBias: bias ? try take(.bias_hh) : nil,
                     projection: projection > 0 ? try take(.weight_hr) : nil))
             }
-            let layerInput = k == 0 ? inputSize : directions * (projection > 0 ? projection : hidden)
+            // Layers above the first read the merged output of the one below.
+            let layerInput = k == 0 ? inputSize : mergedWidth * (projection > 0 ? projection : hidden)
             layers.append(RecurrentLayer(kind: kind, inputSize: layerInput, hiddenSize: hidden,
                                          projectionSize: projection > 0 ? projection : nil, directions: weights,
-                                         activation: activation, merge: .concat, maskedOutput: .zero,
-                                         returnSequences: true))
+                                         activation: activation, recurrentActivation: options.recurrentActivation,
+                                         merge: options.merge, goBackwards: options.goBackwards,
+                                         maskedOutput: options.maskedOutput,
+                                         returnSequences: k == layerCount - 1 ? options.returnSequences : true))
         }
         var details: [(String, String)] = [
             ("input_size", "\(inputSize)"), ("hidden_size", "\(hidden)"), ("num_layers", "\(layerCount)"),
@@ -201,6 +212,10 @@ enum PyTorchReader {
         ]
         if projection > 0 { details.append(("proj_size", "\(projection)")) }
         if kind == .rnn { details.append(("nonlinearity", activation == .relu ? "relu" : "tanh")) }
+        if options.merge != .concat { details.append(("merge_mode", options.merge.rawValue)) }
+        if !options.returnSequences { details.append(("return_sequences", "false")) }
+        if options.goBackwards { details.append(("go_backwards", "true")) }
+        if options.maskedOutput == .carry { details.append(("masked_output", "carry")) }
         summaries.append(LayerSummary(name: name, type: PyTorchLayout.moduleType(kind), details: details,
                                       gateOrder: order, parameterCount: parameterCount))
         return layers
@@ -213,12 +228,19 @@ enum PyTorchReader {
         let file = dict.file
         for module in config.modules {
             switch module {
-            case let .embedding(name, count, dimension):
+            case let .embedding(name, count, dimension, maskZero):
                 let table = try dict.take(prefix + name + ".weight", shape: [count, dimension], layer: name)
-                layers.append(.embedding(Embedding(table: table)))
+                layers.append(.embedding(Embedding(table: table, maskZero: maskZero)))
                 summaries.append(LayerSummary(name: name, type: "Embedding",
-                                              details: [("num_embeddings", "\(count)"), ("embedding_dim", "\(dimension)")],
+                                              details: [("num_embeddings", "\(count)"), ("embedding_dim", "\(dimension)")]
+                                                  + (maskZero ? [("mask_zero", "true")] : []),
                                               gateOrder: nil, parameterCount: table.count))
+            case let .masking(value):
+                layers.append(.masking(maskValue: value))
+                summaries.append(LayerSummary(name: "", type: "Masking", details: [("mask_value", "\(value)")], gateOrder: nil, parameterCount: 0))
+            case .flatten:
+                layers.append(.flatten)
+                summaries.append(LayerSummary(name: "", type: "Flatten", details: [], gateOrder: nil, parameterCount: 0))
             case let .recurrent(options):
                 let recurrent = try readRecurrent(prefix: prefix + options.name + ".", options: options, dict: &dict,
                                                   summaries: &summaries)

@@ -1,0 +1,164 @@
+import Foundation
+import HDF5
+import XCTest
+import TestSupport
+@testable import RecurrentKit
+
+/// Every committed Keras fixture (real tf-keras and Keras 3 outputs) verifies at the
+/// default tolerance, and really exercises what its tags claim.
+final class KerasFixtureTests: XCTestCase {
+    static let cases = ["text_rnn", "text_bilstm", "stacked_bilstm", "lstm_options", "go_backwards", "gru_reset",
+                        "bidi_merges", "dense_activations", "flatten_stateful", "functional_masking"]
+    static let keras3LegacyH5 = ["text_bilstm", "stacked_bilstm", "gru_reset", "bidi_merges", "functional_masking"]
+    static let weightsOnly = ["tfk_stacked_bilstm.legacy-weights", "tfk_stacked_bilstm.weights", "k3_stacked_bilstm.weights"]
+
+    static var expectedNames: Set<String> {
+        Set(cases.map { "tfk_\($0)" } + cases.map { "k3_\($0)" } + keras3LegacyH5.map { "k3h5_\($0)" } + weightsOnly)
+    }
+
+    func testEveryFixtureVerifiesAndExercisesItsTags() throws {
+        let folder = fixturesFolder.appendingPathComponent("keras")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+            .filter { $0.hasSuffix(".fixture.h5") }.map { String($0.dropLast(".fixture.h5".count)) }
+        XCTAssertEqual(Set(names), Self.expectedNames, "fixture set changed")
+        var tagsSeen = Set<String>()
+        for name in names.sorted() {
+            let fixture = try Fixture(contentsOf: folder.appendingPathComponent("\(name).fixture.h5").path)
+            let modelPath = try XCTUnwrap(fixture.modelPath, name)
+            let model = try LoadedModel(contentsOf: modelPath, architecture: fixture.architecturePath)
+            let verification = try Verification(model: model, fixture: fixture)
+            XCTAssertEqual(verification.atol, 1e-5, name)
+            XCTAssertEqual(verification.rtol, 1e-4, name)
+            for comparison in verification.comparisons {
+                XCTAssertTrue(comparison.passed, "\(name) \(comparison.name): max abs \(comparison.maxAbsoluteError) at \(comparison.firstMismatch ?? [])")
+            }
+            XCTAssertFalse(fixture.exercises.isEmpty, name)
+            for tag in fixture.exercises {
+                XCTAssertTrue(try exercised(tag, model: model, fixture: fixture, modelPath: modelPath), "\(name) claims '\(tag)' but the files do not show it")
+            }
+            tagsSeen.formUnion(fixture.exercises)
+        }
+        // The set as a whole covers every layer and option the Keras issue lists.
+        let required = Set([
+            "keras2", "keras3", "h5-full", "h5-weights", "keras-weights", "keras-archive", "sequential", "functional",
+            "mask-zero", "masking", "mask-value", "mask-middle", "go-backwards", "reset-before", "reset-after",
+            "hard-sigmoid", "merge-concat", "merge-sum", "merge-mul", "merge-ave", "dense-3d", "time-distributed",
+            "dropout", "global-avg-pool", "global-max-pool", "flatten", "stateful", "unroll", "rnn-relu", "no-bias",
+            "activation-layer",
+        ] + ["linear", "relu", "tanh", "sigmoid", "softmax", "hard-sigmoid", "elu", "selu", "softplus", "softsign",
+             "swish", "gelu"].map { "activation-\($0)" })
+        XCTAssertTrue(tagsSeen.isSuperset(of: required), "missing: \(required.subtracting(tagsSeen).sorted())")
+    }
+
+    /// Checks one tag against the loaded model and the files.
+    private func exercised(_ tag: String, model: LoadedModel, fixture: Fixture, modelPath: String) throws -> Bool {
+        let layers = model.model.layers
+        let recurrent = model.recurrentLayers
+        let types = Set(model.summaries.map(\.type))
+        let denseActivations = layers.compactMap { layer -> Activation? in
+            switch layer {
+            case let .dense(dense): return dense.activation
+            case let .activation(activation): return activation
+            default: return nil
+            }
+        }
+        let allActivations = denseActivations + recurrent.flatMap { [$0.activation, $0.recurrentActivation] }
+        func isKeras(_ version: Int) -> Bool {
+            model.kerasVersion == version && (fixture.generator?.hasPrefix(version == 2 ? "tf-keras 2" : "keras 3") ?? false)
+        }
+        switch tag {
+        case "keras2": return isKeras(2)
+        case "keras3": return isKeras(3)
+        case "h5-full": return [.keras2H5, .keras3H5].contains(model.layout)
+        case "h5-weights":
+            let hasNames = try HDF5File.open(modelPath).root.hasAttribute("layer_names")
+            return model.layout == .kerasWeights && hasNames
+        case "keras-weights":
+            let hasLayers = try HDF5File.open(modelPath).root.kind(of: "layers") == .group
+            return model.layout == .kerasWeights && hasLayers
+        case "keras-archive": return model.layout == .kerasArchive
+        case "model-config": return model.layout != .kerasWeights
+        case "sequential": return model.modelClass == "Sequential"
+        case "functional": return model.modelClass == "Functional"
+        case "tokens": return model.model.takesTokenIDs
+        case "embedding": return layers.contains { if case .embedding = $0 { return true } else { return false } }
+        case "mask-zero": return layers.contains { if case let .embedding(e) = $0 { return e.maskZero } else { return false } }
+        case "masking": return layers.contains { if case .masking = $0 { return true } else { return false } }
+        case "mask-value": return layers.contains { if case let .masking(v) = $0 { return v != 0 } else { return false } }
+        case "mask-middle": return fixture.lengths == nil && maskHasGaps(model: model, fixture: fixture)
+        case "lengths": return fixture.lengths.map { lengths in lengths.contains { $0 < timeSteps(fixture) } } ?? false
+        case "rnn": return recurrent.contains { $0.kind == .rnn }
+        case "lstm": return recurrent.contains { $0.kind == .lstm }
+        case "gru": return recurrent.contains { $0.kind == .gru }
+        case "rnn-relu": return recurrent.contains { $0.kind == .rnn && $0.activation == .relu }
+        case "bidirectional": return recurrent.contains(where: \.isBidirectional)
+        case "multilayer": return recurrent.count > 1
+        case "no-bias": return recurrent.contains { $0.directions.allSatisfy { $0.inputBias == nil } }
+        case "return-sequences": return zip(layers, layers.dropFirst()).contains {
+            if case let .recurrent(r) = $0.0 { return r.returnSequences } else { return false }
+        }
+        case "go-backwards": return recurrent.contains(where: \.goBackwards)
+        case "reset-before": return recurrent.contains { $0.kind == .gru && $0.gruResetRule == .beforeMatmul }
+        case "reset-after": return recurrent.contains { $0.kind == .gru && $0.gruResetRule == .afterMatmul }
+        case "hard-sigmoid":
+            return allActivations.contains(model.kerasVersion == 2 ? .hardSigmoidKeras2 : .hardSigmoid)
+        case let merge where merge.hasPrefix("merge-"):
+            return recurrent.contains { $0.isBidirectional && $0.merge.rawValue == merge.dropFirst(6) }
+        case "dense": return layers.contains { if case .dense = $0 { return true } else { return false } }
+        case "dense-3d": return denseOnSequences(layers)
+        case "time-distributed": return types.contains("TimeDistributed")
+        case "activation-layer": return types.contains("Activation")
+        case let name where name.hasPrefix("activation-"):
+            let wanted: [String: Activation] = [
+                "linear": .linear, "relu": .relu, "tanh": .tanh, "sigmoid": .sigmoid, "softmax": .softmax,
+                "hard-sigmoid": model.kerasVersion == 2 ? .hardSigmoidKeras2 : .hardSigmoid, "elu": .elu, "selu": .selu,
+                "softplus": .softplus, "softsign": .softsign, "swish": .swish, "gelu": .gelu,
+            ]
+            guard let activation = wanted[String(name.dropFirst("activation-".count))] else { return false }
+            return denseActivations.contains(activation)
+        case "dropout": return !types.isDisjoint(with: ["Dropout", "SpatialDropout1D", "GaussianNoise"])
+        case "global-avg-pool": return layers.contains(.readout(.meanOverValidSteps))
+        case "global-max-pool": return layers.contains(.readout(.maxOverAllSteps))
+        case "flatten": return layers.contains(.flatten)
+        case "stateful", "unroll":
+            return model.summaries.contains { $0.details.contains { $0.0 == tag && $0.1.hasPrefix("true") } }
+        default:
+            XCTFail("unknown tag \(tag)")
+            return false
+        }
+    }
+
+    private func timeSteps(_ fixture: Fixture) -> Int {
+        switch fixture.input {
+        case let .features(x): return x.shape[1]
+        case let .tokens(_, _, time): return time
+        }
+    }
+
+    /// True when some sequence has a masked step before an unmasked one.
+    private func maskHasGaps(model: LoadedModel, fixture: Fixture) -> Bool {
+        guard case let .features(x) = fixture.input,
+              case let .masking(value)? = model.model.layers.first(where: { if case .masking = $0 { return true } else { return false } })
+        else { return false }
+        let (batch, time, features) = (x.shape[0], x.shape[1], x.shape[2])
+        for b in 0..<batch {
+            let valid = (0..<time).map { t in (0..<features).contains { x.values[(b * time + t) * features + $0] != value } }
+            if let firstMasked = valid.firstIndex(of: false), valid[firstMasked...].contains(true) { return true }
+        }
+        return false
+    }
+
+    /// True when a dense layer applies per step (to `[batch, time, features]` data).
+    private func denseOnSequences(_ layers: [Layer]) -> Bool {
+        var sequence = true
+        for layer in layers {
+            switch layer {
+            case .dense: if sequence { return true }
+            case let .recurrent(r): sequence = r.returnSequences
+            case .readout, .flatten: sequence = false
+            default: break
+            }
+        }
+        return false
+    }
+}
