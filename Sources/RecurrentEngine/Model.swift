@@ -81,6 +81,25 @@ public enum GRUResetRule: String, Sendable, Hashable, Codable {
     case beforeMatmul
 }
 
+extension Tensor {
+    /// The same blocks of rows in another order: `[G·H, ...]` with blocks labelled `from`
+    /// becomes blocks labelled `to` (a permutation of the same gates).
+    ///
+    /// This is the one place gate blocks are reordered; layouts only declare their order.
+    public func reorderingRowBlocks(from: [Gate], to: [Gate]) -> Tensor {
+        precondition(Set(from) == Set(to) && from.count == to.count, "gate orders \(from) and \(to) differ")
+        guard from != to else { return self }
+        let blockCount = shape[0] / from.count * shape.dropFirst().reduce(1, *)
+        var result = [Float]()
+        result.reserveCapacity(count)
+        for gate in to {
+            let source = from.firstIndex(of: gate)!
+            result += values[source * blockCount ..< (source + 1) * blockCount]
+        }
+        return Tensor(shape: shape, values: result)
+    }
+}
+
 /// The weights of one direction of one recurrent layer.
 ///
 /// With `G` gates, hidden size `H`, input size `I` and recurrent (output) size `R`
@@ -96,6 +115,16 @@ public struct DirectionWeights: Sendable, Equatable {
     public var inputBias: Tensor?
     public var recurrentBias: Tensor?
     public var projection: Tensor?
+
+    /// The same weights with gate blocks in `order` (rows of the weights and biases).
+    public func reordered(to order: [Gate]) -> DirectionWeights {
+        DirectionWeights(gateOrder: order,
+                         inputWeight: inputWeight.reorderingRowBlocks(from: gateOrder, to: order),
+                         recurrentWeight: recurrentWeight.reorderingRowBlocks(from: gateOrder, to: order),
+                         inputBias: inputBias?.reorderingRowBlocks(from: gateOrder, to: order),
+                         recurrentBias: recurrentBias?.reorderingRowBlocks(from: gateOrder, to: order),
+                         projection: projection)
+    }
 
     public init(gateOrder: [Gate], inputWeight: Tensor, recurrentWeight: Tensor,
                 inputBias: Tensor? = nil, recurrentBias: Tensor? = nil, projection: Tensor? = nil) {
@@ -244,10 +273,22 @@ public struct Model: Sendable, Equatable {
     public var layers: [Layer]
     /// Informational name (a module or layer name from the file).
     public var name: String
+    /// The source's name for each layer (a Keras layer name, a PyTorch module name), or
+    /// empty: what a converter names the layer in the target.
+    public var layerNames: [String]
+    /// The number of time steps when the source fixes it (a Keras input shape), else nil.
+    public var sequenceLength: Int?
 
-    public init(layers: [Layer], name: String = "model") {
+    public init(layers: [Layer], name: String = "model", layerNames: [String] = [], sequenceLength: Int? = nil) {
         self.layers = layers
         self.name = name
+        self.layerNames = layerNames
+        self.sequenceLength = sequenceLength
+    }
+
+    /// The source's name of layer `index`, or nil when it has none.
+    public func layerName(_ index: Int) -> String? {
+        index < layerNames.count && !layerNames[index].isEmpty ? layerNames[index] : nil
     }
 
     /// True when the model starts with an embedding, so it takes token ids.

@@ -9,6 +9,7 @@ struct KerasReader {
     let source: KerasWeightSource
 
     private var layers: [Layer] = []
+    private var names: [String] = []
     private var summaries: [LayerSummary] = []
     private var storedTypes = Set<String>()
     private var compressed = false
@@ -32,10 +33,16 @@ struct KerasReader {
         guard !reader.layers.isEmpty else {
             throw ModelError(file: file, message: "the model has no layers that compute anything")
         }
-        return try LoadedModel(file: file, layout: layout, model: Model(layers: reader.layers, name: config.name),
+        let model = Model(layers: reader.layers, name: config.name, layerNames: reader.names, sequenceLength: reader.steps)
+        return try LoadedModel(file: file, layout: layout, model: model,
                                isBareRecurrentModule: false, summaries: reader.summaries,
                                storedTypes: reader.storedTypes.sorted(), compressed: reader.compressed,
                                modelClass: config.className, kerasVersion: version.rawValue)
+    }
+
+    private mutating func append(_ layer: Layer, name: String) {
+        layers.append(layer)
+        names.append(name)
     }
 
     private func fail(_ node: KerasConfig.Node, _ message: String, path: String? = nil) -> ModelError {
@@ -98,13 +105,13 @@ struct KerasReader {
         case "Masking":
             guard isSequence else { throw fail(node, "Masking needs [batch, time, features] data") }
             let value = (node.config["mask_value"] as? NSNumber)?.floatValue ?? 0
-            layers.append(.masking(maskValue: value))
+            append(.masking(maskValue: value), name: node.name)
             summaries.append(LayerSummary(name: node.name, type: node.className, details: [("mask_value", "\(value)")],
                                           gateOrder: nil, parameterCount: 0))
         case "SimpleRNN", "LSTM", "GRU":
             let layer = try recurrent(node, config: node.config, className: node.className, weights: nil,
                                       insideBidirectional: false)
-            layers.append(.recurrent(layer))
+            append(.recurrent(layer), name: node.name)
         case "Bidirectional":
             try addBidirectional(node)
         case "Dense":
@@ -120,7 +127,7 @@ struct KerasReader {
             guard isSequence else { throw fail(node, "TimeDistributed needs [batch, time, features] data") }
             try addDense(node, config: innerConfig)
         case "Activation":
-            layers.append(.activation(try activation(node, "activation", default: "linear")))
+            append(.activation(try activation(node, "activation", default: "linear")), name: node.name)
             summaries.append(LayerSummary(name: node.name, type: node.className,
                                           details: [("activation", "\(node.config["activation"] ?? "linear")")],
                                           gateOrder: nil, parameterCount: 0))
@@ -161,7 +168,7 @@ struct KerasReader {
         let weights = try take(node, count: 1)
         try check(node, weights[0], "embeddings", [count, dimension])
         let maskZero = bool(node, "mask_zero")
-        layers.append(.embedding(Embedding(table: weights[0], maskZero: maskZero)))
+        append(.embedding(Embedding(table: weights[0], maskZero: maskZero)), name: node.name)
         width = dimension
         isSequence = true
         summaries.append(LayerSummary(name: node.name, type: node.className,
@@ -183,7 +190,7 @@ struct KerasReader {
         }
         if useBias { try check(node, weights[1], "bias", [units]) }
         let activation = try self.activation(inner, "activation", default: "linear")
-        layers.append(.dense(Dense(weight: transpose(weights[0]), bias: useBias ? weights[1] : nil, activation: activation)))
+        append(.dense(Dense(weight: transpose(weights[0]), bias: useBias ? weights[1] : nil, activation: activation)), name: node.name)
         width = units
         summaries.append(LayerSummary(name: node.name, type: node.className,
                                       details: [("units", "\(units)"), ("activation", "\(config["activation"] ?? "linear")"), ("use_bias", "\(useBias)")],
@@ -199,7 +206,7 @@ struct KerasReader {
         // Average pooling honours the mask; max pooling ignores it (both versions) and sees
         // whatever the previous layer emitted at masked steps.
         let readout: Readout = node.className == "GlobalAveragePooling1D" ? .meanOverValidSteps : .maxOverAllSteps
-        layers.append(.readout(readout))
+        append(.readout(readout), name: node.name)
         isSequence = false
         summaries.append(LayerSummary(name: node.name, type: node.className,
                                       details: [("mask", readout == .maxOverAllSteps ? "ignored" : "honoured")],
@@ -211,7 +218,7 @@ struct KerasReader {
             guard let steps, let width else {
                 throw fail(node, "Flatten needs a fixed number of steps; the input shape leaves it open")
             }
-            layers.append(.flatten)
+            append(.flatten, name: node.name)
             self.width = steps * width
             isSequence = false
         }
@@ -249,7 +256,7 @@ struct KerasReader {
                                   weights: [Array(all[..<half]), Array(all[half...])], insideBidirectional: true)
         layer.merge = merge
         width = layer.mergedOutputSize
-        layers.append(.recurrent(layer))
+        append(.recurrent(layer), name: node.name)
         summaries[summaries.count - 1].type = "Bidirectional(\(innerClass))"
         summaries[summaries.count - 1].details.append(("merge_mode", mergeText ?? "None"))
     }

@@ -69,15 +69,23 @@ struct Keras3Weights: KerasWeightSource {
     init(root: HDF5Group, file: String, layers: [KerasConfig.Node]) {
         self.file = file
         self.root = root
+        let keys = Self.groupPaths(layers.map { ($0.className, $0.name) })
+        self.paths = Dictionary(zip(layers.map(\.name), keys).compactMap { name, key in key.map { (name, $0) } },
+                                uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Each layer's group in `model.weights.h5`: `layers/` + its class name in snake case,
+    /// `_1`, `_2`, ... for later layers of the same class, counted in config order
+    /// (`keras.src.saving.saving_lib._save_container_state`). InputLayers get none.
+    static func groupPaths(_ layers: [(className: String, name: String)]) -> [String?] {
         var counts: [String: Int] = [:]
-        var paths: [String: String] = [:]
-        for node in layers where node.className != "InputLayer" {
-            let base = KerasLayout.snakeCase(node.className)
+        return layers.map { className, _ in
+            guard className != "InputLayer" else { return nil }
+            let base = KerasLayout.snakeCase(className)
             let seen = counts[base, default: 0]
             counts[base] = seen + 1
-            paths[node.name] = "layers/" + (seen == 0 ? base : "\(base)_\(seen)")
+            return "layers/" + (seen == 0 ? base : "\(base)_\(seen)")
         }
-        self.paths = paths
     }
 
     func weights(of node: KerasConfig.Node) throws -> [StoredTensor] {

@@ -69,13 +69,20 @@ enum PyTorchReader {
             let prefix = try bareModulePrefix(dict, file: file)
             let options = RecurrentOptions(name: prefix.isEmpty ? "(root)" : String(prefix.dropLast()))
             let layers = try readRecurrent(prefix: prefix, options: options, dict: &dict, summaries: &summaries)
-            model = Model(layers: layers.map { .recurrent($0) }, name: options.name)
+            let base = prefix.isEmpty ? layers[0].kind.rawValue : String(prefix.dropLast()).replacingOccurrences(of: ".", with: "_")
+            model = Model(layers: layers.map { .recurrent($0) }, name: options.name,
+                          layerNames: layerNames(base, count: layers.count))
             bare = true
         }
         try dict.checkAllUsed()
         return try LoadedModel(file: file, layout: .pytorch, model: model, isBareRecurrentModule: bare,
                                summaries: summaries, storedTypes: store.storedTypes,
                                compressed: store.tensors.values.contains { $0.compressed })
+    }
+
+    /// Names for the layers of one module: the module's name, or `name_l0`, `name_l1`, ...
+    static func layerNames(_ name: String, count: Int) -> [String] {
+        count == 1 ? [name] : (0..<count).map { "\(name)_l\($0)" }
     }
 
     /// The common prefix of a file that holds exactly one recurrent module (`""`, `rnn.`,
@@ -224,6 +231,7 @@ enum PyTorchReader {
     /// Builds a whole model from `model_config`.
     static func build(_ config: PyTorchModelConfig, dict: inout StateDict, summaries: inout [LayerSummary]) throws -> Model {
         var layers: [Layer] = []
+        var names: [String] = []
         let prefix = config.prefix
         let file = dict.file
         for module in config.modules {
@@ -231,32 +239,39 @@ enum PyTorchReader {
             case let .embedding(name, count, dimension, maskZero):
                 let table = try dict.take(prefix + name + ".weight", shape: [count, dimension], layer: name)
                 layers.append(.embedding(Embedding(table: table, maskZero: maskZero)))
+                names.append(name)
                 summaries.append(LayerSummary(name: name, type: "Embedding",
                                               details: [("num_embeddings", "\(count)"), ("embedding_dim", "\(dimension)")]
                                                   + (maskZero ? [("mask_zero", "true")] : []),
                                               gateOrder: nil, parameterCount: table.count))
             case let .masking(value):
                 layers.append(.masking(maskValue: value))
+                names.append("")
                 summaries.append(LayerSummary(name: "", type: "Masking", details: [("mask_value", "\(value)")], gateOrder: nil, parameterCount: 0))
             case .flatten:
                 layers.append(.flatten)
+                names.append("")
                 summaries.append(LayerSummary(name: "", type: "Flatten", details: [], gateOrder: nil, parameterCount: 0))
             case let .recurrent(options):
                 let recurrent = try readRecurrent(prefix: prefix + options.name + ".", options: options, dict: &dict,
                                                   summaries: &summaries)
                 layers += recurrent.map { .recurrent($0) }
+                names += layerNames(options.name, count: recurrent.count)
             case let .linear(name, inFeatures, outFeatures, bias):
                 let weight = try dict.take(prefix + name + ".weight", shape: [outFeatures, inFeatures], layer: name)
                 let b = bias ? try dict.take(prefix + name + ".bias", shape: [outFeatures], layer: name) : nil
                 layers.append(.dense(Dense(weight: weight, bias: b)))
+                names.append(name)
                 summaries.append(LayerSummary(name: name, type: "Linear",
                                               details: [("in_features", "\(inFeatures)"), ("out_features", "\(outFeatures)"), ("bias", "\(bias)")],
                                               gateOrder: nil, parameterCount: weight.count + (b?.count ?? 0)))
             case let .activation(type, activation):
                 layers.append(.activation(activation))
+                names.append("")
                 summaries.append(LayerSummary(name: "", type: type, details: [], gateOrder: nil, parameterCount: 0))
             case let .readout(readout, text):
                 layers.append(.readout(readout))
+                names.append("")
                 summaries.append(LayerSummary(name: "", type: "Readout", details: [("mode", text)], gateOrder: nil, parameterCount: 0))
             case .identity(let type):
                 summaries.append(LayerSummary(name: "", type: type, details: [("effect", "none at inference")], gateOrder: nil, parameterCount: 0))
@@ -265,6 +280,6 @@ enum PyTorchReader {
         guard !layers.isEmpty else {
             throw ModelError(file: file, path: "model_config", message: "lists no modules")
         }
-        return Model(layers: layers, name: "model")
+        return Model(layers: layers, name: "model", layerNames: names)
     }
 }

@@ -1,0 +1,256 @@
+import Foundation
+
+/// The Keras layers that compute a neutral model, independent of the file form: what the
+/// Keras 2 HDF5 writer and the Keras 3 archive writer both serialize.
+///
+/// Everything Keras cannot express exactly is refused here, naming the layer and the reason.
+struct KerasPlan {
+    /// One Keras layer.
+    struct LayerPlan {
+        var className: String
+        var name: String
+        /// The layer's own config fields (for a Bidirectional: the wrapped layer's).
+        var options: [(String, Any)]
+        /// For a Bidirectional: the wrapped class and the merge mode.
+        var wrappedClass: String?
+        var mergeMode: String?
+        /// Weights in `get_weights()` order, each with Keras's variable name
+        /// (`kernel`, `recurrent_kernel`, `bias`, `embeddings`); a Bidirectional's forward
+        /// weights come first, then the backward ones.
+        var weights: [(name: String, tensor: Tensor)]
+        /// Shape of the layer's input, `nil` for unknown sizes (`[None, None, 8]`).
+        var inputShape: [Int?]
+    }
+
+    var layers: [LayerPlan]
+    /// `[None, steps, features]` or `[None, steps]` for token ids.
+    var inputShape: [Int?]
+    var inputDType: String
+    var version: KerasLayout.Version
+
+    /// Plans the Keras layers for `model`, or refuses.
+    init(model: Model, version: KerasLayout.Version, file: String) throws {
+        self.version = version
+        func refuse(_ layer: String?, _ message: String) -> ModelError {
+            ModelError(file: file, layer: layer, message: "cannot be converted to \(version == .keras2 ? "Keras 2" : "Keras 3"): \(message)")
+        }
+        var used = Set<String>()
+        func uniqueName(_ preferred: String?, className: String) -> String {
+            let base = Self.identifier(preferred ?? KerasLayout.snakeCase(className))
+            var name = base
+            var counter = 0
+            while used.contains(name) {
+                counter += 1
+                name = "\(base)_\(counter)"
+            }
+            used.insert(name)
+            return name
+        }
+        func activationName(_ activation: Activation, layer: String) throws -> String {
+            guard let name = Self.activationName(activation, version: version) else {
+                throw refuse(layer, "activation \(activation.rawValue) has no Keras \(version.rawValue) equivalent"
+                             + (activation == .hardSigmoidKeras2 ? " (Keras 2's hard_sigmoid is clip(0.2x + 0.5); Keras 3's is clip(x/6 + 0.5))" : "")
+                             + (activation == .hardSigmoid ? " (Keras 2's hard_sigmoid is clip(0.2x + 0.5), not clip(x/6 + 0.5))" : ""))
+            }
+            return name
+        }
+
+        inputDType = model.takesTokenIDs ? "int32" : "float32"
+        let steps = model.sequenceLength
+        guard let firstWidth = Self.inputFeatures(model) else {
+            throw refuse(nil, "the model's input size cannot be determined")
+        }
+        inputShape = model.takesTokenIDs ? [nil, steps] : [nil, steps, firstWidth]
+        var shape = inputShape
+        var plans: [LayerPlan] = []
+        for (index, layer) in model.layers.enumerated() {
+            let label = model.layerName(index) ?? "layer \(index)"
+            switch layer {
+            case let .embedding(embedding):
+                plans.append(LayerPlan(className: "Embedding", name: uniqueName(model.layerName(index), className: "Embedding"),
+                                       options: [("input_dim", embedding.vocabularySize), ("output_dim", embedding.dimension),
+                                                 ("mask_zero", embedding.maskZero)],
+                                       weights: [("embeddings", embedding.table)], inputShape: shape))
+                shape = [nil, steps, embedding.dimension]
+            case let .masking(value):
+                plans.append(LayerPlan(className: "Masking", name: uniqueName(model.layerName(index), className: "Masking"),
+                                       options: [("mask_value", Double(value))], weights: [], inputShape: shape))
+            case let .recurrent(recurrent):
+                let plan = try Self.recurrent(recurrent, name: uniqueName(model.layerName(index), className: recurrent.kind.kerasClass),
+                                              label: label, inputShape: shape, version: version, refuse: refuse,
+                                              activationName: activationName)
+                plans.append(plan)
+                shape = recurrent.returnSequences ? [nil, steps, recurrent.mergedOutputSize] : [nil, recurrent.mergedOutputSize]
+            case let .dense(dense):
+                var weights: [(String, Tensor)] = [("kernel", transpose(dense.weight))]
+                if let bias = dense.bias { weights.append(("bias", bias)) }
+                plans.append(LayerPlan(className: "Dense", name: uniqueName(model.layerName(index), className: "Dense"),
+                                       options: [("units", dense.outputSize), ("activation", try activationName(dense.activation, layer: label)),
+                                                 ("use_bias", dense.bias != nil)],
+                                       weights: weights, inputShape: shape))
+                shape[shape.count - 1] = dense.outputSize
+            case let .activation(activation):
+                plans.append(LayerPlan(className: "Activation", name: uniqueName(model.layerName(index), className: "Activation"),
+                                       options: [("activation", try activationName(activation, layer: label))], weights: [], inputShape: shape))
+            case let .readout(readout):
+                try Self.fold(readout, into: &plans, label: label, refuse: refuse, uniqueName: uniqueName, shape: &shape)
+            case .flatten:
+                guard let steps, let width = shape.last ?? nil else {
+                    throw refuse(label, "Flatten needs a fixed number of steps, and the model does not declare one")
+                }
+                plans.append(LayerPlan(className: "Flatten", name: uniqueName(model.layerName(index), className: "Flatten"),
+                                       options: [("data_format", "channels_last")], weights: [], inputShape: shape))
+                shape = [nil, steps * width]
+            }
+        }
+        layers = plans
+    }
+
+    /// A recurrent layer (both directions, for a Bidirectional) in Keras's layout: gate
+    /// blocks in Keras order, kernels transposed, biases merged as Keras keeps them.
+    private static func recurrent(_ layer: RecurrentLayer, name: String, label: String, inputShape: [Int?],
+                                  version: KerasLayout.Version, refuse: (String?, String) -> ModelError,
+                                  activationName: (Activation, String) throws -> String) throws -> LayerPlan {
+        if layer.projectionSize != nil {
+            throw refuse(label, "an LSTM with a projection (proj_size) has no Keras equivalent")
+        }
+        var options: [(String, Any)] = [("units", layer.hiddenSize), ("activation", try activationName(layer.activation, label))]
+        if layer.kind != .rnn {
+            options.append(("recurrent_activation", try activationName(layer.recurrentActivation, label)))
+        }
+        let hasBias = layer.directions.contains { $0.inputBias != nil || $0.recurrentBias != nil }
+        options.append(("use_bias", hasBias))
+        options.append(("return_sequences", layer.returnSequences))
+        options.append(("go_backwards", layer.goBackwards))
+        if layer.kind == .gru { options.append(("reset_after", layer.gruResetRule == .afterMatmul)) }
+        if layer.isBidirectional {
+            // Keras's Bidirectional zeroes masked outputs exactly when it returns sequences.
+            if layer.returnSequences && layer.maskedOutput == .carry {
+                throw refuse(label, "a bidirectional layer that carries outputs over masked steps has no Keras equivalent (Bidirectional zeroes them)")
+            }
+        } else if layer.returnSequences && layer.maskedOutput == .zero {
+            options.append(("zero_output_for_mask", true))
+        }
+        let order = KerasLayout.gateOrder(layer.kind)
+        let units = layer.hiddenSize
+        var weights: [(name: String, tensor: Tensor)] = []
+        for direction in layer.directions {
+            let d = direction.reordered(to: order)
+            weights.append(("kernel", transpose(d.inputWeight)))
+            weights.append(("recurrent_kernel", transpose(d.recurrentWeight)))
+            guard hasBias else { continue }
+            let zeros = Tensor(zeros: [order.count * units])
+            let inputBias = d.inputBias ?? zeros, recurrentBias = d.recurrentBias ?? zeros
+            if layer.kind == .gru && layer.gruResetRule == .afterMatmul {
+                // Row 0 applies to the input projection, row 1 inside the recurrent one.
+                weights.append(("bias", Tensor(shape: [2, order.count * units], values: inputBias.values + recurrentBias.values)))
+            } else {
+                // Everywhere else the two biases only add up: Keras keeps their sum.
+                weights.append(("bias", Tensor(shape: [order.count * units], values: zip(inputBias.values, recurrentBias.values).map(+))))
+            }
+        }
+        let cellClass = layer.kind.kerasClass
+        if layer.isBidirectional {
+            if layer.goBackwards { throw refuse(label, "go_backwards on a bidirectional layer has no Keras equivalent") }
+            return LayerPlan(className: "Bidirectional", name: name, options: options, wrappedClass: cellClass,
+                             mergeMode: layer.merge.rawValue, weights: weights, inputShape: inputShape)
+        }
+        return LayerPlan(className: cellClass, name: name, options: options, weights: weights, inputShape: inputShape)
+    }
+
+    /// Readouts become Keras layers: pooling, or `return_sequences=False` on the recurrent
+    /// layer just before (its output after the last step is the last valid output).
+    private static func fold(_ readout: Readout, into plans: inout [LayerPlan], label: String,
+                             refuse: (String?, String) -> ModelError, uniqueName: (String?, String) -> String,
+                             shape: inout [Int?]) throws {
+        switch readout {
+        case .meanOverValidSteps:
+            plans.append(LayerPlan(className: "GlobalAveragePooling1D", name: uniqueName(nil, "GlobalAveragePooling1D"),
+                                   options: [("data_format", "channels_last"), ("keepdims", false)], weights: [], inputShape: shape))
+            shape = [nil, shape.last ?? nil]
+            return
+        case .maxOverAllSteps:
+            plans.append(LayerPlan(className: "GlobalMaxPooling1D", name: uniqueName(nil, "GlobalMaxPooling1D"),
+                                   options: [("data_format", "channels_last"), ("keepdims", false)], weights: [], inputShape: shape))
+            shape = [nil, shape.last ?? nil]
+            return
+        case .maxOverValidSteps:
+            throw refuse(label, "the maximum over valid steps has no Keras layer (GlobalMaxPooling1D ignores the mask)")
+        case .lastHidden, .lastHiddenAllDirections, .lastValidStep:
+            break
+        }
+        guard var last = plans.last, last.className == "Bidirectional" || KerasLayout.recurrentClasses[last.className] != nil,
+              last.options.first(where: { $0.0 == "return_sequences" })?.1 as? Bool == true else {
+            throw refuse(label, "readout \(readout.rawValue) must follow a recurrent layer that returns sequences")
+        }
+        if last.className == "Bidirectional" {
+            guard readout == .lastHiddenAllDirections, last.mergeMode == "concat" else {
+                throw refuse(label, "readout \(readout.rawValue) of a bidirectional layer has no Keras equivalent (Keras gives both directions' final states, concatenated)")
+            }
+        } else if readout == .lastValidStep, last.options.first(where: { $0.0 == "go_backwards" })?.1 as? Bool == true {
+            throw refuse(label, "the output at the last valid step of a go_backwards layer has no Keras equivalent")
+        }
+        last.options = last.options.filter { $0.0 != "return_sequences" && $0.0 != "zero_output_for_mask" } + [("return_sequences", false)]
+        plans[plans.count - 1] = last
+        shape = [nil, shape.last ?? nil]
+    }
+
+    /// Features per step of the model's input.
+    static func inputFeatures(_ model: Model) -> Int? {
+        for layer in model.layers {
+            switch layer {
+            case let .embedding(embedding): return embedding.vocabularySize
+            case let .recurrent(recurrent): return recurrent.inputSize
+            case let .dense(dense): return dense.inputSize
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// Keras's name for an activation in `version`, or nil when it has none.
+    static func activationName(_ activation: Activation, version: KerasLayout.Version) -> String? {
+        switch activation {
+        case .linear: return "linear"
+        case .relu: return "relu"
+        case .tanh: return "tanh"
+        case .sigmoid: return "sigmoid"
+        case .hardSigmoidKeras2: return version == .keras2 ? "hard_sigmoid" : nil
+        case .hardSigmoid: return version == .keras3 ? "hard_sigmoid" : nil
+        case .softmax: return "softmax"
+        case .elu: return "elu"
+        case .selu: return "selu"
+        case .softplus: return "softplus"
+        case .softsign: return "softsign"
+        case .swish: return "swish"
+        case .gelu: return "gelu"
+        case .geluTanh: return nil
+        }
+    }
+
+    /// A Keras-safe layer name: letters, digits and underscores.
+    static func identifier(_ text: String) -> String {
+        let cleaned = String(text.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" })
+        return cleaned.first?.isNumber ?? true ? "layer_" + cleaned : cleaned
+    }
+}
+
+extension CellKind {
+    /// The Keras layer class for this cell.
+    var kerasClass: String {
+        switch self {
+        case .rnn: return "SimpleRNN"
+        case .lstm: return "LSTM"
+        case .gru: return "GRU"
+        }
+    }
+
+    /// Keras's cell name in tf-keras weight paths (`lstm_cell`).
+    var kerasCellName: String {
+        switch self {
+        case .rnn: return "simple_rnn_cell"
+        case .lstm: return "lstm_cell"
+        case .gru: return "gru_cell"
+        }
+    }
+}

@@ -1,0 +1,201 @@
+import Foundation
+import HDF5
+import ZIPFoundation
+
+/// Writes a `KerasPlan` as a tf-keras (Keras 2) legacy HDF5 full model, the form
+/// `tf_keras.models.load_model(path, compile=False)` reads. Layout: spec/keras-layout.md §1.
+enum KerasH5Writer {
+    /// The tf-keras version whose file format this writes.
+    static let kerasVersion = "2.21.0"
+
+    static func write(_ plan: KerasPlan, to path: String) throws {
+        let root = try HDF5File.create(path, overwrite: true).root
+        try root.setAttribute("keras_version", .string(kerasVersion))
+        try root.setAttribute("backend", .string("tensorflow"))
+        try root.setAttribute("model_config", .string(try json(modelConfig(plan))))
+        let weights = try root.createGroup("model_weights")
+        try weights.setAttribute("backend", .string("tensorflow"))
+        try weights.setAttribute("keras_version", .string(kerasVersion))
+        // Sequential's model.layers has no InputLayer; every other layer is listed, in order.
+        try weights.setAttribute("layer_names", .strings(plan.layers.map(\.name)), stringForm: .fixedASCII)
+        for layer in plan.layers {
+            let group = try weights.createGroup(layer.name)
+            let names = weightNames(layer)
+            try group.setAttribute("weight_names", .strings(names), stringForm: .fixedASCII)
+            for (name, weight) in zip(names, layer.weights) {
+                try group.write(name, floats: weight.tensor.values, shape: weight.tensor.shape)
+            }
+        }
+    }
+
+    /// tf-keras's variable names: `lstm/lstm_cell/kernel:0`,
+    /// `bidirectional/forward_lstm/lstm_cell/kernel:0`, `dense/bias:0`.
+    static func weightNames(_ layer: KerasPlan.LayerPlan) -> [String] {
+        let cell = KerasLayout.recurrentClasses[layer.wrappedClass ?? layer.className]?.kerasCellName
+        if layer.className == "Bidirectional", let cell, let wrapped = layer.wrappedClass {
+            let inner = KerasLayout.snakeCase(wrapped)
+            let half = layer.weights.count / 2
+            return layer.weights.enumerated().map { index, weight in
+                "\(layer.name)/\(index < half ? "forward" : "backward")_\(inner)/\(cell)/\(weight.name):0"
+            }
+        }
+        if let cell {
+            return layer.weights.map { "\(layer.name)/\(cell)/\($0.name):0" }
+        }
+        return layer.weights.map { "\(layer.name)/\($0.name):0" }
+    }
+
+    static func modelConfig(_ plan: KerasPlan) -> [String: Any] {
+        let input: [String: Any] = [
+            "class_name": "InputLayer",
+            "config": ["batch_input_shape": plan.inputShape.map(jsonValue), "dtype": plan.inputDType,
+                       "sparse": false, "ragged": false, "name": "input_1"] as [String: Any],
+        ]
+        let layers = plan.layers.map { layer -> [String: Any] in
+            ["class_name": layer.className, "config": layerConfig(layer)]
+        }
+        return ["class_name": "Sequential", "config": ["name": "sequential", "layers": [input] + layers] as [String: Any]]
+    }
+
+    static func layerConfig(_ layer: KerasPlan.LayerPlan) -> [String: Any] {
+        var config: [String: Any] = ["name": layer.name, "trainable": true, "dtype": "float32"]
+        if let wrapped = layer.wrappedClass {
+            var inner: [String: Any] = ["name": KerasLayout.snakeCase(wrapped), "trainable": true, "dtype": "float32"]
+            inner.merge(recurrentDefaults) { current, _ in current }
+            for (key, value) in layer.options { inner[key] = value }
+            config["layer"] = ["class_name": wrapped, "config": inner] as [String: Any]
+            config["merge_mode"] = layer.mergeMode ?? "concat"
+            return config
+        }
+        if KerasLayout.recurrentClasses[layer.className] != nil {
+            config.merge(recurrentDefaults) { current, _ in current }
+        }
+        for (key, value) in layer.options { config[key] = value }
+        return config
+    }
+
+    /// Options tf-keras writes for every recurrent layer; none changes one call's outputs.
+    static var recurrentDefaults: [String: Any] {
+        ["return_state": false, "stateful": false, "unroll": false, "time_major": false]
+    }
+}
+
+/// Writes a `KerasPlan` as a Keras 3 `.keras` archive (config.json, metadata.json,
+/// model.weights.h5), the form `keras.models.load_model(path)` reads.
+enum Keras3ArchiveWriter {
+    /// The Keras version whose file format this writes.
+    static let kerasVersion = "3.15.1"
+
+    static func write(_ plan: KerasPlan, to path: String) throws {
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let weightsPath = folder.appendingPathComponent(".\(UUID().uuidString).weights.h5").path
+        defer { try? FileManager.default.removeItem(atPath: weightsPath) }
+        try writeWeights(plan, to: weightsPath)
+        let weights = try Data(contentsOf: URL(fileURLWithPath: weightsPath))
+        let metadata: [String: Any] = ["keras_version": kerasVersion, "date_saved": "2000-01-01@00:00:00"]
+        let members: [(String, Data)] = [
+            ("metadata.json", Data(try json(metadata).utf8)),
+            ("config.json", Data(try json(modelConfig(plan)).utf8)),
+            ("model.weights.h5", weights),
+        ]
+        try? FileManager.default.removeItem(atPath: path)
+        let archive: Archive
+        do {
+            archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .create)
+            for (name, data) in members {
+                try archive.addEntry(with: name, type: .file, uncompressedSize: Int64(data.count),
+                                     compressionMethod: .deflate) { position, size in
+                    data.subdata(in: Int(position) ..< Int(position) + size)
+                }
+            }
+        } catch {
+            throw ModelError(file: path, message: "cannot write the archive (\(error))")
+        }
+    }
+
+    /// `model.weights.h5`: `layers/<snake_case class>[_N]/vars/<i>`, RNN weights under
+    /// `cell/vars`, a Bidirectional's under `forward_layer/cell/vars` and
+    /// `backward_layer/cell/vars` (spec/keras-layout.md).
+    static func writeWeights(_ plan: KerasPlan, to path: String) throws {
+        let root = try HDF5File.create(path, overwrite: true).root
+        try root.createGroup("vars")
+        let keys = Keras3Weights.groupPaths([("InputLayer", "input_layer")] + plan.layers.map { ($0.className, $0.name) })
+        for (layer, key) in zip(plan.layers, keys.dropFirst()) {
+            guard let key else { continue }
+            try root.createGroup("\(key)/vars")
+            func put(_ weights: ArraySlice<(name: String, tensor: Tensor)>, under folder: String) throws {
+                try root.createGroup(folder)
+                for (index, weight) in weights.enumerated() {
+                    try root.write("\(folder)/\(index)", floats: weight.tensor.values, shape: weight.tensor.shape)
+                }
+            }
+            if layer.className == "Bidirectional" {
+                let half = layer.weights.count / 2
+                try root.createGroup("\(key)/forward_layer/vars")
+                try root.createGroup("\(key)/backward_layer/vars")
+                try put(layer.weights[..<half], under: "\(key)/forward_layer/cell/vars")
+                try put(layer.weights[half...], under: "\(key)/backward_layer/cell/vars")
+            } else if KerasLayout.recurrentClasses[layer.className] != nil {
+                try put(layer.weights[...], under: "\(key)/cell/vars")
+            } else if !layer.weights.isEmpty {
+                for (index, weight) in layer.weights.enumerated() {
+                    try root.write("\(key)/vars/\(index)", floats: weight.tensor.values, shape: weight.tensor.shape)
+                }
+            }
+        }
+    }
+
+    static var policy: [String: Any] {
+        ["module": "keras", "class_name": "DTypePolicy", "config": ["name": "float32"], "registered_name": NSNull()]
+    }
+
+    static func modelConfig(_ plan: KerasPlan) -> [String: Any] {
+        let shape = plan.inputShape.map(jsonValue)
+        let input: [String: Any] = [
+            "module": "keras.layers", "class_name": "InputLayer", "registered_name": NSNull(),
+            "config": ["batch_shape": shape, "dtype": plan.inputDType, "sparse": false, "ragged": false,
+                       "name": "input_layer", "optional": false] as [String: Any],
+        ]
+        let layers = plan.layers.map { layer -> [String: Any] in
+            [
+                "module": "keras.layers", "class_name": layer.className, "registered_name": NSNull(),
+                "config": layerConfig(layer),
+                "build_config": ["input_shape": layer.inputShape.map(jsonValue)],
+            ]
+        }
+        return [
+            "module": "keras", "class_name": "Sequential", "registered_name": NSNull(),
+            "config": ["name": "sequential", "trainable": true, "dtype": policy, "layers": [input] + layers] as [String: Any],
+            "build_config": ["input_shape": shape],
+        ]
+    }
+
+    static func layerConfig(_ layer: KerasPlan.LayerPlan) -> [String: Any] {
+        var config: [String: Any] = ["name": layer.name, "trainable": true, "dtype": policy]
+        if let wrapped = layer.wrappedClass {
+            var inner: [String: Any] = ["name": "forward_" + KerasLayout.snakeCase(wrapped), "trainable": true, "dtype": policy,
+                                        "return_state": false, "stateful": false, "unroll": false]
+            for (key, value) in layer.options { inner[key] = value }
+            config["layer"] = ["module": "keras.layers", "class_name": wrapped, "config": inner,
+                               "registered_name": NSNull()] as [String: Any]
+            config["merge_mode"] = layer.mergeMode ?? "concat"
+            return config
+        }
+        if KerasLayout.recurrentClasses[layer.className] != nil {
+            config["return_state"] = false
+            config["stateful"] = false
+            config["unroll"] = false
+        }
+        for (key, value) in layer.options { config[key] = value }
+        return config
+    }
+}
+
+/// `nil` as JSON null.
+private func jsonValue(_ value: Int?) -> Any { value.map { $0 as Any } ?? NSNull() }
+
+/// Compact, key-sorted JSON (the same bytes for the same model).
+func json(_ object: [String: Any]) throws -> String {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    return String(decoding: data, as: UTF8.self)
+}
