@@ -48,9 +48,7 @@ struct KerasPlan {
         }
         func activationName(_ activation: Activation, layer: String) throws -> String {
             guard let name = Self.activationName(activation, version: version) else {
-                throw refuse(layer, "activation \(activation.rawValue) has no Keras \(version.rawValue) equivalent"
-                             + (activation == .hardSigmoidKeras2 ? " (Keras 2's hard_sigmoid is clip(0.2x + 0.5); Keras 3's is clip(x/6 + 0.5))" : "")
-                             + (activation == .hardSigmoid ? " (Keras 2's hard_sigmoid is clip(0.2x + 0.5), not clip(x/6 + 0.5))" : ""))
+                throw refuse(layer, "activation \(activation.displayName) has no Keras \(version.rawValue) equivalent")
             }
             return name
         }
@@ -64,7 +62,7 @@ struct KerasPlan {
         var shape = inputShape
         var plans: [LayerPlan] = []
         for (index, layer) in model.layers.enumerated() {
-            let label = model.layerName(index) ?? "layer \(index)"
+            let label = model.layerName(index) ?? "#\(index)"
             switch layer {
             case let .embedding(embedding):
                 plans.append(LayerPlan(className: "Embedding", name: uniqueName(model.layerName(index), className: "Embedding"),
@@ -251,6 +249,19 @@ extension CellKind {
         case .rnn: return "simple_rnn_cell"
         case .lstm: return "lstm_cell"
         case .gru: return "gru_cell"
+        }
+    }
+}
+
+extension Activation {
+    /// The name people know it by, with the equation where names mislead.
+    var displayName: String {
+        switch self {
+        case .hardSigmoidKeras2: return "hard_sigmoid as Keras 2 defines it, clip(0.2x + 0.5, 0, 1)"
+        case .hardSigmoid: return "hard_sigmoid as Keras 3 defines it, clip(x/6 + 0.5, 0, 1)"
+        case .geluTanh: return "gelu (tanh approximation)"
+        case .swish: return "swish (silu)"
+        default: return rawValue
         }
     }
 }

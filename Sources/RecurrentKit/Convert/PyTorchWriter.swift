@@ -44,12 +44,12 @@ enum PyTorchWriter {
             case .geluTanh: return ["type": "GELU", "approximate": "tanh"]
             case .hardSigmoid: return ["type": "Hardsigmoid"]
             case .hardSigmoidKeras2:
-                throw refuse(layer, "Keras 2's hard_sigmoid, clip(0.2x + 0.5, 0, 1), has no PyTorch module (nn.Hardsigmoid is clip(x/6 + 0.5, 0, 1))")
+                throw refuse(layer, "\(activation.displayName) has no PyTorch module (nn.Hardsigmoid is clip(x/6 + 0.5, 0, 1))")
             }
         }
 
         for (index, layer) in model.layers.enumerated() {
-            let label = model.layerName(index) ?? "layer \(index)"
+            let label = model.layerName(index) ?? "#\(index)"
             switch layer {
             case let .embedding(embedding):
                 let name = uniqueName(model.layerName(index), fallback: "embedding")
@@ -77,12 +77,15 @@ enum PyTorchWriter {
             case let .readout(readout):
                 plan.modules.append(["type": "Readout", "mode": readoutMode(readout)])
             case .flatten:
-                plan.modules.append(["type": "Flatten"])
+                var module: [String: Any] = ["type": "Flatten"]
+                if let steps = model.sequenceLength { module["steps"] = steps }
+                plan.modules.append(module)
             }
         }
         return plan
     }
 
+    /// The `model_config` mode name of a readout.
     static func readoutMode(_ readout: Readout) -> String {
         PyTorchModelConfig.readouts.first { $0.value == readout }!.key
     }
@@ -97,11 +100,11 @@ enum PyTorchWriter {
         switch layer.kind {
         case .rnn:
             guard layer.activation == .tanh || layer.activation == .relu else {
-                throw refuse(label, "nn.RNN's nonlinearity is tanh or relu, not \(layer.activation.rawValue)")
+                throw refuse(label, "nn.RNN's nonlinearity is tanh or relu, not \(layer.activation.displayName)")
             }
         case .lstm, .gru:
             guard layer.activation == .tanh, layer.recurrentActivation == .sigmoid else {
-                throw refuse(label, "nn.\(type) computes tanh and sigmoid; this layer uses activation \(layer.activation.rawValue) and recurrent activation \(layer.recurrentActivation.rawValue)")
+                throw refuse(label, "nn.\(type) computes tanh and sigmoid; this layer uses activation \(layer.activation.displayName) and recurrent activation \(layer.recurrentActivation.displayName)")
             }
         }
         let hasBias = layer.directions.contains { $0.inputBias != nil || $0.recurrentBias != nil }

@@ -6,7 +6,8 @@ struct PyTorchModelConfig {
     enum Module {
         case embedding(name: String, count: Int, dimension: Int, maskZero: Bool)
         case masking(value: Float)
-        case flatten
+        /// `steps`: the fixed number of time steps a Flatten needs, when the source declared it.
+        case flatten(steps: Int?)
         case recurrent(PyTorchReader.RecurrentOptions)
         case linear(name: String, inFeatures: Int, outFeatures: Int, bias: Bool)
         case activation(type: String, Activation)
@@ -85,8 +86,8 @@ struct PyTorchModelConfig {
             try fields.allow(["type", "name", "mask_value"])
             return .masking(value: Float(try fields.number("mask_value") ?? 0))
         case "Flatten":
-            try fields.allow(["type", "name"])
-            return .flatten
+            try fields.allow(["type", "name", "steps"])
+            return .flatten(steps: try fields.int("steps"))
         case "RNN", "LSTM", "GRU":
             var allowed = ["type", "name", "input_size", "hidden_size", "num_layers", "bidirectional", "bias",
                            "batch_first", "dropout", "merge_mode", "return_sequences", "go_backwards", "masked_output",

@@ -232,6 +232,7 @@ enum PyTorchReader {
     static func build(_ config: PyTorchModelConfig, dict: inout StateDict, summaries: inout [LayerSummary]) throws -> Model {
         var layers: [Layer] = []
         var names: [String] = []
+        var steps: Int?
         let prefix = config.prefix
         let file = dict.file
         for module in config.modules {
@@ -248,9 +249,10 @@ enum PyTorchReader {
                 layers.append(.masking(maskValue: value))
                 names.append("")
                 summaries.append(LayerSummary(name: "", type: "Masking", details: [("mask_value", "\(value)")], gateOrder: nil, parameterCount: 0))
-            case .flatten:
+            case let .flatten(declared):
                 layers.append(.flatten)
                 names.append("")
+                steps = declared ?? steps
                 summaries.append(LayerSummary(name: "", type: "Flatten", details: [], gateOrder: nil, parameterCount: 0))
             case let .recurrent(options):
                 let recurrent = try readRecurrent(prefix: prefix + options.name + ".", options: options, dict: &dict,
@@ -280,6 +282,6 @@ enum PyTorchReader {
         guard !layers.isEmpty else {
             throw ModelError(file: file, path: "model_config", message: "lists no modules")
         }
-        return Model(layers: layers, name: "model", layerNames: names)
+        return Model(layers: layers, name: "model", layerNames: names, sequenceLength: steps)
     }
 }

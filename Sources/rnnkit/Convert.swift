@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import RecurrentKit
+
+extension ConversionTarget: ExpressibleByArgument {}
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a model between PyTorch and Keras layouts — exactly, or not at all.",
+        discussion: """
+        --to pytorch writes a PyTorch state_dict in HDF5 with a model_config; --to keras a \
+        tf-keras (Keras 2) .h5 full model; --to keras3 a Keras 3 .keras archive. The written \
+        file is read back and run against the input before it is put in place; a conversion \
+        that cannot be exact is refused with the layer and the reason, and writes nothing.
+        """)
+
+    @Argument(help: "The model to convert.")
+    var input: String
+
+    @Argument(help: "The file to write (never the input; replaced only with --force).")
+    var output: String
+
+    @Option(help: "The target layout: pytorch, keras (tf-keras .h5) or keras3 (.keras).")
+    var to: ConversionTarget
+
+    @Flag(help: "Replace OUTPUT if it exists.")
+    var force = false
+
+    @Option(name: .customLong("emit-python"), help: "With --to pytorch: also write a Python module defining the equivalent torch.nn.Module and a loader.")
+    var emitPython: String?
+
+    @Option(help: "For a Keras weights-only input: the model file (or config JSON) with its architecture.")
+    var architecture: String?
+
+    func validate() throws {
+        if emitPython != nil && to != .pytorch {
+            throw ValidationError("--emit-python goes with --to pytorch")
+        }
+        if let emitPython, emitPython == input || emitPython == output {
+            throw ValidationError("--emit-python must name a file other than the input and the output")
+        }
+    }
+
+    func run() throws {
+        try failingWithStatus2 {
+            let report = try Converter.convert(input, to: to, output: output, force: force, architecture: architecture)
+            print("wrote \(output) (\(to.rawValue)); read back, it matches \(input) to \(String(format: "%.2g", report.maxDifference))")
+            if let emitPython, let config = report.modelConfig {
+                let source = try PythonEmitter.source(modelConfig: config,
+                                                      weightsFile: URL(fileURLWithPath: output).lastPathComponent)
+                try writeText(source, to: emitPython)
+                print("wrote \(emitPython)")
+            }
+        }
+    }
+
+    private func writeText(_ text: String, to path: String) throws {
+        if FileManager.default.fileExists(atPath: path) && !force {
+            throw ValidationError("\(path) exists; pass --force to replace it")
+        }
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+import HDF5
+import XCTest
+import TestSupport
+@testable import RecurrentKit
+
+/// Every fixture converts to every target it can, and back; the converted files compute the
+/// real framework's outputs; impossible conversions are refused with the reason.
+final class ConversionTests: XCTestCase {
+    /// The conversions that must be refused, with a fragment of the reason. Anything not
+    /// listed must convert.
+    static let refusals: [String: [ConversionTarget: String]] = [
+        "lstm_proj": [.keras: "proj_size", .keras3: "proj_size"],
+        "lstm_bidir_proj_lengths": [.keras: "proj_size", .keras3: "proj_size"],
+        "clf_bilstm_max_sigmoid": [.keras: "GlobalMaxPooling1D ignores the mask", .keras3: "GlobalMaxPooling1D ignores the mask"],
+        "tfk_gru_reset": [.pytorch: "reset_after=False"],
+        "k3_gru_reset": [.pytorch: "reset_after=False"],
+        "k3h5_gru_reset": [.pytorch: "reset_after=False"],
+        "tfk_lstm_options": [.pytorch: "nn.LSTM computes tanh and sigmoid", .keras3: "hard_sigmoid as Keras 2 defines it"],
+        "k3_lstm_options": [.pytorch: "nn.LSTM computes tanh and sigmoid", .keras: "hard_sigmoid as Keras 3 defines it"],
+        "tfk_dense_activations": [.pytorch: "hard_sigmoid as Keras 2 defines it", .keras3: "hard_sigmoid as Keras 2 defines it"],
+        "k3_dense_activations": [.keras: "hard_sigmoid as Keras 3 defines it"],
+    ]
+
+    struct Case {
+        var name: String
+        var fixture: Fixture
+        var model: String
+        var architecture: String?
+        var isKeras: Bool
+    }
+
+    static func allCases() throws -> [Case] {
+        var cases: [Case] = []
+        for framework in ["pytorch", "keras"] {
+            let folder = fixturesFolder.appendingPathComponent(framework)
+            for file in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() where file.hasSuffix(".fixture.h5") {
+                let fixture = try Fixture(contentsOf: folder.appendingPathComponent(file).path)
+                cases.append(Case(name: String(file.dropLast(".fixture.h5".count)), fixture: fixture,
+                                  model: try XCTUnwrap(fixture.modelPath), architecture: fixture.architecturePath,
+                                  isKeras: framework == "keras"))
+            }
+        }
+        return cases
+    }
+
+    private func output(_ path: String, _ target: ConversionTarget) -> String {
+        path + (target == .keras3 ? ".keras" : ".h5")
+    }
+
+    func testEveryFixtureConvertsExactlyOrIsRefused() throws {
+        let folder = try temporaryFolder(self)
+        var converted = 0, refused = 0
+        for item in try Self.allCases() {
+            let source = try LoadedModel(contentsOf: item.model, architecture: item.architecture)
+            // The real framework's output, or (initial states are not part of a converted
+            // model) the source's own output without them.
+            let expected: Tensor
+            if item.fixture.h0 != nil {
+                expected = try source.run(item.fixture.input, lengths: item.fixture.lengths).output
+            } else {
+                expected = try XCTUnwrap(item.fixture.expected.first { $0.name == "output" }?.tensor)
+            }
+            for target in ConversionTarget.allCases {
+                let path = output(folder.appendingPathComponent("\(item.name).\(target.rawValue)").path, target)
+                let label = "\(item.name) → \(target.rawValue)"
+                do {
+                    _ = try Converter.convert(item.model, to: target, output: path, architecture: item.architecture)
+                } catch {
+                    let reason = try XCTUnwrap(Self.refusals[item.name]?[target], "\(label) refused unexpectedly: \(error)")
+                    XCTAssertTrue("\(error)".contains(reason), "\(label): \(error)")
+                    XCTAssertTrue("\(error)".hasPrefix(item.model), "\(label): the message names the input: \(error)")
+                    XCTAssertFalse(FileManager.default.fileExists(atPath: path), "\(label): a refusal writes nothing")
+                    refused += 1
+                    continue
+                }
+                XCTAssertNil(Self.refusals[item.name]?[target], "\(label) was expected to be refused")
+                converted += 1
+                try assertComputes(path, item: item, expected: expected, label: label)
+                // And back to the source's own family.
+                let back: ConversionTarget = item.isKeras ? (target == .pytorch ? .keras3 : .pytorch) : (target == .pytorch ? .keras : .pytorch)
+                let backPath = output(path + ".back", back)
+                do {
+                    _ = try Converter.convert(path, to: back, output: backPath)
+                    try assertComputes(backPath, item: item, expected: expected, label: "\(label) → \(back.rawValue)")
+                } catch let error as ModelError {
+                    // Going back may meet the same limits as going there (a Keras 3
+                    // hard_sigmoid in a PyTorch file cannot become Keras 2, say).
+                    XCTAssertNotNil(Self.refusals[item.name], "\(label) → \(back.rawValue) refused: \(error)")
+                }
+            }
+        }
+        XCTAssertGreaterThan(converted, 100)
+        XCTAssertEqual(refused, Self.refusals.values.reduce(0) { $0 + $1.count })
+    }
+
+    private func assertComputes(_ path: String, item: Case, expected: Tensor, label: String) throws {
+        let model = try LoadedModel(contentsOf: path)
+        let actual = try model.run(item.fixture.input, lengths: item.fixture.lengths).output
+        let comparison = Comparison(name: label, actual: actual, expected: expected, atol: 1e-5, rtol: 1e-4)
+        XCTAssertTrue(comparison.passed, "\(label): max abs error \(comparison.maxAbsoluteError), shapes \(actual.shape) vs \(expected.shape)")
+    }
+
+    func testKerasToPyTorchNamesAndShapes() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("text_bilstm.h5").path
+        _ = try Converter.convert(fixture("keras/tfk_text_bilstm.h5"), to: .pytorch, output: path)
+        let root = try HDF5File.open(path).root
+        let keras = try HDF5File.open(fixture("keras/tfk_text_bilstm.h5")).root
+        let kernel = try keras.dataset("model_weights/bidirectional/bidirectional/forward_lstm/lstm_cell/kernel:0")
+        let units = kernel.shape[1] / 4
+        XCTAssertEqual(try root.dataset("embedding.weight").shape, try keras.dataset("model_weights/embedding/embedding/embeddings:0").shape)
+        for suffix in ["", "_reverse"] {
+            XCTAssertEqual(try root.dataset("bidirectional.weight_ih_l0\(suffix)").shape, [4 * units, kernel.shape[0]])
+            XCTAssertEqual(try root.dataset("bidirectional.weight_hh_l0\(suffix)").shape, [4 * units, units])
+            // LSTM: bias_ih is Keras's bias, bias_hh is zero.
+            XCTAssertTrue(try root.dataset("bidirectional.bias_hh_l0\(suffix)").readFloats().allSatisfy { $0 == 0 })
+        }
+        let kerasBias = try keras.dataset("model_weights/bidirectional/bidirectional/forward_lstm/lstm_cell/bias:0").readFloats()
+        XCTAssertEqual(try root.dataset("bidirectional.bias_ih_l0").readFloats(), kerasBias, "LSTM gate order is the same (i, f, c, o)")
+        // W = kernelᵀ.
+        let w = try root.dataset("bidirectional.weight_ih_l0").readFloats()
+        let k = try kernel.readFloats()
+        XCTAssertEqual(w[1 * kernel.shape[0] + 2], k[2 * kernel.shape[1] + 1])
+        XCTAssertEqual(try root.dataset("dense.weight").shape.count, 2)
+        let config = try XCTUnwrap(root.attribute("model_config")?.stringValue)
+        XCTAssertTrue(config.contains("\"mask_zero\":true"), config)
+    }
+
+    func testGRUGateOrderBecomesPyTorchs() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("flatten.h5").path
+        _ = try Converter.convert(fixture("keras/tfk_flatten_stateful.h5"), to: .pytorch, output: path)
+        let keras = try LoadedModel(contentsOf: fixture("keras/tfk_flatten_stateful.h5"))
+        let gru = try XCTUnwrap(keras.recurrentLayers.first { $0.kind == .gru })
+        let units = gru.hiddenSize
+        let root = try HDF5File.open(path).root
+        let name = try XCTUnwrap(root.memberNames().first { $0.hasSuffix(".weight_ih_l0") })
+        let converted = try root.dataset(name).readFloats()
+        // Keras blocks z, r, h; PyTorch r, z, n: PyTorch's first block is Keras's second.
+        let kerasWeight = gru.directions[0].inputWeight.values
+        let block = units * gru.inputSize
+        XCTAssertEqual(Array(converted[0..<block]), Array(kerasWeight[block..<(2 * block)]))
+        XCTAssertEqual(Array(converted[block..<(2 * block)]), Array(kerasWeight[0..<block]))
+        XCTAssertEqual(Array(converted[(2 * block)...]), Array(kerasWeight[(2 * block)...]))
+    }
+
+    func testNothingLost() throws {
+        let folder = try temporaryFolder(self)
+        let input = fixture("pytorch/lstm_basic.h5")
+        // Never onto the input, not even through another spelling of its path.
+        let spelled = fixturesFolder.appendingPathComponent("pytorch/../pytorch/lstm_basic.h5").path
+        for output in [input, spelled] {
+            XCTAssertThrowsError(try Converter.convert(input, to: .keras, output: output)) { error in
+                XCTAssertTrue("\(error)".contains("is the input file"), "\(error)")
+            }
+        }
+        // An existing output is kept unless forced.
+        let existing = folder.appendingPathComponent("existing.h5").path
+        try Data("keep me".utf8).write(to: URL(fileURLWithPath: existing))
+        XCTAssertThrowsError(try Converter.convert(input, to: .keras, output: existing)) { error in
+            XCTAssertTrue("\(error)".contains("--force"), "\(error)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: existing, encoding: .utf8), "keep me")
+        XCTAssertNoThrow(try Converter.convert(input, to: .keras, output: existing, force: true))
+        XCTAssertNoThrow(try LoadedModel(contentsOf: existing))
+        // A refused conversion leaves no file and no temporary behind.
+        let refused = folder.appendingPathComponent("refused.keras").path
+        XCTAssertThrowsError(try Converter.convert(fixture("pytorch/lstm_proj.h5"), to: .keras3, output: refused))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted(), ["existing.h5"])
+    }
+
+    func testConvertCommand() throws {
+        let folder = try temporaryFolder(self)
+        let out = folder.appendingPathComponent("m.keras").path
+        let ok = try rnnkit("convert", fixture("keras/tfk_text_bilstm.h5"), out, "--to", "keras3")
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(ok.stdout.contains("wrote \(out)"), ok.stdout)
+        let verify = try rnnkit("verify", out, fixture("keras/tfk_text_bilstm.fixture.h5"))
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+        let again = try rnnkit("convert", fixture("keras/tfk_text_bilstm.h5"), out, "--to", "keras3")
+        XCTAssertEqual(again.status, 2)
+        XCTAssertTrue(again.stderr.contains("--force"), again.stderr)
+        let refused = try rnnkit("convert", fixture("keras/tfk_gru_reset.h5"), folder.appendingPathComponent("g.h5").path, "--to", "pytorch")
+        XCTAssertEqual(refused.status, 2)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("layer gru"), refused.stderr)
+        let badTarget = try rnnkit("convert", fixture("keras/tfk_gru_reset.h5"), folder.appendingPathComponent("g.h5").path, "--to", "onnx")
+        XCTAssertEqual(badTarget.status, 2)
+    }
+}
