@@ -1,12 +1,13 @@
 # RecurrentKit: the two commands a new user needs, on a fresh Debian machine with Swift.
-#   make demo   set up, then verify a committed PyTorch model against real PyTorch outputs
+#   make demo   set up, convert a committed Keras model to PyTorch, verify it against Keras's outputs
 #   make test   set up, then run the whole test suite (what CI runs)
 
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RNNKIT := .build/release/rnnkit
-DEMO_MODEL := fixtures/pytorch/clf_embed_lstm_last_hidden.h5
-DEMO_FIXTURE := fixtures/pytorch/clf_embed_lstm_last_hidden.fixture.h5
+DEMO_MODEL := fixtures/keras/tfk_text_bilstm.h5
+DEMO_FIXTURE := fixtures/keras/tfk_text_bilstm.fixture.h5
+DEMO_OUT := out/text_bilstm.pytorch.h5
 
 .PHONY: deps build demo test release clean
 
@@ -25,8 +26,10 @@ release: deps
 	$(SWIFT) build -c release --product rnnkit
 
 demo: release
-	$(RNNKIT) inspect $(DEMO_MODEL)
-	$(RNNKIT) verify $(DEMO_MODEL) $(DEMO_FIXTURE)
+	@mkdir -p out
+	$(RNNKIT) convert $(DEMO_MODEL) $(DEMO_OUT) --to pytorch --force --emit-python out/text_bilstm.py
+	$(RNNKIT) inspect $(DEMO_OUT)
+	$(RNNKIT) verify $(DEMO_OUT) $(DEMO_FIXTURE)
 
 test: deps
 	$(SWIFT) test --disable-swift-testing
