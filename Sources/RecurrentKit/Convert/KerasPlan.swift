@@ -34,17 +34,9 @@ struct KerasPlan {
         func refuse(_ layer: String?, _ message: String) -> ModelError {
             ModelError(file: file, layer: layer, message: "cannot be converted to \(version == .keras2 ? "Keras 2" : "Keras 3"): \(message)")
         }
-        var used = Set<String>()
+        var names = LayerNames()
         func uniqueName(_ preferred: String?, className: String) -> String {
-            let base = Self.identifier(preferred ?? KerasLayout.snakeCase(className))
-            var name = base
-            var counter = 0
-            while used.contains(name) {
-                counter += 1
-                name = "\(base)_\(counter)"
-            }
-            used.insert(name)
-            return name
+            names.unique(preferred ?? KerasLayout.snakeCase(className))
         }
         func activationName(_ activation: Activation, layer: String) throws -> String {
             guard let name = Self.activationName(activation, version: version) else {
@@ -226,10 +218,24 @@ struct KerasPlan {
         }
     }
 
-    /// A Keras-safe layer name: letters, digits and underscores.
-    static func identifier(_ text: String) -> String {
-        let cleaned = String(text.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" })
-        return cleaned.first?.isNumber ?? true ? "layer_" + cleaned : cleaned
+}
+
+/// Hands out layer and module names that are unique and valid identifiers in both
+/// frameworks (letters, digits, underscores; `name_1`, `name_2` for repeats).
+struct LayerNames {
+    private var used = Set<String>()
+
+    mutating func unique(_ preferred: String) -> String {
+        let cleaned = String(preferred.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" })
+        let base = cleaned.first?.isNumber ?? true ? "layer_" + cleaned : cleaned
+        var name = base
+        var counter = 0
+        while used.contains(name) {
+            counter += 1
+            name = "\(base)_\(counter)"
+        }
+        used.insert(name)
+        return name
     }
 }
 

@@ -16,17 +16,9 @@ enum PyTorchWriter {
             ModelError(file: file, layer: layer, message: "cannot be converted to PyTorch: \(message)")
         }
         var plan = Plan()
-        var used = Set<String>()
+        var names = LayerNames()
         func uniqueName(_ preferred: String?, fallback: String) -> String {
-            let base = KerasPlan.identifier(preferred ?? fallback)
-            var name = base
-            var counter = 0
-            while used.contains(name) {
-                counter += 1
-                name = "\(base)_\(counter)"
-            }
-            used.insert(name)
-            return name
+            names.unique(preferred ?? fallback)
         }
         func activationModule(_ activation: Activation, layer: String) throws -> [String: Any]? {
             switch activation {
