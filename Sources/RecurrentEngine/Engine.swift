@@ -54,10 +54,14 @@ public final class Engine: Sendable {
     ///     from `.masking` layers and `maskZero` embeddings by logical and.
     ///   - initialStates: one per recurrent layer (`h` `[D, batch, outputSize]`, `c`
     ///     `[D, batch, hiddenSize]` for LSTM); zeros when nil.
+    ///   - threads: how many threads a recurrent layer may use (default 1: the calling
+    ///     thread only). Directions run in parallel; within a direction, batch rows are split
+    ///     when there are at least 8 per thread, else each step's gate columns are. The result
+    ///     is the same, bit for bit, for every thread count.
     /// - Returns: the output (`[batch, time, features]` or `[batch, features]`) and the final
     ///   state of every recurrent layer.
     public func run(_ input: ModelInput, lengths: [Int]? = nil,
-                    initialStates: [RecurrentState]? = nil) throws -> RunResult {
+                    initialStates: [RecurrentState]? = nil, threads: Int = 1) throws -> RunResult {
         let start = try _start(input)
         var lengthMask: [Bool]?
         if let lengths {
@@ -77,7 +81,7 @@ public final class Engine: Sendable {
             lengthMask = mask
         }
         var states = try _layerStates(initialStates, batch: start.batch)
-        let output = try _forward(start, mask: lengthMask, states: &states)
+        let output = try _forward(start, mask: lengthMask, states: &states, threads: threads)
         return RunResult(output: Tensor(shape: output.shape, values: output.values),
                          finalStates: _publicStates(states, batch: start.batch))
     }
@@ -184,7 +188,7 @@ public final class Engine: Sendable {
     }
 
     /// Applies every layer in order. `mask` (`[batch, time]`) is the mask from lengths, if any.
-    func _forward(_ start: _Start, mask: [Bool]?, states: inout [_LayerState]) throws -> _Flow {
+    func _forward(_ start: _Start, mask: [Bool]?, states: inout [_LayerState], threads: Int = 1) throws -> _Flow {
         var flow: _Flow
         var layerIndices = layers.indices[...]
         switch start {
@@ -220,6 +224,8 @@ public final class Engine: Sendable {
                     var allEqual = true
                     for j in 0..<f where flow.values[row * f + j] != value { allEqual = false; break }
                     stepMask[row] = !allEqual
+                    // Keras's Masking outputs x·mask: a masked step's features become 0.
+                    if allEqual { for j in 0..<f { flow.values[row * f + j] = 0 } }
                 }
                 flow.intersectMask(stepMask)
 
@@ -230,7 +236,7 @@ public final class Engine: Sendable {
                 guard flow.features == layer.inputSize else {
                     throw checker.error("input has \(flow.features) features, expected \(layer.inputSize) (input size)")
                 }
-                flow = _runRecurrent(layer, flow: flow, state: &states[recurrentOrdinal])
+                flow = _runRecurrent(layer, flow: flow, state: &states[recurrentOrdinal], threads: threads)
                 lastFinal = (states[recurrentOrdinal].h, layer.directionCount, layer.outputSize)
                 recurrentOrdinal += 1
 
@@ -242,16 +248,13 @@ public final class Engine: Sendable {
                 var y = [Float](repeating: 0, count: rows * dense.outputSize)
                 if rows > 0 { y.withUnsafeMutableBufferPointer { yp in
                     flow.values.withUnsafeBufferPointer { x in
-                        dense.weightT.withUnsafeBufferPointer { w in
-                            if let bias = dense.bias {
-                                bias.withUnsafeBufferPointer { bp in
-                                    _affine(x: x.baseAddress, rows: rows, inputs: dense.inputSize, weightT: w.baseAddress!,
-                                            outputs: dense.outputSize, bias: bp.baseAddress, into: yp.baseAddress!)
-                                }
-                            } else {
-                                _affine(x: x.baseAddress, rows: rows, inputs: dense.inputSize, weightT: w.baseAddress!,
-                                        outputs: dense.outputSize, bias: nil, into: yp.baseAddress!)
+                        if let bias = dense.bias {
+                            bias.withUnsafeBufferPointer { bp in
+                                _affine(x: x.baseAddress, rows: rows, weight: dense.weight, bias: bp.baseAddress,
+                                        into: yp.baseAddress!)
                             }
+                        } else {
+                            _affine(x: x.baseAddress, rows: rows, weight: dense.weight, bias: nil, into: yp.baseAddress!)
                         }
                     }
                     dense.activation.apply(to: yp, rowLength: dense.outputSize)

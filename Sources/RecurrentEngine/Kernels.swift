@@ -1,58 +1,276 @@
-// Matrix kernels. Every weight the engine multiplies by is stored transposed (`[in, out]`)
-// so that the innermost loop runs over contiguous output columns, which LLVM vectorises.
+// Matrix kernels.
+//
+// Every weight the engine multiplies by is packed once, at load, into column panels of
+// `_PackedMatrix.panelWidth` (32) output columns: panel `q` holds `[k, 32]` contiguously, so
+// the kernel streams one panel row (two 16-float vectors) per step of the reduction, and a
+// panel (32 KB for k = 256) stays in the L1 cache while every row block of the left operand
+// passes over it. The register tile is 8 rows × 32 columns: 16 `SIMD16<Float>` accumulators,
+// 2 vector loads and 8 broadcasts per 16 multiply-adds.
+//
+// Build settings (see bench/BENCHMARKS.md): a plain `swift build` targets baseline x86-64,
+// where `SIMD16<Float>` is four SSE registers and there is no FMA. The fast build is
+// `swift build -c release -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DRECURRENTKIT_FMA`:
+// the CPU flag lets LLVM use AVX-512 registers, and `RECURRENTKIT_FMA` turns the
+// multiply-add below into one fused instruction (`vfmadd231ps`). Without a CPU that has
+// FMA, the fused form would become a call to `fmaf` per lane, hence the opt-in flag.
+//
+// Determinism: every output element is accumulated as `c = c + a_p · b_p` for `p` ascending
+// from its initial value, whatever the row count, the row block it falls in, the column
+// panel or the thread that computes it. A row computed alone and the same row computed in a
+// larger batch agree bit for bit (streaming in chunks relies on this), and so do runs with
+// different thread counts.
 
-/// Accumulates a matrix product: `C[m, n] += Σ_k A[m, k] · B[k, n]`.
-///
-/// - `a`: `[m, k]` with row stride `lda`;
-/// - `b`: `[k, n]` with row stride `ldb`;
-/// - `c`: `[m, n]` with row stride `ldc`, updated in place.
-///
-/// Each output element is accumulated over `k` in ascending order whatever `m` is, so a row
-/// computed alone and the same row computed in a larger batch agree bit for bit (streaming
-/// in chunks relies on this).
+#if arch(arm64) || RECURRENTKIT_FMA
+/// `acc + a · b`, fused (one rounding).
 @inline(__always)
-func _gemmAccumulate(
-    m: Int, n: Int, k: Int,
-    a: UnsafePointer<Float>, lda: Int,
-    b: UnsafePointer<Float>, ldb: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int
-) {
-    guard m > 0, n > 0, k > 0 else { return }
-    for i in 0..<m {
-        let aRow = a + i * lda
-        let cRow = c + i * ldc
-        for p in 0..<k {
-            let av = aRow[p]
-            let bRow = b + p * ldb
-            // Contiguous over j: the vectorisable loop.
-            for j in 0..<n {
-                cRow[j] += av * bRow[j]
+func _madd(_ acc: SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+    acc.addingProduct(a, b)
+}
+#else
+/// `acc + a · b`, two roundings (a CPU without FMA, or a build that did not opt in).
+@inline(__always)
+func _madd(_ acc: SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+    acc + a * b
+}
+#endif
+
+@inline(__always)
+private func _load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+@inline(__always)
+private func _store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+}
+
+/// A matrix `B` `[k, n]` (the right operand of `C = A · B`) packed into column panels.
+///
+/// Panel `q` covers columns `32q ..< 32q + 32` and holds `[k, 32]` row-major; columns past
+/// `n` in the last panel are zero.
+struct _PackedMatrix: Sendable, Equatable {
+    static let panelWidth = 32
+    /// `panelCount · k · 32` values.
+    var values: [Float]
+    /// The reduction size `k` (rows of `B`).
+    var rows: Int
+    /// The output size `n` (columns of `B`).
+    var columns: Int
+
+    var panelCount: Int { (columns + Self.panelWidth - 1) / Self.panelWidth }
+
+    /// Packs `B[p, j] = element(j, p)` for `p < k`, `j < n`.
+    ///
+    /// Reading through a closure lets a caller pack straight from a weight in `[out, in]`
+    /// layout with its gate blocks permuted, without an intermediate copy.
+    init(rows k: Int, columns n: Int, element: (_ column: Int, _ row: Int) -> Float) {
+        let width = Self.panelWidth
+        let panels = (n + width - 1) / width
+        var values = [Float](repeating: 0, count: panels * k * width)
+        values.withUnsafeMutableBufferPointer { out in
+            for q in 0..<panels {
+                for l in 0..<Swift.min(width, n - q * width) {
+                    let j = q * width + l
+                    for p in 0..<k { out[(q * k + p) * width + l] = element(j, p) }
+                }
             }
         }
+        self.values = values
+        self.rows = k
+        self.columns = n
+    }
+
+    /// Packs a row-major `[out, in]` weight `W` as `B = Wᵀ` (`k = in`, `n = out`).
+    init(weight: [Float], out n: Int, in k: Int) {
+        self.init(rows: k, columns: n) { j, p in weight[j * k + p] }
+    }
+
+    /// `B[p, j]`.
+    func element(row p: Int, column j: Int) -> Float {
+        let width = Self.panelWidth
+        return values[((j / width) * rows + p) * width + j % width]
     }
 }
 
-/// Transposes a row-major `[rows, columns]` matrix into `[columns, rows]`.
-func _transposed(_ values: [Float], rows: Int, columns: Int) -> [Float] {
-    var out = [Float](repeating: 0, count: rows * columns)
-    for r in 0..<rows {
-        for c in 0..<columns {
-            out[c * rows + r] = values[r * columns + c]
-        }
-    }
-    return out
-}
-
-/// Computes `Y[m, n] = X[m, k] · Wᵀ + bias` into `y`.
+/// Accumulates `C[m, n] += A[m, k] · B[k, n]` over the column panels `panels` of `b`.
 ///
-/// - `x`: `[m, k]` (may be nil when `m == 0`);
-/// - `weightT`: `[k, n]`; `bias`: `[n]` or nil (zero); `y`: `[m, n]`, overwritten.
-func _affine(x: UnsafePointer<Float>?, rows m: Int, inputs k: Int,
-             weightT: UnsafePointer<Float>, outputs n: Int, bias: UnsafePointer<Float>?,
+/// - `a`: `[m, k]` with row stride `lda`;
+/// - `b`: the packed `B`, `[k, n]`;
+/// - `c`: `[m, n]` with row stride `ldc`; only the columns of `panels` are read and written.
+func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int, n: Int,
+           panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard m > 0, k > 0, !panels.isEmpty else { return }
+    let width = _PackedMatrix.panelWidth
+    // Blocks of the reduction keep a panel slice ([kc, 32], 32 KB) in L1 across row blocks.
+    let kc = 256
+    var p0 = 0
+    while p0 < k {
+        let kb = Swift.min(kc, k - p0)
+        var q = panels.lowerBound
+        while q < panels.upperBound {
+            let fullPanels = (n - q * width) / width  // panels from q on with all 32 columns
+            // One row: a matrix-vector product, bound by streaming B; four panels at once give
+            // eight independent accumulator chains.
+            if m == 1 && fullPanels >= 4 && q + 4 <= panels.upperBound {
+                _kernel1x128(a: a + p0, b: b + (q * k + p0) * width, panelStride: k * width, k: kb,
+                             c: c + q * width)
+                q += 4
+                continue
+            }
+            let bPanel = b + (q * k + p0) * width
+            let columns = Swift.min(width, n - q * width)
+            var i = 0
+            while i < m {
+                let rows = m - i >= 8 ? 8 : (m - i >= 4 ? 4 : (m - i >= 2 ? 2 : 1))
+                let aBlock = a + i * lda + p0
+                let cBlock = c + i * ldc + q * width
+                if columns == width {
+                    _kernel(rows: rows, a: aBlock, lda: lda, b: bPanel, k: kb, c: cBlock, ldc: ldc)
+                } else {
+                    // The last, partial panel: through a zero-padded tile.
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * width) { tile in
+                        let t = tile.baseAddress!
+                        for r in 0..<rows {
+                            for l in 0..<width { t[r * width + l] = l < columns ? cBlock[r * ldc + l] : 0 }
+                        }
+                        _kernel(rows: rows, a: aBlock, lda: lda, b: bPanel, k: kb, c: t, ldc: width)
+                        for r in 0..<rows {
+                            for l in 0..<columns { cBlock[r * ldc + l] = t[r * width + l] }
+                        }
+                    }
+                }
+                i += rows
+            }
+            q += 1
+        }
+        p0 += kb
+    }
+}
+
+@inline(__always)
+private func _kernel(rows: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+                     c: UnsafeMutablePointer<Float>, ldc: Int) {
+    switch rows {
+    case 8: _kernel8x32(a: a, lda: lda, b: b, k: k, c: c, ldc: ldc)
+    case 4: _kernel4x32(a: a, lda: lda, b: b, k: k, c: c, ldc: ldc)
+    case 2: _kernel2x32(a: a, lda: lda, b: b, k: k, c: c, ldc: ldc)
+    default: _kernel1x32(a: a, b: b, k: k, c: c)
+    }
+}
+
+/// `C[8, 32] += A[8, k] · Bpanel[k, 32]` with the tile in 16 registers.
+private func _kernel8x32(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+                         c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
+    let a4 = a + 4 * lda, a5 = a + 5 * lda, a6 = a + 6 * lda, a7 = a + 7 * lda
+    let c0 = c, c1 = c + ldc, c2 = c + 2 * ldc, c3 = c + 3 * ldc
+    let c4 = c + 4 * ldc, c5 = c + 5 * ldc, c6 = c + 6 * ldc, c7 = c + 7 * ldc
+    var x00 = _load(c0), x01 = _load(c0 + 16), x10 = _load(c1), x11 = _load(c1 + 16)
+    var x20 = _load(c2), x21 = _load(c2 + 16), x30 = _load(c3), x31 = _load(c3 + 16)
+    var x40 = _load(c4), x41 = _load(c4 + 16), x50 = _load(c5), x51 = _load(c5 + 16)
+    var x60 = _load(c6), x61 = _load(c6 + 16), x70 = _load(c7), x71 = _load(c7 + 16)
+    var bp = b
+    for p in 0..<k {
+        let b0 = _load(bp), b1 = _load(bp + 16)
+        bp += 32
+        var s = SIMD16<Float>(repeating: a0[p]); x00 = _madd(x00, s, b0); x01 = _madd(x01, s, b1)
+        s = SIMD16<Float>(repeating: a1[p]); x10 = _madd(x10, s, b0); x11 = _madd(x11, s, b1)
+        s = SIMD16<Float>(repeating: a2[p]); x20 = _madd(x20, s, b0); x21 = _madd(x21, s, b1)
+        s = SIMD16<Float>(repeating: a3[p]); x30 = _madd(x30, s, b0); x31 = _madd(x31, s, b1)
+        s = SIMD16<Float>(repeating: a4[p]); x40 = _madd(x40, s, b0); x41 = _madd(x41, s, b1)
+        s = SIMD16<Float>(repeating: a5[p]); x50 = _madd(x50, s, b0); x51 = _madd(x51, s, b1)
+        s = SIMD16<Float>(repeating: a6[p]); x60 = _madd(x60, s, b0); x61 = _madd(x61, s, b1)
+        s = SIMD16<Float>(repeating: a7[p]); x70 = _madd(x70, s, b0); x71 = _madd(x71, s, b1)
+    }
+    _store(x00, c0); _store(x01, c0 + 16); _store(x10, c1); _store(x11, c1 + 16)
+    _store(x20, c2); _store(x21, c2 + 16); _store(x30, c3); _store(x31, c3 + 16)
+    _store(x40, c4); _store(x41, c4 + 16); _store(x50, c5); _store(x51, c5 + 16)
+    _store(x60, c6); _store(x61, c6 + 16); _store(x70, c7); _store(x71, c7 + 16)
+}
+
+/// `C[4, 32] += A[4, k] · Bpanel[k, 32]`.
+private func _kernel4x32(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+                         c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
+    let c0 = c, c1 = c + ldc, c2 = c + 2 * ldc, c3 = c + 3 * ldc
+    var x00 = _load(c0), x01 = _load(c0 + 16), x10 = _load(c1), x11 = _load(c1 + 16)
+    var x20 = _load(c2), x21 = _load(c2 + 16), x30 = _load(c3), x31 = _load(c3 + 16)
+    var bp = b
+    for p in 0..<k {
+        let b0 = _load(bp), b1 = _load(bp + 16)
+        bp += 32
+        var s = SIMD16<Float>(repeating: a0[p]); x00 = _madd(x00, s, b0); x01 = _madd(x01, s, b1)
+        s = SIMD16<Float>(repeating: a1[p]); x10 = _madd(x10, s, b0); x11 = _madd(x11, s, b1)
+        s = SIMD16<Float>(repeating: a2[p]); x20 = _madd(x20, s, b0); x21 = _madd(x21, s, b1)
+        s = SIMD16<Float>(repeating: a3[p]); x30 = _madd(x30, s, b0); x31 = _madd(x31, s, b1)
+    }
+    _store(x00, c0); _store(x01, c0 + 16); _store(x10, c1); _store(x11, c1 + 16)
+    _store(x20, c2); _store(x21, c2 + 16); _store(x30, c3); _store(x31, c3 + 16)
+}
+
+/// `C[2, 32] += A[2, k] · Bpanel[k, 32]`.
+private func _kernel2x32(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+                         c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let a0 = a, a1 = a + lda
+    let c0 = c, c1 = c + ldc
+    var x00 = _load(c0), x01 = _load(c0 + 16), x10 = _load(c1), x11 = _load(c1 + 16)
+    var bp = b
+    for p in 0..<k {
+        let b0 = _load(bp), b1 = _load(bp + 16)
+        bp += 32
+        var s = SIMD16<Float>(repeating: a0[p]); x00 = _madd(x00, s, b0); x01 = _madd(x01, s, b1)
+        s = SIMD16<Float>(repeating: a1[p]); x10 = _madd(x10, s, b0); x11 = _madd(x11, s, b1)
+    }
+    _store(x00, c0); _store(x01, c0 + 16); _store(x10, c1); _store(x11, c1 + 16)
+}
+
+/// `C[1, 32] += A[1, k] · Bpanel[k, 32]`.
+private func _kernel1x32(a: UnsafePointer<Float>, b: UnsafePointer<Float>, k: Int, c: UnsafeMutablePointer<Float>) {
+    var x0 = _load(c), x1 = _load(c + 16)
+    var bp = b
+    for p in 0..<k {
+        let s = SIMD16<Float>(repeating: a[p])
+        x0 = _madd(x0, s, _load(bp)); x1 = _madd(x1, s, _load(bp + 16))
+        bp += 32
+    }
+    _store(x0, c); _store(x1, c + 16)
+}
+
+/// `C[1, 128] += A[1, k] · B[k, 128]` over four consecutive full panels `panelStride` apart.
+private func _kernel1x128(a: UnsafePointer<Float>, b: UnsafePointer<Float>, panelStride: Int, k: Int,
+                          c: UnsafeMutablePointer<Float>) {
+    var x0 = _load(c), x1 = _load(c + 16), x2 = _load(c + 32), x3 = _load(c + 48)
+    var x4 = _load(c + 64), x5 = _load(c + 80), x6 = _load(c + 96), x7 = _load(c + 112)
+    var p0 = b, p1 = b + panelStride, p2 = b + 2 * panelStride, p3 = b + 3 * panelStride
+    for p in 0..<k {
+        let s = SIMD16<Float>(repeating: a[p])
+        x0 = _madd(x0, s, _load(p0)); x1 = _madd(x1, s, _load(p0 + 16))
+        x2 = _madd(x2, s, _load(p1)); x3 = _madd(x3, s, _load(p1 + 16))
+        x4 = _madd(x4, s, _load(p2)); x5 = _madd(x5, s, _load(p2 + 16))
+        x6 = _madd(x6, s, _load(p3)); x7 = _madd(x7, s, _load(p3 + 16))
+        p0 += 32; p1 += 32; p2 += 32; p3 += 32
+    }
+    _store(x0, c); _store(x1, c + 16); _store(x2, c + 32); _store(x3, c + 48)
+    _store(x4, c + 64); _store(x5, c + 80); _store(x6, c + 96); _store(x7, c + 112)
+}
+
+/// Accumulates `C[m, n] += A[m, k] · B[k, n]` with `B` packed, over all its columns.
+func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: _PackedMatrix, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    b.values.withUnsafeBufferPointer { bp in
+        _gemm(m: m, a: a, lda: lda, b: bp.baseAddress!, k: b.rows, n: b.columns,
+              panels: 0..<b.panelCount, c: c, ldc: ldc)
+    }
+}
+
+/// Computes `Y[m, n] = X[m, k] · B + bias` into `y` (row stride `n`), `B` packed `[k, n]`.
+///
+/// - `x`: `[m, k]` (may be nil when `m == 0`); `bias`: `[n]` or nil (zero); `y` is overwritten.
+func _affine(x: UnsafePointer<Float>?, rows m: Int, weight: _PackedMatrix, bias: UnsafePointer<Float>?,
              into y: UnsafeMutablePointer<Float>) {
     guard m > 0, let x else { return }
+    let n = weight.columns
     for i in 0..<m {
         if let bias { (y + i * n).update(from: bias, count: n) } else { (y + i * n).update(repeating: 0, count: n) }
     }
-    _gemmAccumulate(m: m, n: n, k: k, a: x, lda: k, b: weightT, ldb: n, c: y, ldc: n)
+    _gemm(m: m, a: x, lda: weight.rows, b: weight, c: y, ldc: n)
 }

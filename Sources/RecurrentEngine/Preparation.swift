@@ -1,5 +1,5 @@
 // Validation of a model and the one-time preparation of its weights: gate blocks permuted
-// into the engine's internal order, matrices transposed to `[in, out]`, biases pre-summed.
+// into the engine's internal order, matrices packed for the kernel, biases pre-summed.
 
 extension CellKind {
     /// The order in which the engine keeps gate blocks internally.
@@ -34,19 +34,26 @@ func _permuteGateBlocks(_ values: [Float], blockRows: Int, columns: Int,
 
 /// One direction's weights, ready for the recurrence, with `G` gates in internal order,
 /// hidden size `H`, input size `I`, recurrent size `R` and projection size `P`.
+///
+/// Matrices are packed once, here, into the kernel's panel layout (`_PackedMatrix`), straight
+/// from the model's `[out, in]` tensors with the gate blocks permuted on the way: the fused
+/// gate weights of all gates are one product per step.
 struct PreparedDirection: Sendable {
-    /// `[I, G·H]`: the input weight transposed.
-    var inputWeightT: [Float]
-    /// `[R, G·H]`: the recurrent weight transposed.
-    var recurrentWeightT: [Float]
+    /// `W` as `[I → G·H]`.
+    var inputWeight: _PackedMatrix
+    /// RNN and LSTM: `U` as `[R → G·H]`. GRU: `[U_r; U_z]` as `[H → 2H]` only; the new gate's
+    /// block is `recurrentNewWeight`, because both reset rules treat it apart.
+    var recurrentWeight: _PackedMatrix
+    /// GRU only: `U_n` as `[H → H]`.
+    var recurrentNewWeight: _PackedMatrix?
     /// `[G·H]`: the bias added to the input projection. Input and recurrent biases are
     /// summed here wherever they only add up, i.e. everywhere except GRU's new-gate
     /// recurrent bias under `.afterMatmul`, which the reset gate multiplies.
     var bias: [Float]
     /// `[H]`: GRU `.afterMatmul` only, `b_hn` in `n = act(W_n x + b_in + r ⊙ (U_n h + b_hn))`.
     var recurrentNewBias: [Float]?
-    /// `[H, P]`: the LSTM projection transposed.
-    var projectionT: [Float]?
+    /// LSTM with a projection: `W_hr` as `[H → P]`.
+    var projection: _PackedMatrix?
 }
 
 /// A recurrent layer ready to run.
@@ -71,8 +78,8 @@ struct PreparedRecurrent: Sendable {
 
 /// A dense layer ready to run: `y = act(x Wᵀ + b)`.
 struct PreparedDense: Sendable {
-    /// `[in, out]`.
-    var weightT: [Float]
+    /// `W` as `[in → out]`.
+    var weight: _PackedMatrix
     var bias: [Float]?
     var inputSize: Int
     var outputSize: Int
@@ -173,7 +180,7 @@ func _prepare(_ model: Model) throws -> [PreparedLayer] {
             if let bias = dense.bias { try checker.check(bias, [dense.outputSize], "bias") }
             try requireFeatures(dense.inputSize, "input size")
             prepared.append(.dense(PreparedDense(
-                weightT: _transposed(dense.weight.values, rows: dense.outputSize, columns: dense.inputSize),
+                weight: _PackedMatrix(weight: dense.weight.values, out: dense.outputSize, in: dense.inputSize),
                 bias: dense.bias?.values, inputSize: dense.inputSize, outputSize: dense.outputSize,
                 activation: dense.activation)))
             features = dense.outputSize
@@ -256,13 +263,21 @@ func _prepareRecurrent(_ layer: RecurrentLayer, checker: _LayerChecker) throws -
         }
 
         let order = weights.gateOrder
-        func permuted(_ tensor: Tensor, columns: Int) -> [Float] {
-            _permuteGateBlocks(tensor.values, blockRows: hidden, columns: columns, from: order, to: internalOrder)
+        // Source row of internal row `r` (gate block r / H, unit r % H) in the declared order.
+        let sourceBlock = internalOrder.map { order.firstIndex(of: $0)! }
+        func packed(_ tensor: Tensor, columns: Int, rows: Range<Int>) -> _PackedMatrix {
+            tensor.values.withUnsafeBufferPointer { w in
+                _PackedMatrix(rows: columns, columns: rows.count) { j, p in
+                    let r = rows.lowerBound + j
+                    return w[(sourceBlock[r / hidden] * hidden + r % hidden) * columns + p]
+                }
+            }
         }
-        let inputWeight = permuted(weights.inputWeight, columns: layer.inputSize)
-        let recurrentWeight = permuted(weights.recurrentWeight, columns: recurrentSize)
-        let inputBias = weights.inputBias.map { permuted($0, columns: 1) } ?? [Float](repeating: 0, count: rows)
-        let recurrentBias = weights.recurrentBias.map { permuted($0, columns: 1) }
+        func permuted(_ tensor: Tensor) -> [Float] {
+            _permuteGateBlocks(tensor.values, blockRows: hidden, columns: 1, from: order, to: internalOrder)
+        }
+        let inputBias = weights.inputBias.map(permuted) ?? [Float](repeating: 0, count: rows)
+        let recurrentBias = weights.recurrentBias.map(permuted)
 
         var bias = inputBias
         var recurrentNewBias: [Float]?
@@ -279,12 +294,16 @@ func _prepareRecurrent(_ layer: RecurrentLayer, checker: _LayerChecker) throws -
             recurrentNewBias = [Float](repeating: 0, count: hidden)
         }
 
+        let gru = kind == .gru
         directions.append(PreparedDirection(
-            inputWeightT: _transposed(inputWeight, rows: rows, columns: layer.inputSize),
-            recurrentWeightT: _transposed(recurrentWeight, rows: rows, columns: recurrentSize),
+            inputWeight: packed(weights.inputWeight, columns: layer.inputSize, rows: 0..<rows),
+            recurrentWeight: packed(weights.recurrentWeight, columns: recurrentSize,
+                                    rows: 0..<(gru ? 2 * hidden : rows)),
+            recurrentNewWeight: gru ? packed(weights.recurrentWeight, columns: recurrentSize,
+                                             rows: (2 * hidden)..<rows) : nil,
             bias: bias,
             recurrentNewBias: recurrentNewBias,
-            projectionT: weights.projection.map { _transposed($0.values, rows: recurrentSize, columns: hidden) }))
+            projection: weights.projection.map { _PackedMatrix(weight: $0.values, out: recurrentSize, in: hidden) }))
     }
 
     return PreparedRecurrent(

@@ -6,8 +6,9 @@ extension Engine {
     /// Only causal models stream: every output step must depend on the steps before it
     /// alone. Throws `EngineError` naming the first layer that is not causal (a bidirectional
     /// or `goBackwards` recurrent layer, one with `returnSequences == false`, a readout, a
-    /// flatten), or for initial states of the wrong shape.
-    public func makeStreamingSession(batch: Int, initialStates: [RecurrentState]? = nil) throws -> StreamingSession {
+    /// flatten), or for initial states of the wrong shape. `threads` is as in `run`.
+    public func makeStreamingSession(batch: Int, initialStates: [RecurrentState]? = nil,
+                                     threads: Int = 1) throws -> StreamingSession {
         for (index, layer) in model.layers.enumerated() {
             let checker = _LayerChecker(index: index, kind: layer.kindName)
             switch layer {
@@ -30,7 +31,8 @@ extension Engine {
             }
         }
         guard batch >= 0 else { throw EngineError(message: "batch \(batch) must not be negative") }
-        return StreamingSession(engine: self, batch: batch, states: try _layerStates(initialStates, batch: batch))
+        return StreamingSession(engine: self, batch: batch, states: try _layerStates(initialStates, batch: batch),
+                                threads: threads)
     }
 }
 
@@ -46,11 +48,14 @@ extension Engine {
 public final class StreamingSession {
     public let engine: Engine
     public let batch: Int
+    /// Threads a recurrent layer may use per chunk (see `Engine.run`).
+    public let threads: Int
     var layerStates: [_LayerState]
 
-    init(engine: Engine, batch: Int, states: [_LayerState]) {
+    init(engine: Engine, batch: Int, states: [_LayerState], threads: Int) {
         self.engine = engine
         self.batch = batch
+        self.threads = threads
         self.layerStates = states
     }
 
@@ -71,7 +76,7 @@ public final class StreamingSession {
             throw EngineError(message: "chunk has shape \(_shapeString(start.shape)), expected [batch, time, features]")
         }
         var states = layerStates
-        let output = try engine._forward(start, mask: nil, states: &states)
+        let output = try engine._forward(start, mask: nil, states: &states, threads: threads)
         layerStates = states
         return Tensor(shape: output.shape, values: output.values)
     }

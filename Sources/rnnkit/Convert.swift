@@ -45,6 +45,7 @@ struct Convert: ParsableCommand {
         try failingWithStatus2 {
             let report = try Converter.convert(input, to: to, output: output, force: force, architecture: architecture)
             print("wrote \(output) (\(to.rawValue)); read back, it matches \(input) to \(String(format: "%.2g", report.maxDifference))")
+            for note in report.notes { print("note: \(note)") }
             if let emitPython, let config = report.modelConfig {
                 let source = try PythonEmitter.source(modelConfig: config,
                                                       weightsFile: URL(fileURLWithPath: output).lastPathComponent)

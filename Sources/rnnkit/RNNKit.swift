@@ -8,7 +8,7 @@ struct RNNKit: ParsableCommand {
         commandName: "rnnkit",
         abstract: "Read, run, verify and convert recurrent-network weight files (PyTorch, Keras).",
         version: RecurrentKit.version,
-        subcommands: [Inspect.self, Run.self, Verify.self, Convert.self]
+        subcommands: [Inspect.self, Run.self, Verify.self, Convert.self, Bench.self]
     )
 
     /// Every failure is one line on stderr and exit status 2 (usage errors included);

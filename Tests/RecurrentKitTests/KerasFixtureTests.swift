@@ -8,7 +8,7 @@ import TestSupport
 /// default tolerance, and really exercises what its tags claim.
 final class KerasFixtureTests: XCTestCase {
     static let cases = ["text_rnn", "text_bilstm", "stacked_bilstm", "lstm_options", "go_backwards", "gru_reset",
-                        "bidi_merges", "dense_activations", "flatten_stateful", "functional_masking"]
+                        "bidi_merges", "dense_activations", "flatten_stateful", "functional_masking", "masking_dense"]
     static let keras3LegacyH5 = ["text_bilstm", "stacked_bilstm", "gru_reset", "bidi_merges", "functional_masking"]
     static let weightsOnly = ["tfk_stacked_bilstm.legacy-weights", "tfk_stacked_bilstm.weights", "k3_stacked_bilstm.weights"]
 
@@ -44,6 +44,7 @@ final class KerasFixtureTests: XCTestCase {
             "mask-zero", "masking", "mask-value", "mask-middle", "go-backwards", "reset-before", "reset-after",
             "hard-sigmoid", "merge-concat", "merge-sum", "merge-mul", "merge-ave", "dense-3d", "time-distributed",
             "dropout", "global-avg-pool", "global-max-pool", "flatten", "stateful", "unroll", "rnn-relu", "no-bias",
+            "masked-features",
             "activation-layer",
         ] + ["linear", "relu", "tanh", "sigmoid", "softmax", "hard-sigmoid", "elu", "selu", "softplus", "softsign",
              "swish", "gelu"].map { "activation-\($0)" })
@@ -86,6 +87,11 @@ final class KerasFixtureTests: XCTestCase {
         case "masking": return layers.contains { if case .masking = $0 { return true } else { return false } }
         case "mask-value": return layers.contains { if case let .masking(v) = $0 { return v != 0 } else { return false } }
         case "mask-middle": return fixture.lengths == nil && maskHasGaps(model: model, fixture: fixture)
+        case "masked-features":
+            // A non-zero mask value whose masked rows reach a per-step layer (as zeros).
+            guard let index = layers.firstIndex(where: { if case let .masking(v) = $0 { return v != 0 } else { return false } }),
+                  index + 1 < layers.count, case .dense = layers[index + 1] else { return false }
+            return true
         case "lengths": return fixture.lengths.map { lengths in lengths.contains { $0 < timeSteps(fixture) } } ?? false
         case "rnn": return recurrent.contains { $0.kind == .rnn }
         case "lstm": return recurrent.contains { $0.kind == .lstm }

@@ -12,12 +12,12 @@ final class PythonEmitterTests: XCTestCase {
     static let committedCases: [String: [String]] = [
         "clf_bilstm_max_sigmoid": ["self.rnn = nn.LSTM(3, 5, batch_first=True, bidirectional=True)",
                                    "self.fc = nn.Linear(10, 2)"],
-        "clf_embed_bigru_softmax": ["self.embed = nn.Embedding(18, 5)",
+        "clf_embed_bigru_softmax": ["self.embed = nn.Embedding(18, 5, padding_idx=0)",
                                     "self.rnn = nn.GRU(5, 4, batch_first=True, bidirectional=True)",
                                     "self.fc = nn.Linear(8, 4)", "PREFIX = \"model.\""],
-        "clf_embed_lstm_last_hidden": ["self.embed = nn.Embedding(20, 5)",
+        "clf_embed_lstm_last_hidden": ["self.embed = nn.Embedding(20, 5, padding_idx=0)",
                                        "self.rnn = nn.LSTM(5, 6, batch_first=True)", "self.fc = nn.Linear(6, 3)"],
-        "clf_embed_rnn_mean": ["self.embed = nn.Embedding(16, 4)", "self.rnn = nn.RNN(4, 5, batch_first=True)",
+        "clf_embed_rnn_mean": ["self.embed = nn.Embedding(16, 4, padding_idx=0)", "self.rnn = nn.RNN(4, 5, batch_first=True)",
                                "self.fc = nn.Linear(5, 3)"],
         "clf_lstm2_last_step_mlp": ["self.rnn = nn.LSTM(4, 6, num_layers=2, batch_first=True)",
                                     "self.fc1 = nn.Linear(6, 5)", "self.fc2 = nn.Linear(5, 3)"],
@@ -103,7 +103,7 @@ final class PythonEmitterTests: XCTestCase {
             """
         // Flatten after a readout has no time axis to flatten.
         XCTAssertThrowsError(try PythonEmitter.source(modelConfig: json, weightsFile: "m.h5")) { error in
-            XCTAssertTrue("\(error)".contains("modules[4] (Flatten)"), "\(error)")
+            XCTAssertTrue("\(error)".contains("modules[4]: layer Flatten: "), "\(error)")
         }
         let valid = json.replacingOccurrences(of: ",\n  {\"type\": \"Flatten\"}", with: "")
         let source = try PythonEmitter.source(modelConfig: valid, weightsFile: "m.h5")

@@ -20,6 +20,8 @@ public struct ConversionReport: Sendable {
     public var maxDifference: Double
     /// The `model_config` written (PyTorch target), for `--emit-python`.
     public var modelConfig: String?
+    /// What a user of the written model should know (how masks reach it).
+    public var notes: [String]
 }
 
 /// Converts between layouts through the neutral model: read with the source's reader,
@@ -35,6 +37,7 @@ public enum Converter {
         try refuseUnsafeOutput(input: input, output: output, force: force, architecture: architecture)
         let source = try LoadedModel(contentsOf: input, architecture: architecture)
         var modelConfig: String?
+        var notes: [String] = []
         try AtomicFile.write(to: output, overwrite: force) { temporary in
             switch target {
             case .pytorch:
@@ -42,9 +45,13 @@ public enum Converter {
                 modelConfig = try PyTorchWriter.configJSON(plan)
                 try PyTorchWriter.write(plan, to: temporary)
             case .keras:
-                try KerasH5Writer.write(KerasPlan(model: source.model, version: .keras2, file: input), to: temporary)
+                let plan = try KerasPlan(model: source.model, version: .keras2, file: input)
+                notes = plan.notes
+                try KerasH5Writer.write(plan, to: temporary)
             case .keras3:
-                try Keras3ArchiveWriter.write(KerasPlan(model: source.model, version: .keras3, file: input), to: temporary)
+                let plan = try KerasPlan(model: source.model, version: .keras3, file: input)
+                notes = plan.notes
+                try Keras3ArchiveWriter.write(plan, to: temporary)
             }
             let written = try LoadedModel(contentsOf: temporary)
             let difference = try compare(source, written, output: output)
@@ -54,7 +61,8 @@ public enum Converter {
         }
         let written = try LoadedModel(contentsOf: output)
         return ConversionReport(input: input, output: output, target: target,
-                                maxDifference: try compare(source, written, output: output), modelConfig: modelConfig)
+                                maxDifference: try compare(source, written, output: output), modelConfig: modelConfig,
+                                notes: notes)
     }
 
     /// Never onto the input (or the architecture), never over an existing file without `force`.
@@ -86,8 +94,16 @@ public enum Converter {
         var generator = SplitMix(seed: 0x5EED)
         let input: ModelInput
         if source.model.takesTokenIDs, case let .embedding(embedding)? = source.model.layers.first {
-            input = .tokens(ids: (0..<(batch * time)).map { _ in Int(generator.next() % UInt64(embedding.vocabularySize)) },
-                            batch: batch, time: time)
+            // Sequences padded with the padding id, which valid steps never use.
+            let vocabulary = embedding.vocabularySize
+            let ids = (0..<(batch * time)).map { position -> Int in
+                let valid = position % time < lengths[position / time]
+                guard let padding = embedding.paddingIndex else { return Int(generator.next() % UInt64(vocabulary)) }
+                guard valid, vocabulary > 1 else { return padding }
+                let id = Int(generator.next() % UInt64(vocabulary - 1))
+                return id >= padding ? id + 1 : id
+            }
+            input = .tokens(ids: ids, batch: batch, time: time)
         } else {
             guard let features = KerasPlan.inputFeatures(source.model) else { return 0 }
             input = .features(Tensor(shape: [batch, time, features],

@@ -48,6 +48,7 @@ enum PyTorchWriter {
                 var module: [String: Any] = ["type": "Embedding", "name": name, "num_embeddings": embedding.vocabularySize,
                                              "embedding_dim": embedding.dimension]
                 if embedding.maskZero { module["mask_zero"] = true }
+                if let padding = embedding.paddingIndex { module["padding_idx"] = padding }
                 plan.modules.append(module)
                 plan.tensors.append(("\(name).weight", embedding.table))
             case let .masking(value):

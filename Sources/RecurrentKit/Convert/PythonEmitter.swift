@@ -32,7 +32,7 @@ public enum PythonEmitter {
 }
 
 /// Python helper functions the emitted module may need; each is written only when used.
-private enum _Helper: Int, Comparable, CaseIterable {
+private enum _Helper: Int, Comparable {
     case validSteps, masking, packed, masked, rnnCell, lstmCell, gruCell, mean, max, lastStep
 
     static func < (a: _Helper, b: _Helper) -> Bool { a.rawValue < b.rawValue }
@@ -47,7 +47,7 @@ private struct _Plan {
     var helpers: Set<_Helper> = []
     var usesFunctional = false
     var usesProjection = false
-    var usesNames: Set<String> = []
+    var usedNames: Set<String> = []
     /// Whether the data still has a time axis.
     var hasTime = true
     /// Whether a mask other than lengths (mask_zero, Masking) may mark steps: then the mask
@@ -62,7 +62,7 @@ private struct _Plan {
     }
 
     private func refuse(_ index: Int, _ label: String, _ message: String) -> ModelError {
-        ModelError(file: file, path: "model_config", layer: "modules[\(index)] (\(label))",
+        ModelError(file: file, path: "model_config modules[\(index)]", layer: label,
                    message: "cannot be written as torch modules: \(message)")
     }
 
@@ -75,7 +75,7 @@ private struct _Plan {
         guard !_reservedNames.contains(name) else {
             throw refuse(index, label, "the name '\(name)' is a Python keyword or an nn.Module attribute")
         }
-        guard usesNames.insert(name).inserted else {
+        guard usedNames.insert(name).inserted else {
             throw refuse(index, label, "the name '\(name)' is used by an earlier module")
         }
         return name
@@ -90,11 +90,11 @@ private struct _Plan {
     mutating func add(_ module: PyTorchModelConfig.Module, index: Int,
                       rest: ArraySlice<PyTorchModelConfig.Module>) throws {
         switch module {
-        case let .embedding(name, count, dimension, maskZero):
+        case let .embedding(name, count, dimension, maskZero, paddingIndex):
             let label = "\(name) (Embedding)"
             guard index == 0 else { throw refuse(index, label, "an Embedding must be the first module") }
             let attribute = try attribute(name, index: index, label: label)
-            initLines.append("self.\(attribute) = nn.Embedding(\(count), \(dimension))")
+            initLines.append("self.\(attribute) = nn.Embedding(\(count), \(dimension)\(paddingIndex.map { ", padding_idx=\($0)" } ?? ""))")
             if maskZero {
                 helpers.insert(.validSteps)
                 maskFromData = true
@@ -286,6 +286,7 @@ private struct _Plan {
             var text = _helperSource[helper]!
             if helper == .lstmCell && !usesProjection {
                 text = text.replacingOccurrences(of: _projectionLines, with: "")
+                    .replacingOccurrences(of: " (then W_hr h')", with: "")
             }
             out += "\n\n" + text + "\n"
             if helper == .masked { out += "\n\n" + cellStepSource() }

@@ -4,7 +4,7 @@ import Foundation
 /// Schema in spec/pytorch-layout.md. Unknown types and fields are errors naming them.
 struct PyTorchModelConfig {
     enum Module {
-        case embedding(name: String, count: Int, dimension: Int, maskZero: Bool)
+        case embedding(name: String, count: Int, dimension: Int, maskZero: Bool, paddingIndex: Int?)
         case masking(value: Float)
         /// `steps`: the fixed number of time steps a Flatten needs, when the source declared it.
         case flatten(steps: Int?)
@@ -81,7 +81,8 @@ struct PyTorchModelConfig {
             try fields.allow(["type", "name", "num_embeddings", "embedding_dim", "padding_idx", "mask_zero"])
             return .embedding(name: try name(), count: try fields.require(fields.int("num_embeddings"), "num_embeddings"),
                               dimension: try fields.require(fields.int("embedding_dim"), "embedding_dim"),
-                              maskZero: try fields.bool("mask_zero") ?? false)
+                              maskZero: try fields.bool("mask_zero") ?? false,
+                              paddingIndex: try fields.int("padding_idx"))
         case "Masking":
             try fields.allow(["type", "name", "mask_value"])
             return .masking(value: Float(try fields.number("mask_value") ?? 0))

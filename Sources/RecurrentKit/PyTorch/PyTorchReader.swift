@@ -237,9 +237,13 @@ enum PyTorchReader {
         let file = dict.file
         for module in config.modules {
             switch module {
-            case let .embedding(name, count, dimension, maskZero):
+            case let .embedding(name, count, dimension, maskZero, paddingIndex):
                 let table = try dict.take(prefix + name + ".weight", shape: [count, dimension], layer: name)
-                layers.append(.embedding(Embedding(table: table, maskZero: maskZero)))
+                if let paddingIndex, !(0..<count).contains(paddingIndex) {
+                    throw ModelError(file: file, path: "model_config", layer: name,
+                                     message: "padding_idx \(paddingIndex) is outside 0..<\(count)")
+                }
+                layers.append(.embedding(Embedding(table: table, maskZero: maskZero, paddingIndex: paddingIndex)))
                 names.append(name)
                 summaries.append(LayerSummary(name: name, type: "Embedding",
                                               details: [("num_embeddings", "\(count)"), ("embedding_dim", "\(dimension)")]
