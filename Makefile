@@ -36,3 +36,16 @@ test: deps
 
 clean:
 	rm -rf .build
+
+# Benchmark build: CPU-specific code (AVX-512 where the machine has it) and fused multiply-add
+# (see bench/BENCHMARKS.md), in its own build folder so the plain release build is untouched.
+# Times BENCH_MODEL on random inputs; bench/compare.py times PyTorch and ONNX Runtime as well.
+BENCH_SCRATCH := .build-bench
+BENCH_FLAGS := -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DRECURRENTKIT_FMA
+BENCH_MODEL ?= $(DEMO_MODEL)
+BENCH_ARGS ?= --batch 64 --time 256 --repeat 10 --threads 2
+
+.PHONY: bench
+bench: deps
+	$(SWIFT) build -c release --product rnnkit --scratch-path $(BENCH_SCRATCH) $(BENCH_FLAGS)
+	$(BENCH_SCRATCH)/release/rnnkit bench $(BENCH_MODEL) $(BENCH_ARGS)

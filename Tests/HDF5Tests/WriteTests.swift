@@ -73,3 +73,15 @@ final class WriteTests: XCTestCase {
         XCTAssertThrowsError(try HDF5File.create(folder.appendingPathComponent("no/such/dir.h5").path))
     }
 }
+
+/// A file held in memory (an archive member) reads like one on disk.
+final class MemoryImageTests: XCTestCase {
+    func testOpenImage() throws {
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixture("hdf5/dtypes.h5"))))
+        let file = try HDF5File.open(image: bytes, name: "archive.zip!dtypes.h5")
+        XCTAssertEqual(try file.root.dataset("a/b/c/data").readFloats(), [1, 2, 3, 4, 5, 6])
+        XCTAssertThrowsError(try HDF5File.open(image: Array(bytes.prefix(100)), name: "cut.h5")) { error in
+            XCTAssertEqual((error as? HDF5Error)?.file, "cut.h5")
+        }
+    }
+}

@@ -64,7 +64,7 @@ public struct LoadedModel: Sendable {
     public let modelClass: String?
     /// The Keras major version whose semantics the model carries (2 or 3); nil for PyTorch.
     public let kerasVersion: Int?
-    public let engine: Engine
+    private var engineCache = EngineCache()
 
     init(file: String, layout: Layout, model: Model, isBareRecurrentModule: Bool, summaries: [LayerSummary],
          storedTypes: [String], compressed: Bool, modelClass: String? = nil, kerasVersion: Int? = nil) throws {
@@ -77,10 +77,19 @@ public struct LoadedModel: Sendable {
         self.summaries = summaries
         self.storedTypes = storedTypes
         self.compressed = compressed
-        do {
-            self.engine = try Engine(model: model)
-        } catch let error as EngineError {
-            throw ModelError(file: file, message: error.description)
+    }
+
+    /// The engine that runs the model, prepared on first use (reading a model for
+    /// `inspect` or `convert` never pays for it) and then kept.
+    public var engine: Engine {
+        get throws {
+            try engineCache.engine {
+                do {
+                    return try Engine(model: model)
+                } catch let error as EngineError {
+                    throw ModelError(file: file, message: error.description)
+                }
+            }
         }
     }
 
@@ -122,6 +131,8 @@ public struct LoadedModel: Sendable {
         let result: RunResult
         do {
             result = try engine.run(input, lengths: lengths, initialStates: states)
+        } catch let error as ModelError {
+            throw error
         } catch let error as EngineError {
             throw ModelError(file: file, message: error.description)
         }
@@ -176,5 +187,20 @@ extension ModelInput {
         case let .features(tensor): return tensor.shape.first ?? 0
         case let .tokens(_, batch, _): return batch
         }
+    }
+}
+
+/// Builds an engine once, on first use, from any thread.
+private final class EngineCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cached: Engine?
+
+    func engine(_ make: () throws -> Engine) throws -> Engine {
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached { return cached }
+        let engine = try make()
+        cached = engine
+        return engine
     }
 }

@@ -16,8 +16,9 @@ struct KerasPlan {
         var mergeMode: String?
         /// Weights in `get_weights()` order, each with Keras's variable name
         /// (`kernel`, `recurrent_kernel`, `bias`, `embeddings`); a Bidirectional's forward
-        /// weights come first, then the backward ones.
-        var weights: [(name: String, tensor: Tensor)]
+        /// weights come first, then the backward ones. Each is made when the writer asks
+        /// for it, so a conversion holds one translated tensor at a time.
+        var weights: [(name: String, make: () -> Tensor)]
         /// Shape of the layer's input, `nil` for unknown sizes (`[None, None, 8]`).
         var inputShape: [Int?]
     }
@@ -71,7 +72,7 @@ struct KerasPlan {
                 plans.append(LayerPlan(className: "Embedding", name: uniqueName(model.layerName(index), className: "Embedding"),
                                        options: [("input_dim", embedding.vocabularySize), ("output_dim", embedding.dimension),
                                                  ("mask_zero", maskZero)],
-                                       weights: [("embeddings", embedding.table)], inputShape: shape))
+                                       weights: [("embeddings", { embedding.table })], inputShape: shape))
                 shape = [nil, steps, embedding.dimension]
             case let .masking(value):
                 plans.append(LayerPlan(className: "Masking", name: uniqueName(model.layerName(index), className: "Masking"),
@@ -83,8 +84,8 @@ struct KerasPlan {
                 plans.append(plan)
                 shape = recurrent.returnSequences ? [nil, steps, recurrent.mergedOutputSize] : [nil, recurrent.mergedOutputSize]
             case let .dense(dense):
-                var weights: [(String, Tensor)] = [("kernel", transpose(dense.weight))]
-                if let bias = dense.bias { weights.append(("bias", bias)) }
+                var weights: [(name: String, make: () -> Tensor)] = [("kernel", { transpose(dense.weight) })]
+                if let bias = dense.bias { weights.append(("bias", { bias })) }
                 plans.append(LayerPlan(className: "Dense", name: uniqueName(model.layerName(index), className: "Dense"),
                                        options: [("units", dense.outputSize), ("activation", try activationName(dense.activation, layer: label)),
                                                  ("use_bias", dense.bias != nil)],
@@ -134,21 +135,22 @@ struct KerasPlan {
         }
         let order = KerasLayout.gateOrder(layer.kind)
         let units = layer.hiddenSize
-        var weights: [(name: String, tensor: Tensor)] = []
-        for direction in layer.directions {
-            let d = direction.reordered(to: order)
-            weights.append(("kernel", transpose(d.inputWeight)))
-            weights.append(("recurrent_kernel", transpose(d.recurrentWeight)))
+        var weights: [(name: String, make: () -> Tensor)] = []
+        let separateBiases = layer.kind == .gru && layer.gruResetRule == .afterMatmul
+        for d in layer.directions {
+            func keras(_ tensor: Tensor) -> Tensor { tensor.reorderingRowBlocks(from: d.gateOrder, to: order) }
+            weights.append(("kernel", { transpose(d.inputWeight, blocks: d.gateOrder, to: order) }))
+            weights.append(("recurrent_kernel", { transpose(d.recurrentWeight, blocks: d.gateOrder, to: order) }))
             guard hasBias else { continue }
-            let zeros = Tensor(zeros: [order.count * units])
-            let inputBias = d.inputBias ?? zeros, recurrentBias = d.recurrentBias ?? zeros
-            if layer.kind == .gru && layer.gruResetRule == .afterMatmul {
-                // Row 0 applies to the input projection, row 1 inside the recurrent one.
-                weights.append(("bias", Tensor(shape: [2, order.count * units], values: inputBias.values + recurrentBias.values)))
-            } else {
-                // Everywhere else the two biases only add up: Keras keeps their sum.
-                weights.append(("bias", Tensor(shape: [order.count * units], values: zip(inputBias.values, recurrentBias.values).map(+))))
-            }
+            weights.append(("bias", {
+                let zeros = Tensor(zeros: [order.count * units])
+                let inputBias = keras(d.inputBias ?? zeros), recurrentBias = keras(d.recurrentBias ?? zeros)
+                // GRU (reset after): row 0 applies to the input projection, row 1 inside the
+                // recurrent one. Everywhere else the two biases only add up: Keras keeps their sum.
+                return separateBiases
+                    ? Tensor(shape: [2, order.count * units], values: inputBias.values + recurrentBias.values)
+                    : Tensor(shape: [order.count * units], values: zip(inputBias.values, recurrentBias.values).map(+))
+            }))
         }
         let cellClass = layer.kind.kerasClass
         if layer.isBidirectional {

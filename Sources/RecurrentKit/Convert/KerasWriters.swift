@@ -23,7 +23,8 @@ enum KerasH5Writer {
             let names = weightNames(layer)
             try group.setAttribute("weight_names", .strings(names), stringForm: .fixedASCII)
             for (name, weight) in zip(names, layer.weights) {
-                try group.write(name, floats: weight.tensor.values, shape: weight.tensor.shape)
+                let tensor = weight.make()
+                try group.write(name, floats: tensor.values, shape: tensor.shape)
             }
         }
     }
@@ -87,27 +88,30 @@ enum Keras3ArchiveWriter {
     static let kerasVersion = "3.15.1"
 
     static func write(_ plan: KerasPlan, to path: String) throws {
+        // The weights file is written beside the target, in a folder of its own, under the
+        // name it has in the archive.
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
-        let weightsPath = folder.appendingPathComponent(".\(UUID().uuidString).weights.h5").path
-        defer { try? FileManager.default.removeItem(atPath: weightsPath) }
-        try writeWeights(plan, to: weightsPath)
-        let weights = try Data(contentsOf: URL(fileURLWithPath: weightsPath))
+            .appendingPathComponent(".\(UUID().uuidString).partial")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try writeWeights(plan, to: folder.appendingPathComponent("model.weights.h5").path)
         let metadata: [String: Any] = ["keras_version": kerasVersion, "date_saved": "2000-01-01@00:00:00"]
         let members: [(String, Data)] = [
             ("metadata.json", Data(try json(metadata).utf8)),
             ("config.json", Data(try json(modelConfig(plan)).utf8)),
-            ("model.weights.h5", weights),
         ]
         try? FileManager.default.removeItem(atPath: path)
-        let archive: Archive
         do {
-            archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .create)
+            let archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .create)
             for (name, data) in members {
                 try archive.addEntry(with: name, type: .file, uncompressedSize: Int64(data.count),
                                      compressionMethod: .deflate) { position, size in
                     data.subdata(in: Int(position) ..< Int(position) + size)
                 }
             }
+            // The weights stream from disk, stored uncompressed as Keras stores them.
+            try archive.addEntry(with: "model.weights.h5", relativeTo: folder,
+                                 compressionMethod: .none, bufferSize: 1 << 20)
         } catch {
             throw ModelError(file: path, message: "cannot write the archive (\(error))")
         }
@@ -123,10 +127,11 @@ enum Keras3ArchiveWriter {
         for (layer, key) in zip(plan.layers, keys.dropFirst()) {
             guard let key else { continue }
             try root.createGroup("\(key)/vars")
-            func put(_ weights: ArraySlice<(name: String, tensor: Tensor)>, under folder: String) throws {
+            func put(_ weights: ArraySlice<(name: String, make: () -> Tensor)>, under folder: String) throws {
                 try root.createGroup(folder)
                 for (index, weight) in weights.enumerated() {
-                    try root.write("\(folder)/\(index)", floats: weight.tensor.values, shape: weight.tensor.shape)
+                    let tensor = weight.make()
+                    try root.write("\(folder)/\(index)", floats: tensor.values, shape: tensor.shape)
                 }
             }
             if layer.className == "Bidirectional" {
@@ -137,9 +142,10 @@ enum Keras3ArchiveWriter {
                 try put(layer.weights[half...], under: "\(key)/backward_layer/cell/vars")
             } else if KerasLayout.recurrentClasses[layer.className] != nil {
                 try put(layer.weights[...], under: "\(key)/cell/vars")
-            } else if !layer.weights.isEmpty {
+            } else {
                 for (index, weight) in layer.weights.enumerated() {
-                    try root.write("\(key)/vars/\(index)", floats: weight.tensor.values, shape: weight.tensor.shape)
+                    let tensor = weight.make()
+                    try root.write("\(key)/vars/\(index)", floats: tensor.values, shape: tensor.shape)
                 }
             }
         }

@@ -8,7 +8,8 @@ import HDF5
 enum PyTorchWriter {
     struct Plan {
         var modules: [[String: Any]] = []
-        var tensors: [(key: String, tensor: Tensor)] = []
+        /// Each tensor is made when written, so a conversion holds one at a time.
+        var tensors: [(key: String, make: () -> Tensor)] = []
     }
 
     static func plan(_ model: Model, file: String) throws -> Plan {
@@ -50,7 +51,7 @@ enum PyTorchWriter {
                 if embedding.maskZero { module["mask_zero"] = true }
                 if let padding = embedding.paddingIndex { module["padding_idx"] = padding }
                 plan.modules.append(module)
-                plan.tensors.append(("\(name).weight", embedding.table))
+                plan.tensors.append(("\(name).weight", { embedding.table }))
             case let .masking(value):
                 plan.modules.append(["type": "Masking", "mask_value": Double(value)])
             case let .recurrent(recurrent):
@@ -62,8 +63,8 @@ enum PyTorchWriter {
                 let name = uniqueName(model.layerName(index), fallback: "linear")
                 plan.modules.append(["type": "Linear", "name": name, "in_features": dense.inputSize,
                                      "out_features": dense.outputSize, "bias": dense.bias != nil])
-                plan.tensors.append(("\(name).weight", dense.weight))
-                if let bias = dense.bias { plan.tensors.append(("\(name).bias", bias)) }
+                plan.tensors.append(("\(name).weight", { dense.weight }))
+                if let bias = dense.bias { plan.tensors.append(("\(name).bias", { bias })) }
                 if let module = try activationModule(dense.activation, layer: label) { plan.modules.append(module) }
             case let .activation(activation):
                 if let module = try activationModule(activation, layer: label) { plan.modules.append(module) }
@@ -85,7 +86,7 @@ enum PyTorchWriter {
 
     /// One recurrent layer as a single-layer nn.RNN / nn.LSTM / nn.GRU.
     private static func recurrentModule(_ layer: RecurrentLayer, name: String, label: String,
-                                        refuse: (String?, String) -> ModelError) throws -> ([String: Any], [(key: String, tensor: Tensor)]) {
+                                        refuse: (String?, String) -> ModelError) throws -> ([String: Any], [(key: String, make: () -> Tensor)]) {
         let type = PyTorchLayout.moduleType(layer.kind)
         if layer.kind == .gru && layer.gruResetRule == .beforeMatmul {
             throw refuse(label, "a GRU with reset_after=False applies the reset gate before the recurrent product, which nn.GRU cannot express")
@@ -112,25 +113,26 @@ enum PyTorchWriter {
         if layer.goBackwards { module["go_backwards"] = true }
         if layer.maskedOutput == .carry { module["masked_output"] = "carry" }
         let order = PyTorchLayout.gateOrder(layer.kind)
-        var tensors: [(key: String, tensor: Tensor)] = []
+        var tensors: [(key: String, make: () -> Tensor)] = []
         for (d, direction) in layer.directions.enumerated() {
-            let weights = direction.reordered(to: order)
+            func pytorch(_ tensor: Tensor) -> Tensor { tensor.reorderingRowBlocks(from: direction.gateOrder, to: order) }
             let suffix = "_l0" + (d == 1 ? "_reverse" : "")
-            tensors.append(("\(name).weight_ih\(suffix)", weights.inputWeight))
-            tensors.append(("\(name).weight_hh\(suffix)", weights.recurrentWeight))
+            tensors.append(("\(name).weight_ih\(suffix)", { pytorch(direction.inputWeight) }))
+            tensors.append(("\(name).weight_hh\(suffix)", { pytorch(direction.recurrentWeight) }))
             if hasBias {
                 let zeros = Tensor(zeros: [order.count * layer.hiddenSize])
-                tensors.append(("\(name).bias_ih\(suffix)", weights.inputBias ?? zeros))
-                tensors.append(("\(name).bias_hh\(suffix)", weights.recurrentBias ?? zeros))
+                tensors.append(("\(name).bias_ih\(suffix)", { pytorch(direction.inputBias ?? zeros) }))
+                tensors.append(("\(name).bias_hh\(suffix)", { pytorch(direction.recurrentBias ?? zeros) }))
             }
-            if let projection = weights.projection { tensors.append(("\(name).weight_hr\(suffix)", projection)) }
+            if let projection = direction.projection { tensors.append(("\(name).weight_hr\(suffix)", { projection })) }
         }
         return (module, tensors)
     }
 
     static func write(_ plan: Plan, to path: String) throws {
         let root = try HDF5File.create(path, overwrite: true).root
-        for (key, tensor) in plan.tensors {
+        for (key, make) in plan.tensors {
+            let tensor = make()
             try root.write(key, floats: tensor.values, shape: tensor.shape)
         }
         try root.setAttribute("model_config", .string(try configJSON(plan)))

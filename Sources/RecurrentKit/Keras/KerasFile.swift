@@ -55,12 +55,9 @@ enum KerasFile {
 
     /// A `.keras` archive: `config.json`, `metadata.json` and `model.weights.h5`.
     static func readArchive(_ path: String) throws -> LoadedModel {
-        let members = try archiveMembers(path, names: ["config.json", "metadata.json", "model.weights.h5"])
+        let members = try archiveMembers(path, names: ["config.json", "metadata.json"])
         guard let configData = members["config.json"] else {
             throw ModelError(file: path, path: "config.json", message: "missing from the archive")
-        }
-        guard let weights = members["model.weights.h5"] else {
-            throw ModelError(file: path, path: "model.weights.h5", message: "missing from the archive")
         }
         var versionText: String?
         if let metadata = members["metadata.json"],
@@ -68,20 +65,43 @@ enum KerasFile {
             versionText = object["keras_version"] as? String
         }
         let config = try KerasConfig(json: String(decoding: configData, as: UTF8.self), file: path, path: "config.json")
-        let hdf5 = try HDF5File.open(image: Array(weights), name: "\(path)!model.weights.h5")
+        let hdf5 = try extractWeights(path)
         let source = Keras3Weights(root: hdf5.root, file: hdf5.path, layers: config.allLayers)
         return try KerasReader.read(config: config, file: path, layout: .kerasArchive,
                                     version: version(versionText ?? "3"), source: source)
     }
 
-    /// Reads the named members of a zip archive into memory, refusing oversized ones.
-    static func archiveMembers(_ path: String, names: Set<String>) throws -> [String: Data] {
-        let archive: Archive
+    /// Extracts `model.weights.h5` to a temporary file and opens it; the file is unlinked
+    /// at once (the open handle keeps it readable), so nothing is left behind.
+    static func extractWeights(_ path: String) throws -> HDF5File {
+        let archive = try openArchive(path)
+        guard let entry = archive["model.weights.h5"] else {
+            throw ModelError(file: path, path: "model.weights.h5", message: "missing from the archive")
+        }
+        guard entry.uncompressedSize <= archiveMemberLimit else {
+            throw ModelError(file: path, path: entry.path, message: "declares \(entry.uncompressedSize) bytes, over the limit of \(archiveMemberLimit)")
+        }
+        let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("rnnkit-\(UUID().uuidString).weights.h5")
+        defer { try? FileManager.default.removeItem(at: temporary) }
         do {
-            archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
+            _ = try archive.extract(entry, to: temporary)
+        } catch {
+            throw ModelError(file: path, path: entry.path, message: "cannot be extracted (\(error))")
+        }
+        return try HDF5File.open(temporary.path, displayName: "\(path)!model.weights.h5")
+    }
+
+    static func openArchive(_ path: String) throws -> Archive {
+        do {
+            return try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
         } catch {
             throw ModelError(file: path, message: "is not a readable zip archive (\(error))")
         }
+    }
+
+    /// Reads the named members of a zip archive into memory, refusing oversized ones.
+    static func archiveMembers(_ path: String, names: Set<String>) throws -> [String: Data] {
+        let archive = try openArchive(path)
         var members: [String: Data] = [:]
         for entry in archive where names.contains(entry.path) {
             guard entry.uncompressedSize <= archiveMemberLimit else {

@@ -109,7 +109,8 @@ struct KerasReader {
             summaries.append(LayerSummary(name: node.name, type: node.className, details: [("mask_value", "\(value)")],
                                           gateOrder: nil, parameterCount: 0))
         case "SimpleRNN", "LSTM", "GRU":
-            let layer = try recurrent(node, config: node.config, className: node.className, weights: nil,
+            var sets: [[Tensor]] = []
+            let layer = try recurrent(node, config: node.config, className: node.className, weights: &sets,
                                       insideBidirectional: false)
             append(.recurrent(layer), name: node.name)
         case "Bidirectional":
@@ -250,10 +251,12 @@ struct KerasReader {
         default:
             throw fail(node, "merge_mode \(mergeText ?? "None") is not supported (it returns two outputs); use concat, sum, mul or ave")
         }
-        let all = try take(node, count: 2 * Self.weightCount(innerConfig))
+        var all = try take(node, count: 2 * Self.weightCount(innerConfig))
         let half = all.count / 2
+        var sets = [Array(all[..<half]), Array(all[half...])]
+        all = []
         var layer = try recurrent(node, config: innerConfig, className: innerClass,
-                                  weights: [Array(all[..<half]), Array(all[half...])], insideBidirectional: true)
+                                  weights: &sets, insideBidirectional: true)
         layer.merge = merge
         width = layer.mergedOutputSize
         append(.recurrent(layer), name: node.name)
@@ -267,7 +270,7 @@ struct KerasReader {
 
     /// One Keras recurrent layer (or both directions of a Bidirectional) as a neutral layer.
     private mutating func recurrent(_ node: KerasConfig.Node, config: [String: Any], className: String,
-                                    weights given: [[Tensor]]?, insideBidirectional: Bool) throws -> RecurrentLayer {
+                                    weights sets: inout [[Tensor]], insideBidirectional: Bool) throws -> RecurrentLayer {
         let kind = KerasLayout.recurrentClasses[className]!
         let inner = KerasConfig.Node(className: className, name: node.name, config: config, inbound: [])
         guard isSequence, let inputSize = width else {
@@ -290,28 +293,15 @@ struct KerasReader {
         let activation = try self.activation(inner, "activation", default: "tanh")
         let recurrentActivation = kind == .rnn ? Activation.sigmoid : try self.activation(inner, "recurrent_activation", default: "sigmoid")
         let gates = kind.gateCount
-        let sets = try given ?? [take(node, count: useBias ? 3 : 2)]
-        let directions = try sets.map { tensors -> DirectionWeights in
-            guard tensors.count == (useBias ? 3 : 2) else {
-                throw fail(node, "has \(tensors.count) weight tensors per direction, expected \(useBias ? 3 : 2)")
-            }
-            try check(node, tensors[0], "kernel", [inputSize, gates * units])
-            try check(node, tensors[1], "recurrent_kernel", [units, gates * units])
-            var inputBias: Tensor?
-            var recurrentBias: Tensor?
-            if useBias {
-                if kind == .gru && resetAfter {
-                    // Row 0 applies to the input projection, row 1 inside the recurrent one.
-                    try check(node, tensors[2], "bias", [2, gates * units])
-                    inputBias = Tensor(shape: [gates * units], values: Array(tensors[2].values[..<(gates * units)]))
-                    recurrentBias = Tensor(shape: [gates * units], values: Array(tensors[2].values[(gates * units)...]))
-                } else {
-                    try check(node, tensors[2], "bias", [gates * units])
-                    inputBias = tensors[2]
-                }
-            }
-            return DirectionWeights(gateOrder: KerasLayout.gateOrder(kind), inputWeight: transpose(tensors[0]),
-                                    recurrentWeight: transpose(tensors[1]), inputBias: inputBias, recurrentBias: recurrentBias)
+        if sets.isEmpty { sets = [try take(node, count: useBias ? 3 : 2)] }
+        // Each direction's file-layout tensors are released as soon as they are translated,
+        // so reading holds one copy of the weights plus one tensor.
+        var directions: [DirectionWeights] = []
+        for index in sets.indices {
+            let tensors = sets[index]
+            sets[index] = []
+            directions.append(try direction(node, tensors, kind: kind, units: units, inputSize: inputSize,
+                                            useBias: useBias, resetAfter: resetAfter))
         }
         // Keras emits the previous output at a masked step unless zero_output_for_mask is
         // set; Bidirectional sets it on both directions when they return sequences.
@@ -338,14 +328,55 @@ struct KerasReader {
                                       }))
         return layer
     }
+
+    /// One direction's weights from Keras's layout (`kernel`, `recurrent_kernel`, `bias`).
+    private func direction(_ node: KerasConfig.Node, _ tensors: [Tensor], kind: CellKind, units: Int, inputSize: Int,
+                           useBias: Bool, resetAfter: Bool) throws -> DirectionWeights {
+        let gates = kind.gateCount
+        guard tensors.count == (useBias ? 3 : 2) else {
+            throw fail(node, "has \(tensors.count) weight tensors per direction, expected \(useBias ? 3 : 2)")
+        }
+        try check(node, tensors[0], "kernel", [inputSize, gates * units])
+        try check(node, tensors[1], "recurrent_kernel", [units, gates * units])
+        var inputBias: Tensor?
+        var recurrentBias: Tensor?
+        if useBias {
+            if kind == .gru && resetAfter {
+                // Row 0 applies to the input projection, row 1 inside the recurrent one.
+                try check(node, tensors[2], "bias", [2, gates * units])
+                inputBias = Tensor(shape: [gates * units], values: Array(tensors[2].values[..<(gates * units)]))
+                recurrentBias = Tensor(shape: [gates * units], values: Array(tensors[2].values[(gates * units)...]))
+            } else {
+                try check(node, tensors[2], "bias", [gates * units])
+                inputBias = tensors[2]
+            }
+        }
+        return DirectionWeights(gateOrder: KerasLayout.gateOrder(kind), inputWeight: transpose(tensors[0]),
+                                recurrentWeight: transpose(tensors[1]), inputBias: inputBias, recurrentBias: recurrentBias)
+    }
 }
 
 /// `[rows, columns]` → `[columns, rows]`.
 func transpose(_ tensor: Tensor) -> Tensor {
+    transpose(tensor, blocks: [.cell], to: [.cell])
+}
+
+/// The transpose of `tensor.reorderingRowBlocks(from: blocks, to: order)`, made in one pass
+/// (a conversion holds one copy of a tensor, not two).
+func transpose(_ tensor: Tensor, blocks: [Gate], to order: [Gate]) -> Tensor {
     let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+    let blockRows = rows / max(blocks.count, 1)
     var values = [Float](repeating: 0, count: tensor.count)
-    for r in 0..<rows {
-        for c in 0..<columns { values[c * rows + r] = tensor.values[r * columns + c] }
+    tensor.values.withUnsafeBufferPointer { source in
+        values.withUnsafeMutableBufferPointer { target in
+            for (targetBlock, gate) in order.enumerated() {
+                let sourceBlock = blocks.firstIndex(of: gate) ?? targetBlock
+                for i in 0..<blockRows {
+                    let r = targetBlock * blockRows + i, from = (sourceBlock * blockRows + i) * columns
+                    for c in 0..<columns { target[c * rows + r] = source[from + c] }
+                }
+            }
+        }
     }
     return Tensor(shape: [columns, rows], values: values)
 }

@@ -1,0 +1,173 @@
+/// What a model computes, with every weight reduced to a digest, in a canonical form that
+/// erases exactly the differences the layout rules allow (spec/conversion.md):
+///
+/// - gate blocks in one canonical order (a relabelling);
+/// - biases that only add up (LSTM, RNN, GRU with the reset gate before the product)
+///   kept as their sum `b_ih + b_hh`, absent ones as zeros;
+/// - a Linear followed by an activation module equals a Dense with that activation;
+/// - `return_sequences=False` equals a readout of the last hidden state (or, forward and
+///   unidirectional, of the last valid step; both directions' concatenation for a
+///   bidirectional layer), and then what is emitted at masked steps does not matter;
+/// - an embedding padded with id 0 is masked by it (Keras `mask_zero`).
+///
+/// Two models with equal fingerprints compute the same function. The converter compares the
+/// source's fingerprint with that of the file it wrote, read back by the target's reader;
+/// it keeps only the digests, so the source's weights can be released before the written
+/// file is read.
+struct ModelFingerprint: Equatable {
+    enum Entry: Equatable {
+        case embedding(vocabulary: Int, dimension: Int, masksZero: Bool, table: UInt64)
+        case masking(Float)
+        case recurrent(Recurrent)
+        case dense(outputs: Int, inputs: Int, activation: Activation, weight: UInt64, bias: UInt64?)
+        case activation(Activation)
+        case readout(Readout)
+        case flatten
+    }
+
+    struct Recurrent: Equatable {
+        var kind: CellKind
+        var inputSize: Int
+        var hiddenSize: Int
+        var projectionSize: Int?
+        var activation: Activation
+        var recurrentActivation: Activation?
+        var gruResetRule: GRUResetRule?
+        var merge: MergeMode?
+        var goBackwards: Bool
+        var maskedOutput: MaskedOutput?
+        var returnSequences: Bool
+        /// Per direction: input weight, recurrent weight, biases (one sum, or GRU's two), projection.
+        var directions: [[UInt64?]]
+    }
+
+    var entries: [Entry]
+    var takesTokenIDs: Bool
+
+    init(_ model: Model) {
+        takesTokenIDs = model.takesTokenIDs
+        var entries: [Entry] = []
+        for layer in model.layers {
+            switch layer {
+            case let .embedding(embedding):
+                entries.append(.embedding(vocabulary: embedding.vocabularySize, dimension: embedding.dimension,
+                                          masksZero: embedding.maskZero || embedding.paddingIndex == 0,
+                                          table: digest(embedding.table)))
+            case let .masking(value):
+                entries.append(.masking(value))
+            case let .recurrent(recurrent):
+                entries.append(.recurrent(Self.canonical(recurrent)))
+            case let .dense(dense):
+                entries.append(.dense(outputs: dense.outputSize, inputs: dense.inputSize, activation: dense.activation,
+                                      weight: digest(dense.weight), bias: dense.bias.map(digest)))
+            case let .activation(activation):
+                // A Linear and its activation module are one Dense; linear is no layer at all.
+                if activation == .linear { continue }
+                if case let .dense(outputs, inputs, .linear, weight, bias)? = entries.last {
+                    entries[entries.count - 1] = .dense(outputs: outputs, inputs: inputs, activation: activation,
+                                                        weight: weight, bias: bias)
+                } else {
+                    entries.append(.activation(activation))
+                }
+            case let .readout(readout):
+                if case var .recurrent(last)? = entries.last, last.returnSequences, Self.foldsIntoLastOutput(readout, last) {
+                    last.returnSequences = false
+                    last.maskedOutput = nil
+                    entries[entries.count - 1] = .recurrent(last)
+                } else {
+                    entries.append(.readout(readout))
+                }
+            case .flatten:
+                entries.append(.flatten)
+            }
+        }
+        self.entries = entries
+    }
+
+    /// True when `readout` of a layer's sequence is its output after the last step.
+    private static func foldsIntoLastOutput(_ readout: Readout, _ layer: Recurrent) -> Bool {
+        let bidirectional = layer.directions.count == 2
+        switch readout {
+        case .lastHidden: return !bidirectional
+        case .lastValidStep: return !bidirectional && !layer.goBackwards
+        case .lastHiddenAllDirections: return !bidirectional || layer.merge == .concat
+        case .meanOverValidSteps, .maxOverValidSteps, .maxOverAllSteps: return false
+        }
+    }
+
+    private static func canonical(_ layer: RecurrentLayer) -> Recurrent {
+        let order = Gate.allCases.filter { layer.kind.gates.contains($0) }
+        let separateBiases = layer.kind == .gru && layer.gruResetRule == .afterMatmul
+        let directions = layer.directions.map { d -> [UInt64?] in
+            // Weights are hashed block by block in the canonical order, without a reordered copy.
+            func canonical(_ tensor: Tensor) -> UInt64 { digest(tensor, blocks: d.gateOrder, in: order) }
+            let rows = d.inputWeight.shape[0]
+            let hasBias = d.inputBias != nil || d.recurrentBias != nil
+            var digests: [UInt64?] = [canonical(d.inputWeight), canonical(d.recurrentWeight)]
+            if !hasBias {
+                digests += separateBiases ? [nil, nil] : [nil]
+            } else {
+                let zeros = Tensor(zeros: [rows])
+                let input = d.inputBias ?? zeros, recurrent = d.recurrentBias ?? zeros
+                if separateBiases {
+                    digests += [canonical(input), canonical(recurrent)]
+                } else {
+                    digests.append(canonical(Tensor(shape: [rows], values: zip(input.values, recurrent.values).map(+))))
+                }
+            }
+            digests.append(d.projection.map(digest))
+            return digests
+        }
+        let bidirectional = layer.directions.count == 2
+        return Recurrent(kind: layer.kind, inputSize: layer.inputSize, hiddenSize: layer.hiddenSize,
+                         projectionSize: layer.projectionSize, activation: layer.activation,
+                         recurrentActivation: layer.kind == .rnn ? nil : layer.recurrentActivation,
+                         gruResetRule: layer.kind == .gru ? layer.gruResetRule : nil,
+                         merge: bidirectional ? layer.merge : nil, goBackwards: layer.goBackwards,
+                         maskedOutput: layer.returnSequences ? layer.maskedOutput : nil,
+                         returnSequences: layer.returnSequences, directions: directions)
+    }
+
+    /// A readable account of the first difference, for the error message.
+    func firstDifference(from other: ModelFingerprint) -> String {
+        if takesTokenIDs != other.takesTokenIDs { return "one takes token ids, the other features" }
+        for (index, (a, b)) in zip(entries, other.entries).enumerated() where a != b {
+            return "layer \(index) differs: \(Self.describe(a)) vs \(Self.describe(b))"
+        }
+        return "\(entries.count) layers vs \(other.entries.count)"
+    }
+
+    private static func describe(_ entry: Entry) -> String {
+        switch entry {
+        case let .recurrent(r):
+            return "\(r.kind.rawValue) \(r.inputSize)→\(r.hiddenSize), \(r.directions.count) direction(s), return_sequences \(r.returnSequences)"
+        default:
+            return "\(entry)".split(separator: "(").first.map(String.init) ?? "\(entry)"
+        }
+    }
+}
+
+/// FNV-1a over a tensor's shape and the bit patterns of its values (with −0 read as +0).
+func digest(_ tensor: Tensor) -> UInt64 {
+    digest(tensor, blocks: [.cell], in: [.cell])
+}
+
+/// The digest of `tensor.reorderingRowBlocks(from: blocks, to: order)`, computed without
+/// making that copy.
+func digest(_ tensor: Tensor, blocks: [Gate], in order: [Gate]) -> UInt64 {
+    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    func mix(_ word: UInt64) {
+        hash ^= word
+        hash = hash &* 0x0000_0100_0000_01B3
+    }
+    for dimension in tensor.shape { mix(UInt64(bitPattern: Int64(dimension))) }
+    mix(0xFFFF_FFFF)
+    let blockSize = tensor.count / max(blocks.count, 1)
+    tensor.values.withUnsafeBufferPointer { values in
+        for gate in order {
+            let start = (blocks.firstIndex(of: gate) ?? 0) * blockSize
+            for value in values[start ..< start + blockSize] { mix(UInt64(value == 0 ? 0 : value.bitPattern)) }
+        }
+    }
+    return hash
+}

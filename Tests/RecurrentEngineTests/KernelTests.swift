@@ -1,0 +1,195 @@
+// The fast paths against plain references: the blocked matrix kernel on odd sizes, the
+// vectorised activations against float64, threaded runs against one thread, and the FLOP count.
+
+import Foundation
+import XCTest
+@testable import RecurrentEngine
+
+final class KernelTests: XCTestCase {
+    /// `C += A·B` through the packed kernel against a float64 sum, over every m, n, k in 1...17
+    /// (every row block size 8, 4, 2, 1, full and partial 32-column panels) plus wider n that
+    /// reach the four-panel row kernel; and each row alone equals the same row in the batch.
+    func testBlockedProductMatchesNaiveReference() {
+        var rng = SeededGenerator(seed: 5)
+        var checked = 0
+        for n in Array(1...17) + [32, 33, 95, 128, 130, 257] {
+            for k in [1, 2, 3, 5, 8, 13, 16, 17, 300] {
+                let w = rng.floats(n * k)  // [n, k] as the model stores it
+                let packed = _PackedMatrix(weight: w, out: n, in: k)
+                for m in 1...17 where n <= 17 || m <= 9 {
+                    let a = rng.floats(m * k)
+                    let c0 = rng.floats(m * n)
+                    var c = c0
+                    a.withUnsafeBufferPointer { ap in
+                        c.withUnsafeMutableBufferPointer { cp in
+                            _gemm(m: m, a: ap.baseAddress!, lda: k, b: packed, c: cp.baseAddress!, ldc: n)
+                        }
+                    }
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            var sum = Double(c0[i * n + j])
+                            var magnitude = abs(sum)
+                            for p in 0..<k {
+                                sum += Double(a[i * k + p]) * Double(w[j * k + p])
+                                magnitude += abs(Double(a[i * k + p]) * Double(w[j * k + p]))
+                            }
+                            let error = abs(Double(c[i * n + j]) - sum)
+                            XCTAssertLessThanOrEqual(error, 1e-6 * magnitude + 1e-7, "m \(m) n \(n) k \(k) at [\(i), \(j)]")
+                        }
+                    }
+                    // Row i alone, bit for bit.
+                    let i = m - 1
+                    var row = Array(c0[(i * n)..<((i + 1) * n)])
+                    a.withUnsafeBufferPointer { ap in
+                        row.withUnsafeMutableBufferPointer { rp in
+                            _gemm(m: 1, a: ap.baseAddress! + i * k, lda: k, b: packed, c: rp.baseAddress!, ldc: n)
+                        }
+                    }
+                    XCTAssertEqual(row, Array(c[(i * n)..<((i + 1) * n)]), "m \(m) n \(n) k \(k): row alone")
+                    checked += 1
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 1000)
+    }
+
+    /// A column panel range computes exactly those columns and leaves the others alone.
+    func testPanelRangesPartitionTheColumns() {
+        var rng = SeededGenerator(seed: 6)
+        let (m, n, k) = (3, 100, 7)
+        let w = rng.floats(n * k), a = rng.floats(m * k)
+        let packed = _PackedMatrix(weight: w, out: n, in: k)
+        var whole = [Float](repeating: 0, count: m * n)
+        var parts = [Float](repeating: 0, count: m * n)
+        a.withUnsafeBufferPointer { ap in
+            packed.values.withUnsafeBufferPointer { bp in
+                whole.withUnsafeMutableBufferPointer { cp in
+                    _gemm(m: m, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, k: k, n: n,
+                          panels: 0..<packed.panelCount, c: cp.baseAddress!, ldc: n)
+                }
+                parts.withUnsafeMutableBufferPointer { cp in
+                    _gemm(m: m, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, k: k, n: n,
+                          panels: 0..<1, c: cp.baseAddress!, ldc: n)
+                    XCTAssertTrue(cp[32..<n].allSatisfy { $0 == 0 })
+                    _gemm(m: m, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, k: k, n: n,
+                          panels: 1..<packed.panelCount, c: cp.baseAddress!, ldc: n)
+                }
+            }
+        }
+        XCTAssertEqual(parts, whole)
+    }
+
+    /// tanh, σ and exp against float64 over [-40, 40] (about 3 million points), relative error.
+    func testActivationsAreAccurate() {
+        var worst: (tanh: Double, sigmoid: Double, exp: Double) = (0, 0, 0)
+        var x: Float = -40
+        while x < 40 {
+            let d = Double(x)
+            let tanhError = abs(Double(_tanh(x)) - Foundation.tanh(d)) / max(abs(Foundation.tanh(d)), 1e-300)
+            let sigmoid = 1 / (1 + Foundation.exp(-d))
+            let sigmoidError = abs(Double(_sigmoid(x)) - sigmoid) / sigmoid
+            let expError = abs(Double(_exp(x)) - Foundation.exp(d)) / Foundation.exp(d)
+            worst = (max(worst.tanh, x == 0 ? 0 : tanhError), max(worst.sigmoid, sigmoidError), max(worst.exp, expError))
+            x = x.nextUp + max(abs(x) * 2e-5, 1e-8)
+        }
+        XCTAssertLessThan(worst.tanh, 2e-7)
+        XCTAssertLessThan(worst.sigmoid, 2e-7)
+        XCTAssertLessThan(worst.exp, 2e-7)
+        XCTAssertEqual(_tanh(0), 0)
+        XCTAssertEqual(_tanh(100), 1)
+        XCTAssertEqual(_tanh(-100), -1)
+        XCTAssertEqual(_sigmoid(100), 1)
+        XCTAssertLessThan(_sigmoid(-100), 1e-37)
+        XCTAssertTrue(_tanh(.nan).isNaN)
+        XCTAssertTrue(_sigmoid(.nan).isNaN)
+        // The buffer form (vectorised) agrees with the scalar form.
+        var values = (0..<1000).map { Float($0 - 500) / 37 }
+        let expected = values.map(_tanh)
+        Activation.tanh.apply(to: &values, rowLength: 1000)
+        XCTAssertEqual(values, expected)
+    }
+
+    /// How work is split for each kind of layer and batch.
+    func testPlans() {
+        typealias Plan = _RecurrentPlan
+        // Two directions on two threads: one each, the whole batch.
+        var plan = Plan(threads: 2, directions: 2, batch: 1, columnSplittable: true)
+        XCTAssertEqual(plan.groups.map(\.members), [1, 1])
+        XCTAssertEqual(plan.work.count, 2)
+        // One thread runs both directions in turn.
+        plan = Plan(threads: 1, directions: 2, batch: 64, columnSplittable: true)
+        XCTAssertEqual(plan.work.map(\.count), [2])
+        // One direction, a large batch: row blocks in multiples of 8.
+        plan = Plan(threads: 2, directions: 1, batch: 64, columnSplittable: true)
+        XCTAssertEqual(plan.groups.map(\.rows), [0..<32, 32..<64])
+        plan = Plan(threads: 2, directions: 1, batch: 17, columnSplittable: true)
+        XCTAssertEqual(plan.groups.map(\.rows), [0..<16, 16..<17])
+        // One direction, a small batch: the columns of every step.
+        plan = Plan(threads: 2, directions: 1, batch: 3, columnSplittable: true)
+        XCTAssertEqual(plan.groups.map(\.members), [2])
+        XCTAssertEqual(plan.work.count, 2)
+        // ... unless the update needs every unit (projected LSTM, GRU reset before the product).
+        plan = Plan(threads: 2, directions: 1, batch: 3, columnSplittable: false)
+        XCTAssertEqual(plan.groups.map(\.members), [1])
+        XCTAssertEqual(_share(100, members: 2, member: 0, granule: 16), 0..<48)
+        XCTAssertEqual(_share(100, members: 2, member: 1, granule: 16), 48..<100)
+        XCTAssertEqual(_share(1, members: 3, member: 2), 0..<1)
+        XCTAssertEqual(_share(1, members: 3, member: 0), 0..<0)
+    }
+
+    /// Any thread count gives the single-threaded result bit for bit, for every cell variant,
+    /// one or two directions, small and large batches (row and column splits), masks included.
+    func testThreadedRunsMatchOneThreadExactly() throws {
+        var rng = SeededGenerator(seed: 8)
+        for variant in CellVariant.allCases {
+            for directions in 1...2 {
+                for hidden in [5, 40] {
+                    let first = randomLayer(variant, inputSize: 7, hiddenSize: hidden, directions: directions, using: &rng)
+                    let second = randomLayer(variant, inputSize: first.mergedOutputSize, hiddenSize: 9,
+                                             directions: directions, maskedOutput: .carry, using: &rng)
+                    let engine = try Engine(model: Model(layers: [.recurrent(first), .recurrent(second)]))
+                    for batch in [1, 3, 17] {
+                        let x = rng.tensor([batch, 6, 7], scale: 1.5)
+                        let lengths = (0..<batch).map { ($0 * 5) % 7 }
+                        let one = try engine.run(.features(x), lengths: lengths, threads: 1)
+                        for threads in [2, 3, 4] {
+                            let many = try engine.run(.features(x), lengths: lengths, threads: threads)
+                            XCTAssertEqual(many.output, one.output, "\(variant) D\(directions) H\(hidden) B\(batch) threads \(threads)")
+                            XCTAssertEqual(many.finalStates, one.finalStates, "\(variant) D\(directions) B\(batch) threads \(threads)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testForwardFLOPs() {
+        var rng = SeededGenerator(seed: 9)
+        // The reference workload: 2-layer bidirectional LSTM 128 → 256, 256 steps.
+        let first = randomLayer(.lstm, inputSize: 128, hiddenSize: 256, directions: 2, using: &rng)
+        let second = randomLayer(.lstm, inputSize: 512, hiddenSize: 256, directions: 2, using: &rng)
+        let reference = Model(layers: [.recurrent(first), .recurrent(second)])
+        // Per step and row: 2 directions × (2·128·1024 + 2·256·1024 + 2·512·1024 + 2·256·1024).
+        XCTAssertEqual(reference.forwardFLOPs(batch: 1, time: 256), 1_207_959_552)
+        XCTAssertEqual(reference.forwardFLOPs(batch: 64, time: 256), 64 * 1_207_959_552)
+
+        // GRU 3 → 4 with a projection-free dense on the sequence, then a readout and a dense.
+        let gru = randomLayer(.gruAfter, inputSize: 3, hiddenSize: 4, using: &rng)
+        let model = Model(layers: [
+            .recurrent(gru),
+            .dense(Dense(weight: rng.tensor([5, 4]))),
+            .readout(.meanOverValidSteps),
+            .dense(Dense(weight: rng.tensor([2, 5]))),
+        ])
+        let recurrentPerRow: Double = 2 * 3 * 12 + 2 * 4 * 12
+        let densePerRow: Double = 2 * 4 * 5
+        let sequenceRows: Double = 20
+        let lastDense: Double = 2 * 5 * 2 * 2
+        XCTAssertEqual(model.forwardFLOPs(batch: 2, time: 10), (recurrentPerRow + densePerRow) * sequenceRows + lastDense)
+
+        // A projected LSTM counts its projection.
+        let projected = randomLayer(.lstmProjected, inputSize: 2, hiddenSize: 6, using: &rng)
+        let projectedFLOPs: Double = 2 * 2 * 24 + 2 * 5 * 24 + 2 * 6 * 5
+        XCTAssertEqual(Model(layers: [.recurrent(projected)]).forwardFLOPs(batch: 1, time: 1), projectedFLOPs)
+    }
+}
