@@ -3,6 +3,8 @@ import PackageDescription
 
 let package = Package(
     name: "RecurrentKit",
+    // The engine's thread barrier uses Synchronization's atomics (macOS 15 on Apple systems).
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "RecurrentKit", targets: ["RecurrentKit"]),
         .executable(name: "rnnkit", targets: ["rnnkit"]),
