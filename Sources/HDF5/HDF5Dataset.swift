@@ -42,13 +42,7 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
             guard elementType.isFloat else {
                 throw error(.unsupportedType, "holds \(elementType), not floating-point values", hdf5: false)
             }
-            try checkReadable()
-            var values = [Float](repeating: 0, count: count)
-            let status = values.withUnsafeMutableBytes {
-                H5Dread(id, chdf5_t_native_float(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
-            }
-            guard status >= 0 else { throw error(.readFailed, "cannot read the dataset's values") }
-            return values
+            return try readAll(as: Float.self, memoryType: chdf5_t_native_float())
         }
     }
 
@@ -76,14 +70,19 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
             guard case .integer(_, false, _) = elementType else {
                 throw error(.unsupportedType, "holds \(elementType), not unsigned integers", hdf5: false)
             }
-            try checkReadable()
-            var values = [UInt64](repeating: 0, count: count)
-            let status = values.withUnsafeMutableBytes {
-                H5Dread(id, chdf5_t_native_uint64(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
-            }
-            guard status >= 0 else { throw error(.readFailed, "cannot read the dataset's values") }
-            return values
+            return try readAll(as: UInt64.self, memoryType: chdf5_t_native_uint64())
         }
+    }
+
+    /// Checks, allocates and reads the whole dataset converted to `memoryType` (lock held).
+    private func readAll<T: Numeric>(as: T.Type, memoryType: hid_t) throws -> [T] {
+        try checkReadable()
+        var values = [T](repeating: 0, count: count)
+        let status = values.withUnsafeMutableBytes {
+            H5Dread(id, memoryType, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
+        }
+        guard status >= 0 else { throw error(.readFailed, "cannot read the dataset's values") }
+        return values
     }
 
     /// Reads a string dataset (scalar or 1-D), fixed- or variable-length.

@@ -123,4 +123,23 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(result.status, 2)
         XCTAssertTrue(try Fixture(contentsOf: fixtureFile).expected.count == 3, "input untouched")
     }
+
+    func testBenchJSON() throws {
+        for model in ["pytorch/lstm_bidir_2layer_lengths.h5", "pytorch/clf_embed_lstm_last_hidden.h5", "keras/k3_text_bilstm.keras"] {
+            let result = try rnnkit("bench", fixture(model), "--batch", "3", "--time", "5", "--repeat", "2", "--threads", "2", "--json")
+            XCTAssertEqual(result.status, 0, "\(model): \(result.stderr)")
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], result.stdout)
+            let median = try XCTUnwrap(object["median_seconds"] as? Double)
+            let minimum = try XCTUnwrap(object["min_seconds"] as? Double)
+            XCTAssertGreaterThan(median, 0)
+            XCTAssertLessThanOrEqual(minimum, median)
+            XCTAssertGreaterThan(try XCTUnwrap(object["gflops"] as? Double), 0)
+        }
+        let text = try rnnkit("bench", fixture("pytorch/gru_basic.h5"), "--batch", "2", "--time", "4", "--repeat", "3")
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stdout.contains("median"), text.stdout)
+        let bad = try rnnkit("bench", fixture("pytorch/gru_basic.h5"), "--batch", "0")
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
+    }
 }
