@@ -111,7 +111,7 @@ enum PyTorchWriter {
         if layer.merge != .concat { module["merge_mode"] = layer.merge.rawValue }
         if !layer.returnSequences { module["return_sequences"] = false }
         if layer.goBackwards { module["go_backwards"] = true }
-        if layer.maskedOutput == .carry { module["masked_output"] = "carry" }
+        if layer.maskedOutput == .carry && layer.returnSequences { module["masked_output"] = "carry" }
         let order = PyTorchLayout.gateOrder(layer.kind)
         var tensors: [(key: String, make: () -> Tensor)] = []
         for (d, direction) in layer.directions.enumerated() {
