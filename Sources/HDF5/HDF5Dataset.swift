@@ -127,12 +127,18 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
                         "needs compression filter '\(filter.name)' (id \(filter.id)), which this HDF5 build lacks\(known)",
                         hdf5: false)
         }
-        let needed = count * elementSize
-        guard needed > 0, elementType.isFloat || elementType.isInteger else { return }
-        let stored = Int(H5Dget_storage_size(id))
+        guard elementType.isFloat || elementType.isInteger else { return }
+        // A damaged file can declare anything: every product here saturates instead of trapping.
+        let (needed, overflow) = count.multipliedReportingOverflow(by: max(elementSize, 0))
+        guard !overflow, elementSize > 0, elementSize <= 16 else {
+            throw error(.implausibleSize, "declares \(count) elements of \(elementSize) bytes", hdf5: false)
+        }
+        guard needed > 0 else { return }
+        let stored = Int(clamping: H5Dget_storage_size(id))
         // Uncompressed data must be stored in full; compressed data cannot shrink more than
         // deflate's limit of about 1032:1.
-        let plausible = filters.isEmpty ? stored >= needed : needed <= stored * 1100 + 4096
+        let (bound, boundOverflow) = stored.multipliedReportingOverflow(by: 1100)
+        let plausible = filters.isEmpty ? stored >= needed : (boundOverflow || needed <= bound + 4096)
         guard plausible else {
             throw error(.implausibleSize,
                         "declares shape \(shape) (\(needed) bytes) but the file stores only \(stored) bytes for it",

@@ -119,7 +119,7 @@ public final class HDF5File: @unchecked Sendable {
                 throw HDF5Error(.readFailed, file: path, message: "cannot read the file size",
                                 hdf5Message: HDF5Library.takeErrorMessage())
             }
-            return Int(size)
+            return Int(clamping: size)
         }
     }
 

@@ -12,10 +12,12 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
             var info = H5G_info_t()
             guard H5Gget_info(id, &info) >= 0 else { throw error(.readFailed, "cannot list the group") }
             var names: [String] = []
-            names.reserveCapacity(Int(info.nlinks))
             for index in 0..<info.nlinks {
                 let length = H5Lget_name_by_idx(id, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, chdf5_p_default())
                 guard length >= 0 else { throw error(.readFailed, "cannot read member \(index) of the group") }
+                guard length < 1 << 16 else {
+                    throw error(.implausibleSize, "member \(index) of the group declares a \(length)-byte name", hdf5: false)
+                }
                 var buffer = [CChar](repeating: 0, count: Int(length) + 1)
                 _ = H5Lget_name_by_idx(id, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, chdf5_p_default())
                 names.append(String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self))

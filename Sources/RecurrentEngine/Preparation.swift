@@ -4,8 +4,9 @@
 extension CellKind {
     /// The order in which the engine keeps gate blocks internally.
     ///
-    /// Layouts declare their own order (`DirectionWeights.gateOrder`); `_permuteGateBlocks`
-    /// is the only place that reads the declaration.
+    /// Layouts declare their own order (`DirectionWeights.gateOrder`); preparation brings
+    /// them into this one with `DirectionWeights.reordered(to:)`, the one place that reorders
+    /// gate blocks.
     var internalGateOrder: [Gate] {
         switch self {
         case .rnn: return [.cell]
@@ -15,29 +16,12 @@ extension CellKind {
     }
 }
 
-/// Reorders the gate blocks of a row-major `[G·blockRows, columns]` matrix (or a `[G·blockRows]`
-/// vector, `columns == 1`) from the `declared` order into `target` order.
-///
-/// Both orders must be permutations of the same gates (checked by the caller).
-func _permuteGateBlocks(_ values: [Float], blockRows: Int, columns: Int,
-                        from declared: [Gate], to target: [Gate]) -> [Float] {
-    let blockSize = blockRows * columns
-    var out = [Float](repeating: 0, count: values.count)
-    for (targetIndex, gate) in target.enumerated() {
-        let sourceIndex = declared.firstIndex(of: gate)!
-        for i in 0..<blockSize {
-            out[targetIndex * blockSize + i] = values[sourceIndex * blockSize + i]
-        }
-    }
-    return out
-}
-
 /// One direction's weights, ready for the recurrence, with `G` gates in internal order,
 /// hidden size `H`, input size `I`, recurrent size `R` and projection size `P`.
 ///
-/// Matrices are packed once, here, into the kernel's panel layout (`_PackedMatrix`), straight
-/// from the model's `[out, in]` tensors with the gate blocks permuted on the way: the fused
-/// gate weights of all gates are one product per step.
+/// Matrices are packed once, here, into the kernel's panel layout (`_PackedMatrix`), from the
+/// model's `[out, in]` tensors with the gate blocks in internal order: the fused gate weights
+/// of all gates are one product per step.
 struct PreparedDirection: Sendable {
     /// `W` as `[I → G·H]`.
     var inputWeight: _PackedMatrix
@@ -262,22 +246,17 @@ func _prepareRecurrent(_ layer: RecurrentLayer, checker: _LayerChecker) throws -
             break
         }
 
-        let order = weights.gateOrder
-        // Source row of internal row `r` (gate block r / H, unit r % H) in the declared order.
-        let sourceBlock = internalOrder.map { order.firstIndex(of: $0)! }
+        // Gate blocks in internal order. `reorderingRowBlocks` returns the tensor itself when
+        // the orders agree (PyTorch's and Keras's LSTM), so a copy is only made, one direction
+        // at a time, for a layout that declares another order.
+        let weights = weights.reordered(to: internalOrder)
         func packed(_ tensor: Tensor, columns: Int, rows: Range<Int>) -> _PackedMatrix {
             tensor.values.withUnsafeBufferPointer { w in
-                _PackedMatrix(rows: columns, columns: rows.count) { j, p in
-                    let r = rows.lowerBound + j
-                    return w[(sourceBlock[r / hidden] * hidden + r % hidden) * columns + p]
-                }
+                _PackedMatrix(rows: columns, columns: rows.count) { j, p in w[(rows.lowerBound + j) * columns + p] }
             }
         }
-        func permuted(_ tensor: Tensor) -> [Float] {
-            _permuteGateBlocks(tensor.values, blockRows: hidden, columns: 1, from: order, to: internalOrder)
-        }
-        let inputBias = weights.inputBias.map(permuted) ?? [Float](repeating: 0, count: rows)
-        let recurrentBias = weights.recurrentBias.map(permuted)
+        let inputBias = weights.inputBias?.values ?? [Float](repeating: 0, count: rows)
+        let recurrentBias = weights.recurrentBias?.values
 
         var bias = inputBias
         var recurrentNewBias: [Float]?

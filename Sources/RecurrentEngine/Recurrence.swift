@@ -7,8 +7,9 @@
 // batch) and applies the gates. Every buffer the loop touches is allocated before it starts.
 //
 // Threads (`_RecurrentPlan`): directions run in parallel; within a direction, batch rows are
-// split when there are at least 8 per thread, else the gate columns of every step are split
-// between threads that meet at a barrier after the product and after the state update.
+// split when there are at least 8 per thread, else the hidden units (their gate columns of
+// every product, and their state update) are split between threads that meet at a barrier
+// once per step, after writing their part of the new `h`.
 
 /// Data flowing between layers.
 struct _Flow {
@@ -65,7 +66,8 @@ struct _RecurrentPlan: Equatable {
 
     /// - `columnSplittable`: whether a step's state update for one hidden unit needs only
     ///   that unit's gates (not so for a projected LSTM or a `.beforeMatmul` GRU, whose second
-    ///   product needs every unit).
+    ///   product needs every unit), and the hidden size is a multiple of the panel width, so
+    ///   that each member's units are whole column panels of every gate block.
     init(threads: Int, directions: Int, batch: Int, columnSplittable: Bool) {
         let threads = Swift.max(1, threads)
         groups = []
@@ -150,12 +152,15 @@ func _runRecurrent(_ layer: PreparedRecurrent, flow: _Flow, state: inout _LayerS
         let plan = _RecurrentPlan(
             threads: threads, directions: directionCount, batch: batch,
             columnSplittable: !(layer.kind == .lstm && layer.directions[0].projection != nil)
-                && !(layer.kind == .gru && layer.resetRule == .beforeMatmul))
+                && !(layer.kind == .gru && layer.resetRule == .beforeMatmul)
+                && layer.hiddenSize % _PackedMatrix.panelWidth == 0)
         // The cell state is moved out of `state` for the loop so no copy is made on write.
         var cStorage = state.c ?? []
         state.c = nil
         defer { if layer.kind == .lstm { state.c = cStorage } }
-        let groupScratch = plan.groups.map { _StepScratch(layer: layer, rows: $0.rows.count, time: time) }
+        let groupScratch = plan.groups.map {
+            _StepScratch(layer: layer, rows: $0.rows.count, members: $0.members, time: time)
+        }
         let barriers = plan.groups.map { $0.members > 1 ? _SpinBarrier(count: $0.members) : nil }
 
         flow.values.withUnsafeBufferPointer { x in
@@ -213,13 +218,27 @@ private func _withOptionalBuffer<R>(_ values: [Bool]?, _ body: (UnsafePointer<Bo
     return values.withUnsafeBufferPointer { body($0.baseAddress) }
 }
 
-/// Per-group buffers, `rows` batch rows each, allocated before the loop.
+/// Allocates `count` floats (at least one) aligned to 64 bytes; free with `deallocate()`.
+func _allocateAligned(_ count: Int) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * MemoryLayout<Float>.stride,
+                                     alignment: _AlignedFloats.alignment)
+        .bindMemory(to: Float.self, capacity: Swift.max(1, count))
+}
+
+/// Per-group buffers, `rows` batch rows each, allocated (64-byte aligned) before the loop.
 struct _StepScratch: @unchecked Sendable {
     /// `[chunk, rows, G·H]`: the input projections of `chunk` consecutive steps, then their
     /// gate pre-activations in place. A chunk of about 1 MB stays in the L2 cache between
     /// the projection and the steps that read it.
     var gates: UnsafeMutablePointer<Float>
     var chunk: Int
+    /// Per member, `[chunk, rows, I]`: the chunk's inputs, time-major in processing order, as
+    /// one contiguous left operand for the input projection.
+    var inputs: UnsafeMutablePointer<Float>
+    /// `[2, rows, R]`: `h` before and after a step, alternating (step `s` reads buffer `s % 2`
+    /// and writes the other), so that members splitting a step's columns need one barrier per
+    /// step.
+    var hBuffers: UnsafeMutablePointer<Float>
     /// `[rows, R]`: the new `h` before it is committed to valid rows.
     var newH: UnsafeMutablePointer<Float>
     /// `[rows, H]`: the new `c` (LSTM).
@@ -227,21 +246,41 @@ struct _StepScratch: @unchecked Sendable {
     /// `[rows, H]`: LSTM `o ⊙ φ(c')` before the projection; GRU `U_n h + b_hn` or `r ⊙ h`.
     var work: UnsafeMutablePointer<Float>
 
-    init(layer: PreparedRecurrent, rows: Int, time: Int) {
+    init(layer: PreparedRecurrent, rows: Int, members: Int, time: Int) {
         let gateWidth = layer.gateCount * layer.hiddenSize
         chunk = Swift.max(1, Swift.min(time, (1 << 18) / Swift.max(1, rows * gateWidth)))
-        gates = .allocate(capacity: Swift.max(1, chunk * rows * gateWidth))
-        newH = .allocate(capacity: Swift.max(1, rows * layer.outputSize))
-        newC = .allocate(capacity: Swift.max(1, rows * layer.hiddenSize))
-        work = .allocate(capacity: Swift.max(1, rows * layer.hiddenSize))
+        gates = _allocateAligned(chunk * rows * gateWidth)
+        inputs = _allocateAligned(members * chunk * rows * layer.inputSize)
+        hBuffers = _allocateAligned(2 * rows * layer.outputSize)
+        newH = _allocateAligned(rows * layer.outputSize)
+        newC = _allocateAligned(rows * layer.hiddenSize)
+        work = _allocateAligned(rows * layer.hiddenSize)
     }
 
     func deallocate() {
-        gates.deallocate(); newH.deallocate(); newC.deallocate(); work.deallocate()
+        gates.deallocate(); inputs.deallocate(); hBuffers.deallocate()
+        newH.deallocate(); newC.deallocate(); work.deallocate()
     }
 }
 
-/// One member's part of one group: the input projection, then every step.
+/// The column panels of `units` of every gate block, for a `[·, gates·H]` packed matrix.
+///
+/// With one member (`units` is every unit) this is every panel at once; otherwise `H` is a
+/// multiple of the panel width (see `_RecurrentPlan`), so each gate's share is whole panels.
+func _unitPanels(_ units: Range<Int>, hidden: Int, gates: Int, whole: Bool) -> [Range<Int>] {
+    let width = _PackedMatrix.panelWidth
+    if whole { return [0..<((gates * hidden + width - 1) / width)] }
+    return (0..<gates).map { g in
+        ((g * hidden + units.lowerBound) / width)..<((g * hidden + units.upperBound) / width)
+    }
+}
+
+/// One member's part of one group: per chunk of steps the input projection, then each step.
+///
+/// A member owns the hidden units `units` of its group: it computes their gate columns of the
+/// input projection and of every step's product, their state update and their outputs, so it
+/// only reads what it writes itself, except `h`, which every member's product reads whole.
+/// `h` alternates between two buffers; the members meet once per step, after writing theirs.
 private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, member: Int,
                        barrier: _SpinBarrier?, scratch: _StepScratch, memory: _LayerMemory,
                        batch: Int, time: Int) {
@@ -251,136 +290,131 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
     let hidden = layer.hiddenSize
     let recurrentSize = layer.outputSize
     let inputSize = layer.inputSize
-    let gateWidth = layer.gateCount * hidden
+    let gateCount = layer.gateCount
+    let gateWidth = gateCount * hidden
     let stepWidth = layer.directionCount * recurrentSize
     let rows = group.rows
     let m = rows.count
     let reversed = d == 1 || layer.goBackwards
-    let width = _PackedMatrix.panelWidth
-    let h = memory.h + (d * batch + rows.lowerBound) * recurrentSize       // [m, R]
+    let stateH = memory.h + (d * batch + rows.lowerBound) * recurrentSize   // [m, R]
     let c = memory.c.map { $0 + (d * batch + rows.lowerBound) * hidden }   // [m, H]
     let carried = memory.carried + (d * batch + rows.lowerBound) * recurrentSize
 
-    // This member's share of each step: column panels of the products, hidden units of the update.
-    let units = _share(hidden, members: members, member: member, granule: 16)
-    let recurrentPanels = _share(weights.recurrentWeight.panelCount, members: members, member: member)
-    let newPanels = _share(weights.recurrentNewWeight?.panelCount ?? 0, members: members, member: member)
-    // Units of h this member commits: all of R with a projection (never column-split).
+    // This member's hidden units, and the panels of their columns in each product.
+    let whole = members == 1
+    let units = _share(hidden, members: members, member: member, granule: _PackedMatrix.panelWidth)
+    let inputPanels = _unitPanels(units, hidden: hidden, gates: gateCount, whole: whole)
+    let recurrentPanels = _unitPanels(units, hidden: hidden, gates: layer.kind == .gru ? 2 : gateCount, whole: whole)
+    let newPanels = _unitPanels(units, hidden: hidden, gates: 1, whole: whole)
+    // Units of h this member commits: all of R with a projection (never split).
     let outputUnits = weights.projection == nil ? units : 0..<recurrentSize
-    let u = weights.recurrentWeight.values
-    let un = weights.recurrentNewWeight?.values ?? []
+    let inputs = scratch.inputs + member * scratch.chunk * m * inputSize
+
+    // The packed weights stay alive with `weights` (a local copy of the direction).
+    let w = weights.inputWeight.base
+    let u = weights.recurrentWeight.base
+    let un = weights.recurrentNewWeight?.base
+    let pw = weights.projection?.base
     let bhn = weights.recurrentNewBias ?? []
-    let projectionWeight = weights.projection?.values ?? []
 
-    // This member's column panels of the input projection.
-    let inputPanels = _share(weights.inputWeight.panelCount, members: members, member: member)
-    let columns = Swift.min(gateWidth, inputPanels.lowerBound * width)..<Swift.min(gateWidth, inputPanels.upperBound * width)
+    // h before the first step, this member's units.
+    for b in 0..<m {
+        (scratch.hBuffers + b * recurrentSize + outputUnits.lowerBound)
+            .update(from: stateH + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
+    }
+    barrier?.wait()
 
+    withExtendedLifetime(weights) {
     weights.bias.withUnsafeBufferPointer { bias in
-    weights.inputWeight.values.withUnsafeBufferPointer { w in
-    u.withUnsafeBufferPointer { u in
-    un.withUnsafeBufferPointer { un in
     bhn.withUnsafeBufferPointer { bhn in
-    projectionWeight.withUnsafeBufferPointer { pw in
         for chunkStart in stride(from: 0, to: time, by: scratch.chunk) {
             let steps = Swift.min(scratch.chunk, time - chunkStart)
-            // Input projection of the chunk's steps (in processing order) for this member's
-            // columns: gates[slot, b] = x[b, t] W + bias.
+            // The chunk's inputs, time-major in processing order: inputs[slot, b] = x[b, t].
             for slot in 0..<steps {
+                let s = chunkStart + slot
+                let t = reversed ? time - 1 - s : s
                 for b in 0..<m {
-                    (scratch.gates + (slot * m + b) * gateWidth + columns.lowerBound)
-                        .update(from: bias.baseAddress! + columns.lowerBound, count: columns.count)
+                    (inputs + (slot * m + b) * inputSize)
+                        .update(from: memory.x + ((rows.lowerBound + b) * time + t) * inputSize, count: inputSize)
                 }
             }
-            let firstT = reversed ? time - 1 - chunkStart : chunkStart
-            if m >= 8 {
-                // One product per step over the rows: rows of x are `time · inputSize` apart.
-                for slot in 0..<steps {
-                    let t = reversed ? firstT - slot : firstT + slot
-                    _gemm(m: m, a: memory.x + (rows.lowerBound * time + t) * inputSize, lda: time * inputSize,
-                          b: w.baseAddress!, k: inputSize, n: gateWidth, panels: inputPanels,
-                          c: scratch.gates + slot * m * gateWidth, ldc: gateWidth)
-                }
-            } else {
-                // One product per row over the steps (a reversed direction walks x backwards).
-                for b in 0..<m {
-                    _gemm(m: steps, a: memory.x + ((rows.lowerBound + b) * time + firstT) * inputSize,
-                          lda: reversed ? -inputSize : inputSize, b: w.baseAddress!, k: inputSize, n: gateWidth,
-                          panels: inputPanels, c: scratch.gates + b * gateWidth, ldc: m * gateWidth)
-                }
-            }
-            barrier?.wait()
-
-        for slot in 0..<steps {
-            let s = chunkStart + slot
-            let t = reversed ? time - 1 - s : s
-            // go_backwards emits in processing order; a backward direction of a
-            // bidirectional layer stores each output at its own time index.
-            let outT = layer.goBackwards ? s : t
-            let gates = scratch.gates + slot * m * gateWidth  // [m, G·H]
-
-            // Gates += h U (GRU: the r and z blocks only; U_n h + b_hn apart, in scratch.work).
-            _gemm(m: m, a: h, lda: recurrentSize, b: u.baseAddress!, k: recurrentSize,
-                  n: weights.recurrentWeight.columns, panels: recurrentPanels, c: gates, ldc: gateWidth)
-            if layer.kind == .gru && layer.resetRule == .afterMatmul {
-                let part = Swift.min(hidden, newPanels.lowerBound * width)..<Swift.min(hidden, newPanels.upperBound * width)
-                for b in 0..<m {
-                    (scratch.work + b * hidden + part.lowerBound).update(from: bhn.baseAddress! + part.lowerBound,
-                                                                         count: part.count)
-                }
-                _gemm(m: m, a: h, lda: hidden, b: un.baseAddress!, k: hidden, n: hidden, panels: newPanels,
-                      c: scratch.work, ldc: hidden)
-            }
-            barrier?.wait()
-
-            // The state update for this member's units: new h into scratch.newH ([m, R]).
-            switch layer.kind {
-            case .rnn:
-                for b in 0..<m {
-                    let g = gates + b * gateWidth + units.lowerBound
-                    layer.activation._apply(g, count: units.count)
-                    (scratch.newH + b * recurrentSize + units.lowerBound).update(from: g, count: units.count)
-                }
-            case .lstm:
-                _lstmUpdate(layer, rows: m, units: units, gates: gates, c: c!, scratch: scratch,
-                            projection: weights.projection == nil ? nil : pw.baseAddress!)
-            case .gru:
-                _gruUpdate(layer, rows: m, units: units, gates: gates, h: h, scratch: scratch,
-                           newWeight: un.baseAddress!)
+            // Their projection for this member's columns: gates[slot, b] = x[b, t] W + bias.
+            for panels in inputPanels {
+                _gemm(m: steps * m, a: inputs, lda: inputSize, b: w, k: inputSize, n: gateWidth, panels: panels,
+                      c: scratch.gates, ldc: gateWidth, initial: bias.baseAddress!)
             }
 
-            // Commit valid rows; masked rows keep their state.
-            for b in 0..<m {
-                let valid = memory.mask?[(rows.lowerBound + b) * time + t] ?? true
-                let rowH = h + b * recurrentSize + outputUnits.lowerBound
-                let rowCarried = carried + b * recurrentSize + outputUnits.lowerBound
-                if valid {
-                    rowH.update(from: scratch.newH + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
-                    if let c {
-                        (c + b * hidden + units.lowerBound).update(from: scratch.newC + b * hidden + units.lowerBound,
-                                                                   count: units.count)
+            for slot in 0..<steps {
+                let s = chunkStart + slot
+                let t = reversed ? time - 1 - s : s
+                // go_backwards emits in processing order; a backward direction of a
+                // bidirectional layer stores each output at its own time index.
+                let outT = layer.goBackwards ? s : t
+                let gates = scratch.gates + slot * m * gateWidth  // [m, G·H]
+                let h = scratch.hBuffers + (s % 2) * m * recurrentSize        // [m, R], read
+                let hNext = scratch.hBuffers + ((s + 1) % 2) * m * recurrentSize  // written
+
+                // Gates += h U (GRU: the r and z blocks only; U_n h + b_hn apart, in scratch.work).
+                for panels in recurrentPanels {
+                    _gemm(m: m, a: h, lda: recurrentSize, b: u, k: recurrentSize,
+                          n: weights.recurrentWeight.columns, panels: panels, c: gates, ldc: gateWidth)
+                }
+                if layer.kind == .gru && layer.resetRule == .afterMatmul {
+                    for panels in newPanels {
+                        _gemm(m: m, a: h, lda: hidden, b: un!, k: hidden, n: hidden, panels: panels,
+                              c: scratch.work, ldc: hidden, initial: bhn.baseAddress!)
                     }
-                    rowCarried.update(from: rowH, count: outputUnits.count)
                 }
-                if let raw = memory.raw, valid || layer.maskedOutput == .carry {
-                    (raw + ((rows.lowerBound + b) * time + outT) * stepWidth + d * recurrentSize + outputUnits.lowerBound)
-                        .update(from: rowCarried, count: outputUnits.count)
+
+                // The state update for this member's units: new h into scratch.newH ([m, R]).
+                switch layer.kind {
+                case .rnn:
+                    _rnnUpdate(layer, rows: m, units: units, gates: gates, scratch: scratch)
+                case .lstm:
+                    _lstmUpdate(layer, rows: m, units: units, gates: gates, c: c!, scratch: scratch, projection: pw)
+                case .gru:
+                    _gruUpdate(layer, rows: m, units: units, gates: gates, h: h, scratch: scratch, newWeight: un!)
                 }
-                // else: stays zero.
+
+                // Commit valid rows; masked rows keep their state.
+                for b in 0..<m {
+                    let valid = memory.mask?[(rows.lowerBound + b) * time + t] ?? true
+                    let rowNext = hNext + b * recurrentSize + outputUnits.lowerBound
+                    let rowCarried = carried + b * recurrentSize + outputUnits.lowerBound
+                    if valid {
+                        rowNext.update(from: scratch.newH + b * recurrentSize + outputUnits.lowerBound,
+                                       count: outputUnits.count)
+                        if let c {
+                            (c + b * hidden + units.lowerBound).update(from: scratch.newC + b * hidden + units.lowerBound,
+                                                                       count: units.count)
+                        }
+                        rowCarried.update(from: rowNext, count: outputUnits.count)
+                    } else {
+                        rowNext.update(from: h + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
+                    }
+                    if let raw = memory.raw, valid || layer.maskedOutput == .carry {
+                        (raw + ((rows.lowerBound + b) * time + outT) * stepWidth + d * recurrentSize + outputUnits.lowerBound)
+                            .update(from: rowCarried, count: outputUnits.count)
+                    }
+                    // else: stays zero.
+                }
+                barrier?.wait()
             }
-            barrier?.wait()
-        }
         }
     }
     }
     }
-    }
-    }
+
+    // The final h, this member's units.
+    let last = scratch.hBuffers + (time % 2) * m * recurrentSize
+    for b in 0..<m {
+        (stateH + b * recurrentSize + outputUnits.lowerBound)
+            .update(from: last + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
     }
 }
 
 /// LSTM state update of `units` for `rows` rows; `gates` `[rows, 4H]` holds the
-/// pre-activations in order [i, f, g, o] and is overwritten.
+/// pre-activations in order [i, f, g, o].
 ///
 /// `c' = σ(f) ⊙ c + σ(i) ⊙ φ(g)`, `h' = σ(o) ⊙ φ(c')`, projected by `W_hr` when present
 /// (then `units` is every unit).
@@ -388,28 +422,14 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
 private func _lstmUpdate(_ layer: PreparedRecurrent, rows: Int, units: Range<Int>, gates: UnsafeMutablePointer<Float>,
                          c: UnsafeMutablePointer<Float>, scratch: _StepScratch, projection: UnsafePointer<Float>?) {
     let hidden = layer.hiddenSize
-    let n = units.count
-    let j0 = units.lowerBound
     // Without a projection the cell output is h' itself.
     let target = projection == nil ? scratch.newH : scratch.work
-    for b in 0..<rows {
-        let g = gates + b * 4 * hidden
-        let inputGate = g + j0, forgetGate = g + hidden + j0, candidate = g + 2 * hidden + j0
-        let outputGate = g + 3 * hidden + j0
-        layer.recurrentActivation._apply(inputGate, count: n)
-        layer.recurrentActivation._apply(forgetGate, count: n)
-        layer.activation._apply(candidate, count: n)
-        layer.recurrentActivation._apply(outputGate, count: n)
-        let cRow = c + b * hidden + j0
-        let cNew = scratch.newC + b * hidden + j0
-        let out = target + b * hidden + j0
-        for j in 0..<n {
-            let cell = forgetGate[j] * cRow[j] + inputGate[j] * candidate[j]
-            cNew[j] = cell
-            out[j] = cell
-        }
-        layer.activation._apply(out, count: n)
-        for j in 0..<n { out[j] = outputGate[j] * out[j] }
+    if layer.recurrentActivation == .sigmoid && layer.activation == .tanh {
+        _lstmCells(_SigmoidFunction(), _TanhFunction(), rows: rows, hidden: hidden, units: units, gates: gates,
+                   c: c, newC: scratch.newC, out: target)
+    } else {
+        _lstmCells(_ActivationFunction(layer.recurrentActivation), _ActivationFunction(layer.activation),
+                   rows: rows, hidden: hidden, units: units, gates: gates, c: c, newC: scratch.newC, out: target)
     }
     if let projection {
         let size = layer.outputSize
@@ -420,8 +440,64 @@ private func _lstmUpdate(_ layer: PreparedRecurrent, rows: Int, units: Range<Int
     }
 }
 
+/// The LSTM cell arithmetic, one pass over the units, sixteen at a time:
+/// `newC = σ(f) ⊙ c + σ(i) ⊙ φ(g)`, `out = σ(o) ⊙ φ(newC)` (rows of `H`).
+@inline(__always)
+private func _lstmCells<S: _LaneFunction, P: _LaneFunction>(
+    _ sigma: S, _ phi: P, rows: Int, hidden: Int, units: Range<Int>, gates: UnsafePointer<Float>,
+    c: UnsafePointer<Float>, newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+) {
+    let n = units.count
+    let j0 = units.lowerBound
+    for b in 0..<rows {
+        let g = gates + b * 4 * hidden
+        let inputGate = g + j0, forgetGate = g + hidden + j0, candidate = g + 2 * hidden + j0
+        let outputGate = g + 3 * hidden + j0
+        let cRow = c + b * hidden + j0
+        let cNew = newC + b * hidden + j0
+        let hRow = out + b * hidden + j0
+        var j = 0
+        while j + 16 <= n {
+            let cell = sigma(_load(forgetGate + j)) * _load(cRow + j) + sigma(_load(inputGate + j)) * phi(_load(candidate + j))
+            _store(cell, cNew + j)
+            _store(sigma(_load(outputGate + j)) * phi(cell), hRow + j)
+            j += 16
+        }
+        while j < n {
+            let cell = sigma(forgetGate[j]) * cRow[j] + sigma(inputGate[j]) * phi(candidate[j])
+            cNew[j] = cell
+            hRow[j] = sigma(outputGate[j]) * phi(cell)
+            j += 1
+        }
+    }
+}
+
+/// RNN state update of `units` for `rows` rows: `h' = φ(gates)`.
+@inline(__always)
+private func _rnnUpdate(_ layer: PreparedRecurrent, rows: Int, units: Range<Int>, gates: UnsafePointer<Float>,
+                        scratch: _StepScratch) {
+    if layer.activation == .tanh {
+        _rnnCells(_TanhFunction(), rows: rows, hidden: layer.hiddenSize, units: units, gates: gates, out: scratch.newH)
+    } else {
+        _rnnCells(_ActivationFunction(layer.activation), rows: rows, hidden: layer.hiddenSize, units: units,
+                  gates: gates, out: scratch.newH)
+    }
+}
+
+@inline(__always)
+private func _rnnCells<P: _LaneFunction>(_ phi: P, rows: Int, hidden: Int, units: Range<Int>,
+                                         gates: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    for b in 0..<rows {
+        let g = gates + b * hidden + units.lowerBound
+        let hRow = out + b * hidden + units.lowerBound
+        var j = 0
+        while j + 16 <= units.count { _store(phi(_load(g + j)), hRow + j); j += 16 }
+        while j < units.count { hRow[j] = phi(g[j]); j += 1 }
+    }
+}
+
 /// GRU state update of `units` for `rows` rows; `gates` `[rows, 3H]` holds `W x + b` in
-/// order [r, z, n] with `U_r h`, `U_z h` already added, and is overwritten.
+/// order [r, z, n] with `U_r h`, `U_z h` already added.
 ///
 /// `r = σ(·)`, `z = σ(·)`, then the new gate per the reset rule (`.afterMatmul`:
 /// `scratch.work` holds `U_n h + b_hn`; `.beforeMatmul`: `U_n (r ⊙ h)` is computed here, for
@@ -431,39 +507,68 @@ private func _gruUpdate(_ layer: PreparedRecurrent, rows: Int, units: Range<Int>
                         h: UnsafePointer<Float>, scratch: _StepScratch, newWeight: UnsafePointer<Float>) {
     let hidden = layer.hiddenSize
     let width = 3 * hidden
-    let n = units.count
-    let j0 = units.lowerBound
-    for b in 0..<rows {
-        let g = gates + b * width
-        layer.recurrentActivation._apply(g + j0, count: n)
-        layer.recurrentActivation._apply(g + hidden + j0, count: n)
-    }
     switch layer.resetRule {
     case .afterMatmul:
-        for b in 0..<rows {
-            let r = gates + b * width + j0
-            let candidate = gates + b * width + 2 * hidden + j0
-            let recurrent = scratch.work + b * hidden + j0
-            for j in 0..<n { candidate[j] = candidate[j] + r[j] * recurrent[j] }
+        if layer.recurrentActivation == .sigmoid && layer.activation == .tanh {
+            _gruCells(_SigmoidFunction(), _TanhFunction(), rows: rows, hidden: hidden, units: units, gates: gates,
+                      recurrent: scratch.work, h: h, out: scratch.newH)
+        } else {
+            _gruCells(_ActivationFunction(layer.recurrentActivation), _ActivationFunction(layer.activation),
+                      rows: rows, hidden: hidden, units: units, gates: gates, recurrent: scratch.work, h: h,
+                      out: scratch.newH)
         }
     case .beforeMatmul:
+        // Every unit (never split): r ⊙ h for the product, σ(z) kept in place for the update.
+        let sigma = layer.recurrentActivation, phi = layer.activation
         for b in 0..<rows {
-            let r = gates + b * width
+            let r = gates + b * width, z = r + hidden
             let hRow = h + b * hidden
             let resetH = scratch.work + b * hidden
-            for j in 0..<hidden { resetH[j] = r[j] * hRow[j] }
+            for j in 0..<hidden {
+                resetH[j] = sigma._elementwise(r[j]) * hRow[j]
+                z[j] = sigma._elementwise(z[j])
+            }
         }
         _gemm(m: rows, a: scratch.work, lda: hidden, b: newWeight, k: hidden, n: hidden,
               panels: 0..<((hidden + _PackedMatrix.panelWidth - 1) / _PackedMatrix.panelWidth),
               c: gates + 2 * hidden, ldc: width)
+        for b in 0..<rows {
+            let z = gates + b * width + hidden, candidate = z + hidden
+            let hRow = h + b * hidden
+            let out = scratch.newH + b * hidden
+            for j in 0..<hidden {
+                let next = phi._elementwise(candidate[j])
+                out[j] = next + z[j] * (hRow[j] - next)
+            }
+        }
     }
+}
+
+/// The `.afterMatmul` GRU cell arithmetic, one pass over the units, sixteen at a time:
+/// `n = φ(g_n + σ(g_r) ⊙ recurrent)`, `out = n + σ(g_z) ⊙ (h − n)`.
+@inline(__always)
+private func _gruCells<S: _LaneFunction, P: _LaneFunction>(
+    _ sigma: S, _ phi: P, rows: Int, hidden: Int, units: Range<Int>, gates: UnsafePointer<Float>,
+    recurrent: UnsafePointer<Float>, h: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
+) {
+    let n = units.count
+    let j0 = units.lowerBound
     for b in 0..<rows {
-        let z = gates + b * width + hidden + j0
-        let candidate = gates + b * width + 2 * hidden + j0
+        let r = gates + b * 3 * hidden + j0, z = r + hidden, candidate = r + 2 * hidden
+        let u = recurrent + b * hidden + j0
         let hRow = h + b * hidden + j0
-        let out = scratch.newH + b * hidden + j0
-        layer.activation._apply(candidate, count: n)
-        for j in 0..<n { out[j] = candidate[j] + z[j] * (hRow[j] - candidate[j]) }
+        let o = out + b * hidden + j0
+        var j = 0
+        while j + 16 <= n {
+            let next = phi(_load(candidate + j) + sigma(_load(r + j)) * _load(u + j))
+            _store(next + sigma(_load(z + j)) * (_load(hRow + j) - next), o + j)
+            j += 16
+        }
+        while j < n {
+            let next = phi(candidate[j] + sigma(r[j]) * u[j])
+            o[j] = next + sigma(z[j]) * (hRow[j] - next)
+            j += 1
+        }
     }
 }
 

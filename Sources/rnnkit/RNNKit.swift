@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import RecurrentKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct RNNKit: ParsableCommand {
@@ -14,6 +17,9 @@ struct RNNKit: ParsableCommand {
     /// Every failure is one line on stderr and exit status 2 (usage errors included);
     /// `verify` exits 1 on a mismatch. Help and version exit 0.
     static func main() {
+        guardAgainstLibraryCrashes(reading: CommandLine.arguments.dropFirst().filter {
+            FileManager.default.fileExists(atPath: $0)
+        })
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -28,7 +34,7 @@ struct RNNKit: ParsableCommand {
             // ArgumentParser's message may span lines (usage after it); one line is kept.
             let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
             let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
-            FileHandle.standardError.write(Data("rnnkit: error: \(text) (see 'rnnkit --help')\n".utf8))
+            FileHandle.standardError.write(Data("rnnkit: error: \(oneLine(text)) (see 'rnnkit --help')\n".utf8))
             Foundation.exit(2)
         }
     }
@@ -41,7 +47,46 @@ func failingWithStatus2<T>(_ body: () throws -> T) throws -> T {
     } catch let code as ExitCode {
         throw code
     } catch {
-        FileHandle.standardError.write(Data("rnnkit: error: \(error)\n".utf8))
+        FileHandle.standardError.write(Data("rnnkit: error: \(oneLine("\(error)"))\n".utf8))
         throw ExitCode(2)
     }
+}
+
+/// The message with control characters (a newline in a damaged file's dataset name, say)
+/// shown as escapes, so that an error is always one line.
+func oneLine(_ text: String) -> String {
+    var result = ""
+    for scalar in text.unicodeScalars {
+        if scalar.properties.generalCategory == .control {
+            result += scalar.escaped(asASCII: true)
+        } else {
+            result.unicodeScalars.append(scalar)
+        }
+    }
+    return result
+}
+
+/// The message a memory fault prints, prepared before anything is read: a signal handler
+/// may only write bytes and exit.
+nonisolated(unsafe) private var faultMessage: UnsafeMutablePointer<CChar>?
+nonisolated(unsafe) private var faultMessageLength = 0
+
+/// libhdf5 (1.10 in particular) can fault on deliberately damaged files, inside its own
+/// code, before any check of ours can run. Turn such a fault into the same one-line error
+/// and exit status 2 as every other bad input, instead of a crash and a backtrace.
+func guardAgainstLibraryCrashes(reading files: [String]) {
+    #if os(Linux)
+    let names = files.isEmpty ? "the input" : files.joined(separator: ", ")
+    let message = "rnnkit: error: \(oneLine(names)): damaged file: the HDF5 library failed reading it (memory fault)\n"
+    faultMessageLength = message.utf8.count
+    faultMessage = strdup(message)
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = { _ in
+        if let faultMessage { _ = write(2, faultMessage, faultMessageLength) }
+        _exit(2)
+    }
+    sigemptyset(&action.sa_mask)
+    sigaction(SIGSEGV, &action, nil)
+    sigaction(SIGBUS, &action, nil)
+    #endif
 }

@@ -62,7 +62,8 @@ final class KernelTests: XCTestCase {
         var whole = [Float](repeating: 0, count: m * n)
         var parts = [Float](repeating: 0, count: m * n)
         a.withUnsafeBufferPointer { ap in
-            packed.values.withUnsafeBufferPointer { bp in
+            withExtendedLifetime(packed) {
+                let bp = UnsafeBufferPointer(start: packed.base, count: packed.panelCount * k * 32)
                 whole.withUnsafeMutableBufferPointer { cp in
                     _gemm(m: m, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, k: k, n: n,
                           panels: 0..<packed.panelCount, c: cp.baseAddress!, ldc: n)
@@ -77,6 +78,78 @@ final class KernelTests: XCTestCase {
             }
         }
         XCTAssertEqual(parts, whole)
+    }
+
+    /// `initial:` (a bias row) gives the same bits as copying the row into C and accumulating,
+    /// for every kernel (8/4/2/1 rows, the four-panel row kernel, partial panels) and for a
+    /// reduction longer than one block (k > 256).
+    func testInitialRowMatchesCopyingItFirst() {
+        var rng = SeededGenerator(seed: 10)
+        for (n, k) in [(1, 3), (33, 7), (128, 5), (130, 300), (257, 17), (64, 513)] {
+            let w = rng.floats(n * k)
+            let packed = _PackedMatrix(weight: w, out: n, in: k)
+            let bias = rng.floats(n)
+            for m in [1, 2, 3, 9, 17] {
+                let a = rng.floats(m * k)
+                var copied = (0..<m).flatMap { _ in bias }
+                var direct = [Float](repeating: .nan, count: m * n)  // only written
+                a.withUnsafeBufferPointer { ap in
+                    copied.withUnsafeMutableBufferPointer { cp in
+                        _gemm(m: m, a: ap.baseAddress!, lda: k, b: packed, c: cp.baseAddress!, ldc: n)
+                    }
+                    bias.withUnsafeBufferPointer { bp in
+                        direct.withUnsafeMutableBufferPointer { dp in
+                            _gemm(m: m, a: ap.baseAddress!, lda: k, b: packed.base, k: k, n: n,
+                                  panels: 0..<packed.panelCount, c: dp.baseAddress!, ldc: n, initial: bp.baseAddress!)
+                        }
+                    }
+                }
+                XCTAssertEqual(direct, copied, "m \(m) n \(n) k \(k)")
+            }
+        }
+    }
+
+    /// Packed weights and scratch buffers start on a 64-byte boundary, so that no vector load
+    /// of a panel row straddles two cache lines.
+    func testPackedStorageIsAligned() {
+        for (n, k) in [(1, 1), (3, 5), (100, 7), (1024, 256)] {
+            let packed = _PackedMatrix(weight: [Float](repeating: 1, count: n * k), out: n, in: k)
+            XCTAssertEqual(Int(bitPattern: packed.base) % 64, 0)
+            XCTAssertEqual(packed.values.count, packed.panelCount * k * 32)
+            XCTAssertEqual(packed.element(row: k - 1, column: n - 1), 1)
+            let scratch = _allocateAligned(n * k)
+            XCTAssertEqual(Int(bitPattern: scratch) % 64, 0)
+            scratch.deallocate()
+        }
+        let a = _PackedMatrix(weight: [1, 2, 3, 4, 5, 6], out: 2, in: 3)
+        XCTAssertEqual(a, _PackedMatrix(weight: [1, 2, 3, 4, 5, 6], out: 2, in: 3))
+        XCTAssertNotEqual(a, _PackedMatrix(weight: [1, 2, 3, 4, 5, 7], out: 2, in: 3))
+    }
+
+    /// The sixteen-lane tanh, σ and exp equal the scalar functions bit for bit (the state
+    /// updates use the vector form for whole groups of sixteen units and the scalar form for
+    /// the rest), including at the branch and clamp boundaries, infinities and NaN.
+    func testVectorisedActivationsMatchScalarBitForBit() {
+        var rng = SeededGenerator(seed: 11)
+        var values: [Float] = [0, -0, .infinity, -.infinity, .nan, 0.625, -0.625, Float(0.625).nextDown, Float(-0.625).nextUp,
+                               -87.33, 88.37, -87.34, 88.38, -43.7, 44.2, 1e-30, -1e-30, .leastNonzeroMagnitude,
+                               .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 9, -9, 20, -20]
+        values += (0..<20_000).map { _ in Float.random(in: -12...12, using: &rng) }
+        values += (0..<4_000).map { _ in Float.random(in: -120...120, using: &rng) }
+        values += (0..<3).map { _ in Float.random(in: -1...1, using: &rng) }  // a scalar tail
+        func bits(_ v: [Float]) -> [UInt32] { v.map { $0.isNaN ? 0x7FC0_0000 : $0.bitPattern } }
+        for (name, vector, scalar) in [("tanh", _tanh as (SIMD16<Float>) -> SIMD16<Float>, _tanh as (Float) -> Float),
+                                       ("sigmoid", _sigmoid, _sigmoid), ("exp", _exp, _exp)] {
+            var lanes = values
+            _applyVectorised(vector, scalar, &lanes)
+            XCTAssertEqual(bits(lanes), bits(values.map(scalar)), name)
+        }
+        // The lane-by-lane form for other activations agrees with the element-wise one.
+        let x = SIMD16<Float>((0..<16).map { Float($0) / 3 - 2.5 })
+        for activation in [Activation.relu, .hardSigmoid, .softsign, .elu] {
+            let y = _ActivationFunction(activation)(x)
+            for i in 0..<16 { XCTAssertEqual(y[i], activation._elementwise(x[i]), "\(activation)") }
+        }
     }
 
     /// tanh, σ and exp against float64 over [-40, 40] (about 3 million points), relative error.
@@ -135,15 +208,22 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(_share(100, members: 2, member: 1, granule: 16), 48..<100)
         XCTAssertEqual(_share(1, members: 3, member: 2), 0..<1)
         XCTAssertEqual(_share(1, members: 3, member: 0), 0..<0)
+        // Units on whole panels, and each member's panels in every gate block.
+        XCTAssertEqual(_share(256, members: 2, member: 1, granule: 32), 128..<256)
+        XCTAssertEqual(_share(64, members: 3, member: 0, granule: 32), 0..<0)
+        XCTAssertEqual(_unitPanels(128..<256, hidden: 256, gates: 4, whole: false), [4..<8, 12..<16, 20..<24, 28..<32])
+        XCTAssertEqual(_unitPanels(0..<40, hidden: 40, gates: 3, whole: true), [0..<4])
     }
 
     /// Any thread count gives the single-threaded result bit for bit, for every cell variant,
-    /// one or two directions, small and large batches (row and column splits), masks included.
+    /// one or two directions, small and large batches (row and unit splits, the latter with a
+    /// member that owns no unit at three threads), masks included.
     func testThreadedRunsMatchOneThreadExactly() throws {
         var rng = SeededGenerator(seed: 8)
         for variant in CellVariant.allCases {
             for directions in 1...2 {
-                for hidden in [5, 40] {
+                // 64: a multiple of the panel width, so small batches split each step's units.
+                for hidden in [5, 40, 64] {
                     let first = randomLayer(variant, inputSize: 7, hiddenSize: hidden, directions: directions, using: &rng)
                     let second = randomLayer(variant, inputSize: first.mergedOutputSize, hiddenSize: 9,
                                              directions: directions, maskedOutput: .carry, using: &rng)
