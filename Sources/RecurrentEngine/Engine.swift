@@ -306,13 +306,19 @@ public final class Engine: Sendable {
 /// With `maskZero`, id 0 marks a masked step (Keras `mask_zero`).
 func _embed(ids: [Int], batch: Int, time: Int, table: [Float], vocabulary: Int, dimension: Int,
             maskZero: Bool) throws -> _Flow {
-    var values = [Float](repeating: 0, count: batch * time * dimension)
-    for (position, id) in ids.enumerated() {
-        guard (0..<vocabulary).contains(id) else {
-            throw EngineError(layerIndex: 0, layerKind: "embedding",
-                              message: "token id \(id) at [\(position / max(1, time)), \(position % max(1, time))] is outside the vocabulary 0..<\(vocabulary)")
-        }
-        for j in 0..<dimension { values[position * dimension + j] = table[id * dimension + j] }
+    for (position, id) in ids.enumerated() where !(0..<vocabulary).contains(id) {
+        throw EngineError(layerIndex: 0, layerKind: "embedding",
+                          message: "token id \(id) at [\(position / max(1, time)), \(position % max(1, time))] is outside the vocabulary 0..<\(vocabulary)")
+    }
+    // Every row is written: no zero fill first, and one block copy per token.
+    let values = [Float](unsafeUninitializedCapacity: ids.count * dimension) { out, initialized in
+        if dimension > 0 { table.withUnsafeBufferPointer { rows in
+            for (position, id) in ids.enumerated() {
+                (out.baseAddress! + position * dimension).initialize(from: rows.baseAddress! + id * dimension,
+                                                                     count: dimension)
+            }
+        } }
+        initialized = ids.count * dimension
     }
     return _Flow(values: values, batch: batch, time: time, features: dimension,
                  mask: maskZero ? ids.map { $0 != 0 } : nil)

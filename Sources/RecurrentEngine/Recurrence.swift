@@ -309,6 +309,12 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
     // Units of h this member commits: all of R with a projection (never split).
     let outputUnits = weights.projection == nil ? units : 0..<recurrentSize
     let inputs = scratch.inputs + member * scratch.chunk * m * inputSize
+    // With every step valid (no mask) and no second product after the cell arithmetic, the
+    // update writes the new h straight into the next h buffer and the new c over c (each value
+    // is read before it is overwritten, in the same lane): no staging copies, and `carried`
+    // (the last emitted output) is the final h, set once after the loop.
+    let direct = memory.mask == nil && weights.projection == nil
+        && !(layer.kind == .gru && layer.resetRule == .beforeMatmul)
 
     // The packed weights stay alive with `weights` (a local copy of the direction).
     let w = weights.inputWeight.base
@@ -366,14 +372,28 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                     }
                 }
 
-                // The state update for this member's units: new h into scratch.newH ([m, R]).
+                // The state update for this member's units: new h into scratch.newH ([m, R]), or
+                // straight into hNext (and c) when `direct`.
+                let newH = direct ? hNext : scratch.newH
                 switch layer.kind {
                 case .rnn:
-                    _rnnUpdate(layer, rows: m, units: units, gates: gates, scratch: scratch)
+                    _rnnUpdate(layer, rows: m, units: units, gates: gates, out: newH)
                 case .lstm:
-                    _lstmUpdate(layer, rows: m, units: units, gates: gates, c: c!, scratch: scratch, projection: pw)
+                    _lstmUpdate(layer, rows: m, units: units, gates: gates, c: c!, newC: direct ? c! : scratch.newC,
+                                newH: newH, scratch: scratch, projection: pw)
                 case .gru:
-                    _gruUpdate(layer, rows: m, units: units, gates: gates, h: h, scratch: scratch, newWeight: un!)
+                    _gruUpdate(layer, rows: m, units: units, gates: gates, h: h, newH: newH, scratch: scratch,
+                               newWeight: un!)
+                }
+                if direct {
+                    if let raw = memory.raw {
+                        for b in 0..<m {
+                            (raw + ((rows.lowerBound + b) * time + outT) * stepWidth + d * recurrentSize + outputUnits.lowerBound)
+                                .update(from: hNext + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
+                        }
+                    }
+                    barrier?.wait()
+                    continue
                 }
 
                 // Commit valid rows; masked rows keep their state.
@@ -405,11 +425,16 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
     }
     }
 
-    // The final h, this member's units.
+    // The final h, this member's units (and, when `direct`, the last emitted output: every
+    // step was valid, so it is the final h).
     let last = scratch.hBuffers + (time % 2) * m * recurrentSize
     for b in 0..<m {
         (stateH + b * recurrentSize + outputUnits.lowerBound)
             .update(from: last + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
+        if direct && time > 0 {
+            (carried + b * recurrentSize + outputUnits.lowerBound)
+                .update(from: last + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
+        }
     }
 }
 
@@ -420,23 +445,24 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
 /// (then `units` is every unit).
 @inline(__always)
 private func _lstmUpdate(_ layer: PreparedRecurrent, rows: Int, units: Range<Int>, gates: UnsafeMutablePointer<Float>,
-                         c: UnsafeMutablePointer<Float>, scratch: _StepScratch, projection: UnsafePointer<Float>?) {
+                         c: UnsafeMutablePointer<Float>, newC: UnsafeMutablePointer<Float>,
+                         newH: UnsafeMutablePointer<Float>, scratch: _StepScratch, projection: UnsafePointer<Float>?) {
     let hidden = layer.hiddenSize
     // Without a projection the cell output is h' itself.
-    let target = projection == nil ? scratch.newH : scratch.work
+    let target = projection == nil ? newH : scratch.work
     if layer.recurrentActivation == .sigmoid && layer.activation == .tanh {
         _lstmCells(_SigmoidFunction(), _TanhFunction(), rows: rows, hidden: hidden, units: units, gates: gates,
-                   c: c, newC: scratch.newC, out: target)
+                   c: c, newC: newC, out: target)
     } else {
         _lstmCells(_ActivationFunction(layer.recurrentActivation), _ActivationFunction(layer.activation),
-                   rows: rows, hidden: hidden, units: units, gates: gates, c: c, newC: scratch.newC, out: target)
+                   rows: rows, hidden: hidden, units: units, gates: gates, c: c, newC: newC, out: target)
     }
     if let projection {
         let size = layer.outputSize
-        scratch.newH.update(repeating: 0, count: rows * size)
+        newH.update(repeating: 0, count: rows * size)
         _gemm(m: rows, a: scratch.work, lda: hidden, b: projection, k: hidden, n: size,
               panels: 0..<((size + _PackedMatrix.panelWidth - 1) / _PackedMatrix.panelWidth),
-              c: scratch.newH, ldc: size)
+              c: newH, ldc: size)
     }
 }
 
@@ -475,12 +501,12 @@ private func _lstmCells<S: _LaneFunction, P: _LaneFunction>(
 /// RNN state update of `units` for `rows` rows: `h' = φ(gates)`.
 @inline(__always)
 private func _rnnUpdate(_ layer: PreparedRecurrent, rows: Int, units: Range<Int>, gates: UnsafePointer<Float>,
-                        scratch: _StepScratch) {
+                        out: UnsafeMutablePointer<Float>) {
     if layer.activation == .tanh {
-        _rnnCells(_TanhFunction(), rows: rows, hidden: layer.hiddenSize, units: units, gates: gates, out: scratch.newH)
+        _rnnCells(_TanhFunction(), rows: rows, hidden: layer.hiddenSize, units: units, gates: gates, out: out)
     } else {
         _rnnCells(_ActivationFunction(layer.activation), rows: rows, hidden: layer.hiddenSize, units: units,
-                  gates: gates, out: scratch.newH)
+                  gates: gates, out: out)
     }
 }
 
@@ -504,18 +530,19 @@ private func _rnnCells<P: _LaneFunction>(_ phi: P, rows: Int, hidden: Int, units
 /// every unit), and `h' = n + z ⊙ (h − n)` (PyTorch's form of `(1 − z) ⊙ n + z ⊙ h`).
 @inline(__always)
 private func _gruUpdate(_ layer: PreparedRecurrent, rows: Int, units: Range<Int>, gates: UnsafeMutablePointer<Float>,
-                        h: UnsafePointer<Float>, scratch: _StepScratch, newWeight: UnsafePointer<Float>) {
+                        h: UnsafePointer<Float>, newH: UnsafeMutablePointer<Float>, scratch: _StepScratch,
+                        newWeight: UnsafePointer<Float>) {
     let hidden = layer.hiddenSize
     let width = 3 * hidden
     switch layer.resetRule {
     case .afterMatmul:
         if layer.recurrentActivation == .sigmoid && layer.activation == .tanh {
             _gruCells(_SigmoidFunction(), _TanhFunction(), rows: rows, hidden: hidden, units: units, gates: gates,
-                      recurrent: scratch.work, h: h, out: scratch.newH)
+                      recurrent: scratch.work, h: h, out: newH)
         } else {
             _gruCells(_ActivationFunction(layer.recurrentActivation), _ActivationFunction(layer.activation),
                       rows: rows, hidden: hidden, units: units, gates: gates, recurrent: scratch.work, h: h,
-                      out: scratch.newH)
+                      out: newH)
         }
     case .beforeMatmul:
         // Every unit (never split): r ⊙ h for the product, σ(z) kept in place for the update.
@@ -535,7 +562,7 @@ private func _gruUpdate(_ layer: PreparedRecurrent, rows: Int, units: Range<Int>
         for b in 0..<rows {
             let z = gates + b * width + hidden, candidate = z + hidden
             let hRow = h + b * hidden
-            let out = scratch.newH + b * hidden
+            let out = newH + b * hidden
             for j in 0..<hidden {
                 let next = phi._elementwise(candidate[j])
                 out[j] = next + z[j] * (hRow[j] - next)

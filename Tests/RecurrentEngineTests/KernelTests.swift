@@ -217,7 +217,8 @@ final class KernelTests: XCTestCase {
 
     /// Any thread count gives the single-threaded result bit for bit, for every cell variant,
     /// one or two directions, small and large batches (row and unit splits, the latter with a
-    /// member that owns no unit at three threads), masks included.
+    /// member that owns no unit at three threads), masks included; and a run without a mask equals
+    /// one whose mask keeps every step.
     func testThreadedRunsMatchOneThreadExactly() throws {
         var rng = SeededGenerator(seed: 8)
         for variant in CellVariant.allCases {
@@ -236,6 +237,14 @@ final class KernelTests: XCTestCase {
                             let many = try engine.run(.features(x), lengths: lengths, threads: threads)
                             XCTAssertEqual(many.output, one.output, "\(variant) D\(directions) H\(hidden) B\(batch) threads \(threads)")
                             XCTAssertEqual(many.finalStates, one.finalStates, "\(variant) D\(directions) B\(batch) threads \(threads)")
+                        }
+                        // Without a mask the update writes h and c in place (no staging copies): the
+                        // same bits as a mask that keeps every step, on any thread count.
+                        let full = try engine.run(.features(x), lengths: Array(repeating: 6, count: batch), threads: 1)
+                        for threads in [1, 2, 3, 4] {
+                            let bare = try engine.run(.features(x), threads: threads)
+                            XCTAssertEqual(bare.output, full.output, "\(variant) D\(directions) H\(hidden) B\(batch) unmasked, threads \(threads)")
+                            XCTAssertEqual(bare.finalStates, full.finalStates, "\(variant) D\(directions) B\(batch) unmasked, threads \(threads)")
                         }
                     }
                 }
