@@ -104,7 +104,7 @@ struct Bench: ParsableCommand {
     /// Random token ids below the vocabulary size, or features uniform in [-1, 1], from a
     /// fixed seed so that runs see the same input.
     private func randomInput(for model: Model) throws -> ModelInput {
-        var generator = SplitMix64(seed: 42)
+        var generator = SeededGenerator(seed: 42)
         if case .embedding(let embedding) = model.layers.first {
             let ids = (0..<(batch * time)).map { _ in Int.random(in: 0..<embedding.vocabularySize, using: &generator) }
             return .tokens(ids: ids, batch: batch, time: time)
@@ -131,18 +131,5 @@ struct Bench: ParsableCommand {
 
     private func format(_ value: Double) -> String {
         String(format: "%.4g", value)
-    }
-}
-
-/// A small deterministic generator (SplitMix64).
-private struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

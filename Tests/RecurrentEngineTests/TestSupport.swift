@@ -3,19 +3,6 @@
 import XCTest
 @testable import RecurrentEngine
 
-/// SplitMix64: a small deterministic generator so every run sees the same weights.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 extension SeededGenerator {
     mutating func floats(_ count: Int, scale: Float = 0.5) -> [Float] {
         (0..<count).map { _ in Float.random(in: -scale...scale, using: &self) }
