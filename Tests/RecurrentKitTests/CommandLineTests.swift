@@ -29,6 +29,26 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("rnn (LSTM): input_size=\(inputSize) hidden_size=\(hiddenSize) num_layers=2 bidirectional=true bias=true gates=[input,forget,cell,output]"), result.stdout)
     }
 
+    func testInspectEveryForm() throws {
+        let cases: [(String, String)] = [
+            ("keras/k3_return_state.keras", "Keras 3 archive (.keras), Functional"),
+            ("keras/tfk_text_bilstm.h5", "Keras 2 / tf-keras full model (HDF5), Sequential"),
+            ("keras/k3h5_text_bilstm.h5", "Keras 3 full model (legacy HDF5), Sequential"),
+            ("keras/tfk_stacked_bilstm.legacy-weights.h5", "Keras weights only (legacy form)"),
+            ("keras/k3_stacked_bilstm.weights.h5", "Keras weights only (keras3 form)"),
+            ("pytorch/gru_basic.h5", "PyTorch state_dict (HDF5)"),
+        ]
+        for (file, layout) in cases {
+            let result = try rnnkit("inspect", fixture(file))
+            XCTAssertEqual(result.status, 0, "\(file): \(result.stderr)")
+            XCTAssertTrue(result.stdout.contains("layout:     \(layout)"), "\(file): \(result.stdout)")
+        }
+        let withArchitecture = try rnnkit("inspect", fixture("keras/k3_stacked_bilstm.weights.h5"),
+                                          "--architecture", fixture("keras/k3_stacked_bilstm.keras"))
+        XCTAssertEqual(withArchitecture.status, 0, withArchitecture.stderr)
+        XCTAssertTrue(withArchitecture.stdout.contains("Keras weights only (HDF5), Sequential"), withArchitecture.stdout)
+    }
+
     func testInspectJSON() throws {
         let result = try rnnkit("inspect", "--json", fixture("pytorch/lstm_float16.h5"))
         XCTAssertEqual(result.status, 0, result.stderr)

@@ -8,7 +8,7 @@ import TestSupport
 /// default tolerance, and really exercises what its tags claim.
 final class KerasFixtureTests: XCTestCase {
     static let cases = ["text_rnn", "text_bilstm", "stacked_bilstm", "lstm_options", "go_backwards", "gru_reset",
-                        "bidi_merges", "dense_activations", "flatten_stateful", "functional_masking", "masking_dense"]
+                        "bidi_merges", "dense_activations", "flatten_stateful", "functional_masking", "masking_dense", "return_state"]
     static let keras3LegacyH5 = ["text_bilstm", "stacked_bilstm", "gru_reset", "bidi_merges", "functional_masking"]
     static let weightsOnly = ["tfk_stacked_bilstm.legacy-weights", "tfk_stacked_bilstm.weights", "k3_stacked_bilstm.weights"]
 
@@ -44,7 +44,7 @@ final class KerasFixtureTests: XCTestCase {
             "mask-zero", "masking", "mask-value", "mask-middle", "go-backwards", "reset-before", "reset-after",
             "hard-sigmoid", "merge-concat", "merge-sum", "merge-mul", "merge-ave", "dense-3d", "time-distributed",
             "dropout", "global-avg-pool", "global-max-pool", "flatten", "stateful", "unroll", "rnn-relu", "no-bias",
-            "masked-features",
+            "masked-features", "return-state",
             "activation-layer",
         ] + ["linear", "relu", "tanh", "sigmoid", "softmax", "hard-sigmoid", "elu", "selu", "softplus", "softsign",
              "swish", "gelu"].map { "activation-\($0)" })
@@ -126,6 +126,9 @@ final class KerasFixtureTests: XCTestCase {
         case "global-avg-pool": return layers.contains(.readout(.meanOverValidSteps))
         case "global-max-pool": return layers.contains(.readout(.maxOverAllSteps))
         case "flatten": return layers.contains(.flatten)
+        case "return-state":
+            return model.modelClass == "Functional"
+                && model.summaries.contains { $0.details.contains { $0.0 == "return_state" && $0.1.hasPrefix("true") } }
         case "stateful", "unroll":
             return model.summaries.contains { $0.details.contains { $0.0 == tag && $0.1.hasPrefix("true") } }
         default:

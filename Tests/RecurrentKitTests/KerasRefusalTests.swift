@@ -71,7 +71,7 @@ final class KerasRefusalTests: XCTestCase {
             }
         }
         assertRefused(merge, mentions: ["bidirectional (Bidirectional)", "merge_mode None"])
-        for (option, fragment) in [("return_state", "return_state=True"), ("time_major", "time_major=True")] {
+        for (option, fragment) in [("return_state", "Sequential model cannot pass on"), ("time_major", "time_major=True")] {
             let path = try editedCopy(of: "tfk_text_rnn.h5") { config in
                 try editLayer(&config, named: "simple_rnn") { layer in
                     var inner = layer["config"] as! [String: Any]
@@ -126,5 +126,20 @@ final class KerasRefusalTests: XCTestCase {
         let result = try rnnkit("inspect", path)
         XCTAssertEqual(result.status, 2)
         XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+    }
+
+    func testReturnStateOutputOtherThanTheLayersOwn() throws {
+        // The committed model feeds the Dense from the LSTM's h (output 1), which equals its
+        // output; feeding it c (output 2) is refused.
+        XCTAssertNoThrow(try LoadedModel(contentsOf: fixture("keras/tfk_return_state.h5")))
+        let path = try editedCopy(of: "tfk_return_state.h5") { config in
+            try editLayer(&config, named: "dense") { layer in
+                let nodes = layer["inbound_nodes"] as! [[[Any]]]
+                var reference = nodes[0][0]
+                reference[2] = 2
+                layer["inbound_nodes"] = [[reference]]
+            }
+        }
+        assertRefused(path, mentions: ["(LSTM)", "return_state=True", "output 2"])
     }
 }

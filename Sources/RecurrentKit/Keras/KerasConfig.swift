@@ -8,8 +8,11 @@ struct KerasConfig {
         var className: String
         var name: String
         var config: [String: Any]
-        /// Names of the layers feeding it (Functional only).
-        var inbound: [String]
+        /// The layers feeding it (Functional only): name and which of its outputs.
+        var inbound: [(name: String, tensor: Int)]
+        /// Which of this layer's outputs the next layer (or the model) takes: 0 but for a
+        /// layer with several outputs, such as an RNN with `return_state=True`.
+        var consumedOutput = 0
     }
 
     /// Layers in the order they compute, InputLayers included.
@@ -44,7 +47,7 @@ struct KerasConfig {
             }
             let name = layerConfig["name"] as? String ?? entry["name"] as? String ?? "layer_\(index)"
             return Node(className: layerClass, name: name, config: layerConfig,
-                        inbound: Self.inboundNames(entry["inbound_nodes"]))
+                        inbound: Self.inboundReferences(entry["inbound_nodes"]))
         }
         allLayers = nodes
         switch className {
@@ -57,12 +60,13 @@ struct KerasConfig {
         }
     }
 
-    /// Names of the layers a Functional node takes its inputs from.
+    /// The layers (and which of their outputs) a Functional node takes its inputs from.
     ///
     /// Keras 2: `[[["embedding", 0, 0, {}]]]`; Keras 3: `[{"args": [{"class_name":
-    /// "__keras_tensor__", "config": {"keras_history": ["embedding", 0, 0]}}], "kwargs": {}}]`.
-    static func inboundNames(_ value: Any?) -> [String] {
-        var names: [String] = []
+    /// "__keras_tensor__", "config": {"keras_history": ["embedding", 0, 0]}}], "kwargs": {}}]`
+    /// — `[layer name, node index, tensor index]`.
+    static func inboundReferences(_ value: Any?) -> [(name: String, tensor: Int)] {
+        var names: [(name: String, tensor: Int)] = []
         func visit(_ item: Any) {
             if let object = item as? [String: Any], let args = object["args"] {
                 // Keras 3 node: data comes through `args`; `kwargs` carries the mask, which
@@ -71,14 +75,14 @@ struct KerasConfig {
             } else if let object = item as? [String: Any] {
                 if let history = (object["config"] as? [String: Any])?["keras_history"] as? [Any],
                    let name = history.first as? String {
-                    names.append(name)
+                    names.append((name, history.count >= 3 ? (history[2] as? NSNumber)?.intValue ?? 0 : 0))
                     return
                 }
                 for value in object.values { visit(value) }
             } else if let list = item as? [Any] {
                 // Keras 2's innermost list: [name, node index, tensor index, kwargs].
-                if list.count >= 3, let name = list[0] as? String, list[1] is NSNumber, list[2] is NSNumber {
-                    names.append(name)
+                if list.count >= 3, let name = list[0] as? String, list[1] is NSNumber, let tensor = list[2] as? NSNumber {
+                    names.append((name, tensor.intValue))
                     return
                 }
                 for value in list { visit(value) }
@@ -91,29 +95,30 @@ struct KerasConfig {
     /// Orders a Functional graph as a chain from its one input to its one output, refusing
     /// anything else by name.
     static func chain(_ nodes: [Node], config: [String: Any], fail: (String) -> ModelError) throws -> [Node] {
-        let inputs = endpointNames(config["input_layers"])
-        let outputs = endpointNames(config["output_layers"])
+        let inputs = endpoints(config["input_layers"])
+        let outputs = endpoints(config["output_layers"])
         guard inputs.count == 1 else {
-            throw fail("Functional model has \(inputs.count) inputs (\(inputs.joined(separator: ", "))); only single-input chains are supported")
+            throw fail("Functional model has \(inputs.count) inputs (\(inputs.map(\.name).joined(separator: ", "))); only single-input chains are supported")
         }
         guard outputs.count == 1 else {
-            throw fail("Functional model has \(outputs.count) outputs (\(outputs.joined(separator: ", "))); only single-output chains are supported")
+            throw fail("Functional model has \(outputs.count) outputs (\(outputs.map(\.name).joined(separator: ", "))); only single-output chains are supported")
         }
         let byName = Dictionary(nodes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var chain: [Node] = []
         var current = outputs[0]
         var seen = Set<String>()
         while true {
-            guard let node = byName[current], seen.insert(current).inserted else {
-                throw fail("Functional model refers to layer '\(current)', which its layer list lacks (or a cycle)")
+            guard var node = byName[current.name], seen.insert(current.name).inserted else {
+                throw fail("Functional model refers to layer '\(current.name)', which its layer list lacks (or a cycle)")
             }
+            node.consumedOutput = current.tensor
             chain.append(node)
-            if current == inputs[0] { break }
-            let sources = Set(node.inbound)
-            guard sources.count == 1, let source = sources.first else {
-                throw fail("layer '\(node.name)' (\(node.className)) takes \(sources.count) inputs (\(sources.sorted().joined(separator: ", "))); graphs that are not a chain are not supported")
+            if current.name == inputs[0].name { break }
+            let sources = Set(node.inbound.map(\.name))
+            guard sources.count == 1, node.inbound.allSatisfy({ $0.tensor == node.inbound[0].tensor }) else {
+                throw fail("layer '\(node.name)' (\(node.className)) takes \(node.inbound.count) inputs (\(sources.sorted().joined(separator: ", "))); graphs that are not a chain are not supported")
             }
-            current = source
+            current = node.inbound[0]
         }
         let used = Set(chain.map(\.name))
         // Keras 3.15 records a Masking layer's mask as op layers (NotEqual, Any) feeding the
@@ -126,9 +131,13 @@ struct KerasConfig {
     }
 
     /// `[["input_1", 0, 0]]` (Keras 2), `["input_layer", 0, 0]` or `[["input_layer", 0, 0]]` (Keras 3).
-    static func endpointNames(_ value: Any?) -> [String] {
+    static func endpoints(_ value: Any?) -> [(name: String, tensor: Int)] {
         guard let list = value as? [Any] else { return [] }
-        if let name = list.first as? String { return [name] }
-        return list.compactMap { ($0 as? [Any])?.first as? String }
+        func reference(_ item: [Any]) -> (name: String, tensor: Int)? {
+            guard let name = item.first as? String else { return nil }
+            return (name, item.count >= 3 ? (item[2] as? NSNumber)?.intValue ?? 0 : 0)
+        }
+        if list.first is String { return reference(list).map { [$0] } ?? [] }
+        return list.compactMap { ($0 as? [Any]).flatMap(reference) }
     }
 }

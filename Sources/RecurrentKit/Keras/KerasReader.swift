@@ -7,6 +7,8 @@ struct KerasReader {
     let file: String
     let version: KerasLayout.Version
     let source: KerasWeightSource
+    /// `Sequential` or `Functional`.
+    var modelClass = "Sequential"
 
     private var layers: [Layer] = []
     private var names: [String] = []
@@ -29,6 +31,7 @@ struct KerasReader {
     static func read(config: KerasConfig, file: String, layout: Layout, version: KerasLayout.Version,
                      source: KerasWeightSource) throws -> LoadedModel {
         var reader = KerasReader(file: file, version: version, source: source)
+        reader.modelClass = config.className
         for node in config.layers { try reader.add(node) }
         guard !reader.layers.isEmpty else {
             throw ModelError(file: file, message: "the model has no layers that compute anything")
@@ -277,14 +280,24 @@ struct KerasReader {
             throw fail(node, "needs [batch, time, features] input with a known feature count")
         }
         guard let units = (config["units"] as? NSNumber)?.intValue, units > 0 else { throw fail(node, "config lacks 'units'") }
-        if (config["return_state"] as? NSNumber)?.boolValue ?? false {
-            throw fail(node, "return_state=True gives several outputs; only the sequence output is supported")
+        let returnSequences = (config["return_sequences"] as? NSNumber)?.boolValue ?? false
+        let returnState = (config["return_state"] as? NSNumber)?.boolValue ?? false
+        if returnState && modelClass == "Sequential" {
+            throw fail(node, "return_state=True gives several outputs, which a Sequential model cannot pass on")
+        }
+        if returnState {
+            // Outputs: [output, h] (RNN, GRU) or [output, h, c] (LSTM); a Bidirectional adds
+            // each direction's states. The output, and h when it is the output (no sequences,
+            // one direction), are what the chain can take.
+            let usable = node.consumedOutput == 0 || (node.consumedOutput == 1 && !returnSequences && !insideBidirectional)
+            guard usable else {
+                throw fail(node, "return_state=True: the model uses output \(node.consumedOutput) (a state other than the layer's output), which is not supported")
+            }
         }
         if (config["time_major"] as? NSNumber)?.boolValue ?? false {
             throw fail(node, "time_major=True is not supported: inputs are batch-first")
         }
         let useBias = (config["use_bias"] as? NSNumber)?.boolValue ?? true
-        let returnSequences = (config["return_sequences"] as? NSNumber)?.boolValue ?? false
         let goBackwards = (config["go_backwards"] as? NSNumber)?.boolValue ?? false
         if insideBidirectional && goBackwards {
             throw fail(node, "go_backwards inside Bidirectional is not supported")
@@ -292,7 +305,6 @@ struct KerasReader {
         let resetAfter = kind == .gru ? ((config["reset_after"] as? NSNumber)?.boolValue ?? true) : true
         let activation = try self.activation(inner, "activation", default: "tanh")
         let recurrentActivation = kind == .rnn ? Activation.sigmoid : try self.activation(inner, "recurrent_activation", default: "sigmoid")
-        let gates = kind.gateCount
         if sets.isEmpty { sets = [try take(node, count: useBias ? 3 : 2)] }
         // Each direction's file-layout tensors are released as soon as they are translated,
         // so reading holds one copy of the weights plus one tensor.
@@ -317,6 +329,7 @@ struct KerasReader {
         if kind != .rnn { details.append(("recurrent_activation", "\(config["recurrent_activation"] ?? "sigmoid")")) }
         details += [("use_bias", "\(useBias)"), ("return_sequences", "\(returnSequences)")]
         if goBackwards { details.append(("go_backwards", "true")) }
+        if returnState { details.append(("return_state", "true (the model uses output \(node.consumedOutput))")) }
         for flag in ["stateful", "unroll"] where (config[flag] as? NSNumber)?.boolValue ?? false {
             details.append((flag, "true (no effect on one call)"))
         }

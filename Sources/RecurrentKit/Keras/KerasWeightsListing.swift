@@ -25,6 +25,7 @@ public struct KerasWeightsListing: Sendable {
 
     /// Lists a weights-only file; nil when the file is not one.
     public static func read(_ path: String) throws -> KerasWeightsListing? {
+        if KerasFile.isZip(path) { return nil }
         let root = try HDF5File.open(path).root
         if try root.hasAttribute("model_config") { return nil }
         func weight(_ dataset: HDF5Dataset, name: String) -> Weight {
