@@ -131,8 +131,6 @@ public struct LoadedModel: Sendable {
         let result: RunResult
         do {
             result = try engine.run(input, lengths: lengths, initialStates: states)
-        } catch let error as ModelError {
-            throw error
         } catch let error as EngineError {
             throw ModelError(file: file, message: error.description)
         }

@@ -15,7 +15,6 @@ struct WeightStore {
     let file: String
     /// Keyed by the dataset path relative to the group, `/`-separated.
     private(set) var tensors: [String: StoredTensor] = [:]
-    private(set) var order: [String] = []
 
     init(group: HDF5Group, file: String, skip: (String) -> Bool = { _ in false }) throws {
         self.file = file
@@ -30,7 +29,6 @@ struct WeightStore {
             tensors[path] = StoredTensor(path: dataset.path, tensor: Tensor(shape: shape, values: values),
                                          storedType: dataset.elementType.description,
                                          compressed: try !dataset.filters().isEmpty)
-            order.append(path)
         }
     }
 

@@ -50,10 +50,14 @@ struct KerasPlan {
 
         inputDType = model.takesTokenIDs ? "int32" : "float32"
         let steps = model.sequenceLength
-        guard let firstWidth = Self.inputFeatures(model) else {
-            throw refuse(nil, "the model's input size cannot be determined")
+        if model.takesTokenIDs {
+            inputShape = [nil, steps]
+        } else {
+            guard let features = Self.inputFeatures(model) else {
+                throw refuse(nil, "the model's input size cannot be determined")
+            }
+            inputShape = [nil, steps, features]
         }
-        inputShape = model.takesTokenIDs ? [nil, steps] : [nil, steps, firstWidth]
         var shape = inputShape
         var plans: [LayerPlan] = []
         for (index, layer) in model.layers.enumerated() {
@@ -198,11 +202,11 @@ struct KerasPlan {
         shape = [nil, shape.last ?? nil]
     }
 
-    /// Features per step of the model's input.
+    /// Features per step of a model that takes float features: the first weighted layer's
+    /// input size.
     static func inputFeatures(_ model: Model) -> Int? {
         for layer in model.layers {
             switch layer {
-            case let .embedding(embedding): return embedding.vocabularySize
             case let .recurrent(recurrent): return recurrent.inputSize
             case let .dense(dense): return dense.inputSize
             default: continue

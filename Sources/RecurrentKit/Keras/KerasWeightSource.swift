@@ -4,8 +4,6 @@ import HDF5
 /// them (for Bidirectional: the forward layer's, then the backward layer's).
 protocol KerasWeightSource {
     func weights(of node: KerasConfig.Node) throws -> [StoredTensor]
-    /// Every dataset path the source holds, to report what no layer used.
-    var layerNames: [String] { get }
 }
 
 /// Legacy HDF5 (Keras 2 / tf-keras, and Keras 3's `.h5`): a group per layer named in
@@ -63,7 +61,6 @@ struct Keras3Weights: KerasWeightSource {
     let root: HDF5Group
     /// Layer name → its group path under `layers/`.
     let paths: [String: String]
-    var layerNames: [String] { Array(paths.values).sorted() }
 
     /// - Parameter layers: every layer of the model in config order (InputLayers included).
     init(root: HDF5Group, file: String, layers: [KerasConfig.Node]) {
