@@ -316,6 +316,11 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
     let direct = memory.mask == nil && weights.projection == nil
         && !(layer.kind == .gru && layer.resetRule == .beforeMatmul)
 
+    // One batch row of an LSTM or `.afterMatmul` GRU without projection, in whole panels:
+    // each step's product and update fused per block of units.
+    let fused = m == 1 && hidden % _PackedMatrix.panelWidth == 0 && weights.projection == nil
+        && (layer.kind == .lstm || (layer.kind == .gru && layer.resetRule == .afterMatmul))
+
     // The packed weights stay alive with `weights` (a local copy of the direction).
     let w = weights.inputWeight.base
     let u = weights.recurrentWeight.base
@@ -360,30 +365,42 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                 let h = scratch.hBuffers + (s % 2) * m * recurrentSize        // [m, R], read
                 let hNext = scratch.hBuffers + ((s + 1) % 2) * m * recurrentSize  // written
 
-                // Gates += h U (GRU: the r and z blocks only; U_n h + b_hn apart, in scratch.work).
-                for panels in recurrentPanels {
-                    _gemm(m: m, a: h, lda: recurrentSize, b: u, k: recurrentSize,
-                          n: weights.recurrentWeight.columns, panels: panels, c: gates, ldc: gateWidth)
-                }
-                if layer.kind == .gru && layer.resetRule == .afterMatmul {
-                    for panels in newPanels {
-                        _gemm(m: m, a: h, lda: hidden, b: un!, k: hidden, n: hidden, panels: panels,
-                              c: scratch.work, ldc: hidden, initial: bhn.baseAddress!)
-                    }
-                }
-
-                // The state update for this member's units: new h into scratch.newH ([m, R]), or
-                // straight into hNext (and c) when `direct`.
+                // This member's units get their new h in scratch.newH ([m, R]), or straight in
+                // hNext (and c) when `direct`.
                 let newH = direct ? hNext : scratch.newH
-                switch layer.kind {
-                case .rnn:
-                    _rnnUpdate(layer, rows: m, units: units, gates: gates, out: newH)
-                case .lstm:
-                    _lstmUpdate(layer, rows: m, units: units, gates: gates, c: c!, newC: direct ? c! : scratch.newC,
-                                newH: newH, scratch: scratch, projection: pw)
-                case .gru:
-                    _gruUpdate(layer, rows: m, units: units, gates: gates, h: h, newH: newH, scratch: scratch,
-                               newWeight: un!)
+                if fused {
+                    // One row: product and cell arithmetic per block of 32 units (FusedStep.swift).
+                    if layer.kind == .lstm {
+                        _fusedLSTMStep(layer, h: h, u: u, units: units, gates: gates, c: c!,
+                                       newC: direct ? c! : scratch.newC, out: newH)
+                    } else {
+                        _fusedGRUStep(layer, h: h, u: u, un: un!, newBias: bhn.baseAddress!, units: units,
+                                      gates: gates, out: newH)
+                    }
+                } else {
+                    // Gates += h U (GRU: the r and z blocks only; U_n h + b_hn apart, in scratch.work).
+                    for panels in recurrentPanels {
+                        _gemm(m: m, a: h, lda: recurrentSize, b: u, k: recurrentSize,
+                              n: weights.recurrentWeight.columns, panels: panels, c: gates, ldc: gateWidth)
+                    }
+                    if layer.kind == .gru && layer.resetRule == .afterMatmul {
+                        for panels in newPanels {
+                            _gemm(m: m, a: h, lda: hidden, b: un!, k: hidden, n: hidden, panels: panels,
+                                  c: scratch.work, ldc: hidden, initial: bhn.baseAddress!)
+                        }
+                    }
+
+                    // The state update of this member's units.
+                    switch layer.kind {
+                    case .rnn:
+                        _rnnUpdate(layer, rows: m, units: units, gates: gates, out: newH)
+                    case .lstm:
+                        _lstmUpdate(layer, rows: m, units: units, gates: gates, c: c!, newC: direct ? c! : scratch.newC,
+                                    newH: newH, scratch: scratch, projection: pw)
+                    case .gru:
+                        _gruUpdate(layer, rows: m, units: units, gates: gates, h: h, newH: newH, scratch: scratch,
+                                   newWeight: un!)
+                    }
                 }
                 if direct {
                     if let raw = memory.raw {
@@ -435,6 +452,33 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
             (carried + b * recurrentSize + outputUnits.lowerBound)
                 .update(from: last + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
         }
+    }
+}
+
+/// The fused LSTM step of one row (`_lstmStepRow`), specialised for σ and tanh.
+private func _fusedLSTMStep(_ layer: PreparedRecurrent, h: UnsafePointer<Float>, u: UnsafePointer<Float>,
+                            units: Range<Int>, gates: UnsafePointer<Float>, c: UnsafePointer<Float>,
+                            newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    if layer.recurrentActivation == .sigmoid && layer.activation == .tanh {
+        _lstmStepRow(_SigmoidFunction(), _TanhFunction(), h: h, k: layer.outputSize, u: u, hidden: layer.hiddenSize,
+                     units: units, gates: gates, c: c, newC: newC, out: out)
+    } else {
+        _lstmStepRow(_ActivationFunction(layer.recurrentActivation), _ActivationFunction(layer.activation), h: h,
+                     k: layer.outputSize, u: u, hidden: layer.hiddenSize, units: units, gates: gates, c: c,
+                     newC: newC, out: out)
+    }
+}
+
+/// The fused `.afterMatmul` GRU step of one row (`_gruStepRow`), specialised for σ and tanh.
+private func _fusedGRUStep(_ layer: PreparedRecurrent, h: UnsafePointer<Float>, u: UnsafePointer<Float>,
+                           un: UnsafePointer<Float>, newBias: UnsafePointer<Float>, units: Range<Int>,
+                           gates: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    if layer.recurrentActivation == .sigmoid && layer.activation == .tanh {
+        _gruStepRow(_SigmoidFunction(), _TanhFunction(), h: h, u: u, un: un, newBias: newBias,
+                    hidden: layer.hiddenSize, units: units, gates: gates, out: out)
+    } else {
+        _gruStepRow(_ActivationFunction(layer.recurrentActivation), _ActivationFunction(layer.activation), h: h,
+                    u: u, un: un, newBias: newBias, hidden: layer.hiddenSize, units: units, gates: gates, out: out)
     }
 }
 

@@ -14,7 +14,7 @@ extension SeededGenerator {
 }
 
 /// The cell variants the sweeps cover.
-enum CellVariant: CaseIterable, CustomStringConvertible {
+enum CellVariant: CaseIterable {
     case rnnTanh, rnnRelu, lstm, lstmProjected, gruAfter, gruBefore
 
     var kind: CellKind {
@@ -24,8 +24,6 @@ enum CellVariant: CaseIterable, CustomStringConvertible {
         case .gruAfter, .gruBefore: return .gru
         }
     }
-
-    var description: String { "\(self)" }
 }
 
 /// Random weights for one direction, with gate blocks in `order`.
