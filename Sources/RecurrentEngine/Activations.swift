@@ -98,6 +98,23 @@ extension Activation {
     }
 }
 
+/// `a · b + c`: one fused multiply-add in the fast build (see Kernels.swift), else a product
+/// and a sum. The activations below use it for their polynomials and reductions, scalar and
+/// sixteen-lane alike, so both forms give the same bits in either build.
+@inline(__always)
+func _mulAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
+    #if arch(arm64) || RECURRENTKIT_FMA
+    c.addingProduct(a, b)
+    #else
+    a * b + c
+    #endif
+}
+
+@inline(__always)
+func _mulAdd(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ c: SIMD16<Float>) -> SIMD16<Float> {
+    _madd(c, a, b)
+}
+
 /// The logistic function `σ(x) = 1 / (1 + exp(−x))`, with `_exp`.
 ///
 /// Relative error at most about 1.5e-7 where `σ(x)` is a normal float (`x > −87`); below
@@ -107,24 +124,29 @@ func _sigmoid(_ x: Float) -> Float {
     1 / (1 + _exp(-x))
 }
 
-/// `tanh x`: for `|x| < 0.625` the odd polynomial `x + x³·P(x²)`, else
-/// `sign(x)·(1 − e)/(1 + e)` with `e = exp(−2|x|)` (no cancellation there, as `e < 0.29`).
-///
-/// Coefficients from Cephes `tanhf`. Both branches are computed and one is selected, so a
-/// loop over a buffer vectorises. NaN propagates.
+/// `tanh x` as `numerator / denominator`: for `|x| < 0.625` the odd polynomial
+/// `x + x³·P(x²)` over 1, else `sign(x)·(1 − e)` over `1 + e` with `e = exp(−2|x|)` (no
+/// cancellation there, as `e < 0.29`). Coefficients from Cephes `tanhf`. Both branches are
+/// computed and one is selected, so a loop over a buffer vectorises. NaN propagates.
 @inline(__always)
-func _tanh(_ x: Float) -> Float {
+func _tanhFraction(_ x: Float) -> (numerator: Float, denominator: Float) {
     let a = Swift.abs(x)
     let z = x * x
     var p: Float = -5.70498872745e-3
-    p = p * z + 2.06390887954e-2
-    p = p * z - 5.37397155531e-2
-    p = p * z + 1.33314422036e-1
-    p = p * z - 3.33332819422e-1
-    let small = p * z * x + x
+    p = _mulAdd(p, z, 2.06390887954e-2)
+    p = _mulAdd(p, z, -5.37397155531e-2)
+    p = _mulAdd(p, z, 1.33314422036e-1)
+    p = _mulAdd(p, z, -3.33332819422e-1)
+    let small = _mulAdd(p * z, x, x)
     let e = _exp(-2 * a)
-    let large = Float(signOf: x, magnitudeOf: (1 - e) / (1 + e))
-    return a < 0.625 ? small : large
+    return a < 0.625 ? (small, 1) : (Float(signOf: x, magnitudeOf: 1 - e), 1 + e)
+}
+
+/// `tanh x`, relative error at most about 1.5e-7 (`_tanhFraction`).
+@inline(__always)
+func _tanh(_ x: Float) -> Float {
+    let (numerator, denominator) = _tanhFraction(x)
+    return numerator / denominator
 }
 
 /// `e^x` for `x` in about [−87.3, 88.4] (clamped outside), relative error below 1e-7.
@@ -137,18 +159,18 @@ func _tanh(_ x: Float) -> Float {
 func _exp(_ x: Float) -> Float {
     var v = x < -87.33 ? -87.33 : x
     v = v > 88.37 ? 88.37 : v
-    let t = v * 1.44269504088896341 + 12582912.0
+    let t = _mulAdd(v, 1.44269504088896341, 12582912.0)
     let n = t - 12582912.0
-    var r = v - n * 0.693359375
-    r = r - n * -2.12194440e-4
+    var r = _mulAdd(n, -0.693359375, v)
+    r = _mulAdd(n, 2.12194440e-4, r)
     let z = r * r
     var p: Float = 1.9875691500e-4
-    p = p * r + 1.3981999507e-3
-    p = p * r + 8.3334519073e-3
-    p = p * r + 4.1665795894e-2
-    p = p * r + 1.6666665459e-1
-    p = p * r + 5.0000001201e-1
-    let y = p * z + r + 1
+    p = _mulAdd(p, r, 1.3981999507e-3)
+    p = _mulAdd(p, r, 8.3334519073e-3)
+    p = _mulAdd(p, r, 4.1665795894e-2)
+    p = _mulAdd(p, r, 1.6666665459e-1)
+    p = _mulAdd(p, r, 5.0000001201e-1)
+    let y = _mulAdd(p, z, r) + 1
     // t's low mantissa bits hold n (|n| ≤ 127); 2ⁿ has biased exponent n + 127.
     let scale = Float(bitPattern: (t.bitPattern &- 0x4B40_0000 &+ 127) &<< 23)
     return y * scale
@@ -175,18 +197,18 @@ private func _softmaxRow(_ buffer: UnsafeMutableBufferPointer<Float>, start: Int
 func _exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
     var v = x.replacing(with: -87.33, where: x .< -87.33)
     v = v.replacing(with: 88.37, where: v .> 88.37)
-    let t = v * 1.44269504088896341 + 12582912.0
+    let t = _mulAdd(v, SIMD16(repeating: 1.44269504088896341), SIMD16(repeating: 12582912.0))
     let n = t - 12582912.0
-    var r = v - n * 0.693359375
-    r = r - n * -2.12194440e-4
+    var r = _mulAdd(n, SIMD16(repeating: -0.693359375), v)
+    r = _mulAdd(n, SIMD16(repeating: 2.12194440e-4), r)
     let z = r * r
     var p = SIMD16<Float>(repeating: 1.9875691500e-4)
-    p = p * r + 1.3981999507e-3
-    p = p * r + 8.3334519073e-3
-    p = p * r + 4.1665795894e-2
-    p = p * r + 1.6666665459e-1
-    p = p * r + 5.0000001201e-1
-    let y = p * z + r + 1
+    p = _mulAdd(p, r, SIMD16(repeating: 1.3981999507e-3))
+    p = _mulAdd(p, r, SIMD16(repeating: 8.3334519073e-3))
+    p = _mulAdd(p, r, SIMD16(repeating: 4.1665795894e-2))
+    p = _mulAdd(p, r, SIMD16(repeating: 1.6666665459e-1))
+    p = _mulAdd(p, r, SIMD16(repeating: 5.0000001201e-1))
+    let y = _mulAdd(p, z, r) + 1
     let bits = unsafeBitCast(t, to: SIMD16<UInt32>.self)
     let scale = unsafeBitCast((bits &- 0x4B40_0000 &+ 127) &<< 23, to: SIMD16<Float>.self)
     return y * scale
@@ -197,21 +219,106 @@ func _sigmoid(_ x: SIMD16<Float>) -> SIMD16<Float> {
     1 / (1 + _exp(-x))
 }
 
-@inline(__always)
-func _tanh(_ x: SIMD16<Float>) -> SIMD16<Float> {
+@_transparent
+func _tanhFraction(_ x: SIMD16<Float>) -> (numerator: SIMD16<Float>, denominator: SIMD16<Float>) {
     let xBits = unsafeBitCast(x, to: SIMD16<UInt32>.self)
     let a = unsafeBitCast(xBits & 0x7FFF_FFFF, to: SIMD16<Float>.self)
     let z = x * x
     var p = SIMD16<Float>(repeating: -5.70498872745e-3)
-    p = p * z + 2.06390887954e-2
-    p = p * z - 5.37397155531e-2
-    p = p * z + 1.33314422036e-1
-    p = p * z - 3.33332819422e-1
-    let small = p * z * x + x
+    p = _mulAdd(p, z, SIMD16(repeating: 2.06390887954e-2))
+    p = _mulAdd(p, z, SIMD16(repeating: -5.37397155531e-2))
+    p = _mulAdd(p, z, SIMD16(repeating: 1.33314422036e-1))
+    p = _mulAdd(p, z, SIMD16(repeating: -3.33332819422e-1))
+    let small = _mulAdd(p * z, x, x)
     let e = _exp(-2 * a)
-    let magnitude = unsafeBitCast((1 - e) / (1 + e), to: SIMD16<UInt32>.self)
-    let large = unsafeBitCast((magnitude & 0x7FFF_FFFF) | (xBits & 0x8000_0000), to: SIMD16<Float>.self)
-    return large.replacing(with: small, where: a .< 0.625)
+    let oneMinus = unsafeBitCast(1 - e, to: SIMD16<UInt32>.self)
+    let large = unsafeBitCast((oneMinus & 0x7FFF_FFFF) | (xBits & 0x8000_0000), to: SIMD16<Float>.self)
+    return (large.replacing(with: small, where: a .< 0.625),
+            (1 + e).replacing(with: SIMD16(repeating: 1), where: a .< 0.625))
+}
+
+@_transparent
+func _tanh(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    let (numerator, denominator) = _tanhFraction(x)
+    return numerator / denominator
+}
+
+// Products with σ, each with one division: the LSTM cell needs `σ(f)·c`, `σ(i)·tanh(g)` and
+// `σ(o)·tanh(c')`, five divisions if σ and tanh are taken apart and three this way. With
+// tanh as `num / den` (`_tanhFraction`, `den = 1` on the polynomial branch),
+// `σ(a)·tanh(b) = num / ((1 + e^−a)·den)`; `den ≤ 2`, so the denominator overflows only where
+// σ(a) underflows anyway, giving 0. Relative error at most about 2.5e-7 (tested); NaN
+// propagates.
+
+/// `x · σ(a) = x / (1 + e^−a)`.
+@inline(__always)
+func _timesSigmoid(_ x: Float, _ a: Float) -> Float {
+    x / (1 + _exp(-a))
+}
+
+/// `σ(a) · tanh(b)` with one division.
+@inline(__always)
+func _sigmoidTimesTanh(_ a: Float, _ b: Float) -> Float {
+    let (numerator, denominator) = _tanhFraction(b)
+    return numerator / ((1 + _exp(-a)) * denominator)
+}
+
+@_transparent
+func _timesSigmoid(_ x: SIMD16<Float>, _ a: SIMD16<Float>) -> SIMD16<Float> {
+    x / (1 + _exp(-a))
+}
+
+@_transparent
+func _sigmoidTimesTanh(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+    let (numerator, denominator) = _tanhFraction(b)
+    return numerator / ((1 + _exp(-a)) * denominator)
+}
+
+/// The LSTM cell arithmetic on one value and on sixteen lanes, as a type, so that the state
+/// updates are specialised (no dispatch inside their loops):
+/// `cell = σ(f) ⊙ c + σ(i) ⊙ φ(g)` and `output = σ(o) ⊙ φ(cell)`.
+protocol _LSTMArithmetic {
+    func cell(forget f: Float, state c: Float, input i: Float, candidate g: Float) -> Float
+    func output(_ o: Float, cell: Float) -> Float
+    func cell(forget f: SIMD16<Float>, state c: SIMD16<Float>, input i: SIMD16<Float>,
+              candidate g: SIMD16<Float>) -> SIMD16<Float>
+    func output(_ o: SIMD16<Float>, cell: SIMD16<Float>) -> SIMD16<Float>
+}
+
+/// σ = the logistic function and φ = tanh, with three divisions per unit.
+struct _SigmoidTanhLSTM: _LSTMArithmetic {
+    @inline(__always)
+    func cell(forget f: Float, state c: Float, input i: Float, candidate g: Float) -> Float {
+        _timesSigmoid(c, f) + _sigmoidTimesTanh(i, g)
+    }
+    @inline(__always)
+    func output(_ o: Float, cell: Float) -> Float { _sigmoidTimesTanh(o, cell) }
+    @inline(__always)
+    func cell(forget f: SIMD16<Float>, state c: SIMD16<Float>, input i: SIMD16<Float>,
+              candidate g: SIMD16<Float>) -> SIMD16<Float> {
+        _timesSigmoid(c, f) + _sigmoidTimesTanh(i, g)
+    }
+    @inline(__always)
+    func output(_ o: SIMD16<Float>, cell: SIMD16<Float>) -> SIMD16<Float> { _sigmoidTimesTanh(o, cell) }
+}
+
+/// Any element-wise σ and φ, applied apart.
+struct _GeneralLSTM<S: _LaneFunction, P: _LaneFunction>: _LSTMArithmetic {
+    var sigma: S
+    var phi: P
+    @inline(__always)
+    func cell(forget f: Float, state c: Float, input i: Float, candidate g: Float) -> Float {
+        sigma(f) * c + sigma(i) * phi(g)
+    }
+    @inline(__always)
+    func output(_ o: Float, cell: Float) -> Float { sigma(o) * phi(cell) }
+    @inline(__always)
+    func cell(forget f: SIMD16<Float>, state c: SIMD16<Float>, input i: SIMD16<Float>,
+              candidate g: SIMD16<Float>) -> SIMD16<Float> {
+        sigma(f) * c + sigma(i) * phi(g)
+    }
+    @inline(__always)
+    func output(_ o: SIMD16<Float>, cell: SIMD16<Float>) -> SIMD16<Float> { sigma(o) * phi(cell) }
 }
 
 /// An element-wise function on one value and on sixteen lanes, as a type, so that the state

@@ -17,8 +17,8 @@
 /// `newC = σ(f) ⊙ c + σ(i) ⊙ φ(g)`, `out = σ(o) ⊙ φ(newC)`. `H` and the bounds of `units`
 /// are multiples of 32; `newC` may be `c`.
 @inline(__always)
-func _lstmStepRow<S: _LaneFunction, P: _LaneFunction>(
-    _ sigma: S, _ phi: P, h: UnsafePointer<Float>, k: Int, u: UnsafePointer<Float>, hidden: Int,
+func _lstmStepRow<A: _LSTMArithmetic>(
+    _ arithmetic: A, h: UnsafePointer<Float>, k: Int, u: UnsafePointer<Float>, hidden: Int,
     units: Range<Int>, gates: UnsafePointer<Float>, c: UnsafePointer<Float>,
     newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
 ) {
@@ -40,10 +40,10 @@ func _lstmStepRow<S: _LaneFunction, P: _LaneFunction>(
             o0 = _madd(o0, s, _load(po)); o1 = _madd(o1, s, _load(po + 16))
             pi += width; pf += width; pg += width; po += width
         }
-        let cell0 = sigma(f0) * _load(c + j) + sigma(i0) * phi(g0)
-        let cell1 = sigma(f1) * _load(c + j + 16) + sigma(i1) * phi(g1)
+        let cell0 = arithmetic.cell(forget: f0, state: _load(c + j), input: i0, candidate: g0)
+        let cell1 = arithmetic.cell(forget: f1, state: _load(c + j + 16), input: i1, candidate: g1)
         _store(cell0, newC + j); _store(cell1, newC + j + 16)
-        _store(sigma(o0) * phi(cell0), out + j); _store(sigma(o1) * phi(cell1), out + j + 16)
+        _store(arithmetic.output(o0, cell: cell0), out + j); _store(arithmetic.output(o1, cell: cell1), out + j + 16)
         j += width
     }
 }

@@ -460,11 +460,12 @@ private func _fusedLSTMStep(_ layer: PreparedRecurrent, h: UnsafePointer<Float>,
                             units: Range<Int>, gates: UnsafePointer<Float>, c: UnsafePointer<Float>,
                             newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
     if layer.recurrentActivation == .sigmoid && layer.activation == .tanh {
-        _lstmStepRow(_SigmoidFunction(), _TanhFunction(), h: h, k: layer.outputSize, u: u, hidden: layer.hiddenSize,
+        _lstmStepRow(_SigmoidTanhLSTM(), h: h, k: layer.outputSize, u: u, hidden: layer.hiddenSize,
                      units: units, gates: gates, c: c, newC: newC, out: out)
     } else {
-        _lstmStepRow(_ActivationFunction(layer.recurrentActivation), _ActivationFunction(layer.activation), h: h,
-                     k: layer.outputSize, u: u, hidden: layer.hiddenSize, units: units, gates: gates, c: c,
+        _lstmStepRow(_GeneralLSTM(sigma: _ActivationFunction(layer.recurrentActivation),
+                                  phi: _ActivationFunction(layer.activation)),
+                     h: h, k: layer.outputSize, u: u, hidden: layer.hiddenSize, units: units, gates: gates, c: c,
                      newC: newC, out: out)
     }
 }
@@ -495,10 +496,11 @@ private func _lstmUpdate(_ layer: PreparedRecurrent, rows: Int, units: Range<Int
     // Without a projection the cell output is h' itself.
     let target = projection == nil ? newH : scratch.work
     if layer.recurrentActivation == .sigmoid && layer.activation == .tanh {
-        _lstmCells(_SigmoidFunction(), _TanhFunction(), rows: rows, hidden: hidden, units: units, gates: gates,
+        _lstmCells(_SigmoidTanhLSTM(), rows: rows, hidden: hidden, units: units, gates: gates,
                    c: c, newC: newC, out: target)
     } else {
-        _lstmCells(_ActivationFunction(layer.recurrentActivation), _ActivationFunction(layer.activation),
+        _lstmCells(_GeneralLSTM(sigma: _ActivationFunction(layer.recurrentActivation),
+                                phi: _ActivationFunction(layer.activation)),
                    rows: rows, hidden: hidden, units: units, gates: gates, c: c, newC: newC, out: target)
     }
     if let projection {
@@ -513,8 +515,8 @@ private func _lstmUpdate(_ layer: PreparedRecurrent, rows: Int, units: Range<Int
 /// The LSTM cell arithmetic, one pass over the units, sixteen at a time:
 /// `newC = σ(f) ⊙ c + σ(i) ⊙ φ(g)`, `out = σ(o) ⊙ φ(newC)` (rows of `H`).
 @inline(__always)
-private func _lstmCells<S: _LaneFunction, P: _LaneFunction>(
-    _ sigma: S, _ phi: P, rows: Int, hidden: Int, units: Range<Int>, gates: UnsafePointer<Float>,
+private func _lstmCells<A: _LSTMArithmetic>(
+    _ arithmetic: A, rows: Int, hidden: Int, units: Range<Int>, gates: UnsafePointer<Float>,
     c: UnsafePointer<Float>, newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
 ) {
     let n = units.count
@@ -528,15 +530,16 @@ private func _lstmCells<S: _LaneFunction, P: _LaneFunction>(
         let hRow = out + b * hidden + j0
         var j = 0
         while j + 16 <= n {
-            let cell = sigma(_load(forgetGate + j)) * _load(cRow + j) + sigma(_load(inputGate + j)) * phi(_load(candidate + j))
+            let cell = arithmetic.cell(forget: _load(forgetGate + j), state: _load(cRow + j),
+                                       input: _load(inputGate + j), candidate: _load(candidate + j))
             _store(cell, cNew + j)
-            _store(sigma(_load(outputGate + j)) * phi(cell), hRow + j)
+            _store(arithmetic.output(_load(outputGate + j), cell: cell), hRow + j)
             j += 16
         }
         while j < n {
-            let cell = sigma(forgetGate[j]) * cRow[j] + sigma(inputGate[j]) * phi(candidate[j])
+            let cell = arithmetic.cell(forget: forgetGate[j], state: cRow[j], input: inputGate[j], candidate: candidate[j])
             cNew[j] = cell
-            hRow[j] = sigma(outputGate[j]) * phi(cell)
+            hRow[j] = arithmetic.output(outputGate[j], cell: cell)
             j += 1
         }
     }

@@ -144,6 +144,22 @@ final class KernelTests: XCTestCase {
             _applyVectorised(vector, scalar, &lanes)
             XCTAssertEqual(bits(lanes), bits(values.map(scalar)), name)
         }
+        // The one-division products of the LSTM cell, pairing each value with a shuffled one.
+        let partners = values.shuffled(using: &rng)
+        for (name, vector, scalar) in [("σ·tanh", _sigmoidTimesTanh as (SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>,
+                                        _sigmoidTimesTanh as (Float, Float) -> Float),
+                                       ("x·σ", _timesSigmoid, _timesSigmoid)] {
+            var lanes: [Float] = []
+            var i = 0
+            while i + 16 <= values.count {
+                let a = SIMD16<Float>(values[i..<(i + 16)]), b = SIMD16<Float>(partners[i..<(i + 16)])
+                let y = vector(a, b)
+                lanes += (0..<16).map { y[$0] }
+                i += 16
+            }
+            let expected = (0..<lanes.count).map { scalar(values[$0], partners[$0]) }
+            XCTAssertEqual(bits(lanes), bits(expected), name)
+        }
         // The lane-by-lane form for other activations agrees with the element-wise one.
         let x = SIMD16<Float>((0..<16).map { Float($0) / 3 - 2.5 })
         for activation in [Activation.relu, .hardSigmoid, .softsign, .elu] {
@@ -166,6 +182,32 @@ final class KernelTests: XCTestCase {
             x = x.nextUp + max(abs(x) * 2e-5, 1e-8)
         }
         XCTAssertLessThan(worst.tanh, 2e-7)
+        // σ(a)·tanh(b) and x·σ(a), against float64 on a grid of pairs.
+        var worstProduct = 0.0, worstScaled = 0.0
+        var a: Float = -30
+        while a < 30 {
+            var b: Float = -12
+            while b < 12 {
+                let exact = Foundation.tanh(Double(b)) / (1 + Foundation.exp(-Double(a)))
+                if exact != 0 && abs(exact) > 1e-30 {
+                    worstProduct = max(worstProduct, abs(Double(_sigmoidTimesTanh(a, b)) - exact) / abs(exact))
+                }
+                let scaled = Double(b) / (1 + Foundation.exp(-Double(a)))
+                if abs(scaled) > 1e-30 {
+                    worstScaled = max(worstScaled, abs(Double(_timesSigmoid(b, a)) - scaled) / abs(scaled))
+                }
+                b += 0.00731
+            }
+            a += 0.0377
+        }
+        print("σ·tanh worst relative error \(worstProduct), x·σ \(worstScaled)")
+        XCTAssertLessThan(worstProduct, 3e-7)
+        XCTAssertLessThan(worstScaled, 2e-7)
+        XCTAssertLessThan(_sigmoidTimesTanh(-100, 5), 1e-37)
+        XCTAssertEqual(_sigmoidTimesTanh(100, 100), 1)
+        XCTAssertEqual(_sigmoidTimesTanh(100, -100), -1)
+        XCTAssertTrue(_sigmoidTimesTanh(.nan, 1).isNaN)
+        XCTAssertTrue(_sigmoidTimesTanh(1, .nan).isNaN)
         XCTAssertLessThan(worst.sigmoid, 2e-7)
         XCTAssertLessThan(worst.exp, 2e-7)
         XCTAssertEqual(_tanh(0), 0)
