@@ -146,7 +146,12 @@ func _runRecurrent(_ layer: PreparedRecurrent, flow: _Flow, state: inout _LayerS
     let stepWidth = directionCount * recurrentSize  // concat layout of the raw output
 
     // Raw per-step output, directions side by side (concat layout); merged at the end.
-    var raw = [Float](repeating: 0, count: layer.returnSequences ? batch * time * stepWidth : 0)
+    // Without a mask every step of every row is written, so no zero fill is needed; masked
+    // steps of a `.zero` layer stay zero.
+    let rawCount = layer.returnSequences ? batch * time * stepWidth : 0
+    var raw = flow.mask == nil
+        ? [Float](unsafeUninitializedCapacity: rawCount) { _, initialized in initialized = rawCount }
+        : [Float](repeating: 0, count: rawCount)
 
     if batch > 0 && time > 0 {
         let plan = _RecurrentPlan(
