@@ -192,6 +192,9 @@ public final class Engine: Sendable {
     func _forward(_ start: _Start, mask: [Bool]?, states: inout [_LayerState], threads: Int = 1) throws -> _Flow {
         var flow: _Flow
         var layerIndices = layers.indices[...]
+        // Token ids for a recurrent layer that looks up its input projection per token
+        // (`_foldEmbedding`); the embedding's rows are then not gathered at all.
+        var tokens: [Int]?
         switch start {
         case .features(let input):
             flow = input
@@ -199,8 +202,11 @@ public final class Engine: Sendable {
             guard case .embedding(let table, let vocabulary, let dimension, let maskZero) = layers.first else {
                 preconditionFailure("checked by _start")
             }
+            var folded = false
+            if layers.count > 1, case .recurrent(let next) = layers[1] { folded = next.directions[0].tokenProjection != nil }
             flow = try _embed(ids: ids, batch: batch, time: time, table: table, vocabulary: vocabulary,
-                              dimension: dimension, maskZero: maskZero)
+                              dimension: dimension, maskZero: maskZero, gather: !folded)
+            tokens = folded ? ids : nil
             layerIndices = layerIndices.dropFirst()
         }
         if let mask { flow.intersectMask(mask) }
@@ -237,7 +243,8 @@ public final class Engine: Sendable {
                 guard flow.features == layer.inputSize else {
                     throw checker.error("input has \(flow.features) features, expected \(layer.inputSize) (input size)")
                 }
-                flow = _runRecurrent(layer, flow: flow, state: &states[recurrentOrdinal], threads: threads)
+                flow = _runRecurrent(layer, flow: flow, state: &states[recurrentOrdinal], threads: threads,
+                                     tokens: index == 1 ? tokens : nil)
                 lastFinal = (states[recurrentOrdinal].h, layer.directionCount, layer.outputSize)
                 recurrentOrdinal += 1
 
@@ -303,12 +310,17 @@ public final class Engine: Sendable {
 
 /// Looks up token ids `[batch, time]` in `table` `[vocabulary, dimension]`.
 ///
-/// With `maskZero`, id 0 marks a masked step (Keras `mask_zero`).
+/// With `maskZero`, id 0 marks a masked step (Keras `mask_zero`). Without `gather` the ids
+/// are only checked and the flow carries no values (the next layer reads the ids).
 func _embed(ids: [Int], batch: Int, time: Int, table: [Float], vocabulary: Int, dimension: Int,
-            maskZero: Bool) throws -> _Flow {
+            maskZero: Bool, gather: Bool = true) throws -> _Flow {
     for (position, id) in ids.enumerated() where !(0..<vocabulary).contains(id) {
         throw EngineError(layerIndex: 0, layerKind: "embedding",
                           message: "token id \(id) at [\(position / max(1, time)), \(position % max(1, time))] is outside the vocabulary 0..<\(vocabulary)")
+    }
+    guard gather else {
+        return _Flow(values: [], batch: batch, time: time, features: dimension,
+                     mask: maskZero ? ids.map { $0 != 0 } : nil)
     }
     // Every row is written: no zero fill first, and one block copy per token.
     let values = [Float](unsafeUninitializedCapacity: ids.count * dimension) { out, initialized in

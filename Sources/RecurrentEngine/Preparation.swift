@@ -38,6 +38,9 @@ struct PreparedDirection: Sendable {
     var recurrentNewBias: [Float]?
     /// LSTM with a projection: `W_hr` as `[H → P]`.
     var projection: _PackedMatrix?
+    /// `[V, G·H]`, for a layer right after an embedding of `V` tokens: row `v` is
+    /// `bias + E[v] W`, the input projection of token `v` (see `_foldEmbedding`).
+    var tokenProjection: [Float]? = nil
 }
 
 /// A recurrent layer ready to run.
@@ -193,7 +196,41 @@ func _prepare(_ model: Model) throws -> [PreparedLayer] {
             hasTime = false
         }
     }
+    _foldEmbedding(&prepared)
     return prepared
+}
+
+/// Most floats `_foldEmbedding` may add (64 MB).
+let _tokenProjectionLimit = 1 << 24
+
+/// For an embedding followed directly by a recurrent layer, computes each direction's input
+/// projection of every vocabulary entry once (`PreparedDirection.tokenProjection`), so that
+/// a run looks up one row per token instead of gathering the embedding and multiplying it.
+///
+/// Row `v` is `bias + E[v] W` accumulated by the same kernel in the same order as a run's
+/// product, so the values are the same bit for bit. Done only while the tables stay within
+/// `_tokenProjectionLimit` floats: they hold `V·G·H` floats per direction, against `V·dim`
+/// for the embedding itself.
+func _foldEmbedding(_ prepared: inout [PreparedLayer], limit: Int = _tokenProjectionLimit) {
+    guard prepared.count >= 2,
+          case .embedding(let table, let vocabulary, let dimension, _) = prepared[0],
+          case .recurrent(var layer) = prepared[1] else { return }
+    let width = layer.gateCount * layer.hiddenSize
+    guard vocabulary * width * layer.directionCount <= limit, dimension == layer.inputSize else { return }
+    for d in layer.directions.indices {
+        let direction = layer.directions[d]
+        let rows = [Float](unsafeUninitializedCapacity: vocabulary * width) { out, initialized in
+            table.withUnsafeBufferPointer { x in
+                direction.bias.withUnsafeBufferPointer { bias in
+                    _affine(x: x.baseAddress, rows: vocabulary, weight: direction.inputWeight, bias: bias.baseAddress,
+                            into: out.baseAddress!)
+                }
+            }
+            initialized = vocabulary * width
+        }
+        layer.directions[d].tokenProjection = rows
+    }
+    prepared[1] = .recurrent(layer)
 }
 
 /// Validates one recurrent layer against its declared sizes and prepares its weights.

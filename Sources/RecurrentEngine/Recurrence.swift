@@ -112,8 +112,10 @@ func _share(_ total: Int, members: Int, member: Int, granule: Int = 1) -> Range<
 
 /// The memory one layer's workers share; each writes a disjoint part.
 struct _LayerMemory {
-    /// `[B, T, I]`.
-    var x: UnsafePointer<Float>
+    /// `[B, T, I]`; nil (not read) with `tokens`.
+    var x: UnsafePointer<Float>?
+    /// `[B, T]` token ids whose input projections the directions' `tokenProjection` holds.
+    var tokens: UnsafePointer<Int>?
     /// `[B, T]`, or nil when every step is valid.
     var mask: UnsafePointer<Bool>?
     /// `[D, B, R]`.
@@ -138,7 +140,11 @@ struct _LayerMemory {
 ///
 /// Returns `[B, T, merged]` with `returnSequences`, else `[B, merged]` from each
 /// direction's final `h`. The result does not depend on `threads`, bit for bit.
-func _runRecurrent(_ layer: PreparedRecurrent, flow: _Flow, state: inout _LayerState, threads: Int = 1) -> _Flow {
+///
+/// With `tokens` (`[B, T]` ids, for a layer whose directions have a `tokenProjection`), the
+/// input projection of each step is looked up by token and `flow.values` is not read.
+func _runRecurrent(_ layer: PreparedRecurrent, flow: _Flow, state: inout _LayerState, threads: Int = 1,
+                   tokens: [Int]? = nil) -> _Flow {
     let batch = flow.batch
     let time = flow.time ?? 0
     let recurrentSize = layer.outputSize
@@ -169,13 +175,14 @@ func _runRecurrent(_ layer: PreparedRecurrent, flow: _Flow, state: inout _LayerS
         let barriers = plan.groups.map { $0.members > 1 ? _SpinBarrier(count: $0.members) : nil }
 
         flow.values.withUnsafeBufferPointer { x in
+        _withOptionalBuffer(tokens) { tokens in
         _withOptionalBuffer(flow.mask) { mask in
         state.h.withUnsafeMutableBufferPointer { h in
         state.carried.withUnsafeMutableBufferPointer { carried in
         cStorage.withUnsafeMutableBufferPointer { c in
         raw.withUnsafeMutableBufferPointer { out in
             let memory = _Shared(value: _LayerMemory(
-                x: x.baseAddress!, mask: mask, h: h.baseAddress!,
+                x: x.baseAddress, tokens: tokens, mask: mask, h: h.baseAddress!,
                 // Decided by kind, not by baseAddress: an empty array may still have one.
                 c: layer.kind == .lstm ? c.baseAddress! : nil, carried: carried.baseAddress!,
                 raw: layer.returnSequences ? out.baseAddress! : nil))
@@ -186,6 +193,7 @@ func _runRecurrent(_ layer: PreparedRecurrent, flow: _Flow, state: inout _LayerS
                               memory: memory.value, batch: batch, time: time)
                 }
             }
+        }
         }
         }
         }
@@ -218,7 +226,7 @@ func _runRecurrent(_ layer: PreparedRecurrent, flow: _Flow, state: inout _LayerS
 }
 
 /// Calls `body` with the array's base address, or nil for a nil array.
-private func _withOptionalBuffer<R>(_ values: [Bool]?, _ body: (UnsafePointer<Bool>?) -> R) -> R {
+private func _withOptionalBuffer<Element, R>(_ values: [Element]?, _ body: (UnsafePointer<Element>?) -> R) -> R {
     guard let values else { return body(nil) }
     return values.withUnsafeBufferPointer { body($0.baseAddress) }
 }
@@ -342,22 +350,40 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
 
     withExtendedLifetime(weights) {
     weights.bias.withUnsafeBufferPointer { bias in
+    _withOptionalBuffer(weights.tokenProjection) { tokenTable in
     bhn.withUnsafeBufferPointer { bhn in
         for chunkStart in stride(from: 0, to: time, by: scratch.chunk) {
             let steps = Swift.min(scratch.chunk, time - chunkStart)
-            // The chunk's inputs, time-major in processing order: inputs[slot, b] = x[b, t].
-            for slot in 0..<steps {
-                let s = chunkStart + slot
-                let t = reversed ? time - 1 - s : s
-                for b in 0..<m {
-                    (inputs + (slot * m + b) * inputSize)
-                        .update(from: memory.x + ((rows.lowerBound + b) * time + t) * inputSize, count: inputSize)
+            if let tokens = memory.tokens, let table = tokenTable {
+                // The projection of each step's token, this member's columns: gates[slot, b] =
+                // tokenProjection[id of x[b, t]].
+                for slot in 0..<steps {
+                    let s = chunkStart + slot
+                    let t = reversed ? time - 1 - s : s
+                    for b in 0..<m {
+                        let source = table + tokens[(rows.lowerBound + b) * time + t] * gateWidth
+                        let target = scratch.gates + (slot * m + b) * gateWidth
+                        for panels in inputPanels {
+                            let columns = (panels.lowerBound * _PackedMatrix.panelWidth)..<Swift.min(gateWidth, panels.upperBound * _PackedMatrix.panelWidth)
+                            (target + columns.lowerBound).update(from: source + columns.lowerBound, count: columns.count)
+                        }
+                    }
                 }
-            }
-            // Their projection for this member's columns: gates[slot, b] = x[b, t] W + bias.
-            for panels in inputPanels {
-                _gemm(m: steps * m, a: inputs, lda: inputSize, b: w, k: inputSize, n: gateWidth, panels: panels,
-                      c: scratch.gates, ldc: gateWidth, initial: bias.baseAddress!)
+            } else {
+                // The chunk's inputs, time-major in processing order: inputs[slot, b] = x[b, t].
+                for slot in 0..<steps {
+                    let s = chunkStart + slot
+                    let t = reversed ? time - 1 - s : s
+                    for b in 0..<m {
+                        (inputs + (slot * m + b) * inputSize)
+                            .update(from: memory.x! + ((rows.lowerBound + b) * time + t) * inputSize, count: inputSize)
+                    }
+                }
+                // Their projection for this member's columns: gates[slot, b] = x[b, t] W + bias.
+                for panels in inputPanels {
+                    _gemm(m: steps * m, a: inputs, lda: inputSize, b: w, k: inputSize, n: gateWidth, panels: panels,
+                          c: scratch.gates, ldc: gateWidth, initial: bias.baseAddress!)
+                }
             }
 
             for slot in 0..<steps {
@@ -443,6 +469,7 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                 barrier?.wait()
             }
         }
+    }
     }
     }
     }

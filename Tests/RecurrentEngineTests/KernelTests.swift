@@ -330,6 +330,44 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// A recurrent layer right after an embedding looks up its input projection per token
+    /// (`_foldEmbedding`); the values equal the gathered-and-multiplied ones bit for bit, for
+    /// every cell kind, one or two directions, masks from lengths and `maskZero`, row and unit
+    /// splits over threads. An identity layer in between turns the lookup off.
+    func testEmbeddingFoldedIntoInputProjectionMatchesExactly() throws {
+        var rng = SeededGenerator(seed: 13)
+        for variant in [CellVariant.lstm, .gruAfter, .gruBefore, .rnnTanh, .lstmProjected] {
+            for directions in 1...2 {
+                let vocabulary = 11, dimension = 6
+                let embedding = Embedding(table: rng.tensor([vocabulary, dimension]), maskZero: directions == 2)
+                let layer = randomLayer(variant, inputSize: dimension, hiddenSize: 32, directions: directions, using: &rng)
+                let folded = try Engine(model: Model(layers: [.embedding(embedding), .recurrent(layer)]))
+                let plain = try Engine(model: Model(layers: [.embedding(embedding), .activation(.linear), .recurrent(layer)]))
+                guard case .recurrent(let prepared) = folded.layers[1] else { return XCTFail("layer 1 is not recurrent") }
+                XCTAssertEqual(prepared.directions.map { $0.tokenProjection?.count }, Array(repeating: vocabulary * layer.kind.gateCount * 32, count: directions))
+                for batch in [1, 3, 17] {
+                    let ids = (0..<(batch * 9)).map { ($0 * 7 + batch) % vocabulary }
+                    let lengths = (0..<batch).map { 9 - ($0 * 4) % 9 }
+                    for threads in [1, 2] {
+                        let a = try folded.run(.tokens(ids: ids, batch: batch, time: 9), lengths: lengths, threads: threads)
+                        let b = try plain.run(.tokens(ids: ids, batch: batch, time: 9), lengths: lengths, threads: threads)
+                        XCTAssertEqual(a.output, b.output, "\(variant) D\(directions) B\(batch) threads \(threads)")
+                        XCTAssertEqual(a.finalStates, b.finalStates, "\(variant) D\(directions) B\(batch) threads \(threads)")
+                    }
+                }
+                // Beyond the size limit the layer keeps the product.
+                var layers = folded.layers
+                if case .recurrent(var unfolded) = layers[1] {
+                    for d in unfolded.directions.indices { unfolded.directions[d].tokenProjection = nil }
+                    layers[1] = .recurrent(unfolded)
+                }
+                _foldEmbedding(&layers, limit: vocabulary * layer.kind.gateCount * 32 * directions - 1)
+                guard case .recurrent(let limited) = layers[1] else { return XCTFail("layer 1 is not recurrent") }
+                XCTAssertTrue(limited.directions.allSatisfy { $0.tokenProjection == nil })
+            }
+        }
+    }
+
     func testForwardFLOPs() {
         var rng = SeededGenerator(seed: 9)
         // The reference workload: 2-layer bidirectional LSTM 128 → 256, 256 steps.
