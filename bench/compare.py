@@ -4,8 +4,8 @@
 For each workload this script builds the module in PyTorch with random weights, writes it as a
 RecurrentKit model file (spec/pytorch-layout.md) with h5py, exports the same module with
 torch.onnx.export, and then, interleaved in rounds, runs `rnnkit bench --json` as a subprocess
-and times PyTorch and ONNX Runtime in this process: one warm-up, then REPEAT forward passes each,
-all three on the same thread count. It prints the medians over all rounds and the ratio of
+and times PyTorch and ONNX Runtime in this process: WARMUP seconds of untimed passes (at least
+one), then REPEAT forward passes each, all three on the same thread count. It prints the medians over all rounds and the ratio of
 RecurrentKit's time to the faster peer's (below 1 means RecurrentKit is faster).
 
 Not part of CI. Requirements: bench/requirements.txt and a release build of rnnkit, e.g.
@@ -112,8 +112,13 @@ def make_input(tokens, size, batch, steps, rng):
     return torch.from_numpy(rng.uniform(-1, 1, size=(batch, steps, size)).astype(np.float32))
 
 
-def time_calls(call, repeat):
-    call()  # warm-up
+def time_calls(call, repeat, warmup):
+    """One call, more until `warmup` seconds have passed (idle cores take tens of milliseconds
+    to reach full speed), then `repeat` timed calls."""
+    end = time.perf_counter() + warmup
+    call()
+    while time.perf_counter() < end:
+        call()
     seconds = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -159,6 +164,8 @@ def main():
     parser.add_argument("--time", type=int, default=256, help="steps per sequence")
     parser.add_argument("--batches", default="1,64", help="comma-separated batch sizes")
     parser.add_argument("--repeat", type=int, default=10, help="timed passes per engine and round")
+    parser.add_argument("--warmup", type=float, default=0.2,
+                        help="seconds of untimed passes before each engine's timed ones, every round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--only", help="comma-separated workload names")
     parser.add_argument("--json", help="also write the results to this file")
@@ -207,14 +214,15 @@ def main():
                 for _ in range(args.rounds):
                     run = subprocess.run(
                         [args.rnnkit, "bench", model_path, "--batch", str(batch), "--time", str(args.time),
-                         "--repeat", str(args.repeat), "--threads", str(args.threads), "--json"],
+                         "--repeat", str(args.repeat), "--threads", str(args.threads),
+                         "--warmup", str(args.warmup), "--json"],
                         check=True, capture_output=True, text=True)
                     report = json.loads(run.stdout)
                     ours += report["seconds"]
                     flops = report["flops"]
                     with torch.inference_mode():
-                        torch_times += time_calls(lambda: module(x), args.repeat)
-                    ort_times += time_calls(lambda: session.run(None, feed), args.repeat)
+                        torch_times += time_calls(lambda: module(x), args.repeat, args.warmup)
+                    ort_times += time_calls(lambda: session.run(None, feed), args.repeat, args.warmup)
 
                 mine, theirs, onnx = (statistics.median(s) for s in (ours, torch_times, ort_times))
                 best = min(theirs, onnx)

@@ -7,8 +7,9 @@ struct Bench: ParsableCommand {
         abstract: "Time forward passes of a model on random inputs.",
         discussion: """
         Builds random inputs of shape [batch, time, features] (token ids for a model that \
-        starts with an embedding), runs one untimed warm-up pass, then REPEAT timed passes \
-        in this process; nothing is read or written in the timed region. Prints the median, \
+        starts with an embedding), runs untimed warm-up passes for WARMUP seconds (at least \
+        one), then REPEAT timed passes in this process; nothing is read or written in the \
+        timed region. Prints the median, \
         minimum and maximum seconds per pass and the achieved GFLOP/s at the median, counted \
         by Model.forwardFLOPs (2·in·out per weight-matrix product and row).
         """)
@@ -25,6 +26,10 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("repeat"), help: "Timed passes.")
     var repetitions: Int = 10
 
+    @Option(help: ArgumentHelp("Seconds of untimed passes before timing (at least one pass).",
+                               discussion: "Idle cores take tens of milliseconds to reach full speed."))
+    var warmup: Double = 0.2
+
     @Option(help: "Threads per recurrent layer (the engine's default is 1).")
     var threads: Int = 1
 
@@ -39,6 +44,7 @@ struct Bench: ParsableCommand {
         guard time >= 1 else { throw ValidationError("--time must be at least 1") }
         guard repetitions >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard warmup >= 0, warmup <= 60 else { throw ValidationError("--warmup must be between 0 and 60 seconds") }
     }
 
     func run() throws {
@@ -48,9 +54,14 @@ struct Bench: ParsableCommand {
         }
         let engine = try failingWithStatus2 { try loaded.engine }
         var seconds: [Double] = []
+        var warmupPasses = 0
         try failingWithStatus2 {
-            _ = try engine.run(input, threads: threads)
             let clock = ContinuousClock()
+            let warmupEnd = clock.now + .milliseconds(Int64(warmup * 1000))
+            repeat {
+                _ = try engine.run(input, threads: threads)
+                warmupPasses += 1
+            } while clock.now < warmupEnd
             for _ in 0..<repetitions {
                 let start = clock.now
                 _ = try engine.run(input, threads: threads)
@@ -66,7 +77,8 @@ struct Bench: ParsableCommand {
         let flops = loaded.model.forwardFLOPs(batch: batch, time: time)
         let report = Report(model: model, batch: batch, time: time, threads: threads, repeat: repetitions,
                             flops: flops, medianSeconds: median, minSeconds: seconds.first!,
-                            maxSeconds: seconds.last!, gflops: flops / median / 1e9, seconds: timings)
+                            maxSeconds: seconds.last!, gflops: flops / median / 1e9, warmupPasses: warmupPasses,
+                            seconds: timings)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
@@ -74,7 +86,7 @@ struct Bench: ParsableCommand {
         } else {
             let shape = loaded.model.takesTokenIDs ? "[\(batch), \(time)] token ids" : "[\(batch), \(time), \(featureCount(of: loaded.model) ?? 0)] features"
             print("model: \(model) (\(loaded.layout.title))")
-            print("input: \(shape), \(threads) thread\(threads == 1 ? "" : "s"), \(repetitions) timed passes after 1 warm-up")
+            print("input: \(shape), \(threads) thread\(threads == 1 ? "" : "s"), \(repetitions) timed passes after \(warmupPasses) warm-up pass\(warmupPasses == 1 ? "" : "es")")
             print("seconds per pass: median \(format(median)), min \(format(seconds.first!)), max \(format(seconds.last!))")
             print("work: \(format(flops / 1e9)) GFLOP per pass, \(format(report.gflops)) GFLOP/s at the median")
         }
@@ -92,11 +104,13 @@ struct Bench: ParsableCommand {
         var minSeconds: Double
         var maxSeconds: Double
         var gflops: Double
+        var warmupPasses: Int
         /// Every timed pass, in order.
         var seconds: [Double]
 
         enum CodingKeys: String, CodingKey {
             case model, batch, time, threads, `repeat`, flops, gflops, seconds
+            case warmupPasses = "warmup_passes"
             case medianSeconds = "median_seconds", minSeconds = "min_seconds", maxSeconds = "max_seconds"
         }
     }
