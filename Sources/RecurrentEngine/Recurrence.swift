@@ -354,7 +354,9 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
     bhn.withUnsafeBufferPointer { bhn in
         for chunkStart in stride(from: 0, to: time, by: scratch.chunk) {
             let steps = Swift.min(scratch.chunk, time - chunkStart)
-            if let tokens = memory.tokens, let table = tokenTable {
+            if fused && memory.tokens != nil && tokenTable != nil {
+                // The fused step reads each token's row of the table in place (below).
+            } else if let tokens = memory.tokens, let table = tokenTable {
                 // The projection of each step's token, this member's columns: gates[slot, b] =
                 // tokenProjection[id of x[b, t]].
                 for slot in 0..<steps {
@@ -400,13 +402,19 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                 // hNext (and c) when `direct`.
                 let newH = direct ? hNext : scratch.newH
                 if fused {
-                    // One row: product and cell arithmetic per block of 32 units (FusedStep.swift).
+                    // One row: product and cell arithmetic per block of 32 units (FusedStep.swift),
+                    // from the step's projection, or, after an embedding, the token's row of the
+                    // table, read in place.
+                    var projected = UnsafePointer(gates)
+                    if let tokens = memory.tokens, let table = tokenTable {
+                        projected = table + tokens[rows.lowerBound * time + t] * gateWidth
+                    }
                     if layer.kind == .lstm {
-                        _fusedLSTMStep(layer, h: h, u: u, units: units, gates: gates, c: c!,
+                        _fusedLSTMStep(layer, h: h, u: u, units: units, gates: projected, c: c!,
                                        newC: direct ? c! : scratch.newC, out: newH)
                     } else {
                         _fusedGRUStep(layer, h: h, u: u, un: un!, newBias: bhn.baseAddress!, units: units,
-                                      gates: gates, out: newH)
+                                      gates: projected, out: newH)
                     }
                 } else {
                     // Gates += h U (GRU: the r and z blocks only; U_n h + b_hn apart, in scratch.work).
