@@ -211,28 +211,41 @@ func _monotonicNanoseconds() -> Int {
 }
 
 /// A reusable barrier for a fixed number of threads that spins (yielding after a while).
+///
+/// Each member counts its rounds in a slot of its own, on a cache line of its own, and waits
+/// until every other member's count has caught up: one store and, when a partner is already
+/// there, one cache-line transfer per round, instead of a shared counter that every member
+/// modifies.
 final class _SpinBarrier: Sendable {
     let count: Int
-    private let arrived = Atomic<Int>(0)
-    private let generation = Atomic<Int>(0)
+    private let slots: [_BarrierSlot]
 
-    init(count: Int) { self.count = count }
+    init(count: Int) {
+        self.count = count
+        slots = (0..<count).map { _ in _BarrierSlot() }
+    }
 
-    /// Returns once all `count` threads have called `wait()` for this round. Memory written
-    /// before a thread's call is visible to every thread after the barrier.
-    func wait() {
-        let round = generation.load(ordering: .acquiring)
-        if arrived.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue == count {
-            arrived.store(0, ordering: .relaxed)
-            generation.wrappingAdd(1, ordering: .releasing)
-            return
-        }
-        var spins = 0
-        while generation.load(ordering: .acquiring) == round {
-            spins += 1
-            if spins > 20_000 { sched_yield() }
+    /// Returns once all `count` members have called `wait(member:)` as many times as this
+    /// member has. Memory written before a member's call is visible to every member after it.
+    func wait(member: Int) {
+        let round = slots[member].rounds.load(ordering: .relaxed) &+ 1
+        slots[member].rounds.store(round, ordering: .releasing)
+        for other in 0..<count where other != member {
+            var spins = 0
+            while slots[other].rounds.load(ordering: .acquiring) < round {
+                spins += 1
+                if spins > 20_000 { sched_yield() }
+            }
         }
     }
+}
+
+/// One member's round count, alone on its cache line (padding on both sides keeps any other
+/// slot's counter at least 64 bytes away).
+final class _BarrierSlot: Sendable {
+    private let before: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
+    let rounds = Atomic<Int>(0)
+    private let after: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
 }
 
 /// Wraps a raw pointer (or a struct of them) for use by worker threads that touch disjoint

@@ -346,7 +346,7 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
         (scratch.hBuffers + b * recurrentSize + outputUnits.lowerBound)
             .update(from: stateH + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
     }
-    barrier?.wait()
+    barrier?.wait(member: member)
 
     withExtendedLifetime(weights) {
     weights.bias.withUnsafeBufferPointer { bias in
@@ -448,7 +448,7 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                                 .update(from: hNext + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
                         }
                     }
-                    barrier?.wait()
+                    barrier?.wait(member: member)
                     continue
                 }
 
@@ -474,7 +474,7 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                     }
                     // else: stays zero.
                 }
-                barrier?.wait()
+                barrier?.wait(member: member)
             }
         }
     }
