@@ -3,9 +3,10 @@
 /// Runs a `Model` on batches of sequences.
 ///
 /// Creating an engine validates every weight against the declared sizes and prepares the
-/// weights for the recurrence (gate blocks in one internal order, transposed matrices,
-/// pre-summed biases); `run` then only validates its input. An engine is immutable and can
-/// be shared between tasks.
+/// weights for the recurrence (gate blocks in one internal order, matrices packed for the
+/// kernel, pre-summed biases, and for a recurrent layer right after an embedding the input
+/// projection of every vocabulary entry, within a size limit); `run` then only validates its
+/// input. An engine is immutable and can be shared between tasks.
 public final class Engine: Sendable {
     /// The model as given.
     public let model: Model

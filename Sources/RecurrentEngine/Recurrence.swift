@@ -5,6 +5,9 @@
 // step's gates for a block of batch rows are contiguous; the time loop then only accumulates
 // the state product `[B, R] × [R, G·H]` into them (the kernel's 8-row blocks run over the
 // batch) and applies the gates. Every buffer the loop touches is allocated before it starts.
+// A single row (batch 1) runs each step fused (FusedStep.swift): per block of 32 units, the
+// product's accumulators go straight into the cell arithmetic. A layer right after an
+// embedding looks its projection up per token (`PreparedDirection.tokenProjection`).
 //
 // Threads (`_RecurrentPlan`): directions run in parallel; within a direction, batch rows are
 // split when there are at least 8 per thread, else the hidden units (their gate columns of

@@ -157,6 +157,18 @@ final class CommandLineTests: XCTestCase {
             XCTAssertGreaterThan(median, 0)
             XCTAssertLessThanOrEqual(minimum, median)
             XCTAssertGreaterThan(try XCTUnwrap(object["gflops"] as? Double), 0)
+            XCTAssertEqual((object["seconds"] as? [Double])?.count, 2)
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(object["warmup_passes"] as? Int), 1)
+        }
+        // --warmup 0: exactly one untimed pass.
+        let once = try rnnkit("bench", fixture("pytorch/gru_basic.h5"), "--warmup", "0", "--repeat", "1", "--json")
+        XCTAssertEqual(once.status, 0, once.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(once.stdout.utf8)) as? [String: Any], once.stdout)
+        XCTAssertEqual(report["warmup_passes"] as? Int, 1)
+        for value in ["-1", "nan", "61"] {
+            let refused = try rnnkit("bench", fixture("pytorch/gru_basic.h5"), "--warmup", value)
+            XCTAssertEqual(refused.status, 2, "--warmup \(value)")
+            XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
         }
         let text = try rnnkit("bench", fixture("pytorch/gru_basic.h5"), "--batch", "2", "--time", "4", "--repeat", "3")
         XCTAssertEqual(text.status, 0, text.stderr)
