@@ -12,6 +12,27 @@
 // value and adds `h_p · U[p, j]` for `p` ascending, and the cell expressions are the same.
 // Results are bit-identical either way.
 
+/// Where members that split a step's units wait for each other inside the step (one row):
+/// each member's slice of `h` is needed only when the product reaches it, so a member starts
+/// on the slices already there (its own among them) instead of waiting for every partner at
+/// the end of the previous step. The product still runs over `p` ascending.
+struct _StepWait {
+    let barrier: _SpinBarrier
+    let member: Int
+    /// The arrivals a partner has made once its part of this step's `h` is written.
+    let rounds: Int
+    /// `members + 1` unit boundaries: member `m` owns `bounds[m] ..< bounds[m + 1]`.
+    let bounds: UnsafePointer<Int>
+
+    /// The end of the slice of `h` that contains `p`, after waiting for its owner.
+    @inline(__always)
+    func slice(from p: Int, owner: inout Int) -> Int {
+        while bounds[owner + 1] <= p { owner += 1 }
+        if owner != member { barrier.wait(for: owner, rounds: rounds) }
+        return bounds[owner + 1]
+    }
+}
+
 /// LSTM, one row: for the 32-unit blocks of `units`, gates `g + h U` (`u` packed `[R, 4H]`,
 /// `gates` the row's `[4H]` input projection with biases), then
 /// `newC = σ(f) ⊙ c + σ(i) ⊙ φ(g)`, `out = σ(o) ⊙ φ(newC)`. `H` and the bounds of `units`
@@ -20,7 +41,7 @@
 func _lstmStepRow<A: _LSTMArithmetic>(
     _ arithmetic: A, h: UnsafePointer<Float>, k: Int, u: UnsafePointer<Float>, hidden: Int,
     units: Range<Int>, gates: UnsafePointer<Float>, c: UnsafePointer<Float>,
-    newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+    newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, wait: _StepWait?
 ) {
     let width = _PackedMatrix.panelWidth
     let gateStride = (hidden / width) * k * width  // floats from one gate's panel to the next
@@ -32,13 +53,19 @@ func _lstmStepRow<A: _LSTMArithmetic>(
         var f0 = _load(gates + hidden + j), f1 = _load(gates + hidden + j + 16)
         var g0 = _load(gates + 2 * hidden + j), g1 = _load(gates + 2 * hidden + j + 16)
         var o0 = _load(gates + 3 * hidden + j), o1 = _load(gates + 3 * hidden + j + 16)
-        for p in 0..<k {
-            let s = SIMD16<Float>(repeating: h[p])
-            i0 = _madd(i0, s, _load(pi)); i1 = _madd(i1, s, _load(pi + 16))
-            f0 = _madd(f0, s, _load(pf)); f1 = _madd(f1, s, _load(pf + 16))
-            g0 = _madd(g0, s, _load(pg)); g1 = _madd(g1, s, _load(pg + 16))
-            o0 = _madd(o0, s, _load(po)); o1 = _madd(o1, s, _load(po + 16))
-            pi += width; pf += width; pg += width; po += width
+        var p = 0, owner = 0
+        while p < k {
+            // The first block meets each partner's slice of h as it gets there.
+            let end = j == units.lowerBound ? wait?.slice(from: p, owner: &owner) ?? k : k
+            while p < end {
+                let s = SIMD16<Float>(repeating: h[p])
+                i0 = _madd(i0, s, _load(pi)); i1 = _madd(i1, s, _load(pi + 16))
+                f0 = _madd(f0, s, _load(pf)); f1 = _madd(f1, s, _load(pf + 16))
+                g0 = _madd(g0, s, _load(pg)); g1 = _madd(g1, s, _load(pg + 16))
+                o0 = _madd(o0, s, _load(po)); o1 = _madd(o1, s, _load(po + 16))
+                pi += width; pf += width; pg += width; po += width
+                p += 1
+            }
         }
         let cell0 = arithmetic.cell(forget: f0, state: _load(c + j), input: i0, candidate: g0)
         let cell1 = arithmetic.cell(forget: f1, state: _load(c + j + 16), input: i1, candidate: g1)
@@ -56,7 +83,7 @@ func _lstmStepRow<A: _LSTMArithmetic>(
 func _gruStepRow<S: _LaneFunction, P: _LaneFunction>(
     _ sigma: S, _ phi: P, h: UnsafePointer<Float>, u: UnsafePointer<Float>, un: UnsafePointer<Float>,
     newBias: UnsafePointer<Float>, hidden: Int, units: Range<Int>, gates: UnsafePointer<Float>,
-    out: UnsafeMutablePointer<Float>
+    out: UnsafeMutablePointer<Float>, wait: _StepWait?
 ) {
     let width = _PackedMatrix.panelWidth
     let k = hidden
@@ -69,12 +96,17 @@ func _gruStepRow<S: _LaneFunction, P: _LaneFunction>(
         var r0 = _load(gates + j), r1 = _load(gates + j + 16)
         var z0 = _load(gates + hidden + j), z1 = _load(gates + hidden + j + 16)
         var m0 = _load(newBias + j), m1 = _load(newBias + j + 16)
-        for p in 0..<k {
-            let s = SIMD16<Float>(repeating: h[p])
-            r0 = _madd(r0, s, _load(pr)); r1 = _madd(r1, s, _load(pr + 16))
-            z0 = _madd(z0, s, _load(pz)); z1 = _madd(z1, s, _load(pz + 16))
-            m0 = _madd(m0, s, _load(pn)); m1 = _madd(m1, s, _load(pn + 16))
-            pr += width; pz += width; pn += width
+        var p = 0, owner = 0
+        while p < k {
+            let end = j == units.lowerBound ? wait?.slice(from: p, owner: &owner) ?? k : k
+            while p < end {
+                let s = SIMD16<Float>(repeating: h[p])
+                r0 = _madd(r0, s, _load(pr)); r1 = _madd(r1, s, _load(pr + 16))
+                z0 = _madd(z0, s, _load(pz)); z1 = _madd(z1, s, _load(pz + 16))
+                m0 = _madd(m0, s, _load(pn)); m1 = _madd(m1, s, _load(pn + 16))
+                pr += width; pz += width; pn += width
+                p += 1
+            }
         }
         let candidate = gates + 2 * hidden + j
         let next0 = phi(_load(candidate) + sigma(r0) * m0)

@@ -228,14 +228,25 @@ final class _SpinBarrier: Sendable {
     /// Returns once all `count` members have called `wait(member:)` as many times as this
     /// member has. Memory written before a member's call is visible to every member after it.
     func wait(member: Int) {
+        let round = arrive(member: member)
+        for other in 0..<count where other != member { wait(for: other, rounds: round) }
+    }
+
+    /// Counts one more round for `member`, without waiting, and returns its count. Memory
+    /// written before is visible to a member whose `wait(for:rounds:)` sees the count.
+    @discardableResult
+    func arrive(member: Int) -> Int {
         let round = slots[member].rounds.load(ordering: .relaxed) &+ 1
         slots[member].rounds.store(round, ordering: .releasing)
-        for other in 0..<count where other != member {
-            var spins = 0
-            while slots[other].rounds.load(ordering: .acquiring) < round {
-                spins += 1
-                if spins > 20_000 { sched_yield() }
-            }
+        return round
+    }
+
+    /// Returns once `other` has arrived `rounds` times.
+    func wait(for other: Int, rounds: Int) {
+        var spins = 0
+        while slots[other].rounds.load(ordering: .acquiring) < rounds {
+            spins += 1
+            if spins > 20_000 { sched_yield() }
         }
     }
 }

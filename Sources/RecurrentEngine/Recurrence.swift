@@ -350,8 +350,15 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
             .update(from: stateH + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
     }
     barrier?.wait(member: member)
+    // Members of a one-row step meet inside the next step's product, where it reaches each
+    // partner's slice of h (`_StepWait`), and only mark the end of a step; others meet at it.
+    let meetInside = fused && barrier != nil
+    let memberBounds = (0..<members).map {
+        _share(hidden, members: members, member: $0, granule: _PackedMatrix.panelWidth).lowerBound
+    } + [hidden]
 
     withExtendedLifetime(weights) {
+    memberBounds.withUnsafeBufferPointer { memberBounds in
     weights.bias.withUnsafeBufferPointer { bias in
     _withOptionalBuffer(weights.tokenProjection) { tokenTable in
     bhn.withUnsafeBufferPointer { bhn in
@@ -412,12 +419,17 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                     if let tokens = memory.tokens, let table = tokenTable {
                         projected = table + tokens[rows.lowerBound * time + t] * gateWidth
                     }
+                    // Each partner's h of this step is written once it has arrived 1 + s times
+                    // (the first arrival is the barrier before the loop).
+                    let wait = meetInside
+                        ? _StepWait(barrier: barrier!, member: member, rounds: 1 + s, bounds: memberBounds.baseAddress!)
+                        : nil
                     if layer.kind == .lstm {
                         _fusedLSTMStep(layer, h: h, u: u, units: units, gates: projected, c: c!,
-                                       newC: direct ? c! : scratch.newC, out: newH)
+                                       newC: direct ? c! : scratch.newC, out: newH, wait: wait)
                     } else {
                         _fusedGRUStep(layer, h: h, u: u, un: un!, newBias: bhn.baseAddress!, units: units,
-                                      gates: projected, out: newH)
+                                      gates: projected, out: newH, wait: wait)
                     }
                 } else {
                     // Gates += h U (GRU: the r and z blocks only; U_n h + b_hn apart, in scratch.work).
@@ -451,7 +463,7 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                                 .update(from: hNext + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
                         }
                     }
-                    barrier?.wait(member: member)
+                    if meetInside { barrier!.arrive(member: member) } else { barrier?.wait(member: member) }
                     continue
                 }
 
@@ -477,9 +489,10 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                     }
                     // else: stays zero.
                 }
-                barrier?.wait(member: member)
+                if meetInside { barrier!.arrive(member: member) } else { barrier?.wait(member: member) }
             }
         }
+    }
     }
     }
     }
@@ -501,28 +514,29 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
 /// The fused LSTM step of one row (`_lstmStepRow`), specialised for σ and tanh.
 private func _fusedLSTMStep(_ layer: PreparedRecurrent, h: UnsafePointer<Float>, u: UnsafePointer<Float>,
                             units: Range<Int>, gates: UnsafePointer<Float>, c: UnsafePointer<Float>,
-                            newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+                            newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, wait: _StepWait?) {
     if layer.recurrentActivation == .sigmoid && layer.activation == .tanh {
         _lstmStepRow(_SigmoidTanhLSTM(), h: h, k: layer.outputSize, u: u, hidden: layer.hiddenSize,
-                     units: units, gates: gates, c: c, newC: newC, out: out)
+                     units: units, gates: gates, c: c, newC: newC, out: out, wait: wait)
     } else {
         _lstmStepRow(_GeneralLSTM(sigma: _ActivationFunction(layer.recurrentActivation),
                                   phi: _ActivationFunction(layer.activation)),
                      h: h, k: layer.outputSize, u: u, hidden: layer.hiddenSize, units: units, gates: gates, c: c,
-                     newC: newC, out: out)
+                     newC: newC, out: out, wait: wait)
     }
 }
 
 /// The fused `.afterMatmul` GRU step of one row (`_gruStepRow`), specialised for σ and tanh.
 private func _fusedGRUStep(_ layer: PreparedRecurrent, h: UnsafePointer<Float>, u: UnsafePointer<Float>,
                            un: UnsafePointer<Float>, newBias: UnsafePointer<Float>, units: Range<Int>,
-                           gates: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+                           gates: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, wait: _StepWait?) {
     if layer.recurrentActivation == .sigmoid && layer.activation == .tanh {
         _gruStepRow(_SigmoidFunction(), _TanhFunction(), h: h, u: u, un: un, newBias: newBias,
-                    hidden: layer.hiddenSize, units: units, gates: gates, out: out)
+                    hidden: layer.hiddenSize, units: units, gates: gates, out: out, wait: wait)
     } else {
         _gruStepRow(_ActivationFunction(layer.recurrentActivation), _ActivationFunction(layer.activation), h: h,
-                    u: u, un: un, newBias: newBias, hidden: layer.hiddenSize, units: units, gates: gates, out: out)
+                    u: u, un: un, newBias: newBias, hidden: layer.hiddenSize, units: units, gates: gates, out: out,
+                    wait: wait)
     }
 }
 
