@@ -47,30 +47,18 @@ func _lstmStepRow<A: _LSTMArithmetic>(
     let gateStride = (hidden / width) * k * width  // floats from one gate's panel to the next
     var j = units.lowerBound
     while j < units.upperBound {
-        var pi = u + (j / width) * k * width
-        var pf = pi + gateStride, pg = pf + gateStride, po = pg + gateStride
-        var i0 = _load(gates + j), i1 = _load(gates + j + 16)
-        var f0 = _load(gates + hidden + j), f1 = _load(gates + hidden + j + 16)
-        var g0 = _load(gates + 2 * hidden + j), g1 = _load(gates + 2 * hidden + j + 16)
-        var o0 = _load(gates + 3 * hidden + j), o1 = _load(gates + 3 * hidden + j + 16)
-        var p = 0, owner = 0
-        while p < k {
-            // The first block meets each partner's slice of h as it gets there.
-            let end = j == units.lowerBound ? wait?.slice(from: p, owner: &owner) ?? k : k
-            while p < end {
-                let s = SIMD16<Float>(repeating: h[p])
-                i0 = _madd(i0, s, _load(pi)); i1 = _madd(i1, s, _load(pi + 16))
-                f0 = _madd(f0, s, _load(pf)); f1 = _madd(f1, s, _load(pf + 16))
-                g0 = _madd(g0, s, _load(pg)); g1 = _madd(g1, s, _load(pg + 16))
-                o0 = _madd(o0, s, _load(po)); o1 = _madd(o1, s, _load(po + 16))
-                pi += width; pf += width; pg += width; po += width
-                p += 1
-            }
+        let panel = u + (j / width) * k * width
+        var i = _PanelColumns(panel: panel, initial: gates + j)
+        var f = _PanelColumns(panel: panel + gateStride, initial: gates + hidden + j)
+        var g = _PanelColumns(panel: panel + 2 * gateStride, initial: gates + 2 * hidden + j)
+        var o = _PanelColumns(panel: panel + 3 * gateStride, initial: gates + 3 * hidden + j)
+        _accumulate(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
+            i.add(s); f.add(s); g.add(s); o.add(s)
         }
-        let cell0 = arithmetic.cell(forget: f0, state: _load(c + j), input: i0, candidate: g0)
-        let cell1 = arithmetic.cell(forget: f1, state: _load(c + j + 16), input: i1, candidate: g1)
+        let cell0 = arithmetic.cell(forget: f.low, state: _load(c + j), input: i.low, candidate: g.low)
+        let cell1 = arithmetic.cell(forget: f.high, state: _load(c + j + 16), input: i.high, candidate: g.high)
         _store(cell0, newC + j); _store(cell1, newC + j + 16)
-        _store(arithmetic.output(o0, cell: cell0), out + j); _store(arithmetic.output(o1, cell: cell1), out + j + 16)
+        _store(arithmetic.output(o.low, cell: cell0), out + j); _store(arithmetic.output(o.high, cell: cell1), out + j + 16)
         j += width
     }
 }
@@ -90,29 +78,54 @@ func _gruStepRow<S: _LaneFunction, P: _LaneFunction>(
     let gateStride = (hidden / width) * k * width
     var j = units.lowerBound
     while j < units.upperBound {
-        var pr = u + (j / width) * k * width
-        var pz = pr + gateStride
-        var pn = un + (j / width) * k * width
-        var r0 = _load(gates + j), r1 = _load(gates + j + 16)
-        var z0 = _load(gates + hidden + j), z1 = _load(gates + hidden + j + 16)
-        var m0 = _load(newBias + j), m1 = _load(newBias + j + 16)
-        var p = 0, owner = 0
-        while p < k {
-            let end = j == units.lowerBound ? wait?.slice(from: p, owner: &owner) ?? k : k
-            while p < end {
-                let s = SIMD16<Float>(repeating: h[p])
-                r0 = _madd(r0, s, _load(pr)); r1 = _madd(r1, s, _load(pr + 16))
-                z0 = _madd(z0, s, _load(pz)); z1 = _madd(z1, s, _load(pz + 16))
-                m0 = _madd(m0, s, _load(pn)); m1 = _madd(m1, s, _load(pn + 16))
-                pr += width; pz += width; pn += width
-                p += 1
-            }
+        let panel = u + (j / width) * k * width
+        var r = _PanelColumns(panel: panel, initial: gates + j)
+        var z = _PanelColumns(panel: panel + gateStride, initial: gates + hidden + j)
+        var m = _PanelColumns(panel: un + (j / width) * k * width, initial: newBias + j)
+        _accumulate(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
+            r.add(s); z.add(s); m.add(s)
         }
         let candidate = gates + 2 * hidden + j
-        let next0 = phi(_load(candidate) + sigma(r0) * m0)
-        let next1 = phi(_load(candidate + 16) + sigma(r1) * m1)
-        _store(next0 + sigma(z0) * (_load(h + j) - next0), out + j)
-        _store(next1 + sigma(z1) * (_load(h + j + 16) - next1), out + j + 16)
+        let next0 = phi(_load(candidate) + sigma(r.low) * m.low)
+        let next1 = phi(_load(candidate + 16) + sigma(r.high) * m.high)
+        _store(next0 + sigma(z.low) * (_load(h + j) - next0), out + j)
+        _store(next1 + sigma(z.high) * (_load(h + j + 16) - next1), out + j + 16)
         j += width
+    }
+}
+
+/// 32 columns of one packed panel: two accumulators and the panel row they read next.
+struct _PanelColumns {
+    var low: SIMD16<Float>
+    var high: SIMD16<Float>
+    var row: UnsafePointer<Float>
+
+    @inline(__always)
+    init(panel: UnsafePointer<Float>, initial: UnsafePointer<Float>) {
+        low = _load(initial)
+        high = _load(initial + 16)
+        row = panel
+    }
+
+    /// Adds `s` times the current row and moves to the next.
+    @inline(__always)
+    mutating func add(_ s: SIMD16<Float>) {
+        low = _madd(low, s, _load(row))
+        high = _madd(high, s, _load(row + 16))
+        row += _PackedMatrix.panelWidth
+    }
+}
+
+/// Calls `add(h[p])` for `p` in `0 ..< k`, ascending. In a step's first block (`first`), a
+/// member that shares the step meets each partner's slice of `h` as the product gets there.
+@inline(__always)
+func _accumulate(h: UnsafePointer<Float>, k: Int, first: Bool, wait: _StepWait?, _ add: (SIMD16<Float>) -> Void) {
+    var p = 0, owner = 0
+    while p < k {
+        let end = first ? wait?.slice(from: p, owner: &owner) ?? k : k
+        while p < end {
+            add(SIMD16<Float>(repeating: h[p]))
+            p += 1
+        }
     }
 }

@@ -36,44 +36,53 @@ func _parallel(_ count: Int, _ body: (Int) -> Void) {
 /// `_parallel` on threads started for this call and joined before it returns.
 func _parallelOnNewThreads(_ count: Int, _ body: (Int) -> Void) {
     withoutActuallyEscaping(body) { body in
-        final class Job {
-            let body: (Int) -> Void
-            let index: Int
-            init(body: @escaping (Int) -> Void, index: Int) { self.body = body; self.index = index }
-        }
-        #if canImport(Darwin)
-        var threads: [pthread_t?] = []
-        #else
-        var threads: [pthread_t] = []
-        #endif
-        for index in 1..<count {
-            let job = Unmanaged.passRetained(Job(body: body, index: index)).toOpaque()
-            #if canImport(Darwin)
-            var thread: pthread_t?
-            #else
-            var thread = pthread_t()
-            #endif
-            let status = pthread_create(&thread, nil, { raw in
-                #if canImport(Darwin)
-                let job = Unmanaged<Job>.fromOpaque(raw).takeRetainedValue()
-                #else
-                let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
-                #endif
-                job.body(job.index)
-                return nil
-            }, job)
-            precondition(status == 0, "pthread_create failed with \(status)")
-            threads.append(thread)
+        let threads = (1..<count).map { index in
+            guard let thread = _startThread({ body(index) }) else { preconditionFailure("pthread_create failed") }
+            return thread
         }
         body(0)
-        for thread in threads {
-            #if canImport(Darwin)
-            pthread_join(thread!, nil)
-            #else
-            pthread_join(thread, nil)
-            #endif
-        }
+        for thread in threads { thread.join() }
     }
+}
+
+/// A started thread.
+struct _Thread {
+    #if canImport(Darwin)
+    let handle: pthread_t?
+    func join() { pthread_join(handle!, nil) }
+    func detach() { pthread_detach(handle!) }
+    #else
+    let handle: pthread_t
+    func join() { pthread_join(handle, nil) }
+    func detach() { pthread_detach(handle) }
+    #endif
+}
+
+/// Starts a thread running `body`; nil if the system refuses one.
+func _startThread(_ body: @escaping () -> Void) -> _Thread? {
+    final class Box {
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    #if canImport(Darwin)
+    var thread: pthread_t?
+    #else
+    var thread = pthread_t()
+    #endif
+    let status = pthread_create(&thread, nil, { raw in
+        #if canImport(Darwin)
+        Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().body()
+        #else
+        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+        #endif
+        return nil
+    }, box)
+    guard status == 0 else {
+        Unmanaged<Box>.fromOpaque(box).release()
+        return nil
+    }
+    return _Thread(handle: thread)
 }
 
 /// Worker threads kept for the process, used by one fork–join at a time.
@@ -131,29 +140,9 @@ final class _Worker: @unchecked Sendable {
     init?() {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
-        let this = Unmanaged.passRetained(self).toOpaque()  // the thread owns one reference
-        #if canImport(Darwin)
-        var thread: pthread_t?
-        #else
-        var thread = pthread_t()
-        #endif
-        let status = pthread_create(&thread, nil, { raw in
-            #if canImport(Darwin)
-            Unmanaged<_Worker>.fromOpaque(raw).takeUnretainedValue().loop()
-            #else
-            Unmanaged<_Worker>.fromOpaque(raw!).takeUnretainedValue().loop()
-            #endif
-            return nil
-        }, this)
-        guard status == 0 else {
-            Unmanaged<_Worker>.fromOpaque(this).release()
-            return nil
-        }
-        #if canImport(Darwin)
-        pthread_detach(thread!)
-        #else
-        pthread_detach(thread)
-        #endif
+        // The thread holds the worker for the life of the process.
+        guard let thread = _startThread({ [self] in self.loop() }) else { return nil }
+        thread.detach()
     }
 
     func post(_ job: _Job, index: Int) {
