@@ -2,6 +2,7 @@
 // vectorised activations against float64, threaded runs against one thread, and the FLOP count.
 
 import Foundation
+import Synchronization
 import XCTest
 @testable import RecurrentEngine
 
@@ -364,6 +365,33 @@ final class KernelTests: XCTestCase {
                 _foldEmbedding(&layers, limit: vocabulary * layer.kind.gateCount * 32 * directions - 1)
                 guard case .recurrent(let limited) = layers[1] else { return XCTFail("layer 1 is not recurrent") }
                 XCTAssertTrue(limited.directions.allSatisfy { $0.tokenProjection == nil })
+            }
+        }
+    }
+
+    /// Runs from several threads at once share the worker pool (one holds it, the others start
+    /// threads of their own) and each gets the single-threaded result, bit for bit.
+    func testConcurrentRunsShareWorkersSafely() throws {
+        var rng = SeededGenerator(seed: 14)
+        let layer = randomLayer(.lstm, inputSize: 6, hiddenSize: 64, directions: 2, using: &rng)
+        let gru = randomLayer(.gruAfter, inputSize: layer.mergedOutputSize, hiddenSize: 32, using: &rng)
+        let engine = try Engine(model: Model(layers: [.recurrent(layer), .recurrent(gru)]))
+        let inputs = (0..<4).map { batch in rng.tensor([batch + 1, 7, 6], scale: 2) }
+        let expected = try inputs.map { try engine.run(.features($0), threads: 1).output }
+        let results = Mutex<[Int: [Tensor]]>([:])
+        DispatchQueue.concurrentPerform(iterations: 8) { caller in
+            var outputs: [Tensor] = []
+            for round in 0..<6 {
+                let input = inputs[(caller + round) % inputs.count]
+                outputs.append((try? engine.run(.features(input), threads: 1 + (caller + round) % 3).output) ?? Tensor(zeros: [0]))
+            }
+            results.withLock { $0[caller] = outputs }
+        }
+        let all = results.withLock { $0 }
+        XCTAssertEqual(all.count, 8)
+        for (caller, outputs) in all {
+            for (round, output) in outputs.enumerated() {
+                XCTAssertEqual(output, expected[(caller + round) % inputs.count], "caller \(caller) round \(round)")
             }
         }
     }
