@@ -46,6 +46,64 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         }
     }
 
+    /// Reads columns `columns` of a 2-D floating-point dataset as Float, `[rows, columns.count]`
+    /// row-major; only those columns are read (a hyperslab), so a large matrix can be taken a
+    /// block at a time. The corresponding C functions are `H5Sselect_hyperslab` and `H5Dread`
+    /// with `H5T_NATIVE_FLOAT`.
+    public func readFloats(columns: Range<Int>) throws -> [Float] {
+        try HDF5Library.locked {
+            guard elementType.isFloat else {
+                throw error(.unsupportedType, "holds \(elementType), not floating-point values", hdf5: false)
+            }
+            guard shape.count == 2, columns.lowerBound >= 0, columns.upperBound <= shape[1] else {
+                throw error(.invalidArgument, "has shape \(shape); columns \(columns) asked for", hdf5: false)
+            }
+            try checkReadable()
+            var values = [Float](repeating: 0, count: shape[0] * columns.count)
+            guard !values.isEmpty else { return values }
+            let fileSpace = Handle.dataspace(H5Dget_space(id))
+            var start = [hsize_t(0), hsize_t(columns.lowerBound)]
+            var block = [hsize_t(shape[0]), hsize_t(columns.count)]
+            guard fileSpace.id >= 0, H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, &start, nil, &block, nil) >= 0 else {
+                throw error(.readFailed, "cannot select columns \(columns)")
+            }
+            let memorySpace = Handle.dataspace(H5Screate_simple(2, &block, nil))
+            guard memorySpace.id >= 0 else { throw error(.readFailed, "cannot describe a block of columns") }
+            let status = values.withUnsafeMutableBytes {
+                H5Dread(id, chdf5_t_native_float(), memorySpace.id, fileSpace.id, chdf5_p_default(), $0.baseAddress)
+            }
+            guard status >= 0 else { throw error(.readFailed, "cannot read columns \(columns)") }
+            return values
+        }
+    }
+
+    /// Writes rows `rows` (over the first dimension) of the dataset from `values`, row-major,
+    /// `rows.count` times the elements of one row; the other rows are left as they are. The
+    /// corresponding C functions are `H5Sselect_hyperslab` and `H5Dwrite` with
+    /// `H5T_NATIVE_FLOAT`.
+    public func write(rows: Range<Int>, floats values: [Float]) throws {
+        try HDF5Library.locked {
+            let rowLength = shape.dropFirst().reduce(1, *)
+            guard !shape.isEmpty, rows.lowerBound >= 0, rows.upperBound <= shape[0], values.count == rows.count * rowLength else {
+                throw error(.invalidArgument, "has shape \(shape); \(values.count) values for rows \(rows) given", hdf5: false)
+            }
+            guard !values.isEmpty else { return }
+            let fileSpace = Handle.dataspace(H5Dget_space(id))
+            var start = [hsize_t(rows.lowerBound)] + shape.dropFirst().map { _ in hsize_t(0) }
+            var block = [hsize_t(rows.count)] + shape.dropFirst().map { hsize_t($0) }
+            guard fileSpace.id >= 0,
+                  H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, &start, nil, &block, nil) >= 0 else {
+                throw error(.writeFailed, "cannot select rows \(rows)")
+            }
+            let memorySpace = Handle.dataspace(H5Screate_simple(Int32(block.count), &block, nil))
+            guard memorySpace.id >= 0 else { throw error(.writeFailed, "cannot describe a block of rows") }
+            let status = values.withUnsafeBytes {
+                H5Dwrite(id, chdf5_t_native_float(), memorySpace.id, fileSpace.id, chdf5_p_default(), $0.baseAddress)
+            }
+            guard status >= 0 else { throw error(.writeFailed, "cannot write rows \(rows)") }
+        }
+    }
+
     /// Reads an integer dataset (8 to 64 bits, signed or unsigned, either byte order).
     ///
     /// The corresponding C function is `H5Dread` with `H5T_NATIVE_INT64`.

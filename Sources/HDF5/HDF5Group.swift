@@ -122,31 +122,27 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
         return try write(path, values: values, shape: shape, fileType: fileType, memoryType: chdf5_t_native_int64(), compression: compression)
     }
 
+    /// Creates a float32 dataset (little-endian, contiguous) of `shape` whose values are
+    /// written afterwards, a block of rows at a time, with `HDF5Dataset.write(rows:floats:)`;
+    /// rows not written read as zeros. Creates intermediate groups.
+    @discardableResult
+    public func createFloats(_ path: String, shape: [Int]) throws -> HDF5Dataset {
+        try HDF5Library.locked {
+            guard shape.allSatisfy({ $0 >= 0 }) else {
+                throw HDF5Error(.invalidArgument, file: file.path, path: join(path), message: "shape \(shape) has a negative size")
+            }
+            let dataset = try create(path, shape: shape, fileType: chdf5_t_ieee_f32le(), compression: nil, writesValues: false)
+            return try HDF5Dataset(file: file, path: join(path), handle: dataset)
+        }
+    }
+
     private func write<T>(_ path: String, values: [T], shape: [Int], fileType: hid_t, memoryType: hid_t, compression: Compression?) throws -> HDF5Dataset {
         try HDF5Library.locked {
             guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == values.count else {
                 throw HDF5Error(.invalidArgument, file: file.path, path: join(path),
                                 message: "\(values.count) values do not fill shape \(shape)")
             }
-            let what = "dataset"
-            let space = try makeDataspace(shape: shape, what: what)
-            let dcpl = Handle.propertyList(H5Pcreate(chdf5_p_dataset_create()))
-            if let compression, !shape.isEmpty, values.count > 0 {
-                let chunk = (compression.chunkShape ?? shape).map { hsize_t(max(1, $0)) }
-                guard chunk.count == shape.count else {
-                    throw HDF5Error(.invalidArgument, file: file.path, path: join(path),
-                                    message: "chunk shape \(chunk) does not match dataset shape \(shape)")
-                }
-                guard H5Zfilter_avail(H5Z_filter_t(H5Z_FILTER_DEFLATE)) > 0 else {
-                    throw error(.filterUnavailable, "this HDF5 build lacks gzip (deflate)", at: path)
-                }
-                _ = H5Pset_chunk(dcpl.id, Int32(chunk.count), chunk)
-                _ = H5Pset_deflate(dcpl.id, UInt32(max(0, min(9, compression.gzipLevel))))
-            }
-            let lcpl = try intermediateGroupsList()
-            let did = H5Dcreate2(id, path, fileType, space.id, lcpl.id, dcpl.id, chdf5_p_default())
-            guard did >= 0 else { throw error(.cannotCreate, "cannot create dataset", at: path) }
-            let dataset = Handle.dataset(did)
+            let dataset = try create(path, shape: shape, fileType: fileType, compression: compression, writesValues: values.count > 0)
             if values.count > 0 {
                 let status = values.withUnsafeBytes {
                     H5Dwrite(dataset.id, memoryType, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
@@ -155,6 +151,30 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
             }
             return try HDF5Dataset(file: file, path: join(path), handle: dataset)
         }
+    }
+
+    /// Creates the dataset at `path` (chunked and gzipped with `compression` when it will hold
+    /// values); called with the library lock held.
+    private func create(_ path: String, shape: [Int], fileType: hid_t, compression: Compression?, writesValues: Bool) throws -> Handle {
+        let what = "dataset"
+        let space = try makeDataspace(shape: shape, what: what)
+        let dcpl = Handle.propertyList(H5Pcreate(chdf5_p_dataset_create()))
+        if let compression, !shape.isEmpty, writesValues {
+            let chunk = (compression.chunkShape ?? shape).map { hsize_t(max(1, $0)) }
+            guard chunk.count == shape.count else {
+                throw HDF5Error(.invalidArgument, file: file.path, path: join(path),
+                                message: "chunk shape \(chunk) does not match dataset shape \(shape)")
+            }
+            guard H5Zfilter_avail(H5Z_filter_t(H5Z_FILTER_DEFLATE)) > 0 else {
+                throw error(.filterUnavailable, "this HDF5 build lacks gzip (deflate)", at: path)
+            }
+            _ = H5Pset_chunk(dcpl.id, Int32(chunk.count), chunk)
+            _ = H5Pset_deflate(dcpl.id, UInt32(max(0, min(9, compression.gzipLevel))))
+        }
+        let lcpl = try intermediateGroupsList()
+        let did = H5Dcreate2(id, path, fileType, space.id, lcpl.id, dcpl.id, chdf5_p_default())
+        guard did >= 0 else { throw error(.cannotCreate, "cannot create dataset", at: path) }
+        return Handle.dataset(did)
     }
 
     private func intermediateGroupsList() throws -> Handle {

@@ -53,6 +53,44 @@ final class ReadTests: XCTestCase {
         XCTAssertTrue(checkedFloat16 && checkedBigEndian && checkedGzip, "the record lost float16, big-endian or gzip cases")
     }
 
+    /// Blocks of columns of every 2-D float dataset h5py wrote (float16/32/64, both byte
+    /// orders, gzip) equal the same columns of a whole read; bad ranges are refused.
+    func testColumnBlocksMatchWholeReads() throws {
+        let file = try HDF5File.open(fixture("hdf5/dtypes.h5"))
+        var checked = 0
+        func visit(_ group: HDF5Group) throws {
+            for name in try group.memberNames() {
+                switch try group.kind(of: name) {
+                case .group?: try visit(group.group(name))
+                case .dataset?:
+                    let dataset = try group.dataset(name)
+                    guard dataset.shape.count == 2, dataset.elementType.isFloat else { continue }
+                    let (rows, columns) = (dataset.shape[0], dataset.shape[1])
+                    let whole = try dataset.readFloats()
+                    for width in 1...max(1, columns) {
+                        var first = 0
+                        while first < columns {
+                            let end = min(columns, first + width)
+                            let block = try dataset.readFloats(columns: first..<end)
+                            let expected = (0..<rows).flatMap { r in whole[(r * columns + first)..<(r * columns + end)] }
+                            XCTAssertEqual(block, expected, "\(dataset.path) columns \(first)..<\(end)")
+                            first = end
+                        }
+                    }
+                    XCTAssertThrowsError(try dataset.readFloats(columns: 0..<(columns + 1))) { error in
+                        XCTAssertEqual((error as? HDF5Error)?.kind, .invalidArgument)
+                    }
+                    checked += 1
+                default: break
+                }
+            }
+        }
+        try visit(file.root)
+        XCTAssertGreaterThanOrEqual(checked, 5, "too few 2-D float datasets in the fixture")
+        let vector = try file.root.dataset("float32_le_1d")
+        XCTAssertThrowsError(try vector.readFloats(columns: 0..<1), "a 1-D dataset has no columns")
+    }
+
     func testGroupsWalkAndKinds() throws {
         let file = try HDF5File.open(fixture("hdf5/dtypes.h5"))
         XCTAssertEqual(try file.root.kind(of: "a/b"), .group)

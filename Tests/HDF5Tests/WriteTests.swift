@@ -62,6 +62,34 @@ final class WriteTests: XCTestCase {
         XCTAssertEqual(try root.memberNames(), ["chunked", "empty", "g", "ints", "ints32", "model_weights", "plain", "scalar"])
     }
 
+    /// A dataset written a block of rows at a time reads back whole; rows not written read as
+    /// zeros; blocks that do not fit are refused.
+    func testRowBlocksWriteIntoPlace() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("blocks.h5").path
+        let values: [Float] = (0..<(7 * 5)).map { Float($0) * 0.25 - 3 }
+        do {
+            let root = try HDF5File.create(path).root
+            let dataset = try root.createFloats("a/b/kernel", shape: [7, 5])
+            for rows in [0..<3, 3..<6, 6..<7] {
+                try dataset.write(rows: rows, floats: Array(values[(rows.lowerBound * 5)..<(rows.upperBound * 5)]))
+            }
+            let partial = try root.createFloats("partial", shape: [3, 2, 2])
+            try partial.write(rows: 1..<2, floats: [1, 2, 3, 4])
+            XCTAssertThrowsError(try dataset.write(rows: 5..<8, floats: [Float](repeating: 0, count: 15))) { error in
+                XCTAssertEqual((error as? HDF5Error)?.kind, .invalidArgument)
+            }
+            XCTAssertThrowsError(try dataset.write(rows: 0..<1, floats: [1, 2, 3])) { error in
+                XCTAssertEqual((error as? HDF5Error)?.kind, .invalidArgument)
+            }
+        }
+        let file = try HDF5File.open(path)
+        let kernel = try file.root.dataset("a/b/kernel")
+        XCTAssertEqual(kernel.elementType, .float(bits: 32, bigEndian: false))
+        XCTAssertEqual(try kernel.readFloats(), values)
+        XCTAssertEqual(try file.root.dataset("partial").readFloats(), [0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0])
+    }
+
     func testCreateRefusesAnExistingFileUnlessOverwriting() throws {
         let folder = try temporaryFolder(self)
         let path = folder.appendingPathComponent("exists.h5").path

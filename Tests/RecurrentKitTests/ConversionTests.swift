@@ -189,3 +189,45 @@ final class ConversionTests: XCTestCase {
         XCTAssertEqual(badTarget.status, 2)
     }
 }
+
+/// Keras kernels are read and written a block of columns (rows) at a time, so that neither
+/// reading nor converting holds a second full copy of a large kernel; the blocks must give
+/// exactly the whole-tensor transpose, whatever the block size.
+final class KerasBlockTests: XCTestCase {
+    func testKernelsReadInColumnBlocksEqualTheWholeTranspose() throws {
+        let file = try HDF5File.open(fixture("keras/tfk_stacked_bilstm.h5"))
+        var checked = 0
+        for path in ["model_weights/bidirectional/bidirectional/forward_lstm/lstm_cell/kernel:0",
+                     "model_weights/bidirectional/bidirectional/backward_lstm/lstm_cell/recurrent_kernel:0"] {
+            let weight = try KerasWeight(file.root.dataset(path), file: "tfk_stacked_bilstm.h5")
+            let whole = transpose(try weight.tensor())
+            for blockFloats in [1, 5, 17, weight.count - 1, weight.count, 1 << 18] {
+                XCTAssertEqual(try weight.transposed(blockFloats: blockFloats), whole, "\(path), blocks of \(blockFloats)")
+            }
+            checked += 1
+        }
+        XCTAssertEqual(checked, 2)
+    }
+
+    func testKernelsWrittenInRowBlocksEqualTheWholeTranspose() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("blocks.h5").path
+        let tensor = Tensor(shape: [12, 5], values: (0..<60).map { Float($0) * 0.5 - 7 })
+        let blocks: [Gate] = [.input, .forget, .cell, .output], order: [Gate] = [.forget, .output, .input, .cell]
+        let weight = KerasPlan.PlannedWeight.kernel("kernel", tensor, blocks: blocks, order: order)
+        let root = try HDF5File.create(path).root
+        for blockFloats in [1, 7, 12, 59, 60, 1 << 18] {
+            try weight.write(to: root, at: "kernel\(blockFloats)", blockFloats: blockFloats)
+        }
+        let expected = transpose(tensor, blocks: blocks, to: order)
+        XCTAssertEqual(expected.shape, [5, 12])
+        for blockFloats in [1, 7, 12, 59, 60, 1 << 18] {
+            let dataset = try root.dataset("kernel\(blockFloats)")
+            XCTAssertEqual(dataset.shape, [5, 12])
+            XCTAssertEqual(try dataset.readFloats(), expected.values, "blocks of \(blockFloats) floats")
+        }
+        // The one-pass transpose itself, against its definition.
+        let reordered = tensor.reorderingRowBlocks(from: blocks, to: order)
+        for r in 0..<12 { for c in 0..<5 { XCTAssertEqual(expected.values[c * 12 + r], reordered.values[r * 5 + c]) } }
+    }
+}

@@ -5,6 +5,27 @@ import Foundation
 ///
 /// Everything Keras cannot express exactly is refused here, naming the layer and the reason.
 struct KerasPlan {
+    /// One weight to write, made when the writer asks for it.
+    struct PlannedWeight {
+        enum Values {
+            /// The whole tensor.
+            case whole(() -> Tensor)
+            /// `tensor`'s gate blocks (of rows) brought from `blocks` to `order`, transposed:
+            /// a Keras kernel from a `[G·H, in]` weight, made a block of rows at a time.
+            case transposed(Tensor, blocks: [Gate], order: [Gate])
+        }
+        var name: String
+        var values: Values
+
+        static func whole(_ name: String, _ make: @escaping () -> Tensor) -> PlannedWeight {
+            PlannedWeight(name: name, values: .whole(make))
+        }
+
+        static func kernel(_ name: String, _ tensor: Tensor, blocks: [Gate] = [.cell], order: [Gate] = [.cell]) -> PlannedWeight {
+            PlannedWeight(name: name, values: .transposed(tensor, blocks: blocks, order: order))
+        }
+    }
+
     /// One Keras layer.
     struct LayerPlan {
         var className: String
@@ -17,8 +38,9 @@ struct KerasPlan {
         /// Weights in `get_weights()` order, each with Keras's variable name
         /// (`kernel`, `recurrent_kernel`, `bias`, `embeddings`); a Bidirectional's forward
         /// weights come first, then the backward ones. Each is made when the writer asks
-        /// for it, so a conversion holds one translated tensor at a time.
-        var weights: [(name: String, make: () -> Tensor)]
+        /// for it (kernels a block of rows at a time), so a conversion holds one translated
+        /// bias or block at a time.
+        var weights: [PlannedWeight]
         /// Shape of the layer's input, `nil` for unknown sizes (`[None, None, 8]`).
         var inputShape: [Int?]
     }
@@ -76,7 +98,7 @@ struct KerasPlan {
                 plans.append(LayerPlan(className: "Embedding", name: uniqueName(model.layerName(index), className: "Embedding"),
                                        options: [("input_dim", embedding.vocabularySize), ("output_dim", embedding.dimension),
                                                  ("mask_zero", maskZero)],
-                                       weights: [("embeddings", { embedding.table })], inputShape: shape))
+                                       weights: [.whole("embeddings", { embedding.table })], inputShape: shape))
                 shape = [nil, steps, embedding.dimension]
             case let .masking(value):
                 plans.append(LayerPlan(className: "Masking", name: uniqueName(model.layerName(index), className: "Masking"),
@@ -88,8 +110,8 @@ struct KerasPlan {
                 plans.append(plan)
                 shape = recurrent.returnSequences ? [nil, steps, recurrent.mergedOutputSize] : [nil, recurrent.mergedOutputSize]
             case let .dense(dense):
-                var weights: [(name: String, make: () -> Tensor)] = [("kernel", { transpose(dense.weight) })]
-                if let bias = dense.bias { weights.append(("bias", { bias })) }
+                var weights: [PlannedWeight] = [.kernel("kernel", dense.weight)]
+                if let bias = dense.bias { weights.append(.whole("bias", { bias })) }
                 plans.append(LayerPlan(className: "Dense", name: uniqueName(model.layerName(index), className: "Dense"),
                                        options: [("units", dense.outputSize), ("activation", try activationName(dense.activation, layer: label)),
                                                  ("use_bias", dense.bias != nil)],
@@ -139,14 +161,14 @@ struct KerasPlan {
         }
         let order = KerasLayout.gateOrder(layer.kind)
         let units = layer.hiddenSize
-        var weights: [(name: String, make: () -> Tensor)] = []
+        var weights: [PlannedWeight] = []
         let separateBiases = layer.kind == .gru && layer.gruResetRule == .afterMatmul
         for d in layer.directions {
             func keras(_ tensor: Tensor) -> Tensor { tensor.reorderingRowBlocks(from: d.gateOrder, to: order) }
-            weights.append(("kernel", { transpose(d.inputWeight, blocks: d.gateOrder, to: order) }))
-            weights.append(("recurrent_kernel", { transpose(d.recurrentWeight, blocks: d.gateOrder, to: order) }))
+            weights.append(.kernel("kernel", d.inputWeight, blocks: d.gateOrder, order: order))
+            weights.append(.kernel("recurrent_kernel", d.recurrentWeight, blocks: d.gateOrder, order: order))
             guard hasBias else { continue }
-            weights.append(("bias", {
+            weights.append(.whole("bias", {
                 let zeros = Tensor(zeros: [order.count * units])
                 let inputBias = keras(d.inputBias ?? zeros), recurrentBias = keras(d.recurrentBias ?? zeros)
                 // GRU (reset after): row 0 applies to the input projection, row 1 inside the

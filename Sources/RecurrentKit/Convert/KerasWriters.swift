@@ -23,8 +23,7 @@ enum KerasH5Writer {
             let names = weightNames(layer)
             try group.setAttribute("weight_names", .strings(names), stringForm: .fixedASCII)
             for (name, weight) in zip(names, layer.weights) {
-                let tensor = weight.make()
-                try group.write(name, floats: tensor.values, shape: tensor.shape)
+                try weight.write(to: group, at: name)
             }
         }
     }
@@ -127,11 +126,10 @@ enum Keras3ArchiveWriter {
         for (layer, key) in zip(plan.layers, keys.dropFirst()) {
             guard let key else { continue }
             try root.createGroup("\(key)/vars")
-            func put(_ weights: ArraySlice<(name: String, make: () -> Tensor)>, under folder: String) throws {
+            func put(_ weights: ArraySlice<KerasPlan.PlannedWeight>, under folder: String) throws {
                 try root.createGroup(folder)
                 for (index, weight) in weights.enumerated() {
-                    let tensor = weight.make()
-                    try root.write("\(folder)/\(index)", floats: tensor.values, shape: tensor.shape)
+                    try weight.write(to: root, at: "\(folder)/\(index)")
                 }
             }
             if layer.className == "Bidirectional" {
@@ -144,8 +142,7 @@ enum Keras3ArchiveWriter {
                 try put(layer.weights[...], under: "\(key)/cell/vars")
             } else {
                 for (index, weight) in layer.weights.enumerated() {
-                    let tensor = weight.make()
-                    try root.write("\(key)/vars/\(index)", floats: tensor.values, shape: tensor.shape)
+                    try weight.write(to: root, at: "\(key)/vars/\(index)")
                 }
             }
         }
@@ -204,4 +201,27 @@ private func jsonValue(_ value: Int?) -> Any { value.map { $0 as Any } ?? NSNull
 func json(_ object: [String: Any]) throws -> String {
     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     return String(decoding: data, as: UTF8.self)
+}
+
+extension KerasPlan.PlannedWeight {
+    /// Writes the weight as a float32 dataset at `path` under `group`: a whole tensor at once,
+    /// a kernel a block of rows at a time (`transposedRows`), so that a conversion holds at
+    /// most about 1 MB of it besides the source model.
+    func write(to group: HDF5Group, at path: String, blockFloats: Int = KerasWeight.blockFloats) throws {
+        switch values {
+        case .whole(let make):
+            let tensor = make()
+            try group.write(path, floats: tensor.values, shape: tensor.shape)
+        case let .transposed(tensor, blocks, order):
+            let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+            let dataset = try group.createFloats(path, shape: [columns, rows])
+            let height = Swift.max(1, blockFloats / Swift.max(rows, 1))
+            var first = 0
+            while first < columns {
+                let end = Swift.min(columns, first + height)
+                try dataset.write(rows: first..<end, floats: transposedRows(tensor, blocks: blocks, to: order, rows: first..<end))
+                first = end
+            }
+        }
+    }
 }

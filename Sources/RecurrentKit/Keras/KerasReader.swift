@@ -52,7 +52,7 @@ struct KerasReader {
         ModelError(file: file, path: path, layer: "\(node.name) (\(node.className))", message: message)
     }
 
-    private mutating func take(_ node: KerasConfig.Node, count: Int) throws -> [Tensor] {
+    private mutating func take(_ node: KerasConfig.Node, count: Int) throws -> [KerasWeight] {
         let stored = try source.weights(of: node)
         guard stored.count == count else {
             throw fail(node, "has \(stored.count) weight tensors in the file, expected \(count)")
@@ -61,12 +61,12 @@ struct KerasReader {
             storedTypes.insert(item.storedType)
             compressed = compressed || item.compressed
         }
-        return stored.map(\.tensor)
+        return stored
     }
 
-    private func check(_ node: KerasConfig.Node, _ tensor: Tensor, _ name: String, _ shape: [Int]) throws {
-        guard tensor.shape == shape else {
-            throw fail(node, "\(name) has shape \(shapeText(tensor.shape)), expected \(shapeText(shape))")
+    private func check(_ node: KerasConfig.Node, _ weight: KerasWeight, _ name: String, _ shape: [Int]) throws {
+        guard weight.shape == shape else {
+            throw fail(node, "\(name) has shape \(shapeText(weight.shape)), expected \(shapeText(shape))")
         }
     }
 
@@ -112,7 +112,7 @@ struct KerasReader {
             summaries.append(LayerSummary(name: node.name, type: node.className, details: [("mask_value", "\(value)")],
                                           gateOrder: nil, parameterCount: 0))
         case "SimpleRNN", "LSTM", "GRU":
-            var sets: [[Tensor]] = []
+            var sets: [[KerasWeight]] = []
             let layer = try recurrent(node, config: node.config, className: node.className, weights: &sets,
                                       insideBidirectional: false)
             append(.recurrent(layer), name: node.name)
@@ -172,7 +172,7 @@ struct KerasReader {
         let weights = try take(node, count: 1)
         try check(node, weights[0], "embeddings", [count, dimension])
         let maskZero = bool(node, "mask_zero")
-        append(.embedding(Embedding(table: weights[0], maskZero: maskZero)), name: node.name)
+        append(.embedding(Embedding(table: try weights[0].tensor(), maskZero: maskZero)), name: node.name)
         width = dimension
         isSequence = true
         summaries.append(LayerSummary(name: node.name, type: node.className,
@@ -194,7 +194,8 @@ struct KerasReader {
         }
         if useBias { try check(node, weights[1], "bias", [units]) }
         let activation = try self.activation(inner, "activation", default: "linear")
-        append(.dense(Dense(weight: transpose(weights[0]), bias: useBias ? weights[1] : nil, activation: activation)), name: node.name)
+        append(.dense(Dense(weight: try weights[0].transposed(), bias: useBias ? try weights[1].tensor() : nil,
+                            activation: activation)), name: node.name)
         width = units
         summaries.append(LayerSummary(name: node.name, type: node.className,
                                       details: [("units", "\(units)"), ("activation", "\(config["activation"] ?? "linear")"), ("use_bias", "\(useBias)")],
@@ -273,7 +274,7 @@ struct KerasReader {
 
     /// One Keras recurrent layer (or both directions of a Bidirectional) as a neutral layer.
     private mutating func recurrent(_ node: KerasConfig.Node, config: [String: Any], className: String,
-                                    weights sets: inout [[Tensor]], insideBidirectional: Bool) throws -> RecurrentLayer {
+                                    weights sets: inout [[KerasWeight]], insideBidirectional: Bool) throws -> RecurrentLayer {
         let kind = KerasLayout.recurrentClasses[className]!
         let inner = KerasConfig.Node(className: className, name: node.name, config: config, inbound: [])
         guard isSequence, let inputSize = width else {
@@ -306,8 +307,8 @@ struct KerasReader {
         let activation = try self.activation(inner, "activation", default: "tanh")
         let recurrentActivation = kind == .rnn ? Activation.sigmoid : try self.activation(inner, "recurrent_activation", default: "sigmoid")
         if sets.isEmpty { sets = [try take(node, count: useBias ? 3 : 2)] }
-        // Each direction's file-layout tensors are released as soon as they are translated,
-        // so reading holds one copy of the weights plus one tensor.
+        // Each direction's weights are read as they are translated (kernels a block of
+        // columns at a time), so reading holds one copy of the weights plus one block.
         var directions: [DirectionWeights] = []
         for index in sets.indices {
             let tensors = sets[index]
@@ -343,7 +344,7 @@ struct KerasReader {
     }
 
     /// One direction's weights from Keras's layout (`kernel`, `recurrent_kernel`, `bias`).
-    private func direction(_ node: KerasConfig.Node, _ tensors: [Tensor], kind: CellKind, units: Int, inputSize: Int,
+    private func direction(_ node: KerasConfig.Node, _ tensors: [KerasWeight], kind: CellKind, units: Int, inputSize: Int,
                            useBias: Bool, resetAfter: Bool) throws -> DirectionWeights {
         let gates = kind.gateCount
         guard tensors.count == (useBias ? 3 : 2) else {
@@ -357,15 +358,16 @@ struct KerasReader {
             if kind == .gru && resetAfter {
                 // Row 0 applies to the input projection, row 1 inside the recurrent one.
                 try check(node, tensors[2], "bias", [2, gates * units])
-                inputBias = Tensor(shape: [gates * units], values: Array(tensors[2].values[..<(gates * units)]))
-                recurrentBias = Tensor(shape: [gates * units], values: Array(tensors[2].values[(gates * units)...]))
+                let bias = try tensors[2].tensor()
+                inputBias = Tensor(shape: [gates * units], values: Array(bias.values[..<(gates * units)]))
+                recurrentBias = Tensor(shape: [gates * units], values: Array(bias.values[(gates * units)...]))
             } else {
                 try check(node, tensors[2], "bias", [gates * units])
-                inputBias = tensors[2]
+                inputBias = try tensors[2].tensor()
             }
         }
-        return DirectionWeights(gateOrder: KerasLayout.gateOrder(kind), inputWeight: transpose(tensors[0]),
-                                recurrentWeight: transpose(tensors[1]), inputBias: inputBias, recurrentBias: recurrentBias)
+        return DirectionWeights(gateOrder: KerasLayout.gateOrder(kind), inputWeight: try tensors[0].transposed(),
+                                recurrentWeight: try tensors[1].transposed(), inputBias: inputBias, recurrentBias: recurrentBias)
     }
 }
 
@@ -377,19 +379,25 @@ func transpose(_ tensor: Tensor) -> Tensor {
 /// The transpose of `tensor.reorderingRowBlocks(from: blocks, to: order)`, made in one pass
 /// (a conversion holds one copy of a tensor, not two).
 func transpose(_ tensor: Tensor, blocks: [Gate], to order: [Gate]) -> Tensor {
-    let (rows, columns) = (tensor.shape[0], tensor.shape[1])
-    let blockRows = rows / max(blocks.count, 1)
-    var values = [Float](repeating: 0, count: tensor.count)
+    Tensor(shape: [tensor.shape[1], tensor.shape[0]],
+           values: transposedRows(tensor, blocks: blocks, to: order, rows: 0..<tensor.shape[1]))
+}
+
+/// Rows `rows` of `transpose(tensor, blocks:to:)`, row-major: `[rows.count, tensor.shape[0]]`.
+func transposedRows(_ tensor: Tensor, blocks: [Gate], to order: [Gate], rows: Range<Int>) -> [Float] {
+    let (height, columns) = (tensor.shape[0], tensor.shape[1])
+    let blockRows = height / max(blocks.count, 1)
+    var values = [Float](repeating: 0, count: rows.count * height)
     tensor.values.withUnsafeBufferPointer { source in
         values.withUnsafeMutableBufferPointer { target in
             for (targetBlock, gate) in order.enumerated() {
                 let sourceBlock = blocks.firstIndex(of: gate) ?? targetBlock
                 for i in 0..<blockRows {
                     let r = targetBlock * blockRows + i, from = (sourceBlock * blockRows + i) * columns
-                    for c in 0..<columns { target[c * rows + r] = source[from + c] }
+                    for c in rows { target[(c - rows.lowerBound) * height + r] = source[from + c] }
                 }
             }
         }
     }
-    return Tensor(shape: [columns, rows], values: values)
+    return values
 }

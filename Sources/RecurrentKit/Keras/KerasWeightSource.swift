@@ -3,7 +3,7 @@ import HDF5
 /// Where a Keras layer's weights are in a file, in the order `layer.get_weights()` returns
 /// them (for Bidirectional: the forward layer's, then the backward layer's).
 protocol KerasWeightSource {
-    func weights(of node: KerasConfig.Node) throws -> [StoredTensor]
+    func weights(of node: KerasConfig.Node) throws -> [KerasWeight]
 }
 
 /// Legacy HDF5 (Keras 2 / tf-keras, and Keras 3's `.h5`): a group per layer named in
@@ -36,7 +36,7 @@ struct LegacyH5Weights: KerasWeightSource {
         return index > 0 ? parts : nil
     }
 
-    func weights(of node: KerasConfig.Node) throws -> [StoredTensor] {
+    func weights(of node: KerasConfig.Node) throws -> [KerasWeight] {
         guard layerNames.contains(node.name) else {
             throw ModelError(file: file, path: group.path, layer: "\(node.name) (\(node.className))",
                              message: "the file's layer_names (\(layerNames.joined(separator: ", "))) lack this layer")
@@ -48,7 +48,7 @@ struct LegacyH5Weights: KerasWeightSource {
                 throw ModelError(file: file, path: "\(layerGroup.path)/\(weightName)", layer: "\(node.name) (\(node.className))",
                                  message: "named in weight_names but missing")
             }
-            return try readTensor(layerGroup.dataset(weightName), file: file)
+            return try KerasWeight(layerGroup.dataset(weightName), file: file)
         }
     }
 }
@@ -85,7 +85,7 @@ struct Keras3Weights: KerasWeightSource {
         }
     }
 
-    func weights(of node: KerasConfig.Node) throws -> [StoredTensor] {
+    func weights(of node: KerasConfig.Node) throws -> [KerasWeight] {
         guard let path = paths[node.name] else { return [] }
         let subgroups: [String]
         switch node.className {
@@ -94,7 +94,7 @@ struct Keras3Weights: KerasWeightSource {
         case "TimeDistributed": subgroups = ["layer/vars"]
         default: subgroups = ["vars"]
         }
-        var tensors: [StoredTensor] = []
+        var tensors: [KerasWeight] = []
         for subgroup in subgroups {
             let full = "\(path)/\(subgroup)"
             guard try root.kind(of: full) == .group else {
@@ -105,16 +105,59 @@ struct Keras3Weights: KerasWeightSource {
             }
             let vars = try root.group(full)
             let names = try vars.memberNames().sorted { (Int($0) ?? .max, $0) < (Int($1) ?? .max, $1) }
-            tensors += try names.map { try readTensor(vars.dataset($0), file: file) }
+            tensors += try names.map { try KerasWeight(vars.dataset($0), file: file) }
         }
         return tensors
     }
 }
 
-func readTensor(_ dataset: HDF5Dataset, file: String) throws -> StoredTensor {
-    guard dataset.elementType.isFloat else {
-        throw ModelError(file: file, path: dataset.path, message: "holds \(dataset.elementType), expected floating-point weights")
+/// One Keras weight in a file; its values are read when asked for, so that a reader holds
+/// the file-layout form of at most one block of a tensor besides the model it builds.
+struct KerasWeight {
+    let dataset: HDF5Dataset
+    let compressed: Bool
+    var path: String { dataset.path }
+    var shape: [Int] { dataset.shape }
+    var storedType: String { dataset.elementType.description }
+    var count: Int { dataset.count }
+
+    /// Floats read at a time by `transposed()` (1 MB).
+    static let blockFloats = 1 << 18
+
+    init(_ dataset: HDF5Dataset, file: String) throws {
+        guard dataset.elementType.isFloat else {
+            throw ModelError(file: file, path: dataset.path, message: "holds \(dataset.elementType), expected floating-point weights")
+        }
+        self.dataset = dataset
+        compressed = try !dataset.filters().isEmpty
     }
-    return StoredTensor(path: dataset.path, tensor: Tensor(shape: dataset.shape, values: try dataset.readFloats()),
-                        storedType: dataset.elementType.description, compressed: try !dataset.filters().isEmpty)
+
+    /// The values as stored.
+    func tensor() throws -> Tensor {
+        Tensor(shape: shape, values: try dataset.readFloats())
+    }
+
+    /// A 2-D `[rows, columns]` weight (a Keras kernel) as `[columns, rows]`, read in blocks of
+    /// columns (`HDF5Dataset.readFloats(columns:)`), each transposed into place, so that no
+    /// second full copy exists. A compressed dataset is read whole (each block would
+    /// decompress its chunks again).
+    func transposed(blockFloats: Int = Self.blockFloats) throws -> Tensor {
+        let (rows, columns) = (shape[0], shape[1])
+        guard !compressed, rows * columns > blockFloats else { return transpose(try tensor()) }
+        let width = Swift.max(1, blockFloats / rows)
+        var values = [Float](repeating: 0, count: rows * columns)
+        try values.withUnsafeMutableBufferPointer { target in
+            var first = 0
+            while first < columns {
+                let end = Swift.min(columns, first + width)
+                let block = try dataset.readFloats(columns: first..<end)
+                let blockWidth = end - first
+                for c in 0..<blockWidth {
+                    for r in 0..<rows { target[(first + c) * rows + r] = block[r * blockWidth + c] }
+                }
+                first = end
+            }
+        }
+        return Tensor(shape: [columns, rows], values: values)
+    }
 }
