@@ -61,14 +61,8 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
             try checkReadable()
             var values = [Float](repeating: 0, count: shape[0] * columns.count)
             guard !values.isEmpty else { return values }
-            let fileSpace = Handle.dataspace(H5Dget_space(id))
-            var start = [hsize_t(0), hsize_t(columns.lowerBound)]
-            var block = [hsize_t(shape[0]), hsize_t(columns.count)]
-            guard fileSpace.id >= 0, H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, &start, nil, &block, nil) >= 0 else {
-                throw error(.readFailed, "cannot select columns \(columns)")
-            }
-            let memorySpace = Handle.dataspace(H5Screate_simple(2, &block, nil))
-            guard memorySpace.id >= 0 else { throw error(.readFailed, "cannot describe a block of columns") }
+            let (fileSpace, memorySpace) = try block(start: [0, columns.lowerBound], size: [shape[0], columns.count],
+                                                     what: "columns \(columns)", failure: .readFailed)
             let status = values.withUnsafeMutableBytes {
                 H5Dread(id, chdf5_t_native_float(), memorySpace.id, fileSpace.id, chdf5_p_default(), $0.baseAddress)
             }
@@ -88,20 +82,29 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
                 throw error(.invalidArgument, "has shape \(shape); \(values.count) values for rows \(rows) given", hdf5: false)
             }
             guard !values.isEmpty else { return }
-            let fileSpace = Handle.dataspace(H5Dget_space(id))
-            var start = [hsize_t(rows.lowerBound)] + shape.dropFirst().map { _ in hsize_t(0) }
-            var block = [hsize_t(rows.count)] + shape.dropFirst().map { hsize_t($0) }
-            guard fileSpace.id >= 0,
-                  H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, &start, nil, &block, nil) >= 0 else {
-                throw error(.writeFailed, "cannot select rows \(rows)")
-            }
-            let memorySpace = Handle.dataspace(H5Screate_simple(Int32(block.count), &block, nil))
-            guard memorySpace.id >= 0 else { throw error(.writeFailed, "cannot describe a block of rows") }
+            let (fileSpace, memorySpace) = try block(start: [rows.lowerBound] + shape.dropFirst().map { _ in 0 },
+                                                     size: [rows.count] + shape.dropFirst(),
+                                                     what: "rows \(rows)", failure: .writeFailed)
             let status = values.withUnsafeBytes {
                 H5Dwrite(id, chdf5_t_native_float(), memorySpace.id, fileSpace.id, chdf5_p_default(), $0.baseAddress)
             }
             guard status >= 0 else { throw error(.writeFailed, "cannot write rows \(rows)") }
         }
+    }
+
+    /// The dataset's dataspace with the block `start ..< start + size` selected, and a
+    /// memory dataspace of that block's shape. The corresponding C functions are
+    /// `H5Sselect_hyperslab` and `H5Screate_simple`.
+    private func block(start: [Int], size: [Int], what: String, failure: HDF5Error.Kind) throws -> (file: Handle, memory: Handle) {
+        let fileSpace = Handle.dataspace(H5Dget_space(id))
+        let origin = start.map { hsize_t($0) }
+        let extent = size.map { hsize_t($0) }
+        guard fileSpace.id >= 0, H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, origin, nil, extent, nil) >= 0 else {
+            throw error(failure, "cannot select \(what)")
+        }
+        let memorySpace = Handle.dataspace(H5Screate_simple(Int32(extent.count), extent, nil))
+        guard memorySpace.id >= 0 else { throw error(failure, "cannot describe a block of \(what)") }
+        return (fileSpace, memorySpace)
     }
 
     /// Reads an integer dataset (8 to 64 bits, signed or unsigned, either byte order).
