@@ -586,6 +586,18 @@ private func _lstmCells<A: _LSTMArithmetic>(
         let cNew = newC + b * hidden + j0
         let hRow = out + b * hidden + j0
         var j = 0
+        // Two vectors per iteration: independent chains of exp and division, interleaved.
+        while j + 32 <= n {
+            let cell0 = arithmetic.cell(forget: _load(forgetGate + j), state: _load(cRow + j),
+                                        input: _load(inputGate + j), candidate: _load(candidate + j))
+            let cell1 = arithmetic.cell(forget: _load(forgetGate + j + 16), state: _load(cRow + j + 16),
+                                        input: _load(inputGate + j + 16), candidate: _load(candidate + j + 16))
+            _store(cell0, cNew + j)
+            _store(cell1, cNew + j + 16)
+            _store(arithmetic.output(_load(outputGate + j), cell: cell0), hRow + j)
+            _store(arithmetic.output(_load(outputGate + j + 16), cell: cell1), hRow + j + 16)
+            j += 32
+        }
         while j + 16 <= n {
             let cell = arithmetic.cell(forget: _load(forgetGate + j), state: _load(cRow + j),
                                        input: _load(inputGate + j), candidate: _load(candidate + j))
