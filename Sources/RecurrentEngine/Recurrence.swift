@@ -11,8 +11,9 @@
 //
 // Threads (`_RecurrentPlan`): directions run in parallel; within a direction, batch rows are
 // split when there are at least 8 per thread, else the hidden units (their gate columns of
-// every product, and their state update) are split between threads that meet at a barrier
-// once per step, after writing their part of the new `h`.
+// every product, and their state update) are split between threads that meet once per step
+// after writing their part of the new `h` (for a single row, inside the next step's product
+// where it reaches a partner's part: `_StepWait`).
 
 /// Data flowing between layers.
 struct _Flow {
@@ -364,12 +365,10 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
     bhn.withUnsafeBufferPointer { bhn in
         for chunkStart in stride(from: 0, to: time, by: scratch.chunk) {
             let steps = Swift.min(scratch.chunk, time - chunkStart)
-            if fused && memory.tokens != nil && tokenTable != nil {
-                // The fused step reads each token's row of the table in place (below).
-            } else if let tokens = memory.tokens, let table = tokenTable {
+            if let tokens = memory.tokens, let table = tokenTable {
                 // The projection of each step's token, this member's columns: gates[slot, b] =
-                // tokenProjection[id of x[b, t]].
-                for slot in 0..<steps {
+                // tokenProjection[id of x[b, t]]. A fused step reads the row in place instead.
+                for slot in 0..<(fused ? 0 : steps) {
                     let s = chunkStart + slot
                     let t = reversed ? time - 1 - s : s
                     for b in 0..<m {
