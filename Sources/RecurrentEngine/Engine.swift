@@ -216,7 +216,13 @@ public final class Engine: Sendable {
         // Final h ([D, B, R]) of the most recent recurrent layer, for `.lastHidden` readouts.
         var lastFinal: (h: [Float], directions: Int, size: Int)?
 
+        // Layers already run as part of a pipeline that started before them.
+        var skipped = 0
         for index in layerIndices {
+            if skipped > 0 {
+                skipped -= 1
+                continue
+            }
             let checker = _LayerChecker(index: index, kind: model.layers[index].kindName)
             switch layers[index] {
             case .embedding:
@@ -244,10 +250,24 @@ public final class Engine: Sendable {
                 guard flow.features == layer.inputSize else {
                     throw checker.error("input has \(flow.features) features, expected \(layer.inputSize) (input size)")
                 }
-                flow = _runRecurrent(layer, flow: flow, state: &states[recurrentOrdinal], threads: threads,
-                                     tokens: index == 1 ? tokens : nil)
-                lastFinal = (states[recurrentOrdinal].h, layer.directionCount, layer.outputSize)
-                recurrentOrdinal += 1
+                // This layer and the recurrent layers right after it that run with it as a pipeline.
+                var stack = [layer]
+                var next = index + 1
+                while next < layers.endIndex, case .recurrent(let following) = layers[next] {
+                    guard following.inputSize == stack[stack.count - 1].mergedOutputSize else { break }
+                    stack.append(following)
+                    next += 1
+                }
+                stack = Array(stack.prefix(_pipelineLength(stack[...], threads: threads, batch: flow.batch)))
+                let ordinals = recurrentOrdinal..<(recurrentOrdinal + stack.count)
+                var stackStates = Array(states[ordinals])
+                flow = _runRecurrentStack(stack, flow: flow, states: &stackStates, threads: threads,
+                                          tokens: index == 1 ? tokens : nil)
+                states.replaceSubrange(ordinals, with: stackStates)
+                let last = stack[stack.count - 1]
+                lastFinal = (stackStates[stackStates.count - 1].h, last.directionCount, last.outputSize)
+                recurrentOrdinal += stack.count
+                skipped = stack.count - 1
 
             case .dense(let dense):
                 guard flow.features == dense.inputSize else {

@@ -68,6 +68,14 @@ struct _RecurrentPlan: Equatable {
     /// For each thread, the group members it runs, in order.
     var work: [[Assignment]]
 
+    /// Group members in all (`slot` numbers them).
+    var slotCount: Int { groups.reduce(0) { $0 + $1.members } }
+
+    /// A number of its own for each group member, in `0 ..< slotCount`.
+    func slot(_ assignment: Assignment) -> Int {
+        groups[..<assignment.group].reduce(0) { $0 + $1.members } + assignment.member
+    }
+
     /// - `columnSplittable`: whether a step's state update for one hidden unit needs only
     ///   that unit's gates (not so for a projected LSTM or a `.beforeMatmul` GRU, whose second
     ///   product needs every unit), and the hidden size is a multiple of the panel width, so
@@ -132,7 +140,29 @@ struct _LayerMemory {
     var raw: UnsafeMutablePointer<Float>?
 }
 
-/// Runs one recurrent layer over `flow` (`[B, T, I]`), updating `state` to the final state.
+/// How many of `layers` (consecutive recurrent layers, the first first) run as one pipeline
+/// on `threads` threads over `batch` rows: 1 when they run one after the other.
+///
+/// A pipeline runs its layers at once, each on threads of its own, every layer's steps reading
+/// the previous layer's outputs as they are written: a stack of one-direction layers at a batch
+/// too small to split by rows, where the layers would otherwise split each step's units between
+/// threads that meet at every step. A layer can follow the one before when both have one
+/// direction, the one before returns sequences and this one runs forward (its step `t` reads
+/// output `t`, which the one before writes at its step `t`, forward or `goBackwards`).
+func _pipelineLength(_ layers: ArraySlice<PreparedRecurrent>, threads: Int, batch: Int) -> Int {
+    guard threads >= 2, batch < 8 * threads, let first = layers.first, first.directionCount == 1 else { return 1 }
+    var length = 1
+    var previous = first
+    for layer in layers.dropFirst() {
+        guard length < threads, previous.returnSequences, layer.directionCount == 1, !layer.goBackwards else { break }
+        length += 1
+        previous = layer
+    }
+    return length
+}
+
+/// Runs `layers` over `flow` (`[B, T, I]`), each one's output the next one's input, updating
+/// `states` (one per layer) to their final states, and returns the last layer's output.
 ///
 /// Per direction and valid step (masked steps keep the state and emit zero or the carried
 /// output), with σ the recurrent activation and φ the activation:
@@ -142,81 +172,72 @@ struct _LayerMemory {
 /// - GRU: `r, z = σ(·)`, `n = φ(W_n x + b_in + r ⊙ (U_n h + b_hn))` (`.afterMatmul`) or
 ///   `n = φ(W_n x + b_n + U_n (r ⊙ h))` (`.beforeMatmul`), `h' = n + z ⊙ (h − n)`.
 ///
+/// More than one layer runs as a pipeline (`_pipelineLength`), with the same results, bit for
+/// bit, as running them one after the other.
+///
 /// Returns `[B, T, merged]` with `returnSequences`, else `[B, merged]` from each
 /// direction's final `h`. The result does not depend on `threads`, bit for bit.
 ///
-/// With `tokens` (`[B, T]` ids, for a layer whose directions have a `tokenProjection`), the
+/// With `tokens` (`[B, T]` ids, for a first layer whose directions have a `tokenProjection`), the
 /// input projection of each step is looked up by token and `flow.values` is not read.
-func _runRecurrent(_ layer: PreparedRecurrent, flow: _Flow, state: inout _LayerState, threads: Int = 1,
-                   tokens: [Int]? = nil) -> _Flow {
+func _runRecurrentStack(_ layers: [PreparedRecurrent], flow: _Flow, states: inout [_LayerState], threads: Int,
+                        tokens: [Int]?) -> _Flow {
     let batch = flow.batch
     let time = flow.time ?? 0
-    let recurrentSize = layer.outputSize
-    let directionCount = layer.directionCount
-    let stepWidth = directionCount * recurrentSize  // concat layout of the raw output
+    let pipelined = layers.count > 1
+    // Threads per layer: an even share, the first layers taking what is left over.
+    let shares = layers.indices.map { threads / layers.count + ($0 < threads % layers.count ? 1 : 0) }
+    let runs = layers.indices.map { i in
+        _LayerRun(layers[i], state: states[i], batch: batch, time: time, threads: shares[i], pipelined: pipelined)
+    }
+    defer { for run in runs { run.deallocate() } }
 
-    // Raw per-step output, directions side by side (concat layout); merged at the end.
+    // Raw per-step outputs, directions side by side (concat layout), merged at the end.
     // Without a mask every step of every row is written, so no zero fill is needed; masked
     // steps of a `.zero` layer stay zero.
-    let rawCount = layer.returnSequences ? batch * time * stepWidth : 0
-    var raw = flow.mask == nil
-        ? [Float](unsafeUninitializedCapacity: rawCount) { _, initialized in initialized = rawCount }
-        : [Float](repeating: 0, count: rawCount)
-
-    if batch > 0 && time > 0 {
-        let plan = _RecurrentPlan(
-            threads: threads, directions: directionCount, batch: batch,
-            columnSplittable: !(layer.kind == .lstm && layer.directions[0].projection != nil)
-                && !(layer.kind == .gru && layer.resetRule == .beforeMatmul)
-                && layer.hiddenSize % _PackedMatrix.panelWidth == 0)
-        // The cell state is moved out of `state` for the loop so no copy is made on write.
-        var cStorage = state.c ?? []
-        state.c = nil
-        defer { if layer.kind == .lstm { state.c = cStorage } }
-        let groupScratch = plan.groups.map {
-            _StepScratch(layer: layer, rows: $0.rows.count, members: $0.members, time: time)
-        }
-        let barriers = plan.groups.map { $0.members > 1 ? _SpinBarrier(count: $0.members) : nil }
-
+    let outputs = _withOutputs(runs.map { $0.rawCount }[...], zero: flow.mask != nil) { raws in
+        guard batch > 0 && time > 0 else { return }
         flow.values.withUnsafeBufferPointer { x in
         _withOptionalBuffer(tokens) { tokens in
         _withOptionalBuffer(flow.mask) { mask in
-        state.h.withUnsafeMutableBufferPointer { h in
-        state.carried.withUnsafeMutableBufferPointer { carried in
-        cStorage.withUnsafeMutableBufferPointer { c in
-        raw.withUnsafeMutableBufferPointer { out in
-            let memory = _Shared(value: _LayerMemory(
-                x: x.baseAddress, tokens: tokens, mask: mask, h: h.baseAddress!,
-                // Decided by kind, not by baseAddress: an empty array may still have one.
-                c: layer.kind == .lstm ? c.baseAddress! : nil, carried: carried.baseAddress!,
-                raw: layer.returnSequences ? out.baseAddress! : nil))
-            _parallel(plan.work.count) { worker in
-                for assignment in plan.work[worker] {
-                    _runGroup(layer, group: plan.groups[assignment.group], member: assignment.member,
-                              barrier: barriers[assignment.group], scratch: groupScratch[assignment.group],
-                              memory: memory.value, batch: batch, time: time)
+            let memories = runs.indices.map { i in
+                _LayerMemory(x: i == 0 ? x.baseAddress : UnsafePointer(raws[i - 1]), tokens: i == 0 ? tokens : nil,
+                             mask: mask, h: runs[i].h, c: runs[i].c, carried: runs[i].carried, raw: raws[i])
+            }
+            // One job per worker of every layer; in a pipeline each has one group member.
+            let jobs = runs.indices.flatMap { i in runs[i].plan.work.indices.map { (layer: i, worker: $0) } }
+            let shared = _Shared(value: memories)
+            _parallel(jobs.count) { job in
+                let (i, worker) = jobs[job]
+                let run = runs[i]
+                for assignment in run.plan.work[worker] {
+                    _runGroup(run.layer, group: run.plan.groups[assignment.group], member: assignment.member,
+                              barrier: run.barriers[assignment.group], scratch: run.scratch[assignment.group],
+                              memory: shared.value[i], batch: batch, time: time,
+                              source: i > 0 ? runs[i - 1].progress : nil,
+                              progress: run.progress.map { ($0, run.plan.slot(assignment)) })
                 }
             }
         }
         }
         }
-        }
-        }
-        }
-        }
-        for scratch in groupScratch { scratch.deallocate() }
     }
+    for i in runs.indices { runs[i].write(to: &states[i]) }
 
+    let layer = layers[layers.count - 1]
+    let state = states[states.count - 1]
+    let recurrentSize = layer.outputSize
     if layer.returnSequences {
-        let merged = _mergeDirections(raw, rows: batch * time, size: recurrentSize,
-                                      directions: directionCount, merge: layer.merge)
+        let merged = _mergeDirections(outputs[outputs.count - 1], rows: batch * time, size: recurrentSize,
+                                      directions: layer.directionCount, merge: layer.merge)
         // The mask passes on as it came, also after goBackwards (whose outputs are in
         // reversed order): Keras's RNN.compute_mask does the same.
         return _Flow(values: merged, batch: batch, time: time, features: layer.mergedOutputSize, mask: flow.mask)
     } else {
         // Each direction's final h, [D, B, R] → [B, D·R], then merged.
+        let stepWidth = layer.directionCount * recurrentSize
         var last = [Float](repeating: 0, count: batch * stepWidth)
-        for d in 0..<directionCount {
+        for d in 0..<layer.directionCount {
             for b in 0..<batch {
                 for j in 0..<recurrentSize {
                     last[b * stepWidth + d * recurrentSize + j] = state.h[(d * batch + b) * recurrentSize + j]
@@ -224,9 +245,87 @@ func _runRecurrent(_ layer: PreparedRecurrent, flow: _Flow, state: inout _LayerS
             }
         }
         let merged = _mergeDirections(last, rows: batch, size: recurrentSize,
-                                      directions: directionCount, merge: layer.merge)
+                                      directions: layer.directionCount, merge: layer.merge)
         return _Flow(values: merged, batch: batch, time: nil, features: layer.mergedOutputSize, mask: nil)
     }
+}
+
+/// One layer's part of `_runRecurrentStack`: how its work is split, its scratch, and its
+/// state in buffers of its own for the run (copied in and written back).
+private struct _LayerRun {
+    let layer: PreparedRecurrent
+    let plan: _RecurrentPlan
+    let scratch: [_StepScratch]
+    let barriers: [_SpinBarrier?]
+    /// In a pipeline, the steps each worker has finished (one arrival per step, per plan slot),
+    /// which the next layer waits for.
+    let progress: _SpinBarrier?
+    /// `[D, B, R]`, `[D, B, H]` (LSTM), `[D, B, R]`.
+    let h: UnsafeMutablePointer<Float>
+    let c: UnsafeMutablePointer<Float>?
+    let carried: UnsafeMutablePointer<Float>
+    /// Floats of the raw output, `[B, T, D·R]`, when the layer returns sequences.
+    let rawCount: Int
+
+    init(_ layer: PreparedRecurrent, state: _LayerState, batch: Int, time: Int, threads: Int, pipelined: Bool) {
+        self.layer = layer
+        plan = _RecurrentPlan(
+            threads: threads, directions: layer.directionCount, batch: batch,
+            columnSplittable: !(layer.kind == .lstm && layer.directions[0].projection != nil)
+                && !(layer.kind == .gru && layer.resetRule == .beforeMatmul)
+                && layer.hiddenSize % _PackedMatrix.panelWidth == 0)
+        // A pipelined layer projects its inputs a few steps at a time (about 16 rows), so that
+        // the next layer starts early and finds them written.
+        let chunk = pipelined ? Swift.max(1, 16 / Swift.max(1, batch)) : nil
+        scratch = plan.groups.map {
+            _StepScratch(layer: layer, rows: $0.rows.count, members: $0.members, time: time, chunk: chunk)
+        }
+        barriers = plan.groups.map { $0.members > 1 ? _SpinBarrier(count: $0.members) : nil }
+        progress = pipelined ? _SpinBarrier(count: plan.slotCount) : nil
+        h = _allocateAligned(state.h.count)
+        h.initialize(from: state.h, count: state.h.count)
+        if layer.kind == .lstm, let values = state.c {
+            let c = _allocateAligned(values.count)
+            c.initialize(from: values, count: values.count)
+            self.c = c
+        } else {
+            c = nil
+        }
+        carried = _allocateAligned(state.carried.count)
+        carried.initialize(from: state.carried, count: state.carried.count)
+        rawCount = layer.returnSequences ? batch * time * layer.directionCount * layer.outputSize : 0
+    }
+
+    /// The final state.
+    func write(to state: inout _LayerState) {
+        state.h = Array(UnsafeBufferPointer(start: h, count: state.h.count))
+        if let c, let count = state.c?.count { state.c = Array(UnsafeBufferPointer(start: c, count: count)) }
+        state.carried = Array(UnsafeBufferPointer(start: carried, count: state.carried.count))
+    }
+
+    func deallocate() {
+        for s in scratch { s.deallocate() }
+        h.deallocate(); c?.deallocate(); carried.deallocate()
+    }
+}
+
+/// Arrays of `counts` floats, uninitialised unless `zero`, that `body` fills through their
+/// base addresses (nil for an empty one).
+private func _withOutputs(_ counts: ArraySlice<Int>, zero: Bool,
+                          _ body: ([UnsafeMutablePointer<Float>?]) -> Void) -> [[Float]] {
+    guard let count = counts.first else {
+        body([])
+        return []
+    }
+    var rest: [[Float]] = []
+    let first = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        if zero { buffer.initialize(repeating: 0) }
+        rest = _withOutputs(counts.dropFirst(), zero: zero) { others in
+            body([count > 0 ? buffer.baseAddress : nil] + others)
+        }
+        initialized = count
+    }
+    return [first] + rest
 }
 
 /// Calls `body` with the array's base address, or nil for a nil array.
@@ -263,11 +362,12 @@ struct _StepScratch: @unchecked Sendable {
     /// `[rows, H]`: LSTM `o ⊙ φ(c')` before the projection; GRU `U_n h + b_hn` or `r ⊙ h`.
     var work: UnsafeMutablePointer<Float>
 
-    init(layer: PreparedRecurrent, rows: Int, members: Int, time: Int) {
+    /// `chunk`: steps per input projection; by default as many as fill about 1 MB of gates.
+    init(layer: PreparedRecurrent, rows: Int, members: Int, time: Int, chunk: Int? = nil) {
         let gateWidth = layer.gateCount * layer.hiddenSize
-        chunk = Swift.max(1, Swift.min(time, (1 << 18) / Swift.max(1, rows * gateWidth)))
-        gates = _allocateAligned(chunk * rows * gateWidth)
-        inputs = _allocateAligned(members * chunk * rows * layer.inputSize)
+        self.chunk = Swift.max(1, Swift.min(time, chunk ?? (1 << 18) / Swift.max(1, rows * gateWidth)))
+        gates = _allocateAligned(self.chunk * rows * gateWidth)
+        inputs = _allocateAligned(members * self.chunk * rows * layer.inputSize)
         hBuffers = _allocateAligned(2 * rows * layer.outputSize)
         newH = _allocateAligned(rows * layer.outputSize)
         newC = _allocateAligned(rows * layer.hiddenSize)
@@ -298,9 +398,13 @@ func _unitPanels(_ units: Range<Int>, hidden: Int, gates: Int, whole: Bool) -> [
 /// input projection and of every step's product, their state update and their outputs, so it
 /// only reads what it writes itself, except `h`, which every member's product reads whole.
 /// `h` alternates between two buffers; the members meet once per step, after writing theirs.
+///
+/// In a pipeline, `source` counts the steps each worker of the layer before has finished (its
+/// outputs are this layer's inputs `x`), and this member arrives at `progress` once per step,
+/// after writing its outputs.
 private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, member: Int,
                        barrier: _SpinBarrier?, scratch: _StepScratch, memory: _LayerMemory,
-                       batch: Int, time: Int) {
+                       batch: Int, time: Int, source: _SpinBarrier?, progress: (barrier: _SpinBarrier, slot: Int)?) {
     let d = group.direction
     let weights = layer.directions[d]
     let members = group.members
@@ -381,6 +485,11 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                     }
                 }
             } else {
+                // In a pipeline, wait until the layer before has written them (it runs forward
+                // in time: x[·, t] is written at its step t).
+                if let source {
+                    for other in 0..<source.count { source.wait(for: other, rounds: chunkStart + steps) }
+                }
                 // The chunk's inputs, time-major in processing order: inputs[slot, b] = x[b, t].
                 for slot in 0..<steps {
                     let s = chunkStart + slot
@@ -462,6 +571,7 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                                 .update(from: hNext + b * recurrentSize + outputUnits.lowerBound, count: outputUnits.count)
                         }
                     }
+                    if let progress { progress.barrier.arrive(member: progress.slot) }
                     if meetInside { barrier!.arrive(member: member) } else { barrier?.wait(member: member) }
                     continue
                 }
@@ -488,6 +598,7 @@ private func _runGroup(_ layer: PreparedRecurrent, group: _RecurrentPlan.Group, 
                     }
                     // else: stays zero.
                 }
+                if let progress { progress.barrier.arrive(member: progress.slot) }
                 if meetInside { barrier!.arrive(member: member) } else { barrier?.wait(member: member) }
             }
         }

@@ -295,6 +295,96 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Which stacks run as a pipeline (`_pipelineLength`): consecutive one-direction layers,
+    /// each after one that returns sequences, all but the first forward, as many as there are
+    /// threads, at batches too small to split by rows.
+    func testPipelineLength() throws {
+        var rng = SeededGenerator(seed: 20)
+        func prepared(_ layers: [RecurrentLayer]) throws -> [PreparedRecurrent] {
+            try Engine(model: Model(layers: layers.map { .recurrent($0) })).layers.compactMap {
+                if case .recurrent(let layer) = $0 { return layer }
+                return nil
+            }
+        }
+        let a = randomLayer(.lstm, inputSize: 3, hiddenSize: 4, using: &rng)
+        let b = randomLayer(.gruAfter, inputSize: 4, hiddenSize: 5, using: &rng)
+        let c = randomLayer(.rnnTanh, inputSize: 5, hiddenSize: 6, using: &rng)
+        let abc = try prepared([a, b, c])
+        XCTAssertEqual(_pipelineLength(abc[...], threads: 1, batch: 1), 1)
+        XCTAssertEqual(_pipelineLength(abc[...], threads: 2, batch: 1), 2)
+        XCTAssertEqual(_pipelineLength(abc[...], threads: 3, batch: 1), 3)
+        XCTAssertEqual(_pipelineLength(abc[...], threads: 8, batch: 63), 3)
+        XCTAssertEqual(_pipelineLength(abc[...], threads: 8, batch: 64), 1)  // rows split instead
+        XCTAssertEqual(_pipelineLength(abc[2...], threads: 2, batch: 1), 1)
+        var backward = b
+        backward.goBackwards = true
+        XCTAssertEqual(_pipelineLength(try prepared([a, backward])[...], threads: 2, batch: 1), 1)
+        var backwardFirst = a
+        backwardFirst.goBackwards = true
+        XCTAssertEqual(_pipelineLength(try prepared([backwardFirst, b])[...], threads: 2, batch: 1), 2)
+        let bidirectional = randomLayer(.lstm, inputSize: 3, hiddenSize: 2, directions: 2, using: &rng)
+        XCTAssertEqual(_pipelineLength(try prepared([bidirectional, b])[...], threads: 2, batch: 1), 1)
+        var lastOnly = abc
+        lastOnly[0].returnSequences = false
+        XCTAssertEqual(_pipelineLength(lastOnly[...], threads: 2, batch: 1), 1)
+    }
+
+    /// A pipelined stack (each layer on threads of its own, its steps reading the layer before's
+    /// outputs as they are written) gives a layer-by-layer run's results bit for bit: every cell
+    /// variant, 2 and 3 layers, a `goBackwards` first layer, masks with `.carry` and `.zero`
+    /// outputs, layers split over two threads each, sequences of several projection chunks, and
+    /// an embedding looked up per token.
+    func testPipelinedStacksMatchLayerByLayerExactly() throws {
+        var rng = SeededGenerator(seed: 21)
+        let time = 24  // several projection chunks (16 and 3 steps at batch 1 and 5)
+        for variant in CellVariant.allCases {
+            for layerCount in [2, 3] {
+                for backwardFirst in [false, true] {
+                    var layers: [Layer] = []
+                    var features = 5
+                    for l in 0..<layerCount {
+                        // 64 splits by units between two threads; 9 does not.
+                        let layer = randomLayer(variant, inputSize: features, hiddenSize: [64, 9, 9][l],
+                                                maskedOutput: l == 0 ? .carry : .zero,
+                                                goBackwards: l == 0 && backwardFirst, using: &rng)
+                        layers.append(.recurrent(layer))
+                        features = layer.mergedOutputSize
+                    }
+                    let engine = try Engine(model: Model(layers: layers))
+                    for batch in [1, 5] {
+                        let x = rng.tensor([batch, time, 5], scale: 1.5)
+                        let lengths = (0..<batch).map { time - ($0 * 13) % time }
+                        for masked in [false, true] {
+                            let one = try engine.run(.features(x), lengths: masked ? lengths : nil, threads: 1)
+                            for threads in batch == 1 ? [2, 3, 4] : [2] {
+                                let many = try engine.run(.features(x), lengths: masked ? lengths : nil, threads: threads)
+                                let label = "\(variant) \(layerCount) layers backward \(backwardFirst) B\(batch) masked \(masked) threads \(threads)"
+                                XCTAssertEqual(many.output, one.output, label)
+                                XCTAssertEqual(many.finalStates, one.finalStates, label)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for variant in [CellVariant.lstm, .gruAfter] {
+            let vocabulary = 13
+            let first = randomLayer(variant, inputSize: 6, hiddenSize: 32, using: &rng)
+            let second = randomLayer(variant, inputSize: 32, hiddenSize: 32, returnSequences: false, using: &rng)
+            let engine = try Engine(model: Model(layers: [
+                .embedding(Embedding(table: rng.tensor([vocabulary, 6]), maskZero: true)),
+                .recurrent(first), .recurrent(second),
+            ]))
+            let ids = (0..<(2 * time)).map { ($0 * 5 + 1) % vocabulary }
+            for batch in [1, 2] {
+                let one = try engine.run(.tokens(ids: Array(ids.prefix(batch * time)), batch: batch, time: time), threads: 1)
+                let two = try engine.run(.tokens(ids: Array(ids.prefix(batch * time)), batch: batch, time: time), threads: 2)
+                XCTAssertEqual(two.output, one.output, "embedding \(variant) B\(batch)")
+                XCTAssertEqual(two.finalStates, one.finalStates, "embedding \(variant) B\(batch)")
+            }
+        }
+    }
+
     /// A single row runs each step fused (product and cell arithmetic per block of 32 units,
     /// FusedStep.swift); inside a batch it runs the product and the update apart. Both give the
     /// same bits, for LSTM and GRU, σ/tanh and other activations, one or two directions, masked
