@@ -1,4 +1,4 @@
-// The recurrence: one recurrent layer over a masked sequence.
+// The recurrence: recurrent layers over a masked sequence.
 //
 // Layout for speed: per direction, the input projection of all steps is one matrix product
 // `[B·T, I] × [I, G·H]` (biases folded in), stored time-major `[T, B, G·H]` so that one
@@ -13,7 +13,10 @@
 // split when there are at least 8 per thread, else the hidden units (their gate columns of
 // every product, and their state update) are split between threads that meet once per step
 // after writing their part of the new `h` (for a single row, inside the next step's product
-// where it reaches a partner's part: `_StepWait`).
+// where it reaches a partner's part: `_StepWait`). At such small batches a stack of
+// one-direction layers runs as a pipeline instead (`_pipelineLength`): every layer at once on
+// threads of its own, each chunk of a layer's steps starting once the layer before has
+// written the outputs that chunk projects. Step by step the work is the same, so are the bits.
 
 /// Data flowing between layers.
 struct _Flow {
