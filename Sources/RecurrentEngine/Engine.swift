@@ -55,11 +55,12 @@ public final class Engine: Sendable {
     ///     from `.masking` layers and `maskZero` embeddings by logical and.
     ///   - initialStates: one per recurrent layer (`h` `[D, batch, outputSize]`, `c`
     ///     `[D, batch, hiddenSize]` for LSTM); zeros when nil.
-    ///   - threads: how many threads a recurrent layer may use (default 1: the calling
-    ///     thread only). Directions run in parallel; within a direction, batch rows are split
-    ///     when there are at least 8 per thread, else each step's hidden units are (when the
-    ///     hidden size is a multiple of 32 and the cell allows it). The result is the same,
-    ///     bit for bit, for every thread count.
+    ///   - threads: how many threads the run may use (default 1: the calling thread only).
+    ///     Directions run in parallel; within a direction, batch rows are split when there are
+    ///     at least 8 per thread, else each step's hidden units are (when the hidden size is a
+    ///     multiple of 32 and the cell allows it). At such small batches consecutive
+    ///     one-direction layers run at once instead, as a pipeline, each on its share of the
+    ///     threads. The result is the same, bit for bit, for every thread count.
     /// - Returns: the output (`[batch, time, features]` or `[batch, features]`) and the final
     ///   state of every recurrent layer.
     public func run(_ input: ModelInput, lengths: [Int]? = nil,

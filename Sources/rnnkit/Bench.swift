@@ -30,7 +30,7 @@ struct Bench: ParsableCommand {
                                discussion: "Idle cores take tens of milliseconds to reach full speed."))
     var warmup: Double = 0.2
 
-    @Option(help: "Threads per recurrent layer (the engine's default is 1).")
+    @Option(help: "Threads a run uses (the engine's default is 1): a layer's directions, rows or units are split over them, and at small batches one-direction layers run at once.")
     var threads: Int = 1
 
     @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture.")
