@@ -22,17 +22,22 @@ struct Run: ParsableCommand {
     @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture.")
     var architecture: String?
 
+    @Option(help: "Threads the run uses (default 1); the outputs do not depend on it.")
+    var threads: Int = 1
+
     func validate() throws {
         guard output != input, output != model else {
             throw ValidationError("--output must differ from the model and the input file")
         }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
         try failingWithStatus2 {
             let loaded = try LoadedModel(contentsOf: model, architecture: architecture)
             let inputs = try InputFile(contentsOf: input)
-            let outputs = try loaded.run(inputs.input, lengths: inputs.lengths, h0: inputs.h0, c0: inputs.c0)
+            let outputs = try loaded.run(inputs.input, lengths: inputs.lengths, h0: inputs.h0, c0: inputs.c0,
+                                         threads: threads)
             try outputs.write(to: output)
             var shapes = "output \(outputs.output.shape)"
             if let hN = outputs.hN { shapes += ", h_n \(hN.shape)" }

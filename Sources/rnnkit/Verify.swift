@@ -26,16 +26,20 @@ struct Verify: ParsableCommand {
     @Option(help: "Relative tolerance (default: the fixture's, else 1e-4).")
     var rtol: Double?
 
+    @Option(help: "Threads the run uses (default 1); the outputs do not depend on it.")
+    var threads: Int = 1
+
     func validate() throws {
         if let atol, !(atol >= 0) { throw ValidationError("--atol must be a non-negative number") }
         if let rtol, !(rtol >= 0) { throw ValidationError("--rtol must be a non-negative number") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
         let verification = try failingWithStatus2 {
             let loadedFixture = try Fixture(contentsOf: fixture)
             let loaded = try LoadedModel(contentsOf: model, architecture: architecture ?? loadedFixture.architecturePath)
-            return try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol)
+            return try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol, threads: threads)
         }
         print("tolerance: atol \(verification.atol), rtol \(verification.rtol)")
         for comparison in verification.comparisons {

@@ -71,6 +71,10 @@ final class CommandLineTests: XCTestCase {
             XCTAssertTrue(result.stdout.contains("ok       \(name)"), result.stdout)
         }
         XCTAssertTrue(result.stdout.contains("max abs error"))
+        // On more threads: the same outputs, so the same report.
+        let threaded = try rnnkit("verify", model, fixtureFile, "--threads", "3")
+        XCTAssertEqual(threaded.status, 0, threaded.stdout + threaded.stderr)
+        XCTAssertEqual(threaded.stdout, result.stdout)
     }
 
     func testVerifyMismatchExitsOneAndNamesTheFirstIndex() throws {
@@ -112,6 +116,8 @@ final class CommandLineTests: XCTestCase {
             ["inspect", fixture("hdf5/global_heap_fault.h5")],
             ["convert", fixture("hdf5/global_heap_fault.h5"), "/nonexistent/out.h5", "--to", "pytorch"],
             ["verify", model],
+            ["verify", model, fixtureFile, "--threads", "0"],
+            ["run", model, "--input", fixtureFile, "--output", "/nonexistent/out.h5", "--threads", "0"],
         ]
         for arguments in cases {
             let result = try rnnkit(arguments)

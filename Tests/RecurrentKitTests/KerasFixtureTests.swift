@@ -37,6 +37,7 @@ final class KerasFixtureTests: XCTestCase {
                 XCTAssertTrue(try exercised(tag, model: model, fixture: fixture, modelPath: modelPath), "\(name) claims '\(tag)' but the files do not show it")
             }
             tagsSeen.formUnion(fixture.exercises)
+            try assertThreadCountsAgree(name, model: model, fixture: fixture)
         }
         // The set as a whole covers every layer and option the Keras issue lists.
         let required = Set([

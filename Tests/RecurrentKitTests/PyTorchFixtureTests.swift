@@ -62,6 +62,7 @@ final class PyTorchFixtureTests: XCTestCase {
             }
             try assertExercises(name, tags: fixture.exercises, model: model, fixture: fixture,
                                 modelPath: folder.appendingPathComponent(modelFile).path)
+            try assertThreadCountsAgree(name, model: model, fixture: fixture)
         }
     }
 

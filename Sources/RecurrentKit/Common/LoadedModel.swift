@@ -126,11 +126,14 @@ public struct LoadedModel: Sendable {
     ///   - lengths: valid steps per sequence (`[batch]`), right padding after them.
     ///   - h0: initial hidden states `[layers × directions, batch, hidden_out]` (bare modules).
     ///   - c0: initial cell states `[layers × directions, batch, hidden]` (bare LSTMs).
-    public func run(_ input: ModelInput, lengths: [Int]? = nil, h0: Tensor? = nil, c0: Tensor? = nil) throws -> ModelOutputs {
+    ///   - threads: threads the engine may use (`Engine.run(_:lengths:initialStates:threads:)`);
+    ///     the outputs are the same, bit for bit, for every count.
+    public func run(_ input: ModelInput, lengths: [Int]? = nil, h0: Tensor? = nil, c0: Tensor? = nil,
+                    threads: Int = 1) throws -> ModelOutputs {
         let states = try initialStates(h0: h0, c0: c0, batch: input.batch)
         let result: RunResult
         do {
-            result = try engine.run(input, lengths: lengths, initialStates: states)
+            result = try engine.run(input, lengths: lengths, initialStates: states, threads: threads)
         } catch let error as EngineError {
             throw ModelError(file: file, message: error.description)
         }

@@ -61,13 +61,16 @@ public struct Verification: Sendable {
 
     /// Runs `model` on the fixture's inputs and compares every `/expected/*` tensor.
     ///
-    /// Tolerances: the caller's, else the fixture's attributes, else 1e-5 and 1e-4.
-    public init(model: LoadedModel, fixture: Fixture, atol: Double? = nil, rtol: Double? = nil) throws {
+    /// Tolerances: the caller's, else the fixture's attributes, else 1e-5 and 1e-4. `threads`:
+    /// how many threads the run may use (the outputs do not depend on it).
+    public init(model: LoadedModel, fixture: Fixture, atol: Double? = nil, rtol: Double? = nil,
+                threads: Int = 1) throws {
         let atol = atol ?? fixture.atol ?? Self.defaultAbsoluteTolerance
         let rtol = rtol ?? fixture.rtol ?? Self.defaultRelativeTolerance
         self.atol = atol
         self.rtol = rtol
-        let outputs = try model.run(fixture.input, lengths: fixture.lengths, h0: fixture.h0, c0: fixture.c0)
+        let outputs = try model.run(fixture.input, lengths: fixture.lengths, h0: fixture.h0, c0: fixture.c0,
+                                    threads: threads)
         comparisons = try fixture.expected.map { name, expected in
             let actual: Tensor?
             switch name {
