@@ -322,6 +322,7 @@ private func _withOutputs(_ counts: ArraySlice<Int>, zero: Bool,
     }
     var rest: [[Float]] = []
     let first = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        if let base = buffer.baseAddress { _adviseHugePages(base, count: count) }
         if zero { buffer.initialize(repeating: 0) }
         rest = _withOutputs(counts.dropFirst(), zero: zero) { others in
             body([count > 0 ? buffer.baseAddress : nil] + others)
