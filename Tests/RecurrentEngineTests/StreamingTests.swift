@@ -49,13 +49,16 @@ final class StreamingTests: XCTestCase {
             }
             let full = try engine.run(.features(x), initialStates: initial)
 
+            // On two threads the two layers run as a pipeline (batch 3): the same bits.
             for sizes in [[11], [1, 10], [4, 0, 4, 3], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]] {
-                let session = try engine.makeStreamingSession(batch: 3, initialStates: initial)
-                let outputs = try chunks(x, sizes: sizes).map { try session.step(.features($0)) }
-                let streamed = concatenated(outputs)
-                XCTAssertEqual(streamed.shape, full.output.shape)
-                assertClose(streamed.values, full.output.values, tolerance: 0, "\(variant) chunks \(sizes)")
-                XCTAssertEqual(session.states, full.finalStates, "\(variant) chunks \(sizes)")
+                for threads in [1, 2] {
+                    let session = try engine.makeStreamingSession(batch: 3, initialStates: initial, threads: threads)
+                    let outputs = try chunks(x, sizes: sizes).map { try session.step(.features($0)) }
+                    let streamed = concatenated(outputs)
+                    XCTAssertEqual(streamed.shape, full.output.shape)
+                    assertClose(streamed.values, full.output.values, tolerance: 0, "\(variant) chunks \(sizes) threads \(threads)")
+                    XCTAssertEqual(session.states, full.finalStates, "\(variant) chunks \(sizes) threads \(threads)")
+                }
             }
         }
     }
