@@ -20,6 +20,10 @@
 // larger batch agree bit for bit (streaming in chunks relies on this), and so do runs with
 // different thread counts.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 #if arch(arm64) || RECURRENTKIT_FMA
 /// `acc + a · b`, fused (one rounding).
 @inline(__always)
@@ -56,13 +60,32 @@ final class _AlignedFloats: @unchecked Sendable {
     /// `count` zeros.
     init(zeros count: Int) {
         self.count = count
-        base = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * MemoryLayout<Float>.stride,
-                                                alignment: Self.alignment)
-            .bindMemory(to: Float.self, capacity: Swift.max(1, count))
+        base = _allocateAligned(count)
         base.initialize(repeating: 0, count: Swift.max(1, count))
     }
 
     deinit { base.deallocate() }
+}
+
+/// Allocates `count` floats (at least one) aligned to 64 bytes; free with `deallocate()`.
+func _allocateAligned(_ count: Int) -> UnsafeMutablePointer<Float> {
+    UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * MemoryLayout<Float>.stride,
+                                     alignment: _AlignedFloats.alignment)
+        .bindMemory(to: Float.self, capacity: Swift.max(1, count))
+}
+
+/// Asks the kernel to back the whole 2 MB pages inside `count` floats at `base`, not yet
+/// touched, with huge pages: a large output is then faulted in a few hundred times instead of
+/// once per 4 KB page. A hint only; nothing changes where the kernel does not take it.
+func _adviseHugePages(_ base: UnsafeMutablePointer<Float>, count: Int) {
+    #if canImport(Glibc)
+    let huge = 2 << 20
+    guard count * MemoryLayout<Float>.stride >= 2 * huge else { return }
+    let start = (Int(bitPattern: base) + huge - 1) / huge * huge
+    let end = (Int(bitPattern: base) + count * MemoryLayout<Float>.stride) / huge * huge
+    guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    _ = madvise(pointer, end - start, MADV_HUGEPAGE)
+    #endif
 }
 
 /// A matrix `B` `[k, n]` (the right operand of `C = A · B`) packed into column panels.

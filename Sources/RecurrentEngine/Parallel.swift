@@ -1,7 +1,7 @@
 // Threads for the engine: a fork–join over dedicated worker threads and a spinning barrier.
 //
 // Work is split once per layer (directions, batch rows or column panels, see
-// `_RecurrentPlan`). Members of one group that split the columns of a step meet at a barrier
+// `_RecurrentPlan`), or once per stack of layers run as a pipeline (`_pipelineLength`). Members of one group that split the columns of a step meet at a barrier
 // once per step (microseconds apart at batch 1), which is why the barrier spins instead of
 // sleeping, and why every member of a fork–join runs on a thread of its own: a spinning
 // member always meets its partners.
@@ -159,11 +159,7 @@ final class _Worker: @unchecked Sendable {
     /// Spins until the job of the latest `post` has returned.
     func waitUntilDone() {
         let target = posted.load(ordering: .relaxed)
-        var spins = 0
-        while finished.load(ordering: .acquiring) != target {
-            spins += 1
-            if spins > 20_000 { sched_yield() }
-        }
+        _spin { finished.load(ordering: .acquiring) == target }
     }
 
     private func loop() -> Never {
@@ -189,6 +185,16 @@ final class _Worker: @unchecked Sendable {
             job = nil
             finished.store(seen, ordering: .releasing)
         }
+    }
+}
+
+/// Spins until `done()` holds, yielding the core on each try after the first 20 000.
+@inline(__always)
+func _spin(until done: () -> Bool) {
+    var spins = 0
+    while !done() {
+        spins += 1
+        if spins > 20_000 { sched_yield() }
     }
 }
 
@@ -232,11 +238,7 @@ final class _SpinBarrier: Sendable {
 
     /// Returns once `other` has arrived `rounds` times.
     func wait(for other: Int, rounds: Int) {
-        var spins = 0
-        while slots[other].rounds.load(ordering: .acquiring) < rounds {
-            spins += 1
-            if spins > 20_000 { sched_yield() }
-        }
+        _spin { slots[other].rounds.load(ordering: .acquiring) >= rounds }
     }
 }
 
@@ -254,16 +256,3 @@ struct _Shared<Value>: @unchecked Sendable {
     var value: Value
 }
 
-/// Asks the kernel to back the whole 2 MB pages inside `count` floats at `base`, not yet
-/// touched, with huge pages: a large output is then faulted in a few hundred times instead of
-/// once per 4 KB page. A hint only; nothing changes where the kernel does not take it.
-func _adviseHugePages(_ base: UnsafeMutablePointer<Float>, count: Int) {
-    #if os(Linux)
-    let huge = 2 << 20
-    guard count * MemoryLayout<Float>.stride >= 2 * huge else { return }
-    let start = (Int(bitPattern: base) + huge - 1) / huge * huge
-    let end = (Int(bitPattern: base) + count * MemoryLayout<Float>.stride) / huge * huge
-    guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
-    _ = madvise(pointer, end - start, MADV_HUGEPAGE)
-    #endif
-}

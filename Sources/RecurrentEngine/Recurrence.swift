@@ -338,13 +338,6 @@ private func _withOptionalBuffer<Element, R>(_ values: [Element]?, _ body: (Unsa
     return values.withUnsafeBufferPointer { body($0.baseAddress) }
 }
 
-/// Allocates `count` floats (at least one) aligned to 64 bytes; free with `deallocate()`.
-func _allocateAligned(_ count: Int) -> UnsafeMutablePointer<Float> {
-    UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * MemoryLayout<Float>.stride,
-                                     alignment: _AlignedFloats.alignment)
-        .bindMemory(to: Float.self, capacity: Swift.max(1, count))
-}
-
 /// Per-group buffers, `rows` batch rows each, allocated (64-byte aligned) before the loop.
 struct _StepScratch: @unchecked Sendable {
     /// `[chunk, rows, G·H]`: the input projections of `chunk` consecutive steps, then their
