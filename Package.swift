@@ -20,16 +20,19 @@ let package = Package(
             pkgConfig: "hdf5",
             providers: [.apt(["libhdf5-dev", "pkg-config"])]
         ),
+        // Escaping of strings that come from files before they are printed (no dependencies).
+        .target(name: "TextSafety"),
         // The only module that calls HDF5 or touches its pointers.
-        .target(name: "HDF5", dependencies: ["CHDF5"]),
+        .target(name: "HDF5", dependencies: ["CHDF5", "TextSafety"]),
         // Framework-neutral model and the inference engine: pure Swift, no file formats.
-        .target(name: "RecurrentEngine"),
+        .target(name: "RecurrentEngine", dependencies: ["TextSafety"]),
         // File layouts (PyTorch, Keras), fixtures, and the public facade.
-        .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "ZIPFoundation"]),
+        .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "TextSafety", "ZIPFoundation"]),
         .executableTarget(
             name: "rnnkit",
             dependencies: [
                 "RecurrentKit",
+                "TextSafety",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -37,6 +40,6 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
         .testTarget(name: "RecurrentEngineTests", dependencies: ["RecurrentEngine"]),
-        .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5", "TestSupport", "rnnkit"]),
+        .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5", "TestSupport", "TextSafety", "rnnkit"]),
     ]
 )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RecurrentKit
+import TextSafety
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,18 +53,12 @@ func failingWithStatus2<T>(_ body: () throws -> T) throws -> T {
     }
 }
 
-/// The message with control characters (a newline in a damaged file's dataset name, say)
-/// shown as escapes, so that an error is always one line.
+/// The message with every unsafe character (controls, C1 controls, bidirectional
+/// overrides: a newline or an escape sequence in a damaged file's dataset name, say) shown
+/// as an escape, so that an error is always one line that cannot act on the terminal.
+/// The library shortens each file-derived name itself; this is the last line of defence.
 func oneLine(_ text: String) -> String {
-    var result = ""
-    for scalar in text.unicodeScalars {
-        if scalar.properties.generalCategory == .control {
-            result += scalar.escaped(asASCII: true)
-        } else {
-            result.unicodeScalars.append(scalar)
-        }
-    }
-    return result
+    escapedForDisplay(text, limit: 4000)
 }
 
 /// The message a memory fault prints, prepared before anything is read: a signal handler
