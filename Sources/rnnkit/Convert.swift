@@ -17,13 +17,13 @@ struct Convert: ParsableCommand {
     @Argument(help: "The model to convert.")
     var input: String
 
-    @Argument(help: "The file to write (never the input; replaced only with --force).")
+    @Argument(help: "The file to write (never an input, by any name; an existing regular file is replaced only with --force).")
     var output: String
 
     @Option(help: "The target layout: pytorch, keras (tf-keras .h5) or keras3 (.keras).")
     var to: ConversionTarget
 
-    @Flag(help: "Replace OUTPUT if it exists.")
+    @Flag(help: "Replace OUTPUT (and the --emit-python file) if it exists as a regular file.")
     var force = false
 
     @Option(name: .customLong("emit-python"), help: "With --to pytorch: also write a Python module defining the equivalent torch.nn.Module and a loader.")
@@ -36,29 +36,16 @@ struct Convert: ParsableCommand {
         if emitPython != nil && to != .pytorch {
             throw ValidationError("--emit-python goes with --to pytorch")
         }
-        if let emitPython, emitPython == input || emitPython == output {
-            throw ValidationError("--emit-python must name a file other than the input and the output")
-        }
     }
 
     func run() throws {
         try failingWithStatus2 {
-            let report = try Converter.convert(input, to: to, output: output, force: force, architecture: architecture)
+            // The module is written with the converted file, or neither is.
+            let report = try Converter.convert(input, to: to, output: output, force: force, architecture: architecture,
+                                               pythonModule: emitPython)
             print("wrote \(output) (\(to.rawValue)); read back, it is the same model as \(input), weight for weight")
             for note in report.notes { print("note: \(note)") }
-            if let emitPython, let config = report.modelConfig {
-                let source = try PythonEmitter.source(modelConfig: config,
-                                                      weightsFile: URL(fileURLWithPath: output).lastPathComponent)
-                try writeText(source, to: emitPython)
-                print("wrote \(emitPython)")
-            }
+            if let emitPython { print("wrote \(emitPython)") }
         }
-    }
-
-    private func writeText(_ text: String, to path: String) throws {
-        if FileManager.default.fileExists(atPath: path) && !force {
-            throw ValidationError("\(path) exists; pass --force to replace it")
-        }
-        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }

@@ -21,6 +21,8 @@ struct RNNKit: ParsableCommand {
         guardAgainstLibraryCrashes(reading: CommandLine.arguments.dropFirst().filter {
             FileManager.default.fileExists(atPath: $0)
         })
+        // An interrupted conversion leaves no temporary files behind.
+        TemporaryFiles.removeOnInterrupt()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -7,7 +7,9 @@ struct Run: ParsableCommand {
         discussion: """
         IN holds /inputs ([batch, time, features] floats, or [batch, time] token ids) and \
         optionally /lengths ([batch]), /h0 and /c0. OUT gets /output, plus /h_n (and /c_n) \
-        for a bare recurrent module. OUT is written atomically.
+        for a bare recurrent module. OUT is written to a temporary file beside it and renamed \
+        into place; it is never the model, IN or ARCH (by any name), and an existing OUT is \
+        replaced only if it is a regular file.
         """)
 
     @Argument(help: "The model file.")
@@ -26,23 +28,27 @@ struct Run: ParsableCommand {
     var threads: Int = 1
 
     func validate() throws {
-        guard output != input, output != model else {
-            throw ValidationError("--output must differ from the model and the input file")
-        }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
         try failingWithStatus2 {
+            // Checked before the work, and again as the file is written.
+            try OutputFiles.check(output, against: protectedInputs, overwrite: true)
             let loaded = try LoadedModel(contentsOf: model, architecture: architecture)
             let inputs = try InputFile(contentsOf: input)
             let outputs = try loaded.run(inputs.input, lengths: inputs.lengths, h0: inputs.h0, c0: inputs.c0,
                                          threads: threads)
-            try outputs.write(to: output)
+            try outputs.write(to: output, protecting: protectedInputs)
             var shapes = "output \(outputs.output.shape)"
             if let hN = outputs.hN { shapes += ", h_n \(hN.shape)" }
             if let cN = outputs.cN { shapes += ", c_n \(cN.shape)" }
             print("wrote \(output): \(shapes)")
         }
+    }
+
+    /// The files OUT must never be.
+    private var protectedInputs: KeyValuePairs<String, String?> {
+        ["the model": model, "the input file": input, "the architecture file": architecture]
     }
 }

@@ -27,26 +27,53 @@ public struct ConversionReport: Sendable {
 /// with the target's reader and check that it is the same model, weight for weight, under
 /// the layout rules (`ModelFingerprint`) — exactly, or nothing is written.
 public enum Converter {
+    /// Converts `input` to `target`, writing `output` and, when `pythonModule` is given
+    /// (PyTorch target), a Python module defining the model and a loader for `output`.
+    ///
+    /// Outputs are checked as files before anything is read: never an input (or the
+    /// architecture, or each other) by any name, never a device, FIFO, folder or symbolic
+    /// link, and an existing file only with `force`. Both are written to temporaries beside
+    /// them and put in place together once the conversion is checked and the module
+    /// emitted: on any failure neither is touched and no temporary remains.
     public static func convert(_ input: String, to target: ConversionTarget, output: String, force: Bool = false,
-                               architecture: String? = nil) throws -> ConversionReport {
-        try refuseUnsafeOutput(input: input, output: output, force: force, architecture: architecture)
+                               architecture: String? = nil, pythonModule: String? = nil) throws -> ConversionReport {
+        try checkOutputs(input: input, target: target, output: output, force: force, architecture: architecture,
+                         pythonModule: pythonModule)
         var modelConfig: String?
         var notes: [String] = []
-        try AtomicFile.write(to: output, overwrite: force) { temporary in
-            // The source's weights are released before the written file is read back: only
-            // the digests of what it computes are kept.
-            let expected = try write(input, architecture: architecture, target: target, to: temporary,
-                                     modelConfig: &modelConfig, notes: &notes)
-            let actual = ModelFingerprint(try LoadedModel(contentsOf: temporary).model)
-            guard actual == expected else {
-                throw ModelError(file: output, message: "the written file reads back as a different model (\(expected.firstDifference(from: actual))); nothing was written")
+        try OutputBatch.writing { batch in
+            try batch.write(output, overwrite: force) { temporary in
+                try writeChecked(input, architecture: architecture, target: target, to: temporary, batch: batch,
+                                 output: output, modelConfig: &modelConfig, notes: &notes)
+            }
+            if let pythonModule, let modelConfig {
+                let source = try PythonEmitter.source(modelConfig: modelConfig,
+                                                      weightsFile: OutputFiles.split(output).name)
+                try batch.write(pythonModule, overwrite: force) { temporary in
+                    try writeNewFile(temporary, contents: Data(source.utf8))
+                }
             }
         }
         return ConversionReport(input: input, output: output, target: target, modelConfig: modelConfig, notes: notes)
     }
 
+    /// Writes the conversion to `path` and reads it back: it must be the same model, weight
+    /// for weight. The source's weights are released before the written file is read back:
+    /// only the digests of what it computes are kept.
+    private static func writeChecked(_ input: String, architecture: String?, target: ConversionTarget, to path: String,
+                                     batch: OutputBatch, output: String,
+                                     modelConfig: inout String?, notes: inout [String]) throws {
+        let expected = try write(input, architecture: architecture, target: target, to: path, batch: batch,
+                                 output: output, modelConfig: &modelConfig, notes: &notes)
+        let actual = ModelFingerprint(try LoadedModel(contentsOf: path).model)
+        guard actual == expected else {
+            throw ModelError(file: output, message: "the written file reads back as a different model (\(expected.firstDifference(from: actual))); nothing was written")
+        }
+    }
+
     /// Reads the source, writes the target, and returns the source's fingerprint.
     private static func write(_ input: String, architecture: String?, target: ConversionTarget, to path: String,
+                              batch: OutputBatch, output: String,
                               modelConfig: inout String?, notes: inout [String]) throws -> ModelFingerprint {
         let source = try LoadedModel(contentsOf: input, architecture: architecture).model
         switch target {
@@ -61,28 +88,24 @@ public enum Converter {
         case .keras3:
             let plan = try KerasPlan(model: source, version: .keras3, file: input)
             notes = plan.notes
-            try Keras3ArchiveWriter.write(plan, to: path)
+            try Keras3ArchiveWriter.write(plan, to: path,
+                                          weightsScratch: batch.scratchFile(beside: output, suffix: "weights.partial"))
         }
         return ModelFingerprint(source)
     }
 
-    /// Never onto the input (or the architecture), never over an existing file without `force`.
-    static func refuseUnsafeOutput(input: String, output: String, force: Bool, architecture: String?) throws {
-        let manager = FileManager.default
-        func identity(_ path: String) -> String {
-            URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path
+    /// Never onto the input or the architecture (by any name), never a module onto the
+    /// converted file, never over anything but a regular file, and only with `force`.
+    static func checkOutputs(input: String, target: ConversionTarget, output: String, force: Bool,
+                             architecture: String?, pythonModule: String?) throws {
+        try OutputFiles.check(output, against: ["the input file": input, "the architecture file": architecture],
+                              overwrite: force)
+        guard let pythonModule else { return }
+        guard target == .pytorch else {
+            throw ModelError(file: pythonModule, message: "a Python module is emitted only for a PyTorch target")
         }
-        for protected in [input, architecture].compactMap({ $0 }) where identity(protected) == identity(output) {
-            throw ModelError(file: output, message: "is the input file; write the conversion somewhere else")
-        }
-        if let inputAttributes = try? manager.attributesOfItem(atPath: input),
-           let outputAttributes = try? manager.attributesOfItem(atPath: output),
-           inputAttributes[.systemFileNumber] as? UInt64 == outputAttributes[.systemFileNumber] as? UInt64,
-           inputAttributes[.systemNumber] as? Int == outputAttributes[.systemNumber] as? Int {
-            throw ModelError(file: output, message: "is the input file (a hard link to it); write the conversion somewhere else")
-        }
-        if manager.fileExists(atPath: output) && !force {
-            throw ModelError(file: output, message: "exists; pass --force to replace it")
-        }
+        try OutputFiles.check(pythonModule, against: ["the input file": input, "the architecture file": architecture,
+                                                      "the converted file": output],
+                              overwrite: force)
     }
 }

@@ -9,7 +9,7 @@ enum KerasH5Writer {
     static let kerasVersion = "2.21.0"
 
     static func write(_ plan: KerasPlan, to path: String) throws {
-        let root = try HDF5File.create(path, overwrite: true).root
+        let root = try HDF5File.create(path).root
         try root.setAttribute("keras_version", .string(kerasVersion))
         try root.setAttribute("backend", .string("tensorflow"))
         try root.setAttribute("model_config", .string(try json(modelConfig(plan))))
@@ -86,21 +86,19 @@ enum Keras3ArchiveWriter {
     /// The Keras version whose file format this writes.
     static let kerasVersion = "3.15.1"
 
-    static func write(_ plan: KerasPlan, to path: String) throws {
-        // The weights file is written beside the target, in a folder of its own, under the
-        // name it has in the archive.
-        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
-            .appendingPathComponent(".\(UUID().uuidString).partial")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        try writeWeights(plan, to: folder.appendingPathComponent("model.weights.h5").path)
+    /// Writes the archive to `path`, a new file (created exclusively). The weights are
+    /// written first to `weightsScratch`, a new file beside it that is removed afterwards,
+    /// and streamed into the archive from there.
+    static func write(_ plan: KerasPlan, to path: String, weightsScratch: String) throws {
+        defer { unlink(weightsScratch) }
+        try writeWeights(plan, to: weightsScratch)
         let metadata: [String: Any] = ["keras_version": kerasVersion, "date_saved": "2000-01-01@00:00:00"]
         let members: [(String, Data)] = [
             ("metadata.json", Data(try json(metadata).utf8)),
             ("config.json", Data(try json(modelConfig(plan)).utf8)),
         ]
-        try? FileManager.default.removeItem(atPath: path)
         do {
+            // `.create` makes the file without overwriting (`O_EXCL`).
             let archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .create)
             for (name, data) in members {
                 try archive.addEntry(with: name, type: .file, uncompressedSize: Int64(data.count),
@@ -108,11 +106,22 @@ enum Keras3ArchiveWriter {
                     data.subdata(in: Int(position) ..< Int(position) + size)
                 }
             }
-            // The weights stream from disk, stored uncompressed as Keras stores them.
-            try archive.addEntry(with: "model.weights.h5", relativeTo: folder,
-                                 compressionMethod: .none, bufferSize: 1 << 20)
+            try addWeights(from: weightsScratch, to: archive)
         } catch {
             throw ModelError(file: path, message: "cannot write the archive (\(error))")
+        }
+    }
+
+    /// Streams the weights file into the archive as `model.weights.h5`, stored uncompressed
+    /// as Keras stores it, a megabyte at a time.
+    private static func addWeights(from path: String, to archive: Archive) throws {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        let size = try handle.seekToEnd()
+        try archive.addEntry(with: "model.weights.h5", type: .file, uncompressedSize: Int64(size),
+                             compressionMethod: .none, bufferSize: 1 << 20) { position, count in
+            try handle.seek(toOffset: UInt64(position))
+            return try handle.read(upToCount: count) ?? Data()
         }
     }
 
@@ -120,7 +129,7 @@ enum Keras3ArchiveWriter {
     /// `cell/vars`, a Bidirectional's under `forward_layer/cell/vars` and
     /// `backward_layer/cell/vars` (spec/keras-layout.md).
     static func writeWeights(_ plan: KerasPlan, to path: String) throws {
-        let root = try HDF5File.create(path, overwrite: true).root
+        let root = try HDF5File.create(path).root
         try root.createGroup("vars")
         let keys = Keras3Weights.groupPaths([("InputLayer", "input_layer")] + plan.layers.map { ($0.className, $0.name) })
         for (layer, key) in zip(plan.layers, keys.dropFirst()) {

@@ -130,7 +130,7 @@ enum PyTorchWriter {
     }
 
     static func write(_ plan: Plan, to path: String) throws {
-        let root = try HDF5File.create(path, overwrite: true).root
+        let root = try HDF5File.create(path).root
         for (key, make) in plan.tensors {
             let tensor = make()
             try root.write(key, floats: tensor.values, shape: tensor.shape)

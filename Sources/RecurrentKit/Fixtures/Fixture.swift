@@ -133,9 +133,15 @@ public struct InputFile: Sendable {
 extension ModelOutputs {
     /// Writes `/output`, and `/h_n`, `/c_n` when present, to a new HDF5 file — through a
     /// temporary file renamed on success, so a failure leaves no partial file.
-    public func write(to path: String, overwrite: Bool = true) throws {
+    ///
+    /// `path` is never one of `inputs` (the same file by any name: pairs of what it is and
+    /// its path, `["the model": model]`), never a device, FIFO, folder or symbolic link, and
+    /// an existing regular file is replaced only when `overwrite`.
+    public func write(to path: String, overwrite: Bool = true,
+                      protecting inputs: KeyValuePairs<String, String?> = [:]) throws {
+        try OutputFiles.check(path, against: inputs, overwrite: overwrite)
         try AtomicFile.write(to: path, overwrite: overwrite) { temporary in
-            let root = try HDF5File.create(temporary, overwrite: true).root
+            let root = try HDF5File.create(temporary).root
             try root.write("output", floats: output.values, shape: output.shape)
             if let hN { try root.write("h_n", floats: hN.values, shape: hN.shape) }
             if let cN { try root.write("c_n", floats: cN.values, shape: cN.shape) }
