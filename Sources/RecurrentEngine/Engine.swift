@@ -8,6 +8,15 @@
 /// projection of every vocabulary entry, within a size limit); `run` then only validates its
 /// input. An engine is immutable and can be shared between tasks.
 public final class Engine: Sendable {
+    /// The most floats one run may hold in any one tensor: batch × time × width for the
+    /// input, each layer's output and a recurrent layer's gate pre-activations
+    /// (`G·H` per direction), and batch × width for states (2^26 floats = 256 MiB). A run
+    /// holds a few such tensors at once, so this keeps one run near 1 GiB at most; it is
+    /// checked before anything is allocated (`checkRunSize(batch:time:)`), for sizes that come
+    /// from a file or the command line. The reference workload (batch 64, 256 steps, a
+    /// bidirectional LSTM of 256 units: 64 × 256 × 2048 floats) is well within it.
+    public static let runElementLimit = 1 << 26
+
     /// The model as given.
     public let model: Model
     let layers: [PreparedLayer]
@@ -66,6 +75,7 @@ public final class Engine: Sendable {
     public func run(_ input: ModelInput, lengths: [Int]? = nil,
                     initialStates: [RecurrentState]? = nil, threads: Int = 1) throws -> RunResult {
         let start = try _start(input)
+        try checkRunSize(batch: start.batch, time: start.time)
         var lengthMask: [Bool]?
         if let lengths {
             guard let time = start.time else {
@@ -121,9 +131,9 @@ public final class Engine: Sendable {
         switch input {
         case .features(let tensor):
             if model.takesTokenIDs {
-                throw EngineError(layerIndex: 0, layerKind: "embedding", message: "the model takes token ids, but the input is float features \(_shapeString(tensor.shape))")
+                throw EngineError(layerIndex: 0, layerKind: "embedding", message: "the model takes token ids [batch, time] (integers), but the input is float features \(_shapeString(tensor.shape))")
             }
-            guard tensor.shape.allSatisfy({ $0 >= 0 }), tensor.values.count == tensor.shape.reduce(1, *) else {
+            guard tensor.values.count == _elementCount(tensor.shape) else {
                 throw EngineError(message: "input has \(tensor.values.count) values for shape \(_shapeString(tensor.shape))")
             }
             switch tensor.shape.count {
@@ -140,10 +150,57 @@ public final class Engine: Sendable {
             guard model.takesTokenIDs else {
                 throw EngineError(message: "the input is token ids, but the model does not start with an embedding")
             }
-            guard batch >= 0, time >= 0, ids.count == batch * time else {
+            guard batch >= 0, time >= 0, ids.count == _elementCount([batch, time]) else {
                 throw EngineError(message: "\(ids.count) token ids for [batch, time] = [\(batch), \(time)]")
             }
             return .tokens(ids: ids, batch: batch, time: time)
+        }
+    }
+
+    /// Checks, before anything is allocated, that a run over `batch` sequences of `time` steps
+    /// (nil: data without a time axis, or one step of a stream) keeps every tensor within
+    /// `runElementLimit`: the input, each layer's output, a recurrent layer's gate
+    /// pre-activations and states. Throws `EngineError` naming the layer and the product.
+    public func checkRunSize(batch: Int, time: Int?) throws {
+        let steps = max(time ?? 1, 1)
+        func check(_ width: Int, _ what: String, index: Int?, kind: String?) throws {
+            let factors = [batch, steps, width]
+            guard let count = _elementCount(factors), count <= Self.runElementLimit else {
+                let text = factors.map(String.init).joined(separator: " × ")
+                let total = _elementCount(factors).map { "= \($0) floats, over the limit of \(Self.runElementLimit) by \($0 - Self.runElementLimit)" }
+                    ?? "floats (more than \(Int.max)), over the limit of \(Self.runElementLimit)"
+                throw EngineError(layerIndex: index, layerKind: kind,
+                                  message: "\(what) for batch \(batch) and \(time.map { "\($0) steps" } ?? "no time axis") need batch × steps × width = \(text) \(total) (Engine.runElementLimit)")
+            }
+        }
+        guard batch >= 0, (time ?? 0) >= 0 else {
+            throw EngineError(message: "batch \(batch) and time \(time ?? 0) must not be negative")
+        }
+        var features: Int?
+        for (index, layer) in model.layers.enumerated() {
+            let kind = layer.kindName
+            switch layer {
+            case .embedding(let embedding):
+                features = embedding.dimension
+            case .recurrent(let recurrent):
+                if let features { try check(features, "the input", index: index, kind: kind) }
+                let directions = recurrent.directions.count
+                try check(directions * recurrent.kind.gateCount * recurrent.hiddenSize, "the gate pre-activations",
+                          index: index, kind: kind)
+                try check(directions * max(recurrent.hiddenSize, recurrent.outputSize), "the output and states",
+                          index: index, kind: kind)
+                features = recurrent.mergedOutputSize
+            case .dense(let dense):
+                try check(dense.outputSize, "the output", index: index, kind: kind)
+                features = dense.outputSize
+            case .flatten:
+                if let width = features { features = _elementCount([steps, width]) ?? Int.max }
+            case .readout(let readout) where readout == .lastHidden || readout == .lastHiddenAllDirections:
+                features = nil
+            case .masking, .activation, .readout:
+                break
+            }
+            if let features { try check(features, "the data", index: index, kind: kind) }
         }
     }
 

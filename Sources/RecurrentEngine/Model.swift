@@ -59,7 +59,7 @@ public struct Tensor: Sendable, Equatable {
     public var values: [Float]
 
     public init(shape: [Int], values: [Float]) {
-        precondition(shape.reduce(1, *) == values.count, "Tensor: \(values.count) values for shape \(shape)")
+        precondition(_elementCount(shape) == values.count, "Tensor: \(values.count) values for shape \(shape)")
         self.shape = shape
         self.values = values
     }
@@ -70,6 +70,21 @@ public struct Tensor: Sendable, Equatable {
     }
 
     public var count: Int { values.count }
+}
+
+/// The number of elements of `shape`, without trapping: 0 when any dimension is 0 (a shape
+/// `[2^40, 2^40, 0]` holds nothing), nil when a dimension is negative or the product
+/// overflows.
+public func _elementCount(_ shape: [Int]) -> Int? {
+    guard shape.allSatisfy({ $0 >= 0 }) else { return nil }
+    if shape.contains(0) { return 0 }
+    var count = 1
+    for dimension in shape {
+        let (next, overflow) = count.multipliedReportingOverflow(by: dimension)
+        if overflow { return nil }
+        count = next
+    }
+    return count
 }
 
 /// How a GRU applies its reset gate.

@@ -98,7 +98,7 @@ struct _LayerChecker {
         guard tensor.shape == expected else {
             throw error("\(what) has shape \(_shapeString(tensor.shape)), expected \(_shapeString(expected))")
         }
-        guard tensor.values.count == expected.reduce(1, *) else {
+        guard tensor.values.count == _elementCount(expected) else {
             throw error("\(what) has \(tensor.values.count) values for shape \(_shapeString(expected))")
         }
     }

@@ -31,6 +31,7 @@ extension Engine {
             }
         }
         guard batch >= 0 else { throw EngineError(message: "batch \(batch) must not be negative") }
+        try checkRunSize(batch: batch, time: nil)
         return StreamingSession(engine: self, batch: batch, states: try _layerStates(initialStates, batch: batch),
                                 threads: threads)
     }
@@ -75,6 +76,7 @@ public final class StreamingSession {
         guard start.time != nil else {
             throw EngineError(message: "chunk has shape \(_shapeString(start.shape)), expected [batch, time, features]")
         }
+        try engine.checkRunSize(batch: batch, time: start.time)
         var states = layerStates
         let output = try engine._forward(start, mask: nil, states: &states, threads: threads)
         layerStates = states

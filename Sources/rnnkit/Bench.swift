@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RecurrentKit
+import TextSafety
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,20 +18,22 @@ struct Bench: ParsableCommand {
     @Argument(help: "The model file.")
     var model: String
 
-    @Option(help: "Sequences per pass.")
+    // `.unconditional`: a value such as `-5` reaches `validate()`, which says what is wrong
+    // with it, instead of being taken for an option name.
+    @Option(parsing: .unconditional, help: "Sequences per pass.")
     var batch: Int = 1
 
-    @Option(help: "Steps per sequence.")
+    @Option(parsing: .unconditional, help: "Steps per sequence.")
     var time: Int = 256
 
-    @Option(name: .customLong("repeat"), help: "Timed passes.")
+    @Option(name: .customLong("repeat"), parsing: .unconditional, help: "Timed passes.")
     var repetitions: Int = 10
 
     @Option(help: ArgumentHelp("Seconds of untimed passes before timing (at least one pass).",
                                discussion: "Idle cores take tens of milliseconds to reach full speed."))
     var warmup: Double = 0.2
 
-    @Option(help: "Threads a run uses (the engine's default is 1): a layer's directions, rows or units are split over them, and at small batches one-direction layers run at once.")
+    @Option(parsing: .unconditional, help: "Threads a run uses (the engine's default is 1): a layer's directions, rows or units are split over them, and at small batches one-direction layers run at once.")
     var threads: Int = 1
 
     @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture.")
@@ -45,11 +48,24 @@ struct Bench: ParsableCommand {
         guard repetitions >= 1 else { throw ValidationError("--repeat must be at least 1") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard warmup >= 0, warmup <= 60 else { throw ValidationError("--warmup must be between 0 and 60 seconds") }
+        // The input alone holds batch × time ids or feature vectors: refused before the model
+        // is read when even one value per step is over the engine's budget.
+        let limit = Engine.runElementLimit
+        let (steps, overflow) = batch.multipliedReportingOverflow(by: time)
+        guard !overflow, steps <= limit else {
+            throw ValidationError("--batch \(batch) × --time \(time) = \(overflow ? "more than \(Int.max)" : "\(steps)") steps, over the limit of \(limit)\(overflow ? "" : " by \(steps - limit)") input elements (Engine.runElementLimit)")
+        }
     }
 
     func run() throws {
         let (loaded, input) = try failingWithStatus2 { () throws -> (LoadedModel, ModelInput) in
             let loaded = try LoadedModel(contentsOf: model, architecture: architecture)
+            // Every tensor of a run (the random input included) within budget, before any is made.
+            do {
+                try loaded.engine.checkRunSize(batch: batch, time: time)
+            } catch let error as EngineError {
+                throw ModelError(file: loaded.file, message: error.description)
+            }
             return (loaded, try randomInput(for: loaded.model))
         }
         let engine = try failingWithStatus2 { try loaded.engine }
@@ -85,7 +101,7 @@ struct Bench: ParsableCommand {
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             let shape = loaded.model.takesTokenIDs ? "[\(batch), \(time)] token ids" : "[\(batch), \(time), \(featureCount(of: loaded.model) ?? 0)] features"
-            print("model: \(model) (\(loaded.layout.title))")
+            print("model: \(escapedForDisplay(model)) (\(loaded.layout.title))")
             print("input: \(shape), \(threads) thread\(threads == 1 ? "" : "s"), \(repetitions) timed passes after \(warmupPasses) warm-up pass\(warmupPasses == 1 ? "" : "es")")
             print("seconds per pass: median \(format(median)), min \(format(seconds.first!)), max \(format(seconds.last!))")
             print("work: \(format(flops / 1e9)) GFLOP per pass, \(format(report.gflops)) GFLOP/s at the median")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RecurrentKit
+import TextSafety
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,20 +40,20 @@ struct Inspect: ParsableCommand {
                     return entry
                 },
             ]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            try printJSON(object)
             return
         }
-        print("file:       \(loaded.file)")
-        print("layout:     \(loaded.layout.title)" + (loaded.modelClass.map { ", \($0)" } ?? ""))
+        print("file:       \(escapedForDisplay(loaded.file))")
+        print("layout:     \(loaded.layout.title)" + (loaded.modelClass.map { ", \(escapedForDisplay($0))" } ?? ""))
         print("dtype:      \(loaded.storedTypes.joined(separator: ", "))\(loaded.compressed ? " (compressed)" : "")")
         print("input:      \(loaded.model.takesTokenIDs ? "token ids [batch, time]" : "features [batch, time, features]")")
         print("parameters: \(loaded.parameterCount)")
         print("layers:")
         for summary in loaded.summaries {
-            var line = "  " + (summary.name.isEmpty ? summary.type : "\(summary.name) (\(summary.type))")
+            let type = escapedForDisplay(summary.type)
+            var line = "  " + (summary.name.isEmpty ? type : "\(escapedForDisplay(summary.name)) (\(type))")
             if !summary.details.isEmpty {
-                line += ": " + summary.details.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+                line += ": " + summary.details.map { "\($0.0)=\(escapedForDisplay($0.1))" }.joined(separator: " ")
             }
             if let order = summary.gateOrder { line += " gates=[" + order.map(\.rawValue).joined(separator: ",") + "]" }
             if summary.parameterCount > 0 { line += " params=\(summary.parameterCount)" }
@@ -70,20 +71,27 @@ struct Inspect: ParsableCommand {
                     ["name": layer.name, "weights": layer.weights.map { ["name": $0.name, "shape": $0.shape, "dtype": $0.storedType] }]
                 },
             ]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            try printJSON(object)
             return
         }
-        print("file:       \(listing.file)")
+        print("file:       \(escapedForDisplay(listing.file))")
         print("layout:     Keras weights only (\(listing.form) form); no architecture: pass --architecture to run it")
         print("parameters: \(listing.parameterCount)")
         print("layers:")
         for layer in listing.layers {
-            print("  \(layer.name)" + (layer.weights.isEmpty ? " (no weights)" : ""))
+            print("  \(escapedForDisplay(layer.name))" + (layer.weights.isEmpty ? " (no weights)" : ""))
             for weight in layer.weights {
-                print("    \(weight.name) \(weight.shape) \(weight.storedType)")
+                print("    \(escapedForDisplay(weight.name)) \(weight.shape) \(escapedForDisplay(weight.storedType))")
             }
         }
+    }
+
+    /// Prints `object` as JSON in which every string still decodes to the file's own text,
+    /// but no character that could act on a terminal appears raw: JSONSerialization escapes
+    /// C0 controls itself, and `terminalSafeJSON(_:)` the rest.
+    private func printJSON(_ object: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        print(terminalSafeJSON(String(decoding: data, as: UTF8.self)))
     }
 
     private func jsonValue(_ text: String) -> Any {
@@ -92,4 +100,22 @@ struct Inspect: ParsableCommand {
         if text == "false" { return false }
         return text
     }
+}
+
+/// JSON text with every scalar that `isUnsafeForDisplay` names (DEL, C1 controls,
+/// bidirectional overrides, line separators, and any C0 control left raw) written as a
+/// `\uXXXX` escape. Outside strings JSON has only ASCII punctuation, digits, letters and
+/// whitespace of its own, so such a scalar is always inside a string, where the escape
+/// decodes to the same character. The newlines of pretty printing are kept.
+func terminalSafeJSON(_ json: String) -> String {
+    var out = String.UnicodeScalarView()
+    for scalar in json.unicodeScalars {
+        if scalar != "\n" && isUnsafeForDisplay(scalar) {
+            let digits = String(scalar.value, radix: 16)
+            out.append(contentsOf: ("\\u" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits).unicodeScalars)
+        } else {
+            out.append(scalar)
+        }
+    }
+    return String(out)
 }

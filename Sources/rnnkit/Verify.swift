@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RecurrentKit
+import TextSafety
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,13 +21,13 @@ struct Verify: ParsableCommand {
     @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture (default: the fixture's 'architecture' attribute).")
     var architecture: String?
 
-    @Option(help: "Absolute tolerance (default: the fixture's, else 1e-5).")
+    @Option(parsing: .unconditional, help: "Absolute tolerance (default: the fixture's, else 1e-5).")
     var atol: Double?
 
-    @Option(help: "Relative tolerance (default: the fixture's, else 1e-4).")
+    @Option(parsing: .unconditional, help: "Relative tolerance (default: the fixture's, else 1e-4).")
     var rtol: Double?
 
-    @Option(help: "Threads the run uses (default 1); the outputs do not depend on it.")
+    @Option(parsing: .unconditional, help: "Threads the run uses (default 1); the outputs do not depend on it.")
     var threads: Int = 1
 
     func validate() throws {
@@ -43,7 +44,7 @@ struct Verify: ParsableCommand {
         }
         print("tolerance: atol \(verification.atol), rtol \(verification.rtol)")
         for comparison in verification.comparisons {
-            var line = "\(comparison.passed ? "ok      " : "MISMATCH") \(comparison.name)"
+            var line = "\(comparison.passed ? "ok      " : "MISMATCH") \(escapedForDisplay(comparison.name))"
             if !comparison.shapesMatch {
                 line += ": shape \(comparison.actualShape), expected \(comparison.expectedShape)"
             } else {

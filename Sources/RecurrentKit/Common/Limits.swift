@@ -1,9 +1,12 @@
+import RecurrentEngine
+
 /// Bounds on what a file or the command line can make rnnkit read, allocate or compute.
 ///
 /// Every size that comes from a file (a shape, a unit count, a member's inflated size, a
 /// config's length) or from the command line is checked against one of these, with
 /// overflow-safe arithmetic, before the work or the allocation it would cause. An error
-/// that hits a bound names it and says by how much it was exceeded.
+/// that hits a bound names it and says by how much it was exceeded (`Limits.excess`).
+/// Together they keep one hostile file under 1 GiB of memory and a few seconds of work.
 package enum Limits {
     /// Bytes of one JSON document read from a file: a Keras `model_config` or `config.json`,
     /// a `metadata.json`, a PyTorch-side `model_config`, an architecture given with
@@ -11,9 +14,63 @@ package enum Limits {
     package static let configJSONBytes = 16 << 20
 
     /// Layers in one model config (Keras's `layers` list, a `model_config`'s modules).
+    /// Real recurrent models have tens; every layer costs a weight lookup and a summary.
     package static let layers = 10_000
 
     /// Bytes one `.keras` archive member may inflate to, counted as it inflates (the
     /// archive's own size fields are claims, not facts). Bounds `model.weights.h5`.
     package static let archiveMemberBytes = 768 << 20
+
+    /// The largest one size a config may declare: units, hidden and input sizes, vocabulary,
+    /// embedding width, steps of an input shape, features after a Flatten (2^24). Far above
+    /// any recurrent model's, and small enough that a product of two of them cannot
+    /// overflow and that a JSON number this large is still an exact integer.
+    package static let dimension = 1 << 24
+
+    /// Weights of one model, all tensors together (2^27 floats = 512 MiB as float32). They
+    /// are counted from the declared shapes before any value is read, so a small compressed
+    /// file cannot make rnnkit allocate gigabytes.
+    package static let parameters = 1 << 27
+
+    /// Floats one run may hold in any one activation (batch × time × width), and elements of
+    /// a command-line input (`bench --batch --time`): the engine's budget
+    /// (`Engine.runElementLimit`, 2^26 floats = 256 MiB per tensor).
+    package static let runElements = Engine.runElementLimit
+
+    /// Characters of one name (a layer or module name) a config may hold: names become
+    /// HDF5 paths, Python identifiers and lines of output.
+    package static let nameCharacters = 4096
+
+    /// How far `value` exceeds `limit`, for messages: `"over the limit of 16777216 by 5"`.
+    package static func excess(_ value: Int, over limit: Int) -> String {
+        "over the limit of \(limit) by \(value - limit)"
+    }
+
+    /// How far the product of `factors` exceeds `limit`, exactly when it fits in an `Int`:
+    /// `"100000 × 100000 × 8 = 80000000000, over the limit of 67108864 by 79932891136"`.
+    package static func productExcess(_ factors: [Int], over limit: Int) -> String {
+        let text = factors.map(String.init).joined(separator: " × ")
+        var result = 1
+        for factor in factors {
+            let (next, overflow) = result.multipliedReportingOverflow(by: factor)
+            guard !overflow else {
+                let approximate = factors.reduce(1.0) { $0 * Double($1) }
+                return "\(text) ≈ \(approximate), over the limit of \(limit)"
+            }
+            result = next
+        }
+        return "\(text) = \(result), " + excess(result, over: limit)
+    }
+
+    /// `factors` multiplied, or nil when the product overflows or exceeds `limit`.
+    package static func product(_ factors: [Int], within limit: Int) -> Int? {
+        var result = 1
+        for factor in factors {
+            guard factor >= 0 else { return nil }
+            let (next, overflow) = result.multipliedReportingOverflow(by: factor)
+            guard !overflow, next <= limit else { return nil }
+            result = next
+        }
+        return result
+    }
 }

@@ -130,9 +130,11 @@ public struct LoadedModel: Sendable {
     ///     the outputs are the same, bit for bit, for every count.
     public func run(_ input: ModelInput, lengths: [Int]? = nil, h0: Tensor? = nil, c0: Tensor? = nil,
                     threads: Int = 1) throws -> ModelOutputs {
-        let states = try initialStates(h0: h0, c0: c0, batch: input.batch)
         let result: RunResult
         do {
+            // Sizes from the input file are checked before any state or output is made.
+            try engine.checkRunSize(batch: input.batch, time: input.time)
+            let states = try initialStates(h0: h0, c0: c0, batch: input.batch)
             result = try engine.run(input, lengths: lengths, initialStates: states, threads: threads)
         } catch let error as EngineError {
             throw ModelError(file: file, message: error.description)
@@ -187,6 +189,14 @@ extension ModelInput {
         switch self {
         case let .features(tensor): return tensor.shape.first ?? 0
         case let .tokens(_, batch, _): return batch
+        }
+    }
+
+    /// Steps per sequence, nil for `[batch, features]` data.
+    var time: Int? {
+        switch self {
+        case let .features(tensor): return tensor.shape.count == 3 ? tensor.shape[1] : nil
+        case let .tokens(_, _, time): return time
         }
     }
 }

@@ -18,8 +18,14 @@ struct WeightStore {
 
     init(group: HDF5Group, file: String, skip: (String) -> Bool = { _ in false }) throws {
         self.file = file
+        var total = 0
         for path in try group.datasetPaths() where !skip(path) {
             let dataset = try group.dataset(path)
+            // Declared sizes are counted against the model's budget before each read.
+            total = total.addingReportingOverflow(dataset.count).partialValue
+            guard total >= 0, total <= Limits.parameters else {
+                throw ModelError(file: file, path: dataset.path, message: "brings the weights to \(total) elements, \(Limits.excess(total, over: Limits.parameters)) (Limits.parameters)")
+            }
             guard dataset.elementType.isFloat else {
                 throw ModelError(file: file, path: dataset.path,
                                  message: "holds \(dataset.elementType), expected floating-point weights")

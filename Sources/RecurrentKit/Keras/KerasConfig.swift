@@ -13,6 +13,9 @@ struct KerasConfig {
         /// Which of this layer's outputs the next layer (or the model) takes: 0 but for a
         /// layer with several outputs, such as an RNN with `return_state=True`.
         var consumedOutput = 0
+        /// Where `config` sits in the model config, for messages that name a field
+        /// (`layers[2].config`, `layers[3].config.layer.config` for a wrapped layer).
+        var configPath = "config"
     }
 
     /// Layers in the order they compute, InputLayers included.
@@ -24,6 +27,10 @@ struct KerasConfig {
 
     init(json: String, file: String, path: String) throws {
         func fail(_ message: String) -> ModelError { ModelError(file: file, path: path, message: message) }
+        let bytes = json.utf8.count
+        guard bytes <= Limits.configJSONBytes else {
+            throw fail("is \(bytes) bytes of JSON, \(Limits.excess(bytes, over: Limits.configJSONBytes)) (Limits.configJSONBytes)")
+        }
         guard let data = json.data(using: .utf8),
               let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw fail("is not a JSON object")
@@ -38,16 +45,24 @@ struct KerasConfig {
         }
         self.className = className
         self.name = config["name"] as? String ?? "model"
-        guard let list = config["layers"] as? [[String: Any]] else {
-            throw fail("\(className) config has no layers list")
+        guard let list = config["layers"] as? [Any] else {
+            throw fail("\(shown(className)) config has no layers list")
         }
-        let nodes = try list.enumerated().map { index, entry -> Node in
-            guard let layerClass = entry["class_name"] as? String, let layerConfig = entry["config"] as? [String: Any] else {
+        // Counted before any per-layer work (inbound references, weight lookups, summaries).
+        guard list.count <= Limits.layers else {
+            throw fail("lists \(list.count) layers, \(Limits.excess(list.count, over: Limits.layers)) (Limits.layers)")
+        }
+        let nodes = try list.enumerated().map { index, item -> Node in
+            guard let entry = item as? [String: Any], let layerClass = entry["class_name"] as? String,
+                  let layerConfig = entry["config"] as? [String: Any] else {
                 throw fail("layers[\(index)] has no class_name and config")
             }
             let name = layerConfig["name"] as? String ?? entry["name"] as? String ?? "layer_\(index)"
+            guard name.unicodeScalars.count <= Limits.nameCharacters else {
+                throw fail("layers[\(index)].config.name has \(name.unicodeScalars.count) characters, \(Limits.excess(name.unicodeScalars.count, over: Limits.nameCharacters)) (Limits.nameCharacters)")
+            }
             return Node(className: layerClass, name: name, config: layerConfig,
-                        inbound: Self.inboundReferences(entry["inbound_nodes"]))
+                        inbound: Self.inboundReferences(entry["inbound_nodes"]), configPath: "layers[\(index)].config")
         }
         allLayers = nodes
         switch className {
@@ -56,7 +71,7 @@ struct KerasConfig {
         case "Functional", "Model":
             layers = try Self.chain(nodes, config: config, fail: fail)
         default:
-            throw fail("model class '\(className)' is not supported (Sequential and Functional are)")
+            throw fail("model class '\(shown(className))' is not supported (Sequential and Functional are)")
         }
     }
 
@@ -75,14 +90,14 @@ struct KerasConfig {
             } else if let object = item as? [String: Any] {
                 if let history = (object["config"] as? [String: Any])?["keras_history"] as? [Any],
                    let name = history.first as? String {
-                    names.append((name, history.count >= 3 ? (history[2] as? NSNumber)?.intValue ?? 0 : 0))
+                    names.append((name, history.count >= 3 ? tensorIndex(history[2]) : 0))
                     return
                 }
                 for value in object.values { visit(value) }
             } else if let list = item as? [Any] {
                 // Keras 2's innermost list: [name, node index, tensor index, kwargs].
                 if list.count >= 3, let name = list[0] as? String, list[1] is NSNumber, let tensor = list[2] as? NSNumber {
-                    names.append((name, tensor.intValue))
+                    names.append((name, tensorIndex(tensor)))
                     return
                 }
                 for value in list { visit(value) }
@@ -98,10 +113,10 @@ struct KerasConfig {
         let inputs = endpoints(config["input_layers"])
         let outputs = endpoints(config["output_layers"])
         guard inputs.count == 1 else {
-            throw fail("Functional model has \(inputs.count) inputs (\(inputs.map(\.name).joined(separator: ", "))); only single-input chains are supported")
+            throw fail("Functional model has \(inputs.count) inputs (\(shownList(inputs.map(\.name)))); only single-input chains are supported")
         }
         guard outputs.count == 1 else {
-            throw fail("Functional model has \(outputs.count) outputs (\(outputs.map(\.name).joined(separator: ", "))); only single-output chains are supported")
+            throw fail("Functional model has \(outputs.count) outputs (\(shownList(outputs.map(\.name)))); only single-output chains are supported")
         }
         let byName = Dictionary(nodes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var chain: [Node] = []
@@ -109,14 +124,14 @@ struct KerasConfig {
         var seen = Set<String>()
         while true {
             guard var node = byName[current.name], seen.insert(current.name).inserted else {
-                throw fail("Functional model refers to layer '\(current.name)', which its layer list lacks (or a cycle)")
+                throw fail("Functional model refers to layer '\(shown(current.name))', which its layer list lacks (or a cycle)")
             }
             node.consumedOutput = current.tensor
             chain.append(node)
             if current.name == inputs[0].name { break }
             let sources = Set(node.inbound.map(\.name))
             guard sources.count == 1, node.inbound.allSatisfy({ $0.tensor == node.inbound[0].tensor }) else {
-                throw fail("layer '\(node.name)' (\(node.className)) takes \(node.inbound.count) inputs (\(sources.sorted().joined(separator: ", "))); graphs that are not a chain are not supported")
+                throw fail("layer '\(shown(node.name))' (\(shown(node.className))) takes \(node.inbound.count) inputs (\(shownList(sources.sorted()))); graphs that are not a chain are not supported")
             }
             current = node.inbound[0]
         }
@@ -125,7 +140,7 @@ struct KerasConfig {
         // next layer's `mask` keyword; the engine derives the same mask from Masking.
         let maskBookkeeping: Set<String> = ["NotEqual", "Any"]
         if let unused = nodes.first(where: { !used.contains($0.name) && !maskBookkeeping.contains($0.className) }) {
-            throw fail("layer '\(unused.name)' (\(unused.className)) is not on the chain from input to output; graphs that are not a chain are not supported")
+            throw fail("layer '\(shown(unused.name))' (\(shown(unused.className))) is not on the chain from input to output; graphs that are not a chain are not supported")
         }
         return chain.reversed()
     }
@@ -135,9 +150,47 @@ struct KerasConfig {
         guard let list = value as? [Any] else { return [] }
         func reference(_ item: [Any]) -> (name: String, tensor: Int)? {
             guard let name = item.first as? String else { return nil }
-            return (name, item.count >= 3 ? (item[2] as? NSNumber)?.intValue ?? 0 : 0)
+            return (name, item.count >= 3 ? tensorIndex(item[2]) : 0)
         }
         if list.first is String { return reference(list).map { [$0] } ?? [] }
         return list.compactMap { ($0 as? [Any]).flatMap(reference) }
+    }
+
+    /// A tensor index in a node reference, exactly; -1 (an output no layer has, refused by
+    /// the reader) for anything but a small whole number.
+    static func tensorIndex(_ value: Any) -> Int {
+        (try? integer(value, in: 0...Limits.dimension).get()) ?? -1
+    }
+
+    /// A whole number from a config, exactly: a JSON number (not a boolean) with no fraction,
+    /// within `range`. `4.7`, `1e308` and `18446744073709551620` are refused, never rounded,
+    /// truncated or wrapped; the failure is a message saying what the value is and why.
+    static func integer(_ value: Any, in range: ClosedRange<Int>) -> Result<Int, IntegerError> {
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else {
+            return .failure(IntegerError(message: "is \(shown("\(value)")), expected an integer in \(range.lowerBound)...\(range.upperBound)"))
+        }
+        // Every allowed value is far below 2^53, so a double holds it exactly.
+        let double = number.doubleValue
+        let text = shown(number.stringValue)
+        guard double.isFinite, double == double.rounded() else {
+            return .failure(IntegerError(message: "is \(text), not an integer"))
+        }
+        guard let int = Int(exactly: double), range.contains(int) else {
+            let bound: String
+            if let int = Int(exactly: double), int > range.upperBound {
+                bound = Limits.excess(int, over: range.upperBound)
+            } else if double > 0 {
+                bound = "over the limit of \(range.upperBound)"
+            } else {
+                bound = "below the least allowed value \(range.lowerBound)"
+            }
+            return .failure(IntegerError(message: "is \(text), \(bound)"))
+        }
+        return .success(int)
+    }
+
+    /// Why a config number is not an acceptable integer.
+    struct IntegerError: Error {
+        var message: String
     }
 }

@@ -21,6 +21,8 @@ struct KerasReader {
     private var steps: Int?
     private var isSequence = true
     private var takesTokens = false
+    /// Weights taken so far, counted from declared shapes before any is read.
+    private var parameterTotal = 0
 
     init(file: String, version: KerasLayout.Version, source: KerasWeightSource) {
         self.file = file
@@ -49,13 +51,21 @@ struct KerasReader {
     }
 
     private func fail(_ node: KerasConfig.Node, _ message: String, path: String? = nil) -> ModelError {
-        ModelError(file: file, path: path, layer: "\(node.name) (\(node.className))", message: message)
+        ModelError(file: file, path: path, layer: "\(shown(node.name)) (\(shown(node.className)))", message: message)
     }
 
     private mutating func take(_ node: KerasConfig.Node, count: Int) throws -> [KerasWeight] {
         let stored = try source.weights(of: node)
         guard stored.count == count else {
             throw fail(node, "has \(stored.count) weight tensors in the file, expected \(count)")
+        }
+        // Declared sizes only: nothing is read before the whole model is within budget.
+        for item in stored {
+            let (total, overflow) = parameterTotal.addingReportingOverflow(item.count)
+            guard !overflow, total <= Limits.parameters else {
+                throw fail(node, "the model's weights reach \(overflow ? "more than \(Int.max)" : "\(total)") elements at \(shown(item.path)), \(overflow ? "over the limit of \(Limits.parameters)" : Limits.excess(total, over: Limits.parameters)) (Limits.parameters)")
+            }
+            parameterTotal = total
         }
         for item in stored {
             storedTypes.insert(item.storedType)
@@ -82,10 +92,10 @@ struct KerasReader {
             // A serialized function object with no options: `{"class_name": "relu", ...}`.
             name = className
         } else {
-            throw fail(node, "\(key) \(value!) is not a plain activation name")
+            throw fail(node, "\(key) \(shown("\(value!)")) is not a plain activation name")
         }
         guard let activation = KerasLayout.activation(name, version: version) else {
-            throw fail(node, "\(key) '\(name)' is not supported")
+            throw fail(node, "\(key) '\(shown(name))' is not supported")
         }
         return activation
     }
@@ -94,9 +104,17 @@ struct KerasReader {
         (node.config[key] as? NSNumber)?.boolValue ?? fallback
     }
 
-    private func int(_ node: KerasConfig.Node, _ key: String) throws -> Int {
-        guard let number = node.config[key] as? NSNumber else { throw fail(node, "config lacks '\(key)'") }
-        return number.intValue
+    /// A size from the layer's config, exactly: a whole number in `range` (by default
+    /// `1...Limits.dimension`), refused naming the field (`layers[2].config.units`).
+    private func int(_ node: KerasConfig.Node, _ key: String, config: [String: Any]? = nil, path: String? = nil,
+                     in range: ClosedRange<Int> = 1...Limits.dimension) throws -> Int {
+        guard let value = (config ?? node.config)[key], !(value is NSNull) else {
+            throw fail(node, "config lacks '\(key)'")
+        }
+        switch KerasConfig.integer(value, in: range) {
+        case .success(let int): return int
+        case .failure(let error): throw fail(node, "\(path ?? node.configPath).\(key) \(error.message)")
+        }
     }
 
     mutating func add(_ node: KerasConfig.Node) throws {
@@ -126,10 +144,10 @@ struct KerasReader {
                 throw fail(node, "config lacks the wrapped layer")
             }
             guard innerClass == "Dense" else {
-                throw fail(node, "TimeDistributed(\(innerClass)) is not supported (TimeDistributed(Dense) is)")
+                throw fail(node, "TimeDistributed(\(shown(innerClass))) is not supported (TimeDistributed(Dense) is)")
             }
             guard isSequence else { throw fail(node, "TimeDistributed needs [batch, time, features] data") }
-            try addDense(node, config: innerConfig)
+            try addDense(node, config: innerConfig, path: node.configPath + ".layer.config")
         case "Activation":
             append(.activation(try activation(node, "activation", default: "linear")), name: node.name)
             summaries.append(LayerSummary(name: node.name, type: node.className,
@@ -145,15 +163,24 @@ struct KerasReader {
         case "Lambda":
             throw fail(node, "Lambda layers hold Python code, which RecurrentKit never runs; rebuild the model without them")
         default:
-            throw fail(node, "layer class '\(node.className)' is not supported")
+            throw fail(node, "layer class '\(shown(node.className))' is not supported")
         }
     }
 
     private mutating func addInput(_ node: KerasConfig.Node) throws {
-        let shape = (node.config["batch_shape"] ?? node.config["batch_input_shape"]) as? [Any]
+        let key = node.config["batch_shape"] != nil ? "batch_shape" : "batch_input_shape"
+        let shape = node.config[key] as? [Any]
         if let shape, shape.count >= 2 {
-            steps = (shape[1] as? NSNumber)?.intValue
-            if shape.count == 3 { width = (shape[2] as? NSNumber)?.intValue }
+            // Each declared size exactly, within Limits.dimension; None leaves it open.
+            func size(_ index: Int) throws -> Int? {
+                guard !(shape[index] is NSNull) else { return nil }
+                switch KerasConfig.integer(shape[index], in: 1...Limits.dimension) {
+                case .success(let int): return int
+                case .failure(let error): throw fail(node, "\(node.configPath).\(key)[\(index)] \(error.message)")
+                }
+            }
+            steps = try size(1)
+            if shape.count == 3 { width = try size(2) }
             if shape.count == 2 { isSequence = true }
         }
         let dtype = (node.config["dtype"] as? String) ?? ((node.config["dtype"] as? [String: Any]).flatMap {
@@ -169,6 +196,9 @@ struct KerasReader {
     private mutating func addEmbedding(_ node: KerasConfig.Node) throws {
         guard layers.isEmpty else { throw fail(node, "an Embedding must be the first layer") }
         let count = try int(node, "input_dim"), dimension = try int(node, "output_dim")
+        guard Limits.product([count, dimension], within: Limits.parameters) != nil else {
+            throw fail(node, "embeddings [input_dim, output_dim]: \(Limits.productExcess([count, dimension], over: Limits.parameters)) (Limits.parameters)")
+        }
         let weights = try take(node, count: 1)
         try check(node, weights[0], "embeddings", [count, dimension])
         let maskZero = bool(node, "mask_zero")
@@ -180,9 +210,9 @@ struct KerasReader {
                                       gateOrder: nil, parameterCount: weights[0].count))
     }
 
-    private mutating func addDense(_ node: KerasConfig.Node, config: [String: Any]) throws {
+    private mutating func addDense(_ node: KerasConfig.Node, config: [String: Any], path: String? = nil) throws {
         let inner = KerasConfig.Node(className: "Dense", name: node.name, config: config, inbound: [])
-        guard let units = (config["units"] as? NSNumber)?.intValue else { throw fail(node, "config lacks 'units'") }
+        let units = try int(node, "units", config: config, path: path)
         let useBias = (config["use_bias"] as? NSNumber)?.boolValue ?? true
         let weights = try take(node, count: useBias ? 2 : 1)
         guard weights[0].shape.count == 2, weights[0].shape[1] == units else {
@@ -223,8 +253,11 @@ struct KerasReader {
             guard let steps, let width else {
                 throw fail(node, "Flatten needs a fixed number of steps; the input shape leaves it open")
             }
+            guard let flattened = Limits.product([steps, width], within: Limits.dimension) else {
+                throw fail(node, "Flatten of \(steps) steps × \(width) features: \(Limits.productExcess([steps, width], over: Limits.dimension)) (Limits.dimension)")
+            }
             append(.flatten, name: node.name)
-            self.width = steps * width
+            self.width = flattened
             isSequence = false
         }
         summaries.append(LayerSummary(name: node.name, type: node.className, details: [], gateOrder: nil, parameterCount: 0))
@@ -236,7 +269,7 @@ struct KerasReader {
             throw fail(node, "config lacks the wrapped layer")
         }
         guard KerasLayout.recurrentClasses[innerClass] != nil else {
-            throw fail(node, "Bidirectional(\(innerClass)) is not supported")
+            throw fail(node, "Bidirectional(\(shown(innerClass))) is not supported")
         }
         if let backward = node.config["backward_layer"] as? [String: Any] {
             let backwardConfig = backward["config"] as? [String: Any] ?? [:]
@@ -253,13 +286,13 @@ struct KerasReader {
         case "mul"?: merge = .mul
         case "ave"?: merge = .ave
         default:
-            throw fail(node, "merge_mode \(mergeText ?? "None") is not supported (it returns two outputs); use concat, sum, mul or ave")
+            throw fail(node, "merge_mode \(shown(mergeText ?? "None")) is not supported (it returns two outputs); use concat, sum, mul or ave")
         }
         var all = try take(node, count: 2 * Self.weightCount(innerConfig))
         let half = all.count / 2
         var sets = [Array(all[..<half]), Array(all[half...])]
         all = []
-        var layer = try recurrent(node, config: innerConfig, className: innerClass,
+        var layer = try recurrent(node, config: innerConfig, className: innerClass, configPath: node.configPath + ".layer.config",
                                   weights: &sets, insideBidirectional: true)
         layer.merge = merge
         width = layer.mergedOutputSize
@@ -274,13 +307,14 @@ struct KerasReader {
 
     /// One Keras recurrent layer (or both directions of a Bidirectional) as a neutral layer.
     private mutating func recurrent(_ node: KerasConfig.Node, config: [String: Any], className: String,
+                                    configPath: String? = nil,
                                     weights sets: inout [[KerasWeight]], insideBidirectional: Bool) throws -> RecurrentLayer {
         let kind = KerasLayout.recurrentClasses[className]!
         let inner = KerasConfig.Node(className: className, name: node.name, config: config, inbound: [])
         guard isSequence, let inputSize = width else {
             throw fail(node, "needs [batch, time, features] input with a known feature count")
         }
-        guard let units = (config["units"] as? NSNumber)?.intValue, units > 0 else { throw fail(node, "config lacks 'units'") }
+        let units = try int(node, "units", config: config, path: configPath)
         let returnSequences = (config["return_sequences"] as? NSNumber)?.boolValue ?? false
         let returnState = (config["return_state"] as? NSNumber)?.boolValue ?? false
         if returnState && modelClass == "Sequential" {

@@ -13,6 +13,8 @@ struct LegacyH5Weights: KerasWeightSource {
     let file: String
     let group: HDF5Group
     let layerNames: [String]
+    /// `layerNames` as a set: one lookup per layer, not a scan of the list.
+    private let layerNameSet: Set<String>
 
     init(group: HDF5Group, file: String) throws {
         self.file = file
@@ -21,6 +23,7 @@ struct LegacyH5Weights: KerasWeightSource {
             throw ModelError(file: file, path: group.path, message: "has no layer_names attribute")
         }
         layerNames = names
+        layerNameSet = Set(names)
     }
 
     /// Reads a list attribute that may be split into `name0`, `name1`, ... (tf-keras splits
@@ -37,15 +40,15 @@ struct LegacyH5Weights: KerasWeightSource {
     }
 
     func weights(of node: KerasConfig.Node) throws -> [KerasWeight] {
-        guard layerNames.contains(node.name) else {
-            throw ModelError(file: file, path: group.path, layer: "\(node.name) (\(node.className))",
-                             message: "the file's layer_names (\(layerNames.joined(separator: ", "))) lack this layer")
+        guard layerNameSet.contains(node.name) else {
+            throw ModelError(file: file, path: group.path, layer: "\(shown(node.name)) (\(shown(node.className)))",
+                             message: "the file's layer_names (\(shownList(layerNames))) lack this layer")
         }
         let layerGroup = try group.group(node.name)
         let weightNames = try Self.nameList(layerGroup, "weight_names") ?? []
         return try weightNames.map { weightName in
             guard try layerGroup.kind(of: weightName) == .dataset else {
-                throw ModelError(file: file, path: "\(layerGroup.path)/\(weightName)", layer: "\(node.name) (\(node.className))",
+                throw ModelError(file: file, path: "\(layerGroup.path)/\(weightName)", layer: "\(shown(node.name)) (\(shown(node.className)))",
                                  message: "named in weight_names but missing")
             }
             return try KerasWeight(layerGroup.dataset(weightName), file: file)
@@ -99,7 +102,7 @@ struct Keras3Weights: KerasWeightSource {
             let full = "\(path)/\(subgroup)"
             guard try root.kind(of: full) == .group else {
                 if node.className == "Bidirectional" || KerasLayout.recurrentClasses[node.className] != nil {
-                    throw ModelError(file: file, path: "/" + full, layer: "\(node.name) (\(node.className))", message: "missing group")
+                    throw ModelError(file: file, path: "/" + full, layer: "\(shown(node.name)) (\(shown(node.className)))", message: "missing group")
                 }
                 continue
             }

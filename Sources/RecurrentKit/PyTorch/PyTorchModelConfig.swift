@@ -47,6 +47,10 @@ struct PyTorchModelConfig {
         func fail(_ message: String) -> ModelError {
             ModelError(file: file, path: "model_config", message: message)
         }
+        let bytes = json.utf8.count
+        guard bytes <= Limits.configJSONBytes else {
+            throw fail("is \(bytes) bytes of JSON, \(Limits.excess(bytes, over: Limits.configJSONBytes)) (Limits.configJSONBytes)")
+        }
         guard let data = json.data(using: .utf8),
               let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw fail("is not a JSON object")
@@ -54,13 +58,17 @@ struct PyTorchModelConfig {
         let rootFields = Fields(root, context: "model_config", fail: fail)
         try rootFields.allow(["format", "version", "modules", "prefix"])
         if let format = try rootFields.string("format"), format != Self.format {
-            throw fail("format is '\(format)', expected '\(Self.format)'")
+            throw fail("format is '\(shown(format))', expected '\(Self.format)'")
         }
         if let version = try rootFields.int("version"), !(1...2).contains(version) {
             throw fail("version \(version) is not supported (this build reads versions 1 and 2)")
         }
         prefix = try rootFields.string("prefix") ?? ""
         guard let list = root["modules"] as? [Any] else { throw fail("needs a 'modules' array") }
+        // Counted before any per-module work.
+        guard list.count <= Limits.layers else {
+            throw fail("lists \(list.count) modules, \(Limits.excess(list.count, over: Limits.layers)) (Limits.layers)")
+        }
         modules = try list.enumerated().map { index, item in
             guard let object = item as? [String: Any] else { throw fail("modules[\(index)] is not an object") }
             return try Self.module(object, index: index, fail: fail)
@@ -69,10 +77,13 @@ struct PyTorchModelConfig {
 
     private static func module(_ object: [String: Any], index: Int, fail: @escaping (String) -> ModelError) throws -> Module {
         guard let type = object["type"] as? String else { throw fail("modules[\(index)] has no 'type'") }
-        let fields = Fields(object, context: "modules[\(index)] (\(type))", fail: fail)
+        let fields = Fields(object, context: "modules[\(index)] (\(shown(type)))", fail: fail)
         func name() throws -> String {
             guard let name = try fields.string("name"), !name.isEmpty else {
-                throw fail("modules[\(index)] (\(type)) needs a 'name' (its parameters' key prefix)")
+                throw fail("modules[\(index)] (\(shown(type))) needs a 'name' (its parameters' key prefix)")
+            }
+            guard name.unicodeScalars.count <= Limits.nameCharacters else {
+                throw fail("modules[\(index)].name has \(name.unicodeScalars.count) characters, \(Limits.excess(name.unicodeScalars.count, over: Limits.nameCharacters)) (Limits.nameCharacters)")
             }
             return name
         }
@@ -111,12 +122,12 @@ struct PyTorchModelConfig {
             switch try fields.string("nonlinearity") ?? "tanh" {
             case "tanh": options.nonlinearity = .tanh
             case "relu": options.nonlinearity = .relu
-            case let other: throw fail("modules[\(index)] (RNN): nonlinearity '\(other)' is not tanh or relu")
+            case let other: throw fail("modules[\(index)] (RNN): nonlinearity '\(shown(other))' is not tanh or relu")
             }
             func activation(_ key: String) throws -> Activation? {
                 guard let text = try fields.string(key) else { return nil }
                 guard let value = recurrentActivations[text] else {
-                    throw fail("modules[\(index)] (\(type)): \(key) '\(text)' is not one of \(recurrentActivations.keys.sorted().joined(separator: ", "))")
+                    throw fail("modules[\(index)] (\(type)): \(key) '\(shown(text))' is not one of \(recurrentActivations.keys.sorted().joined(separator: ", "))")
                 }
                 return value
             }
@@ -124,7 +135,7 @@ struct PyTorchModelConfig {
             options.recurrentActivation = try activation("recurrent_activation") ?? .sigmoid
             if let text = try fields.string("merge_mode") {
                 guard let merge = mergeModes[text] else {
-                    throw fail("modules[\(index)] (\(type)): merge_mode '\(text)' is not concat, sum, mul or ave")
+                    throw fail("modules[\(index)] (\(type)): merge_mode '\(shown(text))' is not concat, sum, mul or ave")
                 }
                 options.merge = merge
             }
@@ -133,7 +144,7 @@ struct PyTorchModelConfig {
             switch try fields.string("masked_output") ?? "zero" {
             case "zero": options.maskedOutput = .zero
             case "carry": options.maskedOutput = .carry
-            case let other: throw fail("modules[\(index)] (\(type)): masked_output '\(other)' is not zero or carry")
+            case let other: throw fail("modules[\(index)] (\(type)): masked_output '\(shown(other))' is not zero or carry")
             }
             return .recurrent(options)
         case "Linear":
@@ -145,7 +156,7 @@ struct PyTorchModelConfig {
             try fields.allow(["type", "mode"])
             let mode = try fields.require(fields.string("mode"), "mode")
             guard let readout = readouts[mode] else {
-                throw fail("modules[\(index)] (Readout): mode '\(mode)' is not one of \(readouts.keys.sorted().joined(separator: ", "))")
+                throw fail("modules[\(index)] (Readout): mode '\(shown(mode))' is not one of \(readouts.keys.sorted().joined(separator: ", "))")
             }
             return .readout(readout, text: mode)
         case "GELU":
@@ -153,7 +164,7 @@ struct PyTorchModelConfig {
             switch try fields.string("approximate") ?? "none" {
             case "none": return .activation(type: type, .gelu)
             case "tanh": return .activation(type: type, .geluTanh)
-            case let other: throw fail("modules[\(index)] (GELU): approximate '\(other)' is not none or tanh")
+            case let other: throw fail("modules[\(index)] (GELU): approximate '\(shown(other))' is not none or tanh")
             }
         case "Softmax":
             try fields.allow(["type", "dim"])
@@ -169,7 +180,7 @@ struct PyTorchModelConfig {
                 try fields.allow(["type", "name"])
                 return .activation(type: type, activation)
             }
-            throw fail("modules[\(index)]: module type '\(type)' is not supported")
+            throw fail("modules[\(index)]: module type '\(shown(type))' is not supported")
         }
     }
 
@@ -187,7 +198,7 @@ struct PyTorchModelConfig {
 
         func allow(_ names: [String]) throws {
             if let unknown = object.keys.sorted().first(where: { !names.contains($0) }) {
-                throw fail("\(context): unknown field '\(unknown)'")
+                throw fail("\(context): unknown field '\(shown(unknown))'")
             }
         }
 
@@ -197,11 +208,18 @@ struct PyTorchModelConfig {
             return text
         }
 
+        /// An integer field, exactly (`4.7`, `1e308` and `2^64+4` are refused, never rounded
+        /// or wrapped), at most `Limits.dimension` in size; only `dim` and `padding_idx` may be
+        /// negative.
         func int(_ key: String) throws -> Int? {
             guard let value = object[key], !(value is NSNull) else { return nil }
+            let signed = key == "dim" || key == "padding_idx"
             guard let number = value as? NSNumber, !isBool(number),
-                  let int = Int(exactly: number.doubleValue), int >= 0 || key == "dim" || key == "padding_idx" else {
+                  let int = Int(exactly: number.doubleValue), int >= 0 || signed else {
                 throw fail("\(context): '\(key)' must be a non-negative integer")
+            }
+            guard int.magnitude <= Limits.dimension else {
+                throw fail("\(context): '\(key)' is \(int), \(Limits.excess(Int(int.magnitude), over: Limits.dimension)) (Limits.dimension)")
             }
             return int
         }

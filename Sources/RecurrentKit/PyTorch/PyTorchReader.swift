@@ -18,7 +18,7 @@ enum PyTorchReader {
                 let key = path.replacingOccurrences(of: "/", with: ".")
                 if let other = entries[key] {
                     throw ModelError(file: file, path: stored.path,
-                                     message: "key '\(key)' is stored twice (also at \(other.path))")
+                                     message: "key '\(shown(key))' is stored twice (also at \(shown(other.path)))")
                 }
                 entries[key] = stored
             }
@@ -104,7 +104,7 @@ enum PyTorchReader {
         guard prefixes.count == 1, let prefix = prefixes.keys.first else {
             let names = prefixes.keys.sorted().map { $0.isEmpty ? "(root)" : String($0.dropLast()) }
             throw ModelError(file: file,
-                             message: "holds several recurrent modules (\(names.joined(separator: ", "))); describe the model with a model_config attribute")
+                             message: "holds several recurrent modules (\(shownList(names))); describe the model with a model_config attribute")
         }
         return prefix
     }
