@@ -20,12 +20,32 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
             throw HDF5Error(.readFailed, file: file.path, path: path, message: "cannot read the dataset's type or shape",
                             hdf5Message: HDF5Library.takeErrorMessage())
         }
-        // Shapes are read before `self` exists, so the extent check runs on a temporary object.
+        // Shapes are read before `self` exists, so the checks run on a temporary object.
         let probe = HDF5Object(file: file, path: path, handle: nil)
+        try Self.requireStorageInsideFile(handle.id, probe: probe)
         (shape, count) = try probe.extent(of: space.id, what: "dataset")
         elementType = probe.elementType(of: type.id)
         elementSize = H5Tget_size(type.id)
         super.init(file: file, path: path, handle: handle)
+    }
+
+    /// Refuses, when the dataset is opened and before any read, a dataset whose values live
+    /// outside the file: EXTERNAL raw storage (any file's bytes, `/dev/zero`, a FIFO) or a
+    /// VIRTUAL dataset (source files opened at read time). The corresponding C functions are
+    /// `H5Dget_create_plist`, `H5Pget_layout` and `H5Pget_external_count`.
+    private static func requireStorageInsideFile(_ dataset: hid_t, probe: HDF5Object) throws {
+        let dcpl = Handle.propertyList(H5Dget_create_plist(dataset))
+        guard dcpl.id >= 0 else { throw probe.error(.readFailed, "cannot read the dataset's creation properties") }
+        if H5Pget_layout(dcpl.id) == H5D_VIRTUAL {
+            throw probe.error(.outsideInput, "is a VIRTUAL dataset (its values come from other files); rnnkit reads nothing outside its input",
+                              hdf5: false)
+        }
+        let externalFiles = H5Pget_external_count(dcpl.id)
+        guard externalFiles == 0 else {
+            _ = HDF5Library.takeErrorMessage()
+            throw probe.error(.outsideInput, "has EXTERNAL storage (its values are read from \(max(externalFiles, 1)) other file(s)); rnnkit reads nothing outside its input",
+                              hdf5: false)
+        }
     }
 
     /// Names of the filters the dataset's data pass through (`deflate`, `shuffle`, ...).

@@ -1,3 +1,5 @@
+import TextSafety
+
 /// A failure in the HDF5 layer, naming the file, the object path and HDF5's own message.
 public struct HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, Equatable {
@@ -21,6 +23,9 @@ public struct HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
         case writeFailed
         /// The caller passed values that do not fit (a shape that does not match the values).
         case invalidArgument
+        /// The file asks to read something outside itself (an external link, EXTERNAL or
+        /// VIRTUAL storage, a user-defined link, a link cycle), which is refused.
+        case outsideInput
     }
 
     public var kind: Kind
@@ -41,10 +46,11 @@ public struct HDF5Error: Error, Sendable, Equatable, CustomStringConvertible {
         self.hdf5Message = hdf5Message
     }
 
-    /// One line: `file: path: message (HDF5: ...)`.
+    /// One line: `file: path: message (HDF5: ...)`; the object path comes from the file, so
+    /// it is shown escaped and shortened.
     public var description: String {
         var line = file
-        if let path { line += ": \(path)" }
+        if let path { line += ": \(escapedForDisplay(path))" }
         line += ": \(message)"
         if let hdf5Message, !hdf5Message.isEmpty { line += " (HDF5: \(hdf5Message))" }
         return line

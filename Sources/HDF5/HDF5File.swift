@@ -1,5 +1,8 @@
 import CHDF5
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An open HDF5 file.
 ///
@@ -19,17 +22,12 @@ public final class HDF5File: @unchecked Sendable {
 
     /// Opens an existing file read-only.
     ///
-    /// `displayName` is what errors call the file, when not its path (a member extracted
-    /// from an archive). The corresponding C function is `H5Fopen`.
+    /// Only a regular file is opened: a FIFO, device or directory is refused before libhdf5
+    /// sees the path (a FIFO would block its `open`). `displayName` is what errors call the
+    /// file, when not its path. The corresponding C function is `H5Fopen`.
     public static func open(_ path: String, limits: ReadLimits = .default, displayName: String? = nil) throws -> HDF5File {
         let name = displayName ?? path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw HDF5Error(.cannotOpen, file: name, message: "no such file")
-        }
-        guard !isDirectory.boolValue else {
-            throw HDF5Error(.cannotOpen, file: name, message: "is a directory, not an HDF5 file")
-        }
+        try requireRegularFile(path, name: name)
         return try HDF5Library.locked {
             let id = H5Fopen(path, chdf5_f_acc_rdonly(), chdf5_p_default())
             guard id >= 0 else {
@@ -37,6 +35,35 @@ public final class HDF5File: @unchecked Sendable {
                 throw HDF5Error(.cannotOpen, file: name, message: "not a readable HDF5 file", hdf5Message: detail)
             }
             return HDF5File(path: name, handle: .file(id), limits: limits)
+        }
+    }
+
+    /// Refuses anything but a regular file: opens `path` without blocking (a FIFO with no
+    /// writer would otherwise wait forever) and checks the open descriptor's type.
+    ///
+    /// The corresponding C functions are `open` (`O_RDONLY | O_NONBLOCK | O_CLOEXEC`) and
+    /// `fstat`.
+    static func requireRegularFile(_ path: String, name: String) throws {
+        #if canImport(Glibc)
+        let descriptor = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        #else
+        let descriptor = Darwin.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        #endif
+        guard descriptor >= 0 else {
+            let reason = errno == ENOENT ? "no such file" : String(cString: strerror(errno))
+            throw HDF5Error(.cannotOpen, file: name, message: reason)
+        }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            throw HDF5Error(.cannotOpen, file: name, message: String(cString: strerror(errno)))
+        }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFDIR: throw HDF5Error(.cannotOpen, file: name, message: "is a directory, not an HDF5 file")
+        case S_IFIFO: throw HDF5Error(.cannotOpen, file: name, message: "is a FIFO, not a regular file")
+        case S_IFCHR, S_IFBLK: throw HDF5Error(.cannotOpen, file: name, message: "is a device, not a regular file")
+        default: throw HDF5Error(.cannotOpen, file: name, message: "is a special file, not a regular file")
         }
     }
 

@@ -13,13 +13,13 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
             guard H5Gget_info(id, &info) >= 0 else { throw error(.readFailed, "cannot list the group") }
             var names: [String] = []
             for index in 0..<info.nlinks {
-                let length = H5Lget_name_by_idx(id, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, chdf5_p_default())
+                let length = H5Lget_name_by_idx(id, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, HDF5Library.linkAccess)
                 guard length >= 0 else { throw error(.readFailed, "cannot read member \(index) of the group") }
                 guard length < 1 << 16 else {
                     throw error(.implausibleSize, "member \(index) of the group declares a \(length)-byte name", hdf5: false)
                 }
                 var buffer = [CChar](repeating: 0, count: Int(length) + 1)
-                _ = H5Lget_name_by_idx(id, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, chdf5_p_default())
+                _ = H5Lget_name_by_idx(id, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, HDF5Library.linkAccess)
                 names.append(String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self))
             }
             return names
@@ -29,7 +29,7 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
     /// What the object at `path` (relative to this group, `/`-separated) is, or nil when
     /// nothing is there. Missing intermediate groups give nil, not an error.
     ///
-    /// The corresponding C functions are `H5Lexists`, `H5Oopen` and `H5Iget_type`.
+    /// The corresponding C functions are `H5Lexists`, `H5Lget_info`, `H5Oopen` and `H5Iget_type`.
     public func kind(of path: String) throws -> ObjectKind? {
         try HDF5Library.locked {
             guard let object = try openObject(path) else { return nil }
@@ -73,21 +73,41 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
     }
 
     /// Paths (relative to this group) of every dataset below it, depth first, in name order.
+    ///
+    /// Each group is walked once, however many links reach it (as h5py's `visit` does); a
+    /// link back to a group being walked (a cycle) is refused, naming it, and so are groups
+    /// nested deeper than `maximumDepth`.
     public func datasetPaths() throws -> [String] {
         var result: [String] = []
-        try collectDatasets(prefix: "", into: &result, depth: 0)
+        var walk = Walk()
+        try collectDatasets(prefix: "", into: &result, walk: &walk, depth: 0)
         return result
     }
 
-    private func collectDatasets(prefix: String, into result: inout [String], depth: Int) throws {
-        // Guards against link cycles (a soft link pointing at an ancestor).
-        guard depth < 64 else {
-            throw error(.readFailed, "groups nest deeper than 64 levels (a link cycle?)", hdf5: false)
+    /// The deepest group nesting a dataset walk follows.
+    public static let maximumDepth = 64
+
+    /// The groups seen by a walk, and those on the current path from its start.
+    private struct Walk {
+        var visited: Set<ObjectAddress> = []
+        var ancestors: Set<ObjectAddress> = []
+    }
+
+    private func collectDatasets(prefix: String, into result: inout [String], walk: inout Walk, depth: Int) throws {
+        guard depth < Self.maximumDepth else {
+            throw error(.implausibleSize, "groups nest deeper than \(Self.maximumDepth) levels", hdf5: false)
         }
+        let address = try objectAddress()
+        guard !walk.ancestors.contains(address) else {
+            throw error(.outsideInput, "is a link back to a group that contains it (a cycle)", hdf5: false)
+        }
+        guard walk.visited.insert(address).inserted else { return }
+        walk.ancestors.insert(address)
+        defer { walk.ancestors.remove(address) }
         for name in try memberNames() {
             switch try kind(of: name) {
             case .dataset?: result.append(prefix + name)
-            case .group?: try group(name).collectDatasets(prefix: prefix + name + "/", into: &result, depth: depth + 1)
+            case .group?: try group(name).collectDatasets(prefix: prefix + name + "/", into: &result, walk: &walk, depth: depth + 1)
             case nil: continue
             }
         }
@@ -186,26 +206,83 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
     }
 
     /// Opens whatever is at `path`, or nil when a link along the way is missing.
+    ///
+    /// Each link along the path is looked at before it is followed: hard and soft links are
+    /// followed (soft ones at most `HDF5Library.softLinkLimit` deep), external and
+    /// user-defined links are refused, naming the path — nothing outside the file is opened.
+    /// The corresponding C functions are `H5Lexists`, `H5Lget_info` and `H5Oopen`.
     private func openObject(_ path: String) throws -> Handle? {
         let components = path.split(separator: "/", omittingEmptySubsequences: true)
         guard !components.isEmpty else {
-            let oid = H5Oopen(id, ".", chdf5_p_default())
+            let oid = H5Oopen(id, ".", HDF5Library.linkAccess)
             guard oid >= 0 else { throw error(.readFailed, "cannot open the group") }
             return .object(oid)
         }
         var prefix = path.hasPrefix("/") ? "/" : ""
         for (index, component) in components.enumerated() {
             prefix += (index == 0 ? "" : "/") + component
-            let exists = H5Lexists(id, prefix, chdf5_p_default())
+            let exists = H5Lexists(id, prefix, HDF5Library.linkAccess)
+            try refuseIfExternalLinkWasReached(at: prefix)
             if exists < 0 {
                 // An intermediate link that is a dataset, not a group, lands here.
                 _ = HDF5Library.takeErrorMessage()
                 return nil
             }
             if exists == 0 { return nil }
+            try requireFollowableLink(prefix)
         }
-        let oid = H5Oopen(id, path, chdf5_p_default())
+        let oid = H5Oopen(id, path, HDF5Library.linkAccess)
+        try refuseIfExternalLinkWasReached(at: path)
         guard oid >= 0 else { throw error(.readFailed, "cannot open object", at: path) }
         return .object(oid)
     }
+
+    /// Refuses the link named `path` unless it is a hard or soft link.
+    ///
+    /// The corresponding C function is `H5Lget_info`.
+    private func requireFollowableLink(_ path: String) throws {
+        var info = H5L_info_t()
+        guard H5Lget_info(id, path, &info, HDF5Library.linkAccess) >= 0 else {
+            try refuseIfExternalLinkWasReached(at: path)
+            throw error(.readFailed, "cannot read the link", at: path)
+        }
+        switch info.type {
+        case H5L_TYPE_HARD, H5L_TYPE_SOFT:
+            return
+        case H5L_TYPE_EXTERNAL:
+            throw error(.outsideInput, "is an external link to another file; rnnkit reads nothing outside its input",
+                        at: path, hdf5: false)
+        default:
+            throw error(.outsideInput, "is a user-defined link (type \(info.type.rawValue)), which is not followed",
+                        at: path, hdf5: false)
+        }
+    }
+
+    /// Throws when the last lookup reached an external link through a soft link (the
+    /// library-wide callback refused it).
+    private func refuseIfExternalLinkWasReached(at path: String) throws {
+        guard HDF5Library.takeRefusedExternalLink() else { return }
+        _ = HDF5Library.takeErrorMessage()
+        throw error(.outsideInput, "leads through an external link to another file; rnnkit reads nothing outside its input",
+                    at: path, hdf5: false)
+    }
+
+    /// The object's address in its file, which identifies a group however it is reached.
+    ///
+    /// The corresponding C function is `H5Oget_info2`.
+    func objectAddress() throws -> ObjectAddress {
+        try HDF5Library.locked {
+            var info = H5O_info_t()
+            guard H5Oget_info2(id, &info, UInt32(H5O_INFO_BASIC)) >= 0 else {
+                throw error(.readFailed, "cannot read the object's address")
+            }
+            return ObjectAddress(file: info.fileno, address: info.addr)
+        }
+    }
+}
+
+/// Where an object lives: its file's number and its address in that file.
+struct ObjectAddress: Hashable {
+    var file: UInt
+    var address: haddr_t
 }

@@ -1,5 +1,6 @@
 import CHDF5
 import Foundation
+import Synchronization
 
 /// Process-wide HDF5 state: one-time initialisation and a lock around every call.
 ///
@@ -13,17 +14,56 @@ enum HDF5Library {
         return lock
     }()
 
+    /// The most soft links one path may pass through (HDF5's own default, stated here).
+    static let softLinkLimit = 16
+
+    /// Initialises the library once: silences its error printing, turns off filter plugin
+    /// loading (a file naming an unknown filter must not make the process `dlopen` a library
+    /// from `HDF5_PLUGIN_PATH`), and prepares the link access list every lookup uses.
+    ///
+    /// The corresponding C functions are `H5open`, `H5Eset_auto2` and `H5PLset_loading_state`.
     private static let initialized: Bool = {
-        // The corresponding C functions are `H5open` and `H5Eset_auto2`.
         _ = H5open()
         chdf5_silence_errors()
+        _ = H5PLset_loading_state(0)
         return true
     }()
+
+    /// The link access property list passed to every call that follows links: soft links
+    /// bounded by `softLinkLimit`, and external links refused by a callback before their
+    /// file is opened (defence in depth: each link's type is also checked before it is
+    /// followed). The corresponding C functions are `H5Pcreate`, `H5Pset_nlinks` and
+    /// `H5Pset_elink_cb`.
+    static let linkAccess: hid_t = locked {
+        let lapl = H5Pcreate(chdf5_p_link_access())
+        precondition(lapl >= 0, "HDF5: cannot create a link access property list")
+        _ = H5Pset_nlinks(lapl, softLinkLimit)
+        _ = H5Pset_elink_cb(lapl, { _, _, _, _, _, _, _ in
+            // Runs with the library lock held, inside the lookup that reached the link.
+            HDF5Library.refusedExternalLink = true
+            return -1
+        }, nil)
+        return lapl
+    }
+
+    /// Set by the external-link callback when it refused a traversal; read (and cleared)
+    /// with `takeRefusedExternalLink()` under the lock.
+    nonisolated(unsafe) private static var refusedExternalLink = false
+
+    /// True when an external link was refused since the last call; clears the flag.
+    static func takeRefusedExternalLink() -> Bool {
+        defer { refusedExternalLink = false }
+        return refusedExternalLink
+    }
 
     static func locked<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()
         defer { lock.unlock() }
         _ = initialized
+        // Marks this thread as inside HDF5 for the fault handler (see `LibraryFaults`); the
+        // previous value is this thread's own (a nested call) or none.
+        let previous = LibraryFaults.enter()
+        defer { LibraryFaults.leave(restoring: previous) }
         return try body()
     }
 

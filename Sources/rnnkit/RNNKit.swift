@@ -63,27 +63,10 @@ func oneLine(_ text: String) -> String {
     escapedForDisplay(text, limit: 4000)
 }
 
-/// The message a memory fault prints, prepared before anything is read: a signal handler
-/// may only write bytes and exit.
-nonisolated(unsafe) private var faultMessage: UnsafeMutablePointer<CChar>?
-nonisolated(unsafe) private var faultMessageLength = 0
-
 /// libhdf5 (1.10 in particular) can fault on deliberately damaged files, inside its own
-/// code, before any check of ours can run. Turn such a fault into the same one-line error
-/// and exit status 2 as every other bad input, instead of a crash and a backtrace.
+/// code, before any check of ours can run. Turn such a fault — inside HDF5 calls only — into
+/// the same one-line error and exit status 2 as every other bad input; a fault anywhere
+/// else (the engine, the kernels) stays a crash and is not reported as a damaged file.
 func guardAgainstLibraryCrashes(reading files: [String]) {
-    #if os(Linux)
-    let names = files.isEmpty ? "the input" : files.joined(separator: ", ")
-    let message = "rnnkit: error: \(oneLine(names)): damaged file: the HDF5 library failed reading it (memory fault)\n"
-    faultMessageLength = message.utf8.count
-    faultMessage = strdup(message)
-    var action = sigaction()
-    action.__sigaction_handler.sa_handler = { _ in
-        if let faultMessage { _ = write(2, faultMessage, faultMessageLength) }
-        _exit(2)
-    }
-    sigemptyset(&action.sa_mask)
-    sigaction(SIGSEGV, &action, nil)
-    sigaction(SIGBUS, &action, nil)
-    #endif
+    installLibraryFaultHandler(reading: files)
 }

@@ -98,6 +98,7 @@ public struct LoadedModel: Sendable {
     /// - Parameter architecture: for a Keras weights-only file, the model it belongs to: a
     ///   Keras full model (`.h5`, `.keras`) or a config JSON (`model.to_json()`).
     public init(contentsOf path: String, architecture: String? = nil) throws {
+        try InputFiles.requireRegularFile(path)
         if KerasFile.isZip(path) {
             self = try KerasFile.readArchive(path)
             return

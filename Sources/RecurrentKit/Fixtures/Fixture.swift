@@ -20,7 +20,8 @@ public struct Fixture: Sendable {
     public var atol: Double?
     public var rtol: Double?
 
-    /// The model (and architecture) paths, resolved against the fixture's folder.
+    /// The model (and architecture) paths, resolved against the fixture's folder (checked
+    /// when the fixture was read to stay inside it).
     public var modelPath: String? { model.map(resolve) }
     public var architecturePath: String? { architecture.map(resolve) }
 
@@ -29,7 +30,12 @@ public struct Fixture: Sendable {
     }
 
     /// Reads a fixture file.
+    ///
+    /// Refused, naming the attribute: a `model` or `architecture` that is not a file inside
+    /// the fixture's folder (`reference(_:attribute:fixture:)`), and an `atol` or `rtol` that
+    /// is not a finite non-negative number.
     public init(contentsOf path: String) throws {
+        try InputFiles.requireRegularFile(path)
         let hdf5 = try HDF5File.open(path)
         let root = hdf5.root
         file = path
@@ -51,8 +57,8 @@ public struct Fixture: Sendable {
             throw ModelError(file: path, path: "/expected/output", message: "missing")
         }
         generator = try root.attribute("generator")?.stringValue
-        model = try root.attribute("model")?.stringValue
-        architecture = try root.attribute("architecture")?.stringValue
+        model = try Self.reference(root.attribute("model"), attribute: "model", fixture: path)
+        architecture = try Self.reference(root.attribute("architecture"), attribute: "architecture", fixture: path)
         if let text = try root.attribute("exercises")?.stringValue {
             guard let list = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else {
                 throw ModelError(file: path, path: "exercises", message: "is not a JSON array of strings")
@@ -61,8 +67,59 @@ public struct Fixture: Sendable {
         } else {
             exercises = []
         }
-        atol = try root.attribute("atol")?.doubleValue
-        rtol = try root.attribute("rtol")?.doubleValue
+        atol = try Self.tolerance(root.attribute("atol"), attribute: "atol", fixture: path)
+        rtol = try Self.tolerance(root.attribute("rtol"), attribute: "rtol", fixture: path)
+    }
+
+    /// A tolerance attribute: absent, or a finite non-negative number. A negative, NaN or
+    /// infinite tolerance, or one that is not a number (a string), refuses the fixture: it
+    /// would turn every comparison into a mismatch, or be silently ignored.
+    static func tolerance(_ value: AttributeValue?, attribute: String, fixture: String) throws -> Double? {
+        guard let value else { return nil }
+        guard let number = value.doubleValue else {
+            throw ModelError(file: fixture, path: attribute, message: "is not a number (\(shown(String(describing: value)))); a tolerance is a non-negative number")
+        }
+        guard number.isFinite, number >= 0 else {
+            throw ModelError(file: fixture, path: attribute, message: "is \(number); a tolerance is a finite non-negative number")
+        }
+        return number
+    }
+
+    /// A file named by a fixture attribute (`model`, `architecture`): a relative path inside
+    /// the fixture's folder. Refused: an absolute path, a `..` component, a name whose real
+    /// path (symbolic links resolved) leaves the folder, and anything but a regular file. A
+    /// name that does not exist is kept (using it fails later, naming it).
+    static func reference(_ value: AttributeValue?, attribute: String, fixture: String) throws -> String? {
+        guard let value else { return nil }
+        guard let name = value.stringValue, !name.isEmpty else {
+            throw ModelError(file: fixture, path: attribute, message: "is not a file name")
+        }
+        func refuse(_ reason: String) -> ModelError {
+            ModelError(file: fixture, path: attribute, message: "names '\(shown(name))', \(reason); refused")
+        }
+        guard !name.hasPrefix("/") else { throw refuse("an absolute path (it must name a file in the fixture's folder)") }
+        guard !name.split(separator: "/").contains("..") else { throw refuse("which leaves the fixture's folder") }
+        let folder = URL(fileURLWithPath: fixture).deletingLastPathComponent().path
+        let target = URL(fileURLWithPath: folder).appendingPathComponent(name).path
+        var info = stat()
+        guard lstat(target, &info) == 0 else { return name }
+        guard let realFolder = realPath(folder), let realTarget = realPath(target),
+              realTarget.hasPrefix(realFolder.hasSuffix("/") ? realFolder : realFolder + "/") else {
+            throw refuse("which resolves (through a symbolic link) outside the fixture's folder")
+        }
+        do {
+            try InputFiles.requireRegularFile(target)
+        } catch let error as ModelError {
+            throw refuse(error.message)
+        }
+        return name
+    }
+
+    /// The canonical absolute path (`realpath(3)`), nil when it cannot be resolved.
+    private static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// Reads `/inputs` (float features or token ids) and `/lengths` from an input or
@@ -86,7 +143,9 @@ public struct Fixture: Sendable {
             guard dataset.shape.count == 3 || dataset.shape.count == 2 else {
                 throw ModelError(file: file, path: "/inputs", message: "has shape \(shapeText(dataset.shape)), expected [batch, time, features]")
             }
-            (batch, time) = (dataset.shape[0], dataset.shape.count == 3 ? dataset.shape[1] : 0)
+            // Rank 2 (`[batch, time]`) is token ids stored as floats: the model's own check says
+            // it takes token ids; /lengths is checked against that time axis, not blamed.
+            (batch, time) = (dataset.shape[0], dataset.shape[1])
             input = .features(Tensor(shape: dataset.shape, values: try dataset.readFloats()))
         } else {
             throw ModelError(file: file, path: "/inputs", message: "holds \(dataset.elementType), expected floats or integers")
@@ -123,6 +182,7 @@ public struct InputFile: Sendable {
     public var c0: Tensor?
 
     public init(contentsOf path: String) throws {
+        try InputFiles.requireRegularFile(path)
         let root = try HDF5File.open(path).root
         (input, lengths) = try Fixture.readInputs(root, file: path)
         h0 = try Fixture.optionalFloats(root, "h0")

@@ -1,25 +1,20 @@
 import Foundation
 import HDF5
+import TextSafety
 import ZIPFoundation
 
 /// Reads the Keras file forms, chosen from content: legacy HDF5 full models (Keras 2 and
 /// Keras 3), weights-only HDF5 (legacy and Keras 3 layouts), and `.keras` archives.
 enum KerasFile {
-    /// The most a `.keras` member may expand to; a zip that claims more is refused unread.
-    static let archiveMemberLimit: UInt64 = 4 << 30
-
     /// True when the HDF5 file looks like any Keras form.
     static func isKeras(_ root: HDF5Group) throws -> Bool {
         try root.hasAttribute("keras_version") || root.hasAttribute("layer_names") || root.hasAttribute("layer_names0")
             || root.contains("model_weights") || (root.kind(of: "layers") == .group && root.kind(of: "vars") == .group)
     }
 
-    /// True when the file starts like a zip archive.
+    /// True when the file is a regular file that starts like a zip archive.
     static func isZip(_ path: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        let magic = (try? handle.read(upToCount: 4)) ?? Data()
-        return magic == Data([0x50, 0x4B, 0x03, 0x04])
+        (try? InputFiles.prefix(path, count: 4)) == [0x50, 0x4B, 0x03, 0x04]
     }
 
     static func version(_ text: String?) -> KerasLayout.Version {
@@ -54,75 +49,29 @@ enum KerasFile {
     }
 
     /// A `.keras` archive: `config.json`, `metadata.json` and `model.weights.h5`.
-    static func readArchive(_ path: String) throws -> LoadedModel {
-        let members = try archiveMembers(path, names: ["config.json", "metadata.json"])
-        guard let configData = members["config.json"] else {
-            throw ModelError(file: path, path: "config.json", message: "missing from the archive")
+    ///
+    /// Every member is read into memory and `model.weights.h5` opened from there (HDF5's
+    /// core driver): nothing is extracted to disk. `memberLimit` bounds the weights member
+    /// (tests lower it).
+    static func readArchive(_ path: String, memberLimit: Int = Limits.archiveMemberBytes) throws -> LoadedModel {
+        let archive = try KerasArchive(path)
+        let (config, versionText) = try archive.configuration()
+        guard let image = try archive.member("model.weights.h5", limit: memberLimit) else {
+            throw ModelError(file: path, path: "model.weights.h5", message: "missing from the archive")
         }
-        var versionText: String?
-        if let metadata = members["metadata.json"],
-           let object = try? JSONSerialization.jsonObject(with: metadata) as? [String: Any] {
-            versionText = object["keras_version"] as? String
-        }
-        let config = try KerasConfig(json: String(decoding: configData, as: UTF8.self), file: path, path: "config.json")
-        let hdf5 = try extractWeights(path)
+        let hdf5 = try HDF5File.open(image: image, name: "\(path)!model.weights.h5")
         let source = Keras3Weights(root: hdf5.root, file: hdf5.path, layers: config.allLayers)
         return try KerasReader.read(config: config, file: path, layout: .kerasArchive,
                                     version: version(versionText ?? "3"), source: source)
     }
 
-    /// Extracts `model.weights.h5` to a temporary file and opens it; the file is unlinked
-    /// at once (the open handle keeps it readable), so nothing is left behind.
-    static func extractWeights(_ path: String) throws -> HDF5File {
-        let archive = try openArchive(path)
-        guard let entry = archive["model.weights.h5"] else {
-            throw ModelError(file: path, path: "model.weights.h5", message: "missing from the archive")
-        }
-        guard entry.uncompressedSize <= archiveMemberLimit else {
-            throw ModelError(file: path, path: entry.path, message: "declares \(entry.uncompressedSize) bytes, over the limit of \(archiveMemberLimit)")
-        }
-        let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("rnnkit-\(UUID().uuidString).weights.h5")
-        defer { try? FileManager.default.removeItem(at: temporary) }
-        do {
-            _ = try archive.extract(entry, to: temporary)
-        } catch {
-            throw ModelError(file: path, path: entry.path, message: "cannot be extracted (\(error))")
-        }
-        return try HDF5File.open(temporary.path, displayName: "\(path)!model.weights.h5")
-    }
-
-    static func openArchive(_ path: String) throws -> Archive {
-        do {
-            return try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
-        } catch {
-            throw ModelError(file: path, message: "is not a readable zip archive (\(error))")
-        }
-    }
-
-    /// Reads the named members of a zip archive into memory, refusing oversized ones.
+    /// Reads the named members of a zip archive into memory, each bounded by
+    /// `Limits.configJSONBytes` (they are JSON documents); absent names are left out.
     static func archiveMembers(_ path: String, names: Set<String>) throws -> [String: Data] {
-        let archive = try openArchive(path)
+        let archive = try KerasArchive(path)
         var members: [String: Data] = [:]
-        for entry in archive where names.contains(entry.path) {
-            guard entry.uncompressedSize <= archiveMemberLimit else {
-                throw ModelError(file: path, path: entry.path, message: "declares \(entry.uncompressedSize) bytes, over the limit of \(archiveMemberLimit)")
-            }
-            var data = Data()
-            data.reserveCapacity(Int(entry.uncompressedSize))
-            do {
-                _ = try archive.extract(entry) { chunk in
-                    // A damaged header may understate the size; never grow past what it declared.
-                    guard UInt64(data.count + chunk.count) <= entry.uncompressedSize else {
-                        throw ModelError(file: path, path: entry.path, message: "expands past its declared size")
-                    }
-                    data.append(chunk)
-                }
-            } catch let error as ModelError {
-                throw error
-            } catch {
-                throw ModelError(file: path, path: entry.path, message: "cannot be extracted (\(error))")
-            }
-            members[entry.path] = data
+        for name in names.sorted() {
+            if let bytes = try archive.member(name, limit: Limits.configJSONBytes) { members[name] = Data(bytes) }
         }
         return members
     }
@@ -133,15 +82,13 @@ enum KerasFile {
         var version: KerasLayout.Version
 
         init(contentsOf path: String) throws {
+            try InputFiles.requireRegularFile(path)
             if isZip(path) {
-                let members = try archiveMembers(path, names: ["config.json", "metadata.json"])
-                guard let data = members["config.json"] else {
-                    throw ModelError(file: path, path: "config.json", message: "missing from the archive")
-                }
-                config = try KerasConfig(json: String(decoding: data, as: UTF8.self), file: path, path: "config.json")
-                let metadata = members["metadata.json"].flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
-                version = KerasFile.version(metadata?["keras_version"] as? String ?? "3")
-            } else if let data = FileManager.default.contents(atPath: path), data.first == UInt8(ascii: "{") {
+                let (parsed, versionText) = try KerasArchive(path).configuration()
+                config = parsed
+                version = KerasFile.version(versionText ?? "3")
+            } else if try InputFiles.prefix(path, count: 1) == [UInt8(ascii: "{")] {
+                let data = try InputFiles.read(path, limit: Limits.configJSONBytes, what: "Limits.configJSONBytes")
                 config = try KerasConfig(json: String(decoding: data, as: UTF8.self), file: path, path: "config")
                 version = .keras3
             } else {
@@ -152,6 +99,111 @@ enum KerasFile {
                 config = try KerasConfig(json: text, file: path, path: "model_config")
                 version = KerasFile.version(try root.attribute("keras_version")?.stringValue)
             }
+        }
+    }
+}
+
+/// A `.keras` zip archive opened for reading members into memory.
+///
+/// The archive is refused when any name appears twice (Keras's `zipfile` reads the last of
+/// two, a first-match reader the first: the two would disagree). A member Keras reads
+/// (`config.json`, `metadata.json`, `model.weights.h5`) must be a plain file entry, not a
+/// symbolic link or a directory. Members inflate into memory through a consumer closure that
+/// counts the bytes actually produced: the sizes in the archive's headers are claims.
+struct KerasArchive {
+    let path: String
+    private let archive: Archive
+    private let entries: [String: Entry]
+
+    /// The names Keras reads; each must be a file entry when present.
+    static let readNames = ["config.json", "metadata.json", "model.weights.h5"]
+
+    init(_ path: String) throws {
+        self.path = path
+        try InputFiles.requireRegularFile(path)
+        do {
+            archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
+        } catch {
+            throw ModelError(file: path, message: "is not a readable zip archive (\(error))")
+        }
+        var entries: [String: Entry] = [:]
+        for entry in archive {
+            guard entries.updateValue(entry, forKey: entry.path) == nil else {
+                throw ModelError(file: path, path: entry.path,
+                                 message: "appears twice in the archive; Keras would read the last, so the archive is ambiguous and refused")
+            }
+        }
+        self.entries = entries
+        for name in Self.readNames {
+            try requireFileEntry(name)
+        }
+    }
+
+    /// Refuses a symbolic link or directory entry named `name` (or `name/`).
+    private func requireFileEntry(_ name: String) throws {
+        for candidate in [name, name + "/"] {
+            guard let entry = entries[candidate] else { continue }
+            switch entry.type {
+            case .file where candidate == name: continue
+            case .symlink:
+                throw ModelError(file: path, path: name, message: "is a symbolic link entry, not a file; refused (links are never followed)")
+            default:
+                throw ModelError(file: path, path: name, message: "is a directory entry, not a file; refused")
+            }
+        }
+    }
+
+    /// `config.json` parsed, and the `keras_version` of `metadata.json` when it has one.
+    func configuration() throws -> (config: KerasConfig, versionText: String?) {
+        guard let configBytes = try member("config.json", limit: Limits.configJSONBytes) else {
+            throw ModelError(file: path, path: "config.json", message: "missing from the archive")
+        }
+        var versionText: String?
+        if let metadata = try member("metadata.json", limit: Limits.configJSONBytes),
+           let object = try? JSONSerialization.jsonObject(with: Data(metadata)) as? [String: Any] {
+            versionText = object["keras_version"] as? String
+        }
+        let config = try KerasConfig(json: String(decoding: configBytes, as: UTF8.self), file: path, path: "config.json")
+        return (config, versionText)
+    }
+
+    /// The bytes of member `name` (nil when absent), inflated into memory and refused as
+    /// soon as they pass `limit` or the member's declared size, or when their CRC differs.
+    func member(_ name: String, limit: Int) throws -> [UInt8]? {
+        guard let entry = entries[name] else { return nil }
+        try requireFileEntry(name)
+        let declared = entry.uncompressedSize
+        guard declared <= UInt64(limit) else {
+            throw ModelError(file: path, path: name, message: "declares \(declared) bytes, \(Limits.excess(Int(clamping: declared), over: limit)) (\(boundName(limit)))")
+        }
+        var bytes: [UInt8] = []
+        let checksum: CRC32
+        do {
+            checksum = try archive.extract(entry, skipCRC32: false) { chunk in
+                guard bytes.count + chunk.count <= limit else {
+                    throw ModelError(file: path, path: name, message: "inflates past \(limit) bytes (\(boundName(limit))); refused")
+                }
+                guard UInt64(bytes.count + chunk.count) <= declared else {
+                    throw ModelError(file: path, path: name, message: "inflates past its declared size of \(declared) bytes; refused")
+                }
+                bytes.append(contentsOf: chunk)
+            }
+        } catch let error as ModelError {
+            throw error
+        } catch {
+            throw ModelError(file: path, path: name, message: "cannot be read from the archive (\(error))")
+        }
+        guard UInt64(bytes.count) == declared, checksum == entry.checksum else {
+            throw ModelError(file: path, path: name, message: "is damaged: \(bytes.count) bytes inflated where \(declared) were declared, or its CRC differs")
+        }
+        return bytes
+    }
+
+    private func boundName(_ limit: Int) -> String {
+        switch limit {
+        case Limits.configJSONBytes: return "the bound on JSON documents, Limits.configJSONBytes"
+        case Limits.archiveMemberBytes: return "the bound on archive members, Limits.archiveMemberBytes"
+        default: return "the bound on this member"
         }
     }
 }

@@ -1,0 +1,88 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Turns a memory fault inside libhdf5 into a one-line error, and only there.
+///
+/// libhdf5 (1.10 in particular) can fault on a deliberately damaged file, inside its own
+/// code, before any check of ours can run. While a thread is inside `HDF5Library.locked`,
+/// its id is kept in `owner`; a SIGSEGV or SIGBUS on that thread writes the prepared
+/// message and exits with status 2. A fault anywhere else — the engine, the kernels, another
+/// thread while one reads HDF5 — is a real crash: the handler puts back the default action
+/// and returns, the faulting instruction runs again, and the process dies of the signal.
+package enum LibraryFaults {
+    /// The thread inside HDF5 (`pthread_self()`), or 0. An atomic: the handler reads it.
+    private static let owner = Atomic<UInt>(0)
+
+    /// The message the handler writes, prepared when it is installed: a signal handler may
+    /// only write bytes and exit.
+    nonisolated(unsafe) private static var message: UnsafeMutablePointer<CChar>?
+    nonisolated(unsafe) private static var messageLength = 0
+
+    /// Marks the calling thread as inside HDF5; returns what to restore in `leave`.
+    static func enter() -> UInt {
+        let previous = owner.load(ordering: .relaxed)
+        owner.store(currentThread(), ordering: .sequentiallyConsistent)
+        return previous
+    }
+
+    static func leave(restoring previous: UInt) {
+        owner.store(previous, ordering: .sequentiallyConsistent)
+    }
+
+    /// True when a fault on the calling thread now would be libhdf5's: the thread is inside
+    /// `HDF5Library.locked`. Async-signal-safe (an atomic load and `pthread_self`).
+    package static func faultIsInsideHDF5() -> Bool {
+        let inside = owner.load(ordering: .sequentiallyConsistent)
+        return inside != 0 && inside == currentThread()
+    }
+
+    private static func currentThread() -> UInt {
+        #if os(Linux)
+        return UInt(pthread_self())
+        #else
+        return UInt(bitPattern: pthread_self())
+        #endif
+    }
+
+    /// Installs the SIGSEGV and SIGBUS handler, with `message` (one line, already escaped,
+    /// ending in a newline) as what a fault inside HDF5 prints. The handler runs on an
+    /// alternate stack, so that a stack overflow inside libhdf5 is reported too.
+    ///
+    /// The corresponding C functions are `sigaltstack` and `sigaction`.
+    package static func install(message text: String) {
+        #if os(Linux)
+        messageLength = text.utf8.count
+        message = strdup(text)
+        var stack = stack_t()
+        let stackSize = 1 << 16
+        stack.ss_sp = UnsafeMutableRawPointer.allocate(byteCount: stackSize, alignment: 16)
+        stack.ss_size = stackSize
+        stack.ss_flags = 0
+        sigaltstack(&stack, nil)
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { signal in LibraryFaults.handle(signal) }
+        action.sa_flags = SA_ONSTACK
+        sigemptyset(&action.sa_mask)
+        sigaction(SIGSEGV, &action, nil)
+        sigaction(SIGBUS, &action, nil)
+        #endif
+    }
+
+    /// The handler: inside HDF5, the message and `_exit(2)`; elsewhere, the default action
+    /// back and a return, so the fault recurs as the crash it is.
+    private static func handle(_ signal: Int32) {
+        #if os(Linux)
+        if faultIsInsideHDF5() {
+            if let message { _ = write(2, message, messageLength) }
+            _exit(2)
+        }
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = nil
+        sigemptyset(&action.sa_mask)
+        sigaction(signal, &action, nil)
+        #endif
+    }
+}

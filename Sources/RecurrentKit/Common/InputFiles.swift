@@ -1,0 +1,102 @@
+import Foundation
+import HDF5
+import TextSafety
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every file rnnkit reads as an input — a model, `--input`, a fixture, `--architecture`,
+/// a JSON architecture, the first bytes of a file sniffed for a zip — is checked here first:
+/// it must be a regular file. A FIFO is opened without blocking and refused (so it never
+/// hangs the tool), a device or a folder is refused, each with one line.
+package enum InputFiles {
+    /// Refuses `path` unless it is a regular file.
+    ///
+    /// The corresponding C functions are `open` (`O_RDONLY | O_NONBLOCK | O_CLOEXEC`) and
+    /// `fstat` on the descriptor (not the name, which could change in between).
+    package static func requireRegularFile(_ path: String) throws {
+        let descriptor = try openRegularFile(path)
+        close(descriptor)
+    }
+
+    /// Reads the whole of `path`, a regular file, refusing it when it holds more than
+    /// `limit` bytes (the limit is checked against the bytes read, not the size `fstat`
+    /// reports). `what` names the bound in the error (`Limits.configJSONBytes`).
+    package static func read(_ path: String, limit: Int, what: String) throws -> Data {
+        let descriptor = try openRegularFile(path)
+        defer { close(descriptor) }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count >= 0 else { throw ModelError(file: path, message: "cannot be read (\(errorText()))") }
+            if count == 0 { return data }
+            guard data.count + count <= limit else {
+                throw ModelError(file: path, message: "holds more than \(limit) bytes (\(what)); refused")
+            }
+            data.append(contentsOf: buffer[..<count])
+        }
+    }
+
+    /// Reads at most the first `count` bytes of `path`, a regular file.
+    package static func prefix(_ path: String, count: Int) throws -> [UInt8] {
+        let descriptor = try openRegularFile(path)
+        defer { close(descriptor) }
+        var buffer = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let read = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress! + filled, count - filled) }
+            if read < 0, errno == EINTR { continue }
+            guard read > 0 else { break }
+            filled += read
+        }
+        return Array(buffer.prefix(filled))
+    }
+
+    /// Opens `path` read-only without blocking and returns the descriptor when it is a
+    /// regular file; otherwise closes it and throws one line naming the file and its kind.
+    private static func openRegularFile(_ path: String) throws -> Int32 {
+        let descriptor = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw ModelError(file: path, message: errno == ENOENT ? "no such file" : "cannot be opened (\(errorText()))")
+        }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            let text = errorText()
+            close(descriptor)
+            throw ModelError(file: path, message: "cannot be examined (\(text))")
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            close(descriptor)
+            throw ModelError(file: path, message: "is \(kind(info.st_mode)), not a regular file; only regular files are read")
+        }
+        // Reads block as usual from here (O_NONBLOCK only kept a FIFO's open from waiting).
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+        return descriptor
+    }
+
+    private static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        default: return "a special file"
+        }
+    }
+
+    private static func errorText() -> String {
+        String(cString: strerror(errno))
+    }
+}
+
+/// Installs the handler that turns a memory fault inside libhdf5 — and only there — into
+/// one line naming `files` and exit status 2 (`HDF5.LibraryFaults`); a fault anywhere else
+/// stays a crash. The command line calls it once, before reading anything.
+package func installLibraryFaultHandler(reading files: [String]) {
+    let names = files.isEmpty ? "the input" : files.map { escapedForDisplay($0) }.joined(separator: ", ")
+    let line = escapedForDisplay("\(names): damaged file: the HDF5 library failed reading it (memory fault)", limit: 4000)
+    LibraryFaults.install(message: "rnnkit: error: \(line)\n")
+}
