@@ -167,7 +167,9 @@ struct KerasConfig {
     /// truncated or wrapped; the failure is a message saying what the value is and why.
     static func integer(_ value: Any, in range: ClosedRange<Int>) -> Result<Int, IntegerError> {
         guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else {
-            return .failure(IntegerError(message: "is \(shown("\(value)")), expected an integer in \(range.lowerBound)...\(range.upperBound)"))
+            // JSONSerialization gives NSNumber for booleans too; only they report type "c".
+            let text = (value as? NSNumber).map { $0.boolValue ? "true" : "false" } ?? shown("\(value)")
+            return .failure(IntegerError(message: "is \(text), expected an integer in \(range.lowerBound)...\(range.upperBound)"))
         }
         // Every allowed value is far below 2^53, so a double holds it exactly.
         let double = number.doubleValue
