@@ -212,6 +212,7 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
     /// user-defined links are refused, naming the path — nothing outside the file is opened.
     /// The corresponding C functions are `H5Lexists`, `H5Lget_info` and `H5Oopen`.
     private func openObject(_ path: String) throws -> Handle? {
+        _ = HDF5Library.takeRefusedExternalLink()
         let components = path.split(separator: "/", omittingEmptySubsequences: true)
         guard !components.isEmpty else {
             let oid = H5Oopen(id, ".", HDF5Library.linkAccess)

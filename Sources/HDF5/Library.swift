@@ -115,3 +115,16 @@ final class Handle: @unchecked Sendable {
     static func propertyList(_ id: hid_t) -> Handle { Handle(id, closer: H5Pclose) }
     static func object(_ id: hid_t) -> Handle { Handle(id, closer: H5Oclose) }
 }
+
+extension HDF5Library {
+    /// True when HDF5 would load filter plugins (it never should after initialisation).
+    ///
+    /// The corresponding C function is `H5PLget_loading_state`.
+    static func pluginLoadingEnabled() -> Bool {
+        locked {
+            var state: UInt32 = 0
+            _ = H5PLget_loading_state(&state)
+            return state != 0
+        }
+    }
+}
