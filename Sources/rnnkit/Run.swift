@@ -43,7 +43,7 @@ struct Run: ParsableCommand {
             var shapes = "output \(outputs.output.shape)"
             if let hN = outputs.hN { shapes += ", h_n \(hN.shape)" }
             if let cN = outputs.cN { shapes += ", c_n \(cN.shape)" }
-            print("wrote \(output): \(shapes)")
+            print("wrote \(oneLine(output)): \(shapes)")
         }
     }
 

@@ -241,6 +241,19 @@ final class OutputSafetyTests: XCTestCase {
         XCTAssertEqual(TemporaryFiles.livePaths.filter { $0.hasPrefix(folder.path) }, [])
     }
 
+    func testPrintedOutputPathsAreEscaped() throws {
+        let (folder, model, inputs) = try workspace()
+        let out = folder.appendingPathComponent("o\u{1b}[2J.h5").path
+        let run = try rnnkit("run", model, "--input", inputs, "--output", out)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let converted = try rnnkit("convert", model, out, "--to", "keras", "--force")
+        XCTAssertEqual(converted.status, 0, converted.stderr)
+        for text in [run.stdout, converted.stdout] {
+            XCTAssertFalse(text.contains("\u{1b}"), text)
+            XCTAssertTrue(text.contains("o\\x1b[2J.h5"), text)
+        }
+    }
+
     // MARK: Temporaries
 
     func testTemporariesSitBesideTheOutputNamedAfterItAndErrorsNameTheOutput() throws {
