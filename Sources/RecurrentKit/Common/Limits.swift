@@ -13,6 +13,13 @@ package enum Limits {
     /// `--architecture`. Keras configs of real recurrent models are a few tens of KB.
     package static let configJSONBytes = 16 << 20
 
+    /// Keys and values (counted as `{`, `[`, `,` and `:` outside strings) in one JSON
+    /// document, checked by `jsonItems(in:)` before it is parsed: parsed JSON costs about
+    /// 1.6 KB of memory per item (7 MB of JSON with 400,000 items took 644 MB), far more than
+    /// its bytes, so the byte bound alone would allow gigabytes. 2^18 items keep a parse
+    /// near 400 MB; a full Keras 3 LSTM layer's config has about 40.
+    package static let configJSONItems = 1 << 18
+
     /// Layers in one model config (Keras's `layers` list, a `model_config`'s modules).
     /// Real recurrent models have tens; every layer costs a weight lookup and a summary.
     package static let layers = 10_000
@@ -72,5 +79,42 @@ package enum Limits {
             result = next
         }
         return result
+    }
+
+    /// The keys and values of JSON `text`, counted without parsing it (`configJSONItems`):
+    /// the structural characters `{`, `[`, `,` and `:` outside strings. Counting stops once
+    /// past `limit`, so the scan costs at most one pass over the bytes.
+    package static func jsonItems(in text: String, limit: Int = configJSONItems) -> Int {
+        var count = 0
+        var inString = false
+        var escaped = false
+        for byte in text.utf8 {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["), UInt8(ascii: ","), UInt8(ascii: ":"):
+                count += 1
+                if count > limit { return count }
+            default: break
+            }
+        }
+        return count
+    }
+
+    /// Refuses JSON `text` over `configJSONBytes` or `configJSONItems` before it is parsed;
+    /// the message says which bound and by how much (the item count as far as it was taken).
+    package static func checkJSONSize(_ text: String) -> String? {
+        let bytes = text.utf8.count
+        guard bytes <= configJSONBytes else {
+            return "is \(bytes) bytes of JSON, \(excess(bytes, over: configJSONBytes)) (Limits.configJSONBytes)"
+        }
+        let items = jsonItems(in: text)
+        guard items <= configJSONItems else {
+            return "holds more than \(configJSONItems) JSON keys and values (Limits.configJSONItems); refused before parsing"
+        }
+        return nil
     }
 }

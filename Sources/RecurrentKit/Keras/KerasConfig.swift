@@ -27,10 +27,8 @@ struct KerasConfig {
 
     init(json: String, file: String, path: String) throws {
         func fail(_ message: String) -> ModelError { ModelError(file: file, path: path, message: message) }
-        let bytes = json.utf8.count
-        guard bytes <= Limits.configJSONBytes else {
-            throw fail("is \(bytes) bytes of JSON, \(Limits.excess(bytes, over: Limits.configJSONBytes)) (Limits.configJSONBytes)")
-        }
+        // Size and item count before parsing: parsing is the costly part of a hostile config.
+        if let refusal = Limits.checkJSONSize(json) { throw fail(refusal) }
         guard let data = json.data(using: .utf8),
               let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw fail("is not a JSON object")
