@@ -137,4 +137,103 @@ final class PythonEmitterTests: XCTestCase {
             }
         }
     }
+
+    // MARK: - Hostile names and paths
+
+    private func linearConfig(named name: String) throws -> String {
+        let module: [String: Any] = ["type": "Linear", "name": name, "in_features": 2, "out_features": 2]
+        let object: [String: Any] = ["format": "recurrentkit.pytorch", "version": 2, "modules": [module]]
+        return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+    }
+
+    /// Parses `source` with Python's own parser (`ast.parse`): the emitted module is valid
+    /// Python. Skipped only where python3 is missing.
+    private func assertParsesAsPython(_ source: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", "import ast,sys; ast.parse(sys.stdin.buffer.read().decode('utf-8'))"]
+        let input = Pipe(), errors = Pipe()
+        process.standardInput = input
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        do { try process.run() } catch { throw XCTSkip("python3 is not available: \(error)") }
+        input.fileHandleForWriting.write(Data(source.utf8))
+        try input.fileHandleForWriting.close()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if process.terminationStatus == 127 { throw XCTSkip("python3 is not available") }
+        XCTAssertEqual(process.terminationStatus, 0, message, file: file, line: line)
+    }
+
+    /// Names Python would read otherwise, or not at all, or that would replace what the
+    /// emitted class relies on, are refused naming the module, escaped, on one line.
+    func testHostileNamesAreRefused() throws {
+        let cases: [(String, String)] = [
+            ("__secret", "starts with '__'"),
+            ("_modules", "starts with '_'"),
+            ("\u{FF46}\u{FF4F}\u{FF52}\u{FF57}\u{FF41}\u{FF52}\u{FF44}", "Python reads it as 'forward'"),
+            ("a\u{B2}", "Python reads it as 'a2'"),
+            ("\u{FB01}lter", "Python reads it as 'filter'"),
+            ("for", "is a Python keyword"),
+            ("None", "is a Python keyword"),
+            ("forward", "nn.Module attribute"),
+            ("training", "nn.Module attribute"),
+            ("eval", "nn.Module attribute"),
+            ("load_state_dict", "nn.Module attribute"),
+            ("x-y", "is not a Python identifier"),
+            ("1a", "is not a Python identifier"),
+            ("a b", "is not a Python identifier"),
+            ("lstm\r\nimport os", "is not a Python identifier"),
+            ("x\u{1B}]0;title\u{07}", "is not a Python identifier"),
+            ("x\u{202E}y", "is not a Python identifier"),
+            ("\u{00A0}x", "is not in NFKC form"),
+            ("\u{00B7}x", "is not a Python identifier"),
+        ]
+        for (name, reason) in cases {
+            XCTAssertThrowsError(try PythonEmitter.source(modelConfig: linearConfig(named: name), weightsFile: "m.h5"), name) { error in
+                let text = "\(error)"
+                XCTAssertTrue(text.contains(reason), "\(name): \(text) lacks '\(reason)'")
+                XCTAssertTrue(text.contains("(Linear)"), text)
+                XCTAssertFalse(text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || (0x202A...0x202E).contains($0.value) },
+                               "unescaped: \(text.debugDescription)")
+            }
+        }
+    }
+
+    /// Valid identifiers (soft keywords and non-ASCII letters in NFKC form included) are
+    /// emitted, and the module parses as Python.
+    func testUnusualButValidNamesAreEmitted() throws {
+        for name in ["match", "case", "type_", "\u{E9}tat", "\u{65E5}\u{672C}", "fc2"] {
+            let source = try PythonEmitter.source(modelConfig: linearConfig(named: name), weightsFile: "m.h5")
+            XCTAssertTrue(source.contains("self.\(name) = nn.Linear(2, 2)"), name)
+            try assertParsesAsPython(source)
+        }
+    }
+
+    /// An output name holding line ends (`\r` ran code on import), form feed, a line
+    /// separator or escape sequences reaches the module only escaped, in the comment and
+    /// in the string literal, and the module still parses.
+    func testHostileWeightsFileNamesAreEscaped() throws {
+        let json = try XCTUnwrap(try HDF5File.open(fixture("pytorch/clf_embed_bigru_softmax.h5")).root.attribute("model_config")?.stringValue)
+        for weights in ["m\rimport os; os.system('touch pwned')\r.h5", "m\nprint(1)\n.h5", "m\r\nx=1.h5",
+                        "m\u{0C}\u{0B}\u{85}\u{2028}\u{2029}.h5", "m\u{1B}]0;t\u{07}\\\"'.h5", "caf\u{E9}.h5"] {
+            let source = try PythonEmitter.source(modelConfig: json, weightsFile: weights)
+            let unsafe = source.unicodeScalars.filter { $0 != "\n" && ($0.value < 0x20 || $0.value >= 0x7F) }
+            XCTAssertTrue(unsafe.isEmpty, "\(weights.debugDescription): raw \(unsafe.map { String($0.value, radix: 16) })")
+            let header = try XCTUnwrap(source.split(separator: "\n").first)
+            XCTAssertTrue(header.hasPrefix("# Generated by rnnkit from m") || header.hasPrefix("# Generated by rnnkit from caf"),
+                          String(header))
+            XCTAssertFalse(source.contains("\nimport os") || source.contains("\nprint(1)") || source.contains("\nx=1"),
+                           "a line of the name became code")
+            try assertParsesAsPython(source)
+        }
+    }
+
+    /// Every committed config still emits a module that parses as Python.
+    func testCommittedConfigsParseAsPython() throws {
+        for name in Self.committedCases.keys.sorted() {
+            let json = try XCTUnwrap(try HDF5File.open(fixture("pytorch/\(name).h5")).root.attribute("model_config")?.stringValue)
+            try assertParsesAsPython(try PythonEmitter.source(modelConfig: json, weightsFile: "\(name).h5"))
+        }
+    }
 }
