@@ -41,9 +41,12 @@ public final class HDF5File: @unchecked Sendable {
     /// Refuses anything but a regular file: opens `path` without blocking (a FIFO with no
     /// writer would otherwise wait forever) and checks the open descriptor's type.
     ///
-    /// The corresponding C functions are `open` (`O_RDONLY | O_NONBLOCK | O_CLOEXEC`) and
-    /// `fstat`.
+    /// The corresponding C functions are `stat`, `open` (`O_RDONLY | O_NONBLOCK | O_CLOEXEC`)
+    /// and `fstat`.
     static func requireRegularFile(_ path: String, name: String) throws {
+        // By name first, so that a device or FIFO is refused without being opened at all.
+        var named = stat()
+        if stat(path, &named) == 0 { try requireRegular(mode: named.st_mode, name: name) }
         #if canImport(Glibc)
         let descriptor = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         #else
@@ -58,7 +61,11 @@ public final class HDF5File: @unchecked Sendable {
         guard fstat(descriptor, &info) == 0 else {
             throw HDF5Error(.cannotOpen, file: name, message: String(cString: strerror(errno)))
         }
-        switch info.st_mode & S_IFMT {
+        try requireRegular(mode: info.st_mode, name: name)
+    }
+
+    private static func requireRegular(mode: mode_t, name: String) throws {
+        switch mode & S_IFMT {
         case S_IFREG: return
         case S_IFDIR: throw HDF5Error(.cannotOpen, file: name, message: "is a directory, not an HDF5 file")
         case S_IFIFO: throw HDF5Error(.cannotOpen, file: name, message: "is a FIFO, not a regular file")

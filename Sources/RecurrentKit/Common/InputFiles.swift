@@ -12,8 +12,9 @@ import Glibc
 package enum InputFiles {
     /// Refuses `path` unless it is a regular file.
     ///
-    /// The corresponding C functions are `open` (`O_RDONLY | O_NONBLOCK | O_CLOEXEC`) and
-    /// `fstat` on the descriptor (not the name, which could change in between).
+    /// The corresponding C functions are `stat` (a device or FIFO is refused without being
+    /// opened), `open` (`O_RDONLY | O_NONBLOCK | O_CLOEXEC`) and `fstat` on the descriptor
+    /// (the name could change in between).
     package static func requireRegularFile(_ path: String) throws {
         let descriptor = try openRegularFile(path)
         close(descriptor)
@@ -57,6 +58,12 @@ package enum InputFiles {
     /// Opens `path` read-only without blocking and returns the descriptor when it is a
     /// regular file; otherwise closes it and throws one line naming the file and its kind.
     private static func openRegularFile(_ path: String) throws -> Int32 {
+        // A look by name first, so that a device is never opened at all (opening some has
+        // effects); the descriptor's own type is what counts after the open.
+        var named = stat()
+        if stat(path, &named) == 0, named.st_mode & S_IFMT != S_IFREG {
+            throw ModelError(file: path, message: "is \(kind(named.st_mode)), not a regular file; only regular files are read")
+        }
         let descriptor = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw ModelError(file: path, message: errno == ENOENT ? "no such file" : "cannot be opened (\(errorText()))")

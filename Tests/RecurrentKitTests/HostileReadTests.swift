@@ -1,0 +1,325 @@
+import Foundation
+import XCTest
+import HDF5
+import TestSupport
+@testable import RecurrentKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The readers on files written by an attacker (fixtures/hostile): through the library and
+/// through `rnnkit`, each is refused with one line naming the file and the reason — nothing
+/// outside the input is opened, nothing hangs, nothing is left in the temporary folder.
+final class HostileReadTests: XCTestCase {
+    private func hostile(_ name: String) -> String { fixture("hostile/\(name)") }
+    private let pytorchModel = fixture("pytorch/lstm_basic.h5")
+    private let pytorchFixture = fixture("pytorch/lstm_basic.fixture.h5")
+
+    // MARK: Helpers
+
+    /// `body` throws one line naming `file` and mentioning each of `mentions`.
+    private func assertRefused<T>(_ body: @autoclosure () throws -> T, file: String, mentions: [String],
+                                  sourceFile: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), file: sourceFile, line: line) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.hasPrefix(file), "names \(file): \(text)", file: sourceFile, line: line)
+            for mention in mentions {
+                XCTAssertTrue(text.contains(mention), "'\(mention)' in: \(text)", file: sourceFile, line: line)
+            }
+            XCTAssertFalse(text.contains("\n"), file: sourceFile, line: line)
+            XCTAssertFalse(text.contains("root:"), "nothing from /etc/passwd", file: sourceFile, line: line)
+        }
+    }
+
+    private struct Outcome {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs the built `rnnkit` in `folder` (default: a fresh one) with `TMPDIR` pointing at
+    /// an empty folder of its own; fails, instead of hanging, past 30 seconds.
+    private func rnnkit(_ arguments: [String], in folder: URL? = nil,
+                        sourceFile: StaticString = #filePath, line: UInt = #line) throws -> (Outcome, temporary: URL) {
+        let products = Bundle.main.bundleURL
+        var executable = products.appendingPathComponent("rnnkit")
+        if !FileManager.default.fileExists(atPath: executable.path) {
+            executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rnnkit")
+        }
+        let temporary = try temporaryFolder(self)
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = try folder ?? temporaryFolder(self)
+        process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": temporary.path]) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let watchdog = DispatchWorkItem { [process] in
+            if process.isRunning { process.terminate() }
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        watchdog.cancel()
+        XCTAssertEqual(process.terminationReason, .exit, "\(arguments) hung or crashed", file: sourceFile, line: line)
+        return (Outcome(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                        stderr: String(decoding: errData, as: UTF8.self)), temporary)
+    }
+
+    /// `rnnkit arguments` exits 2 with one line `rnnkit: error: FILE: ...` mentioning each of
+    /// `mentions`, prints nothing from /etc/passwd, and leaves its temporary folder empty.
+    private func assertCommandRefused(_ arguments: [String], names file: String, mentions: [String], in folder: URL? = nil,
+                                      sourceFile: StaticString = #filePath, line: UInt = #line) throws {
+        let (result, temporary) = try rnnkit(arguments, in: folder, sourceFile: sourceFile, line: line)
+        XCTAssertEqual(result.status, 2, "\(arguments): \(result.stdout) \(result.stderr)", file: sourceFile, line: line)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr, file: sourceFile, line: line)
+        XCTAssertTrue(result.stderr.hasPrefix("rnnkit: error: \(file)"), result.stderr, file: sourceFile, line: line)
+        for mention in mentions {
+            XCTAssertTrue(result.stderr.contains(mention), "'\(mention)' in: \(result.stderr)", file: sourceFile, line: line)
+        }
+        XCTAssertFalse((result.stdout + result.stderr).contains("root:"), file: sourceFile, line: line)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temporary.path), [],
+                       "\(arguments) left files in TMPDIR", file: sourceFile, line: line)
+    }
+
+    /// Copies fixtures into a fresh folder, `hostile.fifo` made there as a FIFO.
+    private func folder(with paths: [String], fifo: Bool = false) throws -> URL {
+        let folder = try temporaryFolder(self)
+        for path in paths {
+            try FileManager.default.copyItem(atPath: path, toPath: folder.appendingPathComponent((path as NSString).lastPathComponent).path)
+        }
+        if fifo { XCTAssertEqual(mkfifo(folder.appendingPathComponent("hostile.fifo").path, 0o600), 0) }
+        return folder
+    }
+
+    /// A copy of the PyTorch fixture with `attributes` set.
+    private func fixtureCopy(_ attributes: [String: AttributeValue], in folder: URL? = nil) throws -> String {
+        let folder = try folder ?? temporaryFolder(self)
+        let path = folder.appendingPathComponent("edited.fixture.h5").path
+        try? FileManager.default.removeItem(atPath: path)
+        try FileManager.default.copyItem(atPath: pytorchFixture, toPath: path)
+        let file = try HDF5File.openForUpdate(path)
+        for (name, value) in attributes { try file.root.setAttribute(name, value) }
+        return path
+    }
+
+    // MARK: Nothing outside the input
+
+    func testHostileHDF5ModelsAreRefusedByTheLibraryAndTheCommandLine() throws {
+        let cases: [(String, [String])] = [
+            ("external_link_weight.h5", ["/rnn.weight_ih_l0", "external link"]),
+            ("soft_link_to_external.h5", ["external link"]),
+            ("external_storage_passwd.h5", ["/rnn.weight_ih_l0", "EXTERNAL storage"]),
+            ("external_storage_devzero.h5", ["/rnn.weight_ih_l0", "EXTERNAL storage"]),
+            ("external_storage_fifo.h5", ["/rnn.weight_ih_l0", "EXTERNAL storage"]),
+            ("virtual_weight.h5", ["/rnn.weight_ih_l0", "VIRTUAL dataset"]),
+            ("soft_link_cycle.h5", ["/loop/again", "cycle"]),
+            ("hard_link_cycle.h5", ["/loop/self_", "cycle"]),
+        ]
+        let names = cases.map(\.0)
+        // The link targets exist beside the files and a FIFO is where EXTERNAL storage points.
+        let folder = try folder(with: (names + ["never_opened_target.h5"]).map(hostile), fifo: true)
+        let previous = FileManager.default.currentDirectoryPath
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(folder.path))
+        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        for (name, mentions) in cases {
+            assertRefused(try LoadedModel(contentsOf: name), file: name, mentions: mentions)
+            try assertCommandRefused(["inspect", name], names: name, mentions: mentions, in: folder)
+            try assertCommandRefused(["convert", name, "out.h5", "--to", "keras"], names: name, mentions: mentions, in: folder)
+            try assertCommandRefused(["run", name, "--input", pytorchFixture, "--output", "out.h5"], names: name,
+                                     mentions: mentions, in: folder)
+            try assertCommandRefused(["verify", name, pytorchFixture], names: name, mentions: mentions, in: folder)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("out.h5").path))
+        }
+    }
+
+    func testInputsFromAnotherFileAreRefused() throws {
+        let inputs = hostile("inputs_external_passwd.h5")
+        assertRefused(try InputFile(contentsOf: inputs), file: inputs, mentions: ["/inputs", "EXTERNAL storage"])
+        try assertCommandRefused(["run", pytorchModel, "--input", inputs, "--output", "out.h5"], names: inputs,
+                                 mentions: ["/inputs", "EXTERNAL storage"])
+    }
+
+    func testOnlyRegularFilesAreReadAsInputs() throws {
+        let folder = try folder(with: [], fifo: true)
+        let fifo = folder.appendingPathComponent("hostile.fifo").path
+        let keras = fixture("keras/tfk_stacked_bilstm.weights.h5")
+        for (path, kind) in [(fifo, "FIFO"), ("/dev/null", "device"), (folder.path, "directory")] {
+            assertRefused(try LoadedModel(contentsOf: path), file: path, mentions: [kind])
+            assertRefused(try Fixture(contentsOf: path), file: path, mentions: [kind])
+            assertRefused(try InputFile(contentsOf: path), file: path, mentions: [kind])
+            assertRefused(try LoadedModel(contentsOf: keras, architecture: path), file: path, mentions: [kind])
+            XCTAssertFalse(KerasFile.isZip(path))
+            try assertCommandRefused(["inspect", path], names: path, mentions: [kind])
+            try assertCommandRefused(["run", path, "--input", pytorchFixture, "--output", "out.h5"], names: path, mentions: [kind])
+            try assertCommandRefused(["run", pytorchModel, "--input", path, "--output", "out.h5"], names: path, mentions: [kind])
+            try assertCommandRefused(["verify", pytorchModel, path], names: path, mentions: [kind])
+            try assertCommandRefused(["inspect", keras, "--architecture", path], names: path, mentions: [kind])
+            try assertCommandRefused(["convert", path, "out.h5", "--to", "keras"], names: path, mentions: [kind])
+        }
+        XCTAssertThrowsError(try InputFiles.read(fifo, limit: 10, what: "a test bound"))
+    }
+
+    func testJSONArchitectureIsReadWithinTheBound() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("config.json").path
+        try Data("{".utf8 + [UInt8](repeating: UInt8(ascii: " "), count: 100)).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try InputFiles.read(path, limit: 50, what: "Limits.test")) { error in
+            XCTAssertTrue("\(error)".contains("more than 50 bytes (Limits.test)"), "\(error)")
+        }
+        XCTAssertEqual(try InputFiles.read(path, limit: 101, what: "Limits.test").count, 101)
+    }
+
+    // MARK: .keras archives
+
+    /// Names of `rnnkit-*` files in the process's temporary folder (the test runner's own
+    /// `rnnkit-tests-*` folders aside).
+    private func temporaryLeftovers() throws -> Set<String> {
+        Set(try FileManager.default.contentsOfDirectory(atPath: FileManager.default.temporaryDirectory.path)
+            .filter { $0.hasPrefix("rnnkit-") && !$0.hasPrefix("rnnkit-tests-") })
+    }
+
+    func testHostileArchivesAreRefused() throws {
+        let cases: [(String, [String])] = [
+            ("symlink_weights.keras", ["model.weights.h5", "symbolic link entry"]),
+            ("duplicate_weights.keras", ["model.weights.h5", "appears twice", "ambiguous"]),
+            ("directory_config.keras", ["config.json", "directory entry"]),
+            ("lying_size.keras", ["model.weights.h5", "inflates past its declared size of 25000 bytes"]),
+            ("metadata_bomb.keras", ["metadata.json", "over the limit of \(Limits.configJSONBytes)", "Limits.configJSONBytes"]),
+        ]
+        let before = try temporaryLeftovers()
+        let weightsOnly = fixture("keras/k3_stacked_bilstm.weights.h5")
+        for (name, mentions) in cases {
+            let path = hostile(name)
+            assertRefused(try LoadedModel(contentsOf: path), file: path, mentions: mentions)
+            try assertCommandRefused(["inspect", path], names: path, mentions: mentions)
+            try assertCommandRefused(["convert", path, "out.h5", "--to", "pytorch"], names: path, mentions: mentions)
+            if name != "lying_size.keras" {
+                // The architecture reader reads the same archive the same way.
+                assertRefused(try KerasFile.Architecture(contentsOf: path), file: path, mentions: mentions)
+                try assertCommandRefused(["inspect", weightsOnly, "--architecture", path], names: path, mentions: mentions)
+            }
+        }
+        XCTAssertEqual(try temporaryLeftovers(), before, "reading archives leaves nothing in the temporary folder")
+    }
+
+    func testArchiveMembersAreCountedAsTheyInflateNotTakenFromTheHeader() throws {
+        let path = hostile("lying_size.keras")
+        // The header claims 25 000 bytes, within both bounds below; the 10 MB it inflates to
+        // are refused as they arrive, at the bound or at the claimed size, whichever is met.
+        assertRefused(try KerasFile.readArchive(path, memberLimit: 25_000), file: path,
+                      mentions: ["model.weights.h5", "inflates past 25000 bytes"])
+        let archive = try KerasArchive(path)
+        XCTAssertThrowsError(try archive.member("model.weights.h5", limit: 25_000)) { error in
+            XCTAssertTrue("\(error)".contains("inflates past 25000 bytes"), "\(error)")
+        }
+        XCTAssertThrowsError(try archive.member("model.weights.h5", limit: Limits.archiveMemberBytes)) { error in
+            XCTAssertTrue("\(error)".contains("inflates past its declared size of 25000 bytes"), "\(error)")
+        }
+        // A claim over the bound is refused before anything inflates.
+        XCTAssertThrowsError(try archive.member("model.weights.h5", limit: 8192)) { error in
+            XCTAssertTrue("\(error)".contains("declares 25000 bytes, over the limit of 8192 by 16808"), "\(error)")
+        }
+        // An honest member reads in full, in memory.
+        let good = try KerasArchive(fixture("keras/k3_text_rnn.keras"))
+        XCTAssertEqual(try good.member("model.weights.h5", limit: Limits.archiveMemberBytes)?.prefix(4),
+                       [0x89, 0x48, 0x44, 0x46])
+    }
+
+    func testGoodArchiveLeavesNothingInTheTemporaryFolder() throws {
+        let before = try temporaryLeftovers()
+        let path = fixture("keras/k3_text_rnn.keras")
+        XCTAssertNoThrow(try LoadedModel(contentsOf: path))
+        XCTAssertEqual(try temporaryLeftovers(), before)
+        let (result, temporary) = try rnnkit(["verify", path, fixture("keras/k3_text_rnn.fixture.h5")])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temporary.path), [])
+    }
+
+    // MARK: Fixtures
+
+    func testFixtureReferencesStayInsideTheFixturesFolder() throws {
+        let cases: [(String, [String])] = [
+            ("architecture_absolute.fixture.h5", ["architecture", "'/etc/passwd'", "absolute path"]),
+            ("architecture_parent.fixture.h5", ["architecture", "'../pytorch/lstm_basic.h5'", "leaves the fixture's folder"]),
+            ("architecture_fifo.fixture.h5", ["architecture", "'hostile.fifo'", "FIFO"]),
+            ("model_absolute.fixture.h5", ["model", "'/etc/passwd'", "absolute path"]),
+        ]
+        let folder = try folder(with: cases.map { hostile($0.0) }, fifo: true)
+        for (name, mentions) in cases {
+            let path = folder.appendingPathComponent(name).path
+            assertRefused(try Fixture(contentsOf: path), file: path, mentions: mentions)
+            try assertCommandRefused(["verify", pytorchModel, path], names: path, mentions: mentions)
+        }
+    }
+
+    func testFixtureReferenceThroughASymbolicLinkMustStayInside() throws {
+        let folder = try temporaryFolder(self)
+        let outside = folder.appendingPathComponent("outside.h5").path
+        let inner = folder.appendingPathComponent("inner")
+        try FileManager.default.createDirectory(at: inner, withIntermediateDirectories: false)
+        try FileManager.default.copyItem(atPath: pytorchModel, toPath: outside)
+        try FileManager.default.copyItem(atPath: pytorchModel, toPath: inner.appendingPathComponent("model.h5").path)
+        try FileManager.default.createSymbolicLink(atPath: inner.appendingPathComponent("escape.h5").path, withDestinationPath: outside)
+        try FileManager.default.createSymbolicLink(atPath: inner.appendingPathComponent("alias.h5").path, withDestinationPath: "model.h5")
+        let escaping = try fixtureCopy(["architecture": .string("escape.h5")], in: inner)
+        assertRefused(try Fixture(contentsOf: escaping), file: escaping,
+                      mentions: ["architecture", "'escape.h5'", "outside the fixture's folder"])
+        // A link that stays inside the folder is fine.
+        let staying = try fixtureCopy(["architecture": .string("alias.h5"), "model": .string("model.h5")], in: inner)
+        let fixture = try Fixture(contentsOf: staying)
+        XCTAssertEqual(fixture.architecturePath, inner.appendingPathComponent("alias.h5").path)
+        XCTAssertEqual(try rnnkit(["verify", try XCTUnwrap(fixture.modelPath), staying]).0.status, 0)
+    }
+
+    func testToleranceThatIsNotAFiniteNonNegativeNumberRefusesTheFixture() throws {
+        let bad: [(String, AttributeValue, String)] = [
+            ("atol", .double(-1), "is -1.0"),
+            ("atol", .double(.nan), "is nan"),
+            ("rtol", .double(.infinity), "is inf"),
+            ("rtol", .double(-0.5), "is -0.5"),
+            ("atol", .string("1e-3"), "is not a number"),
+        ]
+        for (name, value, message) in bad {
+            let path = try fixtureCopy([name: value])
+            assertRefused(try Fixture(contentsOf: path), file: path, mentions: [name, message])
+            try assertCommandRefused(["verify", pytorchModel, path], names: path, mentions: [name, message])
+        }
+        // A proper tolerance is taken.
+        let path = try fixtureCopy(["atol": .double(1e-3), "rtol": .integer(0)])
+        let fixture = try Fixture(contentsOf: path)
+        XCTAssertEqual(fixture.atol, 1e-3)
+        XCTAssertEqual(fixture.rtol, 0)
+        let (result, _) = try rnnkit(["verify", pytorchModel, path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.hasPrefix("tolerance: atol 0.001, rtol 0.0"), result.stdout)
+    }
+
+    func testFloatTokenIdsAreNotBlamedOnLengths() throws {
+        let path = hostile("float_tokens.fixture.h5")
+        let read = try Fixture(contentsOf: path)
+        guard case let .features(tensor) = read.input else { return XCTFail("float inputs read as features") }
+        XCTAssertEqual(tensor.shape, [4, 7])
+        XCTAssertEqual(read.lengths?.count, 4)
+        let model = fixture("pytorch/clf_embed_rnn_mean.h5")
+        let (result, _) = try rnnkit(["verify", model, path])
+        XCTAssertEqual(result.status, 2, result.stderr)
+        XCTAssertTrue(result.stderr.contains("token ids"), result.stderr)
+        XCTAssertFalse(result.stderr.contains("lengths["), result.stderr)
+    }
+
+    func testEmptyInputWithAHugeBatchReadsWithoutTrapping() throws {
+        let path = hostile("inputs_huge_batch.h5")
+        let inputs = try InputFile(contentsOf: path)
+        guard case let .features(tensor) = inputs.input else { return XCTFail("float inputs read as features") }
+        XCTAssertEqual(tensor.shape, [1 << 40, 0, 4])
+        XCTAssertEqual(tensor.values.count, 0)
+        let (result, _) = try rnnkit(["run", pytorchModel, "--input", path, "--output", "out.h5"])
+        XCTAssertEqual(result.status, 2, result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertFalse(result.stderr.contains("Fatal error"), result.stderr)
+    }
+}
