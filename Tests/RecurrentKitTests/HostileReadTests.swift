@@ -288,6 +288,11 @@ final class HostileReadTests: XCTestCase {
             assertRefused(try Fixture(contentsOf: path), file: path, mentions: [name, message])
             try assertCommandRefused(["verify", pytorchModel, path], names: path, mentions: [name, message])
         }
+        // The library refuses a caller's tolerance of the same kinds.
+        let model = try LoadedModel(contentsOf: pytorchModel)
+        let plain = try Fixture(contentsOf: pytorchFixture)
+        assertRefused(try Verification(model: model, fixture: plain, atol: -1), file: pytorchFixture, mentions: ["atol", "is -1.0"])
+        assertRefused(try Verification(model: model, fixture: plain, rtol: .nan), file: pytorchFixture, mentions: ["rtol", "is nan"])
         // A proper tolerance is taken.
         let path = try fixtureCopy(["atol": .double(1e-3), "rtol": .integer(0)])
         let fixture = try Fixture(contentsOf: path)

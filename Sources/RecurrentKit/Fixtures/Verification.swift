@@ -61,12 +61,17 @@ public struct Verification: Sendable {
 
     /// Runs `model` on the fixture's inputs and compares every `/expected/*` tensor.
     ///
-    /// Tolerances: the caller's, else the fixture's attributes, else 1e-5 and 1e-4. `threads`:
+    /// Tolerances: the caller's, else the fixture's attributes, else 1e-5 and 1e-4; each
+    /// must be a finite non-negative number. `threads`:
     /// how many threads the run may use (the outputs do not depend on it).
     public init(model: LoadedModel, fixture: Fixture, atol: Double? = nil, rtol: Double? = nil,
                 threads: Int = 1) throws {
         let atol = atol ?? fixture.atol ?? Self.defaultAbsoluteTolerance
         let rtol = rtol ?? fixture.rtol ?? Self.defaultRelativeTolerance
+        // A negative or NaN tolerance would make every comparison a mismatch: an error, not a result.
+        for (name, value) in [("atol", atol), ("rtol", rtol)] where !(value.isFinite && value >= 0) {
+            throw ModelError(file: fixture.file, path: name, message: "is \(value); a tolerance is a finite non-negative number")
+        }
         self.atol = atol
         self.rtol = rtol
         let outputs = try model.run(fixture.input, lengths: fixture.lengths, h0: fixture.h0, c0: fixture.c0,
