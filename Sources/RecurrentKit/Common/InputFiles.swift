@@ -20,6 +20,17 @@ package enum InputFiles {
         close(descriptor)
     }
 
+    /// Refuses `path` when its name leads (symbolic links followed) to anything but a regular
+    /// file, without opening it; a name that does not exist passes (opening it says so).
+    ///
+    /// The corresponding C function is `stat`.
+    package static func requireRegularByName(_ path: String) throws {
+        var named = stat()
+        if stat(path, &named) == 0, named.st_mode & S_IFMT != S_IFREG {
+            throw ModelError(file: path, message: "is \(kind(named.st_mode)), not a regular file; only regular files are read")
+        }
+    }
+
     /// Reads the whole of `path`, a regular file, refusing it when it holds more than
     /// `limit` bytes (the limit is checked against the bytes read, not the size `fstat`
     /// reports). `what` names the bound in the error (`Limits.configJSONBytes`).
@@ -60,10 +71,7 @@ package enum InputFiles {
     private static func openRegularFile(_ path: String) throws -> Int32 {
         // A look by name first, so that a device is never opened at all (opening some has
         // effects); the descriptor's own type is what counts after the open.
-        var named = stat()
-        if stat(path, &named) == 0, named.st_mode & S_IFMT != S_IFREG {
-            throw ModelError(file: path, message: "is \(kind(named.st_mode)), not a regular file; only regular files are read")
-        }
+        try requireRegularByName(path)
         let descriptor = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw ModelError(file: path, message: errno == ENOENT ? "no such file" : "cannot be opened (\(errorText()))")

@@ -108,7 +108,7 @@ public struct Fixture: Sendable {
             throw refuse("which resolves (through a symbolic link) outside the fixture's folder")
         }
         do {
-            try InputFiles.requireRegularFile(target)
+            try InputFiles.requireRegularByName(target)
         } catch let error as ModelError {
             throw refuse(error.message)
         }
