@@ -113,6 +113,16 @@ final class HostileFileTests: XCTestCase {
         }
     }
 
+    func testSoftLinksAreFollowedOnlySoDeep() throws {
+        let path = hostile("soft_link_chain.h5")
+        let root = try HDF5File.open(path).root
+        // chain4 reaches the weight through 16 soft links, chain3 through 17.
+        XCTAssertEqual(try root.dataset("chain4").shape, [24, 4])
+        XCTAssertEqual(HDF5Library.softLinkLimit, 16)
+        assertRefused(try root.dataset("chain3"), kind: .readFailed, file: path, path: "/chain3", mentions: ["cannot open object"])
+        XCTAssertThrowsError(try root.datasetPaths())
+    }
+
     func testOnlyRegularFilesAreOpened() throws {
         let folder = try temporaryFolder(self)
         let fifo = folder.appendingPathComponent("model.h5").path
