@@ -21,6 +21,10 @@ package enum LibraryFaults {
     nonisolated(unsafe) private static var message: UnsafeMutablePointer<CChar>?
     nonisolated(unsafe) private static var messageLength = 0
 
+    /// Called by the handler before it exits on a fault inside HDF5 (it removes the
+    /// caller's temporary files); must be async-signal-safe.
+    nonisolated(unsafe) private static var cleanup: (@convention(c) () -> Void)?
+
     /// Marks the calling thread as inside HDF5; returns what to restore in `leave`.
     static func enter() -> UInt {
         let previous = owner.load(ordering: .relaxed)
@@ -48,12 +52,14 @@ package enum LibraryFaults {
     }
 
     /// Installs the SIGSEGV and SIGBUS handler, with `message` (one line, already escaped,
-    /// ending in a newline) as what a fault inside HDF5 prints. The handler runs on an
-    /// alternate stack, so that a stack overflow inside libhdf5 is reported too.
+    /// ending in a newline) as what a fault inside HDF5 prints, and `cleanup` (async-signal-
+    /// safe) as what runs before it exits. The handler runs on an alternate stack, so that a
+    /// stack overflow inside libhdf5 is reported too.
     ///
     /// The corresponding C functions are `sigaltstack` and `sigaction`.
-    package static func install(message text: String) {
+    package static func install(message text: String, cleanup: (@convention(c) () -> Void)? = nil) {
         #if os(Linux)
+        self.cleanup = cleanup
         messageLength = text.utf8.count
         message = strdup(text)
         var stack = stack_t()
@@ -76,6 +82,7 @@ package enum LibraryFaults {
     private static func handle(_ signal: Int32) {
         #if os(Linux)
         if faultIsInsideHDF5() {
+            cleanup?()
             if let message { _ = write(2, message, messageLength) }
             _exit(2)
         }

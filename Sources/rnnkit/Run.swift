@@ -24,7 +24,8 @@ struct Run: ParsableCommand {
     @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture.")
     var architecture: String?
 
-    @Option(help: "Threads the run uses (default 1); the outputs do not depend on it.")
+    // `.unconditional`: `--threads -2` reaches `validate()` instead of reading as an option.
+    @Option(parsing: .unconditional, help: "Threads the run uses (default 1); the outputs do not depend on it.")
     var threads: Int = 1
 
     func validate() throws {

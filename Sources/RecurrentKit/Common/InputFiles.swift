@@ -113,5 +113,7 @@ package enum InputFiles {
 package func installLibraryFaultHandler(reading files: [String]) {
     let names = files.isEmpty ? "the input" : files.map { escapedForDisplay($0) }.joined(separator: ", ")
     let line = escapedForDisplay("\(names): damaged file: the HDF5 library failed reading it (memory fault)", limit: 4000)
-    LibraryFaults.install(message: "rnnkit: error: \(line)\n")
+    // A fault while a written file is read back must not leave its temporary behind.
+    LibraryFaults.install(message: "rnnkit: error: \(line)\n",
+                          cleanup: { TemporaryFiles.removeAllFromSignalHandler() })
 }

@@ -28,14 +28,14 @@ enum FileLocation: Hashable {
 /// Checks made before anything is written: an output is a file, not a name, and it is never
 /// one of the inputs, never a device, FIFO, folder, socket or symbolic link, and never an
 /// existing file unless replacing is allowed.
-public enum OutputFiles {
+package enum OutputFiles {
     /// Refuses to write `output` when it is one of `inputs` — the same file by any name,
     /// compared by device and inode after following symbolic links — when it exists as
     /// anything but a regular file, or when it exists and `overwrite` is false.
     ///
     /// `inputs` pairs what each input is ("the input file", "the model") with its path; a
     /// nil path is skipped. The error names `output` and the input it would have replaced.
-    public static func check(_ output: String, against inputs: KeyValuePairs<String, String?>,
+    package static func check(_ output: String, against inputs: KeyValuePairs<String, String?>,
                              overwrite: Bool) throws {
         let target = try location(ofOutput: output)
         for case let (role, path?) in inputs where location(of: path) == target {

@@ -16,7 +16,7 @@ import Darwin
 ///
 /// The path strings are never freed: a handler running on another thread may be reading one
 /// while the owner unregisters it. That costs a few hundred bytes per written file.
-public enum TemporaryFiles {
+package enum TemporaryFiles {
     /// How many temporaries can be live at once and still be removed on a signal. A
     /// conversion uses two or three; a temporary registered past this bound is still removed
     /// on error, only not on a signal.
@@ -61,7 +61,7 @@ public enum TemporaryFiles {
     ///
     /// For a command-line tool; a library user decides about its own signals. The
     /// corresponding C function is `sigaction`.
-    public static func removeOnInterrupt() {
+    package static func removeOnInterrupt() {
         _ = slots  // The table must exist before a handler can run: initialising it allocates.
         for signal in [SIGINT, SIGTERM, SIGHUP] {
             var current = sigaction()
@@ -88,7 +88,7 @@ public enum TemporaryFiles {
 
     /// Removes every registered temporary. Async-signal-safe: atomic loads and `unlink(2)`
     /// only, so a fault or signal handler may call it.
-    public static func removeAllFromSignalHandler() {
+    package static func removeAllFromSignalHandler() {
         for index in 0..<capacity {
             if let path = UnsafePointer<CChar>(bitPattern: slots[index].load(ordering: .acquiring)) {
                 unlink(path)
