@@ -1,6 +1,6 @@
 # RecurrentKit: the two commands a new user needs, on a fresh Debian machine with Swift.
 #   make demo   set up, convert a committed Keras model to PyTorch, verify it against Keras's outputs
-#   make test   set up, then run the whole test suite (what CI runs)
+#   make test   set up, then run the whole test suite and a short fuzz pass (what CI runs)
 
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -9,7 +9,7 @@ DEMO_MODEL := fixtures/keras/tfk_text_bilstm.h5
 DEMO_FIXTURE := fixtures/keras/tfk_text_bilstm.fixture.h5
 DEMO_OUT := out/text_bilstm.pytorch.h5
 
-.PHONY: deps build demo test release clean
+.PHONY: deps build demo test release clean fuzz fuzz-ci
 
 # libhdf5 and pkg-config from Debian, installed only when missing.
 deps:
@@ -31,11 +31,29 @@ demo: release
 	$(RNNKIT) inspect $(DEMO_OUT)
 	$(RNNKIT) verify $(DEMO_OUT) $(DEMO_FIXTURE)
 
+# FUZZ=0 leaves out the fuzz pass (it builds the package again with sanitizers, in .build-fuzz).
+FUZZ ?= 1
+
 test: deps
 	$(SWIFT) test --disable-swift-testing
+ifneq ($(FUZZ),0)
+	$(MAKE) fuzz-ci
+endif
+
+# Fuzzing (scripts/fuzz.sh; libFuzzer, Linux toolchains): fuzz-ci replays the committed
+# regressions and runs every target a few seconds from the seeds written from fixtures/;
+# `make fuzz FUZZ_TARGET=all FUZZ_SECONDS=900` is a campaign (15 minutes per target).
+FUZZ_TARGET ?= all
+FUZZ_SECONDS ?= 900
+
+fuzz: deps
+	SWIFT=$(SWIFT) scripts/fuzz.sh $(FUZZ_TARGET) $(FUZZ_SECONDS)
+
+fuzz-ci: deps
+	SWIFT=$(SWIFT) scripts/fuzz.sh --ci
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz
 
 # Benchmark build: CPU-specific code (AVX-512 where the machine has it) and fused multiply-add
 # (see bench/BENCHMARKS.md), in its own build folder so the plain release build is untouched.

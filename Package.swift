@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -43,3 +44,14 @@ let package = Package(
         .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5", "TestSupport", "TextSafety", "rnnkit"]),
     ]
 )
+
+// libFuzzer targets (Tests/Fuzz, run by scripts/fuzz.sh), only when RECURRENTKIT_FUZZ is set:
+// they need `-sanitize=fuzzer`, and they reach the readers through package-access entry
+// points (FuzzEntry), which is why they live in this package and not in a separate one.
+if ProcessInfo.processInfo.environment["RECURRENTKIT_FUZZ"] != nil {
+    for name in ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture"] {
+        package.targets.append(.executableTarget(name: name, dependencies: ["RecurrentKit", "HDF5"], path: "Tests/Fuzz/\(name)",
+                                                  swiftSettings: [.enableExperimentalFeature("Extern")]))
+        package.products.append(.executable(name: name, targets: [name]))
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import HDF5
+import RecurrentEngine
+import ZIPFoundation
+
+/// Entry points for the fuzz targets (Tests/Fuzz) and the regression replay
+/// (FuzzRegressionTests): bytes in, the reader's work done, every refusal returned as text.
+///
+/// Each function does what a command does with a file of these bytes and returns normally
+/// whether the reader accepted or refused them (the refusal, rendered as the command line
+/// would print it, or nil); a trap, a fault, a leak, an HDF5 handle left open or an
+/// allocation over the fuzzer's limit is the finding. Package access only: nothing here is
+/// public API.
+package enum FuzzEntry {
+    /// The name errors give the fuzzed file.
+    static let name = "fuzz-input"
+
+    /// An HDF5 model file as `inspect` reads it: content sniffing (Keras or PyTorch), the
+    /// reader, the summaries it prints and the engine `run` would prepare.
+    @discardableResult
+    package static func hdf5Model(_ bytes: [UInt8]) -> String? {
+        return checked {
+            let hdf5 = try HDF5File.open(image: bytes, name: name)
+            let loaded: LoadedModel
+            if try KerasFile.isKeras(hdf5.root) {
+                loaded = try KerasFile.read(hdf5, architecture: nil)
+            } else {
+                loaded = try PyTorchReader.read(hdf5)
+            }
+            try touch(loaded)
+        }
+    }
+
+    /// A Keras config JSON (`model_config`, `config.json`, `--architecture config.json`),
+    /// planned against Keras 3 weights.
+    ///
+    /// The first byte picks the weights: `weights[byte % (weights.count + 1)]`, the last
+    /// choice being none (the reader stops at the first layer that has weights). The rest
+    /// is the JSON text.
+    @discardableResult
+    package static func kerasConfig(_ bytes: [UInt8], weights: [HDF5File]) -> String? {
+        guard let selector = bytes.first else { return "empty" }
+        let text = String(decoding: bytes.dropFirst(), as: UTF8.self)
+        return checked {
+            let config = try KerasConfig(json: text, file: name, path: "config.json")
+            let choice = Int(selector) % (weights.count + 1)
+            let source: KerasWeightSource
+            if choice < weights.count {
+                source = Keras3Weights(root: weights[choice].root, file: name, layers: config.allLayers)
+            } else {
+                source = NoWeights()
+            }
+            let loaded = try KerasReader.read(config: config, file: name, layout: .kerasWeights, version: .keras3,
+                                              source: source)
+            try touch(loaded)
+        }
+    }
+
+    /// A `.keras` archive as `inspect` reads one (and as `--architecture` reads one), from a
+    /// file at `path` that holds the bytes.
+    @discardableResult
+    package static func kerasArchive(_ bytes: [UInt8], path: String) -> String? {
+        return checked {
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let architecture = checked { _ = try KerasFile.Architecture(contentsOf: path) }
+            try touch(LoadedModel(contentsOf: path))
+            if let architecture { throw Refusal(text: architecture) }
+        }
+    }
+
+    /// A PyTorch-side `model_config` JSON, built against a state_dict.
+    ///
+    /// The first byte picks the state_dict: `stateDicts[byte % stateDicts.count]` (with
+    /// none given, the config is only parsed). The rest is the JSON text.
+    @discardableResult
+    package static func pytorchModelConfig(_ bytes: [UInt8], stateDicts: [HDF5File]) -> String? {
+        guard let selector = bytes.first else { return "empty" }
+        let text = String(decoding: bytes.dropFirst(), as: UTF8.self)
+        return checked {
+            let config = try PyTorchModelConfig(json: text, file: name)
+            guard !stateDicts.isEmpty else { return }
+            let store = try WeightStore(group: stateDicts[Int(selector) % stateDicts.count].root, file: name)
+            var dict = try PyTorchReader.StateDict(store: store, file: name)
+            var summaries: [LayerSummary] = []
+            let model = try PyTorchReader.build(config, dict: &dict, summaries: &summaries)
+            try dict.checkAllUsed()
+            _ = try Engine(model: model)
+        }
+    }
+
+    /// A fixture (and an input file, which is its `/inputs` and `/lengths`) as `verify` and
+    /// `run` read them, from a file at `path` that holds the bytes.
+    @discardableResult
+    package static func fixture(_ bytes: [UInt8], path: String) -> String? {
+        return checked {
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let inputs = checked { _ = try InputFile(contentsOf: path) }
+            let fixture = try Fixture(contentsOf: path)
+            _ = (fixture.modelPath, fixture.architecturePath, fixture.expected.count, fixture.exercises)
+            if let inputs { throw Refusal(text: inputs) }
+        }
+    }
+
+    /// The `model.weights.h5` members of the `.keras` archives in `folder`, in name order,
+    /// opened in memory: the weights `kerasConfig` plans against.
+    package static func archiveWeights(folder: String) -> [HDF5File] {
+        files(in: folder, suffix: ".keras").compactMap { path in
+            member("model.weights.h5", of: path).flatMap { try? HDF5File.open(image: $0, name: path + "!model.weights.h5") }
+        }
+    }
+
+    /// The `config.json` members of the same archives, in the same order.
+    package static func archiveConfigs(folder: String) -> [[UInt8]] {
+        files(in: folder, suffix: ".keras").compactMap { member("config.json", of: $0) }
+    }
+
+    private static func member(_ name: String, of path: String) -> [UInt8]? {
+        guard let archive = try? Archive(url: URL(fileURLWithPath: path), accessMode: .read, pathEncoding: nil),
+              let entry = archive[name] else { return nil }
+        var bytes: [UInt8] = []
+        guard (try? archive.extract(entry, consumer: { bytes += $0 })) != nil else { return nil }
+        return bytes
+    }
+
+    /// The PyTorch files in `folder` that carry a `model_config`, in name order: the
+    /// state_dicts `pytorchModelConfig` builds against.
+    package static func configuredStateDicts(folder: String) -> [HDF5File] {
+        files(in: folder, suffix: ".h5").filter { !$0.hasSuffix(".fixture.h5") }.compactMap { path in
+            guard let file = try? HDF5File.open(path), (try? file.root.hasAttribute("model_config")) == true else { return nil }
+            return file
+        }
+    }
+
+    private static func files(in folder: String, suffix: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.filter { $0.hasSuffix(suffix) }.sorted().map { folder + "/" + $0 }
+    }
+
+    /// What `inspect` prints and `run` prepares, so that every lazily computed part is
+    /// computed once.
+    private static func touch(_ loaded: LoadedModel) throws {
+        _ = (loaded.parameterCount, loaded.storedTypes, loaded.recurrentLayers.count, loaded.model.takesTokenIDs)
+        for summary in loaded.summaries {
+            _ = (summary.name.count, summary.type.count, summary.details.count, summary.gateOrder)
+        }
+        _ = try loaded.engine
+    }
+
+    /// Runs `body` and returns its error rendered the way the command line prints it, or nil.
+    /// Traps when `body` leaves HDF5 objects open: every handle a reader opens must be closed
+    /// by the time its result is gone, whether it succeeded or not.
+    private static func checked(_ body: () throws -> Void) -> String? {
+        let open = HDF5File.openObjectCount()
+        let refusal: String?
+        do {
+            try body()
+            refusal = nil
+        } catch {
+            refusal = String(describing: error)
+        }
+        let left = HDF5File.openObjectCount() - open
+        if left > 0 { fatalError("\(left) HDF5 objects left open after reading (\(refusal ?? "accepted"))") }
+        return refusal
+    }
+
+    private struct Refusal: Error, CustomStringConvertible {
+        var text: String
+        var description: String { text }
+    }
+
+    /// A source with no weights at all.
+    private struct NoWeights: KerasWeightSource {
+        func weights(of node: KerasConfig.Node) throws -> [KerasWeight] { [] }
+    }
+}

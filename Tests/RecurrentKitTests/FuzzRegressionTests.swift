@@ -1,0 +1,108 @@
+import Foundation
+import HDF5
+@testable import RecurrentKit
+import TestSupport
+import XCTest
+
+/// Replays the fuzzers' findings (fixtures/fuzz) through the same entry points the fuzz
+/// targets call (FuzzEntry), and checks that those entry points reach the readers at all:
+/// a harness that refused every committed model would fuzz nothing but its own first check.
+final class FuzzRegressionTests: XCTestCase {
+    static let targets = ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture"]
+
+    private func files(_ folder: String, suffix: String = "") -> [String] {
+        let path = fixture(folder)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return names.filter { $0.hasSuffix(suffix) && !$0.hasPrefix(".") && $0 != "README.md" }.sorted().map { path + "/" + $0 }
+    }
+
+    private func bytes(_ path: String) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// Runs one fuzz target's entry point on `input`; returns the refusal, or nil.
+    private func replay(_ target: String, _ input: [UInt8], scratch: URL) -> String? {
+        switch target {
+        case "FuzzHDF5Model":
+            return FuzzEntry.hdf5Model(input)
+        case "FuzzKerasConfig":
+            return FuzzEntry.kerasConfig(input, weights: FuzzEntry.archiveWeights(folder: fixture("keras")))
+        case "FuzzKerasArchive":
+            return FuzzEntry.kerasArchive(input, path: scratch.appendingPathComponent("input.keras").path)
+        case "FuzzPyTorchModelConfig":
+            return FuzzEntry.pytorchModelConfig(input, stateDicts: FuzzEntry.configuredStateDicts(folder: fixture("pytorch")))
+        case "FuzzFixture":
+            return FuzzEntry.fixture(input, path: scratch.appendingPathComponent("input.fixture.h5").path)
+        default:
+            XCTFail("fixtures/fuzz/regressions/\(target): no such fuzz target (expected one of \(Self.targets))")
+            return nil
+        }
+    }
+
+    /// Every committed regression input returns (accepted or refused) with no trap, fault or
+    /// HDF5 handle left open (FuzzEntry traps on that).
+    func testRegressionsReturn() throws {
+        let scratch = try temporaryFolder(self)
+        for folder in files("fuzz/regressions") {
+            let target = URL(fileURLWithPath: folder).lastPathComponent
+            for path in files("fuzz/regressions/\(target)") {
+                let refusal = replay(target, try bytes(path), scratch: scratch)
+                // A refusal is one line, as the command line prints it.
+                XCTAssertFalse(refusal?.contains("\n") ?? false, "\(path): \(refusal ?? "")")
+            }
+        }
+    }
+
+    /// Inputs that fault inside libhdf5 itself cannot be replayed in this process; through
+    /// the command line each gives a result or one error line with status 2, never a crash.
+    func testLibraryFaultsThroughTheCommandLine() throws {
+        for path in files("fuzz/library-faults/FuzzHDF5Model") {
+            let result = try rnnkit("inspect", path)
+            XCTAssert([0, 2].contains(result.status), "\(path): status \(result.status), \(result.stderr)")
+            if result.status == 2 {
+                XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(path): \(result.stderr)")
+            }
+        }
+    }
+
+    /// The committed models, archives, configs and fixtures are accepted through the entry
+    /// points: the fuzzers start from inputs that reach the end of each reader.
+    func testEntryPointsAcceptTheCommittedFixtures() throws {
+        let scratch = try temporaryFolder(self)
+        let pytorch = files("pytorch", suffix: ".h5").filter { !$0.hasSuffix(".fixture.h5") }
+        XCTAssertFalse(pytorch.isEmpty)
+        for path in pytorch {
+            XCTAssertNil(FuzzEntry.hdf5Model(try bytes(path)), path)
+        }
+        for path in files("keras", suffix: ".h5") where !path.hasSuffix(".fixture.h5") && !path.contains("weights.") {
+            XCTAssertNil(FuzzEntry.hdf5Model(try bytes(path)), path)
+        }
+        let archives = files("keras", suffix: ".keras")
+        XCTAssertFalse(archives.isEmpty)
+        for path in archives {
+            XCTAssertNil(FuzzEntry.kerasArchive(try bytes(path), path: scratch.appendingPathComponent("a.keras").path), path)
+        }
+        for path in files("pytorch", suffix: ".fixture.h5") + files("keras", suffix: ".fixture.h5") {
+            XCTAssertNil(FuzzEntry.fixture(try bytes(path), path: scratch.appendingPathComponent("f.h5").path), path)
+        }
+
+        // Each archive's config.json planned against its own weights (selector = its index).
+        let weights = FuzzEntry.archiveWeights(folder: fixture("keras"))
+        XCTAssertEqual(weights.count, archives.count)
+        let configs = FuzzEntry.archiveConfigs(folder: fixture("keras"))
+        XCTAssertEqual(configs.count, archives.count)
+        for (index, config) in configs.enumerated() {
+            XCTAssertNil(FuzzEntry.kerasConfig([UInt8(index)] + config, weights: weights), archives[index])
+        }
+        // With no weights selected, the config is parsed and refused at the first layer with weights.
+        XCTAssertNotNil(FuzzEntry.kerasConfig([UInt8(weights.count)] + Array(#"{"class_name": "Sequential"}"#.utf8), weights: weights))
+
+        // Each PyTorch model_config built against its own state_dict.
+        let stateDicts = FuzzEntry.configuredStateDicts(folder: fixture("pytorch"))
+        XCTAssertFalse(stateDicts.isEmpty)
+        for (index, file) in stateDicts.enumerated() {
+            let text = try XCTUnwrap(try file.root.attribute("model_config")?.stringValue)
+            XCTAssertNil(FuzzEntry.pytorchModelConfig([UInt8(index)] + Array(text.utf8), stateDicts: stateDicts), file.path)
+        }
+    }
+}
