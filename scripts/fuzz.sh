@@ -22,14 +22,15 @@
 # makes the script exit 1. A fixed finding is minimised (-minimize_crash=1) and committed to
 # fixtures/fuzz/regressions/TARGET/, which FuzzRegressionTests also replays.
 #
-# Environment: FUZZ_WORK (work folder, default .build-fuzz-work: corpora/, seeds/, artifacts/,
+# Environment: FUZZ_SCRATCH (build folder, default .build-fuzz), FUZZ_WORK (work folder, default
+# .build-fuzz-work: corpora/, seeds/, artifacts/,
 # logs/), FUZZ_JOBS (fork-mode processes, default 1), SWIFT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGETS=(FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture)
 SWIFT=${SWIFT:-swift}
-SCRATCH=.build-fuzz
+SCRATCH=${FUZZ_SCRATCH:-.build-fuzz}
 WORK=${FUZZ_WORK:-.build-fuzz-work}
 JOBS=${FUZZ_JOBS:-1}
 FLAGS=(-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library)
