@@ -239,22 +239,7 @@ struct KerasPlan {
 
     /// Keras's name for an activation in `version`, or nil when it has none.
     static func activationName(_ activation: Activation, version: KerasLayout.Version) -> String? {
-        switch activation {
-        case .linear: return "linear"
-        case .relu: return "relu"
-        case .tanh: return "tanh"
-        case .sigmoid: return "sigmoid"
-        case .hardSigmoidKeras2: return version == .keras2 ? "hard_sigmoid" : nil
-        case .hardSigmoid: return version == .keras3 ? "hard_sigmoid" : nil
-        case .softmax: return "softmax"
-        case .elu: return "elu"
-        case .selu: return "selu"
-        case .softplus: return "softplus"
-        case .softsign: return "softsign"
-        case .swish: return "swish"
-        case .gelu: return "gelu"
-        case .geluTanh: return nil
-        }
+        ActivationNames.keras(version).name(activation)
     }
 
 }
@@ -294,19 +279,6 @@ extension CellKind {
         case .rnn: return "simple_rnn_cell"
         case .lstm: return "lstm_cell"
         case .gru: return "gru_cell"
-        }
-    }
-}
-
-extension Activation {
-    /// The name people know it by, with the equation where names mislead.
-    var displayName: String {
-        switch self {
-        case .hardSigmoidKeras2: return "hard_sigmoid as Keras 2 defines it, clip(0.2x + 0.5, 0, 1)"
-        case .hardSigmoid: return "hard_sigmoid as Keras 3 defines it, clip(x/6 + 0.5, 0, 1)"
-        case .geluTanh: return "gelu (tanh approximation)"
-        case .swish: return "swish (silu)"
-        default: return rawValue
         }
     }
 }

@@ -6,10 +6,7 @@
 /// columns in the order declared here.
 enum KerasLayout {
     /// The major Keras version whose semantics a file carries.
-    enum Version: Int, Sendable {
-        case keras2 = 2
-        case keras3 = 3
-    }
+    typealias Version = KerasVersion
 
     /// Gate blocks along the columns of `kernel`, `recurrent_kernel` and `bias`.
     static func gateOrder(_ kind: CellKind) -> [Gate] {
@@ -25,24 +22,9 @@ enum KerasLayout {
         "SimpleRNN": .rnn, "LSTM": .lstm, "GRU": .gru,
     ]
 
-    /// An activation by its Keras name. `hard_sigmoid` is a different function in each
-    /// version: Keras 2 `clip(0.2·x + 0.5, 0, 1)`, Keras 3 `clip(x/6 + 0.5, 0, 1)`.
+    /// An activation by its Keras name in `version` (`ActivationNames.keras`).
     static func activation(_ name: String, version: Version) -> Activation? {
-        switch name {
-        case "linear", "None": return .linear
-        case "relu": return .relu
-        case "tanh": return .tanh
-        case "sigmoid": return .sigmoid
-        case "hard_sigmoid": return version == .keras2 ? .hardSigmoidKeras2 : .hardSigmoid
-        case "softmax": return .softmax
-        case "elu": return .elu
-        case "selu": return .selu
-        case "softplus": return .softplus
-        case "softsign": return .softsign
-        case "swish", "silu": return .swish
-        case "gelu": return .gelu
-        default: return nil
-        }
+        ActivationNames.keras(version).activation(name)
     }
 
     /// Layers that are the identity at inference and pass the mask on.
