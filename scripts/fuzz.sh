@@ -16,15 +16,16 @@
 # libhdf5 is not instrumented and can fault on a hostile file; in-process fuzzing would stop
 # at the first such fault. So the campaign runs in libFuzzer's fork mode with crashes,
 # timeouts and out-of-memory ignored (each one is still written to the artifacts folder), and
-# every artifact is then replayed on its own and classified by its stack: a fault whose top
-# frames are in libhdf5 is recorded as a library fault; anything else (a Swift trap, a
-# sanitizer report in our code, an allocation over the budget, a timeout) is ours to fix, and
-# makes the script exit 1. A fixed finding is minimised (-minimize_crash=1) and committed to
+# every artifact is then replayed on its own and classified by its stack: a fault, timeout or
+# allocation whose top frames (below the sanitizer's, libc's and the allocator's) are in
+# libhdf5 is recorded as libhdf5's; anything else (a Swift trap, a sanitizer report in our
+# code, an allocation over the budget, a leak, a timeout in our code) is ours to fix, and
+# makes the script exit 1. Findings are listed in WORK/logs/TARGET.findings. A fixed finding is minimised (-minimize_crash=1) and committed to
 # fixtures/fuzz/regressions/TARGET/, which FuzzRegressionTests also replays.
 #
-# Environment: FUZZ_SCRATCH (build folder, default .build-fuzz), FUZZ_WORK (work folder, default
-# .build-fuzz-work: corpora/, seeds/, artifacts/,
-# logs/), FUZZ_JOBS (fork-mode processes, default 1), SWIFT.
+# Environment: FUZZ_SCRATCH (build folder, default .build-fuzz), FUZZ_WORK (work folder,
+# default .build-fuzz-work: corpora/, seeds/, artifacts/, logs/), FUZZ_JOBS (fork-mode
+# processes, default 1), SWIFT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,8 +86,11 @@ classify() {
     top=$(printf '%s\n' "$report" | grep -E '^ *#[0-9]+ ' \
         | grep -vE 'libclang_rt|compiler-rt|sanitizer_common|asan_|libc\.so|libc-|__sanitizer|__asan|malloc|calloc|realloc|operator new|swift_slowAlloc|abort|raise|__GI_' \
         | head -3 | sed -E 's/^ *#[0-9]+ 0x[0-9a-f]+ in //')
+    # The first frame with a symbol name, for reading (libhdf5's static functions have none).
+    local named
+    named=$(printf '%s\n' "$top" | grep -m1 -oE '^[A-Za-z_$][^ ]*' || true)
     if printf '%s\n' "$top" | head -1 | grep -q 'libhdf5'; then
-        echo "libhdf5 | $(printf '%s' "$top" | head -1)"
+        echo "libhdf5 | ${named:-?} | $(printf '%s' "$top" | head -1 | grep -oE '\(/[^)]*\)' | head -1)"
     elif printf '%s\n' "$report" | grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|==ERROR|Fatal error|timeout|out-of-memory'; then
         echo "ours | $(printf '%s\n' "$report" | grep -m1 -E 'ERROR|Fatal error|out-of-memory|timeout' | sed -E 's/^==[0-9]+==//') | $(printf '%s' "$top" | tr '\n' ';')"
     else
@@ -117,7 +121,8 @@ fuzz() {
         esac
     done
     # "#1234: cov: 5678 ft: 9012 corp: 34 exec/s: 56 oom/timeout/crash: 0/0/0 time: 60s job: 7 dft_time: 0"
-    echo "$target: ${seconds}s, executions ${last%%:*}, $(sed -E 's/.*(cov: [0-9]+ ft: [0-9]+ corp: [0-9]+ exec\/s: [0-9]+ oom\/timeout\/crash: [0-9\/]+).*/\1/' <<<"$last"), new findings: ${ours} ours, ${library} in libhdf5, ${gone} not reproduced alone (findings: $WORK/logs/$target.findings)"
+    local executions=${last%%:*}
+    echo "$target: ${seconds}s, executions ${executions:-0} ($(( ${executions:-0} / seconds ))/s), $(sed -E 's/.*(cov: [0-9]+ ft: [0-9]+ corp: [0-9]+).*(oom\/timeout\/crash: [0-9\/]+).*/\1 \2/' <<<"$last"), new findings: ${ours} ours, ${library} in libhdf5, ${gone} not reproduced alone (findings: $WORK/logs/$target.findings)"
     [ "$ours" = 0 ]
 }
 
