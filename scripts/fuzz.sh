@@ -36,6 +36,12 @@ WORK=${FUZZ_WORK:-.build-fuzz-work}
 JOBS=${FUZZ_JOBS:-1}
 FLAGS=(-Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library)
 LIMITS=(-rss_limit_mb=1024 -malloc_limit_mb=1024 -timeout=10)
+# The targets' temporary files (a `.keras` or fixture written per input, libFuzzer's fork
+# folders) go to a private folder, removed at the end, also of what a crashed input left.
+mkdir -p "$WORK/tmp"
+TMPDIR=$(cd "$WORK/tmp" && pwd)
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 # Leak checking stays on, less the leaks that are not ours (scripts/fuzz-lsan.supp).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:handle_abort=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/scripts/fuzz-lsan.supp:print_suppressions=0}
