@@ -16,6 +16,10 @@ package enum LibraryFaults {
     /// The thread inside HDF5 (`pthread_self()`), or 0. An atomic: the handler reads it.
     private static let owner = Atomic<UInt>(0)
 
+    /// When the outermost HDF5 call now running began (`CLOCK_MONOTONIC`, nanoseconds);
+    /// stored before `owner`, so a watchdog that sees an owner sees its start or a later one.
+    private static let enteredAt = Atomic<UInt64>(0)
+
     /// The message the handler writes, prepared when it is installed: a signal handler may
     /// only write bytes and exit.
     nonisolated(unsafe) private static var message: UnsafeMutablePointer<CChar>?
@@ -28,6 +32,7 @@ package enum LibraryFaults {
     /// Marks the calling thread as inside HDF5; returns what to restore in `leave`.
     static func enter() -> UInt {
         let previous = owner.load(ordering: .relaxed)
+        if previous == 0 { enteredAt.store(monotonicNanoseconds(), ordering: .sequentiallyConsistent) }
         owner.store(currentThread(), ordering: .sequentiallyConsistent)
         return previous
     }
@@ -41,6 +46,43 @@ package enum LibraryFaults {
     package static func faultIsInsideHDF5() -> Bool {
         let inside = owner.load(ordering: .sequentiallyConsistent)
         return inside != 0 && inside == currentThread()
+    }
+
+    private static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
+    /// Starts a thread that ends the process when one HDF5 call has run for longer than
+    /// `seconds`: a hostile file can make libhdf5 loop for ever (a global heap whose
+    /// collection points at itself, found by fuzzing), and no check of ours runs while it
+    /// does. The watchdog runs `cleanup`, writes `message` (one escaped line ending in a
+    /// newline) and exits with status 2, as for a fault.
+    package static func watch(calls seconds: Double, message text: String, cleanup: (@convention(c) () -> Void)? = nil) {
+        hangMessage = strdup(text)
+        hangMessageLength = text.utf8.count
+        hangLimit = UInt64(seconds * 1e9)
+        hangCleanup = cleanup
+        let thread = Thread { while true { usleep(50_000); checkForHang() } }
+        thread.name = "HDF5 watchdog"
+        thread.start()
+    }
+
+    nonisolated(unsafe) private static var hangMessage: UnsafeMutablePointer<CChar>?
+    nonisolated(unsafe) private static var hangMessageLength = 0
+    nonisolated(unsafe) private static var hangLimit: UInt64 = .max
+    nonisolated(unsafe) private static var hangCleanup: (@convention(c) () -> Void)?
+
+    /// The watchdog's check: an HDF5 call running for longer than the limit ends the process.
+    private static func checkForHang() {
+        let inside = owner.load(ordering: .sequentiallyConsistent)
+        let start = enteredAt.load(ordering: .sequentiallyConsistent)
+        let now = monotonicNanoseconds()
+        guard inside != 0, now > start, now - start > hangLimit else { return }
+        hangCleanup?()
+        if let hangMessage { _ = write(2, hangMessage, hangMessageLength) }
+        _exit(2)
     }
 
     private static func currentThread() -> UInt {

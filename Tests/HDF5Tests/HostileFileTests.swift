@@ -168,8 +168,9 @@ final class HostileFileTests: XCTestCase {
     private func runFaultHelper(_ place: String) throws -> (process: Process, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-        process.arguments = ["HDF5Tests.HostileFileTests/testFaultHelper"]
-        process.environment = ProcessInfo.processInfo.environment.merging(["RNNKIT_FAULT_HELPER": place]) { $1 }
+        process.arguments = [place == "hang" ? "HDF5Tests.HostileFileTests/testHangHelper" : "HDF5Tests.HostileFileTests/testFaultHelper"]
+        let value = place == "hang" ? "hang-reader" : place
+        process.environment = ProcessInfo.processInfo.environment.merging(["RNNKIT_FAULT_HELPER": value]) { $1 }
         let err = Pipe()
         process.standardError = err
         process.standardOutput = FileHandle.nullDevice
@@ -207,5 +208,35 @@ final class HostileFileTests: XCTestCase {
             address.pointee = 1
         }
         XCTFail("no fault")
+    }
+
+    /// A file that makes libhdf5 loop inside one attribute read (found by fuzzing): the
+    /// watchdog ends the process with its one line and status 2 once the call overruns.
+    func testAnHDF5CallThatNeverEndsIsStoppedByTheWatchdog() throws {
+        let start = Date()
+        let (process, stderr) = try runFaultHelper("hang")
+        XCTAssertEqual(process.terminationReason, .exit, stderr)
+        XCTAssertEqual(process.terminationStatus, 2, stderr)
+        XCTAssertTrue(stderr.hasSuffix("helper: did not finish\n"), stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 8, "the watchdog's limit here is 1 s")
+    }
+
+    /// The subprocess of the watchdog test: reads every attribute of a file on which libhdf5
+    /// loops for ever, with a 1 s watchdog. Skipped when run as an ordinary test.
+    func testHangHelper() throws {
+        guard ProcessInfo.processInfo.environment["RNNKIT_FAULT_HELPER"] == "hang-reader" else {
+            throw XCTSkip("runs only as the subprocess of the watchdog test")
+        }
+        LibraryFaults.watch(calls: 1, message: "helper: did not finish\n")
+        let file = try HDF5File.open(fixture("fuzz/library-hangs/FuzzHDF5Model/h5hg_protect_loop_1.h5"))
+        func readAll(_ group: HDF5Group, depth: Int) throws {
+            for name in try group.attributeNames() { _ = try? group.attribute(name) }
+            guard depth < 4 else { return }
+            for name in try group.memberNames() where (try? group.kind(of: name)) == .group {
+                try readAll(group.group(name), depth: depth + 1)
+            }
+        }
+        try readAll(file.root, depth: 0)
+        XCTFail("the file was read to the end: it no longer makes libhdf5 loop")
     }
 }

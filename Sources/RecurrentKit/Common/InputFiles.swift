@@ -116,4 +116,8 @@ package func installLibraryFaultHandler(reading files: [String]) {
     // A fault while a written file is read back must not leave its temporary behind.
     LibraryFaults.install(message: "rnnkit: error: \(line)\n",
                           cleanup: { TemporaryFiles.removeAllFromSignalHandler() })
+    let seconds = Limits.hdf5CallSeconds
+    let hang = escapedForDisplay("\(names): damaged file: the HDF5 library did not finish one read within \(Int(seconds)) s (a loop in the file's structure)", limit: 4000)
+    LibraryFaults.watch(calls: seconds, message: "rnnkit: error: \(hang)\n",
+                        cleanup: { TemporaryFiles.removeAllFromSignalHandler() })
 }

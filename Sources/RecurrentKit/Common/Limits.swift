@@ -117,4 +117,10 @@ package enum Limits {
         }
         return nil
     }
+
+    /// Seconds one call into libhdf5 may run before the command line gives up on the file
+    /// (exit 2, one line). A hostile file can make libhdf5 loop for ever inside one read;
+    /// a real read of the largest dataset `Limits.parameters` allows, gzip-compressed, takes
+    /// a few seconds. Installed by the command line only; a library user keeps control.
+    package static let hdf5CallSeconds: Double = 8
 }
