@@ -175,7 +175,7 @@ final class HostileConfigTests: XCTestCase {
                                      "(Limits.parameters)"])
         let json = #"{"format": "recurrentkit.pytorch", "version": 2, "modules": [{"type": "LSTM", "name": "rnn", "input_size": 4, "hidden_size": 2305843009213693952}]}"#
         XCTAssertThrowsError(try PythonEmitter.source(modelConfig: json, weightsFile: "m.h5")) { error in
-            XCTAssertTrue("\(error)".contains("'hidden_size' is 2305843009213693952, over the limit of 16777216"), "\(error)")
+            XCTAssertTrue("\(error)".contains("modules[0].hidden_size: 2305843009213693952, over the limit of 16777216 by 2305843009196916736 (Limits.dimension)"), "\(error)")
         }
     }
 

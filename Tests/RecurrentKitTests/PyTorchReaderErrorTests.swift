@@ -87,7 +87,7 @@ final class PyTorchReaderErrorTests: XCTestCase {
             (#"{"modules":[{"type":"LSTM","name":"rnn","input_size":4,"hidden_size":4,"colour":"red"}]}"#, "unknown field 'colour'"),
             (#"{"modules":[{"type":"Readout","mode":"median"}]}"#, "mode 'median'"),
             (#"{"modules":[{"type":"LSTM","name":"rnn","hidden_size":4}]}"#, "missing 'input_size'"),
-            (#"{"modules":[{"type":"LSTM","name":"rnn","input_size":"4","hidden_size":4}]}"#, "'input_size' must be a non-negative integer"),
+            (#"{"modules":[{"type":"LSTM","name":"rnn","input_size":"4","hidden_size":4}]}"#, "modules[0].input_size: expected an integer, found a string"),
             (#"{"format":"other","modules":[]}"#, "format is 'other'"),
             ("not json", "is not a JSON object"),
         ]

@@ -39,7 +39,7 @@ public enum Converter {
                                architecture: String? = nil, pythonModule: String? = nil) throws -> ConversionReport {
         try checkOutputs(input: input, target: target, output: output, force: force, architecture: architecture,
                          pythonModule: pythonModule)
-        var modelConfig: String?
+        var modelConfig: ModelConfigDocument?
         var notes: [String] = []
         try OutputBatch.writing { batch in
             try batch.write(output, overwrite: force) { temporary in
@@ -54,7 +54,8 @@ public enum Converter {
                 }
             }
         }
-        return ConversionReport(input: input, output: output, target: target, modelConfig: modelConfig, notes: notes)
+        return ConversionReport(input: input, output: output, target: target, modelConfig: try modelConfig?.json(),
+                                notes: notes)
     }
 
     /// Writes the conversion to `path` and reads it back: it must be the same model, weight
@@ -62,7 +63,7 @@ public enum Converter {
     /// only the digests of what it computes are kept.
     private static func writeChecked(_ input: String, architecture: String?, target: ConversionTarget, to path: String,
                                      batch: OutputBatch, output: String,
-                                     modelConfig: inout String?, notes: inout [String]) throws {
+                                     modelConfig: inout ModelConfigDocument?, notes: inout [String]) throws {
         let expected = try write(input, architecture: architecture, target: target, to: path, batch: batch,
                                  output: output, modelConfig: &modelConfig, notes: &notes)
         let actual = ModelFingerprint(try LoadedModel(contentsOf: path).model)
@@ -74,12 +75,12 @@ public enum Converter {
     /// Reads the source, writes the target, and returns the source's fingerprint.
     private static func write(_ input: String, architecture: String?, target: ConversionTarget, to path: String,
                               batch: OutputBatch, output: String,
-                              modelConfig: inout String?, notes: inout [String]) throws -> ModelFingerprint {
+                              modelConfig: inout ModelConfigDocument?, notes: inout [String]) throws -> ModelFingerprint {
         let source = try LoadedModel(contentsOf: input, architecture: architecture).model
         switch target {
         case .pytorch:
             let plan = try PyTorchWriter.plan(source, file: input)
-            modelConfig = try PyTorchWriter.configJSON(plan)
+            modelConfig = plan.document
             try PyTorchWriter.write(plan, to: path)
         case .keras:
             let plan = try KerasPlan(model: source, version: .keras2, file: input)

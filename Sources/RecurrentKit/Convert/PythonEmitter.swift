@@ -11,18 +11,24 @@ import Foundation
 /// Recurrent modules with PyTorch's own behaviour over a lengths-only mask run packed
 /// (`pack_padded_sequence`); any Keras option, or a mask from `mask_zero` / `Masking`, runs a
 /// step loop over the module's own parameters with Keras's masking rules.
-public enum PythonEmitter {
-    /// The Python module for a file's `model_config`.
+package enum PythonEmitter {
+    /// The Python module for a file's `model_config` attribute as stored (version 1 or 2):
+    /// decoded as the reader decodes it, then `source(modelConfig:weightsFile:)`.
+    package static func source(modelConfig json: String, weightsFile: String) throws -> String {
+        try source(modelConfig: PyTorchModelConfig.decode(json, file: weightsFile), weightsFile: weightsFile)
+    }
+
+    /// The Python module for a `model_config` document.
     ///
     /// - Parameters:
-    ///   - json: the `model_config` attribute as stored (version 1 or 2).
-    ///   - weightsFile: the file it came from, named in the header and in errors.
-    /// - Throws: `ModelError` naming the module for a config that is invalid or that torch
-    ///   modules cannot express (an LSTM or GRU activation other than tanh/sigmoid, a stacked
-    ///   bidirectional module that does not concatenate its directions, a name that is not a
-    ///   Python identifier).
-    public static func source(modelConfig json: String, weightsFile: String) throws -> String {
-        let config = try PyTorchModelConfig(json: json, file: weightsFile)
+    ///   - document: the document, as the writer built it or the reader decoded it.
+    ///   - weightsFile: the file it describes, named in the header and in errors.
+    /// - Throws: `ModelError` naming the module for a config that torch modules cannot
+    ///   express (an LSTM or GRU activation other than tanh/sigmoid, a stacked bidirectional
+    ///   module that does not concatenate its directions, a name that is not a Python
+    ///   identifier).
+    static func source(modelConfig document: ModelConfigDocument, weightsFile: String) throws -> String {
+        let config = PyTorchModelConfig(document: document)
         var plan = _Plan(file: weightsFile, prefix: config.prefix)
         for (index, module) in config.modules.enumerated() {
             try plan.add(module, index: index, rest: config.modules[(index + 1)...])
@@ -120,7 +126,7 @@ private struct _Plan {
             forwardLines.append("x = self.\(attribute)(x)")
 
         case let .activation(type, activation):
-            guard let call = _activationCalls[activation] else {
+            guard let call = ActivationNames.pythonCalls.name(activation) else {
                 throw refuse(index, type, "activation \(activation.rawValue) has no torch function")
             }
             usesFunctional = usesFunctional || call.hasPrefix("F.")
@@ -358,15 +364,6 @@ func _pythonComment(_ text: String) -> String {
     }
     return out
 }
-
-/// The torch call for each activation module, applied to `x`.
-private let _activationCalls: [Activation: String] = [
-    .relu: "torch.relu(x)", .tanh: "torch.tanh(x)", .sigmoid: "torch.sigmoid(x)",
-    .softmax: "torch.softmax(x, dim=-1)", .elu: "F.elu(x)", .selu: "F.selu(x)",
-    .softplus: "F.softplus(x)", .softsign: "F.softsign(x)", .swish: "F.silu(x)",
-    .gelu: "F.gelu(x)", .geluTanh: "F.gelu(x, approximate=\"tanh\")",
-    .hardSigmoid: "F.hardsigmoid(x)",
-]
 
 /// A Python float literal that reads back as the same `Float`.
 private func _pythonFloat(_ value: Float) -> String {
