@@ -4,6 +4,7 @@
 // `[rows, columns]` with the output along the rows, as `y = W x` (PyTorch's convention).
 // Gate blocks are stacked along the rows, and every weight set declares its own gate order
 // as data (`gateOrder`); the engine permutes blocks into its internal order once, at load.
+// The gate and bias rules themselves are in GateRules.swift.
 
 /// A gate (or block) of a recurrent cell.
 ///
@@ -19,13 +20,7 @@ public enum CellKind: String, Sendable, Hashable, Codable {
     case rnn, lstm, gru
 
     /// The gates a cell of this kind has, as a set (their order is a layout's business).
-    public var gates: Set<Gate> {
-        switch self {
-        case .rnn: return [.cell]
-        case .lstm: return [.input, .forget, .cell, .output]
-        case .gru: return [.reset, .update, .new]
-        }
-    }
+    public var gates: Set<Gate> { Set(GateOrders.neutral[self]) }
 
     public var gateCount: Int { gates.count }
 }
@@ -94,25 +89,6 @@ public enum GRUResetRule: String, Sendable, Hashable, Codable {
     case afterMatmul
     /// Keras `reset_after=False`: `n = tanh(W_n x + U_n (r ⊙ h) + b_n)`; one bias only.
     case beforeMatmul
-}
-
-extension Tensor {
-    /// The same blocks of rows in another order: `[G·H, ...]` with blocks labelled `from`
-    /// becomes blocks labelled `to` (a permutation of the same gates).
-    ///
-    /// This is the one place gate blocks are reordered; layouts only declare their order.
-    public func reorderingRowBlocks(from: [Gate], to: [Gate]) -> Tensor {
-        precondition(Set(from) == Set(to) && from.count == to.count, "gate orders \(from) and \(to) differ")
-        guard from != to else { return self }
-        let blockCount = shape[0] / from.count * shape.dropFirst().reduce(1, *)
-        var result = [Float]()
-        result.reserveCapacity(count)
-        for gate in to {
-            let source = from.firstIndex(of: gate)!
-            result += values[source * blockCount ..< (source + 1) * blockCount]
-        }
-        return Tensor(shape: shape, values: result)
-    }
 }
 
 /// The weights of one direction of one recurrent layer.

@@ -7,13 +7,7 @@ extension CellKind {
     /// Layouts declare their own order (`DirectionWeights.gateOrder`); preparation brings
     /// them into this one with `DirectionWeights.reordered(to:)`, the one place that reorders
     /// gate blocks.
-    var internalGateOrder: [Gate] {
-        switch self {
-        case .rnn: return [.cell]
-        case .lstm: return [.input, .forget, .cell, .output]
-        case .gru: return [.reset, .update, .new]
-        }
-    }
+    var internalGateOrder: [Gate] { GateOrders.neutral[self] }
 }
 
 /// One direction's weights, ready for the recurrence, with `G` gates in internal order,
@@ -111,93 +105,111 @@ struct _LayerChecker {
 /// it depends on the number of steps and is checked at run time), and which layers need a
 /// time axis.
 func _prepare(_ model: Model) throws -> [PreparedLayer] {
+    var chain = _Chain()
     var prepared: [PreparedLayer] = []
-    // Feature count of the data entering the next layer, nil while unknown.
-    var features: Int?
-    // Whether the data has a time axis; nil while unknown (the first layer decides).
-    var hasTime: Bool?
-    // The most recent recurrent layer (its final state feeds `.lastHidden` readouts).
-    var lastRecurrent: RecurrentLayer?
-
     for (index, layer) in model.layers.enumerated() {
         let checker = _LayerChecker(index: index, kind: layer.kindName)
-        func requireTime() throws {
-            if hasTime == false {
-                throw checker.error("needs data with a time axis [batch, time, features], but the previous layer emits [batch, features]")
-            }
-        }
-        func requireFeatures(_ expected: Int, _ what: String) throws {
-            if let features, features != expected {
-                throw checker.error("\(what) is \(expected), but the incoming data has \(features) features")
-            }
-        }
-
-        switch layer {
-        case .embedding(let embedding):
-            guard index == 0 else {
-                throw checker.error("an embedding must be the first layer (it consumes token ids)")
-            }
-            guard embedding.table.shape.count == 2, embedding.table.shape[0] >= 1, embedding.table.shape[1] >= 1 else {
-                throw checker.error("table has shape \(_shapeString(embedding.table.shape)), expected [vocabulary, dim] with both at least 1")
-            }
-            try checker.check(embedding.table, embedding.table.shape, "table")
-            prepared.append(.embedding(table: embedding.table.values, vocabulary: embedding.table.shape[0],
-                                       dimension: embedding.table.shape[1], maskZero: embedding.maskZero))
-            features = embedding.table.shape[1]
-            hasTime = true
-
-        case .masking(let value):
-            try requireTime()
-            prepared.append(.masking(value))
-            hasTime = true
-
-        case .recurrent(let layer):
-            try requireTime()
-            try requireFeatures(layer.inputSize, "input size")
-            prepared.append(.recurrent(try _prepareRecurrent(layer, checker: checker)))
-            features = layer.mergedOutputSize
-            hasTime = layer.returnSequences
-            lastRecurrent = layer
-
-        case .dense(let dense):
-            guard dense.weight.shape.count == 2, dense.weight.shape[0] >= 1, dense.weight.shape[1] >= 1 else {
-                throw checker.error("weight has shape \(_shapeString(dense.weight.shape)), expected [out, in] with both at least 1")
-            }
-            try checker.check(dense.weight, dense.weight.shape, "weight")
-            if let bias = dense.bias { try checker.check(bias, [dense.outputSize], "bias") }
-            try requireFeatures(dense.inputSize, "input size")
-            prepared.append(.dense(PreparedDense(
-                weight: _PackedMatrix(weight: dense.weight.values, out: dense.outputSize, in: dense.inputSize),
-                bias: dense.bias?.values, inputSize: dense.inputSize, outputSize: dense.outputSize,
-                activation: dense.activation)))
-            features = dense.outputSize
-
-        case .activation(let activation):
-            prepared.append(.activation(activation))
-
-        case .readout(let readout):
-            try requireTime()
-            switch readout {
-            case .lastHidden, .lastHiddenAllDirections:
-                guard let recurrent = lastRecurrent else {
-                    throw checker.error("needs a recurrent layer before it (it reads that layer's final state)")
-                }
-                features = readout == .lastHidden ? recurrent.outputSize : recurrent.directions.count * recurrent.outputSize
-            case .meanOverValidSteps, .maxOverValidSteps, .maxOverAllSteps, .lastValidStep:
-                break
-            }
-            prepared.append(.readout(readout))
-            hasTime = false
-
-        case .flatten:
-            try requireTime()
-            prepared.append(.flatten)
-            features = nil
-            hasTime = false
-        }
+        prepared.append(try _prepareLayer(layer, index: index, chain: &chain, checker: checker))
     }
     _foldEmbedding(&prepared)
     return prepared
+}
+
+/// What `_prepare` knows of the data flowing from one layer to the next.
+struct _Chain {
+    /// Feature count of the data entering the next layer, nil while unknown.
+    var features: Int?
+    /// Whether the data has a time axis; nil while unknown (the first layer decides).
+    var hasTime: Bool?
+    /// The most recent recurrent layer (its final state feeds `.lastHidden` readouts).
+    var lastRecurrent: RecurrentLayer?
+
+    func requireTime(_ checker: _LayerChecker) throws {
+        if hasTime == false {
+            throw checker.error("needs data with a time axis [batch, time, features], but the previous layer emits [batch, features]")
+        }
+    }
+
+    func requireFeatures(_ expected: Int, _ what: String, _ checker: _LayerChecker) throws {
+        if let features, features != expected {
+            throw checker.error("\(what) is \(expected), but the incoming data has \(features) features")
+        }
+    }
+}
+
+/// Validates `layer` (the model's layer `index`) against its own sizes and `chain`, prepares
+/// it, and moves `chain` past it.
+func _prepareLayer(_ layer: Layer, index: Int, chain: inout _Chain, checker: _LayerChecker) throws -> PreparedLayer {
+    switch layer {
+    case .embedding(let embedding):
+        guard index == 0 else {
+            throw checker.error("an embedding must be the first layer (it consumes token ids)")
+        }
+        guard embedding.table.shape.count == 2, embedding.table.shape[0] >= 1, embedding.table.shape[1] >= 1 else {
+            throw checker.error("table has shape \(_shapeString(embedding.table.shape)), expected [vocabulary, dim] with both at least 1")
+        }
+        try checker.check(embedding.table, embedding.table.shape, "table")
+        chain.features = embedding.table.shape[1]
+        chain.hasTime = true
+        return .embedding(table: embedding.table.values, vocabulary: embedding.table.shape[0],
+                          dimension: embedding.table.shape[1], maskZero: embedding.maskZero)
+
+    case .masking(let value):
+        try chain.requireTime(checker)
+        chain.hasTime = true
+        return .masking(value)
+
+    case .recurrent(let layer):
+        try chain.requireTime(checker)
+        try chain.requireFeatures(layer.inputSize, "input size", checker)
+        let prepared = try _prepareRecurrent(layer, checker: checker)
+        chain.features = layer.mergedOutputSize
+        chain.hasTime = layer.returnSequences
+        chain.lastRecurrent = layer
+        return .recurrent(prepared)
+
+    case .dense(let dense):
+        let prepared = try _prepareDense(dense, chain: chain, checker: checker)
+        chain.features = dense.outputSize
+        return .dense(prepared)
+
+    case .activation(let activation):
+        return .activation(activation)
+
+    case .readout(let readout):
+        try chain.requireTime(checker)
+        switch readout {
+        case .lastHidden, .lastHiddenAllDirections:
+            guard let recurrent = chain.lastRecurrent else {
+                throw checker.error("needs a recurrent layer before it (it reads that layer's final state)")
+            }
+            chain.features = readout == .lastHidden ? recurrent.outputSize : recurrent.directions.count * recurrent.outputSize
+        case .meanOverValidSteps, .maxOverValidSteps, .maxOverAllSteps, .lastValidStep:
+            break
+        }
+        chain.hasTime = false
+        return .readout(readout)
+
+    case .flatten:
+        try chain.requireTime(checker)
+        chain.features = nil
+        chain.hasTime = false
+        return .flatten
+    }
+}
+
+/// Validates a dense layer's weights and input size, and packs its weight.
+func _prepareDense(_ dense: Dense, chain: _Chain, checker: _LayerChecker) throws -> PreparedDense {
+    guard dense.weight.shape.count == 2, dense.weight.shape[0] >= 1, dense.weight.shape[1] >= 1 else {
+        throw checker.error("weight has shape \(_shapeString(dense.weight.shape)), expected [out, in] with both at least 1")
+    }
+    try checker.check(dense.weight, dense.weight.shape, "weight")
+    if let bias = dense.bias { try checker.check(bias, [dense.outputSize], "bias") }
+    try chain.requireFeatures(dense.inputSize, "input size", checker)
+    return PreparedDense(
+        weight: _PackedMatrix(weight: dense.weight.values, out: dense.outputSize, in: dense.inputSize),
+        bias: dense.bias?.values, inputSize: dense.inputSize, outputSize: dense.outputSize,
+        activation: dense.activation)
 }
 
 /// Most floats `_foldEmbedding` may add (64 MB).
@@ -235,8 +247,23 @@ func _foldEmbedding(_ prepared: inout [PreparedLayer], limit: Int = _tokenProjec
 
 /// Validates one recurrent layer against its declared sizes and prepares its weights.
 func _prepareRecurrent(_ layer: RecurrentLayer, checker: _LayerChecker) throws -> PreparedRecurrent {
+    try _checkRecurrentOptions(layer, checker: checker)
+    var directions: [PreparedDirection] = []
+    for (d, weights) in layer.directions.enumerated() {
+        let name = layer.directions.count == 2 ? (d == 0 ? "forward direction" : "backward direction") : "direction 0"
+        try _checkDirection(weights, of: layer, name: name, checker: checker)
+        directions.append(_prepareDirection(weights, of: layer))
+    }
+    return PreparedRecurrent(
+        kind: layer.kind, inputSize: layer.inputSize, hiddenSize: layer.hiddenSize, outputSize: layer.outputSize,
+        directions: directions, activation: layer.activation, recurrentActivation: layer.recurrentActivation,
+        resetRule: layer.gruResetRule, merge: layer.merge, goBackwards: layer.goBackwards,
+        maskedOutput: layer.maskedOutput, returnSequences: layer.returnSequences)
+}
+
+/// Checks a recurrent layer's sizes, directions and activations (not its weights).
+func _checkRecurrentOptions(_ layer: RecurrentLayer, checker: _LayerChecker) throws {
     let kind = layer.kind
-    let gateCount = kind.gateCount
     let hidden = layer.hiddenSize
     guard layer.inputSize >= 1, hidden >= 1 else {
         throw checker.error("input size \(layer.inputSize) and hidden size \(hidden) must be at least 1")
@@ -257,74 +284,65 @@ func _prepareRecurrent(_ layer: RecurrentLayer, checker: _LayerChecker) throws -
     if kind != .rnn && !layer.recurrentActivation.isElementwise {
         throw checker.error("softmax is not supported as a recurrent (gate) activation")
     }
+}
 
+/// Checks one direction's gate order and weight shapes against the layer's declared sizes.
+func _checkDirection(_ weights: DirectionWeights, of layer: RecurrentLayer, name: String,
+                     checker: _LayerChecker) throws {
+    let kind = layer.kind
+    let gateCount = kind.gateCount
+    let hidden = layer.hiddenSize
     let recurrentSize = layer.outputSize
     let rows = gateCount * hidden
     let internalOrder = kind.internalGateOrder
-    var directions: [PreparedDirection] = []
-
-    for (d, weights) in layer.directions.enumerated() {
-        let name = layer.directions.count == 2 ? (d == 0 ? "forward direction" : "backward direction") : "direction 0"
-        guard weights.gateOrder.count == gateCount, Set(weights.gateOrder) == kind.gates else {
-            throw checker.error("\(name) gate order [\(weights.gateOrder.map(\.rawValue).joined(separator: ", "))] is not a permutation of the \(kind.rawValue) gates [\(internalOrder.map(\.rawValue).joined(separator: ", "))]")
-        }
-        try checker.check(weights.inputWeight, [rows, layer.inputSize], "\(name) input weight")
-        try checker.check(weights.recurrentWeight, [rows, recurrentSize], "\(name) recurrent weight")
-        if let bias = weights.inputBias { try checker.check(bias, [rows], "\(name) input bias") }
-        if let bias = weights.recurrentBias { try checker.check(bias, [rows], "\(name) recurrent bias") }
-        switch (layer.projectionSize, weights.projection) {
-        case let (size?, projection?):
-            try checker.check(projection, [size, hidden], "\(name) projection")
-        case (nil, let projection?):
-            throw checker.error("\(name) has a projection \(_shapeString(projection.shape)) but the layer declares no projection size")
-        case (let size?, nil):
-            throw checker.error("\(name) has no projection weight but the layer declares projection size \(size)")
-        case (nil, nil):
-            break
-        }
-
-        // Gate blocks in internal order. `reorderingRowBlocks` returns the tensor itself when
-        // the orders agree (PyTorch's and Keras's LSTM), so a copy is only made, one direction
-        // at a time, for a layout that declares another order.
-        let weights = weights.reordered(to: internalOrder)
-        func packed(_ tensor: Tensor, columns: Int, rows: Range<Int>) -> _PackedMatrix {
-            tensor.values.withUnsafeBufferPointer { w in
-                _PackedMatrix(rows: columns, columns: rows.count) { j, p in w[(rows.lowerBound + j) * columns + p] }
-            }
-        }
-        let inputBias = weights.inputBias?.values ?? [Float](repeating: 0, count: rows)
-        let recurrentBias = weights.recurrentBias?.values
-
-        var bias = inputBias
-        var recurrentNewBias: [Float]?
-        if let recurrentBias {
-            if kind == .gru && layer.gruResetRule == .afterMatmul {
-                // r and z add both biases; the new gate keeps b_hn apart because r scales it.
-                for i in 0..<(2 * hidden) { bias[i] += recurrentBias[i] }
-                recurrentNewBias = Array(recurrentBias[(2 * hidden)...])
-            } else {
-                // Under .beforeMatmul, b_hn adds outside r ⊙ h, so it sums with b_in too.
-                for i in 0..<rows { bias[i] += recurrentBias[i] }
-            }
-        } else if kind == .gru && layer.gruResetRule == .afterMatmul {
-            recurrentNewBias = [Float](repeating: 0, count: hidden)
-        }
-
-        let gru = kind == .gru
-        directions.append(PreparedDirection(
-            inputWeight: packed(weights.inputWeight, columns: layer.inputSize, rows: 0..<rows),
-            recurrentWeight: packed(weights.recurrentWeight, columns: recurrentSize,
-                                    rows: 0..<(gru ? 2 * hidden : rows)),
-            recurrentNewWeight: gru ? packed(weights.recurrentWeight, columns: recurrentSize,
-                                             rows: (2 * hidden)..<rows) : nil,
-            bias: bias,
-            recurrentNewBias: recurrentNewBias,
-            projection: weights.projection.map { _PackedMatrix(weight: $0.values, out: recurrentSize, in: hidden) }))
+    guard weights.gateOrder.count == gateCount, Set(weights.gateOrder) == kind.gates else {
+        throw checker.error("\(name) gate order [\(weights.gateOrder.map(\.rawValue).joined(separator: ", "))] is not a permutation of the \(kind.rawValue) gates [\(internalOrder.map(\.rawValue).joined(separator: ", "))]")
     }
+    try checker.check(weights.inputWeight, [rows, layer.inputSize], "\(name) input weight")
+    try checker.check(weights.recurrentWeight, [rows, recurrentSize], "\(name) recurrent weight")
+    if let bias = weights.inputBias { try checker.check(bias, [rows], "\(name) input bias") }
+    if let bias = weights.recurrentBias { try checker.check(bias, [rows], "\(name) recurrent bias") }
+    switch (layer.projectionSize, weights.projection) {
+    case let (size?, projection?):
+        try checker.check(projection, [size, hidden], "\(name) projection")
+    case (nil, let projection?):
+        throw checker.error("\(name) has a projection \(_shapeString(projection.shape)) but the layer declares no projection size")
+    case (let size?, nil):
+        throw checker.error("\(name) has no projection weight but the layer declares projection size \(size)")
+    case (nil, nil):
+        break
+    }
+}
 
-    return PreparedRecurrent(
-        kind: kind, inputSize: layer.inputSize, hiddenSize: hidden, outputSize: recurrentSize,
-        directions: directions, activation: layer.activation, recurrentActivation: layer.recurrentActivation,
-        resetRule: layer.gruResetRule, merge: layer.merge, goBackwards: layer.goBackwards,
-        maskedOutput: layer.maskedOutput, returnSequences: layer.returnSequences)
+/// One checked direction's weights ready for the recurrence: gate blocks in internal order,
+/// matrices packed, biases combined.
+func _prepareDirection(_ weights: DirectionWeights, of layer: RecurrentLayer) -> PreparedDirection {
+    let kind = layer.kind
+    let hidden = layer.hiddenSize
+    let recurrentSize = layer.outputSize
+    let rows = kind.gateCount * hidden
+    let internalOrder = kind.internalGateOrder
+    // Gate blocks in internal order. `reorderingRowBlocks` returns the tensor itself when
+    // the orders agree (PyTorch's and Keras's LSTM), so a copy is only made, one direction
+    // at a time, for a layout that declares another order.
+    let weights = weights.reordered(to: internalOrder)
+    func packed(_ tensor: Tensor, columns: Int, rows: Range<Int>) -> _PackedMatrix {
+        tensor.values.withUnsafeBufferPointer { w in
+            _PackedMatrix(rows: columns, columns: rows.count) { j, p in w[(rows.lowerBound + j) * columns + p] }
+        }
+    }
+    // r and z add both biases; under .afterMatmul the new gate keeps b_hn apart because
+    // r scales it (`BiasRule`).
+    let (bias, recurrentNewBias) = weights.effectiveBiases(layer.biasRule)
+
+    let gru = kind == .gru
+    return PreparedDirection(
+        inputWeight: packed(weights.inputWeight, columns: layer.inputSize, rows: 0..<rows),
+        recurrentWeight: packed(weights.recurrentWeight, columns: recurrentSize,
+                                rows: 0..<(gru ? 2 * hidden : rows)),
+        recurrentNewWeight: gru ? packed(weights.recurrentWeight, columns: recurrentSize,
+                                         rows: (2 * hidden)..<rows) : nil,
+        bias: bias,
+        recurrentNewBias: recurrentNewBias,
+        projection: weights.projection.map { _PackedMatrix(weight: $0.values, out: recurrentSize, in: hidden) })
 }

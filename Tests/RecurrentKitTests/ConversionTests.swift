@@ -17,6 +17,7 @@ final class ConversionTests: XCTestCase {
         "k3_gru_reset": [.pytorch: "reset_after=False"],
         "k3h5_gru_reset": [.pytorch: "reset_after=False"],
         "tfk_lstm_options": [.pytorch: "nn.LSTM computes tanh and sigmoid", .keras3: "hard_sigmoid as Keras 2 defines it"],
+        "tfk_lstm_options.to_json": [.pytorch: "nn.LSTM computes tanh and sigmoid", .keras3: "hard_sigmoid as Keras 2 defines it"],
         "k3_lstm_options": [.pytorch: "nn.LSTM computes tanh and sigmoid", .keras: "hard_sigmoid as Keras 3 defines it"],
         "tfk_dense_activations": [.pytorch: "hard_sigmoid as Keras 2 defines it", .keras3: "hard_sigmoid as Keras 2 defines it"],
         "k3_dense_activations": [.keras: "hard_sigmoid as Keras 3 defines it"],
@@ -195,12 +196,12 @@ final class ConversionTests: XCTestCase {
 /// exactly the whole-tensor transpose, whatever the block size.
 final class KerasBlockTests: XCTestCase {
     func testKernelsReadInColumnBlocksEqualTheWholeTranspose() throws {
-        let file = try HDF5File.open(fixture("keras/tfk_stacked_bilstm.h5"))
+        let container = HDF5Container(try HDF5File.open(fixture("keras/tfk_stacked_bilstm.h5")))
         var checked = 0
         for path in ["model_weights/bidirectional/bidirectional/forward_lstm/lstm_cell/kernel:0",
                      "model_weights/bidirectional/bidirectional/backward_lstm/lstm_cell/recurrent_kernel:0"] {
-            let weight = try KerasWeight(file.root.dataset(path), file: "tfk_stacked_bilstm.h5")
-            let whole = transpose(try weight.tensor())
+            let weight = try KerasWeight(XCTUnwrap(container.tensor(path)), file: "tfk_stacked_bilstm.h5")
+            let whole = KerasLayout.transpose(try weight.tensor())
             for blockFloats in [1, 5, 17, weight.count - 1, weight.count, 1 << 18] {
                 XCTAssertEqual(try weight.transposed(blockFloats: blockFloats), whole, "\(path), blocks of \(blockFloats)")
             }
@@ -212,14 +213,14 @@ final class KerasBlockTests: XCTestCase {
     func testKernelsWrittenInRowBlocksEqualTheWholeTranspose() throws {
         let folder = try temporaryFolder(self)
         let path = folder.appendingPathComponent("blocks.h5").path
-        let tensor = Tensor(shape: [12, 5], values: (0..<60).map { Float($0) * 0.5 - 7 })
+        let tensor = try Tensor(shape: [12, 5], values: (0..<60).map { Float($0) * 0.5 - 7 })
         let blocks: [Gate] = [.input, .forget, .cell, .output], order: [Gate] = [.forget, .output, .input, .cell]
         let weight = KerasPlan.PlannedWeight.kernel("kernel", tensor, blocks: blocks, order: order)
         let root = try HDF5File.create(path).root
         for blockFloats in [1, 7, 12, 59, 60, 1 << 18] {
             try weight.write(to: root, at: "kernel\(blockFloats)", blockFloats: blockFloats)
         }
-        let expected = transpose(tensor, blocks: blocks, to: order)
+        let expected = KerasLayout.transpose(tensor, blocks: blocks, to: order)
         XCTAssertEqual(expected.shape, [5, 12])
         for blockFloats in [1, 7, 12, 59, 60, 1 << 18] {
             let dataset = try root.dataset("kernel\(blockFloats)")

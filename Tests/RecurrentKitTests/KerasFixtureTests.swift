@@ -10,7 +10,8 @@ final class KerasFixtureTests: XCTestCase {
     static let cases = ["text_rnn", "text_bilstm", "stacked_bilstm", "lstm_options", "go_backwards", "gru_reset",
                         "bidi_merges", "dense_activations", "flatten_stateful", "functional_masking", "masking_dense", "return_state"]
     static let keras3LegacyH5 = ["text_bilstm", "stacked_bilstm", "gru_reset", "bidi_merges", "functional_masking"]
-    static let weightsOnly = ["tfk_stacked_bilstm.legacy-weights", "tfk_stacked_bilstm.weights", "k3_stacked_bilstm.weights"]
+    static let weightsOnly = ["tfk_stacked_bilstm.legacy-weights", "tfk_stacked_bilstm.weights", "k3_stacked_bilstm.weights",
+                              "tfk_lstm_options.to_json"]
 
     static var expectedNames: Set<String> {
         Set(cases.map { "tfk_\($0)" } + cases.map { "k3_\($0)" } + keras3LegacyH5.map { "k3h5_\($0)" } + weightsOnly)
@@ -80,6 +81,11 @@ final class KerasFixtureTests: XCTestCase {
             return model.layout == .kerasWeights && hasLayers
         case "keras-archive": return model.layout == .kerasArchive
         case "model-config": return model.layout != .kerasWeights
+        case "to-json-architecture":
+            // The architecture is model.to_json(), whose own keras_version is all that says Keras 2.
+            guard let path = fixture.architecturePath, path.hasSuffix(".json") else { return false }
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+            return json?["keras_version"] is String && model.layout == .kerasWeights
         case "sequential": return model.modelClass == "Sequential"
         case "functional": return model.modelClass == "Functional"
         case "tokens": return model.model.takesTokenIDs

@@ -22,10 +22,11 @@ package enum FuzzEntry {
         return checked {
             let hdf5 = try HDF5File.open(image: bytes, name: name)
             let loaded: LoadedModel
-            if try KerasFile.isKeras(hdf5.root) {
-                loaded = try KerasFile.read(hdf5, architecture: nil)
+            let container = HDF5Container(hdf5)
+            if try KerasFile.isKeras(container) {
+                loaded = try KerasFile.read(container, architecture: nil)
             } else {
-                loaded = try PyTorchReader.read(hdf5)
+                loaded = try PyTorchReader.read(container)
             }
             try touch(loaded)
         }
@@ -46,7 +47,7 @@ package enum FuzzEntry {
             let choice = Int(selector) % (weights.count + 1)
             let source: KerasWeightSource
             if choice < weights.count {
-                source = Keras3Weights(root: weights[choice].root, file: name, layers: config.allLayers)
+                source = Keras3Weights(container: HDF5Container(root: weights[choice].root, file: name), layers: config.allLayers)
             } else {
                 source = NoWeights()
             }
@@ -80,7 +81,7 @@ package enum FuzzEntry {
         return checked {
             let config = try PyTorchModelConfig(json: text, file: name)
             guard !stateDicts.isEmpty else { return }
-            let store = try WeightStore(group: stateDicts[Int(selector) % stateDicts.count].root, file: name)
+            let store = try WeightStore(container: HDF5Container(root: stateDicts[Int(selector) % stateDicts.count].root, file: name))
             var dict = try PyTorchReader.StateDict(store: store, file: name)
             var summaries: [LayerSummary] = []
             let model = try PyTorchReader.build(config, dict: &dict, summaries: &summaries)

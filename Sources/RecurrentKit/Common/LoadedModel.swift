@@ -103,11 +103,12 @@ public struct LoadedModel: Sendable {
             self = try KerasFile.readArchive(path)
             return
         }
-        let hdf5 = try HDF5File.open(path)
-        if try KerasFile.isKeras(hdf5.root) {
-            self = try KerasFile.read(hdf5, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
+        // The container (HDF5), then the layout its content names.
+        let container = HDF5Container(try HDF5File.open(path))
+        if try KerasFile.isKeras(container) {
+            self = try KerasFile.read(container, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
         } else {
-            self = try PyTorchReader.read(hdf5)
+            self = try PyTorchReader.read(container)
         }
     }
 

@@ -1,40 +1,36 @@
-import HDF5
-
 /// One weight tensor read from a file, with where it came from.
-public struct StoredTensor: Sendable {
+package struct StoredTensor: Sendable {
     /// The dataset's path in the file.
-    public var path: String
-    public var tensor: Tensor
+    package var path: String
+    package var tensor: Tensor
     /// The on-disk element type (`float16`, `float32 big-endian`, ...).
-    public var storedType: String
-    public var compressed: Bool
+    package var storedType: String
+    package var compressed: Bool
 }
 
-/// Every float dataset below a group, read into memory and keyed by path.
+/// Every float tensor of a container, read into memory and keyed by name.
 struct WeightStore {
     let file: String
-    /// Keyed by the dataset path relative to the group, `/`-separated.
+    /// Keyed by the tensor's name in the container, `/`-separated.
     private(set) var tensors: [String: StoredTensor] = [:]
 
-    init(group: HDF5Group, file: String, skip: (String) -> Bool = { _ in false }) throws {
-        self.file = file
+    init(container: TensorContainer, skip: (String) -> Bool = { _ in false }) throws {
+        self.file = container.file
         var total = 0
-        for path in try group.datasetPaths() where !skip(path) {
-            let dataset = try group.dataset(path)
+        for name in try container.tensorNames(below: "") where !skip(name) {
+            guard let stored = try container.tensor(name) else { continue }
             // Declared sizes are counted against the model's budget before each read.
-            total = total.addingReportingOverflow(dataset.count).partialValue
+            total = total.addingReportingOverflow(stored.count).partialValue
             guard total >= 0, total <= Limits.parameters else {
-                throw ModelError(file: file, path: dataset.path, message: "brings the weights to \(total) elements, \(Limits.excess(total, over: Limits.parameters)) (Limits.parameters)")
+                throw ModelError(file: file, path: stored.location, message: "brings the weights to \(total) elements, \(Limits.excess(total, over: Limits.parameters)) (Limits.parameters)")
             }
-            guard dataset.elementType.isFloat else {
-                throw ModelError(file: file, path: dataset.path,
-                                 message: "holds \(dataset.elementType), expected floating-point weights")
+            guard stored.dtype.isFloat else {
+                throw ModelError(file: file, path: stored.location,
+                                 message: "holds \(stored.dtype), expected floating-point weights")
             }
-            let values = try dataset.readFloats()
-            let shape = dataset.shape
-            tensors[path] = StoredTensor(path: dataset.path, tensor: Tensor(shape: shape, values: values),
-                                         storedType: dataset.elementType.description,
-                                         compressed: try !dataset.filters().isEmpty)
+            let values = try stored.readFloats()
+            tensors[name] = StoredTensor(path: stored.location, tensor: try Tensor(shape: stored.shape, values: values),
+                                         storedType: stored.dtype.description, compressed: stored.compressed)
         }
     }
 

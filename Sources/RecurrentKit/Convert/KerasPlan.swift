@@ -104,7 +104,7 @@ struct KerasPlan {
                 plans.append(LayerPlan(className: "Masking", name: uniqueName(model.layerName(index), className: "Masking"),
                                        options: [("mask_value", Double(value))], weights: [], inputShape: shape))
             case let .recurrent(recurrent):
-                let plan = try Self.recurrent(recurrent, name: uniqueName(model.layerName(index), className: recurrent.kind.kerasClass),
+                let plan = try Self.recurrent(recurrent, name: uniqueName(model.layerName(index), className: KerasLayout.className(of: recurrent.kind)),
                                               label: label, inputShape: shape, version: version, refuse: refuse,
                                               activationName: activationName)
                 plans.append(plan)
@@ -146,7 +146,7 @@ struct KerasPlan {
         if layer.kind != .rnn {
             options.append(("recurrent_activation", try activationName(layer.recurrentActivation, label)))
         }
-        let hasBias = layer.directions.contains { $0.inputBias != nil || $0.recurrentBias != nil }
+        let hasBias = layer.hasBias
         options.append(("use_bias", hasBias))
         options.append(("return_sequences", layer.returnSequences))
         options.append(("go_backwards", layer.goBackwards))
@@ -162,7 +162,6 @@ struct KerasPlan {
         let order = KerasLayout.gateOrder(layer.kind)
         let units = layer.hiddenSize
         var weights: [PlannedWeight] = []
-        let separateBiases = layer.kind == .gru && layer.gruResetRule == .afterMatmul
         for d in layer.directions {
             func keras(_ tensor: Tensor) -> Tensor { tensor.reorderingRowBlocks(from: d.gateOrder, to: order) }
             weights.append(.kernel("kernel", d.inputWeight, blocks: d.gateOrder, order: order))
@@ -170,15 +169,11 @@ struct KerasPlan {
             guard hasBias else { continue }
             weights.append(.whole("bias", {
                 let zeros = Tensor(zeros: [order.count * units])
-                let inputBias = keras(d.inputBias ?? zeros), recurrentBias = keras(d.recurrentBias ?? zeros)
-                // GRU (reset after): row 0 applies to the input projection, row 1 inside the
-                // recurrent one. Everywhere else the two biases only add up: Keras keeps their sum.
-                return separateBiases
-                    ? Tensor(shape: [2, order.count * units], values: inputBias.values + recurrentBias.values)
-                    : Tensor(shape: [order.count * units], values: zip(inputBias.values, recurrentBias.values).map(+))
+                return KerasLayout.storedBias(input: keras(d.inputBias ?? zeros), recurrent: keras(d.recurrentBias ?? zeros),
+                                              rule: layer.biasRule)
             }))
         }
-        let cellClass = layer.kind.kerasClass
+        let cellClass = KerasLayout.className(of: layer.kind)
         if layer.isBidirectional {
             if layer.goBackwards { throw refuse(label, "go_backwards on a bidirectional layer has no Keras equivalent") }
             return LayerPlan(className: "Bidirectional", name: name, options: options, wrappedClass: cellClass,
@@ -208,7 +203,7 @@ struct KerasPlan {
         case .lastHidden, .lastHiddenAllDirections, .lastValidStep:
             break
         }
-        guard var last = plans.last, last.className == "Bidirectional" || KerasLayout.recurrentClasses[last.className] != nil,
+        guard var last = plans.last, last.className == "Bidirectional" || KerasLayout.isRecurrentClass(last.className),
               last.options.first(where: { $0.0 == "return_sequences" })?.1 as? Bool == true else {
             throw refuse(label, "readout \(readout.rawValue) must follow a recurrent layer that returns sequences")
         }
@@ -260,25 +255,5 @@ struct LayerNames {
         }
         used.insert(name)
         return name
-    }
-}
-
-extension CellKind {
-    /// The Keras layer class for this cell.
-    var kerasClass: String {
-        switch self {
-        case .rnn: return "SimpleRNN"
-        case .lstm: return "LSTM"
-        case .gru: return "GRU"
-        }
-    }
-
-    /// Keras's cell name in tf-keras weight paths (`lstm_cell`).
-    var kerasCellName: String {
-        switch self {
-        case .rnn: return "simple_rnn_cell"
-        case .lstm: return "lstm_cell"
-        case .gru: return "gru_cell"
-        }
     }
 }

@@ -31,7 +31,7 @@ enum KerasH5Writer {
     /// tf-keras's variable names: `lstm/lstm_cell/kernel:0`,
     /// `bidirectional/forward_lstm/lstm_cell/kernel:0`, `dense/bias:0`.
     static func weightNames(_ layer: KerasPlan.LayerPlan) -> [String] {
-        let cell = KerasLayout.recurrentClasses[layer.wrappedClass ?? layer.className]?.kerasCellName
+        let cell = KerasLayout.cellKind(ofClass: layer.wrappedClass ?? layer.className).map(KerasLayout.cellName(of:))
         if layer.className == "Bidirectional", let cell, let wrapped = layer.wrappedClass {
             let inner = KerasLayout.snakeCase(wrapped)
             let half = layer.weights.count / 2
@@ -67,7 +67,7 @@ enum KerasH5Writer {
             config["merge_mode"] = layer.mergeMode ?? "concat"
             return config
         }
-        if KerasLayout.recurrentClasses[layer.className] != nil {
+        if KerasLayout.isRecurrentClass(layer.className) {
             config.merge(recurrentDefaults) { current, _ in current }
         }
         for (key, value) in layer.options { config[key] = value }
@@ -147,7 +147,7 @@ enum Keras3ArchiveWriter {
                 try root.createGroup("\(key)/backward_layer/vars")
                 try put(layer.weights[..<half], under: "\(key)/forward_layer/cell/vars")
                 try put(layer.weights[half...], under: "\(key)/backward_layer/cell/vars")
-            } else if KerasLayout.recurrentClasses[layer.className] != nil {
+            } else if KerasLayout.isRecurrentClass(layer.className) {
                 try put(layer.weights[...], under: "\(key)/cell/vars")
             } else {
                 for (index, weight) in layer.weights.enumerated() {
@@ -193,7 +193,7 @@ enum Keras3ArchiveWriter {
             config["merge_mode"] = layer.mergeMode ?? "concat"
             return config
         }
-        if KerasLayout.recurrentClasses[layer.className] != nil {
+        if KerasLayout.isRecurrentClass(layer.className) {
             config["return_state"] = false
             config["stateful"] = false
             config["unroll"] = false
@@ -214,7 +214,7 @@ func json(_ object: [String: Any]) throws -> String {
 
 extension KerasPlan.PlannedWeight {
     /// Writes the weight as a float32 dataset at `path` under `group`: a whole tensor at once,
-    /// a kernel a block of rows at a time (`transposedRows`), so that a conversion holds at
+    /// a kernel a block of rows at a time (`KerasLayout.transposedRows`), so that a conversion holds at
     /// most about 1 MB of it besides the source model.
     func write(to group: HDF5Group, at path: String, blockFloats: Int = KerasWeight.blockFloats) throws {
         switch values {
@@ -228,7 +228,7 @@ extension KerasPlan.PlannedWeight {
             var first = 0
             while first < columns {
                 let end = Swift.min(columns, first + height)
-                try dataset.write(rows: first..<end, floats: transposedRows(tensor, blocks: blocks, to: order, rows: first..<end))
+                try dataset.write(rows: first..<end, floats: KerasLayout.transposedRows(tensor, blocks: blocks, to: order, rows: first..<end))
                 first = end
             }
         }

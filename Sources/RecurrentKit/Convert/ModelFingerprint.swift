@@ -2,8 +2,8 @@
 /// erases exactly the differences the layout rules allow (spec/conversion.md):
 ///
 /// - gate blocks in one canonical order (a relabelling);
-/// - biases that only add up (LSTM, RNN, GRU with the reset gate before the product)
-///   kept as their sum `b_ih + b_hh`, absent ones as zeros;
+/// - biases as the cell adds them (`DirectionWeights.effectiveBiases`, `BiasRule`): their
+///   sum `b_ih + b_hh` wherever the two only add up, absent ones as zeros;
 /// - a Linear followed by an activation module equals a Dense with that activation;
 /// - `return_sequences=False` equals a readout of the last hidden state (or, forward and
 ///   unidirectional, of the last valid step; both directions' concatenation for a
@@ -37,7 +37,7 @@ struct ModelFingerprint: Equatable {
         var goBackwards: Bool
         var maskedOutput: MaskedOutput?
         var returnSequences: Bool
-        /// Per direction: input weight, recurrent weight, biases (one sum, or GRU's two), projection.
+        /// Per direction: input weight, recurrent weight, the added biases, GRU's new-gate recurrent bias, projection.
         var directions: [[UInt64?]]
     }
 
@@ -96,25 +96,19 @@ struct ModelFingerprint: Equatable {
     }
 
     private static func canonical(_ layer: RecurrentLayer) -> Recurrent {
-        let order = Gate.allCases.filter { layer.kind.gates.contains($0) }
-        let separateBiases = layer.kind == .gru && layer.gruResetRule == .afterMatmul
+        let order = GateOrders.neutral[layer.kind]
+        let hasBias = layer.hasBias
         let directions = layer.directions.map { d -> [UInt64?] in
-            // Weights are hashed block by block in the canonical order, without a reordered copy.
-            func canonical(_ tensor: Tensor) -> UInt64 { digest(tensor, blocks: d.gateOrder, in: order) }
-            let rows = d.inputWeight.shape[0]
-            let hasBias = d.inputBias != nil || d.recurrentBias != nil
-            var digests: [UInt64?] = [canonical(d.inputWeight), canonical(d.recurrentWeight)]
-            if !hasBias {
-                digests += separateBiases ? [nil, nil] : [nil]
-            } else {
-                let zeros = Tensor(zeros: [rows])
-                let input = d.inputBias ?? zeros, recurrent = d.recurrentBias ?? zeros
-                if separateBiases {
-                    digests += [canonical(input), canonical(recurrent)]
-                } else {
-                    digests.append(canonical(Tensor(shape: [rows], values: zip(input.values, recurrent.values).map(+))))
-                }
+            // Weights are hashed block by block in the neutral order, without a reordered copy.
+            func canonical(_ values: [Float]) -> UInt64 {
+                digest(Tensor(shape: [values.count], values: values), blocks: d.gateOrder, in: order)
             }
+            var digests: [UInt64?] = [digest(d.inputWeight, blocks: d.gateOrder, in: order),
+                                      digest(d.recurrentWeight, blocks: d.gateOrder, in: order)]
+            // Biases as the cell adds them (`BiasRule`): what a layout may store differently.
+            let biases = hasBias ? d.effectiveBiases(layer.biasRule) : nil
+            digests.append(biases.map { canonical($0.added) })
+            digests.append(biases?.newGateRecurrent.map { digest(Tensor(shape: [$0.count], values: $0)) })
             digests.append(d.projection.map(digest))
             return digests
         }
@@ -163,10 +157,10 @@ func digest(_ tensor: Tensor, blocks: [Gate], in order: [Gate]) -> UInt64 {
     for dimension in tensor.shape { mix(UInt64(bitPattern: Int64(dimension))) }
     mix(0xFFFF_FFFF)
     let blockSize = tensor.count / max(blocks.count, 1)
+    let permutation = BlockPermutation(from: blocks, to: order) ?? BlockPermutation(identity: max(blocks.count, 1))
     tensor.values.withUnsafeBufferPointer { values in
-        for gate in order {
-            let start = (blocks.firstIndex(of: gate) ?? 0) * blockSize
-            for value in values[start ..< start + blockSize] { mix(UInt64(value == 0 ? 0 : value.bitPattern)) }
+        for range in permutation.sourceRanges(blockSize: blockSize) {
+            for value in values[range] { mix(UInt64(value == 0 ? 0 : value.bitPattern)) }
         }
     }
     return hash

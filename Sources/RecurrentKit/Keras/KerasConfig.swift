@@ -24,6 +24,9 @@ struct KerasConfig {
     var allLayers: [Node]
     var className: String
     var name: String
+    /// The document's own top-level `keras_version` (`model.to_json()` writes one), for
+    /// `KerasVersionResolver`.
+    var kerasVersion: String?
 
     init(json: String, file: String, path: String) throws {
         func fail(_ message: String) -> ModelError { ModelError(file: file, path: path, message: message) }
@@ -43,6 +46,7 @@ struct KerasConfig {
         }
         self.className = className
         self.name = config["name"] as? String ?? "model"
+        self.kerasVersion = root["keras_version"] as? String
         guard let list = config["layers"] as? [Any] else {
             throw fail("\(shown(className)) config has no layers list")
         }

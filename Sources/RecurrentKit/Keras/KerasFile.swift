@@ -6,10 +6,11 @@ import ZIPFoundation
 /// Reads the Keras file forms, chosen from content: legacy HDF5 full models (Keras 2 and
 /// Keras 3), weights-only HDF5 (legacy and Keras 3 layouts), and `.keras` archives.
 enum KerasFile {
-    /// True when the HDF5 file looks like any Keras form.
-    static func isKeras(_ root: HDF5Group) throws -> Bool {
-        try root.hasAttribute("keras_version") || root.hasAttribute("layer_names") || root.hasAttribute("layer_names0")
-            || root.contains("model_weights") || (root.kind(of: "layers") == .group && root.kind(of: "vars") == .group)
+    /// True when the container holds any Keras form.
+    static func isKeras(_ container: TensorContainer) throws -> Bool {
+        try container.hasAttribute("keras_version", at: "") || container.hasAttribute("layer_names", at: "")
+            || container.hasAttribute("layer_names0", at: "") || container.kind(of: "model_weights") != nil
+            || (container.kind(of: "layers") == .group && container.kind(of: "vars") == .group)
     }
 
     /// True when the file is a regular file that starts like a zip archive.
@@ -17,21 +18,19 @@ enum KerasFile {
         (try? InputFiles.prefix(path, count: 4)) == [0x50, 0x4B, 0x03, 0x04]
     }
 
-    static func version(_ text: String?) -> KerasLayout.Version {
-        (text?.hasPrefix("3") ?? false) ? .keras3 : .keras2
-    }
-
-    /// A Keras file read from HDF5: a full model, or weights to pair with an architecture.
-    static func read(_ hdf5: HDF5File, architecture: Architecture?) throws -> LoadedModel {
-        let root = hdf5.root
-        let file = hdf5.path
-        let version = version(try root.attribute("keras_version")?.stringValue)
-        if let configText = try root.attribute("model_config")?.stringValue {
+    /// A Keras file's container: a full model, or weights to pair with an architecture.
+    static func read(_ container: TensorContainer, architecture: Architecture?) throws -> LoadedModel {
+        let file = container.file
+        var versions = KerasVersionResolver()
+        try versions.record(container: container)
+        if let configText = try container.stringAttribute("model_config", at: "") {
             let config = try KerasConfig(json: configText, file: file, path: "model_config")
-            guard try root.kind(of: "model_weights") == .group else {
+            versions.record(config.kerasVersion, at: "\(file): model_config \"keras_version\" field")
+            let version = try versions.resolved(file: file)
+            guard try container.kind(of: "model_weights") == .group else {
                 throw ModelError(file: file, path: "/model_weights", message: "missing: the file has a model_config but no weights")
             }
-            let source = try LegacyH5Weights(group: root.group("model_weights"), file: file)
+            let source = try LegacyH5Weights(container: container.scoped(to: "model_weights"))
             return try KerasReader.read(config: config, file: file, layout: version == .keras3 ? .keras3H5 : .keras2H5,
                                         version: version, source: source)
         }
@@ -39,13 +38,14 @@ enum KerasFile {
             throw ModelError(file: file, message: "holds Keras weights without an architecture; pass the model it belongs to (--architecture MODEL.h5|MODEL.keras|config.json)")
         }
         let source: KerasWeightSource
-        if try root.hasAttribute("layer_names") || root.hasAttribute("layer_names0") {
-            source = try LegacyH5Weights(group: root, file: file)
+        if try container.hasAttribute("layer_names", at: "") || container.hasAttribute("layer_names0", at: "") {
+            source = try LegacyH5Weights(container: container)
         } else {
-            source = Keras3Weights(root: root, file: file, layers: architecture.config.allLayers)
+            source = Keras3Weights(container: container, layers: architecture.config.allLayers)
         }
+        versions.record(architecture.versions)
         return try KerasReader.read(config: architecture.config, file: file, layout: .kerasWeights,
-                                    version: architecture.version, source: source)
+                                    version: try versions.resolved(file: file), source: source)
     }
 
     /// A `.keras` archive: `config.json`, `metadata.json` and `model.weights.h5`.
@@ -55,14 +55,14 @@ enum KerasFile {
     /// (tests lower it).
     static func readArchive(_ path: String, memberLimit: Int = Limits.archiveMemberBytes) throws -> LoadedModel {
         let archive = try KerasArchive(path)
-        let (config, versionText) = try archive.configuration()
+        let (config, versions) = try archive.configuration()
         guard let image = try archive.member("model.weights.h5", limit: memberLimit) else {
             throw ModelError(file: path, path: "model.weights.h5", message: "missing from the archive")
         }
         let hdf5 = try HDF5File.open(image: image, name: "\(path)!model.weights.h5")
-        let source = Keras3Weights(root: hdf5.root, file: hdf5.path, layers: config.allLayers)
+        let source = Keras3Weights(container: HDF5Container(hdf5), layers: config.allLayers)
         return try KerasReader.read(config: config, file: path, layout: .kerasArchive,
-                                    version: version(versionText ?? "3"), source: source)
+                                    version: try versions.resolved(file: path), source: source)
     }
 
     /// Reads the named members of a zip archive into memory, each bounded by
@@ -79,25 +79,25 @@ enum KerasFile {
     /// The architecture for a weights-only file: a full model file or a config JSON.
     struct Architecture {
         var config: KerasConfig
-        var version: KerasLayout.Version
+        /// Every `keras_version` the architecture's file records; the weights file adds its own.
+        var versions = KerasVersionResolver()
 
         init(contentsOf path: String) throws {
             try InputFiles.requireRegularFile(path)
             if isZip(path) {
-                let (parsed, versionText) = try KerasArchive(path).configuration()
-                config = parsed
-                version = KerasFile.version(versionText ?? "3")
+                (config, versions) = try KerasArchive(path).configuration()
             } else if try InputFiles.prefix(path, count: 1) == [UInt8(ascii: "{")] {
                 let data = try InputFiles.read(path, limit: Limits.configJSONBytes, what: "Limits.configJSONBytes")
                 config = try KerasConfig(json: String(decoding: data, as: UTF8.self), file: path, path: "config")
-                version = .keras3
+                versions.record(config.kerasVersion, at: "\(path): \"keras_version\" field")
             } else {
-                let root = try HDF5File.open(path).root
-                guard let text = try root.attribute("model_config")?.stringValue else {
+                let container = HDF5Container(try HDF5File.open(path))
+                guard let text = try container.stringAttribute("model_config", at: "") else {
                     throw ModelError(file: path, path: "model_config", message: "missing: not a Keras full-model file")
                 }
                 config = try KerasConfig(json: text, file: path, path: "model_config")
-                version = KerasFile.version(try root.attribute("keras_version")?.stringValue)
+                try versions.record(container: container)
+                versions.record(config.kerasVersion, at: "\(path): model_config \"keras_version\" field")
             }
         }
     }
@@ -153,18 +153,19 @@ struct KerasArchive {
         }
     }
 
-    /// `config.json` parsed, and the `keras_version` of `metadata.json` when it has one.
-    func configuration() throws -> (config: KerasConfig, versionText: String?) {
+    /// `config.json` parsed, and the `keras_version`s of `metadata.json` and `config.json`.
+    func configuration() throws -> (config: KerasConfig, versions: KerasVersionResolver) {
         guard let configBytes = try member("config.json", limit: Limits.configJSONBytes) else {
             throw ModelError(file: path, path: "config.json", message: "missing from the archive")
         }
-        var versionText: String?
+        var versions = KerasVersionResolver()
         if let metadata = try member("metadata.json", limit: Limits.configJSONBytes),
            let object = try? JSONSerialization.jsonObject(with: Data(metadata)) as? [String: Any] {
-            versionText = object["keras_version"] as? String
+            versions.record(json: object, place: "\(path)!metadata.json")
         }
         let config = try KerasConfig(json: String(decoding: configBytes, as: UTF8.self), file: path, path: "config.json")
-        return (config, versionText)
+        versions.record(config.kerasVersion, at: "\(path)!config.json")
+        return (config, versions)
     }
 
     /// The bytes of member `name` (nil when absent), inflated into memory and refused as

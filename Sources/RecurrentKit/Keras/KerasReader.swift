@@ -5,7 +5,8 @@ import HDF5
 /// it cannot express exactly is refused with the layer's name, class and the option.
 struct KerasReader {
     let file: String
-    let version: KerasLayout.Version
+    /// The Keras version the model is for, nil when no file says (`KerasVersionResolver`).
+    let version: KerasVersion?
     let source: KerasWeightSource
     /// `Sequential` or `Functional`.
     var modelClass = "Sequential"
@@ -24,13 +25,13 @@ struct KerasReader {
     /// Weights taken so far, counted from declared shapes before any is read.
     private var parameterTotal = 0
 
-    init(file: String, version: KerasLayout.Version, source: KerasWeightSource) {
+    init(file: String, version: KerasVersion?, source: KerasWeightSource) {
         self.file = file
         self.version = version
         self.source = source
     }
 
-    static func read(config: KerasConfig, file: String, layout: Layout, version: KerasLayout.Version,
+    static func read(config: KerasConfig, file: String, layout: Layout, version: KerasVersion?,
                      source: KerasWeightSource) throws -> LoadedModel {
         var reader = KerasReader(file: file, version: version, source: source)
         reader.modelClass = config.className
@@ -42,7 +43,7 @@ struct KerasReader {
         return try LoadedModel(file: file, layout: layout, model: model,
                                isBareRecurrentModule: false, summaries: reader.summaries,
                                storedTypes: reader.storedTypes.sorted(), compressed: reader.compressed,
-                               modelClass: config.className, kerasVersion: version.rawValue)
+                               modelClass: config.className, kerasVersion: version?.rawValue)
     }
 
     private mutating func append(_ layer: Layer, name: String) {
@@ -94,10 +95,14 @@ struct KerasReader {
         } else {
             throw fail(node, "\(key) \(shown("\(value!)")) is not a plain activation name")
         }
-        guard let activation = KerasLayout.activation(name, version: version) else {
+        switch ActivationNames.keras(name, version: version) {
+        case .activation(let activation):
+            return activation
+        case .unknownName:
             throw fail(node, "\(key) '\(shown(name))' is not supported")
+        case .needsVersion:
+            throw fail(node, "\(key) '\(shown(name))' is a different function in Keras 2 (clip(0.2x + 0.5, 0, 1)) and Keras 3 (relu6(x + 3)/6), and no keras_version says which Keras the model is for (looked in \(KerasVersionResolver.placesSearched)); add \"keras_version\" to the architecture")
         }
-        return activation
     }
 
     private func bool(_ node: KerasConfig.Node, _ key: String, default fallback: Bool = false) -> Bool {
@@ -129,7 +134,7 @@ struct KerasReader {
             append(.masking(maskValue: value), name: node.name)
             summaries.append(LayerSummary(name: node.name, type: node.className, details: [("mask_value", "\(value)")],
                                           gateOrder: nil, parameterCount: 0))
-        case "SimpleRNN", "LSTM", "GRU":
+        case let className where KerasLayout.isRecurrentClass(className):
             var sets: [[KerasWeight]] = []
             let layer = try recurrent(node, config: node.config, className: node.className, weights: &sets,
                                       insideBidirectional: false)
@@ -268,7 +273,7 @@ struct KerasReader {
               let innerConfig = inner["config"] as? [String: Any] else {
             throw fail(node, "config lacks the wrapped layer")
         }
-        guard KerasLayout.recurrentClasses[innerClass] != nil else {
+        guard KerasLayout.isRecurrentClass(innerClass) else {
             throw fail(node, "Bidirectional(\(shown(innerClass))) is not supported")
         }
         if let backward = node.config["backward_layer"] as? [String: Any] {
@@ -309,7 +314,7 @@ struct KerasReader {
     private mutating func recurrent(_ node: KerasConfig.Node, config: [String: Any], className: String,
                                     configPath: String? = nil,
                                     weights sets: inout [[KerasWeight]], insideBidirectional: Bool) throws -> RecurrentLayer {
-        let kind = KerasLayout.recurrentClasses[className]!
+        let kind = KerasLayout.cellKind(ofClass: className)!
         let inner = KerasConfig.Node(className: className, name: node.name, config: config, inbound: [])
         guard isSequence, let inputSize = width else {
             throw fail(node, "needs [batch, time, features] input with a known feature count")
@@ -389,12 +394,9 @@ struct KerasReader {
         var inputBias: Tensor?
         var recurrentBias: Tensor?
         if useBias {
-            if kind == .gru && resetAfter {
-                // Row 0 applies to the input projection, row 1 inside the recurrent one.
+            if BiasRule(kind: kind, resetRule: resetAfter ? .afterMatmul : .beforeMatmul).keepsBothBiases {
                 try check(node, tensors[2], "bias", [2, gates * units])
-                let bias = try tensors[2].tensor()
-                inputBias = Tensor(shape: [gates * units], values: Array(bias.values[..<(gates * units)]))
-                recurrentBias = Tensor(shape: [gates * units], values: Array(bias.values[(gates * units)...]))
+                (inputBias, recurrentBias) = KerasLayout.splitGRUBiasRows(try tensors[2].tensor())
             } else {
                 try check(node, tensors[2], "bias", [gates * units])
                 inputBias = try tensors[2].tensor()
@@ -403,35 +405,4 @@ struct KerasReader {
         return DirectionWeights(gateOrder: KerasLayout.gateOrder(kind), inputWeight: try tensors[0].transposed(),
                                 recurrentWeight: try tensors[1].transposed(), inputBias: inputBias, recurrentBias: recurrentBias)
     }
-}
-
-/// `[rows, columns]` → `[columns, rows]`.
-func transpose(_ tensor: Tensor) -> Tensor {
-    transpose(tensor, blocks: [.cell], to: [.cell])
-}
-
-/// The transpose of `tensor.reorderingRowBlocks(from: blocks, to: order)`, made in one pass
-/// (a conversion holds one copy of a tensor, not two).
-func transpose(_ tensor: Tensor, blocks: [Gate], to order: [Gate]) -> Tensor {
-    Tensor(shape: [tensor.shape[1], tensor.shape[0]],
-           values: transposedRows(tensor, blocks: blocks, to: order, rows: 0..<tensor.shape[1]))
-}
-
-/// Rows `rows` of `transpose(tensor, blocks:to:)`, row-major: `[rows.count, tensor.shape[0]]`.
-func transposedRows(_ tensor: Tensor, blocks: [Gate], to order: [Gate], rows: Range<Int>) -> [Float] {
-    let (height, columns) = (tensor.shape[0], tensor.shape[1])
-    let blockRows = height / max(blocks.count, 1)
-    var values = [Float](repeating: 0, count: rows.count * height)
-    tensor.values.withUnsafeBufferPointer { source in
-        values.withUnsafeMutableBufferPointer { target in
-            for (targetBlock, gate) in order.enumerated() {
-                let sourceBlock = blocks.firstIndex(of: gate) ?? targetBlock
-                for i in 0..<blockRows {
-                    let r = targetBlock * blockRows + i, from = (sourceBlock * blockRows + i) * columns
-                    for c in rows { target[(c - rows.lowerBound) * height + r] = source[from + c] }
-                }
-            }
-        }
-    }
-    return values
 }

@@ -4,14 +4,12 @@
 /// with gate blocks along the rows, which is also the neutral model's convention, so the
 /// layout only needs to declare the block order.
 enum PyTorchLayout {
-    /// Gate blocks along the rows of `weight_ih`, `weight_hh` and the biases.
-    static func gateOrder(_ kind: CellKind) -> [Gate] {
-        switch kind {
-        case .lstm: return [.input, .forget, .cell, .output]  // i, f, g, o
-        case .gru: return [.reset, .update, .new]              // r, z, n
-        case .rnn: return [.cell]
-        }
-    }
+    /// Gate blocks along the rows of `weight_ih`, `weight_hh` and the biases:
+    /// LSTM i, f, g, o; GRU r, z, n.
+    static let gateOrders = GateOrders(lstm: [.input, .forget, .cell, .output], gru: [.reset, .update, .new])
+
+    /// Gate blocks along the rows for a cell kind (`gateOrders[kind]`).
+    static func gateOrder(_ kind: CellKind) -> [Gate] { gateOrders[kind] }
 
     /// The module type name PyTorch uses for a cell kind.
     static func moduleType(_ kind: CellKind) -> String {

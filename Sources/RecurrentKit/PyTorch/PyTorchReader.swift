@@ -1,11 +1,11 @@
 import Foundation
-import HDF5
 
-/// Reads the PyTorch layout (a state_dict in HDF5, optionally with `model_config`) into the
-/// neutral model. Translate first, then load strictly: every key must be used, every shape
+/// Reads the PyTorch layout (a state_dict, optionally with `model_config`) from any
+/// container into the neutral model. Translate first, then load strictly: every key must be used, every shape
 /// must match.
 enum PyTorchReader {
-    /// A state_dict: dotted key → tensor. Nested groups read as dots.
+    /// A state_dict: dotted key → tensor. A container's nested groups read as dots
+    /// (`lstm/weight_ih_l0` is the key `lstm.weight_ih_l0`); a flat container's names are the keys.
     struct StateDict {
         let file: String
         var entries: [String: StoredTensor]
@@ -54,14 +54,15 @@ enum PyTorchReader {
         }
     }
 
-    static func read(_ hdf5: HDF5File) throws -> LoadedModel {
-        let file = hdf5.path
-        let store = try WeightStore(group: hdf5.root, file: file)
+    /// Reads a state_dict and its root `model_config` attribute from `container`.
+    static func read(_ container: TensorContainer) throws -> LoadedModel {
+        let file = container.file
+        let store = try WeightStore(container: container)
         var dict = try StateDict(store: store, file: file)
         var summaries: [LayerSummary] = []
         let model: Model
         let bare: Bool
-        if let configText = try hdf5.root.attribute("model_config")?.stringValue {
+        if let configText = try container.stringAttribute("model_config", at: "") {
             let config = try PyTorchModelConfig(json: configText, file: file)
             model = try build(config, dict: &dict, summaries: &summaries)
             bare = false

@@ -74,6 +74,22 @@ enum ActivationNames {
         }
     }
 
+    /// What a Keras activation name means when the version may be unknown.
+    enum KerasLookup: Equatable {
+        case activation(Activation)
+        /// Neither version has the name.
+        case unknownName
+        /// The name means different functions in Keras 2 and 3, and the version is unknown.
+        case needsVersion
+    }
+
+    /// A Keras activation name read in `version`, or with the version unknown (nil): then
+    /// names whose meaning does not depend on it still read.
+    static func keras(_ name: String, version: KerasVersion?) -> KerasLookup {
+        if version == nil && kerasVersionDependent.contains(name) { return .needsVersion }
+        return keras(version ?? .keras3).activation(name).map(KerasLookup.activation) ?? .unknownName
+    }
+
     /// Keras names whose meaning depends on the version: reading one needs a known version.
     static let kerasVersionDependent: Set<String> = Set(
         keras(.keras2).entries.filter { keras(.keras3).activation($0.name) != $0.activation }.map(\.name))
