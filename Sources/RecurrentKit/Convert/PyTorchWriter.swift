@@ -7,9 +7,13 @@ import HDF5
 /// `bias_hh = 0`; GRU blocks z, r, h → r, z, n with bias rows → `bias_ih` / `bias_hh`.
 enum PyTorchWriter {
     struct Plan {
-        var modules: [[String: Any]] = []
+        /// The `model_config` modules, one per layer (activations after a Dense as their own module).
+        var modules: [ModelConfigDocument.Module] = []
         /// Each tensor is made when written, so a conversion holds one at a time.
         var tensors: [(key: String, make: () -> Tensor)] = []
+
+        /// The `model_config` document written into the file.
+        var document: ModelConfigDocument { ModelConfigDocument(modules: modules) }
     }
 
     static func plan(_ model: Model, file: String) throws -> Plan {
@@ -21,24 +25,14 @@ enum PyTorchWriter {
         func uniqueName(_ preferred: String?, fallback: String) -> String {
             names.unique(preferred ?? fallback)
         }
-        func activationModule(_ activation: Activation, layer: String) throws -> [String: Any]? {
-            switch activation {
-            case .linear: return nil
-            case .relu: return ["type": "ReLU"]
-            case .tanh: return ["type": "Tanh"]
-            case .sigmoid: return ["type": "Sigmoid"]
-            case .softmax: return ["type": "Softmax", "dim": -1]
-            case .elu: return ["type": "ELU"]
-            case .selu: return ["type": "SELU"]
-            case .softplus: return ["type": "Softplus"]
-            case .softsign: return ["type": "Softsign"]
-            case .swish: return ["type": "SiLU"]
-            case .gelu: return ["type": "GELU", "approximate": "none"]
-            case .geluTanh: return ["type": "GELU", "approximate": "tanh"]
-            case .hardSigmoid: return ["type": "Hardsigmoid"]
-            case .hardSigmoidKeras2:
-                throw refuse(layer, "\(activation.displayName) has no PyTorch module (nn.Hardsigmoid is clip(x/6 + 0.5, 0, 1))")
+        /// An activation's torch module (`ActivationNames.pytorchModules`); none for linear.
+        func activationModule(_ activation: Activation, layer: String) throws -> ModelConfigDocument.Module? {
+            if activation == .linear { return nil }
+            guard ModelConfigDocument.ActivationModule.type(of: activation) != nil else {
+                throw refuse(layer, "\(activation.displayName) has no PyTorch module"
+                             + (activation == .hardSigmoidKeras2 ? " (nn.Hardsigmoid is clip(x/6 + 0.5, 0, 1))" : ""))
             }
+            return .activation(ModelConfigDocument.ActivationModule(activation, dim: activation == .softmax ? -1 : nil))
         }
 
         for (index, layer) in model.layers.enumerated() {
@@ -46,14 +40,12 @@ enum PyTorchWriter {
             switch layer {
             case let .embedding(embedding):
                 let name = uniqueName(model.layerName(index), fallback: "embedding")
-                var module: [String: Any] = ["type": "Embedding", "name": name, "num_embeddings": embedding.vocabularySize,
-                                             "embedding_dim": embedding.dimension]
-                if embedding.maskZero { module["mask_zero"] = true }
-                if let padding = embedding.paddingIndex { module["padding_idx"] = padding }
-                plan.modules.append(module)
+                plan.modules.append(.embedding(.init(name: name, numEmbeddings: embedding.vocabularySize,
+                                                     embeddingDim: embedding.dimension, paddingIdx: embedding.paddingIndex,
+                                                     maskZero: embedding.maskZero ? true : nil)))
                 plan.tensors.append(("\(name).weight", { embedding.table }))
             case let .masking(value):
-                plan.modules.append(["type": "Masking", "mask_value": Double(value)])
+                plan.modules.append(.masking(.init(maskValue: Double(value))))
             case let .recurrent(recurrent):
                 let name = uniqueName(model.layerName(index), fallback: recurrent.kind.rawValue)
                 let (module, tensors) = try recurrentModule(recurrent, name: name, label: label, refuse: refuse)
@@ -61,32 +53,25 @@ enum PyTorchWriter {
                 plan.tensors += tensors
             case let .dense(dense):
                 let name = uniqueName(model.layerName(index), fallback: "linear")
-                plan.modules.append(["type": "Linear", "name": name, "in_features": dense.inputSize,
-                                     "out_features": dense.outputSize, "bias": dense.bias != nil])
+                plan.modules.append(.linear(.init(name: name, inFeatures: dense.inputSize, outFeatures: dense.outputSize,
+                                                  bias: dense.bias != nil)))
                 plan.tensors.append(("\(name).weight", { dense.weight }))
                 if let bias = dense.bias { plan.tensors.append(("\(name).bias", { bias })) }
                 if let module = try activationModule(dense.activation, layer: label) { plan.modules.append(module) }
             case let .activation(activation):
                 if let module = try activationModule(activation, layer: label) { plan.modules.append(module) }
             case let .readout(readout):
-                plan.modules.append(["type": "Readout", "mode": readoutMode(readout)])
+                plan.modules.append(.readout(.init(readout)))
             case .flatten:
-                var module: [String: Any] = ["type": "Flatten"]
-                if let steps = model.sequenceLength { module["steps"] = steps }
-                plan.modules.append(module)
+                plan.modules.append(.flatten(.init(steps: model.sequenceLength)))
             }
         }
         return plan
     }
 
-    /// The `model_config` mode name of a readout.
-    static func readoutMode(_ readout: Readout) -> String {
-        PyTorchModelConfig.readouts.first { $0.value == readout }!.key
-    }
-
     /// One recurrent layer as a single-layer nn.RNN / nn.LSTM / nn.GRU.
     private static func recurrentModule(_ layer: RecurrentLayer, name: String, label: String,
-                                        refuse: (String?, String) -> ModelError) throws -> ([String: Any], [(key: String, make: () -> Tensor)]) {
+                                        refuse: (String?, String) -> ModelError) throws -> (ModelConfigDocument.Module, [(key: String, make: () -> Tensor)]) {
         let type = PyTorchLayout.moduleType(layer.kind)
         if layer.kind == .gru && layer.gruResetRule == .beforeMatmul {
             throw refuse(label, "a GRU with reset_after=False applies the reset gate before the recurrent product, which nn.GRU cannot express")
@@ -102,16 +87,17 @@ enum PyTorchWriter {
             }
         }
         let hasBias = layer.hasBias
-        var module: [String: Any] = [
-            "type": type, "name": name, "input_size": layer.inputSize, "hidden_size": layer.hiddenSize,
-            "num_layers": 1, "bidirectional": layer.isBidirectional, "bias": hasBias,
-        ]
-        if layer.kind == .rnn { module["nonlinearity"] = layer.activation == .relu ? "relu" : "tanh" }
-        if let projection = layer.projectionSize { module["proj_size"] = projection }
-        if layer.merge != .concat { module["merge_mode"] = layer.merge.rawValue }
-        if !layer.returnSequences { module["return_sequences"] = false }
-        if layer.goBackwards { module["go_backwards"] = true }
-        if layer.maskedOutput == .carry && layer.returnSequences { module["masked_output"] = "carry" }
+        var module = ModelConfigDocument.Recurrent(kind: layer.kind, name: name, inputSize: layer.inputSize,
+                                                   hiddenSize: layer.hiddenSize)
+        module.numLayers = 1
+        module.bidirectional = layer.isBidirectional
+        module.bias = hasBias
+        if layer.kind == .rnn { module.nonlinearity = layer.activation }
+        module.projSize = layer.projectionSize
+        if layer.merge != .concat { module.mergeMode = layer.merge }
+        if !layer.returnSequences { module.returnSequences = false }
+        if layer.goBackwards { module.goBackwards = true }
+        if layer.maskedOutput == .carry && layer.returnSequences { module.maskedOutput = .carry }
         let order = PyTorchLayout.gateOrder(layer.kind)
         var tensors: [(key: String, make: () -> Tensor)] = []
         for (d, direction) in layer.directions.enumerated() {
@@ -126,7 +112,7 @@ enum PyTorchWriter {
             }
             if let projection = direction.projection { tensors.append(("\(name).weight_hr\(suffix)", { projection })) }
         }
-        return (module, tensors)
+        return (.recurrent(module), tensors)
     }
 
     static func write(_ plan: Plan, to path: String) throws {
@@ -135,11 +121,6 @@ enum PyTorchWriter {
             let tensor = make()
             try root.write(key, floats: tensor.values, shape: tensor.shape)
         }
-        try root.setAttribute("model_config", .string(try configJSON(plan)))
-    }
-
-    /// The plan's `model_config` JSON, as written into the file.
-    static func configJSON(_ plan: Plan) throws -> String {
-        try json(["format": PyTorchModelConfig.format, "version": 2, "modules": plan.modules])
+        try root.setAttribute("model_config", .string(try plan.document.json()))
     }
 }
