@@ -249,141 +249,154 @@ public final class Engine: Sendable {
 
     /// Applies every layer in order. `mask` (`[batch, time]`) is the mask from lengths, if any.
     func _forward(_ start: _Start, mask: [Bool]?, states: inout [_LayerState], threads: Int = 1) throws -> _Flow {
-        var flow: _Flow
-        var layerIndices = layers.indices[...]
-        // Token ids for a recurrent layer that looks up its input projection per token
-        // (`_foldEmbedding`); the embedding's rows are then not gathered at all.
-        var tokens: [Int]?
-        switch start {
-        case .features(let input):
-            flow = input
-        case .tokens(let ids, let batch, let time):
-            guard case .embedding(let table, let vocabulary, let dimension, let maskZero) = layers.first else {
-                preconditionFailure("checked by _start")
-            }
-            var folded = false
-            if layers.count > 1, case .recurrent(let next) = layers[1] { folded = next.directions[0].tokenProjection != nil }
-            flow = try _embed(ids: ids, batch: batch, time: time, table: table, vocabulary: vocabulary,
-                              dimension: dimension, maskZero: maskZero, gather: !folded)
-            tokens = folded ? ids : nil
-            layerIndices = layerIndices.dropFirst()
-        }
+        var (flow, tokens, index) = try _enter(start)
         if let mask { flow.intersectMask(mask) }
-
         var recurrentOrdinal = 0
         // Final h ([D, B, R]) of the most recent recurrent layer, for `.lastHidden` readouts.
-        var lastFinal: (h: [Float], directions: Int, size: Int)?
-
-        // Layers already run as part of a pipeline that started before them.
-        var skipped = 0
-        for index in layerIndices {
-            if skipped > 0 {
-                skipped -= 1
-                continue
-            }
+        var lastFinal: _FinalState?
+        while index < layers.endIndex {
             let checker = _LayerChecker(index: index, kind: model.layers[index].kindName)
             switch layers[index] {
             case .embedding:
                 throw checker.error("an embedding must be the first layer")
-
             case .masking(let value):
-                guard let time = flow.time else {
-                    throw checker.error("needs data with a time axis [batch, time, features], got \(_shapeString(flow.shape))")
-                }
-                var stepMask = [Bool](repeating: false, count: flow.batch * time)
-                let f = flow.features
-                for row in 0..<(flow.batch * time) {
-                    var allEqual = true
-                    for j in 0..<f where flow.values[row * f + j] != value { allEqual = false; break }
-                    stepMask[row] = !allEqual
-                    // Keras's Masking outputs x·mask: a masked step's features become 0.
-                    if allEqual { for j in 0..<f { flow.values[row * f + j] = 0 } }
-                }
-                flow.intersectMask(stepMask)
-
-            case .recurrent(let layer):
-                guard flow.time != nil else {
-                    throw checker.error("needs data with a time axis [batch, time, features], got \(_shapeString(flow.shape))")
-                }
-                guard flow.features == layer.inputSize else {
-                    throw checker.error("input has \(flow.features) features, expected \(layer.inputSize) (input size)")
-                }
-                // This layer and the recurrent layers right after it that run with it as a pipeline.
-                var stack = [layer]
-                var next = index + 1
-                while next < layers.endIndex, case .recurrent(let following) = layers[next] {
-                    guard following.inputSize == stack[stack.count - 1].mergedOutputSize else { break }
-                    stack.append(following)
-                    next += 1
-                }
-                stack = Array(stack.prefix(_pipelineLength(stack[...], threads: threads, batch: flow.batch)))
+                try _mask(&flow, value: value, checker: checker)
+            case .recurrent:
+                // This layer and those that run with it as a pipeline.
+                let stack = try _recurrentStack(at: index, flow: flow, threads: threads, checker: checker)
                 let ordinals = recurrentOrdinal..<(recurrentOrdinal + stack.count)
                 var stackStates = Array(states[ordinals])
                 flow = _runRecurrentStack(stack, flow: flow, states: &stackStates, threads: threads,
                                           tokens: index == 1 ? tokens : nil)
                 states.replaceSubrange(ordinals, with: stackStates)
                 let last = stack[stack.count - 1]
-                lastFinal = (stackStates[stackStates.count - 1].h, last.directionCount, last.outputSize)
+                lastFinal = _FinalState(h: stackStates[stackStates.count - 1].h, directions: last.directionCount,
+                                        size: last.outputSize)
                 recurrentOrdinal += stack.count
-                skipped = stack.count - 1
-
+                index += stack.count - 1
             case .dense(let dense):
-                guard flow.features == dense.inputSize else {
-                    throw checker.error("input has \(flow.features) features, expected \(dense.inputSize) (input size)")
-                }
-                let rows = flow.values.count / max(1, flow.features)
-                var y = [Float](repeating: 0, count: rows * dense.outputSize)
-                if rows > 0 { y.withUnsafeMutableBufferPointer { yp in
-                    flow.values.withUnsafeBufferPointer { x in
-                        if let bias = dense.bias {
-                            bias.withUnsafeBufferPointer { bp in
-                                _affine(x: x.baseAddress, rows: rows, weight: dense.weight, bias: bp.baseAddress,
-                                        into: yp.baseAddress!)
-                            }
-                        } else {
-                            _affine(x: x.baseAddress, rows: rows, weight: dense.weight, bias: nil, into: yp.baseAddress!)
-                        }
-                    }
-                    dense.activation.apply(to: yp, rowLength: dense.outputSize)
-                } }
-                flow.values = y
-                flow.features = dense.outputSize
-
+                try _dense(&flow, dense, checker: checker)
             case .activation(let activation):
                 activation.apply(to: &flow.values, rowLength: flow.features)
-
             case .readout(let readout):
-                guard let time = flow.time else {
-                    throw checker.error("needs data with a time axis [batch, time, features], got \(_shapeString(flow.shape))")
-                }
-                switch readout {
-                case .lastHidden, .lastHiddenAllDirections:
-                    guard let last = lastFinal else {
-                        throw checker.error("needs a recurrent layer before it")
-                    }
-                    let first = readout == .lastHidden ? last.directions - 1 : 0
-                    let width = (last.directions - first) * last.size
-                    var values = [Float](repeating: 0, count: flow.batch * width)
-                    for b in 0..<flow.batch {
-                        for d in first..<last.directions {
-                            for j in 0..<last.size {
-                                values[b * width + (d - first) * last.size + j] = last.h[(d * flow.batch + b) * last.size + j]
-                            }
-                        }
-                    }
-                    flow = _Flow(values: values, batch: flow.batch, time: nil, features: width, mask: nil)
-                case .meanOverValidSteps, .maxOverValidSteps, .maxOverAllSteps, .lastValidStep:
-                    flow = _pool(flow, time: time, readout: readout)
-                }
-
+                flow = try _readout(readout, flow, lastFinal: lastFinal, checker: checker)
             case .flatten:
-                guard let time = flow.time else {
-                    throw checker.error("needs data with a time axis [batch, time, features], got \(_shapeString(flow.shape))")
-                }
+                guard let time = flow.time else { throw checker.needsTime(flow) }
                 flow = _Flow(values: flow.values, batch: flow.batch, time: nil, features: time * flow.features, mask: nil)
             }
+            index += 1
         }
         return flow
+    }
+
+    /// The flow entering the first layer that `_forward` applies, that layer's index, and the
+    /// token ids for a recurrent layer that looks up its input projection per token
+    /// (`_foldEmbedding`); the embedding's rows are then not gathered at all.
+    private func _enter(_ start: _Start) throws -> (flow: _Flow, tokens: [Int]?, index: Int) {
+        switch start {
+        case .features(let input):
+            return (input, nil, 0)
+        case .tokens(let ids, let batch, let time):
+            guard case .embedding(let table, let vocabulary, let dimension, let maskZero) = layers.first else {
+                preconditionFailure("checked by _start")
+            }
+            var folded = false
+            if layers.count > 1, case .recurrent(let next) = layers[1] { folded = next.directions[0].tokenProjection != nil }
+            let flow = try _embed(ids: ids, batch: batch, time: time, table: table, vocabulary: vocabulary,
+                                  dimension: dimension, maskZero: maskZero, gather: !folded)
+            return (flow, folded ? ids : nil, 1)
+        }
+    }
+
+    /// Keras's Masking: a step whose features all equal `value` is masked, and its features
+    /// become 0 (the layer outputs `x · mask`).
+    private func _mask(_ flow: inout _Flow, value: Float, checker: _LayerChecker) throws {
+        guard let time = flow.time else { throw checker.needsTime(flow) }
+        var stepMask = [Bool](repeating: false, count: flow.batch * time)
+        let f = flow.features
+        for row in 0..<(flow.batch * time) {
+            var allEqual = true
+            for j in 0..<f where flow.values[row * f + j] != value { allEqual = false; break }
+            stepMask[row] = !allEqual
+            if allEqual { for j in 0..<f { flow.values[row * f + j] = 0 } }
+        }
+        flow.intersectMask(stepMask)
+    }
+
+    /// The recurrent layer at `index` and the recurrent layers right after it that run with it
+    /// as a pipeline (`_pipelineLength`), after checking that `flow` fits the first.
+    private func _recurrentStack(at index: Int, flow: _Flow, threads: Int,
+                                 checker: _LayerChecker) throws -> [PreparedRecurrent] {
+        guard case .recurrent(let layer) = layers[index] else { preconditionFailure("not recurrent") }
+        guard flow.time != nil else { throw checker.needsTime(flow) }
+        guard flow.features == layer.inputSize else {
+            throw checker.error("input has \(flow.features) features, expected \(layer.inputSize) (input size)")
+        }
+        var stack = [layer]
+        var next = index + 1
+        while next < layers.endIndex, case .recurrent(let following) = layers[next] {
+            guard following.inputSize == stack[stack.count - 1].mergedOutputSize else { break }
+            stack.append(following)
+            next += 1
+        }
+        return Array(stack.prefix(_pipelineLength(stack[...], threads: threads, batch: flow.batch)))
+    }
+
+    /// `y = act(x Wᵀ + b)` on every row of `flow`.
+    private func _dense(_ flow: inout _Flow, _ dense: PreparedDense, checker: _LayerChecker) throws {
+        guard flow.features == dense.inputSize else {
+            throw checker.error("input has \(flow.features) features, expected \(dense.inputSize) (input size)")
+        }
+        let rows = flow.values.count / max(1, flow.features)
+        var y = [Float](repeating: 0, count: rows * dense.outputSize)
+        if rows > 0 { y.withUnsafeMutableBufferPointer { yp in
+            flow.values.withUnsafeBufferPointer { x in
+                _withOptionalBuffer(dense.bias) { bias in
+                    _affine(x: x.baseAddress, rows: rows, weight: dense.weight, bias: bias, into: yp.baseAddress!)
+                }
+            }
+            dense.activation.apply(to: yp, rowLength: dense.outputSize)
+        } }
+        flow.values = y
+        flow.features = dense.outputSize
+    }
+
+    /// A readout: the last recurrent layer's final `h` (`.lastHidden`: the last direction's,
+    /// `.lastHiddenAllDirections`: every direction's side by side), or a pooling over steps.
+    private func _readout(_ readout: Readout, _ flow: _Flow, lastFinal: _FinalState?,
+                          checker: _LayerChecker) throws -> _Flow {
+        guard let time = flow.time else { throw checker.needsTime(flow) }
+        switch readout {
+        case .lastHidden, .lastHiddenAllDirections:
+            guard let last = lastFinal else { throw checker.error("needs a recurrent layer before it") }
+            let first = readout == .lastHidden ? last.directions - 1 : 0
+            let width = (last.directions - first) * last.size
+            var values = [Float](repeating: 0, count: flow.batch * width)
+            for b in 0..<flow.batch {
+                for d in first..<last.directions {
+                    for j in 0..<last.size {
+                        values[b * width + (d - first) * last.size + j] = last.h[(d * flow.batch + b) * last.size + j]
+                    }
+                }
+            }
+            return _Flow(values: values, batch: flow.batch, time: nil, features: width, mask: nil)
+        case .meanOverValidSteps, .maxOverValidSteps, .maxOverAllSteps, .lastValidStep:
+            return _pool(flow, time: time, readout: readout)
+        }
+    }
+}
+
+/// A recurrent layer's final `h` `[D, B, R]` (`size` = `R`), which `.lastHidden` readouts read.
+struct _FinalState {
+    var h: [Float]
+    var directions: Int
+    var size: Int
+}
+
+extension _LayerChecker {
+    /// The error for a layer that needs a time axis and got `flow` without one.
+    func needsTime(_ flow: _Flow) -> EngineError {
+        error("needs data with a time axis [batch, time, features], got \(_shapeString(flow.shape))")
     }
 }
 

@@ -52,6 +52,10 @@ func _store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
 /// vector load of a packed panel straddles two cache lines. (A Swift array's elements start
 /// 32 bytes into a 16-byte-aligned allocation: there, every 64-byte load of a panel row is
 /// split, which measured about 1.8× slower when the panels stream from the L2 cache.)
+///
+/// `@unchecked Sendable`: the floats are written only while their owner is built (a
+/// `_PackedMatrix` packs into its storage in its `init`, before anything can share it) and
+/// are read-only afterwards, so threads that share a matrix only ever read it.
 final class _AlignedFloats: @unchecked Sendable {
     static let alignment = 64
     let base: UnsafeMutablePointer<Float>

@@ -24,7 +24,7 @@ import Synchronization
 
 /// Runs `body(0)`, ..., `body(count − 1)` concurrently, `body(0)` on the calling thread, and
 /// returns when all have returned.
-func _parallel(_ count: Int, _ body: (Int) -> Void) {
+func _parallel(_ count: Int, _ body: @Sendable (Int) -> Void) {
     guard count > 1 else {
         if count == 1 { body(0) }
         return
@@ -34,7 +34,8 @@ func _parallel(_ count: Int, _ body: (Int) -> Void) {
 }
 
 /// `_parallel` on threads started for this call and joined before it returns.
-func _parallelOnNewThreads(_ count: Int, _ body: (Int) -> Void) {
+func _parallelOnNewThreads(_ count: Int, _ body: @Sendable (Int) -> Void) {
+    // The threads are joined before `body` goes out of scope.
     withoutActuallyEscaping(body) { body in
         let threads = (1..<count).map { index in
             guard let thread = _startThread({ body(index) }) else { preconditionFailure("pthread_create failed") }
@@ -59,10 +60,10 @@ struct _Thread {
 }
 
 /// Starts a thread running `body`; nil if the system refuses one.
-func _startThread(_ body: @escaping () -> Void) -> _Thread? {
-    final class Box {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
+func _startThread(_ body: @escaping @Sendable () -> Void) -> _Thread? {
+    final class Box: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
     let box = Unmanaged.passRetained(Box(body)).toOpaque()
     #if canImport(Darwin)
@@ -86,41 +87,41 @@ func _startThread(_ body: @escaping () -> Void) -> _Thread? {
 }
 
 /// Worker threads kept for the process, used by one fork–join at a time.
-final class _WorkerPool: @unchecked Sendable {
+final class _WorkerPool: Sendable {
     static let shared = _WorkerPool()
 
-    /// True while a fork–join holds the pool.
-    private let busy = Atomic<Bool>(false)
-    /// The workers, grown on demand; only touched by the holder of `busy`.
-    private var workers: [_Worker] = []
+    /// The workers, grown on demand; held by one fork–join at a time.
+    private let workers = Mutex<[_Worker]>([])
 
     /// Runs `body(1)`, ..., `body(count − 1)` on workers and `body(0)` here, and returns true
     /// once all have returned; returns false at once, running nothing, if the pool is in use.
-    func run(_ count: Int, _ body: (Int) -> Void) -> Bool {
-        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
-        defer { busy.store(false, ordering: .releasing) }
-        while workers.count < count - 1 {
-            guard let worker = _Worker() else { return false }
-            workers.append(worker)
+    func run(_ count: Int, _ body: @Sendable (Int) -> Void) -> Bool {
+        let ran = workers.withLockIfAvailable { workers -> Bool in
+            while workers.count < count - 1 {
+                guard let worker = _Worker() else { return false }
+                workers.append(worker)
+            }
+            // The workers have finished with `body` before this returns.
+            withoutActuallyEscaping(body) { body in
+                let job = _Job(body: body)
+                for index in 1..<count { workers[index - 1].post(job, index: index) }
+                body(0)
+                for index in 1..<count { workers[index - 1].waitUntilDone() }
+            }
+            return true
         }
-        withoutActuallyEscaping(body) { body in
-            let job = _Job(body: body)
-            for index in 1..<count { workers[index - 1].post(job, index: index) }
-            body(0)
-            for index in 1..<count { workers[index - 1].waitUntilDone() }
-        }
-        return true
+        return ran ?? false
     }
 }
 
 /// What a worker runs: `body(index)`.
-final class _Job: @unchecked Sendable {
-    let body: (Int) -> Void
-    init(body: @escaping (Int) -> Void) { self.body = body }
+final class _Job: Sendable {
+    let body: @Sendable (Int) -> Void
+    init(body: @escaping @Sendable (Int) -> Void) { self.body = body }
 }
 
 /// One worker thread: waits for a posted job (spinning, then sleeping), runs it, reports done.
-final class _Worker: @unchecked Sendable {
+final class _Worker: Sendable {
     /// Idle spinning before sleeping, in nanoseconds.
     static let spinNanoseconds = 1_000_000
 
@@ -128,32 +129,23 @@ final class _Worker: @unchecked Sendable {
     private let posted = Atomic<Int>(0)
     /// Set by the worker to the value of `posted` whose job it finished.
     private let finished = Atomic<Int>(0)
-    /// True while the worker sleeps, or is about to, on `condition`.
+    /// True while the worker sleeps, or is about to, on `idle`.
     private let sleeping = Atomic<Bool>(false)
-    /// The job and index of the latest post; written before `posted` is bumped.
-    private var job: _Job?
-    private var index = 0
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// The job and index of the latest post; set before `posted` is bumped.
+    private let latest = Mutex<(job: _Job?, index: Int)>((nil, 0))
+    private let idle = _IdleCondition()
 
     /// Starts the thread; nil if the system refuses one.
     init?() {
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
         // The thread holds the worker for the life of the process.
         guard let thread = _startThread({ [self] in self.loop() }) else { return nil }
         thread.detach()
     }
 
     func post(_ job: _Job, index: Int) {
-        self.job = job
-        self.index = index
+        latest.withLock { $0 = (job, index) }
         posted.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        if sleeping.load(ordering: .sequentiallyConsistent) {
-            pthread_mutex_lock(mutex)
-            pthread_cond_signal(condition)
-            pthread_mutex_unlock(mutex)
-        }
+        if sleeping.load(ordering: .sequentiallyConsistent) { idle.signal() }
     }
 
     /// Spins until the job of the latest `post` has returned.
@@ -171,20 +163,50 @@ final class _Worker: @unchecked Sendable {
                 spins += 1
                 guard spins & 1023 == 0 else { continue }
                 if _monotonicNanoseconds() - since < Self.spinNanoseconds { continue }
-                pthread_mutex_lock(mutex)
-                sleeping.store(true, ordering: .sequentiallyConsistent)
-                while posted.load(ordering: .sequentiallyConsistent) == seen {
-                    pthread_cond_wait(condition, mutex)
+                idle.wait {
+                    sleeping.store(true, ordering: .sequentiallyConsistent)
+                    return posted.load(ordering: .sequentiallyConsistent) != seen
                 }
                 sleeping.store(false, ordering: .relaxed)
-                pthread_mutex_unlock(mutex)
                 since = _monotonicNanoseconds()
             }
             seen = posted.load(ordering: .acquiring)
-            job!.body(index)
-            job = nil
+            let (job, index) = latest.withLock { latest in
+                defer { latest.job = nil }
+                return (latest.job!, latest.index)
+            }
+            job.body(index)
             finished.store(seen, ordering: .releasing)
         }
+    }
+}
+
+/// A pthread mutex and condition variable that an idle worker sleeps on.
+///
+/// `@unchecked Sendable`: pthread mutexes and condition variables exist to be shared between
+/// threads; every access goes through the pthread calls, and the pointers themselves never
+/// change after `init` (the objects live as long as the process's workers).
+final class _IdleCondition: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    /// Sleeps, holding the mutex while `ready()` is evaluated, until `ready()` holds.
+    func wait(until ready: () -> Bool) {
+        pthread_mutex_lock(mutex)
+        while !ready() { pthread_cond_wait(condition, mutex) }
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Wakes a sleeper, after any `ready()` check in progress.
+    func signal() {
+        pthread_mutex_lock(mutex)
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
     }
 }
 
@@ -249,10 +271,3 @@ final class _BarrierSlot: Sendable {
     let rounds = Atomic<Int>(0)
     private let after: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
 }
-
-/// Wraps a raw pointer (or a struct of them) for use by worker threads that touch disjoint
-/// parts of the memory it points to.
-struct _Shared<Value>: @unchecked Sendable {
-    var value: Value
-}
-

@@ -1,6 +1,7 @@
 // Exhaustive small shapes: every size in 1...3, one or two layers and directions, every
-// cell variant; and gate orders are data — permuting the blocks with the declaration
-// changes nothing.
+// cell variant, each against a plain scalar implementation of the cell equations
+// (ScalarReference.swift); and gate orders are data — permuting the blocks with the
+// declaration changes nothing.
 
 import XCTest
 @testable import RecurrentEngine
@@ -53,7 +54,17 @@ final class SweepTests: XCTestCase {
                             let last = engine.recurrentLayers.last!
                             XCTAssertEqual(result.output.shape, [2, 3, last.mergedOutputSize])
                             XCTAssertEqual(result.finalStates.count, layerCount)
-                            XCTAssertTrue(result.output.values.allSatisfy(\.isFinite))
+                            // The numbers, against the cell equations computed one unit at a time.
+                            let label = "\(variant) I=\(inputSize) H=\(hiddenSize) L=\(layerCount) D=\(directions)"
+                            let reference = referenceRun(engine.recurrentLayers, x: x, lengths: [3, 2])
+                            XCTAssertNil(referenceMismatch(result.output.values, reference.output), "\(label) output")
+                            for (k, state) in result.finalStates.enumerated() {
+                                XCTAssertNil(referenceMismatch(state.h.values, reference.h[k]), "\(label) layer \(k) h")
+                                XCTAssertEqual(state.c == nil, reference.c[k] == nil, "\(label) layer \(k) c")
+                                if let c = state.c, let expected = reference.c[k] {
+                                    XCTAssertNil(referenceMismatch(c.values, expected), "\(label) layer \(k) c")
+                                }
+                            }
 
                             // A few orders per shape (all 24 for LSTM would only repeat the check).
                             for order in orders.enumerated().filter({ $0.offset % 5 == 0 || $0.offset == orders.count - 1 }).map(\.element) {
