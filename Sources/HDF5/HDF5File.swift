@@ -6,8 +6,9 @@ import Glibc
 
 /// An open HDF5 file.
 ///
-/// Objects opened from a file keep it open; the file closes when the last of them is gone,
-/// or at once with `close()`... through ARC, deterministically, in `deinit`.
+/// Objects opened from a file keep it open; the file closes (`H5Fclose`) when the last
+/// reference to it and to every object opened from it is gone: each handle closes in its own
+/// `deinit`. There is no `close()`.
 public final class HDF5File: @unchecked Sendable {
     /// The path as the caller gave it; every error names it.
     public let path: String

@@ -7,7 +7,7 @@
 /// kernel, pre-summed biases, and for a recurrent layer right after an embedding the input
 /// projection of every vocabulary entry, within a size limit); `run` then only validates its
 /// input. An engine is immutable and can be shared between tasks.
-public final class Engine: Sendable {
+package final class Engine: Sendable {
     /// The most floats one run may hold in any one tensor: batch × time × width for the
     /// input, each layer's output and a recurrent layer's gate pre-activations
     /// (`G·H` per direction), and batch × width for states (2^26 floats = 256 MiB). A run
@@ -15,10 +15,10 @@ public final class Engine: Sendable {
     /// checked before anything is allocated (`checkRunSize(batch:time:)`), for sizes that come
     /// from a file or the command line. The reference workload (batch 64, 256 steps, a
     /// bidirectional LSTM of 256 units: 64 × 256 × 2048 floats) is well within it.
-    public static let runElementLimit = 1 << 26
+    package static let runElementLimit = 1 << 26
 
     /// The model as given.
-    public let model: Model
+    package let model: Model
     let layers: [PreparedLayer]
     /// Indices in `model.layers` of the recurrent layers, in order.
     let recurrentIndices: [Int]
@@ -29,7 +29,7 @@ public final class Engine: Sendable {
     /// permutation of the cell's gates, a weight whose shape disagrees with the declared
     /// sizes, a layer whose input size differs from what the previous layer emits, a layer
     /// that needs a time axis after one that removed it.
-    public init(model: Model) throws {
+    package init(model: Model) throws {
         self.model = model
         self.layers = try _prepare(model)
         self.recurrentIndices = model.layers.indices.filter {
@@ -39,7 +39,7 @@ public final class Engine: Sendable {
     }
 
     /// The recurrent layers of the model, in order (one `RecurrentState` each).
-    public var recurrentLayers: [RecurrentLayer] {
+    package var recurrentLayers: [RecurrentLayer] {
         recurrentIndices.map {
             guard case .recurrent(let layer) = model.layers[$0] else { preconditionFailure("not recurrent") }
             return layer
@@ -47,11 +47,11 @@ public final class Engine: Sendable {
     }
 
     /// Zero states for every recurrent layer at `batch`.
-    public func zeroStates(batch: Int) -> [RecurrentState] {
+    package func zeroStates(batch: Int) -> [RecurrentState] {
         recurrentLayers.map { layer in
             let d = layer.directions.count
-            return RecurrentState(h: Tensor(zeros: [d, batch, layer.outputSize]),
-                                  c: layer.kind == .lstm ? Tensor(zeros: [d, batch, layer.hiddenSize]) : nil)
+            return RecurrentState(h: Tensor(uncheckedZeros: [d, batch, layer.outputSize]),
+                                  c: layer.kind == .lstm ? Tensor(uncheckedZeros: [d, batch, layer.hiddenSize]) : nil)
         }
     }
 
@@ -72,7 +72,7 @@ public final class Engine: Sendable {
     ///     threads. The result is the same, bit for bit, for every thread count.
     /// - Returns: the output (`[batch, time, features]` or `[batch, features]`) and the final
     ///   state of every recurrent layer.
-    public func run(_ input: ModelInput, lengths: [Int]? = nil,
+    package func run(_ input: ModelInput, lengths: [Int]? = nil,
                     initialStates: [RecurrentState]? = nil, threads: Int = 1) throws -> RunResult {
         let start = try _start(input)
         try checkRunSize(batch: start.batch, time: start.time)
@@ -95,7 +95,7 @@ public final class Engine: Sendable {
         }
         var states = try _layerStates(initialStates, batch: start.batch)
         let output = try _forward(start, mask: lengthMask, states: &states, threads: threads)
-        return RunResult(output: Tensor(shape: output.shape, values: output.values),
+        return RunResult(output: Tensor(unchecked: output.shape, values: output.values),
                          finalStates: _publicStates(states, batch: start.batch))
     }
 
@@ -161,7 +161,7 @@ public final class Engine: Sendable {
     /// (nil: data without a time axis, or one step of a stream) keeps every tensor within
     /// `runElementLimit`: the input, each layer's output, a recurrent layer's gate
     /// pre-activations and states. Throws `EngineError` naming the layer and the product.
-    public func checkRunSize(batch: Int, time: Int?) throws {
+    package func checkRunSize(batch: Int, time: Int?) throws {
         let steps = max(time ?? 1, 1)
         func check(_ width: Int, _ what: String, index: Int?, kind: String?) throws {
             let factors = [batch, steps, width]
@@ -242,8 +242,8 @@ public final class Engine: Sendable {
     func _publicStates(_ states: [_LayerState], batch: Int) -> [RecurrentState] {
         zip(recurrentLayers, states).map { layer, state in
             let d = layer.directions.count
-            return RecurrentState(h: Tensor(shape: [d, batch, layer.outputSize], values: state.h),
-                                  c: state.c.map { Tensor(shape: [d, batch, layer.hiddenSize], values: $0) })
+            return RecurrentState(h: Tensor(unchecked: [d, batch, layer.outputSize], values: state.h),
+                                  c: state.c.map { Tensor(unchecked: [d, batch, layer.hiddenSize], values: $0) })
         }
     }
 

@@ -34,29 +34,29 @@ public struct RunResult: Sendable {
     /// last valid step).
     public var finalStates: [RecurrentState]
 
-    public init(output: Tensor, finalStates: [RecurrentState]) {
+    package init(output: Tensor, finalStates: [RecurrentState]) {
         self.output = output
         self.finalStates = finalStates
     }
 }
 
 /// A model, an input or a state the engine refuses, with what was expected.
-public struct EngineError: Error, CustomStringConvertible, Sendable, Equatable {
+package struct EngineError: Error, CustomStringConvertible, Sendable, Equatable {
     /// Index of the layer in `Model.layers`, or nil for a problem with the whole input.
-    public var layerIndex: Int?
+    package var layerIndex: Int?
     /// A short name of the layer's kind (`"lstm"`, `"dense"`, ...), or nil.
-    public var layerKind: String?
+    package var layerKind: String?
     /// What is wrong, with expected and actual shapes where there are any.
-    public var message: String
+    package var message: String
 
-    public init(layerIndex: Int? = nil, layerKind: String? = nil, message: String) {
+    package init(layerIndex: Int? = nil, layerKind: String? = nil, message: String) {
         self.layerIndex = layerIndex
         self.layerKind = layerKind
         self.message = message
     }
 
     /// One line: `layer 2 (lstm): direction 0 input weight has shape [8, 3], expected [16, 3]`.
-    public var description: String {
+    package var description: String {
         switch (layerIndex, layerKind) {
         case let (index?, kind?): return "layer \(index) (\(kind)): \(message)"
         case let (index?, nil): return "layer \(index): \(message)"

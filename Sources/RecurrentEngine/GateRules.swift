@@ -74,7 +74,7 @@ extension Tensor {
         var result = [Float]()
         result.reserveCapacity(count)
         for range in permutation.sourceRanges(blockSize: count / from.count) { result += values[range] }
-        return Tensor(shape: shape, values: result)
+        return Tensor(unchecked: shape, values: result)
     }
 }
 

@@ -16,17 +16,17 @@ public enum Gate: String, Sendable, Hashable, CaseIterable, Codable {
 }
 
 /// The kind of recurrent cell.
-public enum CellKind: String, Sendable, Hashable, Codable {
+package enum CellKind: String, Sendable, Hashable, Codable {
     case rnn, lstm, gru
 
     /// The gates a cell of this kind has, as a set (their order is a layout's business).
-    public var gates: Set<Gate> { Set(GateOrders.neutral[self]) }
+    package var gates: Set<Gate> { Set(GateOrders.neutral[self]) }
 
-    public var gateCount: Int { gates.count }
+    package var gateCount: Int { gates.count }
 }
 
 /// An element-wise (or, for softmax, last-axis) activation function.
-public enum Activation: String, Sendable, Hashable, Codable, CaseIterable {
+package enum Activation: String, Sendable, Hashable, Codable, CaseIterable {
     case linear
     case relu
     case tanh
@@ -48,29 +48,10 @@ public enum Activation: String, Sendable, Hashable, Codable, CaseIterable {
     case geluTanh
 }
 
-/// A dense row-major float tensor.
-public struct Tensor: Sendable, Equatable {
-    public var shape: [Int]
-    public var values: [Float]
-
-    public init(shape: [Int], values: [Float]) {
-        precondition(_elementCount(shape) == values.count, "Tensor: \(values.count) values for shape \(shape)")
-        self.shape = shape
-        self.values = values
-    }
-
-    public init(zeros shape: [Int]) {
-        self.shape = shape
-        self.values = [Float](repeating: 0, count: shape.reduce(1, *))
-    }
-
-    public var count: Int { values.count }
-}
-
 /// The number of elements of `shape`, without trapping: 0 when any dimension is 0 (a shape
 /// `[2^40, 2^40, 0]` holds nothing), nil when a dimension is negative or the product
 /// overflows.
-public func _elementCount(_ shape: [Int]) -> Int? {
+package func _elementCount(_ shape: [Int]) -> Int? {
     guard shape.allSatisfy({ $0 >= 0 }) else { return nil }
     if shape.contains(0) { return 0 }
     var count = 1
@@ -83,7 +64,7 @@ public func _elementCount(_ shape: [Int]) -> Int? {
 }
 
 /// How a GRU applies its reset gate.
-public enum GRUResetRule: String, Sendable, Hashable, Codable {
+package enum GRUResetRule: String, Sendable, Hashable, Codable {
     /// PyTorch and Keras `reset_after=True`:
     /// `n = tanh(W_n x + b_in + r ⊙ (U_n h + b_hn))`.
     case afterMatmul
@@ -99,16 +80,16 @@ public enum GRUResetRule: String, Sendable, Hashable, Codable {
 /// - `recurrentWeight`: `[G·H, R]`
 /// - `inputBias`, `recurrentBias`: `[G·H]` or absent (absent means zero)
 /// - `projection`: `[P, H]` (LSTM only), `h_t = projection · (o ⊙ tanh(c_t))`
-public struct DirectionWeights: Sendable, Equatable {
-    public var gateOrder: [Gate]
-    public var inputWeight: Tensor
-    public var recurrentWeight: Tensor
-    public var inputBias: Tensor?
-    public var recurrentBias: Tensor?
-    public var projection: Tensor?
+package struct DirectionWeights: Sendable, Equatable {
+    package var gateOrder: [Gate]
+    package var inputWeight: Tensor
+    package var recurrentWeight: Tensor
+    package var inputBias: Tensor?
+    package var recurrentBias: Tensor?
+    package var projection: Tensor?
 
     /// The same weights with gate blocks in `order` (rows of the weights and biases).
-    public func reordered(to order: [Gate]) -> DirectionWeights {
+    package func reordered(to order: [Gate]) -> DirectionWeights {
         DirectionWeights(gateOrder: order,
                          inputWeight: inputWeight.reorderingRowBlocks(from: gateOrder, to: order),
                          recurrentWeight: recurrentWeight.reorderingRowBlocks(from: gateOrder, to: order),
@@ -117,7 +98,7 @@ public struct DirectionWeights: Sendable, Equatable {
                          projection: projection)
     }
 
-    public init(gateOrder: [Gate], inputWeight: Tensor, recurrentWeight: Tensor,
+    package init(gateOrder: [Gate], inputWeight: Tensor, recurrentWeight: Tensor,
                 inputBias: Tensor? = nil, recurrentBias: Tensor? = nil, projection: Tensor? = nil) {
         self.gateOrder = gateOrder
         self.inputWeight = inputWeight
@@ -129,12 +110,12 @@ public struct DirectionWeights: Sendable, Equatable {
 }
 
 /// How the outputs of a forward and a backward direction are merged.
-public enum MergeMode: String, Sendable, Hashable, Codable {
+package enum MergeMode: String, Sendable, Hashable, Codable {
     case concat, sum, mul, ave
 }
 
 /// What a recurrent layer emits at a step the mask excludes.
-public enum MaskedOutput: String, Sendable, Hashable, Codable {
+package enum MaskedOutput: String, Sendable, Hashable, Codable {
     /// Zero (PyTorch's packed sequences; Keras with `zero_output_for_mask`).
     case zero
     /// The output of the last unmasked step (Keras's default), zero before the first one.
@@ -145,28 +126,28 @@ public enum MaskedOutput: String, Sendable, Hashable, Codable {
 ///
 /// A PyTorch `nn.LSTM(num_layers: 2, bidirectional: true)` is two of these, each with two
 /// directions merged by `.concat`. A Keras `Bidirectional(LSTM)` is one.
-public struct RecurrentLayer: Sendable, Equatable {
-    public var kind: CellKind
-    public var inputSize: Int
-    public var hiddenSize: Int
+package struct RecurrentLayer: Sendable, Equatable {
+    package var kind: CellKind
+    package var inputSize: Int
+    package var hiddenSize: Int
     /// LSTM projection size (`proj_size`), or nil.
-    public var projectionSize: Int?
+    package var projectionSize: Int?
     /// One entry for a unidirectional layer; `[forward, backward]` for a bidirectional one.
-    public var directions: [DirectionWeights]
+    package var directions: [DirectionWeights]
     /// Candidate / output activation (tanh for LSTM and GRU; tanh or relu for a simple RNN).
-    public var activation: Activation
+    package var activation: Activation
     /// Gate activation (sigmoid unless a Keras file says otherwise). Unused by a simple RNN.
-    public var recurrentActivation: Activation
-    public var gruResetRule: GRUResetRule
-    public var merge: MergeMode
+    package var recurrentActivation: Activation
+    package var gruResetRule: GRUResetRule
+    package var merge: MergeMode
     /// Keras `go_backwards` on a unidirectional layer: run over the reversed sequence and
     /// emit outputs in processing order (reversed), as Keras does.
-    public var goBackwards: Bool
-    public var maskedOutput: MaskedOutput
+    package var goBackwards: Bool
+    package var maskedOutput: MaskedOutput
     /// When false the layer emits only its last output (`[batch, features]`).
-    public var returnSequences: Bool
+    package var returnSequences: Bool
 
-    public init(kind: CellKind, inputSize: Int, hiddenSize: Int, projectionSize: Int? = nil,
+    package init(kind: CellKind, inputSize: Int, hiddenSize: Int, projectionSize: Int? = nil,
                 directions: [DirectionWeights], activation: Activation = .tanh,
                 recurrentActivation: Activation = .sigmoid, gruResetRule: GRUResetRule = .afterMatmul,
                 merge: MergeMode = .concat, goBackwards: Bool = false,
@@ -186,52 +167,52 @@ public struct RecurrentLayer: Sendable, Equatable {
     }
 
     /// Size of one direction's output and hidden state `h` (`P` with projection, else `H`).
-    public var outputSize: Int { projectionSize ?? hiddenSize }
-    public var isBidirectional: Bool { directions.count == 2 }
+    package var outputSize: Int { projectionSize ?? hiddenSize }
+    package var isBidirectional: Bool { directions.count == 2 }
     /// Features per step after merging directions.
-    public var mergedOutputSize: Int { isBidirectional && merge == .concat ? 2 * outputSize : outputSize }
+    package var mergedOutputSize: Int { isBidirectional && merge == .concat ? 2 * outputSize : outputSize }
 }
 
 /// A token embedding: ids `[batch, time]` → `[batch, time, dim]`.
-public struct Embedding: Sendable, Equatable {
+package struct Embedding: Sendable, Equatable {
     /// `[vocabulary, dim]`.
-    public var table: Tensor
+    package var table: Tensor
     /// Keras `mask_zero`: id 0 marks a masked step.
-    public var maskZero: Bool
+    package var maskZero: Bool
     /// PyTorch `padding_idx`: the id sequences are padded with. It changes no output (the
     /// mask comes from lengths); a converter may use it to give Keras a mask.
-    public var paddingIndex: Int?
+    package var paddingIndex: Int?
 
-    public init(table: Tensor, maskZero: Bool = false, paddingIndex: Int? = nil) {
+    package init(table: Tensor, maskZero: Bool = false, paddingIndex: Int? = nil) {
         self.table = table
         self.maskZero = maskZero
         self.paddingIndex = paddingIndex
     }
 
-    public var vocabularySize: Int { table.shape[0] }
-    public var dimension: Int { table.shape[1] }
+    package var vocabularySize: Int { table.shape[0] }
+    package var dimension: Int { table.shape[1] }
 }
 
 /// A fully connected layer on the last axis: `y = activation(W x + b)`.
-public struct Dense: Sendable, Equatable {
+package struct Dense: Sendable, Equatable {
     /// `[out, in]`.
-    public var weight: Tensor
+    package var weight: Tensor
     /// `[out]` or absent.
-    public var bias: Tensor?
-    public var activation: Activation
+    package var bias: Tensor?
+    package var activation: Activation
 
-    public init(weight: Tensor, bias: Tensor? = nil, activation: Activation = .linear) {
+    package init(weight: Tensor, bias: Tensor? = nil, activation: Activation = .linear) {
         self.weight = weight
         self.bias = bias
         self.activation = activation
     }
 
-    public var inputSize: Int { weight.shape[1] }
-    public var outputSize: Int { weight.shape[0] }
+    package var inputSize: Int { weight.shape[1] }
+    package var outputSize: Int { weight.shape[0] }
 }
 
 /// How a sequence `[batch, time, features]` becomes a vector `[batch, features]`.
-public enum Readout: String, Sendable, Hashable, Codable {
+package enum Readout: String, Sendable, Hashable, Codable {
     /// The last recurrent layer's final hidden state of its last direction (PyTorch `h_n[-1]`).
     case lastHidden
     /// The last recurrent layer's final hidden states, all directions concatenated
@@ -250,7 +231,7 @@ public enum Readout: String, Sendable, Hashable, Codable {
 
 /// One step of a model. Layers apply in order; a mask (from lengths, `Masking` or an
 /// embedding with `maskZero`) travels with the data between them.
-public enum Layer: Sendable, Equatable {
+package enum Layer: Sendable, Equatable {
     case embedding(Embedding)
     /// Keras `Masking`: a step is masked when every feature equals `maskValue`, and its
     /// features become 0 (`x · mask`).
@@ -265,17 +246,17 @@ public enum Layer: Sendable, Equatable {
 }
 
 /// A whole model: an ordered chain of layers.
-public struct Model: Sendable, Equatable {
-    public var layers: [Layer]
+package struct Model: Sendable, Equatable {
+    package var layers: [Layer]
     /// Informational name (a module or layer name from the file).
-    public var name: String
+    package var name: String
     /// The source's name for each layer (a Keras layer name, a PyTorch module name), or
     /// empty: what a converter names the layer in the target.
-    public var layerNames: [String]
+    package var layerNames: [String]
     /// The number of time steps when the source fixes it (a Keras input shape), else nil.
-    public var sequenceLength: Int?
+    package var sequenceLength: Int?
 
-    public init(layers: [Layer], name: String = "model", layerNames: [String] = [], sequenceLength: Int? = nil) {
+    package init(layers: [Layer], name: String = "model", layerNames: [String] = [], sequenceLength: Int? = nil) {
         self.layers = layers
         self.name = name
         self.layerNames = layerNames
@@ -283,12 +264,12 @@ public struct Model: Sendable, Equatable {
     }
 
     /// The source's name of layer `index`, or nil when it has none.
-    public func layerName(_ index: Int) -> String? {
+    package func layerName(_ index: Int) -> String? {
         index < layerNames.count && !layerNames[index].isEmpty ? layerNames[index] : nil
     }
 
     /// True when the model starts with an embedding, so it takes token ids.
-    public var takesTokenIDs: Bool {
+    package var takesTokenIDs: Bool {
         if case .embedding = layers.first { return true }
         return false
     }
@@ -312,7 +293,7 @@ extension Model {
     ///
     /// The reference workload, a 2-layer bidirectional LSTM with input 128 and hidden 256
     /// over 256 steps, counts 1.208 GFLOP per sequence (77.3 GFLOP at batch 64).
-    public func forwardFLOPs(batch: Int, time: Int) -> Double {
+    package func forwardFLOPs(batch: Int, time: Int) -> Double {
         var total = 0.0
         var hasTime = true
         for layer in layers {

@@ -7,7 +7,7 @@ extension Engine {
     /// alone. Throws `EngineError` naming the first layer that is not causal (a bidirectional
     /// or `goBackwards` recurrent layer, one with `returnSequences == false`, a readout, a
     /// flatten), or for initial states of the wrong shape. `threads` is as in `run`.
-    public func makeStreamingSession(batch: Int, initialStates: [RecurrentState]? = nil,
+    package func makeStreamingSession(batch: Int, initialStates: [RecurrentState]? = nil,
                                      threads: Int = 1) throws -> StreamingSession {
         for (index, layer) in model.layers.enumerated() {
             let checker = _LayerChecker(index: index, kind: layer.kindName)
@@ -46,11 +46,11 @@ extension Engine {
 /// for `.carry` layers, the output) across chunk boundaries like any other step.
 ///
 /// A session is mutable and not `Sendable`: use it from one task at a time.
-public final class StreamingSession {
-    public let engine: Engine
-    public let batch: Int
+package final class StreamingSession {
+    package let engine: Engine
+    package let batch: Int
     /// Threads a recurrent layer may use per chunk (see `Engine.run`).
-    public let threads: Int
+    package let threads: Int
     var layerStates: [_LayerState]
 
     init(engine: Engine, batch: Int, states: [_LayerState], threads: Int) {
@@ -61,14 +61,14 @@ public final class StreamingSession {
     }
 
     /// The current state of every recurrent layer, in model order.
-    public var states: [RecurrentState] {
+    package var states: [RecurrentState] {
         engine._publicStates(layerStates, batch: batch)
     }
 
     /// Runs the next chunk and returns its outputs `[batch, t, outputFeatures]`.
     ///
     /// The state is updated only when the chunk runs without error.
-    public func step(_ chunk: ModelInput) throws -> Tensor {
+    package func step(_ chunk: ModelInput) throws -> Tensor {
         let start = try engine._start(chunk)
         guard start.batch == batch else {
             throw EngineError(message: "chunk has batch \(start.batch), the session was made for batch \(batch)")
@@ -80,11 +80,11 @@ public final class StreamingSession {
         var states = layerStates
         let output = try engine._forward(start, mask: nil, states: &states, threads: threads)
         layerStates = states
-        return Tensor(shape: output.shape, values: output.values)
+        return Tensor(unchecked: output.shape, values: output.values)
     }
 
     /// Restarts from `initialStates` (zeros when nil), validated as in `Engine.run`.
-    public func reset(initialStates: [RecurrentState]? = nil) throws {
+    package func reset(initialStates: [RecurrentState]? = nil) throws {
         layerStates = try engine._layerStates(initialStates, batch: batch)
     }
 }

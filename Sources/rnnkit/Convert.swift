@@ -10,8 +10,9 @@ struct Convert: ParsableCommand {
         discussion: """
         --to pytorch writes a PyTorch state_dict in HDF5 with a model_config; --to keras a \
         tf-keras (Keras 2) .h5 full model; --to keras3 a Keras 3 .keras archive. The written \
-        file is read back and run against the input before it is put in place; a conversion \
-        that cannot be exact is refused with the layer and the reason, and writes nothing.
+        file is read back with the target's reader and compared with the input, weight for \
+        weight, before it is put in place; a conversion that cannot be exact is refused with \
+        the layer and the reason, and writes nothing.
         """)
 
     @Argument(help: "The model to convert.")
@@ -29,8 +30,7 @@ struct Convert: ParsableCommand {
     @Option(name: .customLong("emit-python"), help: "With --to pytorch: also write a Python module defining the equivalent torch.nn.Module and a loader.")
     var emitPython: String?
 
-    @Option(help: "For a Keras weights-only input: the model file (or config JSON) with its architecture.")
-    var architecture: String?
+    @OptionGroup var architecture: ArchitectureOption
 
     func validate() throws {
         if emitPython != nil && to != .pytorch {
@@ -39,13 +39,11 @@ struct Convert: ParsableCommand {
     }
 
     func run() throws {
-        try failingWithStatus2 {
-            // The module is written with the converted file, or neither is.
-            let report = try Converter.convert(input, to: to, output: output, force: force, architecture: architecture,
-                                               pythonModule: emitPython)
-            print("wrote \(oneLine(output)) (\(to.rawValue)); read back, it is the same model as \(oneLine(input)), weight for weight")
-            for note in report.notes { print("note: \(oneLine(note))") }
-            if let emitPython { print("wrote \(oneLine(emitPython))") }
-        }
+        // The module is written with the converted file, or neither is.
+        let report = try Converter.convert(input, to: to, output: output, force: force,
+                                           architecture: architecture.architecture, pythonModule: emitPython)
+        print("wrote \(oneLine(output)) (\(to.rawValue)); read back, it is the same model as \(oneLine(input)), weight for weight")
+        for note in report.notes { print("note: \(oneLine(note))") }
+        if let emitPython { print("wrote \(oneLine(emitPython))") }
     }
 }

@@ -7,20 +7,19 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a model file's layout, layers, sizes, gate orders and parameter counts.")
 
-    @Argument(help: "The model file (PyTorch HDF5).")
+    @Argument(help: "The model file: a PyTorch state_dict in HDF5, a Keras .h5 (full model or weights only) or a .keras archive.")
     var model: String
 
-    @Flag(help: "Print one JSON object instead of text.")
-    var json = false
+    @OptionGroup var output: JSONOption
+    @OptionGroup var architecture: ArchitectureOption
 
-    @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture.")
-    var architecture: String?
+    private var json: Bool { output.json }
 
     func run() throws {
-        if architecture == nil, let listing = try failingWithStatus2({ try KerasWeightsListing.read(model) }) {
+        if architecture.architecture == nil, let listing = try KerasWeightsListing.read(model) {
             return try printListing(listing)
         }
-        let loaded = try failingWithStatus2 { try LoadedModel(contentsOf: model, architecture: architecture) }
+        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture)
         if json {
             let object: [String: Any] = [
                 "file": loaded.file,

@@ -23,35 +23,40 @@ struct RNNKit: ParsableCommand {
         })
         // An interrupted conversion leaves no temporary files behind.
         TemporaryFiles.removeOnInterrupt()
+        var command: ParsableCommand
         do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let code as ExitCode {
-            Foundation.exit(code.rawValue)
+            command = try parseAsRoot()
         } catch {
-            let status = exitCode(for: error)
-            if status == .success {
-                print(fullMessage(for: error))
-                Foundation.exit(0)
-            }
-            // ArgumentParser's message may span lines (usage after it); one line is kept.
-            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
-            FileHandle.standardError.write(Data("rnnkit: error: \(oneLine(text)) (see 'rnnkit --help')\n".utf8))
-            Foundation.exit(2)
+            exit(for: error, duringParsing: true)
+        }
+        do {
+            try command.run()
+        } catch {
+            exit(for: error, duringParsing: false)
         }
     }
-}
 
-/// Runs `body`, turning any library error into one line on stderr and exit status 2.
-func failingWithStatus2<T>(_ body: () throws -> T) throws -> T {
-    do {
-        return try body()
-    } catch let code as ExitCode {
-        throw code
-    } catch {
-        FileHandle.standardError.write(Data("rnnkit: error: \(oneLine("\(error)"))\n".utf8))
-        throw ExitCode(2)
+    /// The one error path. An `ExitCode` is the status it names (`verify`'s 1); help and
+    /// version print and exit 0; an error in the arguments (parsing or `validate()`) is
+    /// ArgumentParser's message, pointing to `--help`; an error of the work itself (a
+    /// `ModelError`, naming the file) is its own line. Each is one line on stderr, status 2.
+    static func exit(for error: Error, duringParsing: Bool) -> Never {
+        if let code = error as? ExitCode { Foundation.exit(code.rawValue) }
+        // `--help` parses into a command whose run throws the request for help.
+        if exitCode(for: error) == .success {
+            print(fullMessage(for: error))
+            Foundation.exit(0)
+        }
+        let text: String
+        if duringParsing {
+            // ArgumentParser's message may span lines (usage after it); one line is kept.
+            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            text = "\(oneLine(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)) (see 'rnnkit --help')"
+        } else {
+            text = oneLine("\(error)")
+        }
+        FileHandle.standardError.write(Data("rnnkit: error: \(text)\n".utf8))
+        Foundation.exit(2)
     }
 }
 

@@ -21,35 +21,28 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "HDF5 file to write.")
     var output: String
 
-    @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture.")
-    var architecture: String?
-
-    // `.unconditional`: `--threads -2` reaches `validate()` instead of reading as an option.
-    @Option(parsing: .unconditional, help: "Threads the run uses (default 1); the outputs do not depend on it.")
-    var threads: Int = 1
-
-    func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-    }
+    @OptionGroup var architecture: ArchitectureOption
+    @OptionGroup var threads: ThreadsOption
 
     func run() throws {
-        try failingWithStatus2 {
-            // Checked before the work, and again as the file is written.
-            try OutputFiles.check(output, against: protectedInputs, overwrite: true)
-            let loaded = try LoadedModel(contentsOf: model, architecture: architecture)
-            let inputs = try InputFile(contentsOf: input)
-            let outputs = try loaded.run(inputs.input, lengths: inputs.lengths, h0: inputs.h0, c0: inputs.c0,
-                                         threads: threads)
-            try outputs.write(to: output, protecting: protectedInputs)
-            var shapes = "output \(outputs.output.shape)"
-            if let hN = outputs.hN { shapes += ", h_n \(hN.shape)" }
-            if let cN = outputs.cN { shapes += ", c_n \(cN.shape)" }
-            print("wrote \(oneLine(output)): \(shapes)")
-        }
+        // Checked before the work, and again as the file is written.
+        try OutputFiles.check(output, against: protectedInputs, overwrite: true)
+        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture)
+        let inputs = try InputFile(contentsOf: input)
+        let initial = try loaded.initialStates(h0: inputs.h0, c0: inputs.c0, batch: inputs.input.batch)
+        let result = try loaded.run(inputs.input, lengths: inputs.lengths, initialStates: initial,
+                                    threads: threads.threads)
+        // h_n and c_n are a bare module's outputs, as PyTorch's nn.LSTM returns them.
+        let states = loaded.isBareRecurrentModule
+        try result.write(to: output, states: states, protecting: protectedInputs)
+        var shapes = "output \(result.output.shape)"
+        if states, let hN = result.hN { shapes += ", h_n \(hN.shape)" }
+        if states, let cN = result.cN { shapes += ", c_n \(cN.shape)" }
+        print("wrote \(oneLine(output)): \(shapes)")
     }
 
     /// The files OUT must never be.
     private var protectedInputs: KeyValuePairs<String, String?> {
-        ["the model": model, "the input file": input, "the architecture file": architecture]
+        ["the model": model, "the input file": input, "the architecture file": architecture.architecture]
     }
 }

@@ -18,8 +18,8 @@ struct Verify: ParsableCommand {
     @Argument(help: "The fixture file (spec/fixture-format.md).")
     var fixture: String
 
-    @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture (default: the fixture's 'architecture' attribute).")
-    var architecture: String?
+    /// Default: the fixture's `architecture` attribute.
+    @OptionGroup var architecture: ArchitectureOption
 
     @Option(parsing: .unconditional, help: "Absolute tolerance (default: the fixture's, else 1e-5).")
     var atol: Double?
@@ -27,21 +27,19 @@ struct Verify: ParsableCommand {
     @Option(parsing: .unconditional, help: "Relative tolerance (default: the fixture's, else 1e-4).")
     var rtol: Double?
 
-    @Option(parsing: .unconditional, help: "Threads the run uses (default 1); the outputs do not depend on it.")
-    var threads: Int = 1
+    @OptionGroup var threads: ThreadsOption
 
     func validate() throws {
         if let atol, !(atol >= 0) { throw ValidationError("--atol must be a non-negative number") }
         if let rtol, !(rtol >= 0) { throw ValidationError("--rtol must be a non-negative number") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
-        let verification = try failingWithStatus2 {
-            let loadedFixture = try Fixture(contentsOf: fixture)
-            let loaded = try LoadedModel(contentsOf: model, architecture: architecture ?? loadedFixture.architecturePath)
-            return try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol, threads: threads)
-        }
+        let loadedFixture = try Fixture(contentsOf: fixture)
+        let loaded = try LoadedModel(contentsOf: model,
+                                     architecture: architecture.architecture ?? loadedFixture.architecturePath)
+        let verification = try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol,
+                                            threads: threads.threads)
         print("tolerance: atol \(verification.atol), rtol \(verification.rtol)")
         for comparison in verification.comparisons {
             var line = "\(comparison.passed ? "ok      " : "MISMATCH") \(escapedForDisplay(comparison.name))"

@@ -90,9 +90,10 @@ final class SemanticsTests: XCTestCase {
             let carry = randomLayer(variant, inputSize: 2, hiddenSize: 3, maskedOutput: .carry, using: &rng)
             var zero = carry
             zero.maskedOutput = .zero
-            var x = rng.tensor([1, 7, 2], scale: 1)
+            var values = rng.tensor([1, 7, 2], scale: 1).values
             let masked = [0, 3, 4, 6]
-            for t in masked { x.values[t * 2] = 0.5; x.values[t * 2 + 1] = 0.5 }
+            for t in masked { values[t * 2] = 0.5; values[t * 2 + 1] = 0.5 }
+            let x = try Tensor(shape: [1, 7, 2], values: values)
             let c = try Engine(model: Model(layers: [.masking(maskValue: 0.5), .recurrent(carry)])).run(.features(x))
             let z = try Engine(model: Model(layers: [.masking(maskValue: 0.5), .recurrent(zero)])).run(.features(x))
             let f = carry.outputSize
@@ -109,7 +110,7 @@ final class SemanticsTests: XCTestCase {
             XCTAssertEqual(c.finalStates, z.finalStates)
             // The masked steps change nothing: running the valid steps alone gives the same.
             let valid = (0..<7).filter { !masked.contains($0) }
-            let compact = Tensor(shape: [1, valid.count, 2], values: valid.flatMap { step(x, 0, $0) })
+            let compact = try Tensor(shape: [1, valid.count, 2], values: valid.flatMap { step(x, 0, $0) })
             let alone = try Engine(model: Model(layers: [.recurrent(zero)])).run(.features(compact))
             XCTAssertEqual(alone.finalStates, z.finalStates)
         }
@@ -208,8 +209,8 @@ final class SemanticsTests: XCTestCase {
             let engine = try Engine(model: randomStack(variant, inputSize: 2, hiddenSize: 3, layers: 2, directions: 1, using: &rng))
             let x = rng.tensor([2, 6, 2])
             let whole = try engine.run(.features(x))
-            let firstPart = Tensor(shape: [2, 4, 2], values: [0, 1].flatMap { row(x, $0, steps: 4).values })
-            let secondPart = Tensor(shape: [2, 2, 2], values: [0, 1].flatMap { b in (4..<6).flatMap { step(x, b, $0) } })
+            let firstPart = try Tensor(shape: [2, 4, 2], values: [0, 1].flatMap { row(x, $0, steps: 4).values })
+            let secondPart = try Tensor(shape: [2, 2, 2], values: [0, 1].flatMap { b in (4..<6).flatMap { step(x, b, $0) } })
             let a = try engine.run(.features(firstPart))
             let b = try engine.run(.features(secondPart), initialStates: a.finalStates)
             XCTAssertEqual(b.finalStates, whole.finalStates, "\(variant)")
@@ -230,7 +231,7 @@ final class SemanticsTests: XCTestCase {
         assertEngineError(try engine.run(.features(rng.tensor([2, 4, 2]))), contains: ["layer 2 (dense)", "8 features"])
         // Zero steps and zero rows run and give empty or zero results.
         let plain = try Engine(model: Model(layers: [.recurrent(layer), .readout(.meanOverValidSteps)]))
-        XCTAssertEqual(try plain.run(.features(Tensor(zeros: [2, 0, 2]))).output, Tensor(zeros: [2, 2]))
+        XCTAssertEqual(try plain.run(.features(Tensor(zeros: [2, 0, 2]))).output, try Tensor(zeros: [2, 2]))
         XCTAssertEqual(try plain.run(.features(Tensor(zeros: [0, 3, 2]))).output.shape, [0, 2])
     }
 }

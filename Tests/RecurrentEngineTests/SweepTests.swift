@@ -24,7 +24,7 @@ private func reordered(_ weights: DirectionWeights, hiddenSize: Int, to order: [
             let i = weights.gateOrder.firstIndex(of: gate)!
             return tensor.values[(i * block)..<((i + 1) * block)]
         }
-        return Tensor(shape: tensor.shape, values: values)
+        return Tensor(unchecked: tensor.shape, values: values)
     }
     var result = weights
     result.gateOrder = order

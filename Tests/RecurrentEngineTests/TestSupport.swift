@@ -9,7 +9,7 @@ extension SeededGenerator {
     }
 
     mutating func tensor(_ shape: [Int], scale: Float = 0.5) -> Tensor {
-        Tensor(shape: shape, values: floats(shape.reduce(1, *), scale: scale))
+        Tensor(unchecked: shape, values: floats(shape.reduce(1, *), scale: scale))
     }
 }
 
@@ -81,7 +81,7 @@ func step(_ tensor: Tensor, _ b: Int, _ t: Int) -> [Float] {
 func row(_ tensor: Tensor, _ b: Int, steps: Int? = nil) -> Tensor {
     let time = tensor.shape[1], f = tensor.shape[2]
     let n = steps ?? time
-    return Tensor(shape: [1, n, f], values: Array(tensor.values[(b * time * f)..<((b * time + n) * f)]))
+    return Tensor(unchecked: [1, n, f], values: Array(tensor.values[(b * time * f)..<((b * time + n) * f)]))
 }
 
 /// The sequence reversed along time: `[B, T, F]` → `[B, T, F]`.
@@ -91,7 +91,7 @@ func reversedInTime(_ tensor: Tensor) -> Tensor {
     for b in 0..<batch {
         for t in (0..<time).reversed() { values += step(tensor, b, t) }
     }
-    return Tensor(shape: tensor.shape, values: values)
+    return Tensor(unchecked: tensor.shape, values: values)
 }
 
 /// Features `[from, to)` of every step of a `[B, T, F]` tensor.
@@ -101,7 +101,7 @@ func features(_ tensor: Tensor, _ range: Range<Int>) -> Tensor {
     for b in 0..<batch {
         for t in 0..<time { values += step(tensor, b, t)[range] }
     }
-    return Tensor(shape: [batch, time, range.count], values: values)
+    return Tensor(unchecked: [batch, time, range.count], values: values)
 }
 
 func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6,

@@ -141,7 +141,7 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(try written.memberNames(), ["c_n", "h_n", "output"])
         let original = try Fixture(contentsOf: fixtureFile)
         for (name, expected) in original.expected {
-            let actual = Tensor(shape: try written.dataset(name).shape, values: try written.dataset(name).readFloats())
+            let actual = try Tensor(shape: try written.dataset(name).shape, values: try written.dataset(name).readFloats())
             XCTAssertTrue(Comparison(name: name, actual: actual, expected: expected, atol: 1e-5, rtol: 1e-4).passed, name)
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), ["out.h5"], "no temporary left behind")

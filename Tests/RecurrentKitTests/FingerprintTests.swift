@@ -17,9 +17,9 @@ final class FingerprintTests: XCTestCase {
                 let k = Float(canonical.firstIndex(of: gate)!)
                 values += (0..<(hidden * columns)).map { (10 * k + Float($0)) * weightScale }
             }
-            return Tensor(shape: [4 * hidden, columns], values: values)
+            return Tensor(unchecked: [4 * hidden, columns], values: values)
         }
-        func bias(_ values: [Float]?) -> Tensor? { values.map { Tensor(shape: [4 * hidden], values: $0) } }
+        func bias(_ values: [Float]?) -> Tensor? { values.map { Tensor(unchecked: [4 * hidden], values: $0) } }
         let direction = DirectionWeights(gateOrder: order, inputWeight: weight(input), recurrentWeight: weight(hidden),
                                          inputBias: bias(inputBias), recurrentBias: bias(recurrentBias))
         return Model(layers: [.recurrent(RecurrentLayer(kind: .lstm, inputSize: input, hiddenSize: hidden, directions: [direction]))])

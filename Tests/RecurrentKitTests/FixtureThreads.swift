@@ -6,10 +6,10 @@ import XCTest
 /// run as a pipeline (the fixtures' batches are small), against the real frameworks' inputs.
 func assertThreadCountsAgree(_ name: String, model: LoadedModel, fixture: Fixture,
                              file: StaticString = #filePath, line: UInt = #line) throws {
-    let one = try model.run(fixture.input, lengths: fixture.lengths, h0: fixture.h0, c0: fixture.c0)
+    let states = try model.initialStates(h0: fixture.h0, c0: fixture.c0, batch: fixture.input.batch)
+    let one = try model.run(fixture.input, lengths: fixture.lengths, initialStates: states)
     for threads in [2, 3] {
-        let many = try model.run(fixture.input, lengths: fixture.lengths, h0: fixture.h0, c0: fixture.c0,
-                                 threads: threads)
+        let many = try model.run(fixture.input, lengths: fixture.lengths, initialStates: states, threads: threads)
         XCTAssertEqual(many.output, one.output, "\(name): output on \(threads) threads", file: file, line: line)
         XCTAssertEqual(many.hN, one.hN, "\(name): h_n on \(threads) threads", file: file, line: line)
         XCTAssertEqual(many.cN, one.cN, "\(name): c_n on \(threads) threads", file: file, line: line)

@@ -12,7 +12,7 @@ final class PyTorchReaderErrorTests: XCTestCase {
         let root = try HDF5File.open(fixture("pytorch/\(name).h5")).root
         return try root.datasetPaths().map { path in
             let dataset = try root.dataset(path)
-            return (path, Tensor(shape: dataset.shape, values: try dataset.readFloats()))
+            return (path, try Tensor(shape: dataset.shape, values: try dataset.readFloats()))
         }
     }
 
@@ -43,7 +43,7 @@ final class PyTorchReaderErrorTests: XCTestCase {
         var entries = try stateDict("gru_basic")
         let index = try XCTUnwrap(entries.firstIndex { $0.0.hasSuffix("weight_ih_l0") })
         let original = entries[index].1
-        entries[index].1 = Tensor(shape: [original.shape[0], original.shape[1] + 1],
+        entries[index].1 = try Tensor(shape: [original.shape[0], original.shape[1] + 1],
                                   values: original.values + [Float](repeating: 0.5, count: original.shape[0]))
         // The input size is taken from weight_ih_l0 itself, so the mismatch shows in a
         // consistent module only when a config pins it; without one, a reverse layer shows it.
@@ -53,11 +53,11 @@ final class PyTorchReaderErrorTests: XCTestCase {
 
     func testExtraKey() throws {
         var entries = try stateDict("lstm_basic")
-        entries.append(("rnn.weight_ih_l0_extra", Tensor(zeros: [2, 2])))
+        entries.append(("rnn.weight_ih_l0_extra", try Tensor(zeros: [2, 2])))
         try assertRefused(entries, mentions: ["rnn.weight_ih_l0_extra", "not a parameter"])
         var withConfig = try stateDict("clf_embed_lstm_last_hidden")
         let config = try XCTUnwrap(HDF5File.open(fixture("pytorch/clf_embed_lstm_last_hidden.h5")).root.attribute("model_config")?.stringValue)
-        withConfig.append(("fc2.weight", Tensor(zeros: [3, 3])))
+        withConfig.append(("fc2.weight", try Tensor(zeros: [3, 3])))
         try assertRefused(withConfig, config: config, mentions: ["fc2.weight", "unexpected key", "[3, 3]"])
     }
 
@@ -74,7 +74,7 @@ final class PyTorchReaderErrorTests: XCTestCase {
     }
 
     func testGateCountMustBeOneThreeOrFour() throws {
-        let entries: [(String, Tensor)] = [
+        let entries: [(String, Tensor)] = try [
             ("rnn.weight_ih_l0", Tensor(zeros: [8, 3])), ("rnn.weight_hh_l0", Tensor(zeros: [8, 4])),
         ]
         try assertRefused(entries, mentions: ["rnn.weight_hh_l0", "2 gate blocks"])
@@ -103,7 +103,8 @@ final class PyTorchReaderErrorTests: XCTestCase {
         XCTAssertThrowsError(try model.run(.features(Tensor(zeros: [2, 3, inputSize])), lengths: [3, 4]))
         XCTAssertThrowsError(try model.run(.features(Tensor(zeros: [2, 3, inputSize])), lengths: [3]))
         XCTAssertThrowsError(try model.run(.tokens(ids: [1, 2], batch: 1, time: 2)))
-        XCTAssertThrowsError(try model.run(.features(Tensor(zeros: [2, 3, inputSize])), h0: Tensor(zeros: [1, 3, 1])))
+        XCTAssertThrowsError(try model.run(.features(Tensor(zeros: [2, 3, inputSize])),
+                                           initialStates: model.initialStates(h0: Tensor(zeros: [1, 3, 1]), c0: nil, batch: 2)))
         let classifier = try LoadedModel(contentsOf: fixture("pytorch/clf_embed_lstm_last_hidden.h5"))
         XCTAssertThrowsError(try classifier.run(.tokens(ids: [1, 1_000_000], batch: 1, time: 2))) { error in
             XCTAssertTrue("\(error)".contains("1000000"), "\(error)")

@@ -22,24 +22,16 @@ public enum Layout: String, Sendable, Codable {
 
 /// One layer or module as the file describes it, for `inspect`.
 public struct LayerSummary: Sendable {
+    /// The layer's name in the file (`lstm_1`), or the module's key prefix; empty when the
+    /// file gives none.
     public var name: String
+    /// The class or module type (`LSTM`, `Bidirectional`, `nn.GRU`).
     public var type: String
     /// Ordered `(option, value)` pairs: sizes and flags as the framework names them.
-    public var details: [(String, String)]
+    package var details: [(String, String)]
     /// The gate order of the file's layout, for recurrent layers.
     public var gateOrder: [Gate]?
     public var parameterCount: Int
-}
-
-/// What a run of a loaded model produced.
-public struct ModelOutputs: Sendable {
-    /// `[batch, time, features]` or `[batch, features]`.
-    public var output: Tensor
-    /// Final hidden states `[layers × directions, batch, hidden_out]`, for bare recurrent
-    /// modules (PyTorch's `h_n`).
-    public var hN: Tensor?
-    /// Final cell states `[layers × directions, batch, hidden]`, for bare LSTMs (`c_n`).
-    public var cN: Tensor?
 }
 
 /// A model read from a file, ready to run.
@@ -48,17 +40,23 @@ public struct ModelOutputs: Sendable {
 /// let model = try LoadedModel(contentsOf: "lstm.h5")
 /// let result = try model.run(.features(x), lengths: [5, 3])
 /// ```
+///
+/// Every error it throws is a `ModelError` naming this file.
 public struct LoadedModel: Sendable {
+    /// The file as the caller named it.
     public let file: String
     public let layout: Layout
     /// The framework-neutral model.
-    public let model: Model
-    /// True for a file that is one nn.RNN / nn.LSTM / nn.GRU: its runs also yield `h_n`
-    /// (and `c_n`), and initial states may be given.
+    package let model: Model
+    /// True for a file that is one nn.RNN / nn.LSTM / nn.GRU: initial states may be given in
+    /// PyTorch's stacked shape (``initialStates(h0:c0:batch:)``) and a run's final states read
+    /// as `h_n` and `c_n` (`RunResult.hN`, `RunResult.cN`).
     public let isBareRecurrentModule: Bool
+    /// Each layer or module as the file describes it.
     public let summaries: [LayerSummary]
-    /// On-disk element types of the weights.
+    /// On-disk element types of the weights (`float32`, `float16 (big-endian)`).
     public let storedTypes: [String]
+    /// True when any weight is stored compressed.
     public let compressed: Bool
     /// The model class a Keras config names (`Sequential`, `Functional`); nil for PyTorch.
     public let modelClass: String?
@@ -81,23 +79,29 @@ public struct LoadedModel: Sendable {
 
     /// The engine that runs the model, prepared on first use (reading a model for
     /// `inspect` or `convert` never pays for it) and then kept.
-    public var engine: Engine {
+    package var engine: Engine {
         get throws {
             try engineCache.engine {
-                do {
-                    return try Engine(model: model)
-                } catch let error as EngineError {
-                    throw ModelError(file: file, message: error.description)
-                }
+                try ModelError.boundary(file: file, kind: .invalidModel) { try Engine(model: model) }
             }
         }
     }
 
     /// Reads a model file, choosing the reader from the file's content, never its name.
     ///
+    /// - Parameter path: the model file.
     /// - Parameter architecture: for a Keras weights-only file, the model it belongs to: a
     ///   Keras full model (`.h5`, `.keras`) or a config JSON (`model.to_json()`).
+    ///
+    /// Throws `ModelError` for any file that cannot be read or does not form a model.
     public init(contentsOf path: String, architecture: String? = nil) throws {
+        self = try ModelError.boundary(file: path, kind: .unreadableFile) {
+            try LoadedModel(reading: path, architecture: architecture)
+        }
+    }
+
+    /// What ``init(contentsOf:architecture:)`` does, with the errors of each layer as they are.
+    package init(reading path: String, architecture: String? = nil) throws {
         try InputFiles.requireRegularFile(path)
         if KerasFile.isZip(path) {
             self = try KerasFile.readArchive(path)
@@ -115,8 +119,15 @@ public struct LoadedModel: Sendable {
     /// Total number of weights.
     public var parameterCount: Int { summaries.reduce(0) { $0 + $1.parameterCount } }
 
+    /// True for a model that starts with an embedding: it takes token ids `[batch, time]`.
+    public var takesTokenIDs: Bool { model.takesTokenIDs }
+
+    /// The features per step a model that takes float features expects (the last axis of
+    /// `[batch, time, features]`); nil for a model that takes token ids.
+    public var inputFeatures: Int? { model.takesTokenIDs ? nil : model.inputFeatures }
+
     /// The recurrent layers in model order.
-    public var recurrentLayers: [RecurrentLayer] {
+    package var recurrentLayers: [RecurrentLayer] {
         model.layers.compactMap { if case let .recurrent(layer) = $0 { return layer } else { return nil } }
     }
 
@@ -125,69 +136,161 @@ public struct LoadedModel: Sendable {
     /// - Parameters:
     ///   - input: float features `[batch, time, features]`, or token ids `[batch, time]`
     ///     for a model that starts with an embedding.
-    ///   - lengths: valid steps per sequence (`[batch]`), right padding after them.
-    ///   - h0: initial hidden states `[layers × directions, batch, hidden_out]` (bare modules).
-    ///   - c0: initial cell states `[layers × directions, batch, hidden]` (bare LSTMs).
-    ///   - threads: threads the engine may use (`Engine.run(_:lengths:initialStates:threads:)`);
-    ///     the outputs are the same, bit for bit, for every count.
-    public func run(_ input: ModelInput, lengths: [Int]? = nil, h0: Tensor? = nil, c0: Tensor? = nil,
-                    threads: Int = 1) throws -> ModelOutputs {
-        let result: RunResult
-        do {
+    ///   - lengths: valid steps per sequence (`[batch]`, each in `0...time`); step `t` of
+    ///     sequence `b` counts iff `t < lengths[b]`, right padding after them (PyTorch's
+    ///     packed sequences).
+    ///   - initialStates: one `RecurrentState` per recurrent layer, in model order (`h`
+    ///     `[directions, batch, hidden_out]`, `c` `[directions, batch, hidden]` for an LSTM);
+    ///     zeros when nil. For a bare module, ``initialStates(h0:c0:batch:)`` makes them from
+    ///     PyTorch's stacked `h0` and `c0`.
+    ///   - threads: threads the run may use; the outputs are the same, bit for bit, for
+    ///     every count.
+    /// - Returns: the output and the final state of every recurrent layer, in the same
+    ///   shape of type as `initialStates`.
+    /// - Throws: `ModelError` (`.invalidInput`) for an input, lengths or
+    ///   states that do not fit the model, naming the layer.
+    public func run(_ input: ModelInput, lengths: [Int]? = nil, initialStates: [RecurrentState]? = nil,
+                    threads: Int = 1) throws -> RunResult {
+        let engine = try engine
+        return try ModelError.boundary(file: file, kind: .invalidInput) {
             // Sizes from the input file are checked before any state or output is made.
             try engine.checkRunSize(batch: input.batch, time: input.time)
-            let states = try initialStates(h0: h0, c0: c0, batch: input.batch)
-            result = try engine.run(input, lengths: lengths, initialStates: states, threads: threads)
-        } catch let error as EngineError {
-            throw ModelError(file: file, message: error.description)
+            return try engine.run(input, lengths: lengths, initialStates: initialStates, threads: threads)
         }
-        guard isBareRecurrentModule else { return ModelOutputs(output: result.output) }
-        return ModelOutputs(output: result.output,
-                            hN: stack(result.finalStates.map(\.h)),
-                            cN: result.finalStates.allSatisfy({ $0.c != nil }) ? stack(result.finalStates.compactMap(\.c)) : nil)
     }
 
-    /// Splits PyTorch-shaped `h0`/`c0` (`[L·D, B, ·]`) into one state per layer.
-    func initialStates(h0: Tensor?, c0: Tensor?, batch: Int) throws -> [RecurrentState]? {
+    /// Starts a stream: a causal model fed a long sequence chunk by chunk, carrying its
+    /// state between chunks (see ``ModelStream``).
+    ///
+    /// - Throws: `ModelError` naming the first layer that cannot stream (a bidirectional
+    ///   or backwards layer, one that returns only its last step, a readout, a flatten), or
+    ///   for initial states that do not fit.
+    public func makeStream(batch: Int, initialStates: [RecurrentState]? = nil, threads: Int = 1) throws -> ModelStream {
+        let engine = try engine
+        return try ModelError.boundary(file: file, kind: .invalidInput) {
+            ModelStream(file: file, session: try engine.makeStreamingSession(batch: batch, initialStates: initialStates,
+                                                                             threads: threads))
+        }
+    }
+
+    /// Splits PyTorch's stacked initial states of a bare recurrent module — `h0`
+    /// `[layers × directions, batch, hidden_out]` and, for an LSTM, `c0`
+    /// `[layers × directions, batch, hidden]` — into one `RecurrentState` per layer; a state
+    /// not given is zeros. Nil when neither is given.
+    ///
+    /// - Throws: `ModelError` (`.invalidInput`) for a model that is not a
+    ///   bare module, a `c0` for a cell without one, or a shape that does not fit.
+    public func initialStates(h0: Tensor?, c0: Tensor?, batch: Int) throws -> [RecurrentState]? {
         guard h0 != nil || c0 != nil else { return nil }
         guard isBareRecurrentModule else {
-            throw ModelError(file: file, message: "initial states can only be given to a bare recurrent module")
+            throw ModelError(.invalidInput, file: file, message: "initial states can only be given to a bare recurrent module")
         }
         let layers = recurrentLayers
         let directions = layers.first?.directions.count ?? 1
         let isLSTM = layers.first?.kind == .lstm
         if c0 != nil && !isLSTM {
-            throw ModelError(file: file, path: "c0", message: "only an LSTM has a cell state")
+            throw ModelError(.invalidInput, file: file, path: "c0", message: "only an LSTM has a cell state")
         }
         func split(_ tensor: Tensor?, name: String, width: Int) throws -> [Tensor?] {
             guard let tensor else { return Array(repeating: nil, count: layers.count) }
             let expected = [layers.count * directions, batch, width]
             guard tensor.shape == expected else {
-                throw ModelError(file: file, path: name,
+                throw ModelError(.invalidInput, file: file, path: name,
                                  message: "has shape \(shapeText(tensor.shape)), expected \(shapeText(expected))")
             }
             let block = directions * batch * width
             return (0..<layers.count).map { k in
-                Tensor(shape: [directions, batch, width], values: Array(tensor.values[k * block ..< (k + 1) * block]))
+                Tensor(unchecked: [directions, batch, width], values: Array(tensor.values[k * block ..< (k + 1) * block]))
             }
         }
         let hs = try split(h0, name: "h0", width: layers.first?.outputSize ?? 0)
         let cs = try split(c0, name: "c0", width: layers.first?.hiddenSize ?? 0)
         return zip(layers, zip(hs, cs)).map { layer, pair in
-            RecurrentState(h: pair.0 ?? Tensor(zeros: [directions, batch, layer.outputSize]),
-                           c: layer.kind == .lstm ? (pair.1 ?? Tensor(zeros: [directions, batch, layer.hiddenSize])) : nil)
+            RecurrentState(h: pair.0 ?? Tensor(uncheckedZeros: [directions, batch, layer.outputSize]),
+                           c: layer.kind == .lstm ? (pair.1 ?? Tensor(uncheckedZeros: [directions, batch, layer.hiddenSize])) : nil)
         }
     }
+}
 
-    private func stack(_ tensors: [Tensor]) -> Tensor? {
-        guard let first = tensors.first else { return nil }
+extension RunResult {
+    /// PyTorch's `h_n`: every recurrent layer's final `h` stacked,
+    /// `[layers × directions, batch, hidden_out]`. Nil when the model has no recurrent layer
+    /// or its layers' states differ in shape (only a bare module's always stack).
+    public var hN: Tensor? { Self.stacked(finalStates.map(\.h)) }
+
+    /// PyTorch's `c_n` for an LSTM: every layer's final cell state stacked,
+    /// `[layers × directions, batch, hidden]`; nil as for ``hN`` or when a layer has no cell state.
+    public var cN: Tensor? {
+        let cells = finalStates.compactMap(\.c)
+        return cells.count == finalStates.count ? Self.stacked(cells) : nil
+    }
+
+    private static func stacked(_ tensors: [Tensor]) -> Tensor? {
+        guard let first = tensors.first,
+              tensors.allSatisfy({ $0.shape.count == first.shape.count && $0.shape.dropFirst() == first.shape.dropFirst() })
+        else { return nil }
         let rows = tensors.reduce(0) { $0 + $1.shape[0] }
-        return Tensor(shape: [rows] + first.shape.dropFirst(), values: tensors.flatMap(\.values))
+        return Tensor(unchecked: [rows] + first.shape.dropFirst(), values: tensors.flatMap(\.values))
+    }
+}
+
+/// A causal model run over a sequence delivered in chunks: text generation, real-time use.
+///
+/// Each ``step(_:)`` takes the next chunk `[batch, t, features]` (or token ids `[batch, t]`)
+/// and returns that chunk's outputs `[batch, t, outputFeatures]`; the concatenation of the
+/// chunks' outputs equals one ``LoadedModel/run(_:lengths:initialStates:threads:)`` over the
+/// whole sequence. Masks from masking layers and `mask_zero` embeddings apply per step.
+///
+/// A stream is mutable and not `Sendable`: use it from one task at a time.
+public final class ModelStream {
+    /// The model file the stream runs.
+    public let file: String
+    private let session: StreamingSession
+
+    init(file: String, session: StreamingSession) {
+        self.file = file
+        self.session = session
+    }
+
+    /// The parallel sequences each chunk holds.
+    public var batch: Int { session.batch }
+
+    /// Threads a recurrent layer may use per chunk (as in ``LoadedModel/run(_:lengths:initialStates:threads:)``).
+    public var threads: Int { session.threads }
+
+    /// The current state of every recurrent layer, in model order.
+    public var states: [RecurrentState] { session.states }
+
+    /// Runs the next chunk and returns its outputs `[batch, t, outputFeatures]`. The state
+    /// is updated only when the chunk runs without error.
+    public func step(_ chunk: ModelInput) throws -> Tensor {
+        try ModelError.boundary(file: file, kind: .invalidInput) { try session.step(chunk) }
+    }
+
+    /// Restarts from `initialStates` (zeros when nil), checked as in ``LoadedModel/run(_:lengths:initialStates:threads:)``.
+    public func reset(initialStates: [RecurrentState]? = nil) throws {
+        try ModelError.boundary(file: file, kind: .invalidInput) { try session.reset(initialStates: initialStates) }
+    }
+}
+
+extension Model {
+    /// Features per step of a model that takes float features: the first weighted layer's
+    /// input size. The one count of input features (`bench`, the Keras writer's input shape).
+    package var inputFeatures: Int? {
+        for layer in layers {
+            switch layer {
+            case let .recurrent(recurrent): return recurrent.inputSize
+            case let .dense(dense): return dense.inputSize
+            default: continue
+            }
+        }
+        return nil
     }
 }
 
 extension ModelInput {
-    var batch: Int {
+    /// Sequences in the input: the first axis.
+    package var batch: Int {
         switch self {
         case let .features(tensor): return tensor.shape.first ?? 0
         case let .tokens(_, batch, _): return batch

@@ -1,41 +1,57 @@
+import HDF5
 import TextSafety
 
-/// A model file that cannot be read, run or converted as asked.
-///
-/// Carries what a person needs to act: the file, the object path or key, the layer, and
-/// expected versus actual shapes in the message.
-public struct ModelError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var file: String
-    /// A dataset path, state_dict key or attribute name, when one is at fault.
-    public var path: String?
-    /// The layer or module, when one is at fault (`rnn`, `lstm_1 (LSTM)`).
-    public var layer: String?
-    public var message: String
+// `ModelError`, the library's one public error, is declared in RecurrentEngine (beside
+// `Tensor`, whose initialiser throws it). Here: how the errors of the layers below — HDF5's
+// and the engine's — become one at the library's boundary, keeping their cause.
 
-    public init(file: String, path: String? = nil, layer: String? = nil, message: String) {
-        self.file = file
-        self.path = path
-        self.layer = layer
-        self.message = message
+extension ModelError {
+    /// Runs `body`, turning any error it throws into a `ModelError`: an HDF5 error keeps its
+    /// file, object path and HDF5's own message; an engine error its layer; a `ModelError`
+    /// without a file gets `file`. Every public entry point that can fail goes through this.
+    ///
+    /// - Parameter kind: the kind of an engine error or an error of unknown type here (the
+    ///   engine refuses a model as `.invalidModel`, an input as `.invalidInput`).
+    package static func boundary<T>(file: String?, kind: Kind, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            throw ModelError(error, file: file, kind: kind)
+        }
     }
 
-    /// One line: `file: path: layer: message`. The file, path and layer come from files or
-    /// the command line, so each is escaped and shortened (`escapedForDisplay`); the message
-    /// escapes the names it quotes itself (`shown(_:)`) and is escaped again as a whole, so
-    /// that it is one line that cannot act on a terminal whatever it holds.
-    public var description: String {
-        var parts = [escapedForDisplay(file)]
-        // A layer reads `name (Class)`, each part already shortened by `shown(_:)`: room for both.
-        if let path { parts.append(escapedForDisplay(path, limit: 2 * displayedCharacterLimit + 100)) }
-        if let layer { parts.append("layer \(escapedForDisplay(layer, limit: 2 * displayedCharacterLimit + 100))") }
-        parts.append(escapedForDisplay(message, limit: messageCharacterLimit))
-        return parts.joined(separator: ": ")
+    /// `error` as a `ModelError` (see `boundary(file:kind:_:)`).
+    package init(_ error: any Error, file: String?, kind: Kind) {
+        switch error {
+        case var error as ModelError:
+            if error.file == nil { error.file = file }
+            self = error
+        case let error as HDF5Error:
+            let message = error.message + (error.hdf5Message.map { $0.isEmpty ? "" : " (HDF5: \($0))" } ?? "")
+            self.init(Self.kind(of: error.kind), file: error.file, path: error.path, message: message)
+        case let error as EngineError:
+            switch (error.layerIndex, error.layerKind) {
+            case let (index?, layerKind?): self.init(kind, file: file, layer: "\(index) (\(layerKind))", message: error.message)
+            case let (index?, nil): self.init(kind, file: file, layer: "\(index)", message: error.message)
+            case let (nil, layerKind?): self.init(kind, file: file, message: "\(layerKind): \(error.message)")
+            case (nil, nil): self.init(kind, file: file, message: error.message)
+            }
+        default:
+            // Errors of other types already name their file (OutputFiles, archives).
+            self.init(kind, file: nil, message: "\(error)")
+        }
+    }
+
+    private static func kind(of kind: HDF5Error.Kind) -> Kind {
+        switch kind {
+        case .cannotCreate, .writeFailed: return .unwritableOutput
+        case .invalidArgument: return .invalidInput
+        case .cannotOpen, .notFound, .wrongKind, .unsupportedType, .implausibleSize, .filterUnavailable,
+             .readFailed, .outsideInput:
+            return .unreadableFile
+        }
     }
 }
-
-/// The most characters of a message `ModelError.description` shows; each name in it is
-/// already shortened to `displayedCharacterLimit`.
-let messageCharacterLimit = 4000
 
 /// Shapes in messages are written as `[4, 3]`.
 func shapeText(_ shape: [Int]) -> String {

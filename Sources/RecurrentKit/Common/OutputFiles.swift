@@ -117,7 +117,7 @@ package enum OutputFiles {
         }
         switch error {
         case var error as ModelError:
-            error.file = replaced(error.file)
+            error.file = error.file.map(replaced)
             error.message = replaced(error.message)
             return error
         case var error as HDF5Error:

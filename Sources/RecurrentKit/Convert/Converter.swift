@@ -35,8 +35,18 @@ public enum Converter {
     /// link, and an existing file only with `force`. Both are written to temporaries beside
     /// them and put in place together once the conversion is checked and the module
     /// emitted: on any failure neither is touched and no temporary remains.
+    ///
+    /// Throws `ModelError`: a conversion that cannot be exact names the layer and the reason.
     public static func convert(_ input: String, to target: ConversionTarget, output: String, force: Bool = false,
                                architecture: String? = nil, pythonModule: String? = nil) throws -> ConversionReport {
+        try ModelError.boundary(file: input, kind: .unsupported) {
+            try convertChecked(input, to: target, output: output, force: force, architecture: architecture,
+                               pythonModule: pythonModule)
+        }
+    }
+
+    private static func convertChecked(_ input: String, to target: ConversionTarget, output: String, force: Bool,
+                                       architecture: String?, pythonModule: String?) throws -> ConversionReport {
         try checkOutputs(input: input, target: target, output: output, force: force, architecture: architecture,
                          pythonModule: pythonModule)
         var modelConfig: ModelConfigDocument?

@@ -168,7 +168,7 @@ struct KerasPlan {
             weights.append(.kernel("recurrent_kernel", d.recurrentWeight, blocks: d.gateOrder, order: order))
             guard hasBias else { continue }
             weights.append(.whole("bias", {
-                let zeros = Tensor(zeros: [order.count * units])
+                let zeros = Tensor(uncheckedZeros: [order.count * units])
                 return KerasLayout.storedBias(input: keras(d.inputBias ?? zeros), recurrent: keras(d.recurrentBias ?? zeros),
                                               rule: layer.biasRule)
             }))

@@ -101,14 +101,14 @@ struct ModelFingerprint: Equatable {
         let directions = layer.directions.map { d -> [UInt64?] in
             // Weights are hashed block by block in the neutral order, without a reordered copy.
             func canonical(_ values: [Float]) -> UInt64 {
-                digest(Tensor(shape: [values.count], values: values), blocks: d.gateOrder, in: order)
+                digest(Tensor(unchecked: [values.count], values: values), blocks: d.gateOrder, in: order)
             }
             var digests: [UInt64?] = [digest(d.inputWeight, blocks: d.gateOrder, in: order),
                                       digest(d.recurrentWeight, blocks: d.gateOrder, in: order)]
             // Biases as the cell adds them (`BiasRule`): what a layout may store differently.
             let biases = hasBias ? d.effectiveBiases(layer.biasRule) : nil
             digests.append(biases.map { canonical($0.added) })
-            digests.append(biases?.newGateRecurrent.map { digest(Tensor(shape: [$0.count], values: $0)) })
+            digests.append(biases?.newGateRecurrent.map { digest(Tensor(unchecked: [$0.count], values: $0)) })
             digests.append(d.projection.map(digest))
             return digests
         }

@@ -106,7 +106,7 @@ enum PyTorchWriter {
             tensors.append(("\(name).weight_ih\(suffix)", { pytorch(direction.inputWeight) }))
             tensors.append(("\(name).weight_hh\(suffix)", { pytorch(direction.recurrentWeight) }))
             if hasBias {
-                let zeros = Tensor(zeros: [order.count * layer.hiddenSize])
+                let zeros = Tensor(uncheckedZeros: [order.count * layer.hiddenSize])
                 tensors.append(("\(name).bias_ih\(suffix)", { pytorch(direction.inputBias ?? zeros) }))
                 tensors.append(("\(name).bias_hh\(suffix)", { pytorch(direction.recurrentBias ?? zeros) }))
             }

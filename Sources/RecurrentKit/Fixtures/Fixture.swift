@@ -34,7 +34,13 @@ public struct Fixture: Sendable {
     /// Refused, naming the attribute: a `model` or `architecture` that is not a file inside
     /// the fixture's folder (`reference(_:attribute:fixture:)`), and an `atol` or `rtol` that
     /// is not a finite non-negative number.
+    ///
+    /// Throws `ModelError` for a file that cannot be read or is not a fixture.
     public init(contentsOf path: String) throws {
+        self = try ModelError.boundary(file: path, kind: .unreadableFile) { try Fixture(reading: path) }
+    }
+
+    private init(reading path: String) throws {
         try InputFiles.requireRegularFile(path)
         let hdf5 = try HDF5File.open(path)
         let root = hdf5.root
@@ -51,7 +57,7 @@ public struct Fixture: Sendable {
             guard dataset.elementType.isFloat else {
                 throw ModelError(file: path, path: dataset.path, message: "holds \(dataset.elementType), expected floats")
             }
-            return (name, Tensor(shape: dataset.shape, values: try dataset.readFloats()))
+            return (name, try Tensor(shape: dataset.shape, values: try dataset.readFloats()))
         }
         guard expected.contains(where: { $0.name == "output" }) else {
             throw ModelError(file: path, path: "/expected/output", message: "missing")
@@ -146,7 +152,7 @@ public struct Fixture: Sendable {
             // Rank 2 (`[batch, time]`) is token ids stored as floats: the model's own check says
             // it takes token ids; /lengths is checked against that time axis, not blamed.
             (batch, time) = (dataset.shape[0], dataset.shape[1])
-            input = .features(Tensor(shape: dataset.shape, values: try dataset.readFloats()))
+            input = .features(try Tensor(shape: dataset.shape, values: try dataset.readFloats()))
         } else {
             throw ModelError(file: file, path: "/inputs", message: "holds \(dataset.elementType), expected floats or integers")
         }
@@ -170,18 +176,18 @@ public struct Fixture: Sendable {
         guard dataset.elementType.isFloat else {
             throw ModelError(file: root.file.path, path: dataset.path, message: "holds \(dataset.elementType), expected floats")
         }
-        return Tensor(shape: dataset.shape, values: try dataset.readFloats())
+        return try Tensor(shape: dataset.shape, values: try dataset.readFloats())
     }
 }
 
 /// Inputs for `run`: `/inputs`, and optionally `/lengths`, `/h0`, `/c0`.
-public struct InputFile: Sendable {
-    public var input: ModelInput
-    public var lengths: [Int]?
-    public var h0: Tensor?
-    public var c0: Tensor?
+package struct InputFile: Sendable {
+    package var input: ModelInput
+    package var lengths: [Int]?
+    package var h0: Tensor?
+    package var c0: Tensor?
 
-    public init(contentsOf path: String) throws {
+    package init(contentsOf path: String) throws {
         try InputFiles.requireRegularFile(path)
         let root = try HDF5File.open(path).root
         (input, lengths) = try Fixture.readInputs(root, file: path)
@@ -190,21 +196,21 @@ public struct InputFile: Sendable {
     }
 }
 
-extension ModelOutputs {
-    /// Writes `/output`, and `/h_n`, `/c_n` when present, to a new HDF5 file — through a
-    /// temporary file renamed on success, so a failure leaves no partial file.
+extension RunResult {
+    /// Writes `/output`, and with `states` `/h_n` and `/c_n` when present, to a new HDF5
+    /// file — through a temporary file renamed on success, so a failure leaves no partial file.
     ///
     /// `path` is never one of `inputs` (the same file by any name: pairs of what it is and
     /// its path, `["the model": model]`), never a device, FIFO, folder or symbolic link, and
     /// an existing regular file is replaced only when `overwrite`.
-    public func write(to path: String, overwrite: Bool = true,
-                      protecting inputs: KeyValuePairs<String, String?> = [:]) throws {
+    package func write(to path: String, states: Bool, overwrite: Bool = true,
+                       protecting inputs: KeyValuePairs<String, String?> = [:]) throws {
         try OutputFiles.check(path, against: inputs, overwrite: overwrite)
         try AtomicFile.write(to: path, overwrite: overwrite) { temporary in
             let root = try HDF5File.create(temporary).root
             try root.write("output", floats: output.values, shape: output.shape)
-            if let hN { try root.write("h_n", floats: hN.values, shape: hN.shape) }
-            if let cN { try root.write("c_n", floats: cN.values, shape: cN.shape) }
+            if states, let hN { try root.write("h_n", floats: hN.values, shape: hN.shape) }
+            if states, let cN { try root.write("c_n", floats: cN.values, shape: cN.shape) }
         }
     }
 }

@@ -59,29 +59,35 @@ public struct Verification: Sendable {
     public static let defaultAbsoluteTolerance = 1e-5
     public static let defaultRelativeTolerance = 1e-4
 
-    /// Runs `model` on the fixture's inputs and compares every `/expected/*` tensor.
+    /// Runs `model` on the fixture's inputs (with its `h0` and `c0`, for a bare module) and
+    /// compares every `/expected/*` tensor: `output`, and `h_n`, `c_n` for a bare module.
     ///
     /// Tolerances: the caller's, else the fixture's attributes, else 1e-5 and 1e-4; each
     /// must be a finite non-negative number. `threads`:
     /// how many threads the run may use (the outputs do not depend on it).
+    ///
+    /// - Throws: `ModelError` when the run fails, a tolerance is not a finite non-negative
+    ///   number, or the fixture expects a tensor the model does not produce. A mismatch is a
+    ///   result (``passed`` false), not an error.
     public init(model: LoadedModel, fixture: Fixture, atol: Double? = nil, rtol: Double? = nil,
                 threads: Int = 1) throws {
         let atol = atol ?? fixture.atol ?? Self.defaultAbsoluteTolerance
         let rtol = rtol ?? fixture.rtol ?? Self.defaultRelativeTolerance
         // A negative or NaN tolerance would make every comparison a mismatch: an error, not a result.
         for (name, value) in [("atol", atol), ("rtol", rtol)] where !(value.isFinite && value >= 0) {
-            throw ModelError(file: fixture.file, path: name, message: "is \(value); a tolerance is a finite non-negative number")
+            throw ModelError(.invalidInput, file: fixture.file, path: name,
+                             message: "is \(value); a tolerance is a finite non-negative number")
         }
         self.atol = atol
         self.rtol = rtol
-        let outputs = try model.run(fixture.input, lengths: fixture.lengths, h0: fixture.h0, c0: fixture.c0,
-                                    threads: threads)
+        let states = try model.initialStates(h0: fixture.h0, c0: fixture.c0, batch: fixture.input.batch)
+        let result = try model.run(fixture.input, lengths: fixture.lengths, initialStates: states, threads: threads)
         comparisons = try fixture.expected.map { name, expected in
             let actual: Tensor?
             switch name {
-            case "output": actual = outputs.output
-            case "h_n": actual = outputs.hN
-            case "c_n": actual = outputs.cN
+            case "output": actual = result.output
+            case "h_n": actual = model.isBareRecurrentModule ? result.hN : nil
+            case "c_n": actual = model.isBareRecurrentModule ? result.cN : nil
             default: actual = nil
             }
             guard let actual else {

@@ -67,7 +67,7 @@ enum KerasLayout {
     /// The transpose of `tensor.reorderingRowBlocks(from: blocks, to: order)`, made in one
     /// pass (a conversion holds one copy of a tensor, not two).
     static func transpose(_ tensor: Tensor, blocks: [Gate], to order: [Gate]) -> Tensor {
-        Tensor(shape: [tensor.shape[1], tensor.shape[0]],
+        Tensor(unchecked: [tensor.shape[1], tensor.shape[0]],
                values: transposedRows(tensor, blocks: blocks, to: order, rows: 0..<tensor.shape[1]))
     }
 
@@ -97,14 +97,14 @@ enum KerasLayout {
     /// A GRU with `reset_after=True` keeps its biases as one `[2, G·u]` tensor: row 0 the
     /// input bias, row 1 the recurrent one (`BiasRule.newGateRecurrentApart`).
     static func gruBiasRows(input: Tensor, recurrent: Tensor) -> Tensor {
-        Tensor(shape: [2, input.count], values: input.values + recurrent.values)
+        Tensor(unchecked: [2, input.count], values: input.values + recurrent.values)
     }
 
     /// The two rows of a `[2, G·u]` GRU bias: (input bias, recurrent bias).
     static func splitGRUBiasRows(_ bias: Tensor) -> (input: Tensor, recurrent: Tensor) {
         let width = bias.count / 2
-        return (Tensor(shape: [width], values: Array(bias.values[..<width])),
-                Tensor(shape: [width], values: Array(bias.values[width...])))
+        return (Tensor(unchecked: [width], values: Array(bias.values[..<width])),
+                Tensor(unchecked: [width], values: Array(bias.values[width...])))
     }
 
     /// The bias Keras stores for one direction, from the neutral biases in Keras gate order:
@@ -112,6 +112,6 @@ enum KerasLayout {
     static func storedBias(input: Tensor, recurrent: Tensor, rule: BiasRule) -> Tensor {
         rule.keepsBothBiases
             ? gruBiasRows(input: input, recurrent: recurrent)
-            : Tensor(shape: [input.count], values: summedBias(input.values, recurrent.values))
+            : Tensor(unchecked: [input.count], values: summedBias(input.values, recurrent.values))
     }
 }
