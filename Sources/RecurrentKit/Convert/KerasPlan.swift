@@ -75,7 +75,7 @@ struct KerasPlan {
         if model.takesTokenIDs {
             inputShape = [nil, steps]
         } else {
-            guard let features = Self.inputFeatures(model) else {
+            guard let features = model.inputFeatures else {
                 throw refuse(nil, "the model's input size cannot be determined")
             }
             inputShape = [nil, steps, features]
@@ -217,19 +217,6 @@ struct KerasPlan {
         last.options = last.options.filter { $0.0 != "return_sequences" && $0.0 != "zero_output_for_mask" } + [("return_sequences", false)]
         plans[plans.count - 1] = last
         shape = [nil, shape.last ?? nil]
-    }
-
-    /// Features per step of a model that takes float features: the first weighted layer's
-    /// input size.
-    static func inputFeatures(_ model: Model) -> Int? {
-        for layer in model.layers {
-            switch layer {
-            case let .recurrent(recurrent): return recurrent.inputSize
-            case let .dense(dense): return dense.inputSize
-            default: continue
-            }
-        }
-        return nil
     }
 
     /// Keras's name for an activation in `version`, or nil when it has none.
