@@ -21,25 +21,7 @@ struct Inspect: ParsableCommand {
         }
         let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture)
         if json {
-            let object: [String: Any] = [
-                "file": loaded.file,
-                "layout": loaded.layout.rawValue,
-                "model_class": loaded.modelClass ?? NSNull(),
-                "keras_version": loaded.kerasVersion ?? NSNull(),
-                "dtypes": loaded.storedTypes,
-                "compressed": loaded.compressed,
-                "parameters": loaded.parameterCount,
-                "bare_recurrent_module": loaded.isBareRecurrentModule,
-                "input": loaded.model.takesTokenIDs ? "token ids [batch, time]" : "features [batch, time, features]",
-                "layers": loaded.summaries.map { summary -> [String: Any] in
-                    var entry: [String: Any] = ["name": summary.name, "type": summary.type,
-                                                "parameters": summary.parameterCount]
-                    for (key, value) in summary.details { entry[key] = jsonValue(value) }
-                    if let order = summary.gateOrder { entry["gate_order"] = order.map(\.rawValue) }
-                    return entry
-                },
-            ]
-            try printJSON(object)
+            try printJSON(InspectReport(loaded))
             return
         }
         print("file:       \(escapedForDisplay(loaded.file))")
@@ -52,7 +34,7 @@ struct Inspect: ParsableCommand {
             let type = escapedForDisplay(summary.type)
             var line = "  " + (summary.name.isEmpty ? type : "\(escapedForDisplay(summary.name)) (\(type))")
             if !summary.details.isEmpty {
-                line += ": " + summary.details.map { "\($0.0)=\(escapedForDisplay($0.1))" }.joined(separator: " ")
+                line += ": " + summary.details.map { "\($0.0)=\(escapedForDisplay($0.1.description))" }.joined(separator: " ")
             }
             if let order = summary.gateOrder { line += " gates=[" + order.map(\.rawValue).joined(separator: ",") + "]" }
             if summary.parameterCount > 0 { line += " params=\(summary.parameterCount)" }
@@ -63,14 +45,7 @@ struct Inspect: ParsableCommand {
     /// A weights-only file without an architecture: layers and weight shapes.
     private func printListing(_ listing: KerasWeightsListing) throws {
         if json {
-            let object: [String: Any] = [
-                "file": listing.file, "layout": "keras-weights-h5", "form": listing.form,
-                "parameters": listing.parameterCount,
-                "layers": listing.layers.map { layer -> [String: Any] in
-                    ["name": layer.name, "weights": layer.weights.map { ["name": $0.name, "shape": $0.shape, "dtype": $0.storedType] }]
-                },
-            ]
-            try printJSON(object)
+            try printJSON(ListingReport(listing))
             return
         }
         print("file:       \(escapedForDisplay(listing.file))")
@@ -88,17 +63,82 @@ struct Inspect: ParsableCommand {
     /// Prints `object` as JSON in which every string still decodes to the file's own text,
     /// but no character that could act on a terminal appears raw: JSONSerialization escapes
     /// C0 controls itself, and `terminalSafeJSON(_:)` the rest.
-    private func printJSON(_ object: [String: Any]) throws {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-        print(terminalSafeJSON(String(decoding: data, as: UTF8.self)))
+    private func printJSON(_ report: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(terminalSafeJSON(String(decoding: try encoder.encode(report), as: UTF8.self)))
+    }
+}
+
+/// What `inspect --json` prints for a model: typed values, encoded (absent values as null).
+struct InspectReport: Encodable {
+    let loaded: LoadedModel
+
+    init(_ loaded: LoadedModel) { self.loaded = loaded }
+
+    private enum Key: String, CodingKey {
+        case file, layout, dtypes, compressed, parameters, input, layers
+        case modelClass = "model_class", kerasVersion = "keras_version", bareRecurrentModule = "bare_recurrent_module"
     }
 
-    private func jsonValue(_ text: String) -> Any {
-        if let int = Int(text) { return int }
-        if text == "true" { return true }
-        if text == "false" { return false }
-        return text
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(loaded.file, forKey: .file)
+        try container.encode(loaded.layout.rawValue, forKey: .layout)
+        try container.encode(loaded.modelClass, forKey: .modelClass)
+        try container.encode(loaded.kerasVersion, forKey: .kerasVersion)
+        try container.encode(loaded.storedTypes, forKey: .dtypes)
+        try container.encode(loaded.compressed, forKey: .compressed)
+        try container.encode(loaded.parameterCount, forKey: .parameters)
+        try container.encode(loaded.isBareRecurrentModule, forKey: .bareRecurrentModule)
+        try container.encode(loaded.takesTokenIDs ? "token ids [batch, time]" : "features [batch, time, features]", forKey: .input)
+        try container.encode(loaded.summaries.map(LayerEntry.init), forKey: .layers)
     }
+
+    /// One layer: name, type, parameters, gate order, and each detail under its own key.
+    struct LayerEntry: Encodable {
+        let summary: LayerSummary
+
+        func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: AnyKey.self)
+            try container.encode(summary.name, forKey: AnyKey("name"))
+            try container.encode(summary.type, forKey: AnyKey("type"))
+            try container.encode(summary.parameterCount, forKey: AnyKey("parameters"))
+            if let order = summary.gateOrder { try container.encode(order.map(\.rawValue), forKey: AnyKey("gate_order")) }
+            for (key, value) in summary.details { try container.encode(value, forKey: AnyKey(key)) }
+        }
+    }
+}
+
+/// What `inspect --json` prints for a weights-only file without an architecture.
+struct ListingReport: Encodable {
+    let listing: KerasWeightsListing
+
+    init(_ listing: KerasWeightsListing) { self.listing = listing }
+
+    private struct Layer: Encodable { let name: String; let weights: [Weight] }
+    private struct Weight: Encodable { let name: String; let shape: [Int]; let dtype: String }
+    private enum Key: String, CodingKey { case file, layout, form, parameters, layers }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(listing.file, forKey: .file)
+        try container.encode("keras-weights-h5", forKey: .layout)
+        try container.encode(listing.form, forKey: .form)
+        try container.encode(listing.parameterCount, forKey: .parameters)
+        try container.encode(listing.layers.map { layer in
+            Layer(name: layer.name, weights: layer.weights.map { Weight(name: $0.name, shape: $0.shape, dtype: $0.storedType) })
+        }, forKey: .layers)
+    }
+}
+
+/// A coding key made from any string (a detail's option name).
+struct AnyKey: CodingKey {
+    let stringValue: String
+    var intValue: Int? { nil }
+    init(_ string: String) { stringValue = string }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }
 
 /// JSON text with every scalar that `isUnsafeForDisplay` names (DEL, C1 controls,

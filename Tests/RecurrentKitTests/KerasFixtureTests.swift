@@ -135,9 +135,9 @@ final class KerasFixtureTests: XCTestCase {
         case "flatten": return layers.contains(.flatten)
         case "return-state":
             return model.modelClass == "Functional"
-                && model.summaries.contains { $0.details.contains { $0.0 == "return_state" && $0.1.hasPrefix("true") } }
+                && model.summaries.contains { $0.details.contains { $0.0 == "return_state" && $0.1 == .flag(true) } }
         case "stateful", "unroll":
-            return model.summaries.contains { $0.details.contains { $0.0 == tag && $0.1.hasPrefix("true") } }
+            return model.summaries.contains { $0.details.contains { $0.0 == tag && $0.1 == .flag(true) } }
         default:
             XCTFail("unknown tag \(tag)")
             return false

@@ -20,6 +20,34 @@ public enum Layout: String, Sendable, Codable {
     }
 }
 
+/// One option's value as `inspect` shows it, typed: `--json` writes numbers and booleans
+/// as such, the text form writes `description`.
+package enum DetailValue: Sendable, Equatable, Encodable, CustomStringConvertible {
+    case text(String)
+    case integer(Int)
+    case number(Double)
+    case flag(Bool)
+
+    package var description: String {
+        switch self {
+        case let .text(text): return text
+        case let .integer(value): return "\(value)"
+        case let .number(value): return "\(value)"
+        case let .flag(value): return "\(value)"
+        }
+    }
+
+    package func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case let .text(text): try container.encode(text)
+        case let .integer(value): try container.encode(value)
+        case let .number(value): try container.encode(value)
+        case let .flag(value): try container.encode(value)
+        }
+    }
+}
+
 /// One layer or module as the file describes it, for `inspect`.
 public struct LayerSummary: Sendable {
     /// The layer's name in the file (`lstm_1`), or the module's key prefix; empty when the
@@ -28,7 +56,7 @@ public struct LayerSummary: Sendable {
     /// The class or module type (`LSTM`, `Bidirectional`, `nn.GRU`).
     public var type: String
     /// Ordered `(option, value)` pairs: sizes and flags as the framework names them.
-    package var details: [(String, String)]
+    package var details: [(String, DetailValue)]
     /// The gate order of the file's layout, for recurrent layers.
     public var gateOrder: [Gate]?
     public var parameterCount: Int

@@ -132,7 +132,7 @@ struct KerasReader {
             guard isSequence else { throw fail(node, "Masking needs [batch, time, features] data") }
             let value = (node.config["mask_value"] as? NSNumber)?.floatValue ?? 0
             append(.masking(maskValue: value), name: node.name)
-            summaries.append(LayerSummary(name: node.name, type: node.className, details: [("mask_value", "\(value)")],
+            summaries.append(LayerSummary(name: node.name, type: node.className, details: [("mask_value", .number(Double(value)))],
                                           gateOrder: nil, parameterCount: 0))
         case let className where KerasLayout.isRecurrentClass(className):
             var sets: [[KerasWeight]] = []
@@ -156,14 +156,14 @@ struct KerasReader {
         case "Activation":
             append(.activation(try activation(node, "activation", default: "linear")), name: node.name)
             summaries.append(LayerSummary(name: node.name, type: node.className,
-                                          details: [("activation", "\(node.config["activation"] ?? "linear")")],
+                                          details: [("activation", .text("\(node.config["activation"] ?? "linear")"))],
                                           gateOrder: nil, parameterCount: 0))
         case "GlobalAveragePooling1D", "GlobalMaxPooling1D":
             try addPooling(node)
         case "Flatten":
             try addFlatten(node)
         case let name where KerasLayout.identityClasses.contains(name):
-            summaries.append(LayerSummary(name: node.name, type: node.className, details: [("effect", "none at inference")],
+            summaries.append(LayerSummary(name: node.name, type: node.className, details: [("effect", .text("none at inference"))],
                                           gateOrder: nil, parameterCount: 0))
         case "Lambda":
             throw fail(node, "Lambda layers hold Python code, which RecurrentKit never runs; rebuild the model without them")
@@ -193,8 +193,8 @@ struct KerasReader {
         }) ?? "float32"
         takesTokens = dtype.contains("int")
         summaries.append(LayerSummary(name: node.name, type: node.className,
-                                      details: [("shape", shape.map { "[" + $0.map { ($0 as? NSNumber).map { "\($0)" } ?? "None" }.joined(separator: ", ") + "]" } ?? "?"),
-                                                ("dtype", dtype)],
+                                      details: [("shape", .text(shape.map { "[" + $0.map { ($0 as? NSNumber).map { "\($0)" } ?? "None" }.joined(separator: ", ") + "]" } ?? "?")),
+                                                ("dtype", .text(dtype))],
                                       gateOrder: nil, parameterCount: 0))
     }
 
@@ -211,7 +211,7 @@ struct KerasReader {
         width = dimension
         isSequence = true
         summaries.append(LayerSummary(name: node.name, type: node.className,
-                                      details: [("input_dim", "\(count)"), ("output_dim", "\(dimension)"), ("mask_zero", "\(maskZero)")],
+                                      details: [("input_dim", .integer(count)), ("output_dim", .integer(dimension)), ("mask_zero", .flag(maskZero))],
                                       gateOrder: nil, parameterCount: weights[0].count))
     }
 
@@ -233,7 +233,7 @@ struct KerasReader {
                             activation: activation)), name: node.name)
         width = units
         summaries.append(LayerSummary(name: node.name, type: node.className,
-                                      details: [("units", "\(units)"), ("activation", "\(config["activation"] ?? "linear")"), ("use_bias", "\(useBias)")],
+                                      details: [("units", .integer(units)), ("activation", .text("\(config["activation"] ?? "linear")")), ("use_bias", .flag(useBias))],
                                       gateOrder: nil, parameterCount: weights.reduce(0) { $0 + $1.count }))
     }
 
@@ -249,7 +249,7 @@ struct KerasReader {
         append(.readout(readout), name: node.name)
         isSequence = false
         summaries.append(LayerSummary(name: node.name, type: node.className,
-                                      details: [("mask", readout == .maxOverAllSteps ? "ignored" : "honoured")],
+                                      details: [("mask", .text(readout == .maxOverAllSteps ? "ignored" : "honoured"))],
                                       gateOrder: nil, parameterCount: 0))
     }
 
@@ -303,7 +303,7 @@ struct KerasReader {
         width = layer.mergedOutputSize
         append(.recurrent(layer), name: node.name)
         summaries[summaries.count - 1].type = "Bidirectional(\(innerClass))"
-        summaries[summaries.count - 1].details.append(("merge_mode", mergeText ?? "None"))
+        summaries[summaries.count - 1].details.append(("merge_mode", .text(mergeText ?? "None")))
     }
 
     private static func weightCount(_ config: [String: Any]) -> Int {
@@ -365,15 +365,19 @@ struct KerasReader {
                                    returnSequences: returnSequences)
         width = layer.mergedOutputSize
         isSequence = returnSequences
-        var details: [(String, String)] = [("units", "\(units)"), ("activation", "\(config["activation"] ?? "tanh")")]
-        if kind != .rnn { details.append(("recurrent_activation", "\(config["recurrent_activation"] ?? "sigmoid")")) }
-        details += [("use_bias", "\(useBias)"), ("return_sequences", "\(returnSequences)")]
-        if goBackwards { details.append(("go_backwards", "true")) }
-        if returnState { details.append(("return_state", "true (the model uses output \(node.consumedOutput))")) }
-        for flag in ["stateful", "unroll"] where (config[flag] as? NSNumber)?.boolValue ?? false {
-            details.append((flag, "true (no effect on one call)"))
+        var details: [(String, DetailValue)] = [("units", .integer(units)), ("activation", .text("\(config["activation"] ?? "tanh")"))]
+        if kind != .rnn { details.append(("recurrent_activation", .text("\(config["recurrent_activation"] ?? "sigmoid")"))) }
+        details += [("use_bias", .flag(useBias)), ("return_sequences", .flag(returnSequences))]
+        if goBackwards { details.append(("go_backwards", .flag(true))) }
+        if returnState {
+            details.append(("return_state", .flag(true)))
+            details.append(("output_used", .integer(node.consumedOutput)))
         }
-        if kind == .gru { details.append(("reset_after", "\(resetAfter)")) }
+        for flag in ["stateful", "unroll"] where (config[flag] as? NSNumber)?.boolValue ?? false {
+            details.append((flag, .flag(true)))
+            details.append(("\(flag)_effect", .text("none on one call")))
+        }
+        if kind == .gru { details.append(("reset_after", .flag(resetAfter))) }
         summaries.append(LayerSummary(name: node.name, type: className, details: details,
                                       gateOrder: KerasLayout.gateOrder(kind),
                                       parameterCount: directions.reduce(0) {

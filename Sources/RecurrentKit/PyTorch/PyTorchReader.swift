@@ -214,16 +214,16 @@ enum PyTorchReader {
                                          maskedOutput: options.maskedOutput,
                                          returnSequences: k == layerCount - 1 ? options.returnSequences : true))
         }
-        var details: [(String, String)] = [
-            ("input_size", "\(inputSize)"), ("hidden_size", "\(hidden)"), ("num_layers", "\(layerCount)"),
-            ("bidirectional", "\(bidirectional)"), ("bias", "\(bias)"),
+        var details: [(String, DetailValue)] = [
+            ("input_size", .integer(inputSize)), ("hidden_size", .integer(hidden)), ("num_layers", .integer(layerCount)),
+            ("bidirectional", .flag(bidirectional)), ("bias", .flag(bias)),
         ]
-        if projection > 0 { details.append(("proj_size", "\(projection)")) }
-        if kind == .rnn { details.append(("nonlinearity", activation == .relu ? "relu" : "tanh")) }
-        if options.merge != .concat { details.append(("merge_mode", options.merge.rawValue)) }
-        if !options.returnSequences { details.append(("return_sequences", "false")) }
-        if options.goBackwards { details.append(("go_backwards", "true")) }
-        if options.maskedOutput == .carry { details.append(("masked_output", "carry")) }
+        if projection > 0 { details.append(("proj_size", .integer(projection))) }
+        if kind == .rnn { details.append(("nonlinearity", .text(activation == .relu ? "relu" : "tanh"))) }
+        if options.merge != .concat { details.append(("merge_mode", .text(options.merge.rawValue))) }
+        if !options.returnSequences { details.append(("return_sequences", .flag(false))) }
+        if options.goBackwards { details.append(("go_backwards", .flag(true))) }
+        if options.maskedOutput == .carry { details.append(("masked_output", .text("carry"))) }
         summaries.append(LayerSummary(name: name, type: PyTorchLayout.moduleType(kind), details: details,
                                       gateOrder: order, parameterCount: parameterCount))
         return layers
@@ -247,13 +247,13 @@ enum PyTorchReader {
                 layers.append(.embedding(Embedding(table: table, maskZero: maskZero, paddingIndex: paddingIndex)))
                 names.append(name)
                 summaries.append(LayerSummary(name: name, type: "Embedding",
-                                              details: [("num_embeddings", "\(count)"), ("embedding_dim", "\(dimension)")]
-                                                  + (maskZero ? [("mask_zero", "true")] : []),
+                                              details: [("num_embeddings", .integer(count)), ("embedding_dim", .integer(dimension))]
+                                                  + (maskZero ? [("mask_zero", .flag(true))] : []),
                                               gateOrder: nil, parameterCount: table.count))
             case let .masking(value):
                 layers.append(.masking(maskValue: value))
                 names.append("")
-                summaries.append(LayerSummary(name: "", type: "Masking", details: [("mask_value", "\(value)")], gateOrder: nil, parameterCount: 0))
+                summaries.append(LayerSummary(name: "", type: "Masking", details: [("mask_value", .number(Double(value)))], gateOrder: nil, parameterCount: 0))
             case let .flatten(declared):
                 layers.append(.flatten)
                 names.append("")
@@ -270,7 +270,7 @@ enum PyTorchReader {
                 layers.append(.dense(Dense(weight: weight, bias: b)))
                 names.append(name)
                 summaries.append(LayerSummary(name: name, type: "Linear",
-                                              details: [("in_features", "\(inFeatures)"), ("out_features", "\(outFeatures)"), ("bias", "\(bias)")],
+                                              details: [("in_features", .integer(inFeatures)), ("out_features", .integer(outFeatures)), ("bias", .flag(bias))],
                                               gateOrder: nil, parameterCount: weight.count + (b?.count ?? 0)))
             case let .activation(type, activation):
                 layers.append(.activation(activation))
@@ -279,9 +279,9 @@ enum PyTorchReader {
             case let .readout(readout, text):
                 layers.append(.readout(readout))
                 names.append("")
-                summaries.append(LayerSummary(name: "", type: "Readout", details: [("mode", text)], gateOrder: nil, parameterCount: 0))
+                summaries.append(LayerSummary(name: "", type: "Readout", details: [("mode", .text(text))], gateOrder: nil, parameterCount: 0))
             case .identity(let type):
-                summaries.append(LayerSummary(name: "", type: type, details: [("effect", "none at inference")], gateOrder: nil, parameterCount: 0))
+                summaries.append(LayerSummary(name: "", type: type, details: [("effect", .text("none at inference"))], gateOrder: nil, parameterCount: 0))
             }
         }
         guard !layers.isEmpty else {
