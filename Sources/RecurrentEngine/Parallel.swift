@@ -154,6 +154,19 @@ final class _Worker: Sendable {
         _spin { finished.load(ordering: .acquiring) == target }
     }
 
+    /// Takes the latest job and runs it. Its own function so that the worker's reference to
+    /// the job is gone when it returns: the poster runs `body` inside
+    /// `withoutActuallyEscaping` and checks, once every worker reports done, that no
+    /// reference outlives it (a local released after `finished` is stored trips that check).
+    @inline(never)
+    private func runLatestJob() {
+        let (job, index) = latest.withLock { latest in
+            defer { latest.job = nil }
+            return (latest.job!, latest.index)
+        }
+        job.body(index)
+    }
+
     private func loop() -> Never {
         var seen = 0
         while true {
@@ -171,11 +184,7 @@ final class _Worker: Sendable {
                 since = _monotonicNanoseconds()
             }
             seen = posted.load(ordering: .acquiring)
-            let (job, index) = latest.withLock { latest in
-                defer { latest.job = nil }
-                return (latest.job!, latest.index)
-            }
-            job.body(index)
+            runLatestJob()
             finished.store(seen, ordering: .releasing)
         }
     }
