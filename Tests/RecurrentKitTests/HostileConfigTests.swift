@@ -171,7 +171,7 @@ final class HostileConfigTests: XCTestCase {
             #"{"class_name": "Embedding", "config": {"name": "embed", "input_dim": 16777216, "output_dim": 16777216}}"#,
         ])
         try assertRefused(weightsOnly, architecture: embedding,
-                          mentions: ["embed (Embedding)", "16777216 × 16777216 = 281474976710656, over the limit of 134217728",
+                          mentions: ["embed (Embedding)", "16777216 × 16777216 = 281474976710656, over the limit of 67108864",
                                      "(Limits.parameters)"])
         let json = #"{"format": "recurrentkit.pytorch", "version": 2, "modules": [{"type": "LSTM", "name": "rnn", "input_size": 4, "hidden_size": 2305843009213693952}]}"#
         XCTAssertThrowsError(try PythonEmitter.source(modelConfig: json, weightsFile: "m.h5")) { error in
@@ -187,7 +187,7 @@ final class HostileConfigTests: XCTestCase {
             let root = try HDF5File.create(path).root
             try root.createFloats("weight_ih_l0", shape: [1 << 16, 1 << 12])
         }
-        try assertRefused(path, mentions: ["weight_ih_l0", "268435456 elements, over the limit of 134217728 by 134217728",
+        try assertRefused(path, mentions: ["weight_ih_l0", "268435456 elements, over the limit of 67108864 by 201326592",
                                            "(Limits.parameters)"])
     }
 

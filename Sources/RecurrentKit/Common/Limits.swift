@@ -34,10 +34,11 @@ package enum Limits {
     /// overflow and that a JSON number this large is still an exact integer.
     package static let dimension = 1 << 24
 
-    /// Weights of one model, all tensors together (2^27 floats = 512 MiB as float32). They
-    /// are counted from the declared shapes before any value is read, so a small compressed
-    /// file cannot make rnnkit allocate gigabytes.
-    package static let parameters = 1 << 27
+    /// Weights of one model, all tensors together (2^26 floats = 256 MiB as float32; a
+    /// 2-layer bidirectional LSTM of 1200 units fits). They are counted from the declared
+    /// shapes before any value is read, so a small compressed file cannot make rnnkit
+    /// allocate gigabytes: the weights, the engine's packed copy and a run stay under 1 GiB.
+    package static let parameters = 1 << 26
 
     /// Floats one run may hold in any one activation (batch × time × width), and elements of
     /// a command-line input (`bench --batch --time`): the engine's budget
