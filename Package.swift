@@ -51,9 +51,11 @@ let package = Package(
 // they need `-sanitize=fuzzer`, and they reach the readers through package-access entry
 // points (FuzzEntry), which is why they live in this package and not in a separate one.
 if ProcessInfo.processInfo.environment["RECURRENTKIT_FUZZ"] != nil {
+    package.targets.append(.target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport",
+                                   swiftSettings: [.enableExperimentalFeature("Extern")]))
     for name in ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture"] {
-        package.targets.append(.executableTarget(name: name, dependencies: ["RecurrentKit", "HDF5"], path: "Tests/Fuzz/\(name)",
-                                                  swiftSettings: [.enableExperimentalFeature("Extern")]))
+        package.targets.append(.executableTarget(name: name, dependencies: ["FuzzSupport", "RecurrentKit", "HDF5"],
+                                                  path: "Tests/Fuzz/\(name)"))
         package.products.append(.executable(name: name, targets: [name]))
     }
 }

@@ -4,6 +4,7 @@
 // root (RECURRENTKIT_FUZZ_FIXTURES names another).
 import Foundation
 import HDF5
+import FuzzSupport
 import RecurrentKit
 
 nonisolated(unsafe) let stateDicts = FuzzEntry.configuredStateDicts(
@@ -11,18 +12,11 @@ nonisolated(unsafe) let stateDicts = FuzzEntry.configuredStateDicts(
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func test(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
-    FuzzEntry.pytorchModelConfig(Array(UnsafeRawBufferPointer(start: start, count: count)), stateDicts: stateDicts)
+    FuzzEntry.pytorchModelConfig(fuzzInput(start, count), stateDicts: stateDicts)
     return 0
 }
 
-// SwiftPM links an executable with `main` defined as `FuzzPyTorchModelConfig_main`, which would shadow
-// libFuzzer's own `main`; this one starts libFuzzer's driver on the function above.
-@_extern(c, "LLVMFuzzerRunDriver")
-func runDriver(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-               _ test: @convention(c) (UnsafeRawPointer, Int) -> CInt) -> CInt
-
 @_cdecl("FuzzPyTorchModelConfig_main")
 func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var (count, arguments) = (argc, argv)
-    return runDriver(&count, &arguments, test)
+    runLibFuzzer(argc, argv, test)
 }
