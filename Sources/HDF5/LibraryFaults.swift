@@ -32,13 +32,78 @@ package enum LibraryFaults {
     /// Marks the calling thread as inside HDF5; returns what to restore in `leave`.
     static func enter() -> UInt {
         let previous = owner.load(ordering: .relaxed)
-        if previous == 0 { enteredAt.store(monotonicNanoseconds(), ordering: .sequentiallyConsistent) }
+        if previous == 0 {
+            enteredAt.store(monotonicNanoseconds(), ordering: .sequentiallyConsistent)
+            capMemory()
+            quietStandardError()
+        }
         owner.store(currentThread(), ordering: .sequentiallyConsistent)
         return previous
     }
 
     static func leave(restoring previous: UInt) {
         owner.store(previous, ordering: .sequentiallyConsistent)
+        if previous == 0 {
+            uncapMemory()
+            restoreStandardError()
+        }
+    }
+
+    // MARK: Memory
+
+    /// Bytes one outermost HDF5 call may add to the process's data (0: no cap).
+    nonisolated(unsafe) private static var memoryBudget = 0
+    /// The data limit to restore when the call ends.
+    nonisolated(unsafe) private static var savedDataLimit = rlimit()
+
+    /// Caps what one HDF5 call can allocate: a hostile file can declare a metadata object of
+    /// gigabytes, which libhdf5 allocates and fills before any check of ours runs (found by
+    /// fuzzing: 4.2 GB for a 100 KB file). While a call runs, the process's data limit
+    /// (`RLIMIT_DATA`) is its data size at the call's start plus `bytes`; an allocation past
+    /// it fails, and libhdf5 reports the failure as an error. The limit is put back when the
+    /// call ends. For the command line; a library user keeps control of its own limits.
+    ///
+    /// The corresponding C functions are `getrlimit` and `setrlimit`.
+    package static func limitMemory(perCall bytes: Int) {
+        #if os(Linux)
+        guard getrlimit(__rlimit_resource_t(RLIMIT_DATA.rawValue), &savedDataLimit) == 0 else { return }
+        memoryBudget = bytes
+        #endif
+    }
+
+    private static func capMemory() {
+        #if os(Linux)
+        guard memoryBudget > 0, let data = dataBytes() else { return }
+        var limit = savedDataLimit
+        let capped = rlim_t(clamping: data + memoryBudget)
+        limit.rlim_cur = min(savedDataLimit.rlim_cur, capped)
+        setrlimit(__rlimit_resource_t(RLIMIT_DATA.rawValue), &limit)
+        #endif
+    }
+
+    private static func uncapMemory() {
+        #if os(Linux)
+        guard memoryBudget > 0 else { return }
+        setrlimit(__rlimit_resource_t(RLIMIT_DATA.rawValue), &savedDataLimit)
+        #endif
+    }
+
+    /// The process's data size in bytes (`/proc/self/statm`, sixth field, in pages), what
+    /// `RLIMIT_DATA` counts.
+    private static func dataBytes() -> Int? {
+        #if os(Linux)
+        let fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 255) }
+        guard count > 0 else { return nil }
+        let fields = buffer[..<count].split(separator: UInt8(ascii: " "))
+        guard fields.count >= 6, let pages = Int(String(decoding: fields[5], as: UTF8.self)) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        #else
+        return nil
+        #endif
     }
 
     /// True when a fault on the calling thread now would be libhdf5's: the thread is inside
@@ -81,7 +146,7 @@ package enum LibraryFaults {
         let now = monotonicNanoseconds()
         guard inside != 0, now > start, now - start > hangLimit else { return }
         hangCleanup?()
-        if let hangMessage { _ = write(2, hangMessage, hangMessageLength) }
+        if let hangMessage { _ = write(realStandardError, hangMessage, hangMessageLength) }
         _exit(2)
     }
 
@@ -114,8 +179,35 @@ package enum LibraryFaults {
         action.__sigaction_handler.sa_handler = { signal in LibraryFaults.handle(signal) }
         action.sa_flags = SA_ONSTACK
         sigemptyset(&action.sa_mask)
+        // SIGABRT too: glibc aborts when libhdf5 corrupts its heap (a double free on a
+        // fuzzed file); outside HDF5 an abort stays an abort (the handler returns, abort(3)
+        // raises it again with the default action).
         sigaction(SIGSEGV, &action, nil)
         sigaction(SIGBUS, &action, nil)
+        sigaction(SIGABRT, &action, nil)
+        // glibc writes its own line ("double free or corruption") to standard error before it
+        // aborts; while libhdf5 runs, standard error is the null device, and the handler
+        // writes to the real one, so that an error stays one line.
+        realStandardError = fcntl(2, F_DUPFD_CLOEXEC, 3)
+        nullDevice = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        if realStandardError < 0 || nullDevice < 0 { realStandardError = 2; nullDevice = -1 }
+        #endif
+    }
+
+    /// A duplicate of the process's standard error, where the handler and the watchdog write.
+    nonisolated(unsafe) private static var realStandardError: Int32 = 2
+    /// The null device, put on descriptor 2 while an HDF5 call runs (-1: not installed).
+    nonisolated(unsafe) private static var nullDevice: Int32 = -1
+
+    private static func quietStandardError() {
+        #if os(Linux)
+        if nullDevice >= 0 { dup2(nullDevice, 2) }
+        #endif
+    }
+
+    private static func restoreStandardError() {
+        #if os(Linux)
+        if nullDevice >= 0 { dup2(realStandardError, 2) }
         #endif
     }
 
@@ -125,7 +217,7 @@ package enum LibraryFaults {
         #if os(Linux)
         if faultIsInsideHDF5() {
             cleanup?()
-            if let message { _ = write(2, message, messageLength) }
+            if let message { _ = write(realStandardError, message, messageLength) }
             _exit(2)
         }
         var action = sigaction()

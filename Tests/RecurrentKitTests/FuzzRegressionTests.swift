@@ -65,6 +65,28 @@ final class FuzzRegressionTests: XCTestCase {
         }
     }
 
+    /// A file on which libhdf5 allocates and fills 4.2 GB before any check of ours runs
+    /// (found by fuzzing): the per-call memory cap makes the allocation fail, and the command
+    /// answers with one line and status 2, in well under 1 GiB.
+    func testLibraryAllocationsAreCapped() throws {
+        let path = fixture("fuzz/library-faults/FuzzHDF5Model/h5c_protect_huge_allocation.h5")
+        let result = try rnnkit("inspect", path)
+        XCTAssertEqual(result.status, 2, result.stdout + result.stderr)
+        XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("memory allocation failed"), result.stderr)
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        XCTAssertLessThan(usage.ru_maxrss, 1 << 20, "the largest child so far, in KB")
+    }
+
+    /// glibc aborts (after printing its own line) when libhdf5 frees a block twice: inside an
+    /// HDF5 call that is a damaged file, and standard error carries only rnnkit's line.
+    func testAnAbortInsideHDF5IsOneLine() throws {
+        let result = try rnnkit("inspect", fixture("fuzz/library-faults/FuzzHDF5Model/h5mm_xfree_double_free.h5"))
+        XCTAssertEqual(result.status, 2, result.stderr)
+        XCTAssertEqual(result.stderr, "rnnkit: error: \(fixture("fuzz/library-faults/FuzzHDF5Model/h5mm_xfree_double_free.h5")): damaged file: the HDF5 library failed reading it (memory fault)\n")
+    }
+
     /// The committed models, archives, configs and fixtures are accepted through the entry
     /// points: the fuzzers start from inputs that reach the end of each reader.
     func testEntryPointsAcceptTheCommittedFixtures() throws {

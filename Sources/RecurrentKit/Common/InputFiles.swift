@@ -120,4 +120,5 @@ package func installLibraryFaultHandler(reading files: [String]) {
     let hang = escapedForDisplay("\(names): damaged file: the HDF5 library did not finish one read within \(Int(seconds)) s (a loop in the file's structure)", limit: 4000)
     LibraryFaults.watch(calls: seconds, message: "rnnkit: error: \(hang)\n",
                         cleanup: { TemporaryFiles.removeAllFromSignalHandler() })
+    LibraryFaults.limitMemory(perCall: Limits.hdf5CallBytes)
 }

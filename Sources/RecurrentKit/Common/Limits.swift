@@ -124,4 +124,10 @@ package enum Limits {
     /// a real read of the largest dataset `Limits.parameters` allows, gzip-compressed, takes
     /// a few seconds. Installed by the command line only; a library user keeps control.
     package static let hdf5CallSeconds: Double = 8
+
+    /// Bytes one call into libhdf5 may add to the process's data (768 MiB): libhdf5 sizes
+    /// its own buffers from the file before any check of ours runs, and a hostile file can
+    /// make it allocate gigabytes. The largest dataset read `Limits.parameters` allows is a
+    /// third of this. Command line only, like the watchdog.
+    package static let hdf5CallBytes = 768 << 20
 }
