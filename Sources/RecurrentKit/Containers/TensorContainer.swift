@@ -53,6 +53,8 @@ enum ContainerEntryKind: Equatable {
 struct TensorDType: Equatable, CustomStringConvertible {
     enum Kind: Equatable {
         case float
+        /// bfloat16: float32's top 16 bits.
+        case bfloat
         case signedInteger
         case unsignedInteger
         /// Anything else, by the container's own name for it.
@@ -67,13 +69,14 @@ struct TensorDType: Equatable, CustomStringConvertible {
         case little, big
     }
 
-    var isFloat: Bool { kind == .float }
+    var isFloat: Bool { kind == .float || kind == .bfloat }
 
     /// `float32`, `float16`, `float32 big-endian`, `int64`, …
     var description: String {
         let order = byteOrder == .big ? " big-endian" : ""
         switch kind {
         case .float: return "float\(bits)\(order)"
+        case .bfloat: return "bfloat16\(order)"
         case .signedInteger: return "int\(bits)\(order)"
         case .unsignedInteger: return "uint\(bits)\(order)"
         case let .other(name): return name

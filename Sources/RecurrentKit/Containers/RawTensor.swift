@@ -1,0 +1,165 @@
+/// Elements of a tensor kept as raw bytes in memory (a `torch.save` storage, a safetensors
+/// data section), decoded to `Float` on request: one decoder for every flat container.
+///
+/// A view is `shape` and `strides` (in elements) from `offset` (in elements) into `bytes`;
+/// every element the view reaches is checked to lie inside `bytes` before any is read.
+struct RawTensor {
+    /// The storage, shared by every view of it (copy-on-write: never copied).
+    var bytes: [UInt8]
+    var dtype: TensorDType
+    var shape: [Int]
+    /// Element strides per axis; nil: contiguous row-major.
+    var strides: [Int]?
+    /// The first element, in elements from the start of `bytes`.
+    var offset: Int = 0
+
+    /// `dtype` as a decodable element, or nil (ints, bool, complex, anything else).
+    static func elementSize(_ dtype: TensorDType) -> Int? {
+        switch (dtype.kind, dtype.bits) {
+        case (.float, 16), (.float, 32), (.float, 64), (.bfloat, 16): return dtype.bits / 8
+        default: return nil
+        }
+    }
+
+    /// The number of elements, or nil when the shape has a negative axis or overflows.
+    static func count(_ shape: [Int]) -> Int? {
+        var total = 1
+        for size in shape {
+            guard size >= 0 else { return nil }
+            let (product, overflow) = total.multipliedReportingOverflow(by: size)
+            guard !overflow else { return nil }
+            total = product
+        }
+        return total
+    }
+
+    /// The row-major strides of `shape`.
+    static func contiguousStrides(_ shape: [Int]) -> [Int] {
+        var strides = [Int](repeating: 1, count: shape.count)
+        var step = 1
+        for axis in shape.indices.reversed() {
+            strides[axis] = step
+            step = step &* max(shape[axis], 1)
+        }
+        return strides
+    }
+
+    /// Why the view cannot be read (a sentence fragment), or nil when every element it
+    /// reaches lies inside the storage: `offset + Σ (shape[i] − 1)·stride[i] < capacity`
+    /// and no stride is negative.
+    func problem() -> String? {
+        guard let size = Self.elementSize(dtype) else { return "holds \(dtype), not float16, bfloat16, float32 or float64" }
+        guard let count = Self.count(shape) else { return "has an invalid shape \(shapeText(shape))" }
+        let strides = self.strides ?? Self.contiguousStrides(shape)
+        guard strides.count == shape.count else { return "has \(strides.count) strides for \(shape.count) axes" }
+        guard offset >= 0 else { return "starts at a negative offset \(offset)" }
+        let capacity = bytes.count / size
+        if count == 0 { return offset <= capacity ? nil : "starts at element \(offset), past the storage's \(capacity)" }
+        var last = offset
+        for (axis, size) in shape.enumerated() {
+            guard strides[axis] >= 0 else { return "has a negative stride \(strides[axis])" }
+            let (step, overflow1) = (size - 1).multipliedReportingOverflow(by: strides[axis])
+            let (sum, overflow2) = last.addingReportingOverflow(step)
+            guard !overflow1, !overflow2 else { return "has strides that overflow" }
+            last = sum
+        }
+        guard last < capacity else {
+            return "reaches element \(last) of a storage of \(capacity) \(dtype) elements"
+        }
+        return nil
+    }
+
+    /// The elements as `Float`, row-major. Call only after `problem()` returned nil.
+    func floats() -> [Float] {
+        let count = Self.count(shape) ?? 0
+        guard count > 0, let size = Self.elementSize(dtype) else { return [] }
+        let strides = self.strides ?? Self.contiguousStrides(shape)
+        let big = dtype.byteOrder == .big
+        let bf16 = dtype.kind == .bfloat
+        var values = [Float](repeating: 0, count: count)
+        bytes.withUnsafeBytes { raw in
+            func element(_ index: Int) -> Float {
+                let base = index * size
+                var bits: UInt64 = 0
+                for byte in 0..<size {
+                    let value = UInt64(raw[base + (big ? byte : size - 1 - byte)])
+                    bits = (bits << 8) | value
+                }
+                switch size {
+                case 2: return bf16 ? Float(bitPattern: UInt32(bits) << 16) : Self.half(UInt16(bits))
+                case 4: return Float(bitPattern: UInt32(bits))
+                default: return Float(Double(bitPattern: bits))
+                }
+            }
+            // Walk the view in row-major order with an index per axis.
+            var index = [Int](repeating: 0, count: shape.count)
+            var position = offset
+            for n in 0..<count {
+                values[n] = element(position)
+                var axis = shape.count - 1
+                while axis >= 0 {
+                    index[axis] += 1
+                    position += strides[axis]
+                    if index[axis] < shape[axis] { break }
+                    position -= strides[axis] * shape[axis]
+                    index[axis] = 0
+                    axis -= 1
+                }
+            }
+        }
+        return values
+    }
+
+    /// IEEE half precision to `Float`, exactly.
+    static func half(_ bits: UInt16) -> Float {
+        let sign = UInt32(bits >> 15) << 31
+        let exponent = Int((bits >> 10) & 0x1F)
+        let mantissa = UInt32(bits & 0x3FF)
+        switch exponent {
+        case 0:
+            // Zero or subnormal: mantissa · 2^-24.
+            let magnitude = Float(mantissa) * Float(sign: .plus, exponent: -24, significand: 1)
+            return sign != 0 ? -magnitude : magnitude
+        case 31:
+            return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
+        default:
+            return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | (mantissa << 13))
+        }
+    }
+
+    /// Little-endian float32 bytes of `values`, as the writers store them.
+    static func littleEndianBytes(_ values: [Float]) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: values.count * 4)
+        for (n, value) in values.enumerated() {
+            let bits = value.bitPattern.littleEndian
+            withUnsafeBytes(of: bits) { word in
+                for k in 0..<4 { bytes[n * 4 + k] = word[k] }
+            }
+        }
+        return bytes
+    }
+
+    /// This view as a container's tensor named `name` (check `problem()` first).
+    func named(_ name: String, location: String) -> NamedTensor {
+        let view = self
+        return NamedTensor(name: name, location: location, shape: shape, count: Self.count(shape) ?? 0, dtype: dtype,
+                           compressed: false,
+                           readFloats: { view.floats() },
+                           readColumns: { range in
+                               let all = view.floats()
+                               guard view.shape.count == 2 else { return all }
+                               let columns = view.shape[1]
+                               var out: [Float] = []
+                               out.reserveCapacity(view.shape[0] * range.count)
+                               for row in 0..<view.shape[0] { out += all[(row * columns + range.lowerBound)..<(row * columns + range.upperBound)] }
+                               return out
+                           })
+    }
+}
+
+extension TensorDType {
+    static let bfloat16 = TensorDType(kind: .bfloat, bits: 16, byteOrder: .little)
+    static let float16 = TensorDType(kind: .float, bits: 16, byteOrder: .little)
+    static let float32 = TensorDType(kind: .float, bits: 32, byteOrder: .little)
+    static let float64 = TensorDType(kind: .float, bits: 64, byteOrder: .little)
+}
