@@ -49,6 +49,38 @@ package enum Limits {
     /// HDF5 paths, Python identifiers and lines of output.
     package static let nameCharacters = 4096
 
+    /// Bytes of one `torch.save` file, read whole before its zip directory is trusted: a
+    /// checkpoint with a model's weights and an optimizer's moments (a state_dict of
+    /// `parameters` float32 weights is 256 MiB; Adam's two moments triple it).
+    package static let torchFileBytes = 768 << 20
+
+    /// Bytes of the storages one `torch.save` state_dict uses, together, read from the
+    /// archive into memory once each: `parameters` float32 weights. With the file itself
+    /// (`torchFileBytes`) a read stays near 1 GiB.
+    package static let torchStorageBytes = parameters * 4
+
+    /// Members of one `torch.save` archive: one per storage and a few records. Each costs a
+    /// few hundred bytes of directory entry, so a small file of empty members cannot make
+    /// rnnkit list millions.
+    package static let torchArchiveMembers = 1 << 18
+
+    /// Bytes of a `torch.save` file's `data.pkl` (or of a bare pickle examined before it is
+    /// refused): the pickle describes tensors in about 150 bytes each, so 16 MiB holds
+    /// 100,000 of them; the values are in the storages.
+    package static let torchPickleBytes = 16 << 20
+
+    /// Values one pickle may hold at once: the stack, the memo and every tuple, list and dict
+    /// item together, each a few tens of bytes (2^21 stay near 100 MB). A state_dict costs
+    /// about 20 per tensor.
+    package static let pickleValues = 1 << 21
+
+    /// Opcodes one pickle may execute: a state_dict runs about 40 per tensor.
+    package static let pickleOperations = 1 << 22
+
+    /// How deep tuples, lists and dicts may nest in one pickle: a checkpoint with an
+    /// optimizer's state nests about 6 deep.
+    package static let pickleNesting = 64
+
     /// How far `value` exceeds `limit`, for messages: `"over the limit of 16777216 by 5"`.
     package static func excess(_ value: Int, over limit: Int) -> String {
         "over the limit of \(limit) by \(value - limit)"
