@@ -28,6 +28,11 @@ package enum Limits {
     /// archive's own size fields are claims, not facts). Bounds `model.weights.h5`.
     package static let archiveMemberBytes = 768 << 20
 
+    /// Bytes of one safetensors file, read whole before its header is trusted: the largest
+    /// model `parameters` allows as float32 (256 MiB) and a header of `configJSONBytes`.
+    /// Tensors are decoded one at a time from it, so reading stays well under 1 GiB.
+    package static let safetensorsBytes = parameters * 4 + configJSONBytes + 8
+
     /// The largest one size a config may declare: units, hidden and input sizes, vocabulary,
     /// embedding width, steps of an input shape, features after a Flatten (2^24). Far above
     /// any recurrent model's, and small enough that a product of two of them cannot
