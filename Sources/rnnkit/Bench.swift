@@ -46,7 +46,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture)
+        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key)
         let report = try benchmark.measure(loaded)
         if output.json {
             let encoder = JSONEncoder()

@@ -8,8 +8,10 @@ struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Convert a model between PyTorch and Keras layouts — exactly, or not at all.",
         discussion: """
-        --to pytorch writes a PyTorch state_dict in HDF5 with a model_config; --to keras a \
-        tf-keras (Keras 2) .h5 full model; --to keras3 a Keras 3 .keras archive. The written \
+        --to pytorch writes a PyTorch state_dict in the container OUTPUT's extension names \
+        (.pt/.pth as torch.save writes it, .safetensors, .h5/.hdf5), keeping a PyTorch \
+        source's own modules and keys; --to keras a tf-keras (Keras 2) .h5 full model; \
+        --to keras3 a Keras 3 .keras archive. The written \
         file is read back with the target's reader and compared with the input, weight for \
         weight, before it is put in place; a conversion that cannot be exact is refused with \
         the layer and the reason, and writes nothing.
@@ -21,7 +23,7 @@ struct Convert: ParsableCommand {
     @Argument(help: "The file to write (never an input, by any name; an existing regular file is replaced only with --force).")
     var output: String
 
-    @Option(help: "The target layout: pytorch, keras (tf-keras .h5) or keras3 (.keras).")
+    @Option(help: "The target layout: pytorch (.pt, .pth, .safetensors, .h5), keras (tf-keras .h5) or keras3 (.keras).")
     var to: ConversionTarget
 
     @Flag(help: "Replace OUTPUT (and the --emit-python file) if it exists as a regular file.")
@@ -41,7 +43,8 @@ struct Convert: ParsableCommand {
     func run() throws {
         // The module is written with the converted file, or neither is.
         let report = try Converter.convert(input, to: to, output: output, force: force,
-                                           architecture: architecture.architecture, pythonModule: emitPython)
+                                           architecture: architecture.architecture, key: architecture.key,
+                                           pythonModule: emitPython)
         print("wrote \(oneLine(output)) (\(to.rawValue)); read back, it is the same model as \(oneLine(input)), weight for weight")
         for note in report.notes { print("note: \(oneLine(note))") }
         if let emitPython { print("wrote \(oneLine(emitPython))") }

@@ -7,7 +7,7 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a model file's layout, layers, sizes, gate orders and parameter counts.")
 
-    @Argument(help: "The model file: a PyTorch state_dict in HDF5, a Keras .h5 (full model or weights only) or a .keras archive.")
+    @Argument(help: "The model file: a PyTorch state_dict (.pt/.pth from torch.save, .safetensors, or HDF5), a Keras .h5 (full model or weights only) or a .keras archive.")
     var model: String
 
     @OptionGroup var output: JSONOption
@@ -19,7 +19,10 @@ struct Inspect: ParsableCommand {
         if architecture.architecture == nil, let listing = try KerasWeightsListing.read(model) {
             return try printListing(listing)
         }
-        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture)
+        if architecture.architecture == nil, let listing = try StateDictListing.read(model, key: architecture.key) {
+            return try printListing(listing)
+        }
+        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key)
         if json {
             try printJSON(InspectReport(loaded))
             return
@@ -58,6 +61,23 @@ struct Inspect: ParsableCommand {
                 print("    \(escapedForDisplay(weight.name)) \(weight.shape) \(escapedForDisplay(weight.storedType))")
             }
         }
+    }
+
+    /// A PyTorch state_dict with several modules and no model_config: the modules found
+    /// and a model_config skeleton to edit and pass as `--architecture`.
+    private func printListing(_ listing: StateDictListing) throws {
+        if json {
+            try printJSON(StateDictListingReport(listing))
+            return
+        }
+        print("file:       \(escapedForDisplay(listing.file))")
+        print("layout:     \(listing.layout); several modules and no model_config: pass --architecture CONFIG.json to run it")
+        print("modules:")
+        for module in listing.modules {
+            print("  \(escapedForDisplay(module.name)): \(escapedForDisplay(module.summary))")
+        }
+        print("model_config skeleton (choose the Readout mode, check the order, save it as CONFIG.json):")
+        print(terminalSafeJSON(listing.skeleton))
     }
 
     /// Prints `object` as JSON in which every string still decodes to the file's own text,
@@ -129,6 +149,24 @@ struct ListingReport: Encodable {
         try container.encode(listing.layers.map { layer in
             Layer(name: layer.name, weights: layer.weights.map { Weight(name: $0.name, shape: $0.shape, dtype: $0.storedType) })
         }, forKey: .layers)
+    }
+}
+
+/// What `inspect --json` prints for a PyTorch state_dict that needs a model_config.
+struct StateDictListingReport: Encodable {
+    let listing: StateDictListing
+
+    init(_ listing: StateDictListing) { self.listing = listing }
+
+    private struct Module: Encodable { let name: String; let summary: String }
+    private enum Key: String, CodingKey { case file, layout, modules, skeleton = "model_config_skeleton" }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(listing.file, forKey: .file)
+        try container.encode(listing.layout, forKey: .layout)
+        try container.encode(listing.modules.map { Module(name: $0.name, summary: $0.summary) }, forKey: .modules)
+        try container.encode(listing.skeleton, forKey: .skeleton)
     }
 }
 

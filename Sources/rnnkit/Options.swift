@@ -2,10 +2,13 @@ import ArgumentParser
 
 // Options that several commands share, declared once.
 
-/// `--architecture`: what a Keras weights-only file needs to be a model.
+/// `--architecture` and `--key`: what the weights file alone does not say.
 struct ArchitectureOption: ParsableArguments {
-    @Option(help: "For a Keras weights-only file: the model file (or config JSON) with its architecture.")
+    @Option(help: "What the weights alone do not say: for Keras weights, the model file (or config JSON) with their architecture; for a PyTorch state_dict holding a whole model, its model_config JSON (spec/pytorch-layout.md).")
     var architecture: String?
+
+    @Option(help: "For a torch.save checkpoint holding several state_dicts: the entry to read (model_state_dict; nested as outer/inner).")
+    var key: String?
 }
 
 /// `--threads`: how many threads a run may use.

@@ -27,7 +27,7 @@ struct Run: ParsableCommand {
     func run() throws {
         // Checked before the work, and again as the file is written.
         try OutputFiles.check(output, against: protectedInputs, overwrite: true)
-        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture)
+        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key)
         let inputs = try InputFile(contentsOf: input)
         let initial = try loaded.initialStates(h0: inputs.h0, c0: inputs.c0, batch: inputs.input.batch)
         let result = try loaded.run(inputs.input, lengths: inputs.lengths, initialStates: initial,

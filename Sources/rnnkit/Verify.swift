@@ -37,7 +37,8 @@ struct Verify: ParsableCommand {
     func run() throws {
         let loadedFixture = try Fixture(contentsOf: fixture)
         let loaded = try LoadedModel(contentsOf: model,
-                                     architecture: architecture.architecture ?? loadedFixture.architecturePath)
+                                     architecture: architecture.architecture ?? loadedFixture.architecturePath,
+                                     key: architecture.key)
         let verification = try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol,
                                             threads: threads.threads)
         print("tolerance: atol \(verification.atol), rtol \(verification.rtol)")

@@ -4,6 +4,8 @@ import HDF5
 /// The file layouts RecurrentKit reads.
 public enum Layout: String, Sendable, Codable {
     case pytorch = "pytorch"
+    case pytorchSave = "pytorch-pt"
+    case pytorchSafetensors = "pytorch-safetensors"
     case keras2H5 = "keras2-h5"
     case keras3H5 = "keras3-h5"
     case kerasWeights = "keras-weights-h5"
@@ -12,6 +14,8 @@ public enum Layout: String, Sendable, Codable {
     public var title: String {
         switch self {
         case .pytorch: return "PyTorch state_dict (HDF5)"
+        case .pytorchSave: return "PyTorch state_dict (torch.save zip)"
+        case .pytorchSafetensors: return "PyTorch state_dict (safetensors)"
         case .keras2H5: return "Keras 2 / tf-keras full model (HDF5)"
         case .keras3H5: return "Keras 3 full model (legacy HDF5)"
         case .kerasWeights: return "Keras weights only (HDF5)"
@@ -90,10 +94,14 @@ public struct LoadedModel: Sendable {
     public let modelClass: String?
     /// The Keras major version whose semantics the model carries (2 or 3); nil for PyTorch.
     public let kerasVersion: Int?
+    /// For a PyTorch file: its module structure and key names, which a PyTorch target keeps.
+    let pytorchSource: PyTorchReader.PyTorchSource?
     private var engineCache = EngineCache()
 
     init(file: String, layout: Layout, model: Model, isBareRecurrentModule: Bool, summaries: [LayerSummary],
-         storedTypes: [String], compressed: Bool, modelClass: String? = nil, kerasVersion: Int? = nil) throws {
+         storedTypes: [String], compressed: Bool, modelClass: String? = nil, kerasVersion: Int? = nil,
+         pytorchSource: PyTorchReader.PyTorchSource? = nil) throws {
+        self.pytorchSource = pytorchSource
         self.modelClass = modelClass
         self.kerasVersion = kerasVersion
         self.file = file
@@ -117,31 +125,67 @@ public struct LoadedModel: Sendable {
 
     /// Reads a model file, choosing the reader from the file's content, never its name.
     ///
-    /// - Parameter path: the model file.
-    /// - Parameter architecture: for a Keras weights-only file, the model it belongs to: a
-    ///   Keras full model (`.h5`, `.keras`) or a config JSON (`model.to_json()`).
+    /// - Parameter path: the model file: HDF5 (a PyTorch state_dict, a Keras model or
+    ///   weights), a `.keras` archive, a `torch.save` file (`.pt`, `.pth`; read without
+    ///   running pickle) or a safetensors file.
+    /// - Parameter architecture: what the weights alone do not say. For Keras weights, the
+    ///   model they belong to: a Keras full model (`.h5`, `.keras`) or a config JSON
+    ///   (`model.to_json()`). For a PyTorch state_dict holding a whole model, its
+    ///   `model_config` JSON (spec/pytorch-layout.md).
+    /// - Parameter key: for a `torch.save` checkpoint that holds several state_dicts, the
+    ///   entry to read (`model_state_dict`; nested entries as `outer/inner`).
     ///
     /// Throws `ModelError` for any file that cannot be read or does not form a model.
-    public init(contentsOf path: String, architecture: String? = nil) throws {
+    public init(contentsOf path: String, architecture: String? = nil, key: String? = nil) throws {
         self = try ModelError.boundary(file: path, kind: .unreadableFile) {
-            try LoadedModel(reading: path, architecture: architecture)
+            try LoadedModel(reading: path, architecture: architecture, key: key)
         }
     }
 
-    /// What ``init(contentsOf:architecture:)`` does, with the errors of each layer as they are.
-    package init(reading path: String, architecture: String? = nil) throws {
+    /// What ``init(contentsOf:architecture:key:)`` does, with the errors of each layer as they are.
+    package init(reading path: String, architecture: String? = nil, key: String? = nil) throws {
         try InputFiles.requireRegularFile(path)
-        if KerasFile.isZip(path) {
+        let form = try ModelFileForm(sniffing: path)
+        if key != nil && form != .torchSave {
+            throw ModelError(.invalidInput, file: path, message: "--key picks a state_dict inside a torch.save checkpoint; this file is \(form.title)")
+        }
+        switch form {
+        case .kerasArchive:
             self = try KerasFile.readArchive(path)
-            return
+        case .torchSave:
+            self = try PyTorchReader.read(try TorchSaveFile.read(path, key: key), layout: .pytorchSave,
+                                          architecture: try Self.pytorchArchitecture(architecture))
+        case .safetensors:
+            self = try PyTorchReader.read(try SafetensorsFile.read(path), layout: .pytorchSafetensors,
+                                          architecture: try Self.pytorchArchitecture(architecture))
+        case .otherZip:
+            throw ModelError(file: path, message: "is a zip archive, but neither a Keras 3 .keras archive (config.json) nor a torch.save file (data.pkl)")
+        case .hdf5:
+            // The container (HDF5), then the layout its content names.
+            let container = HDF5Container(try HDF5File.open(path))
+            if try KerasFile.isKeras(container) {
+                self = try KerasFile.read(container, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
+            } else {
+                self = try PyTorchReader.read(container, architecture: try Self.pytorchArchitecture(architecture))
+            }
         }
-        // The container (HDF5), then the layout its content names.
-        let container = HDF5Container(try HDF5File.open(path))
-        if try KerasFile.isKeras(container) {
-            self = try KerasFile.read(container, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
-        } else {
-            self = try PyTorchReader.read(container)
+    }
+
+    /// A PyTorch state_dict's `--architecture`: a `model_config` JSON file, bounded and
+    /// decoded strictly; a Keras architecture is refused with what to pass instead.
+    private static func pytorchArchitecture(_ path: String?) throws -> ModelConfigDocument? {
+        guard let path else { return nil }
+        try InputFiles.requireRegularFile(path)
+        guard try InputFiles.prefix(path, count: 1) == [UInt8(ascii: "{")] else {
+            throw ModelError(.invalidInput, file: path, message: "is not a model_config JSON document; a PyTorch state_dict's --architecture is one (spec/pytorch-layout.md)")
         }
+        let data = try InputFiles.read(path, limit: Limits.configJSONBytes, what: "Limits.configJSONBytes")
+        let text = String(decoding: data, as: UTF8.self)
+        if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object["modules"] == nil,
+           object["class_name"] != nil || object["config"] != nil {
+            throw ModelError(.invalidInput, file: path, message: "is a Keras model config; a PyTorch state_dict's --architecture is a model_config document (spec/pytorch-layout.md)")
+        }
+        return try PyTorchModelConfig.decode(text, file: path)
     }
 
     /// Total number of weights.
@@ -346,5 +390,53 @@ private final class EngineCache: @unchecked Sendable {
         let engine = try make()
         cached = engine
         return engine
+    }
+}
+
+/// The file forms rnnkit reads, told apart by their first bytes (and a zip's member names),
+/// never by the file's name.
+enum ModelFileForm: Equatable {
+    case hdf5
+    case kerasArchive
+    case torchSave
+    case safetensors
+    case otherZip
+
+    var title: String {
+        switch self {
+        case .hdf5: return "an HDF5 file"
+        case .kerasArchive: return "a .keras archive"
+        case .torchSave: return "a torch.save file"
+        case .safetensors: return "a safetensors file"
+        case .otherZip: return "a zip archive"
+        }
+    }
+
+    /// Reads the first bytes of `path` (and a zip's central directory).
+    init(sniffing path: String) throws {
+        let head = try InputFiles.prefix(path, count: 16)
+        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+            self = try Self.zipForm(path)
+        } else if head.first == 0x80 {
+            // A pickle stream (protocol 2+): the legacy torch.save format, which the torch
+            // reader recognises and refuses with the way to re-save it.
+            self = .torchSave
+        } else if SafetensorsFile.looksLike(head) {
+            self = .safetensors
+        } else {
+            self = .hdf5
+        }
+    }
+
+    /// A Keras archive names `config.json` at its root; a torch.save file (and a
+    /// TorchScript archive, which the torch reader refuses) keeps `data.pkl` or
+    /// `constants.pkl` in one folder.
+    private static func zipForm(_ path: String) throws -> ModelFileForm {
+        let names = try ZipDirectory.memberNames(path)
+        if names.contains("config.json") || names.contains("model.weights.h5") { return .kerasArchive }
+        if names.contains(where: { $0.hasSuffix("/data.pkl") || $0.hasSuffix("/constants.pkl") || $0 == "data.pkl" }) {
+            return .torchSave
+        }
+        return .otherZip
     }
 }

@@ -2,7 +2,9 @@ import Foundation
 
 /// The framework a conversion writes for.
 public enum ConversionTarget: String, Sendable, CaseIterable {
-    /// A PyTorch `state_dict` in HDF5 with a version-2 `model_config`.
+    /// A PyTorch `state_dict` in the container the output's extension names (`.pt`/`.pth`
+    /// as `torch.save` writes it, `.safetensors`, `.h5`/`.hdf5`), with a version-2
+    /// `model_config` for a whole model.
     case pytorch
     /// A tf-keras (Keras 2) legacy HDF5 full model.
     case keras
@@ -38,25 +40,36 @@ public enum Converter {
     ///
     /// Throws `ModelError`: a conversion that cannot be exact names the layer and the reason.
     public static func convert(_ input: String, to target: ConversionTarget, output: String, force: Bool = false,
-                               architecture: String? = nil, pythonModule: String? = nil) throws -> ConversionReport {
+                               architecture: String? = nil, key: String? = nil,
+                               pythonModule: String? = nil) throws -> ConversionReport {
         try ModelError.boundary(file: input, kind: .unsupported) {
-            try convertChecked(input, to: target, output: output, force: force, architecture: architecture,
-                               pythonModule: pythonModule)
+            try convertChecked(input, to: target, output: output, force: force,
+                               source: SourceOptions(architecture: architecture, key: key), pythonModule: pythonModule)
         }
     }
 
+    /// What reading the input takes besides its path.
+    private struct SourceOptions {
+        var architecture: String?
+        var key: String?
+    }
+
     private static func convertChecked(_ input: String, to target: ConversionTarget, output: String, force: Bool,
-                                       architecture: String?, pythonModule: String?) throws -> ConversionReport {
+                                       source: SourceOptions, pythonModule: String?) throws -> ConversionReport {
+        let architecture = source.architecture
         try checkOutputs(input: input, target: target, output: output, force: force, architecture: architecture,
                          pythonModule: pythonModule)
         var modelConfig: ModelConfigDocument?
         var notes: [String] = []
         try OutputBatch.writing { batch in
             try batch.write(output, overwrite: force) { temporary in
-                try writeChecked(input, architecture: architecture, target: target, to: temporary, batch: batch,
+                try writeChecked(input, source: source, target: target, to: temporary, batch: batch,
                                  output: output, modelConfig: &modelConfig, notes: &notes)
             }
-            if let pythonModule, let modelConfig {
+            if let pythonModule {
+                guard let modelConfig else {
+                    throw ModelError(.unsupported, file: input, message: "is one bare recurrent module: the converted file loads into that torch module itself (module.load_state_dict(...)); --emit-python writes modules for whole models")
+                }
                 let source = try PythonEmitter.source(modelConfig: modelConfig,
                                                       weightsFile: OutputFiles.split(output).name)
                 try batch.write(pythonModule, overwrite: force) { temporary in
@@ -71,10 +84,10 @@ public enum Converter {
     /// Writes the conversion to `path` and reads it back: it must be the same model, weight
     /// for weight. The source's weights are released before the written file is read back:
     /// only the digests of what it computes are kept.
-    private static func writeChecked(_ input: String, architecture: String?, target: ConversionTarget, to path: String,
+    private static func writeChecked(_ input: String, source: SourceOptions, target: ConversionTarget, to path: String,
                                      batch: OutputBatch, output: String,
                                      modelConfig: inout ModelConfigDocument?, notes: inout [String]) throws {
-        let expected = try write(input, architecture: architecture, target: target, to: path, batch: batch,
+        let expected = try write(input, source: source, target: target, to: path, batch: batch,
                                  output: output, modelConfig: &modelConfig, notes: &notes)
         let actual = ModelFingerprint(try LoadedModel(contentsOf: path).model)
         guard actual == expected else {
@@ -83,15 +96,16 @@ public enum Converter {
     }
 
     /// Reads the source, writes the target, and returns the source's fingerprint.
-    private static func write(_ input: String, architecture: String?, target: ConversionTarget, to path: String,
+    private static func write(_ input: String, source options: SourceOptions, target: ConversionTarget, to path: String,
                               batch: OutputBatch, output: String,
                               modelConfig: inout ModelConfigDocument?, notes: inout [String]) throws -> ModelFingerprint {
-        let source = try LoadedModel(contentsOf: input, architecture: architecture).model
+        let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key)
+        let source = loaded.model
         switch target {
         case .pytorch:
-            let plan = try PyTorchWriter.plan(source, file: input)
+            let plan = try PyTorchWriter.plan(source, file: input, source: loaded.pytorchSource)
             modelConfig = plan.document
-            try PyTorchWriter.write(plan, to: path)
+            try PyTorchWriter.write(plan, to: path, as: try container(of: output))
         case .keras:
             let plan = try KerasPlan(model: source, version: .keras2, file: input)
             notes = plan.notes
@@ -109,6 +123,7 @@ public enum Converter {
     /// converted file, never over anything but a regular file, and only with `force`.
     static func checkOutputs(input: String, target: ConversionTarget, output: String, force: Bool,
                              architecture: String?, pythonModule: String?) throws {
+        try checkExtension(output, target: target)
         try OutputFiles.check(output, against: ["the input file": input, "the architecture file": architecture],
                               overwrite: force)
         guard let pythonModule else { return }
@@ -118,5 +133,33 @@ public enum Converter {
         try OutputFiles.check(pythonModule, against: ["the input file": input, "the architecture file": architecture,
                                                       "the converted file": output],
                               overwrite: force)
+    }
+
+    /// The PyTorch container `output`'s extension names.
+    static func container(of output: String) throws -> PyTorchWriter.Container {
+        guard let container = PyTorchWriter.Container(path: output) else {
+            throw ModelError(.invalidInput, file: output,
+                             message: "--to pytorch writes the container the name's extension gives: \(PyTorchWriter.Container.allExtensions); nothing was written")
+        }
+        return container
+    }
+
+    /// The output's extension must be one the target's framework loads by: Keras 3
+    /// dispatches `load_model` on `.keras`, tf-keras reads `.h5`/`.hdf5` as HDF5; a file is
+    /// never renamed behind the user's back.
+    static func checkExtension(_ output: String, target: ConversionTarget) throws {
+        let lower = output.lowercased()
+        switch target {
+        case .pytorch:
+            _ = try container(of: output)
+        case .keras:
+            guard lower.hasSuffix(".h5") || lower.hasSuffix(".hdf5") else {
+                throw ModelError(.invalidInput, file: output, message: "--to keras writes a tf-keras HDF5 model: the name must end in .h5 or .hdf5 (tf_keras.models.load_model reads it by that); nothing was written")
+            }
+        case .keras3:
+            guard lower.hasSuffix(".keras") else {
+                throw ModelError(.invalidInput, file: output, message: "--to keras3 writes a .keras archive: the name must end in .keras (keras.models.load_model chooses the reader by it); nothing was written")
+            }
+        }
     }
 }

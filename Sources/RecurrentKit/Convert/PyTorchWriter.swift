@@ -2,21 +2,68 @@ import Foundation
 import HDF5
 
 /// Writes a neutral model in the PyTorch layout: a `state_dict` with flat dotted keys and a
-/// version-2 `model_config` (spec/pytorch-layout.md), one module per layer, named by the
-/// source's layer names. Keras → PyTorch rules (spec/conversion.md): LSTM `bias_ih = bias`,
-/// `bias_hh = 0`; GRU blocks z, r, h → r, z, n with bias rows → `bias_ih` / `bias_hh`.
+/// version-2 `model_config` (spec/pytorch-layout.md), in the container OUT's extension names.
+///
+/// A PyTorch source keeps its own module structure and keys, so the file loads into the
+/// user's original module: a bare module's keys as they were (`weight_ih_l1` of one
+/// 2-layer `nn.LSTM`, no `model_config`), a whole model's `model_config` modules and names.
+/// Any other source gets one module per layer, named by the source's layer names. Keras →
+/// PyTorch rules (spec/conversion.md): LSTM `bias_ih = bias`, `bias_hh = 0`; GRU blocks
+/// z, r, h → r, z, n with bias rows → `bias_ih` / `bias_hh`.
 enum PyTorchWriter {
-    struct Plan {
-        /// The `model_config` modules, one per layer (activations after a Dense as their own module).
-        var modules: [ModelConfigDocument.Module] = []
-        /// Each tensor is made when written, so a conversion holds one at a time.
-        var tensors: [(key: String, make: () -> Tensor)] = []
+    /// The containers a PyTorch target is written in, chosen by the output's extension.
+    enum Container: CaseIterable {
+        /// `.h5`, `.hdf5`: the state_dict as HDF5 datasets, `model_config` a root attribute.
+        case hdf5
+        /// `.pt`, `.pth`: what `torch.save(state_dict)` writes; `model_config` in `_metadata`.
+        case torchSave
+        /// `.safetensors`: `model_config` in `__metadata__`.
+        case safetensors
 
-        /// The `model_config` document written into the file.
-        var document: ModelConfigDocument { ModelConfigDocument(modules: modules) }
+        var extensions: [String] {
+            switch self {
+            case .hdf5: return ["h5", "hdf5"]
+            case .torchSave: return ["pt", "pth"]
+            case .safetensors: return ["safetensors"]
+            }
+        }
+
+        /// The container for `path`'s extension (case-insensitive), nil for any other.
+        init?(path: String) {
+            let name = path.split(separator: "/").last.map(String.init) ?? path
+            guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return nil }
+            let ext = name[name.index(after: dot)...].lowercased()
+            guard let container = Self.allCases.first(where: { $0.extensions.contains(ext) }) else { return nil }
+            self = container
+        }
+
+        /// `.pt, .pth, .safetensors, .h5 or .hdf5`, for messages.
+        static var allExtensions: String {
+            let all = [Container.torchSave, .safetensors, .hdf5].flatMap(\.extensions).map { "." + $0 }
+            return all.dropLast().joined(separator: ", ") + " or " + all.last!
+        }
     }
 
-    static func plan(_ model: Model, file: String) throws -> Plan {
+    struct Plan {
+        /// The `model_config` modules (activations after a Dense as their own module); empty
+        /// for a bare module, which is written without a `model_config`.
+        var modules: [ModelConfigDocument.Module] = []
+        /// The `model_config`'s key prefix and version (a PyTorch source's own).
+        var prefix: String?
+        var version = ModelConfigDocument.currentVersion
+        /// Each tensor is made when written, so a conversion to HDF5 holds one at a time.
+        var tensors: [(key: String, make: () -> Tensor)] = []
+
+        /// The `model_config` document written into the file; nil for a bare module.
+        var document: ModelConfigDocument? {
+            modules.isEmpty ? nil : ModelConfigDocument(version: version, prefix: prefix, modules: modules)
+        }
+    }
+
+    /// The plan for `model`; `source`, for a model read from a PyTorch file, keeps that
+    /// file's structure and keys.
+    static func plan(_ model: Model, file: String, source: PyTorchReader.PyTorchSource? = nil) throws -> Plan {
+        if let source { return try plan(model, file: file, keeping: source) }
         func refuse(_ layer: String?, _ message: String) -> ModelError {
             ModelError(file: file, layer: layer, message: "cannot be converted to PyTorch: \(message)")
         }
@@ -86,41 +133,109 @@ enum PyTorchWriter {
                 throw refuse(label, "nn.\(type) computes tanh and sigmoid; this layer uses activation \(layer.activation.displayName) and recurrent activation \(layer.recurrentActivation.displayName)")
             }
         }
-        let hasBias = layer.hasBias
         var module = ModelConfigDocument.Recurrent(kind: layer.kind, name: name, inputSize: layer.inputSize,
                                                    hiddenSize: layer.hiddenSize)
         module.numLayers = 1
         module.bidirectional = layer.isBidirectional
-        module.bias = hasBias
+        module.bias = layer.hasBias
         if layer.kind == .rnn { module.nonlinearity = layer.activation }
         module.projSize = layer.projectionSize
         if layer.merge != .concat { module.mergeMode = layer.merge }
         if !layer.returnSequences { module.returnSequences = false }
         if layer.goBackwards { module.goBackwards = true }
         if layer.maskedOutput == .carry && layer.returnSequences { module.maskedOutput = .carry }
-        let order = PyTorchLayout.gateOrder(layer.kind)
-        var tensors: [(key: String, make: () -> Tensor)] = []
-        for (d, direction) in layer.directions.enumerated() {
-            func pytorch(_ tensor: Tensor) -> Tensor { tensor.reorderingRowBlocks(from: direction.gateOrder, to: order) }
-            let suffix = "_l0" + (d == 1 ? "_reverse" : "")
-            tensors.append(("\(name).weight_ih\(suffix)", { pytorch(direction.inputWeight) }))
-            tensors.append(("\(name).weight_hh\(suffix)", { pytorch(direction.recurrentWeight) }))
-            if hasBias {
-                let zeros = Tensor(uncheckedZeros: [order.count * layer.hiddenSize])
-                tensors.append(("\(name).bias_ih\(suffix)", { pytorch(direction.inputBias ?? zeros) }))
-                tensors.append(("\(name).bias_hh\(suffix)", { pytorch(direction.recurrentBias ?? zeros) }))
-            }
-            if let projection = direction.projection { tensors.append(("\(name).weight_hr\(suffix)", { projection })) }
-        }
-        return (.recurrent(module), tensors)
+        return (.recurrent(module), recurrentTensors([layer], keyPrefix: name + "."))
     }
 
-    static func write(_ plan: Plan, to path: String) throws {
-        let root = try HDF5File.create(path).root
-        for (key, make) in plan.tensors {
-            let tensor = make()
-            try root.write(key, floats: tensor.values, shape: tensor.shape)
+    /// The parameters of one nn.RNN / nn.LSTM / nn.GRU whose layers are `layers`, keyed
+    /// `<keyPrefix>weight_ih_l<k>[_reverse]`, in PyTorch's gate order.
+    private static func recurrentTensors(_ layers: [RecurrentLayer], keyPrefix: String) -> [(key: String, make: () -> Tensor)] {
+        var tensors: [(key: String, make: () -> Tensor)] = []
+        for (k, layer) in layers.enumerated() {
+            let order = PyTorchLayout.gateOrder(layer.kind)
+            for (d, direction) in layer.directions.enumerated() {
+                func pytorch(_ tensor: Tensor) -> Tensor { tensor.reorderingRowBlocks(from: direction.gateOrder, to: order) }
+                let suffix = "_l\(k)" + (d == 1 ? "_reverse" : "")
+                tensors.append(("\(keyPrefix)weight_ih\(suffix)", { pytorch(direction.inputWeight) }))
+                tensors.append(("\(keyPrefix)weight_hh\(suffix)", { pytorch(direction.recurrentWeight) }))
+                if layer.hasBias {
+                    let zeros = Tensor(uncheckedZeros: [order.count * layer.hiddenSize])
+                    tensors.append(("\(keyPrefix)bias_ih\(suffix)", { pytorch(direction.inputBias ?? zeros) }))
+                    tensors.append(("\(keyPrefix)bias_hh\(suffix)", { pytorch(direction.recurrentBias ?? zeros) }))
+                }
+                if let projection = direction.projection { tensors.append(("\(keyPrefix)weight_hr\(suffix)", { projection })) }
+            }
         }
-        try root.setAttribute("model_config", .string(try plan.document.json()))
+        return tensors
+    }
+
+    /// A model read from a PyTorch file, written with that file's modules and keys: the
+    /// source's `model_config` modules walked beside the neutral layers they produced (a
+    /// recurrent module of `num_layers` L is L layers, Identity and Dropout none).
+    private static func plan(_ model: Model, file: String, keeping source: PyTorchReader.PyTorchSource) throws -> Plan {
+        func mismatch(_ what: String) -> ModelError {
+            ModelError(file: file, message: "cannot keep the PyTorch structure: \(what)")
+        }
+        var plan = Plan()
+        guard let document = source.document else {
+            let layers = try model.layers.map { layer -> RecurrentLayer in
+                guard case let .recurrent(recurrent) = layer else { throw mismatch("a bare module holds a non-recurrent layer") }
+                return recurrent
+            }
+            plan.tensors = recurrentTensors(layers, keyPrefix: source.barePrefix)
+            return plan
+        }
+        let prefix = document.prefix ?? ""
+        var index = 0
+        func next(_ count: Int = 1) throws -> ArraySlice<Layer> {
+            guard index + count <= model.layers.count else { throw mismatch("the model_config lists more layers than the model has") }
+            defer { index += count }
+            return model.layers[index..<(index + count)]
+        }
+        for module in document.modules {
+            switch module {
+            case let .embedding(embedding):
+                guard case let .embedding(layer)? = try next().first else { throw mismatch("\(embedding.name) is not an embedding") }
+                plan.tensors.append((prefix + embedding.name + ".weight", { layer.table }))
+            case let .recurrent(recurrent):
+                let layers = try next(recurrent.numLayers ?? 1).map { layer -> RecurrentLayer in
+                    guard case let .recurrent(layer) = layer else { throw mismatch("\(recurrent.name) is not recurrent") }
+                    return layer
+                }
+                plan.tensors += recurrentTensors(layers, keyPrefix: prefix + recurrent.name + ".")
+            case let .linear(linear):
+                guard case let .dense(dense)? = try next().first else { throw mismatch("\(linear.name) is not a linear layer") }
+                plan.tensors.append((prefix + linear.name + ".weight", { dense.weight }))
+                if let bias = dense.bias { plan.tensors.append((prefix + linear.name + ".bias", { bias })) }
+            case .masking, .flatten, .activation, .readout:
+                _ = try next()
+            case .identity:
+                break
+            }
+        }
+        guard index == model.layers.count else { throw mismatch("the model has layers its model_config does not list") }
+        plan.modules = document.modules
+        plan.prefix = document.prefix
+        plan.version = document.version ?? plan.version
+        return plan
+    }
+
+    /// Writes `plan` to `path` in `container`.
+    static func write(_ plan: Plan, to path: String, as container: Container) throws {
+        let config = try plan.document?.json()
+        switch container {
+        case .hdf5:
+            let root = try HDF5File.create(path).root
+            for (key, make) in plan.tensors {
+                let tensor = make()
+                try root.write(key, floats: tensor.values, shape: tensor.shape)
+            }
+            if let config { try root.setAttribute("model_config", .string(config)) }
+        case .torchSave:
+            try TorchSaveFile.write(plan.tensors.map { ($0.key, $0.make()) }, modelConfig: config, to: path)
+        case .safetensors:
+            try SafetensorsFile.write(plan.tensors.map { ($0.key, $0.make()) },
+                                      metadata: config.map { ["model_config": $0, "format": "pt"] } ?? ["format": "pt"], to: path)
+        }
     }
 }

@@ -54,31 +54,53 @@ enum PyTorchReader {
         }
     }
 
-    /// Reads a state_dict and its root `model_config` attribute from `container`.
-    static func read(_ container: TensorContainer) throws -> LoadedModel {
+    /// Reads a state_dict from `container`: a whole model described by `architecture` (a
+    /// `model_config` document given beside the file) or by the container's own
+    /// `model_config` (an HDF5 root attribute, safetensors `__metadata__`, a `.pt` file's
+    /// `_metadata`), else one bare recurrent module.
+    ///
+    /// A file that holds several modules and no `model_config` is refused with the modules
+    /// found and a skeleton to edit (`ModelConfigSkeleton`).
+    static func read(_ container: TensorContainer, layout: Layout = .pytorch,
+                     architecture: ModelConfigDocument? = nil) throws -> LoadedModel {
         let file = container.file
         let store = try WeightStore(container: container)
         var dict = try StateDict(store: store, file: file)
         var summaries: [LayerSummary] = []
         let model: Model
-        let bare: Bool
+        let source: PyTorchSource
+        var document = architecture
         if let configText = try container.stringAttribute("model_config", at: "") {
-            let config = try PyTorchModelConfig(json: configText, file: file)
-            model = try build(config, dict: &dict, summaries: &summaries)
-            bare = false
+            let own = try PyTorchModelConfig.decode(configText, file: file)
+            if let architecture, architecture != own {
+                throw ModelError(file: file, path: "model_config",
+                                 message: "the file has its own model_config, which differs from --architecture; pass neither or make them agree")
+            }
+            document = own
+        }
+        if let document {
+            model = try build(PyTorchModelConfig(document: document), dict: &dict, summaries: &summaries)
+            source = PyTorchSource(document: document, barePrefix: "")
         } else {
-            let prefix = try bareModulePrefix(dict, file: file)
+            let prefix: String
+            do {
+                prefix = try bareModulePrefix(dict, file: file)
+            } catch let error as ModelError {
+                // Several modules, or other modules: what the file holds and a config to start from.
+                let names = try container.tensorNames(below: "").map { $0.replacingOccurrences(of: "/", with: ".") }
+                throw ModelConfigSkeleton(keys: names, dict: dict).refusal(file: file, reading: error)
+            }
             let options = RecurrentOptions(name: prefix.isEmpty ? "(root)" : String(prefix.dropLast()))
             let layers = try readRecurrent(prefix: prefix, options: options, dict: &dict, summaries: &summaries)
             let base = prefix.isEmpty ? layers[0].kind.rawValue : String(prefix.dropLast()).replacingOccurrences(of: ".", with: "_")
             model = Model(layers: layers.map { .recurrent($0) }, name: options.name,
                           layerNames: layerNames(base, count: layers.count))
-            bare = true
+            source = PyTorchSource(document: nil, barePrefix: prefix)
         }
         try dict.checkAllUsed()
-        return try LoadedModel(file: file, layout: .pytorch, model: model, isBareRecurrentModule: bare,
+        return try LoadedModel(file: file, layout: layout, model: model, isBareRecurrentModule: document == nil,
                                summaries: summaries, storedTypes: store.storedTypes,
-                               compressed: store.tensors.values.contains { $0.compressed })
+                               compressed: store.tensors.values.contains { $0.compressed }, pytorchSource: source)
     }
 
     /// Names for the layers of one module: the module's name, or `name_l0`, `name_l1`, ...
@@ -97,7 +119,7 @@ enum PyTorchReader {
             let parts = key.split(separator: ".", omittingEmptySubsequences: false)
             guard let last = parts.last, ParameterName(last) != nil else {
                 throw ModelError(file: file, path: key,
-                                 message: "is not a parameter of nn.RNN/nn.LSTM/nn.GRU; a file with other modules needs a model_config attribute (see spec/pytorch-layout.md)")
+                                 message: "is not a parameter of nn.RNN/nn.LSTM/nn.GRU")
             }
             let prefix = parts.dropLast().map { $0 + "." }.joined()
             prefixes[prefix, default: []].append(key)
@@ -105,12 +127,21 @@ enum PyTorchReader {
         guard prefixes.count == 1, let prefix = prefixes.keys.first else {
             let names = prefixes.keys.sorted().map { $0.isEmpty ? "(root)" : String($0.dropLast()) }
             throw ModelError(file: file,
-                             message: "holds several recurrent modules (\(shownList(names))); describe the model with a model_config attribute")
+                             message: "holds several recurrent modules (\(shownList(names)))")
         }
         return prefix
     }
 
     typealias ParameterName = PyTorchLayout.ParameterName
+
+    /// How a PyTorch source names its weights, kept so that a PyTorch target writes the
+    /// user's own module structure and keys (spec/conversion.md).
+    struct PyTorchSource: Sendable, Equatable {
+        /// The whole model's `model_config`; nil for one bare module.
+        var document: ModelConfigDocument?
+        /// A bare module's key prefix (`""`, `rnn.`, `encoder.rnn.`).
+        var barePrefix: String
+    }
 
     /// Options of one nn.RNN / nn.LSTM / nn.GRU; nil fields are detected from the shapes.
     struct RecurrentOptions {
