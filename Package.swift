@@ -53,7 +53,8 @@ let package = Package(
 if ProcessInfo.processInfo.environment["RECURRENTKIT_FUZZ"] != nil {
     package.targets.append(.target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport",
                                    swiftSettings: [.enableExperimentalFeature("Extern")]))
-    for name in ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture"] {
+    for name in ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture",
+                 "FuzzTorchFile", "FuzzSafetensors"] {
         package.targets.append(.executableTarget(name: name, dependencies: ["FuzzSupport", "RecurrentKit", "HDF5"],
                                                   path: "Tests/Fuzz/\(name)"))
         package.products.append(.executable(name: name, targets: [name]))

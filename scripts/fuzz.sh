@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh --ci          every target briefly on its seed corpus (what `make test` runs)
 #   scripts/fuzz.sh --build       build only
 #
-# Targets: FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture.
+# Targets: FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture
+# FuzzTorchFile FuzzSafetensors.
 #
 # For each target: the committed regressions (fixtures/fuzz/regressions/TARGET) are run first
 # and must all pass; then the target fuzzes for SECONDS, starting from the merged corpus kept
@@ -29,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture)
+TARGETS=(FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture FuzzTorchFile FuzzSafetensors)
 SWIFT=${SWIFT:-swift}
 SCRATCH=${FUZZ_SCRATCH:-.build-fuzz}
 WORK=${FUZZ_WORK:-.build-fuzz-work}
@@ -48,7 +49,7 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/scripts/fuzz-lsan.supp:pri
 
 max_len() {
     case $1 in
-        FuzzHDF5Model|FuzzKerasArchive) echo 131072 ;;
+        FuzzHDF5Model|FuzzKerasArchive|FuzzTorchFile|FuzzSafetensors) echo 131072 ;;
         FuzzFixture) echo 65536 ;;
         *) echo 65536 ;;
     esac

@@ -75,6 +75,16 @@ def main(fixtures, out):
     for path in archives + files(os.path.join(fixtures, "hostile"), ".keras"):
         write(out, "FuzzKerasArchive", os.path.basename(path), read(path))
 
+    # PyTorch's own files, wherever the fixtures keep them (unit folders included).
+    for root, _, names in sorted(os.walk(fixtures)):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            seed = os.path.relpath(path, fixtures).replace(os.sep, "_")
+            if name.endswith((".pt", ".pth")):
+                write(out, "FuzzTorchFile", seed, read(path))
+            elif name.endswith(".safetensors"):
+                write(out, "FuzzSafetensors", seed, read(path))
+
     # Keras configs: each archive's config.json with its own weights (selector = its index);
     # each HDF5 model's model_config with the archive of the same case, or with none.
     cases = [os.path.basename(p)[len("k3_"):-len(".keras")] if os.path.basename(p).startswith("k3_") else None

@@ -98,7 +98,7 @@ final class ModelConfigDocumentTests: XCTestCase {
             XCTAssertEqual(original, encoded, "\(name): the document keeps every field as given")
         }
         let model = try LoadedModel(contentsOf: fixture("keras/tfk_bidi_merges.h5")).model
-        let document = try PyTorchWriter.plan(model, file: "tfk_bidi_merges.h5").document
+        let document = try XCTUnwrap(PyTorchWriter.plan(model, file: "tfk_bidi_merges.h5").document)
         let json = try document.json()
         XCTAssertTrue(json.hasPrefix(#"{"format":"recurrentkit.pytorch","modules":[{"mask_value":-1,"type":"Masking"},{"bias":true,"bidirectional":true,"hidden_size":3,"input_size":4,"merge_mode":"mul","name":"bidirectional","nonlinearity":"relu","num_layers":1,"type":"RNN"}"#), json)
         XCTAssertTrue(json.hasSuffix(#"{"dim":-1,"type":"Softmax"}],"version":2}"#), json)

@@ -104,6 +104,24 @@ package enum FuzzEntry {
         }
     }
 
+    /// A `torch.save` file (`.pt`, `.pth`) as `inspect` reads it: the restricted pickle
+    /// reader, the state_dict chosen (a checkpoint's too), the PyTorch layout and the engine.
+    @discardableResult
+    package static func torchFile(_ bytes: [UInt8]) -> String? {
+        checked {
+            try touch(try PyTorchReader.read(try TorchSaveFile.read(bytes: bytes, name: name), layout: .pytorchSave))
+        }
+    }
+
+    /// A safetensors file as `inspect` reads it: header, offsets, dtypes, metadata's
+    /// `model_config`, the PyTorch layout and the engine.
+    @discardableResult
+    package static func safetensors(_ bytes: [UInt8]) -> String? {
+        checked {
+            try touch(try PyTorchReader.read(try SafetensorsFile.read(bytes: bytes, name: name), layout: .pytorchSafetensors))
+        }
+    }
+
     /// The `model.weights.h5` members of the `.keras` archives in `folder`, in name order,
     /// opened in memory: the weights `kerasConfig` plans against.
     package static func archiveWeights(folder: String) -> [HDF5File] {
