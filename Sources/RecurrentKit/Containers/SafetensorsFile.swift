@@ -74,7 +74,7 @@ enum SafetensorsFile {
             // Byte order, not String's: the same metadata always gives the same header.
             let keys = metadata.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             let pairs = keys.map { jsonString($0) + [UInt8(ascii: ":")] + jsonString(metadata[$0]!) }
-            members.append(jsonString(metadataKey) + Array("{".utf8) + joined(pairs) + Array("}".utf8))
+            members.append(jsonString(metadataKey) + Array(":{".utf8) + joined(pairs) + Array("}".utf8))
         }
         var offset = 0
         for (key, tensor) in tensors {

@@ -25,7 +25,7 @@ package struct KerasWeightsListing: Sendable {
 
     /// Lists a weights-only file; nil when the file is not one.
     package static func read(_ path: String) throws -> KerasWeightsListing? {
-        if KerasFile.isZip(path) { return nil }
+        guard try ModelFileForm(sniffing: path) == .hdf5 else { return nil }
         let container = HDF5Container(try HDF5File.open(path))
         if try container.hasAttribute("model_config", at: "") { return nil }
         func weight(_ tensor: NamedTensor, name: String) -> Weight {
