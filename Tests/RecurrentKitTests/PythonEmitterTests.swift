@@ -253,17 +253,39 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
         return model
     }
 
-    /// `load(path)` reads every dataset as a float32 tensor under its dotted key (less the
-    /// prefix) and loads it strictly into a fresh `Model` in eval mode.
-    private func assertLoadsStrictly(_ module: PythonModule, prefix: String, file: StaticString = #filePath, line: UInt = #line) {
-        let load = module.functions["load"] ?? []
-        XCTAssertEqual(load.first, "state = {}", file: file, line: line)
-        XCTAssertTrue(load.contains("model = Model()"), "\(load)", file: file, line: line)
-        XCTAssertTrue(load.contains("model.load_state_dict(state, strict=True)"), "\(load)", file: file, line: line)
-        XCTAssertEqual(load.last, "return model.eval()", file: file, line: line)
-        let reader = load.first { $0.hasPrefix("def read(name, value):") } ?? ""
-        XCTAssertTrue(reader.contains(prefix.isEmpty ? "state[name.replace('/', '.')] = " : "state[key.removeprefix(PREFIX)] = "),
-                      reader, file: file, line: line)
+    /// `load(path)` reads the container its path's extension names (`.pt`/`.pth` with
+    /// `torch.load(..., weights_only=True)`, `.safetensors`, `.h5`/`.hdf5`; any other name as
+    /// the container written), every tensor as float32 under its key less the prefix, and loads
+    /// it strictly into a fresh `Model` in eval mode. h5py and safetensors are imported inside
+    /// their readers only.
+    private func assertLoadsStrictly(_ module: PythonModule, prefix: String, otherNames: String = "state = read_hdf5(path)",
+                                     file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(module.functions["load"], [
+            "name = str(path).lower()",
+            """
+            if name.endswith(('.pt', '.pth')):
+                state = torch.load(path, weights_only=True, map_location='cpu')
+            elif name.endswith('.safetensors'):
+                state = read_safetensors(path)
+            elif name.endswith(('.h5', '.hdf5')):
+                state = read_hdf5(path)
+            else:
+                \(otherNames)
+            """,
+            "state = {\(prefix.isEmpty ? "key" : "key.removeprefix(PREFIX)"): value.float() for key, value in state.items()}",
+            "model = Model()",
+            "model.load_state_dict(state, strict=True)",
+            "return model.eval()",
+        ], file: file, line: line)
+        XCTAssertEqual(module.functions["read_safetensors"], ["from safetensors.torch import load_file", "return load_file(path)"],
+                       file: file, line: line)
+        let hdf5 = module.functions["read_hdf5"] ?? []
+        XCTAssertEqual(hdf5.first, "import h5py", file: file, line: line)
+        XCTAssertTrue(hdf5.contains { $0.contains("state[name.replace('/', '.')] = torch.from_numpy(value[()].astype('float32'))") },
+                      "\(hdf5)", file: file, line: line)
+        XCTAssertEqual(hdf5.last, "return state", file: file, line: line)
+        XCTAssertFalse(module.imports.contains { $0.contains("h5py") || $0.contains("safetensors") || $0.contains("numpy") },
+                       "\(module.imports)", file: file, line: line)
         XCTAssertEqual(module.assignments["PREFIX"], prefix.isEmpty ? nil : prefix, file: file, line: line)
     }
 
@@ -286,7 +308,7 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
     private func expectedForward(_ layout: [LayoutEntry]) -> (body: [String], functions: Set<String>) {
         let masked = ["mean": "mean_over_valid_steps", "max": "max_over_valid_steps", "last_step": "last_valid_step"]
         var body: [String] = []
-        var functions: Set<String> = ["load", "run_packed"]
+        var functions: Set<String> = ["load", "read_hdf5", "read_safetensors", "run_packed"]
         if let readout = layout.compactMap(\.readout).first(where: { masked[$0] != nil }) {
             body.append("mask = valid_steps(x, lengths)")
             functions.formUnion(["valid_steps", masked[readout]!])
@@ -344,7 +366,7 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
             let forward = expectedForward(expected.layout)
             XCTAssertEqual(model.methods["forward"]?.body, forward.body, name)
             XCTAssertEqual(Set(module.functions.keys), forward.functions, name)
-            XCTAssertEqual(module.imports, ["import h5py", "import numpy as np", "import torch", "from torch import nn",
+            XCTAssertEqual(module.imports, ["import torch", "from torch import nn",
                                             "from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence"], name)
             assertLoadsStrictly(module, prefix: expected.prefix)
         }
@@ -352,8 +374,10 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
 
     // MARK: - Version 2
 
-    /// Keras options, masks from data, and every merge mode go to the step loop with their options.
-    func testVersion2OptionsRunTheStepLoop() throws {
+    /// Keras options, masks from data and every merge mode run through `run_recurrent` with
+    /// their options: the module's own forward over right padding, the step loop otherwise
+    /// (both are emitted, with the cells of the kinds used).
+    func testVersion2OptionsRunFusedWhereTheMaskAllows() throws {
         let json = """
             {"format": "recurrentkit.pytorch", "version": 2, "modules": [
               {"type": "Embedding", "name": "embedding", "num_embeddings": 12, "embedding_dim": 4, "mask_zero": true},
@@ -367,7 +391,8 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
               {"type": "GELU", "approximate": "tanh"}
             ]}
             """
-        let module = try parsed(try PythonEmitter.source(modelConfig: json, weightsFile: "converted.h5"))
+        let source = try PythonEmitter.source(modelConfig: json, weightsFile: "converted.h5")
+        let module = try parsed(source)
         let model = try model(module)
         XCTAssertEqual(model.declarations.map(\.description), [
             "self.embedding = nn.Embedding(12, 4)",
@@ -380,15 +405,32 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
             "mask = valid_steps(x, lengths)",
             "mask = mask & (x != 0)",
             "x = self.embedding(x)",
-            "x, _ = run_masked(self.lstm, x, mask, masked_output='carry', go_backwards=True)",
-            "x, _ = run_masked(self.bidirectional, x, mask, merge='ave')",
-            "x, _ = run_masked(self.simple_rnn, x, mask, masked_output='carry', merge='mul', return_sequences=False)",
+            "x, _ = run_recurrent(self.lstm, x, mask, masked_output='carry', go_backwards=True)",
+            "x, _ = run_recurrent(self.bidirectional, x, mask, merge='ave')",
+            "x, _ = run_recurrent(self.simple_rnn, x, mask, masked_output='carry', merge='mul', return_sequences=False)",
             "x = self.dense(x)",
             "x = F.gelu(x, approximate='tanh')",
             "return x",
         ])
-        XCTAssertEqual(Set(module.functions.keys), ["valid_steps", "run_masked", "run_direction", "merge_directions",
-                                                     "cell_step", "lstm_cell", "gru_cell", "rnn_cell", "load"])
+        XCTAssertEqual(Set(module.functions.keys), ["valid_steps", "run_packed", "run_recurrent", "run_fused", "run_masked",
+                                                     "run_direction", "merge_directions", "cell_step", "lstm_cell", "gru_cell",
+                                                     "rnn_cell", "load", "read_hdf5", "read_safetensors"])
+        // The mask decides at run time: a hole (a masked step before a valid one) takes the loop.
+        XCTAssertEqual(module.functions["run_recurrent"], [
+            "if bool((mask[:, 1:] & ~mask[:, :-1]).any()):\n"
+                + "    return run_masked(rnn, x, mask, masked_output, go_backwards, merge, return_sequences)",
+            "return run_fused(rnn, x, mask.sum(dim=1), masked_output, go_backwards, merge, return_sequences)",
+        ])
+        XCTAssertTrue(source.contains("""
+                    # Step loop: a masked step comes before a valid one (a hole in the mask, such as a 0 token
+                    # or a Masking row mid-sequence); packed sequences can only end early.
+                    return run_masked(
+            """), "the loop says why it runs")
+        // run_fused runs the module's own forward (packed) and applies the options to its results.
+        let fused = module.functions["run_fused"] ?? []
+        XCTAssertTrue(fused.contains("output, h_n = run_packed(rnn, x, None if full else lengths.clamp(min=1))"), "\(fused)")
+        XCTAssertEqual(fused.last, "return (merge_directions(halves, merge), h_n)")
+        XCTAssertFalse(fused.contains { $0.contains("run_masked") || $0.contains("cell_step") }, "no step loop in run_fused")
         // cell_step dispatches to the three cells; no LSTM has a projection.
         XCTAssertEqual(module.functions["cell_step"], [
             "if isinstance(rnn, nn.LSTM):\n    return lstm_cell(w, x_t, h, c)",
@@ -396,9 +438,89 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
             "return (rnn_cell(rnn, w, x_t, h), c)",
         ])
         XCTAssertFalse(module.functions["lstm_cell"]?.contains { $0.contains("weight_hr") } ?? true)
-        XCTAssertFalse(module.imports.contains { $0.contains("pack_padded_sequence") }, "no module runs packed")
-        XCTAssertTrue(module.imports.contains("from torch.nn import functional as F"))
+        XCTAssertEqual(module.imports, ["import torch", "from torch import nn", "from torch.nn import functional as F",
+                                        "from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence"])
         assertLoadsStrictly(module, prefix: "")
+    }
+
+    /// Keras options over PyTorch lengths alone (no mask from the data) run fused too: the
+    /// mask `valid_steps` builds from lengths is right padding.
+    func testKerasOptionsOverLengthsRunFused() throws {
+        let json = """
+            {"format": "recurrentkit.pytorch", "version": 2, "modules": [
+              {"type": "GRU", "name": "gru", "input_size": 4, "hidden_size": 3, "num_layers": 2, "masked_output": "carry"},
+              {"type": "LSTM", "name": "lstm", "input_size": 3, "hidden_size": 3, "return_sequences": false},
+              {"type": "Linear", "name": "dense", "in_features": 3, "out_features": 2}
+            ]}
+            """
+        let module = try parsed(try PythonEmitter.source(modelConfig: json, weightsFile: "m.h5"))
+        let model = try model(module)
+        XCTAssertEqual(model.declarations.map(\.description), [
+            "self.gru = nn.GRU(4, 3, batch_first=True, num_layers=2)",
+            "self.lstm = nn.LSTM(3, 3, batch_first=True)",
+            "self.dense = nn.Linear(3, 2)",
+        ])
+        XCTAssertEqual(model.methods["forward"]?.body, [
+            "mask = valid_steps(x, lengths)",
+            "x, _ = run_recurrent(self.gru, x, mask, masked_output='carry')",
+            "x, _ = run_recurrent(self.lstm, x, mask, return_sequences=False)",
+            "x = self.dense(x)",
+            "return x",
+        ])
+    }
+
+    /// go_backwards on a stacked or bidirectional module has no torch equivalent: the step
+    /// loop runs whatever the mask, and a comment at the call says why. One layer, one
+    /// direction runs through run_recurrent.
+    func testGoBackwardsWithoutTorchEquivalentRunsTheLoop() throws {
+        let json = """
+            {"format": "recurrentkit.pytorch", "version": 2, "modules": [
+              {"type": "LSTM", "name": "stacked", "input_size": 4, "hidden_size": 3, "num_layers": 2, "go_backwards": true},
+              {"type": "GRU", "name": "both", "input_size": 3, "hidden_size": 3, "bidirectional": true, "go_backwards": true},
+              {"type": "RNN", "name": "single", "input_size": 6, "hidden_size": 2, "go_backwards": true},
+              {"type": "Readout", "mode": "last_hidden"}
+            ]}
+            """
+        let source = try PythonEmitter.source(modelConfig: json, weightsFile: "m.h5")
+        let module = try parsed(source)
+        XCTAssertEqual(try model(module).methods["forward"]?.body, [
+            "mask = valid_steps(x, lengths)",
+            "x, _ = run_masked(self.stacked, x, mask, go_backwards=True)",
+            "x, _ = run_masked(self.both, x, mask, go_backwards=True)",
+            "x, h_n = run_recurrent(self.single, x, mask, go_backwards=True)",
+            "x = h_n[-1]",
+            "return x",
+        ])
+        XCTAssertTrue(source.contains("""
+                    # Step loop: go_backwards with num_layers 2 runs every layer over its input reversed, each fed the previous layer's outputs in processing order; nn.LSTM has no such mode.
+                    x, _ = run_masked(self.stacked
+            """), source)
+        XCTAssertTrue(source.contains("""
+                    # Step loop: go_backwards on a bidirectional module runs both directions over the reversed sequence; nn.GRU has no such mode.
+                    x, _ = run_masked(self.both
+            """), source)
+    }
+
+    /// The header names the container written and how `load` reads it; any name `load` does
+    /// not know by its extension is read as that container.
+    func testHeaderAndLoadFollowTheContainer() throws {
+        let json = try committedConfig("clf_embed_lstm_last_hidden")
+        let cases: [(file: String, description: String, call: String, otherNames: String)] = [
+            ("model.pt", "a torch.save state_dict (a zip)", "torch.load(path, weights_only=True, map_location=\"cpu\")",
+             "state = torch.load(path, weights_only=True, map_location='cpu')"),
+            ("model.PTH", "a torch.save state_dict (a zip)", "torch.load(path, weights_only=True, map_location=\"cpu\")",
+             "state = torch.load(path, weights_only=True, map_location='cpu')"),
+            ("model.safetensors", "a safetensors file", "safetensors.torch.load_file(path)", "state = read_safetensors(path)"),
+            ("model.h5", "HDF5, one dataset per key", "h5py", "state = read_hdf5(path)"),
+            ("model.hdf5", "HDF5, one dataset per key", "h5py", "state = read_hdf5(path)"),
+            ("model.weights", "HDF5, one dataset per key", "h5py", "state = read_hdf5(path)"),
+        ]
+        for (file, description, call, otherNames) in cases {
+            let source = try PythonEmitter.source(modelConfig: json, weightsFile: file)
+            XCTAssertTrue(source.contains("file's keys. The file is \(description). Usage:\n"), "\(file): \(source.prefix(600))")
+            XCTAssertTrue(source.contains("#     model = load(\"\(file)\")  # \(call)\n"), "\(file): \(source.prefix(600))")
+            assertLoadsStrictly(try parsed(source), prefix: "", otherNames: otherNames)
+        }
     }
 
     /// A projection keeps `lstm_cell`'s `weight_hr` lines; a prefix reaches `load`.
@@ -415,7 +537,7 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
         XCTAssertEqual(model.declarations.map(\.description), ["self.lstm = nn.LSTM(4, 3, batch_first=True, proj_size=2)"])
         XCTAssertEqual(model.methods["forward"]?.body, [
             "mask = valid_steps(x, lengths)", "x, present = masking(x, 0.5)", "mask = mask & present",
-            "x, _ = run_masked(self.lstm, x, mask)", "x = last_valid_step(x, mask)", "return x",
+            "x, _ = run_recurrent(self.lstm, x, mask)", "x = last_valid_step(x, mask)", "return x",
         ])
         XCTAssertTrue(module.functions["lstm_cell"]?.contains("if w['weight_hr'] is not None:\n    h = F.linear(h, w['weight_hr'])") ?? false,
                       "\(module.functions["lstm_cell"] ?? [])")
@@ -443,10 +565,11 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
                                                                "self.dense = nn.Linear(3, 3)"])
         XCTAssertEqual(model.methods["forward"]?.body, [
             "mask = valid_steps(x, lengths)", "x, present = masking(x, -1.0)", "mask = mask & present",
-            "x, _ = run_masked(self.gru, x, mask)", "x = self.dense(x)", "x = x.amax(dim=1)", "return x",
+            "x, _ = run_recurrent(self.gru, x, mask)", "x = self.dense(x)", "x = x.amax(dim=1)", "return x",
         ])
-        XCTAssertEqual(Set(module.functions.keys), ["valid_steps", "masking", "run_masked", "run_direction",
-                                                     "merge_directions", "cell_step", "gru_cell", "load"])
+        XCTAssertEqual(Set(module.functions.keys), ["valid_steps", "masking", "run_packed", "run_recurrent", "run_fused",
+                                                     "run_masked", "run_direction", "merge_directions", "cell_step", "gru_cell",
+                                                     "load", "read_hdf5", "read_safetensors"])
         XCTAssertEqual(module.functions["cell_step"], ["return (gru_cell(w, x_t, h), c)"])
     }
 

@@ -5,12 +5,20 @@ import Foundation
 /// The source defines `class Model(torch.nn.Module)`, whose submodules carry the names the
 /// `model_config` gives them (so `state_dict()` keys are the file's keys, less the config's
 /// `prefix`), a `forward(x, lengths=None)` with the config's semantics (spec/pytorch-layout.md,
-/// version 1 and 2), and `load(path)`, which reads the HDF5 file with h5py and loads it with
-/// `load_state_dict(..., strict=True)`. It needs only torch, h5py and numpy.
+/// version 1 and 2), and `load(path)`, which reads the container the file's extension names
+/// (`.pt`/`.pth` with `torch.load(..., weights_only=True)`, `.safetensors` with safetensors,
+/// `.h5`/`.hdf5` with h5py, imported only then) and loads it with
+/// `load_state_dict(..., strict=True)`.
 ///
-/// Recurrent modules with PyTorch's own behaviour over a lengths-only mask run packed
-/// (`pack_padded_sequence`); any Keras option, or a mask from `mask_zero` / `Masking`, runs a
-/// step loop over the module's own parameters with Keras's masking rules.
+/// Recurrent modules run through their own forward (`nn.LSTM`, `nn.GRU`, `nn.RNN`; cuDNN where
+/// available) wherever PyTorch computes the config's semantics exactly: PyTorch's own
+/// behaviour over lengths (`run_packed`), and Keras's options and masks (`run_recurrent`)
+/// when the mask is right padding, checked at run time: packed with lengths `mask.sum(1)`,
+/// `go_backwards` as each sequence's valid part reversed, `masked_output` "carry" as the last
+/// valid output repeated, merge modes on the two halves, `return_sequences=False` as `h_n`.
+/// A Python step loop over the module's own parameters (`run_masked`) runs only where
+/// PyTorch has no equivalent: a mask with a hole (a masked step before a valid one), and
+/// `go_backwards` on a stacked or bidirectional module; the emitted code says which, at the loop.
 package enum PythonEmitter {
     /// The Python module for a file's `model_config` attribute as stored (version 1 or 2):
     /// decoded as the reader decodes it, then `source(modelConfig:weightsFile:)`.
@@ -39,7 +47,7 @@ package enum PythonEmitter {
 
 /// Python helper functions the emitted module may need; each is written only when used.
 private enum _Helper: Int, Comparable {
-    case validSteps, masking, packed, masked, rnnCell, lstmCell, gruCell, mean, max, lastStep
+    case validSteps, masking, packed, recurrent, masked, rnnCell, lstmCell, gruCell, mean, max, lastStep
 
     static func < (a: _Helper, b: _Helper) -> Bool { a.rawValue < b.rawValue }
 }
@@ -48,6 +56,8 @@ private enum _Helper: Int, Comparable {
 private struct _Plan {
     let file: String
     let prefix: String
+    /// The container `file` is, by its extension.
+    let container: _Container
     var initLines: [String] = []
     var forwardLines: [String] = []
     var helpers: Set<_Helper> = []
@@ -65,6 +75,7 @@ private struct _Plan {
     init(file: String, prefix: String) {
         self.file = file
         self.prefix = prefix
+        container = _Container(file: file)
     }
 
     private func refuse(_ index: Int, _ label: String, _ message: String) -> ModelError {
@@ -195,10 +206,31 @@ private struct _Plan {
             if options.goBackwards { call.append("go_backwards=True") }
             if options.merge != .concat { call.append("merge=\"\(options.merge.rawValue)\"") }
             if !options.returnSequences { call.append("return_sequences=False") }
-            forwardLines.append("\(targets) = run_masked(\(call.joined(separator: ", ")))")
+            let arguments = call.joined(separator: ", ")
+            if let reason = stepLoopReason(options, type: type, layers: layers, bidirectional: bidirectional) {
+                forwardLines.append("# Step loop: \(reason).")
+                forwardLines.append("\(targets) = run_masked(\(arguments))")
+            } else {
+                helpers.formUnion([.recurrent, .packed])
+                forwardLines.append("\(targets) = run_recurrent(\(arguments))")
+            }
         }
         hasTime = options.returnSequences
         lastRecurrent = options
+    }
+
+    /// Why a module with Keras options must run the step loop whatever the mask, or nil when
+    /// its own forward computes them over right padding (`run_recurrent` checks the mask).
+    private func stepLoopReason(_ options: PyTorchReader.RecurrentOptions, type: String, layers: Int,
+                                 bidirectional: Bool) -> String? {
+        guard options.goBackwards else { return nil }
+        if bidirectional {
+            return "go_backwards on a bidirectional module runs both directions over the reversed sequence; nn.\(type) has no such mode"
+        }
+        if layers > 1 {
+            return "go_backwards with num_layers \(layers) runs every layer over its input reversed, each fed the previous layer's outputs in processing order; nn.\(type) has no such mode"
+        }
+        return nil
     }
 
     private mutating func addReadout(_ readout: Readout, text: String, index: Int) throws {
@@ -252,15 +284,14 @@ private struct _Plan {
             # Generated by rnnkit from \(_pythonComment(file)).
             #
             # The model its model_config describes, as torch modules whose state_dict keys are the
-            # file's keys\(prefix.isEmpty ? "" : " (less the prefix \(_pythonString(prefix)))"). Usage:
+            # file's keys\(prefix.isEmpty ? "" : " (less the prefix \(_pythonString(prefix)))"). The file is \(container.description). Usage:
             #
-            #     model = load(\(_pythonString(file)))
+            #     model = load(\(_pythonString(file)))  # \(container.loadCall)
             #     y = model(x, lengths)  # x: float [batch, time, features] or int64 ids [batch, time]
             #
-            # Requires torch, h5py and numpy.
+            # Requires torch; load() imports h5py for .h5/.hdf5 files and safetensors for .safetensors
+            # files, only when it reads one.
 
-            import h5py
-            import numpy as np
             import torch
             from torch import nn
 
@@ -293,7 +324,7 @@ private struct _Plan {
             out += "\n\n" + text + "\n"
             if helper == .masked { out += "\n\n" + cellStepSource() }
         }
-        out += "\n\n" + _loadSource(prefixed: !prefix.isEmpty)
+        out += "\n\n" + _loadSource(prefixed: !prefix.isEmpty, written: container)
         return out
     }
 }
@@ -420,6 +451,50 @@ private let _helperSource: [_Helper: String] = [
             h_n = state[0] if isinstance(state, tuple) else state  # an LSTM's state is (h_n, c_n)
             return output, h_n
         """#,
+    .recurrent: #"""
+        def run_recurrent(rnn, x, mask, masked_output="zero", go_backwards=False, merge="concat", return_sequences=True):
+            """run_masked's result (Keras's masking rules and options), through rnn's own forward when the mask
+            is right padding (each row: valid steps, then masked ones). Returns (output, h_n)."""
+            if bool((mask[:, 1:] & ~mask[:, :-1]).any()):
+                # Step loop: a masked step comes before a valid one (a hole in the mask, such as a 0 token
+                # or a Masking row mid-sequence); packed sequences can only end early.
+                return run_masked(rnn, x, mask, masked_output, go_backwards, merge, return_sequences)
+            return run_fused(rnn, x, mask.sum(dim=1), masked_output, go_backwards, merge, return_sequences)
+
+
+        def run_fused(rnn, x, lengths, masked_output="zero", go_backwards=False, merge="concat", return_sequences=True):
+            """run_masked's result for right-padded sequences of lengths [batch] valid steps, from rnn's own forward.
+
+            The valid steps run packed; padded outputs are 0, h_n holds each sequence's state after its last valid
+            step, and an empty sequence (length 0) has zero outputs and states. go_backwards (one layer, one
+            direction): each sequence's valid part runs reversed, and its outputs follow the T - n padded steps that
+            processing meets first, where the output is 0. masked_output "carry" repeats the last valid output over
+            the padding (the forward direction; the backward one meets the padding first, so it emits 0 there).
+            """
+            time = x.shape[1]
+            steps = torch.arange(time, device=x.device)
+            if go_backwards:
+                reversal = (lengths[:, None] - 1 - steps[None, :]) % time
+                x = x.gather(1, reversal[..., None].expand(-1, -1, x.shape[2]))
+            full = bool((lengths == time).all())
+            output, h_n = run_packed(rnn, x, None if full else lengths.clamp(min=1))
+            if not full:
+                present = lengths > 0
+                output = torch.where(present[:, None, None], output, 0.0)
+                h_n = torch.where(present[None, :, None], h_n, 0.0)
+            directions = 2 if rnn.bidirectional else 1
+            if not return_sequences:
+                return merge_directions(list(h_n[-directions:]), merge), h_n
+            halves = list(output.chunk(directions, dim=-1))
+            if go_backwards:
+                placed = (steps[None, :] + lengths[:, None]) % time
+                halves[0] = halves[0].gather(1, placed[..., None].expand(-1, -1, halves[0].shape[2]))
+            elif masked_output == "carry" and not full:
+                last = (lengths.clamp(min=1) - 1)[:, None, None].expand(-1, 1, halves[0].shape[2])
+                valid = (steps[None, :] < lengths[:, None])[..., None]
+                halves[0] = torch.where(valid, halves[0], halves[0].gather(1, last))
+            return merge_directions(halves, merge), h_n
+        """#,
     .masked: #"""
         def run_masked(rnn, x, mask, masked_output="zero", go_backwards=False, merge="concat", return_sequences=True):
             """Runs `rnn` one step at a time with Keras's masking rules, on its own parameters.
@@ -528,25 +603,90 @@ private let _helperSource: [_Helper: String] = [
         """#,
 ]
 
-private func _loadSource(prefixed: Bool) -> String {
-    let key = prefixed
-        ? "key = name.replace(\"/\", \".\")  # nested groups read as dotted keys\n"
-            + "            state[key.removeprefix(PREFIX)] = torch.from_numpy(value[()].astype(np.float32))"
-        : "state[name.replace(\"/\", \".\")] = torch.from_numpy(value[()].astype(np.float32))  # groups read as dots"
+/// The container a weights file is, by its extension (as `load` chooses at run time).
+private enum _Container {
+    /// A `torch.save` zip (`.pt`, `.pth`).
+    case torchSave
+    case safetensors
+    /// HDF5 (`.h5`, `.hdf5`, and any other name: what rnnkit writes there).
+    case hdf5
+
+    init(file: String) {
+        let name = file.lowercased()
+        if name.hasSuffix(".pt") || name.hasSuffix(".pth") { self = .torchSave }
+        else if name.hasSuffix(".safetensors") { self = .safetensors }
+        else { self = .hdf5 }
+    }
+
+    var description: String {
+        switch self {
+        case .torchSave: return "a torch.save state_dict (a zip)"
+        case .safetensors: return "a safetensors file"
+        case .hdf5: return "HDF5, one dataset per key"
+        }
+    }
+
+    /// What `load` calls for this container, for the header.
+    var loadCall: String {
+        switch self {
+        case .torchSave: return "torch.load(path, weights_only=True, map_location=\"cpu\")"
+        case .safetensors: return "safetensors.torch.load_file(path)"
+        case .hdf5: return "h5py"
+        }
+    }
+
+    /// The statement of `load` that reads this container into `state`.
+    var readStatement: String {
+        switch self {
+        case .torchSave: return "state = torch.load(path, weights_only=True, map_location=\"cpu\")"
+        case .safetensors: return "state = read_safetensors(path)"
+        case .hdf5: return "state = read_hdf5(path)"
+        }
+    }
+}
+
+private func _loadSource(prefixed: Bool, written: _Container) -> String {
+    let key = prefixed ? "key.removeprefix(PREFIX)" : "key"
     return """
         def load(path):
-            \"\"\"Reads the state_dict in the HDF5 file at `path` (as float32) and returns the model in eval mode.\"\"\"
+            \"\"\"Reads the state_dict at `path` as float32 tensors, from the container its extension names:
+            .pt/.pth (torch.save), .safetensors, .h5/.hdf5 (any other name: \(written.description)).
+            Loads it with strict=True and returns the model in eval mode.\"\"\"
+            name = str(path).lower()
+            if name.endswith((".pt", ".pth")):
+                \(_Container.torchSave.readStatement)
+            elif name.endswith(".safetensors"):
+                \(_Container.safetensors.readStatement)
+            elif name.endswith((".h5", ".hdf5")):
+                \(_Container.hdf5.readStatement)
+            else:
+                \(written.readStatement)
+            state = {\(key): value.float() for key, value in state.items()}
+            model = Model()
+            model.load_state_dict(state, strict=True)
+            return model.eval()
+
+
+        def read_safetensors(path):
+            \"\"\"The tensors of a safetensors file by key.\"\"\"
+            from safetensors.torch import load_file  # only safetensors files need it
+
+            return load_file(path)
+
+
+        def read_hdf5(path):
+            \"\"\"The datasets of an HDF5 file by key, each path's '/' read as '.' (nested groups or flat dotted names).\"\"\"
+            import h5py  # only HDF5 files need it
+
             state = {}
 
             def read(name, value):
                 if isinstance(value, h5py.Dataset):
-                    \(key)
+                    state[name.replace("/", ".")] = torch.from_numpy(value[()].astype("float32"))
 
             with h5py.File(path, "r") as file:
                 file.visititems(read)
-            model = Model()
-            model.load_state_dict(state, strict=True)
-            return model.eval()
+            return state
 
         """
 }
