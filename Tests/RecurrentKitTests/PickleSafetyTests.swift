@@ -193,13 +193,14 @@ final class PickleSafetyTests: XCTestCase {
     func testMutatedFilesNeverTrap() throws {
         // Every prefix of a real data.pkl, and single-byte changes all through a real archive:
         // each is read or refused with a ModelError, never a trap.
-        let path = fixture("pytorch-files/unit/views.pt")
-        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         var generator = SystemRandomNumberGenerator()
-        for index in stride(from: 0, to: bytes.count, by: 3) {
-            var mutated = bytes
-            mutated[index] = UInt8.random(in: 0...255, using: &generator)
-            do { _ = try TorchSaveFile.read(bytes: mutated, name: "m.pt") } catch { XCTAssertTrue(error is ModelError, "\(error)") }
+        for name in ["views.pt", "views_deflated.pt"] {
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixture("pytorch-files/unit/\(name)"))))
+            for index in stride(from: 0, to: bytes.count, by: 3) {
+                var mutated = bytes
+                mutated[index] = UInt8.random(in: 0...255, using: &generator)
+                do { _ = try TorchSaveFile.read(bytes: mutated, name: "m.pt") } catch { XCTAssertTrue(error is ModelError, "\(error)") }
+            }
         }
         let checkpoint = try [UInt8](Data(contentsOf: URL(fileURLWithPath: fixture("pytorch-files/unit/checkpoint_adam.pt"))))
         for length in stride(from: 0, to: checkpoint.count, by: 7) {

@@ -55,6 +55,7 @@ final class TorchSaveFileTests: XCTestCase {
 
     func testNonContiguousAndSharedViewsEqualTorch() throws {
         try check("views.pt")
+        try check("views_deflated.pt")
         // The fixture still exercises what it is for: one storage, views that are not the whole of it.
         let entry = try XCTUnwrap(try expected()["views.pt"] as? [String: Any])
         let tensors = try XCTUnwrap(entry["tensors"] as? [String: [String: Any]])
