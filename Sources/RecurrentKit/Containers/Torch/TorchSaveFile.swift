@@ -37,6 +37,13 @@ enum TorchSaveFile {
     /// bytes. torch's `.format_version` and `.storage_alignment` records are left out: they
     /// promise data descriptors after each record, which this writer does not write.
     static func write(_ tensors: [(key: String, tensor: Tensor)], modelConfig: String?, to path: String) throws {
+        // BINUNICODE lengths are 4 bytes: bound what goes into them before writing anything.
+        if let modelConfig, let problem = Limits.checkJSONSize(modelConfig) {
+            throw ModelError(.invalidInput, file: path, path: "_metadata['rnnkit']['model_config']", message: problem)
+        }
+        if let long = tensors.first(where: { $0.key.utf8.count > Limits.nameCharacters }) {
+            throw ModelError(.invalidInput, file: path, path: "state_dict key '\(shown(long.key))'", message: "is longer than \(Limits.nameCharacters) bytes (Limits.nameCharacters)")
+        }
         var pickle = PickleWriter()
         pickle.emptyOrderedDict()
         pickle.mark()
