@@ -202,8 +202,8 @@ final class OutputSafetyTests: XCTestCase {
 
     func testRefusedConversionsLeaveNothingBehind() throws {
         let folder = try temporaryFolder(self)
-        for target in ["keras3", "keras", "pytorch"] {
-            let out = folder.appendingPathComponent("proj.\(target)").path
+        for (target, name) in [("keras3", "proj.keras"), ("keras", "proj.h5"), ("pytorch", "proj.pt")] {
+            let out = folder.appendingPathComponent(name).path
             let result = try rnnkit("convert", fixture("pytorch/lstm_proj.h5"), out, "--to", target)
             if target == "pytorch" { XCTAssertEqual(result.status, 0, result.stderr); continue }
             assertRefused(result, mentioning: [])
@@ -308,7 +308,7 @@ final class OutputSafetyTests: XCTestCase {
         let model = try largeModel(in: folder)
         let outputs = folder.appendingPathComponent("out")
         try manager.createDirectory(at: outputs, withIntermediateDirectories: false)
-        let out = outputs.appendingPathComponent("converted.\(target)").path
+        let out = outputs.appendingPathComponent(["pytorch": "converted.pt", "keras": "converted.h5"][target] ?? "converted.keras").path
         let process = Process()
         process.executableURL = rnnkitExecutable()
         process.arguments = ["convert", model, out, "--to", target]

@@ -70,7 +70,8 @@ final class PyTorchReaderErrorTests: XCTestCase {
 
     func testSeveralModulesNeedAConfig() throws {
         let entries = try stateDict("gru_basic") + stateDict("lstm_basic").map { ("other.\($0.0)", $0.1) }
-        try assertRefused(entries, mentions: ["several recurrent modules", "model_config"])
+        try assertRefused(entries, mentions: ["holds 2 modules and no model_config", "other.rnn (LSTM 4 → 6)", "rnn (GRU 4 → 6)",
+                                              "--architecture CONFIG.json", #"{"type": "GRU", "name": "rnn", "input_size": 4, "hidden_size": 6"#])
     }
 
     func testGateCountMustBeOneThreeOrFour() throws {

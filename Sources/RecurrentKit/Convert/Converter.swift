@@ -123,9 +123,9 @@ public enum Converter {
     /// converted file, never over anything but a regular file, and only with `force`.
     static func checkOutputs(input: String, target: ConversionTarget, output: String, force: Bool,
                              architecture: String?, pythonModule: String?) throws {
-        try checkExtension(output, target: target)
         try OutputFiles.check(output, against: ["the input file": input, "the architecture file": architecture],
                               overwrite: force)
+        try checkExtension(output, target: target)
         guard let pythonModule else { return }
         guard target == .pytorch else {
             throw ModelError(file: pythonModule, message: "a Python module is emitted only for a PyTorch target")

@@ -142,11 +142,12 @@ struct ModelConfigSkeleton {
     /// skeleton; `error` is the bare-module reader's own reason, kept for a file with no
     /// module at all.
     func refusal(file: String, reading error: ModelError) -> ModelError {
-        guard !modules.isEmpty else { return error }
+        // One group of keys is one module gone wrong: the bare reader's reason says what.
+        guard modules.count >= 2, modules.contains(where: { $0.entry != nil }) else { return error }
         let listed = modules.prefix(12).map { "\(shown($0.name)) (\($0.summary))" }.joined(separator: ", ")
             + (modules.count > 12 ? " (and \(modules.count - 12) more)" : "")
         return ModelError(.invalidModel, file: file,
-                          message: "holds \(modules.count) modules — \(listed) — and no model_config: a state_dict keeps weights, not the forward pass; write the model as a model_config (spec/pytorch-layout.md) and pass it as --architecture CONFIG.json. To start from, with the readout left to choose (`rnnkit inspect` prints it formatted): \(json(pretty: false))")
+                          message: "holds \(modules.count) modules and no model_config (a state_dict keeps weights, not the forward pass): \(listed); describe the model in a model_config (spec/pytorch-layout.md) and pass it as --architecture CONFIG.json. A skeleton to edit, the readout left to choose (`rnnkit inspect` prints it formatted): \(json(pretty: false))")
     }
 }
 
@@ -180,7 +181,7 @@ package struct StateDictListing {
         guard (try? PyTorchReader.bareModulePrefix(dict, file: path)) == nil else { return nil }
         let names = try container.tensorNames(below: "").map { $0.replacingOccurrences(of: "/", with: ".") }
         let skeleton = ModelConfigSkeleton(keys: names, dict: dict)
-        guard !skeleton.modules.isEmpty else { return nil }
+        guard skeleton.modules.count >= 2, skeleton.modules.contains(where: { $0.entry != nil }) else { return nil }
         return StateDictListing(file: path, layout: layout.title, modules: skeleton.modules.map { ($0.name, $0.summary) },
                                 skeleton: skeleton.json(pretty: true))
     }
