@@ -67,13 +67,18 @@ public enum Converter {
                                  output: output, modelConfig: &modelConfig, notes: &notes)
             }
             if let pythonModule {
-                guard let modelConfig else {
-                    throw ModelError(.unsupported, file: input, message: "is one bare recurrent module: the converted file loads into that torch module itself (module.load_state_dict(...)); --emit-python writes modules for whole models")
+                let weightsFile = OutputFiles.split(output).name
+                let python: String
+                if let modelConfig {
+                    python = try PythonEmitter.source(modelConfig: modelConfig, weightsFile: weightsFile)
+                } else {
+                    // A bare module keeps its keys: the emitted module is that torch module.
+                    let loaded = try LoadedModel(contentsOf: input, architecture: architecture, key: source.key)
+                    python = PythonEmitter.source(bareModule: loaded.recurrentLayers,
+                                                  prefix: loaded.pytorchSource?.barePrefix ?? "", weightsFile: weightsFile)
                 }
-                let source = try PythonEmitter.source(modelConfig: modelConfig,
-                                                      weightsFile: OutputFiles.split(output).name)
                 try batch.write(pythonModule, overwrite: force) { temporary in
-                    try writeNewFile(temporary, contents: Data(source.utf8))
+                    try writeNewFile(temporary, contents: Data(python.utf8))
                 }
             }
         }
