@@ -176,7 +176,10 @@ public struct LoadedModel: Sendable {
     private static func pytorchArchitecture(_ path: String?) throws -> ModelConfigDocument? {
         guard let path else { return nil }
         try InputFiles.requireRegularFile(path)
-        guard try InputFiles.prefix(path, count: 1) == [UInt8(ascii: "{")] else {
+        // A JSON document, perhaps after whitespace; anything else (a Keras .h5 or .keras) is
+        // refused before more than its first bytes are read.
+        let head = try InputFiles.prefix(path, count: 64)
+        guard head.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{") else {
             throw ModelError(.invalidInput, file: path, message: "is not a model_config JSON document; a PyTorch state_dict's --architecture is one (spec/pytorch-layout.md)")
         }
         let data = try InputFiles.read(path, limit: Limits.configJSONBytes, what: "Limits.configJSONBytes")
