@@ -3,6 +3,7 @@
 #   make test   set up, then run the whole test suite and a short fuzz pass (what CI runs)
 
 SWIFT ?= swift
+CLANG ?= clang
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RNNKIT := .build/release/rnnkit
 DEMO_MODEL := fixtures/keras/tfk_text_bilstm.h5
@@ -21,9 +22,26 @@ deps:
 build: deps
 	$(SWIFT) build
 
-# Release build; see README for the CPU-specific flags used when benchmarking.
+# CPU: the processor `release` (and so `demo`, `bench` and `test`) builds for, by LLVM's name:
+# `native` (default) is the machine running make — AVX-512, AVX2 or neither, with fused
+# multiply-add where it has it; `haswell` is AVX2 with FMA (any x86-64 CPU since 2013–2015:
+# Intel Haswell, AMD Zen); `x86-64` is the baseline every x86-64 CPU runs (SSE2, no FMA).
+# The flags go on the command line, not in Package.swift (unsafeFlags would stop other
+# packages from depending on this one). `-DRECURRENTKIT_FMA` is added when the CPU has FMA,
+# as clang's predefined macros for it say (`__FMA__`); arm64 always has FMA and needs nothing.
+# The binary records what it was built for and refuses, in one line, a CPU that lacks it.
+CPU ?= native
+ifeq ($(shell uname -m),x86_64)
+CPU_HAS_FMA := $(shell echo | $(CLANG) -march=$(CPU) -dM -E -x c - 2>/dev/null | grep -c '__FMA__ ')
+else
+CPU_HAS_FMA := 0
+endif
+CPU_FLAGS := -Xswiftc -target-cpu -Xswiftc $(CPU) $(if $(filter 1,$(CPU_HAS_FMA)),-Xswiftc -DRECURRENTKIT_FMA)
+
+# The release build at .build/release/rnnkit, for CPU (see above).
 release: deps
-	$(SWIFT) build -c release --product rnnkit
+	$(SWIFT) build -c release --product rnnkit $(CPU_FLAGS)
+	@$(RNNKIT) --version
 
 demo: release
 	@mkdir -p out
@@ -37,11 +55,13 @@ FUZZ ?= 1
 # The suite runs on an optimized build (`-enable-testing` keeps `@testable import`): the
 # engine's exhaustive bit-equality tests spend their time in SIMD kernels, which run many
 # times faster at -O than at -Onone. Overflow and bounds checks stay on at -O. Its own
-# build folder, so the `release` build that `demo` runs is untouched.
-TEST_SCRATCH := .build-test
+# build folder, so the `release` build that `demo` runs is untouched. It builds for CPU, as
+# `release` does, so the suite tests the build users get (`make test CPU=x86-64 FUZZ=0` tests
+# the baseline build, in its own folder).
+TEST_SCRATCH := $(if $(filter native,$(CPU)),.build-test,.build-test-$(CPU))
 
 test: deps
-	$(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path $(TEST_SCRATCH) --disable-swift-testing
+	$(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path $(TEST_SCRATCH) --disable-swift-testing $(CPU_FLAGS)
 ifneq ($(FUZZ),0)
 	$(MAKE) fuzz-ci
 endif
@@ -59,17 +79,13 @@ fuzz-ci: deps
 	SWIFT=$(SWIFT) scripts/fuzz.sh --ci
 
 clean:
-	rm -rf .build .build-fuzz $(TEST_SCRATCH)
+	rm -rf .build .build-fuzz .build-test .build-test-*
 
-# Benchmark build: CPU-specific code (AVX-512 where the machine has it) and fused multiply-add
-# (see bench/BENCHMARKS.md), in its own build folder so the plain release build is untouched.
-# Times BENCH_MODEL on random inputs; bench/compare.py times PyTorch and ONNX Runtime as well.
-BENCH_SCRATCH := .build-bench
-BENCH_FLAGS := -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DRECURRENTKIT_FMA
+# Times BENCH_MODEL on random inputs with the release build (for CPU); bench/compare.py
+# times PyTorch and ONNX Runtime as well, for each CPU level (see bench/BENCHMARKS.md).
 BENCH_MODEL ?= $(DEMO_MODEL)
 BENCH_ARGS ?= --batch 64 --time 256 --repeat 10 --threads 2
 
 .PHONY: bench
-bench: deps
-	$(SWIFT) build -c release --product rnnkit --scratch-path $(BENCH_SCRATCH) $(BENCH_FLAGS)
-	$(BENCH_SCRATCH)/release/rnnkit bench $(BENCH_MODEL) $(BENCH_ARGS)
+bench: release
+	$(RNNKIT) bench $(BENCH_MODEL) $(BENCH_ARGS)
