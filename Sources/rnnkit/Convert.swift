@@ -4,6 +4,26 @@ import RecurrentKit
 
 extension ConversionTarget: ExpressibleByArgument {}
 
+extension PaddingID: ExpressibleByArgument {
+    /// An id (a non-negative integer) or `none`.
+    public init?(argument: String) {
+        if argument == "none" {
+            self = .none
+        } else if let id = Int(argument), id >= 0 {
+            self = .id(id)
+        } else {
+            return nil
+        }
+    }
+
+    public var defaultValueDescription: String {
+        switch self {
+        case let .id(id): return "\(id)"
+        case .none: return "none"
+        }
+    }
+}
+
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Convert a model between PyTorch and Keras layouts — exactly, or not at all.",
@@ -32,11 +52,20 @@ struct Convert: ParsableCommand {
     @Option(name: .customLong("emit-python"), help: "With --to pytorch: also write a Python module defining the equivalent torch.nn.Module and a loader.")
     var emitPython: String?
 
+    @Option(name: .customLong("padding-id"), help: ArgumentHelp(
+        "With --to keras/keras3, for a PyTorch model on token ids: the id its sequences are right-padded with when it runs on their lengths (packed), or none when it runs over every step, padding included.",
+        discussion: "The Keras Embedding then masks that id (mask_zero; an id other than 0 is exchanged with 0 in the table). Needed unless the Embedding's padding_idx is 0.",
+        valueName: "id|none"))
+    var paddingID: PaddingID?
+
     @OptionGroup var architecture: ArchitectureOption
 
     func validate() throws {
         if emitPython != nil && to != .pytorch {
             throw ValidationError("--emit-python goes with --to pytorch")
+        }
+        if paddingID != nil && to == .pytorch {
+            throw ValidationError("--padding-id goes with --to keras or --to keras3")
         }
     }
 
@@ -44,7 +73,7 @@ struct Convert: ParsableCommand {
         // The module is written with the converted file, or neither is.
         let report = try Converter.convert(input, to: to, output: output, force: force,
                                            architecture: architecture.architecture, key: architecture.key,
-                                           pythonModule: emitPython)
+                                           pythonModule: emitPython, paddingID: paddingID)
         print("wrote \(oneLine(output)) (\(to.rawValue)); read back, it is the same model as \(oneLine(input)), weight for weight")
         for note in report.notes { print("note: \(oneLine(note))") }
         if let emitPython { print("wrote \(oneLine(emitPython))") }

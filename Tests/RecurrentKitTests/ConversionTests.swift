@@ -39,6 +39,13 @@ final class ConversionTests: XCTestCase {
         "tfk_dense_activations": [.keras: "hard_sigmoid as Keras 2 defines it"],
     ]
 
+    /// How the padding of PyTorch classifiers on token ids without `padding_idx` 0 is marked
+    /// for a Keras target (`--padding-id`); `PaddingConversionTests` checks these in depth.
+    static let paddingIDs: [String: PaddingID] = [
+        "lesson_rnn": .none, "lesson_lstm": .none, "lesson_lstm_pack": .id(0), "lesson_bilstm2_pack": .id(0),
+        "lesson_lstm_pack_pad3": .id(3), "char_lstm": .none,
+    ]
+
     struct Case {
         var name: String
         var fixture: Fixture
@@ -77,8 +84,13 @@ final class ConversionTests: XCTestCase {
             for target in ConversionTarget.allCases {
                 let path = output(folder.appendingPathComponent("\(item.name).\(target.rawValue)").path, target)
                 let label = "\(item.name) → \(target.rawValue)"
+                let paddingID = Self.paddingIDs[item.name]
+                // A Keras model converted with --padding-id k ≠ 0 takes ids with 0 and k exchanged.
+                var input = item.fixture.input
+                if target != .pytorch, case let .id(pad)? = paddingID, pad != 0 { input = exchanging(input, 0, pad) }
                 do {
-                    _ = try Converter.convert(item.model, to: target, output: path, architecture: item.architecture)
+                    _ = try Converter.convert(item.model, to: target, output: path, architecture: item.architecture,
+                                              paddingID: target == .pytorch ? nil : paddingID)
                 } catch {
                     let reason = try XCTUnwrap(Self.refusals[item.name]?[target], "\(label) refused unexpectedly: \(error)")
                     XCTAssertTrue("\(error)".contains(reason), "\(label): \(error)")
@@ -89,13 +101,14 @@ final class ConversionTests: XCTestCase {
                 }
                 XCTAssertNil(Self.refusals[item.name]?[target], "\(label) was expected to be refused")
                 converted += 1
-                try assertComputes(path, item: item, states: states, expected: expected, label: label)
+                try assertComputes(path, item: item, input: input, states: states, expected: expected, label: label)
                 // And back to the source's own family.
                 let back: ConversionTarget = item.isKeras ? (target == .pytorch ? .keras3 : .pytorch) : (target == .pytorch ? .keras : .pytorch)
                 let backPath = output(path + ".back", back)
                 let backLabel = "\(label) → \(back.rawValue)"
+                if back != .pytorch, case let .id(pad)? = paddingID, pad != 0 { input = exchanging(input, 0, pad) }
                 do {
-                    _ = try Converter.convert(path, to: back, output: backPath)
+                    _ = try Converter.convert(path, to: back, output: backPath, paddingID: back == .pytorch ? nil : paddingID)
                 } catch {
                     // Going back may meet the same limits as going there (a Keras 3
                     // hard_sigmoid in a PyTorch file cannot become Keras 2, say): only those listed.
@@ -107,7 +120,7 @@ final class ConversionTests: XCTestCase {
                     continue
                 }
                 XCTAssertNil(Self.backRefusals[item.name]?[target], "\(backLabel) was expected to be refused")
-                try assertComputes(backPath, item: item, states: states, expected: expected, label: backLabel)
+                try assertComputes(backPath, item: item, input: input, states: states, expected: expected, label: backLabel)
             }
         }
         XCTAssertGreaterThan(converted, 100)
@@ -115,10 +128,10 @@ final class ConversionTests: XCTestCase {
         XCTAssertEqual(refusedBack, Self.backRefusals.values.reduce(0) { $0 + $1.count })
     }
 
-    private func assertComputes(_ path: String, item: Case, states: [RecurrentState]?, expected: Tensor,
+    private func assertComputes(_ path: String, item: Case, input: ModelInput, states: [RecurrentState]?, expected: Tensor,
                                 label: String) throws {
         let model = try LoadedModel(contentsOf: path)
-        let actual = try model.run(item.fixture.input, lengths: item.fixture.lengths, initialStates: states).output
+        let actual = try model.run(input, lengths: item.fixture.lengths, initialStates: states).output
         let comparison = Comparison(name: label, actual: actual, expected: expected, atol: 1e-5, rtol: 1e-4)
         XCTAssertTrue(comparison.passed, "\(label): max abs error \(comparison.maxAbsoluteError), shapes \(actual.shape) vs \(expected.shape)")
     }

@@ -36,6 +36,13 @@ final class PyTorchFixtureTests: XCTestCase {
         "clf_embed_bigru_softmax": ["gru", "bidirectional", "lengths", "tokens", "model-config", "prefix"],
         "clf_lstm2_last_step_mlp": ["lstm", "multilayer", "lengths", "model-config"],
         "clf_bilstm_max_sigmoid": ["lstm", "bidirectional", "lengths", "model-config"],
+        "lesson_rnn": ["rnn", "unpacked", "tokens", "model-config"],
+        "lesson_lstm": ["lstm", "unpacked", "padding-idx", "tokens", "model-config"],
+        "lesson_lstm_pack": ["lstm", "lengths", "tokens", "model-config"],
+        "lesson_lstm_pack_padding_idx": ["lstm", "lengths", "padding-idx", "tokens", "model-config"],
+        "lesson_bilstm2_pack": ["lstm", "bidirectional", "multilayer", "lengths", "tokens", "model-config"],
+        "lesson_bilstm2_pack_padding_idx": ["lstm", "bidirectional", "multilayer", "lengths", "padding-idx", "tokens", "model-config"],
+        "lesson_lstm_pack_pad3": ["lstm", "lengths", "padding-idx", "tokens", "model-config"],
     ]
 
     func testEveryFixtureVerifiesAndExercisesItsTags() throws {
@@ -87,6 +94,15 @@ final class PyTorchFixtureTests: XCTestCase {
             case "no-bias": present = recurrent.contains { $0.directions.contains { $0.inputBias == nil && $0.recurrentBias == nil } }
             case "proj": present = recurrent.contains { $0.projectionSize != nil }
             case "lengths": present = fixture.lengths.map { $0.contains { $0 < time } } ?? false
+            case "unpacked":
+                // Right-padded token ids (a row ending in the padding id) and no /lengths.
+                if case let .tokens(ids, _, t) = fixture.input, fixture.lengths == nil {
+                    present = stride(from: t - 1, to: ids.count, by: t).contains { ids[$0] == 0 }
+                } else {
+                    present = false
+                }
+            case "padding-idx":
+                if case let .embedding(embedding)? = model.model.layers.first { present = embedding.paddingIndex != nil } else { present = false }
             case "initial-state": present = fixture.h0 != nil
             case "tokens": if case .tokens = fixture.input { present = true } else { present = false }
             case "model-config": present = !model.isBareRecurrentModule

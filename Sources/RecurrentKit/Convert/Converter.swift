@@ -31,6 +31,9 @@ public struct ConversionReport: Sendable {
 public enum Converter {
     /// Converts `input` to `target`, writing `output` and, when `pythonModule` is given
     /// (PyTorch target), a Python module defining the model and a loader for `output`.
+    /// `paddingID` (Keras targets, PyTorch sources) says how padded batches are marked
+    /// (`KerasPadding`): a PyTorch model that starts with an Embedding without `padding_idx`
+    /// 0 is refused without it.
     ///
     /// Outputs are checked as files before anything is read: never an input (or the
     /// architecture, or each other) by any name, never a device, FIFO, folder or symbolic
@@ -41,22 +44,28 @@ public enum Converter {
     /// Throws `ModelError`: a conversion that cannot be exact names the layer and the reason.
     public static func convert(_ input: String, to target: ConversionTarget, output: String, force: Bool = false,
                                architecture: String? = nil, key: String? = nil,
-                               pythonModule: String? = nil) throws -> ConversionReport {
+                               pythonModule: String? = nil, paddingID: PaddingID? = nil) throws -> ConversionReport {
         try ModelError.boundary(file: input, kind: .unsupported) {
             try convertChecked(input, to: target, output: output, force: force,
-                               source: SourceOptions(architecture: architecture, key: key), pythonModule: pythonModule)
+                               source: SourceOptions(architecture: architecture, key: key, paddingID: paddingID),
+                               pythonModule: pythonModule)
         }
     }
 
-    /// What reading the input takes besides its path.
+    /// What reading the input takes besides its path, and how a PyTorch source's padding
+    /// is marked for a Keras target.
     private struct SourceOptions {
         var architecture: String?
         var key: String?
+        var paddingID: PaddingID?
     }
 
     private static func convertChecked(_ input: String, to target: ConversionTarget, output: String, force: Bool,
                                        source: SourceOptions, pythonModule: String?) throws -> ConversionReport {
         let architecture = source.architecture
+        if let paddingID = source.paddingID, target == .pytorch {
+            throw ModelError(.invalidInput, file: input, message: "--padding-id \(KerasPadding.argument(paddingID)) goes with --to keras or --to keras3 (a PyTorch model takes its lengths as they are); nothing was written")
+        }
         try checkOutputs(input: input, target: target, output: output, force: force, architecture: architecture,
                          pythonModule: pythonModule)
         var modelConfig: ModelConfigDocument?
@@ -105,23 +114,28 @@ public enum Converter {
                               batch: OutputBatch, output: String,
                               modelConfig: inout ModelConfigDocument?, notes: inout [String]) throws -> ModelFingerprint {
         let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key)
-        let source = loaded.model
         switch target {
         case .pytorch:
-            let plan = try PyTorchWriter.plan(source, file: input, source: loaded.pytorchSource)
+            let plan = try PyTorchWriter.plan(loaded.model, file: input, source: loaded.pytorchSource)
             modelConfig = plan.document
             try PyTorchWriter.write(plan, to: path, as: try container(of: output))
-        case .keras:
-            let plan = try KerasPlan(model: source, version: .keras2, file: input)
-            notes = plan.notes
-            try KerasH5Writer.write(plan, to: path)
-        case .keras3:
-            let plan = try KerasPlan(model: source, version: .keras3, file: input)
-            notes = plan.notes
-            try Keras3ArchiveWriter.write(plan, to: path,
-                                          weightsScratch: batch.scratchFile(beside: output, suffix: "weights.partial"))
+            return ModelFingerprint(loaded.model)
+        case .keras, .keras3:
+            let version: KerasLayout.Version = target == .keras ? .keras2 : .keras3
+            // The model Keras must compute: the source with its padding made a mask Keras sees
+            // (or refused). The read-back is compared with it.
+            let padded = try KerasPadding.apply(to: loaded.model, pytorch: loaded.pytorchSource, paddingID: options.paddingID,
+                                                file: input, version: version)
+            notes = padded.notes
+            let plan = try KerasPlan(model: padded.model, version: version, file: input)
+            if target == .keras {
+                try KerasH5Writer.write(plan, to: path)
+            } else {
+                try Keras3ArchiveWriter.write(plan, to: path,
+                                              weightsScratch: batch.scratchFile(beside: output, suffix: "weights.partial"))
+            }
+            return ModelFingerprint(padded.model)
         }
-        return ModelFingerprint(source)
     }
 
     /// Never onto the input or the architecture (by any name), never a module onto the

@@ -46,8 +46,6 @@ struct KerasPlan {
     }
 
     var layers: [LayerPlan]
-    /// What a user of the written model should know (how masks reach it).
-    var notes: [String] = []
     /// `[None, steps, features]` or `[None, steps]` for token ids.
     var inputShape: [Int?]
     var inputDType: String
@@ -86,18 +84,11 @@ struct KerasPlan {
             let label = model.layerName(index) ?? "#\(index)"
             switch layer {
             case let .embedding(embedding):
-                // Keras passes no caller's mask past an Embedding, so the padding id is the
-                // only way lengths can reach the layers after it: padding_idx 0 (the id
-                // PyTorch sequences are padded with) becomes mask_zero.
-                let maskZero = embedding.maskZero || embedding.paddingIndex == 0
-                if maskZero && !embedding.maskZero {
-                    notes.append("\(label): padding_idx 0 became mask_zero=True: Keras masks steps whose id is 0, as PyTorch's lengths do when id 0 only pads")
-                } else if !maskZero {
-                    notes.append("\(label): the Keras model takes no mask past this Embedding (padding_idx is not 0): feed it unpadded sequences")
-                }
+                // Whether it masks was decided before planning (`KerasPadding`): PyTorch's
+                // padding_idx has no Keras counterpart.
                 plans.append(LayerPlan(className: "Embedding", name: uniqueName(model.layerName(index), className: "Embedding"),
                                        options: [("input_dim", embedding.vocabularySize), ("output_dim", embedding.dimension),
-                                                 ("mask_zero", maskZero)],
+                                                 ("mask_zero", embedding.maskZero)],
                                        weights: [.whole("embeddings", { embedding.table })], inputShape: shape))
                 shape = [nil, steps, embedding.dimension]
             case let .masking(value):

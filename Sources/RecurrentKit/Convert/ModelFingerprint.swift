@@ -7,8 +7,11 @@
 /// - a Linear followed by an activation module equals a Dense with that activation;
 /// - `return_sequences=False` equals a readout of the last hidden state (or, forward and
 ///   unidirectional, of the last valid step; both directions' concatenation for a
-///   bidirectional layer), and then what is emitted at masked steps does not matter;
-/// - an embedding padded with id 0 is masked by it (Keras `mask_zero`).
+///   bidirectional layer), and then what is emitted at masked steps does not matter.
+///
+/// An embedding's `padding_idx` changes no output and is not compared; whether it masks id 0
+/// (`mask_zero`) is. A conversion to Keras decides that before it writes (`KerasPadding`)
+/// and compares the file with the model so decided.
 ///
 /// Two models with equal fingerprints compute the same function. The converter compares the
 /// source's fingerprint with that of the file it wrote, read back by the target's reader;
@@ -51,7 +54,7 @@ struct ModelFingerprint: Equatable {
             switch layer {
             case let .embedding(embedding):
                 entries.append(.embedding(vocabulary: embedding.vocabularySize, dimension: embedding.dimension,
-                                          masksZero: embedding.maskZero || embedding.paddingIndex == 0,
+                                          masksZero: embedding.maskZero,
                                           table: digest(embedding.table)))
             case let .masking(value):
                 entries.append(.masking(value))

@@ -1,0 +1,144 @@
+/// How a PyTorch model's padded batches are marked, for a Keras target (`--padding-id`).
+///
+/// PyTorch runs a classifier on right-padded token ids either over every step (padding
+/// included) or on the sequences' lengths (`pack_padded_sequence`); a state_dict and its
+/// `model_config` do not say which. A Keras model converted from it sees lengths only as a
+/// mask, and a mask passed to `model(x, mask=...)` stops at an Embedding that makes none.
+public enum PaddingID: Sendable, Hashable {
+    /// Sequences are right-padded with this id and the PyTorch model runs on their lengths:
+    /// the Keras Embedding masks the padding itself (`mask_zero=True`; an id other than 0 is
+    /// exchanged with 0 in the table, since Keras masks only id 0).
+    case id(Int)
+    /// The PyTorch model runs over every step it is given, padding included (no lengths):
+    /// the Keras model is not masked.
+    case none
+}
+
+/// The masking rule of a PyTorch → Keras conversion (spec/conversion.md, "Padding"): the
+/// model the Keras target must compute, and what its user must know, or a refusal.
+///
+/// - An Embedding first, in a model that uses a mask (a recurrent layer or a readout): the
+///   padding id is `padding_idx` 0 or `--padding-id`; the Embedding gets `mask_zero=True`
+///   (with ids 0 and `k` exchanged in its table for `--padding-id k`), so that on ids
+///   right-padded with 0 Keras masks exactly the steps PyTorch's lengths exclude; masked
+///   steps then keep the state, a bidirectional layer's backward direction starts at each
+///   sequence's last valid step, and a `return_sequences=False` readout is the last valid
+///   step's (spec/keras-layout.md §5), as with packed sequences. `--padding-id none` writes
+///   no mask. Without either, refused, naming the option.
+/// - Float features: Keras passes `model(x, mask=mask)` to the first layer unchanged, so the
+///   caller's mask is exact and no layer is added (a `Masking` layer would need the padded
+///   steps to hold one value that no valid step holds, which PyTorch does not require).
+/// - A Keras source keeps its own masks: nothing changes and nothing is noted. So does a
+///   version-2 `model_config` (what `--to pytorch` writes for a Keras source), which states
+///   its masks as Keras does (`mask_zero`, `Masking`).
+enum KerasPadding {
+    /// The model to write for `source` and the notes for its user. `pytorch` is the source's
+    /// structure when it is a PyTorch file.
+    static func apply(to source: Model, pytorch: PyTorchReader.PyTorchSource?, paddingID: PaddingID?, file: String,
+                      version: KerasLayout.Version) throws -> (model: Model, notes: [String]) {
+        func refuse(_ layer: String?, _ message: String) -> ModelError {
+            ModelError(.unsupported, file: file, layer: layer,
+                       message: "cannot be converted to \(version == .keras2 ? "Keras 2" : "Keras 3"): \(message)")
+        }
+        func invalid(_ layer: String?, _ message: String) -> ModelError {
+            ModelError(.invalidInput, file: file, layer: layer, message: message)
+        }
+        let option = paddingID.map(Self.argument) ?? ""
+        guard let pytorch else {
+            if paddingID != nil {
+                throw invalid(nil, "--padding-id \(option) applies to a PyTorch model converted to Keras; a Keras model's masks are its own")
+            }
+            return (source, [])
+        }
+        if let documentVersion = pytorch.document?.version, documentVersion >= 2 {
+            if paddingID != nil {
+                throw invalid(nil, "--padding-id \(option) applies to a PyTorch model run on lengths; a version-2 model_config states its masks itself (mask_zero, Masking)")
+            }
+            return (source, [])
+        }
+        let usesMask = source.layers.contains {
+            switch $0 {
+            case .recurrent, .readout: return true
+            default: return false
+            }
+        }
+        let label = source.layerName(0) ?? "#0"
+        guard case var .embedding(embedding)? = source.layers.first else {
+            if paddingID != nil {
+                throw invalid(nil, "--padding-id \(option) is for a model that takes token ids; this one takes float features (call the Keras model with mask=)")
+            }
+            if case .masking? = source.layers.first { return (source, []) }
+            guard usesMask else { return (source, []) }
+            return (source, ["the Keras model has no mask layer of its own: for a batch the PyTorch model runs on lengths, call it as model(x, mask=mask) with mask[b, t] = t < lengths[b] ([batch, time] booleans), which reaches its first layer unchanged; called without mask=, it runs over every step, as PyTorch does without lengths"])
+        }
+        guard usesMask else {
+            if paddingID != nil { throw invalid(label, "--padding-id \(option): no layer of this model uses a mask") }
+            return (source, [])
+        }
+        if embedding.maskZero {
+            // A model converted from Keras: it masks id 0 itself, and so does the Keras one.
+            if let paddingID, paddingID != .id(0) {
+                throw invalid(label, "masks id 0 itself (mask_zero); --padding-id \(option) disagrees")
+            }
+            return (source, [])
+        }
+        let vocabulary = embedding.vocabularySize
+        let pad: Int
+        switch (paddingID, embedding.paddingIndex) {
+        case (.none?, _):
+            embedding.paddingIndex = nil
+            return (replacingFirst(source, with: embedding), [])
+        case let (.id(id)?, index):
+            guard (0..<vocabulary).contains(id) else {
+                throw invalid(label, "--padding-id \(id) is outside the vocabulary 0..<\(vocabulary)")
+            }
+            if let index, index != id {
+                throw invalid(label, "padding_idx \(index) says sequences are padded with \(index); --padding-id \(id) disagrees")
+            }
+            pad = id
+        case (nil, 0?):
+            pad = 0
+        case let (nil, index?):
+            throw refuse(label, "padding_idx \(index): Keras masks only id 0 (mask_zero); pass --padding-id \(index) to exchange ids 0 and \(index) in the table (the Keras model then takes ids with 0 and \(index) exchanged), or --padding-id none if the PyTorch model runs over the padding (no lengths)")
+        case (nil, nil):
+            throw refuse(label, "no padding_idx says which id pads a sequence, and a PyTorch model run on lengths (packed) has them in Keras only as a mask, which a caller's mask= cannot bring past an Embedding: pass --padding-id ID (the id sequences are right-padded with; the Embedding gets mask_zero=True), or --padding-id none if the PyTorch model runs over every step, padding included")
+        }
+        embedding.maskZero = true
+        embedding.paddingIndex = nil
+        let expects = "right-padded with 0 and 0 nowhere else, without mask=, as the PyTorch model runs on their lengths"
+        let note: String
+        if pad == 0 {
+            let reason = paddingID == nil ? "padding_idx 0" : "--padding-id 0"
+            note = "\(label): mask_zero=True (\(reason)): the Keras model masks the steps whose id is 0; call it on ids \(expects)"
+                + (paddingID == nil ? " (if it runs over the padding, convert with --padding-id none)" : "")
+        } else {
+            embedding.table = exchangingRows(embedding.table, 0, pad)
+            note = "\(label): ids 0 and \(pad) exchanged in the table, and mask_zero=True (Keras masks only id 0): the Keras model takes ids with 0 and \(pad) exchanged (\(pad) where the PyTorch model takes 0), \(expects)"
+        }
+        return (replacingFirst(source, with: embedding), [note])
+    }
+
+    /// `--padding-id`'s spelling of `id`.
+    static func argument(_ id: PaddingID) -> String {
+        switch id {
+        case let .id(value): return "\(value)"
+        case .none: return "none"
+        }
+    }
+
+    private static func replacingFirst(_ model: Model, with embedding: Embedding) -> Model {
+        var model = model
+        model.layers[0] = .embedding(embedding)
+        return model
+    }
+
+    /// `table` `[vocabulary, dim]` with rows `a` and `b` exchanged: a relabelling of two ids.
+    private static func exchangingRows(_ table: Tensor, _ a: Int, _ b: Int) -> Tensor {
+        let width = table.shape[1]
+        var values = table.values
+        for column in 0..<width {
+            values.swapAt(a * width + column, b * width + column)
+        }
+        return Tensor(unchecked: table.shape, values: values)
+    }
+}
