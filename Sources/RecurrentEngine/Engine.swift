@@ -148,7 +148,16 @@ package final class Engine: Sendable {
             }
         case .tokens(let ids, let batch, let time):
             guard model.takesTokenIDs else {
-                throw EngineError(message: "the input is token ids, but the model does not start with an embedding")
+                // The features the first weighted layer takes, as `[batch, time, features]`.
+                let features = model.layers.lazy.compactMap { layer -> Int? in
+                    switch layer {
+                    case .recurrent(let recurrent): return recurrent.inputSize
+                    case .dense(let dense): return dense.inputSize
+                    default: return nil
+                    }
+                }.first.map(String.init) ?? "features"
+                throw EngineError(layerIndex: model.layers.isEmpty ? nil : 0, layerKind: model.layers.first?.kindName,
+                                  message: "the model takes float features [batch, time, \(features)], but the input is token ids [\(batch), \(time)] (integers): the model does not start with an embedding")
             }
             guard batch >= 0, time >= 0, ids.count == _elementCount([batch, time]) else {
                 throw EngineError(message: "\(ids.count) token ids for [batch, time] = [\(batch), \(time)]")

@@ -6,10 +6,15 @@ struct Run: ParsableCommand {
         abstract: "Run a model on inputs from an HDF5 file and write its outputs.",
         discussion: """
         IN holds /inputs ([batch, time, features] floats, or [batch, time] token ids) and \
-        optionally /lengths ([batch]), /h0 and /c0. OUT gets /output, plus /h_n (and /c_n) \
-        for a bare recurrent module. OUT is written to a temporary file beside it and renamed \
-        into place; it is never the model, IN or ARCH (by any name), and an existing OUT is \
-        replaced only if it is a regular file.
+        optionally /lengths ([batch]) and initial states. OUT gets /output and the final \
+        states, in the layout IN takes them, so OUT's states can start the next run. A bare \
+        recurrent module's states are PyTorch's: /h0 and /c0 in, /h_n and /c_n out, each one \
+        dataset [layers × directions, batch, hidden]. Any other model's are one dataset per \
+        recurrent layer k, in model order: /h0/k and /c0/k in, /h_n/k and /c_n/k out, each \
+        [directions, batch, hidden] (c for LSTM layers only); a state not given is zeros. OUT \
+        is written to a temporary file beside it and renamed into place; it is never the \
+        model, IN or ARCH (by any name), and an existing OUT is replaced only if it is a \
+        regular file.
         """)
 
     @Argument(help: "The model file.")
@@ -28,17 +33,13 @@ struct Run: ParsableCommand {
         // Checked before the work, and again as the file is written.
         try OutputFiles.check(output, against: protectedInputs, overwrite: true)
         let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key)
-        let inputs = try InputFile(contentsOf: input)
-        let initial = try loaded.initialStates(h0: inputs.h0, c0: inputs.c0, batch: inputs.input.batch)
+        let inputs = try InputFile(contentsOf: input, for: loaded)
+        let initial = try loaded.initialStates(from: inputs, inputPath: input)
         let result = try loaded.run(inputs.input, lengths: inputs.lengths, initialStates: initial,
                                     threads: threads.threads)
-        // h_n and c_n are a bare module's outputs, as PyTorch's nn.LSTM returns them.
-        let states = loaded.isBareRecurrentModule
-        try result.write(to: output, states: states, protecting: protectedInputs)
-        var shapes = "output \(result.output.shape)"
-        if states, let hN = result.hN { shapes += ", h_n \(hN.shape)" }
-        if states, let cN = result.cN { shapes += ", c_n \(cN.shape)" }
-        print("wrote \(oneLine(output)): \(shapes)")
+        try result.write(to: output, model: loaded, protecting: protectedInputs)
+        let shapes = [("output", result.output)] + result.stateDatasets(for: loaded).map { ($0.path, $0.tensor) }
+        print("wrote \(oneLine(output)): " + shapes.map { "\($0.0) \($0.1.shape)" }.joined(separator: ", "))
     }
 
     /// The files OUT must never be.

@@ -133,8 +133,8 @@ final class LibraryAPITests: XCTestCase {
             guard let error = error as? ModelError else { return XCTFail("\(type(of: error)): \(error)") }
             XCTAssertEqual(error.kind, .invalidInput)
             XCTAssertEqual(error.file, path)
-            XCTAssertEqual(error.layer, "0 (lstm)")
-            XCTAssertEqual(error.description, "\(path): layer 0 (lstm): input has \(features + 1) features, expected \(features) (input size)")
+            XCTAssertEqual(error.layer, "rnn (LSTM)")
+            XCTAssertEqual(error.description, "\(path): layer rnn (LSTM): input has \(features + 1) features, expected \(features) (input size)")
         }
         // States of the wrong shape, given directly or in PyTorch's stacked form.
         XCTAssertThrowsError(try model.run(.features(Tensor(zeros: [2, 3, features])),
@@ -147,7 +147,7 @@ final class LibraryAPITests: XCTestCase {
         // A stream refuses a model that is not causal, naming the layer.
         let bidirectional = try LoadedModel(contentsOf: fixture("pytorch/lstm_bidir_2layer_lengths.h5"))
         XCTAssertThrowsError(try bidirectional.makeStream(batch: 1)) { error in
-            XCTAssertEqual((error as? ModelError)?.layer, "0 (lstm)", "\(error)")
+            XCTAssertEqual((error as? ModelError)?.layer, "rnn (LSTM, layer 0)", "\(error)")
         }
         // A conversion that cannot be exact: refused as unsupported, naming the input.
         let folder = try temporaryFolder(self)

@@ -36,6 +36,7 @@ final class PyTorchFixtureTests: XCTestCase {
         "clf_embed_bigru_softmax": ["gru", "bidirectional", "lengths", "tokens", "model-config", "prefix"],
         "clf_lstm2_last_step_mlp": ["lstm", "multilayer", "lengths", "model-config"],
         "clf_bilstm_max_sigmoid": ["lstm", "bidirectional", "lengths", "model-config"],
+        "char_lstm": ["lstm", "tokens", "model-config"],
         "lesson_rnn": ["rnn", "unpacked", "tokens", "model-config"],
         "lesson_lstm": ["lstm", "unpacked", "padding-idx", "tokens", "model-config"],
         "lesson_lstm_pack": ["lstm", "lengths", "tokens", "model-config"],

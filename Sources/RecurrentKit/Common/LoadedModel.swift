@@ -223,11 +223,12 @@ public struct LoadedModel: Sendable {
     /// - Returns: the output and the final state of every recurrent layer, in the same
     ///   shape of type as `initialStates`.
     /// - Throws: `ModelError` (`.invalidInput`) for an input, lengths or
-    ///   states that do not fit the model, naming the layer.
+    ///   states that do not fit the model, naming the layer as the file does
+    ///   (`bidirectional (Bidirectional(LSTM))`).
     public func run(_ input: ModelInput, lengths: [Int]? = nil, initialStates: [RecurrentState]? = nil,
                     threads: Int = 1) throws -> RunResult {
         let engine = try engine
-        return try ModelError.boundary(file: file, kind: .invalidInput) {
+        return try engineBoundary {
             // Sizes from the input file are checked before any state or output is made.
             try engine.checkRunSize(batch: input.batch, time: input.time)
             return try engine.run(input, lengths: lengths, initialStates: initialStates, threads: threads)
@@ -238,13 +239,16 @@ public struct LoadedModel: Sendable {
     /// state between chunks (see ``ModelStream``).
     ///
     /// - Throws: `ModelError` naming the first layer that cannot stream (a bidirectional
-    ///   or backwards layer, one that returns only its last step, a readout, a flatten), or
-    ///   for initial states that do not fit.
+    ///   or backwards layer, one that returns only its last step, a readout, a flatten) as
+    ///   the file names it (a Keras `Bidirectional` by its own name, not the layer it wraps),
+    ///   or for initial states that do not fit.
     public func makeStream(batch: Int, initialStates: [RecurrentState]? = nil, threads: Int = 1) throws -> ModelStream {
         let engine = try engine
-        return try ModelError.boundary(file: file, kind: .invalidInput) {
-            ModelStream(file: file, session: try engine.makeStreamingSession(batch: batch, initialStates: initialStates,
-                                                                             threads: threads))
+        let labels = layerLabels
+        return try Self.engineBoundary(file: file, labels: labels) {
+            ModelStream(file: file, labels: labels,
+                        session: try engine.makeStreamingSession(batch: batch, initialStates: initialStates,
+                                                                 threads: threads))
         }
     }
 
@@ -321,9 +325,12 @@ public final class ModelStream {
     /// The model file the stream runs.
     public let file: String
     private let session: StreamingSession
+    /// How errors name each layer (`LoadedModel.layerLabel(_:)`).
+    private let labels: [String?]
 
-    init(file: String, session: StreamingSession) {
+    init(file: String, labels: [String?], session: StreamingSession) {
         self.file = file
+        self.labels = labels
         self.session = session
     }
 
@@ -339,12 +346,12 @@ public final class ModelStream {
     /// Runs the next chunk and returns its outputs `[batch, t, outputFeatures]`. The state
     /// is updated only when the chunk runs without error.
     public func step(_ chunk: ModelInput) throws -> Tensor {
-        try ModelError.boundary(file: file, kind: .invalidInput) { try session.step(chunk) }
+        try LoadedModel.engineBoundary(file: file, labels: labels) { try session.step(chunk) }
     }
 
     /// Restarts from `initialStates` (zeros when nil), checked as in ``LoadedModel/run(_:lengths:initialStates:threads:)``.
     public func reset(initialStates: [RecurrentState]? = nil) throws {
-        try ModelError.boundary(file: file, kind: .invalidInput) { try session.reset(initialStates: initialStates) }
+        try LoadedModel.engineBoundary(file: file, labels: labels) { try session.reset(initialStates: initialStates) }
     }
 }
 

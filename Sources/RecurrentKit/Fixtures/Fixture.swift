@@ -184,14 +184,22 @@ public struct Fixture: Sendable {
 package struct InputFile: Sendable {
     package var input: ModelInput
     package var lengths: [Int]?
+    /// A bare module's stacked `/h0` and `/c0` datasets.
     package var h0: Tensor?
     package var c0: Tensor?
+    /// Any other model's `/h0` and `/c0` groups: one dataset per recurrent layer, by name
+    /// (spec/fixture-format.md).
+    package var h0Layers: [String: Tensor]?
+    package var c0Layers: [String: Tensor]?
 
-    package init(contentsOf path: String) throws {
+    /// Reads the file; with `model`, `/inputs` is first checked to be the kind of input the
+    /// model takes, so that this, not a `/lengths` that does not fit it, is the error.
+    package init(contentsOf path: String, for model: LoadedModel? = nil) throws {
         let root = try HDF5File.open(path).root
+        try model?.checkInputKind(root, file: path)
         (input, lengths) = try Fixture.readInputs(root, file: path)
-        h0 = try Fixture.optionalFloats(root, "h0")
-        c0 = try Fixture.optionalFloats(root, "c0")
+        (h0, h0Layers) = try StateDatasets.read(root, "h0", file: path)
+        (c0, c0Layers) = try StateDatasets.read(root, "c0", file: path)
     }
 }
 
