@@ -179,6 +179,104 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         }
     }
 
+    /// Reads a string dataset of texts (scalar or 1-D; fixed- or variable-length), each of
+    /// which must be valid UTF-8, within bounds checked before the strings are made.
+    ///
+    /// - Parameters:
+    ///   - maxStringBytes: the most bytes one string may hold (its terminating or padding
+    ///     zeros not counted);
+    ///   - maxTotalBytes: the most bytes the strings may hold together, checked before the
+    ///     read (for variable-length strings from the sizes HDF5 reports, for fixed-length
+    ///     ones from count × width).
+    /// - Throws: `HDF5Error` `.implausibleSize` past a bound, `.unsupportedType` for a
+    ///   dataset that is not strings or a string that is not valid UTF-8 (naming its index
+    ///   and the offset of its first bad byte).
+    ///
+    /// The corresponding C functions are `H5Dvlen_get_buf_size` and `H5Dread`.
+    public func readUTF8Strings(maxStringBytes: Int, maxTotalBytes: Int) throws -> [String] {
+        try HDF5Library.locked {
+            guard case .string(let variableLength, _) = elementType else {
+                throw error(.unsupportedType, "holds \(elementType), not strings", hdf5: false)
+            }
+            try checkReadable()
+            let fileType = Handle.datatype(H5Dget_type(id))
+            var chunks: [[UInt8]] = []
+            chunks.reserveCapacity(count)
+            if variableLength {
+                let memory = Handle.datatype(H5Tcopy(chdf5_t_c_s1()))
+                _ = H5Tset_size(memory.id, chdf5_variable())
+                _ = H5Tset_cset(memory.id, H5Tget_cset(fileType.id))
+                let space = Handle.dataspace(H5Dget_space(id))
+                var needed: hsize_t = 0
+                guard space.id >= 0, H5Dvlen_get_buf_size(id, memory.id, space.id, &needed) >= 0 else {
+                    throw error(.readFailed, "cannot read the sizes of the strings")
+                }
+                guard needed <= hsize_t(maxTotalBytes) else {
+                    throw error(.implausibleSize, "holds \(count) strings of \(needed) bytes together, over the limit of \(maxTotalBytes) by \(needed - hsize_t(maxTotalBytes))", hdf5: false)
+                }
+                var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
+                let status = pointers.withUnsafeMutableBytes {
+                    H5Dread(id, memory.id, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
+                }
+                defer { for pointer in pointers where pointer != nil { H5free_memory(pointer) } }
+                guard status >= 0 else { throw error(.readFailed, "cannot read the strings") }
+                for (index, pointer) in pointers.enumerated() {
+                    guard let pointer else { chunks.append([]); continue }
+                    let length = strnlen(pointer, maxStringBytes + 1)
+                    guard length <= maxStringBytes else {
+                        throw error(.implausibleSize, "string \(index) holds more than \(maxStringBytes) bytes, over the limit", hdf5: false)
+                    }
+                    chunks.append(pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
+                        Array(UnsafeBufferPointer(start: $0, count: length))
+                    })
+                }
+            } else {
+                let width = H5Tget_size(fileType.id)
+                guard width > 0, width <= maxStringBytes else {
+                    throw error(.implausibleSize, "holds strings of \(width) bytes each, over the limit of \(maxStringBytes)", hdf5: false)
+                }
+                let (total, overflow) = count.multipliedReportingOverflow(by: width)
+                guard !overflow, total <= maxTotalBytes else {
+                    throw error(.implausibleSize, "holds \(count) strings of \(width) bytes, over the limit of \(maxTotalBytes) bytes together", hdf5: false)
+                }
+                let memory = Handle.datatype(H5Tcopy(fileType.id))
+                var buffer = [UInt8](repeating: 0, count: total)
+                let status = buffer.withUnsafeMutableBytes {
+                    H5Dread(id, memory.id, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
+                }
+                guard status >= 0 else { throw error(.readFailed, "cannot read the strings") }
+                let spacePadded = H5Tget_strpad(fileType.id) == H5T_STR_SPACEPAD
+                for index in 0..<count {
+                    var bytes = buffer[index * width ..< (index + 1) * width]
+                    if let zero = bytes.firstIndex(of: 0) { bytes = bytes[..<zero] }
+                    if spacePadded { while bytes.last == 0x20 { bytes.removeLast() } }
+                    chunks.append(Array(bytes))
+                }
+            }
+            return try chunks.enumerated().map { index, bytes in
+                guard let text = String(validating: bytes, as: UTF8.self) else {
+                    let offset = Self.firstInvalidUTF8Offset(bytes)
+                    throw error(.unsupportedType, "string \(index) is not valid UTF-8 (byte \(offset) of \(bytes.count))", hdf5: false)
+                }
+                return text
+            }
+        }
+    }
+
+    /// The offset of the first byte that does not continue a valid UTF-8 sequence.
+    static func firstInvalidUTF8Offset(_ bytes: [UInt8]) -> Int {
+        var decoder = UTF8()
+        var iterator = bytes.makeIterator()
+        var offset = 0
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar): offset += UTF8.width(scalar)
+            case .emptyInput: return offset
+            case .error: return offset
+            }
+        }
+    }
+
     private struct Filter { let id: H5Z_filter_t; let name: String }
 
     private func filterList() throws -> [Filter] {

@@ -142,6 +142,56 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
         return try write(path, values: values, shape: shape, fileType: fileType, memoryType: chdf5_t_native_int64(), compression: compression)
     }
 
+    /// Writes a 1-D dataset of strings, each element's bytes as given (nothing checks that
+    /// they are UTF-8, so a test can write any): variable-length UTF-8 strings as h5py writes
+    /// `h5py.string_dtype("utf-8")`, or fixed-length null-padded ones (`.fixedASCII`, a numpy
+    /// `S` array). A string's bytes end at its first zero byte. The corresponding C functions
+    /// are `H5Dcreate2` and `H5Dwrite`.
+    @discardableResult
+    public func write(_ path: String, strings: [[UInt8]], form: StringForm = .variableUTF8) throws -> HDF5Dataset {
+        try HDF5Library.locked {
+            let type = Handle.datatype(H5Tcopy(chdf5_t_c_s1()))
+            let shape = [strings.count]
+            switch form {
+            case .variableUTF8:
+                _ = H5Tset_size(type.id, chdf5_variable())
+                _ = H5Tset_cset(type.id, H5T_CSET_UTF8)
+                let dataset = try create(path, shape: shape, fileType: type.id, compression: nil, writesValues: true)
+                let buffers = strings.map { bytes -> UnsafeMutablePointer<CChar> in
+                    let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+                    for (index, byte) in bytes.enumerated() { buffer[index] = CChar(bitPattern: byte) }
+                    buffer[bytes.count] = 0
+                    return buffer
+                }
+                defer { buffers.forEach { $0.deallocate() } }
+                var pointers: [UnsafePointer<CChar>?] = buffers.map { UnsafePointer($0) }
+                if !strings.isEmpty {
+                    let status = pointers.withUnsafeMutableBytes {
+                        H5Dwrite(dataset.id, type.id, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
+                    }
+                    guard status >= 0 else { throw error(.writeFailed, "cannot write dataset", at: path) }
+                }
+                return try HDF5Dataset(file: file, path: join(path), handle: dataset)
+            case .fixedASCII:
+                let width = max(1, strings.map(\.count).max() ?? 1)
+                _ = H5Tset_size(type.id, width)
+                _ = H5Tset_strpad(type.id, H5T_STR_NULLPAD)
+                let dataset = try create(path, shape: shape, fileType: type.id, compression: nil, writesValues: true)
+                var buffer = [UInt8](repeating: 0, count: width * strings.count)
+                for (index, bytes) in strings.enumerated() {
+                    buffer.replaceSubrange(index * width ..< index * width + bytes.count, with: bytes)
+                }
+                if !strings.isEmpty {
+                    let status = buffer.withUnsafeMutableBytes {
+                        H5Dwrite(dataset.id, type.id, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress)
+                    }
+                    guard status >= 0 else { throw error(.writeFailed, "cannot write dataset", at: path) }
+                }
+                return try HDF5Dataset(file: file, path: join(path), handle: dataset)
+            }
+        }
+    }
+
     /// Creates a float32 dataset (little-endian, contiguous) of `shape` whose values are
     /// written afterwards, a block of rows at a time, with `HDF5Dataset.write(rows:floats:)`;
     /// rows not written read as zeros. Creates intermediate groups.

@@ -128,7 +128,19 @@ package final class Engine: Sendable {
 
     /// Checks the input's own consistency and its kind against the first layer.
     func _start(_ input: ModelInput) throws -> _Start {
+        if let vectorizer = model.textVectorizer {
+            // Texts go through the vectorizer; ids or features would skip its rules.
+            guard case .texts(let texts) = input else {
+                throw EngineError(layerKind: vectorizer.displayName,
+                                  message: "the model takes texts ([batch] strings), but the input is \(input.kindDescription)")
+            }
+            let (ids, time) = try vectorizer.tokenIDs(texts, maxElements: Self.runElementLimit)
+            return .tokens(ids: ids, batch: texts.count, time: time)
+        }
         switch input {
+        case .texts:
+            throw EngineError(layerIndex: model.layers.isEmpty ? nil : 0, layerKind: model.layers.first?.kindName,
+                              message: "takes \(model.takesTokenIDs ? "token ids [batch, time]" : "float features [batch, time, features]"), but the input is \(input.kindDescription): only a model with a text vectorizer takes texts")
         case .features(let tensor):
             if model.takesTokenIDs {
                 throw EngineError(layerIndex: 0, layerKind: "embedding", message: "the model takes token ids [batch, time] (integers), but the input is float features \(_shapeString(tensor.shape))")

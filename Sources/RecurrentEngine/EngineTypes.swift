@@ -7,6 +7,9 @@ public enum ModelInput: Sendable {
     case features(Tensor)
     /// Token ids, row-major `[batch, time]`, for a model that starts with an embedding.
     case tokens(ids: [Int], batch: Int, time: Int)
+    /// Raw texts `[batch]`, for a model with a text vectorizer (Keras's `TextVectorization`),
+    /// which makes them the token ids its embedding takes.
+    case texts([String])
 }
 
 /// The state of one recurrent layer, all directions.

@@ -255,12 +255,17 @@ package struct Model: Sendable, Equatable {
     package var layerNames: [String]
     /// The number of time steps when the source fixes it (a Keras input shape), else nil.
     package var sequenceLength: Int?
+    /// The text front (Keras's `TextVectorization`), or nil: with one, the model takes texts
+    /// and its first layer, an embedding, gets the ids the vectorizer makes of them.
+    package var textVectorizer: TextVectorizer?
 
-    package init(layers: [Layer], name: String = "model", layerNames: [String] = [], sequenceLength: Int? = nil) {
+    package init(layers: [Layer], name: String = "model", layerNames: [String] = [], sequenceLength: Int? = nil,
+                 textVectorizer: TextVectorizer? = nil) {
         self.layers = layers
         self.name = name
         self.layerNames = layerNames
         self.sequenceLength = sequenceLength
+        self.textVectorizer = textVectorizer
     }
 
     /// The source's name of layer `index`, or nil when it has none.
@@ -268,11 +273,15 @@ package struct Model: Sendable, Equatable {
         index < layerNames.count && !layerNames[index].isEmpty ? layerNames[index] : nil
     }
 
-    /// True when the model starts with an embedding, so it takes token ids.
+    /// True when the model starts with an embedding, so it takes token ids (or, with a
+    /// text vectorizer, texts that become token ids).
     package var takesTokenIDs: Bool {
         if case .embedding = layers.first { return true }
         return false
     }
+
+    /// True when the model takes texts: it has a text vectorizer in front of its embedding.
+    package var takesTexts: Bool { textVectorizer != nil }
 }
 
 extension Model {

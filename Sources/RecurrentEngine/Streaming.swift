@@ -9,6 +9,10 @@ extension Engine {
     /// flatten), or for initial states of the wrong shape. `threads` is as in `run`.
     package func makeStreamingSession(batch: Int, initialStates: [RecurrentState]? = nil,
                                      threads: Int = 1) throws -> StreamingSession {
+        if let vectorizer = model.textVectorizer {
+            // Its rows are padded per call, so chunks would not add up to one run.
+            throw EngineError(layerKind: vectorizer.displayName, message: "cannot stream texts (each call pads its texts to its own length); run the whole texts at once")
+        }
         for (index, layer) in model.layers.enumerated() {
             let checker = _LayerChecker(index: index, kind: layer.kindName)
             switch layer {

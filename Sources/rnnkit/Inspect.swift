@@ -30,7 +30,7 @@ struct Inspect: ParsableCommand {
         print("file:       \(escapedForDisplay(loaded.file))")
         print("layout:     \(loaded.layout.title)" + (loaded.modelClass.map { ", \(escapedForDisplay($0))" } ?? ""))
         print("dtype:      \(loaded.storedTypes.joined(separator: ", "))\(loaded.compressed ? " (compressed)" : "")")
-        print("input:      \(loaded.model.takesTokenIDs ? "token ids [batch, time]" : "features [batch, time, features]")")
+        print("input:      \(InspectReport.inputText(loaded))")
         print("parameters: \(loaded.parameterCount)")
         print("layers:")
         for summary in loaded.summaries {
@@ -111,8 +111,13 @@ struct InspectReport: Encodable {
         try container.encode(loaded.compressed, forKey: .compressed)
         try container.encode(loaded.parameterCount, forKey: .parameters)
         try container.encode(loaded.isBareRecurrentModule, forKey: .bareRecurrentModule)
-        try container.encode(loaded.takesTokenIDs ? "token ids [batch, time]" : "features [batch, time, features]", forKey: .input)
+        try container.encode(Self.inputText(loaded), forKey: .input)
         try container.encode(loaded.summaries.map(LayerEntry.init), forKey: .layers)
+    }
+
+    /// What the model takes: texts (through its TextVectorization), token ids or features.
+    static func inputText(_ loaded: LoadedModel) -> String {
+        loaded.takesTexts ? "texts [batch]" : loaded.takesTokenIDs ? "token ids [batch, time]" : "features [batch, time, features]"
     }
 
     /// One layer: name, type, parameters, gate order, and each detail under its own key.

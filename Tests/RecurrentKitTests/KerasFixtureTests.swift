@@ -8,8 +8,9 @@ import TestSupport
 /// default tolerance, and really exercises what its tags claim.
 final class KerasFixtureTests: XCTestCase {
     static let cases = ["text_rnn", "text_bilstm", "stacked_bilstm", "lstm_options", "go_backwards", "gru_reset",
-                        "bidi_merges", "dense_activations", "flatten_stateful", "functional_masking", "masking_dense", "return_state"]
-    static let keras3LegacyH5 = ["text_bilstm", "stacked_bilstm", "gru_reset", "bidi_merges", "functional_masking"]
+                        "bidi_merges", "dense_activations", "flatten_stateful", "functional_masking", "masking_dense", "return_state",
+                        "text_lesson", "text_vocab", "text_whole"]
+    static let keras3LegacyH5 = ["text_bilstm", "stacked_bilstm", "gru_reset", "bidi_merges", "functional_masking", "text_vocab"]
     static let weightsOnly = ["tfk_stacked_bilstm.legacy-weights", "tfk_stacked_bilstm.weights", "k3_stacked_bilstm.weights",
                               "tfk_lstm_options.to_json"]
 
@@ -48,6 +49,9 @@ final class KerasFixtureTests: XCTestCase {
             "dropout", "global-avg-pool", "global-max-pool", "flatten", "stateful", "unroll", "rnn-relu", "no-bias",
             "masked-features", "return-state",
             "activation-layer",
+            "texts", "text-vectorization", "vocabulary-assets", "vocabulary-config", "standardize-lower-and-strip-punctuation",
+            "standardize-strip-punctuation", "standardize-lower", "split-whitespace", "split-none", "output-sequence-length",
+            "pad-to-longest", "oov", "empty-text",
         ] + ["linear", "relu", "tanh", "sigmoid", "softmax", "hard-sigmoid", "elu", "selu", "softplus", "softsign",
              "swish", "gelu"].map { "activation-\($0)" })
         XCTAssertTrue(tagsSeen.isSuperset(of: required), "missing: \(required.subtracting(tagsSeen).sorted())")
@@ -88,7 +92,15 @@ final class KerasFixtureTests: XCTestCase {
             return json?["keras_version"] is String && model.layout == .kerasWeights
         case "sequential": return model.modelClass == "Sequential"
         case "functional": return model.modelClass == "Functional"
-        case "tokens": return model.model.takesTokenIDs
+        case "tokens": return model.model.takesTokenIDs && !model.takesTexts
+        case "texts", "text-vectorization", "vocabulary-assets", "vocabulary-config", "oov", "empty-text",
+             "output-sequence-length", "pad-to-longest":
+            return try textExercised(tag, model: model, fixture: fixture, modelPath: modelPath)
+        case let name where name.hasPrefix("standardize-") || name.hasPrefix("split-"):
+            guard let vectorizer = model.model.textVectorizer else { return false }
+            let flags = [vectorizer.lowercase ? "lower" : nil, vectorizer.stripPunctuation ? "strip-punctuation" : nil].compactMap { $0 }
+            return name == "standardize-" + (flags.isEmpty ? "none" : flags.joined(separator: "-and-"))
+                || name == "split-" + vectorizer.split.rawValue
         case "embedding": return layers.contains { if case .embedding = $0 { return true } else { return false } }
         case "mask-zero": return layers.contains { if case let .embedding(e) = $0 { return e.maskZero } else { return false } }
         case "masking": return layers.contains { if case .masking = $0 { return true } else { return false } }
@@ -148,6 +160,38 @@ final class KerasFixtureTests: XCTestCase {
         switch fixture.input {
         case let .features(x): return x.shape[1]
         case let .tokens(_, _, time): return time
+        case .texts: return 0
+        }
+    }
+
+    /// Checks a text model's tag against its vectorizer, its file and the fixture's texts.
+    private func textExercised(_ tag: String, model: LoadedModel, fixture: Fixture, modelPath: String) throws -> Bool {
+        guard case let .texts(texts) = fixture.input, let vectorizer = model.model.textVectorizer else { return false }
+        let rows = texts.map(vectorizer.ids(of:))
+        let source = model.summaries.first { $0.type == "TextVectorization" }?.details.first { $0.0 == "vocabulary" }?.1.description
+        switch tag {
+        case "texts":
+            // What the rules turn on is really in the texts: ASCII punctuation and capitals,
+            // capitals with accents, digits, emoji, tabs, newlines and runs of spaces,
+            // non-ASCII spaces.
+            let scalars = Set(texts.flatMap(\.unicodeScalars))
+            return scalars.contains("!") && scalars.contains("G") && scalars.contains("É") && scalars.contains("3")
+                && scalars.contains("😀") && scalars.contains("\t") && scalars.contains("\n") && scalars.contains("\u{00A0}")
+                && texts.contains { $0.contains("   ") }
+        case "text-vectorization": return model.takesTexts && model.summaries.contains { $0.type == "TextVectorization" }
+        case "vocabulary-assets":
+            guard let source, source.hasPrefix("assets/"), model.layout == .kerasArchive else { return false }
+            return try ZipDirectory.memberNames(modelPath).contains(source)
+        case "vocabulary-config": return source == "config"
+        case "oov": return rows.contains { $0.contains(TextVectorizer.oovIndex) }
+        case "empty-text": return texts.contains("")
+        case "output-sequence-length":
+            // Some text is cut, another padded.
+            guard let length = vectorizer.outputSequenceLength else { return false }
+            return rows.contains { $0.count > length } && rows.contains { $0.count < length }
+        case "pad-to-longest":
+            return vectorizer.outputSequenceLength == nil && Set(rows.map(\.count)).count > 1
+        default: return false
         }
     }
 

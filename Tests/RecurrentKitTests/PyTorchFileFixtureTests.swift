@@ -90,6 +90,7 @@ final class PyTorchFileFixtureTests: XCTestCase {
         switch fixture.input {
         case let .features(tensor): time = tensor.shape[1]
         case let .tokens(_, _, t): time = t
+        case .texts: time = 0
         }
         let storedType = tags.first { ["float16", "bfloat16", "float64"].contains($0) } ?? "float32"
         XCTAssertFalse(model.storedTypes.isEmpty, "\(name): no stored types")

@@ -82,6 +82,7 @@ final class PyTorchFixtureTests: XCTestCase {
         switch fixture.input {
         case let .features(tensor): time = tensor.shape[1]
         case let .tokens(_, _, t): time = t
+        case .texts: time = 0
         }
         for tag in tags {
             let present: Bool

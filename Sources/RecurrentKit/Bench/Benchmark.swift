@@ -107,11 +107,23 @@ package struct Benchmark: Sendable {
             : (values[values.count / 2 - 1] + values[values.count / 2]) / 2
     }
 
-    /// Random token ids below the vocabulary size, or features uniform in [-1, 1], of shape
+    /// Texts of vocabulary tokens (a model with a text vectorizer), random token ids below the
+    /// vocabulary size, or features uniform in [-1, 1], of shape
     /// `[batch, time]` or `[batch, time, model.inputFeatures]`, from a fixed seed so that runs
     /// see the same input.
     package func randomInput(for model: LoadedModel) throws -> ModelInput {
         var generator = SeededGenerator(seed: 42)
+        if let vectorizer = model.model.textVectorizer {
+            // Texts of `time` vocabulary tokens (with split=None, one token each), which the
+            // vectorizer's rules leave as they are.
+            let words = Array(vectorizer.vocabulary.dropFirst(TextVectorizer.firstTokenIndex))
+            let perText = vectorizer.split == .whitespace ? time : 1
+            let texts = (0..<batch).map { _ in
+                (0..<perText).map { _ in words.isEmpty ? "x" : words[Int.random(in: 0..<words.count, using: &generator)] }
+                    .joined(separator: " ")
+            }
+            return .texts(texts)
+        }
         if case .embedding(let embedding) = model.model.layers.first {
             let ids = (0..<(batch * time)).map { _ in Int.random(in: 0..<embedding.vocabularySize, using: &generator) }
             return .tokens(ids: ids, batch: batch, time: time)

@@ -86,6 +86,22 @@ package enum Limits {
     /// optimizer's state nests about 6 deep.
     package static let pickleNesting = 64
 
+    /// Texts one `/texts` dataset may hold (the batch of a text model's run), counted from
+    /// its declared shape before anything is read.
+    package static let texts = 1 << 16
+
+    /// Bytes of one text in `/texts` (1 MiB: a long document; a review is a few KB).
+    package static let textBytes = 1 << 20
+
+    /// Bytes of all texts in `/texts` together (64 MiB), checked from the sizes HDF5 reports
+    /// before the strings are read. Vectorized, they become at most half as many token ids.
+    package static let textsBytes = 1 << 26
+
+    /// Bytes of a Keras text vectorizer's vocabulary file in a `.keras` archive
+    /// (`assets/…/vocabulary.txt`): a vocabulary of `dimension` tokens of 8 bytes would be 150 MiB,
+    /// real ones (tens of thousands of words) are well under 1 MiB.
+    package static let vocabularyBytes = 64 << 20
+
     /// How far `value` exceeds `limit`, for messages: `"over the limit of 16777216 by 5"`.
     package static func excess(_ value: Int, over limit: Int) -> String {
         "over the limit of \(limit) by \(value - limit)"

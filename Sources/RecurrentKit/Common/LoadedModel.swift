@@ -194,8 +194,13 @@ public struct LoadedModel: Sendable {
     /// Total number of weights.
     public var parameterCount: Int { summaries.reduce(0) { $0 + $1.parameterCount } }
 
-    /// True for a model that starts with an embedding: it takes token ids `[batch, time]`.
+    /// True for a model that starts with an embedding: it takes token ids `[batch, time]`
+    /// (or, when ``takesTexts``, texts that its text vectorizer makes token ids).
     public var takesTokenIDs: Bool { model.takesTokenIDs }
+
+    /// True for a model with a text vectorizer (Keras's `TextVectorization`): it takes
+    /// texts, `ModelInput.texts(_:)`, and nothing else.
+    public var takesTexts: Bool { model.takesTexts }
 
     /// The features per step a model that takes float features expects (the last axis of
     /// `[batch, time, features]`); nil for a model that takes token ids.
@@ -376,14 +381,17 @@ extension ModelInput {
         switch self {
         case let .features(tensor): return tensor.shape.first ?? 0
         case let .tokens(_, batch, _): return batch
+        case let .texts(texts): return texts.count
         }
     }
 
-    /// Steps per sequence, nil for `[batch, features]` data.
+    /// Steps per sequence, nil for `[batch, features]` data and for texts (their steps are
+    /// known once the model's text vectorizer has split them).
     var time: Int? {
         switch self {
         case let .features(tensor): return tensor.shape.count == 3 ? tensor.shape[1] : nil
         case let .tokens(_, _, time): return time
+        case .texts: return nil
         }
     }
 }

@@ -129,8 +129,11 @@ public struct Fixture: Sendable {
     }
 
     /// Reads `/inputs` (float features or token ids) and `/lengths` from an input or
-    /// fixture file, checking that they agree.
+    /// fixture file, checking that they agree; or `/texts` for a text model.
     static func readInputs(_ root: HDF5Group, file: String) throws -> (ModelInput, [Int]?) {
+        if try root.kind(of: "texts") != nil {
+            return (try readTexts(root, file: file), nil)
+        }
         guard try root.kind(of: "inputs") == .dataset else {
             throw ModelError(file: file, path: "/inputs", message: "missing: expected [batch, time, features] floats or [batch, time] token ids")
         }
@@ -168,6 +171,26 @@ public struct Fixture: Sendable {
                              message: "lengths[\(bad)] = \(lengths[bad]) is outside 0...\(time) (the time axis of /inputs)")
         }
         return (input, lengths.map { Int($0) })
+    }
+
+    /// `/texts`: `[batch]` UTF-8 strings for a model with a text vectorizer, alone (the
+    /// vectorizer makes the steps and the mask, so `/inputs` and `/lengths` have no place
+    /// beside it), within `Limits.texts`, `Limits.textBytes` and `Limits.textsBytes`.
+    static func readTexts(_ root: HDF5Group, file: String) throws -> ModelInput {
+        for other in ["inputs", "lengths"] where try root.kind(of: other) != nil {
+            throw ModelError(file: file, path: "/\(other)", message: "beside /texts: a text model's steps and mask come from its texts alone; give one or the other")
+        }
+        guard try root.kind(of: "texts") == .dataset else {
+            throw ModelError(file: file, path: "/texts", message: "is not a dataset; expected [batch] strings")
+        }
+        let dataset = try root.dataset("texts")
+        guard case .string = dataset.elementType, dataset.shape.count == 1 else {
+            throw ModelError(file: file, path: "/texts", message: "has shape \(shapeText(dataset.shape)) of \(dataset.elementType), expected [batch] strings")
+        }
+        guard dataset.count <= Limits.texts else {
+            throw ModelError(file: file, path: "/texts", message: "holds \(dataset.count) texts, \(Limits.excess(dataset.count, over: Limits.texts)) (Limits.texts)")
+        }
+        return .texts(try dataset.readUTF8Strings(maxStringBytes: Limits.textBytes, maxTotalBytes: Limits.textsBytes))
     }
 
     static func optionalFloats(_ root: HDF5Group, _ name: String) throws -> Tensor? {

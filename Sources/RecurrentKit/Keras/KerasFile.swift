@@ -62,7 +62,8 @@ enum KerasFile {
         let hdf5 = try HDF5File.open(image: image, name: "\(path)!model.weights.h5")
         let source = Keras3Weights(container: HDF5Container(hdf5), layers: config.allLayers)
         return try KerasReader.read(config: config, file: path, layout: .kerasArchive,
-                                    version: try versions.resolved(file: path), source: source)
+                                    version: try versions.resolved(file: path), source: source,
+                                    assets: KerasArchiveAssets(archive: archive, layers: config.allLayers))
     }
 
     /// Reads the named members of a zip archive into memory, each bounded by
@@ -204,6 +205,7 @@ struct KerasArchive {
         switch limit {
         case Limits.configJSONBytes: return "the bound on JSON documents, Limits.configJSONBytes"
         case Limits.archiveMemberBytes: return "the bound on archive members, Limits.archiveMemberBytes"
+        case Limits.vocabularyBytes: return "the bound on vocabulary files, Limits.vocabularyBytes"
         default: return "the bound on this member"
         }
     }

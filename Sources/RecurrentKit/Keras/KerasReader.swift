@@ -10,6 +10,9 @@ struct KerasReader {
     let source: KerasWeightSource
     /// `Sequential` or `Functional`.
     var modelClass = "Sequential"
+    /// A `.keras` archive's assets (where an adapted TextVectorization keeps its vocabulary);
+    /// nil for HDF5 files, which have none.
+    var assets: KerasAssets?
 
     private var layers: [Layer] = []
     private var names: [String] = []
@@ -22,6 +25,11 @@ struct KerasReader {
     private var steps: Int?
     private var isSequence = true
     private var takesTokens = false
+    /// Dimensions of the declared input, batch included (`[None, 1]` is 2), when an
+    /// InputLayer declares them.
+    private var inputRank: Int?
+    /// The model's text front, once a TextVectorization has been read.
+    private var vectorizer: TextVectorizer?
     /// Weights taken so far, counted from declared shapes before any is read.
     private var parameterTotal = 0
 
@@ -32,14 +40,21 @@ struct KerasReader {
     }
 
     static func read(config: KerasConfig, file: String, layout: Layout, version: KerasVersion?,
-                     source: KerasWeightSource) throws -> LoadedModel {
+                     source: KerasWeightSource, assets: KerasAssets? = nil) throws -> LoadedModel {
         var reader = KerasReader(file: file, version: version, source: source)
         reader.modelClass = config.className
+        reader.assets = assets
         for node in config.layers { try reader.add(node) }
         guard !reader.layers.isEmpty else {
             throw ModelError(file: file, message: "the model has no layers that compute anything")
         }
-        let model = Model(layers: reader.layers, name: config.name, layerNames: reader.names, sequenceLength: reader.steps)
+        if reader.vectorizer != nil, let node = config.layers.first(where: { $0.className == "TextVectorization" }) {
+            guard case .embedding = reader.layers[0] else {
+                throw reader.fail(node, "feeds '\(shown(reader.names[0]))', not an Embedding; its token ids are supported only as an Embedding's input")
+            }
+        }
+        let model = Model(layers: reader.layers, name: config.name, layerNames: reader.names, sequenceLength: reader.steps,
+                          textVectorizer: reader.vectorizer)
         return try LoadedModel(file: file, layout: layout, model: model,
                                isBareRecurrentModule: false, summaries: reader.summaries,
                                storedTypes: reader.storedTypes.sorted(), compressed: reader.compressed,
@@ -126,6 +141,8 @@ struct KerasReader {
         switch node.className {
         case "InputLayer":
             try addInput(node)
+        case "TextVectorization":
+            try addTextVectorization(node)
         case "Embedding":
             try addEmbedding(node)
         case "Masking":
@@ -175,6 +192,7 @@ struct KerasReader {
     private mutating func addInput(_ node: KerasConfig.Node) throws {
         let key = node.config["batch_shape"] != nil ? "batch_shape" : "batch_input_shape"
         let shape = node.config[key] as? [Any]
+        inputRank = shape?.count
         if let shape, shape.count >= 2 {
             // Each declared size exactly, within Limits.dimension; None leaves it open.
             func size(_ index: Int) throws -> Int? {
@@ -196,6 +214,84 @@ struct KerasReader {
                                       details: [("shape", .text(shape.map { "[" + $0.map { ($0 as? NSNumber).map { "\($0)" } ?? "None" }.joined(separator: ", ") + "]" } ?? "?")),
                                                 ("dtype", .text(dtype))],
                                       gateOrder: nil, parameterCount: 0))
+    }
+
+    /// A TextVectorization in front of the first Embedding: the model then takes texts.
+    private mutating func addTextVectorization(_ node: KerasConfig.Node) throws {
+        guard layers.isEmpty, vectorizer == nil else {
+            throw fail(node, "a TextVectorization must come first, before every layer that computes")
+        }
+        let settings: KerasTextVectorization.Settings
+        switch KerasTextVectorization.settings(node.config, path: node.configPath) {
+        case .success(let read): settings = read
+        case .failure(let refusal): throw fail(node, refusal.message)
+        }
+        if let inputRank, inputRank != 1 && inputRank != 2 {
+            throw fail(node, "takes [batch] or [batch, 1] strings, but the InputLayer declares \(inputRank) dimensions")
+        }
+        if settings.split == .none && inputRank == 1 {
+            throw fail(node, "split=None on input shape () gives one id per text and no time axis; a recurrent model needs input shape (1,)")
+        }
+        let entries: [String]
+        let source: String
+        switch node.config["vocabulary"] {
+        case nil, is NSNull:
+            guard let assets, let vocabularyFile = try assets.vocabularyFile(of: node) else {
+                throw fail(node, "holds no vocabulary: \(node.configPath).vocabulary is None and " + (assets == nil
+                    ? "this file keeps no assets (an adapted TextVectorization's vocabulary is saved only in a .keras archive; tf-keras cannot save one to HDF5)"
+                    : "the archive has no vocabulary file for the layer"))
+            }
+            guard let lines = KerasTextVectorization.vocabularyLines(vocabularyFile.bytes) else {
+                throw fail(node, "is not valid UTF-8", path: vocabularyFile.member)
+            }
+            (entries, source) = (lines, vocabularyFile.member)
+        case let list as [Any]:
+            entries = try list.enumerated().map { index, item in
+                guard let token = item as? String else {
+                    throw fail(node, "\(node.configPath).vocabulary[\(index)] is \(shown("\(item)")), not a string")
+                }
+                return token
+            }
+            source = "config"
+        case let path as String:
+            throw fail(node, "\(node.configPath).vocabulary names a file ('\(shown(path))') outside the model file; rnnkit reads nothing outside its input (Keras itself loads it only with safe_mode off)")
+        case let other?:
+            throw fail(node, "\(node.configPath).vocabulary is \(shown("\(other)")), neither a list of strings nor None")
+        }
+        let place = source == "config" ? "\(node.configPath).vocabulary" : shown(source)
+        guard !entries.isEmpty else {
+            throw fail(node, "\(place) is empty (Keras refuses an empty vocabulary)")
+        }
+        guard entries.count <= Limits.dimension else {
+            throw fail(node, "\(place) has \(entries.count) entries, \(Limits.excess(entries.count, over: Limits.dimension)) (Limits.dimension)")
+        }
+        let tokens = KerasTextVectorization.tokens(fromVocabulary: entries)
+        let size = TextVectorizer.firstTokenIndex + tokens.count
+        if let maxTokens = settings.maxTokens, size > maxTokens {
+            throw fail(node, "\(place) makes \(size) ids with the mask and out-of-vocabulary tokens, more than max_tokens=\(maxTokens) (Keras refuses it)")
+        }
+        do {
+            vectorizer = try TextVectorizer(name: node.name, lowercase: settings.lowercase,
+                                            stripPunctuation: settings.stripPunctuation, split: settings.split,
+                                            tokens: tokens, outputSequenceLength: settings.outputSequenceLength)
+        } catch let error as EngineError {
+            throw fail(node, "\(place): \(error.message)")
+        }
+        steps = settings.outputSequenceLength
+        var details: [(String, DetailValue)] = [
+            ("standardize", .text(settings.standardize ?? "None")),
+            ("split", .text(settings.split == .whitespace ? "whitespace" : "None")),
+            ("output_mode", .text("int")),
+            ("max_tokens", settings.maxTokens.map(DetailValue.integer) ?? .text("None")),
+            ("output_sequence_length", settings.outputSequenceLength.map(DetailValue.integer) ?? .text("None (the longest text)")),
+            ("vocabulary_size", .integer(size)),
+            ("vocabulary", .text(source)),
+            ("oov_token", .text("[UNK]")),
+        ]
+        if settings.padToMaxTokens {
+            details += [("pad_to_max_tokens", .flag(true)), ("pad_to_max_tokens_effect", .text("none in int mode"))]
+        }
+        summaries.append(LayerSummary(name: node.name, type: node.className, details: details, gateOrder: nil, parameterCount: 0))
     }
 
     private mutating func addEmbedding(_ node: KerasConfig.Node) throws {

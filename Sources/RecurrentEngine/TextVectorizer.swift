@@ -1,0 +1,173 @@
+// A model's text front: raw strings to the token ids its embedding takes, as data.
+
+import TextSafety
+
+/// Turns texts into token ids `[batch, time]` for a model's first layer, an embedding: what
+/// Keras's `TextVectorization(output_mode="int")` computes, with the settings as data.
+///
+/// Each text goes through four steps, all on its UTF-8 bytes:
+/// 1. `lowercase`: the ASCII capitals `A`–`Z` become `a`–`z`, and nothing else changes
+///    (Keras calls `tf.strings.lower` without an encoding, which is ASCII-only: `É`, `Ü`,
+///    `Σ` and the Kelvin sign stay as they are).
+/// 2. `stripPunctuation`: the 32 ASCII punctuation characters
+///    ``!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~`` are removed (Keras's regular expression); other
+///    punctuation (`¡`, `«`, `“`, `—`, full-width `！`) stays.
+/// 3. `split`: `.whitespace` splits at runs of the ASCII whitespace ` \t\n\v\f\r` and drops
+///    empty tokens (`tf.strings.split`), so no-break, em and ideographic spaces and the
+///    separators `\u{1c}`–`\u{1f}`, `\u{85}`, `\u{2028}` are part of tokens; `.none` keeps
+///    the whole text as one token.
+/// 4. Lookup by bytes, not by Unicode equivalence (`é` and `e` + combining acute are different
+///    tokens, as in TensorFlow's hash table): the mask token (`""`) is id 0, a vocabulary token
+///    its index, anything else the out-of-vocabulary id 1.
+///
+/// Rows are then cut or padded with 0 to `outputSequenceLength` steps; without one, padded to
+/// the longest row in the batch (a batch whose texts have no tokens has 0 steps).
+package struct TextVectorizer: Sendable, Equatable {
+    /// How a standardized text becomes tokens.
+    package enum Split: String, Sendable, Hashable, Codable {
+        /// Runs of ASCII whitespace separate tokens; empty tokens are dropped.
+        case whitespace
+        /// The whole text is one token.
+        case none
+    }
+
+    /// The source's name for the vectorizer (a Keras layer name), or empty.
+    package var name: String
+    package var lowercase: Bool
+    package var stripPunctuation: Bool
+    package var split: Split
+    /// Steps per row, or nil to pad to the batch's longest row.
+    package var outputSequenceLength: Int?
+    /// The token of every id: the mask token at ``maskIndex``, the out-of-vocabulary token at
+    /// ``oovIndex``, then the vocabulary's own tokens from ``firstTokenIndex``.
+    package private(set) var vocabulary: [String]
+    /// Token bytes → id, for ids from ``firstTokenIndex``.
+    private var ids: [[UInt8]: Int]
+
+    /// The id of the mask token, which is also the padding id.
+    package static let maskIndex = 0
+    /// The id every token outside the vocabulary gets.
+    package static let oovIndex = 1
+    package static let firstTokenIndex = 2
+
+    /// - Parameters:
+    ///   - tokens: the vocabulary's tokens, ids from 2 in order (without the mask and
+    ///     out-of-vocabulary tokens).
+    ///   - maskToken: id 0's token (Keras: `""`); a text token equal to it gets id 0.
+    ///   - oovToken: id 1's token, for display (Keras: `[UNK]`).
+    /// - Throws: `EngineError` for a token that appears twice (byte for byte) or equals the
+    ///   mask token, as Keras refuses such a vocabulary.
+    package init(name: String = "", lowercase: Bool, stripPunctuation: Bool, split: Split, tokens: [String],
+                 maskToken: String = "", oovToken: String = "[UNK]", outputSequenceLength: Int? = nil) throws {
+        self.name = name
+        self.lowercase = lowercase
+        self.stripPunctuation = stripPunctuation
+        self.split = split
+        self.outputSequenceLength = outputSequenceLength
+        vocabulary = [maskToken, oovToken] + tokens
+        ids = [:]
+        ids.reserveCapacity(tokens.count)
+        let mask = Array(maskToken.utf8)
+        for (offset, token) in tokens.enumerated() {
+            let bytes = Array(token.utf8)
+            let id = Self.firstTokenIndex + offset
+            guard bytes != mask else {
+                throw EngineError(layerKind: "text vectorizer", message: "vocabulary entry \(id) is the mask token '\(escapedForDisplay(maskToken))', which only id \(Self.maskIndex) may be")
+            }
+            if let first = ids.updateValue(id, forKey: bytes) {
+                throw EngineError(layerKind: "text vectorizer", message: "vocabulary entries \(first) and \(id) are the same token '\(escapedForDisplay(token))'")
+            }
+        }
+    }
+
+    /// Ids in all, the mask and out-of-vocabulary ids included: the embedding needs at least
+    /// this many rows.
+    package var vocabularySize: Int { vocabulary.count }
+
+    /// A text's tokens after standardizing and splitting, before lookup.
+    package func tokens(of text: String) -> [String] {
+        tokenBytes(of: text).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// A text's token ids, unpadded.
+    package func ids(of text: String) -> [Int] {
+        tokenBytes(of: text).map(id)
+    }
+
+    /// Token ids for `texts`, row-major `[texts.count, time]`, padded with 0 or cut to
+    /// `outputSequenceLength` steps (without one, padded to the longest row).
+    ///
+    /// - Throws: `EngineError` when `texts.count × time` would exceed `maxElements`, before
+    ///   the padded ids are allocated.
+    package func tokenIDs(_ texts: [String], maxElements: Int) throws -> (ids: [Int], time: Int) {
+        var rows: [[Int]] = []
+        rows.reserveCapacity(texts.count)
+        for text in texts {
+            var row = ids(of: text)
+            if let length = outputSequenceLength, row.count > length { row.removeLast(row.count - length) }
+            rows.append(row)
+        }
+        let time = outputSequenceLength ?? rows.map(\.count).max() ?? 0
+        guard let count = _elementCount([texts.count, time]), count <= maxElements else {
+            throw EngineError(layerKind: "text vectorizer", message: "\(texts.count) texts of \(time) tokens: batch × time = \(_elementCount([texts.count, time]).map(String.init) ?? "more than \(Int.max)") token ids, over the limit of \(maxElements)")
+        }
+        var result = [Int](repeating: Self.maskIndex, count: count)
+        for (b, row) in rows.enumerated() {
+            result.replaceSubrange(b * time ..< b * time + row.count, with: row)
+        }
+        return (result, time)
+    }
+
+    private func id(_ token: [UInt8]) -> Int {
+        if token.elementsEqual(vocabulary[Self.maskIndex].utf8) { return Self.maskIndex }
+        return ids[token] ?? Self.oovIndex
+    }
+
+    /// Standardizes and splits one text's UTF-8 bytes. Only ASCII bytes change or separate,
+    /// and in UTF-8 those never occur inside a multi-byte character, so every token is valid
+    /// UTF-8 when the text is.
+    private func tokenBytes(of text: String) -> [[UInt8]] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            if stripPunctuation && Self.isASCIIPunctuation(byte) { continue }
+            bytes.append(lowercase && (0x41...0x5A).contains(byte) ? byte | 0x20 : byte)
+        }
+        switch split {
+        case .none:
+            return [bytes]
+        case .whitespace:
+            return bytes.split(omittingEmptySubsequences: true, whereSeparator: Self.isASCIIWhitespace).map(Array.init)
+        }
+    }
+
+    /// Python's `string.punctuation`: `!` to `/`, `:` to `@`, `[` to `` ` ``, `{` to `~`.
+    package static func isASCIIPunctuation(_ byte: UInt8) -> Bool {
+        (0x21...0x2F).contains(byte) || (0x3A...0x40).contains(byte) || (0x5B...0x60).contains(byte)
+            || (0x7B...0x7E).contains(byte)
+    }
+
+    /// Space, tab, newline, vertical tab, form feed, carriage return.
+    package static func isASCIIWhitespace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || (0x09...0x0D).contains(byte)
+    }
+}
+
+extension TextVectorizer {
+    /// `text vectorizer 'name'` for messages, the name escaped.
+    var displayName: String {
+        name.isEmpty ? "text vectorizer" : "text vectorizer '\(escapedForDisplay(name))'"
+    }
+}
+
+extension ModelInput {
+    /// What the input is, with its shape, for messages: `token ids [2, 6]`,
+    /// `float features [2, 6, 4]`, `texts ([3] strings)`.
+    package var kindDescription: String {
+        switch self {
+        case .features(let tensor): return "float features \(_shapeString(tensor.shape))"
+        case .tokens(_, let batch, let time): return "token ids [\(batch), \(time)]"
+        case .texts(let texts): return "texts ([\(texts.count)] strings)"
+        }
+    }
+}
