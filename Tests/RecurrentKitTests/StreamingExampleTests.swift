@@ -62,6 +62,27 @@ final class StreamingExampleTests: XCTestCase {
         }
     }
 
+    /// The DocC Streaming article shows the code the test above runs, line for line (with
+    /// the fixture's path written out).
+    func testTheArticleShowsTheTestedCode() throws {
+        func lines(_ text: Substring) -> [String] {
+            text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        let source = try String(contentsOfFile: #filePath, encoding: .utf8)
+        let begin = try XCTUnwrap(source.range(of: "// --- Streaming example begins ---\n"))
+        let end = try XCTUnwrap(source.range(of: "// --- Streaming example ends ---"))
+        let tested = lines(source[begin.upperBound..<end.lowerBound]).map {
+            $0.replacingOccurrences(of: "LoadedModel(contentsOf: path)", with: "LoadedModel(contentsOf: \"fixtures/pytorch/char_lstm.h5\")")
+        }
+        let article = try String(contentsOfFile: fixturesFolder.deletingLastPathComponent()
+            .appendingPathComponent("Sources/RecurrentKit/RecurrentKit.docc/Streaming.md").path, encoding: .utf8)
+        let heading = try XCTUnwrap(article.range(of: "### Generating text"))
+        let open = try XCTUnwrap(article.range(of: "```swift\n", range: heading.upperBound..<article.endIndex))
+        let close = try XCTUnwrap(article.range(of: "```", range: open.upperBound..<article.endIndex))
+        XCTAssertGreaterThan(tested.count, 10)
+        XCTAssertEqual(lines(article[open.upperBound..<close.lowerBound]), tested)
+    }
+
     /// The stream's step-by-step outputs are one run's over the prompt and the picks.
     func testStepsEqualOneRun() throws {
         let model = try LoadedModel(contentsOf: path)
