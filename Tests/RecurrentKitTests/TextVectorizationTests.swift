@@ -213,6 +213,51 @@ final class TextVectorizationTests: XCTestCase {
         XCTAssertTrue(padded.summaries.contains { $0.details.contains { $0.0 == "pad_to_max_tokens_effect" } })
     }
 
+    // MARK: The vocabulary in a .keras archive
+
+    /// A copy of `k3_text_lesson.keras` whose members `edit` changes (by name; nil removes).
+    private func editedArchive(_ edit: (inout [String: [UInt8]]) -> Void) throws -> String {
+        let source = try KerasArchive(fixture("keras/k3_text_lesson.keras"))
+        let names = ["metadata.json", "config.json", "model.weights.h5",
+                     "assets/layers/text_vectorization/vocabulary.txt",
+                     "assets/layers/text_vectorization/_lookup_layer/vocabulary.txt"]
+        var members: [String: [UInt8]] = [:]
+        for name in names { members[name] = try XCTUnwrap(try source.member(name, limit: 1 << 20), name) }
+        edit(&members)
+        let path = try temporaryFolder(self).appendingPathComponent("edited.keras").path
+        let writer = try ZipWriter(creating: path)
+        for name in names { if let bytes = members[name] { try writer.add(name, bytes) } }
+        try writer.finish()
+        return path
+    }
+
+    func testArchiveVocabularyCopies() throws {
+        let original = try LoadedModel(contentsOf: fixture("keras/k3_text_lesson.keras")).model.textVectorizer
+        let lookupLayer = "assets/layers/text_vectorization/_lookup_layer/vocabulary.txt"
+        let layer = "assets/layers/text_vectorization/vocabulary.txt"
+        // Either copy alone is the vocabulary.
+        for dropped in [lookupLayer, layer] {
+            let path = try editedArchive { $0[dropped] = nil }
+            XCTAssertEqual(try LoadedModel(contentsOf: path).model.textVectorizer, original, dropped)
+        }
+        let cases: [(String, (inout [String: [UInt8]]) -> Void, String)] = [
+            ("copies differ", { $0[layer] = Array("\n[UNK]\nthe\nwas".utf8) }, "the archive's two copies of the vocabulary disagree"),
+            ("no copy", { $0[layer] = nil; $0[lookupLayer] = nil }, "the archive has no vocabulary file for the layer"),
+            ("not UTF-8", { $0[layer] = [0x0A, 0xFF]; $0[lookupLayer] = [0x0A, 0xFF] }, "is not valid UTF-8"),
+            ("repeated token", { $0[layer] = Array("\n[UNK]\nthe\nthe".utf8); $0[lookupLayer] = $0[layer] }, "vocabulary entries 2 and 3 are the same token 'the'"),
+            ("too many ids", { let many = "\n[UNK]\n" + (0..<30).map { "w\($0)" }.joined(separator: "\n")
+                               $0[layer] = Array(many.utf8); $0[lookupLayer] = $0[layer] }, "more than max_tokens=24"),
+        ]
+        for (label, edit, fragment) in cases {
+            let path = try editedArchive(edit)
+            XCTAssertThrowsError(try LoadedModel(contentsOf: path), label) { error in
+                let line = "\(error)"
+                XCTAssertTrue(line.hasPrefix(path) && line.contains("text_vectorization (TextVectorization)"), "\(label): \(line)")
+                XCTAssertTrue(line.contains(fragment), "\(label): \(line) lacks '\(fragment)'")
+            }
+        }
+    }
+
     // MARK: /texts
 
     private func textsFile(_ write: (HDF5Group) throws -> Void) throws -> String {
