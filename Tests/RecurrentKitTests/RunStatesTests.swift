@@ -136,6 +136,21 @@ final class RunStatesTests: XCTestCase {
         }
     }
 
+    /// A fixture's states are a bare module's; a per-layer group is refused, not read as zeros.
+    func testFixturesRefusePerLayerStates() throws {
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("states.fixture.h5").path
+        do {
+            let root = try HDF5File.create(path).root
+            try root.write("inputs", floats: [Float](repeating: 0.5, count: 3 * 6 * 4), shape: [3, 6, 4])
+            try root.write("h0/0", floats: [Float](repeating: 0.1, count: 9), shape: [1, 3, 3])
+            try root.write("expected/output", floats: [0, 0, 0, 0, 0, 0], shape: [3, 2])
+        }
+        let result = try rnnkit("verify", fixture("keras/tfk_return_state.h5"), path)
+        XCTAssertEqual(result.status, 2, result.stdout)
+        XCTAssertEqual(result.stderr, "rnnkit: error: \(path): /h0: is a group; a fixture's states are a bare module's, one dataset [layers × directions, batch, hidden] (spec/fixture-format.md)\n")
+    }
+
     /// The input's kind is the first thing judged: float features for a token model (with or
     /// without /lengths, even lengths that would not fit them), token ids for a feature model.
     func testTheWrongKindOfInputIsTheError() throws {

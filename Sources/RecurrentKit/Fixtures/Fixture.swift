@@ -46,6 +46,12 @@ public struct Fixture: Sendable {
         let root = hdf5.root
         file = path
         (input, lengths) = try Self.readInputs(root, file: path)
+        // Per-layer states (`/h0/<k>`) are `rnnkit run`'s; a fixture holds a bare module's
+        // stacked ones, and a group must not be read as no states at all.
+        for name in ["h0", "c0"] where try root.kind(of: name) == .group {
+            throw ModelError(.invalidInput, file: path, path: "/\(name)",
+                             message: "is a group; a fixture's states are a bare module's, one dataset [layers × directions, batch, hidden] (spec/fixture-format.md)")
+        }
         h0 = try Self.optionalFloats(root, "h0")
         c0 = try Self.optionalFloats(root, "c0")
         guard try root.kind(of: "expected") == .group else {
