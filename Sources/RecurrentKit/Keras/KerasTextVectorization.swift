@@ -164,7 +164,7 @@ struct KerasArchiveAssets: KerasAssets {
         if found.count == 2, found[0].bytes != found[1].bytes {
             throw ModelError(file: archive.path, path: found[1].member,
                              layer: "\(shown(node.name)) (\(shown(node.className)))",
-                             message: "differs from \(found[0].member); the archive's two copies of the vocabulary disagree, so it is refused")
+                             message: "differs from \(shown(found[0].member)); the archive's two copies of the vocabulary disagree, so it is refused")
         }
         return found.first
     }
