@@ -258,6 +258,18 @@ final class TextVectorizationTests: XCTestCase {
         }
     }
 
+    /// Weights saved alone (the archive's `model.weights.h5`, as `save_weights` writes it)
+    /// take the adapted vocabulary from the `.keras` architecture's assets.
+    func testWeightsOnlyFileTakesTheVocabularyFromItsArchitecture() throws {
+        let archive = fixture("keras/k3_text_lesson.keras")
+        let weights = try temporaryFolder(self).appendingPathComponent("lesson.weights.h5")
+        try Data(try XCTUnwrap(try KerasArchive(archive).member("model.weights.h5", limit: 1 << 20))).write(to: weights)
+        let model = try LoadedModel(contentsOf: weights.path, architecture: archive)
+        XCTAssertEqual(model.layout, .kerasWeights)
+        let verification = try Verification(model: model, fixture: try Fixture(contentsOf: fixture("keras/k3_text_lesson.fixture.h5")))
+        XCTAssertTrue(verification.passed, "\(verification.comparisons.map(\.maxAbsoluteError))")
+    }
+
     // MARK: /texts
 
     private func textsFile(_ write: (HDF5Group) throws -> Void) throws -> String {

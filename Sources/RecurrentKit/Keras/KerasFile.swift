@@ -45,7 +45,8 @@ enum KerasFile {
         }
         versions.record(architecture.versions)
         return try KerasReader.read(config: architecture.config, file: file, layout: .kerasWeights,
-                                    version: try versions.resolved(file: file), source: source)
+                                    version: try versions.resolved(file: file), source: source,
+                                    assets: architecture.assets)
     }
 
     /// A `.keras` archive: `config.json`, `metadata.json` and `model.weights.h5`.
@@ -82,11 +83,15 @@ enum KerasFile {
         var config: KerasConfig
         /// Every `keras_version` the architecture's file records; the weights file adds its own.
         var versions = KerasVersionResolver()
+        /// A `.keras` architecture's assets (an adapted TextVectorization's vocabulary).
+        var assets: KerasAssets?
 
         init(contentsOf path: String) throws {
             try InputFiles.requireRegularFile(path)
             if isZip(path) {
-                (config, versions) = try KerasArchive(path).configuration()
+                let archive = try KerasArchive(path)
+                (config, versions) = try archive.configuration()
+                assets = KerasArchiveAssets(archive: archive, layers: config.allLayers)
             } else if try InputFiles.prefix(path, count: 1) == [UInt8(ascii: "{")] {
                 let data = try InputFiles.read(path, limit: Limits.configJSONBytes, what: "Limits.configJSONBytes")
                 config = try KerasConfig(json: String(decoding: data, as: UTF8.self), file: path, path: "config")
