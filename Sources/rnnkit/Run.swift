@@ -6,7 +6,8 @@ struct Run: ParsableCommand {
         abstract: "Run a model on inputs from an HDF5 file and write its outputs.",
         discussion: """
         IN holds /inputs ([batch, time, features] floats, or [batch, time] token ids) and \
-        optionally /lengths ([batch]) and initial states. OUT gets /output and the final \
+        optionally /lengths ([batch]) and initial states; for a model with a Keras \
+        TextVectorization, /texts ([batch] UTF-8 strings) instead of /inputs and /lengths. OUT gets /output and the final \
         states, in the layout IN takes them, so OUT's states can start the next run. A bare \
         recurrent module's states are PyTorch's: /h0 and /c0 in, /h_n and /c_n out, each one \
         dataset [layers × directions, batch, hidden]. Any other model's are one dataset per \
@@ -20,7 +21,7 @@ struct Run: ParsableCommand {
     @Argument(help: "The model file.")
     var model: String
 
-    @Option(name: .long, help: "HDF5 file with /inputs (and /lengths, /h0, /c0).")
+    @Option(name: .long, help: "HDF5 file with /inputs (and /lengths, /h0, /c0), or /texts for a text model.")
     var input: String
 
     @Option(name: .long, help: "HDF5 file to write.")
