@@ -27,8 +27,13 @@ let package = Package(
         .target(name: "TextSafety"),
         // The only module that calls HDF5 or touches its pointers.
         .target(name: "HDF5", dependencies: ["CHDF5", "TextSafety"]),
-        // Framework-neutral model and the inference engine: pure Swift, no file formats.
-        .target(name: "RecurrentEngine", dependencies: ["TextSafety"]),
+        // What a build was compiled for (`-target-cpu`, read from the compiler's macros) and
+        // the check that the CPU running it has it; the C part is compiled for the baseline.
+        .target(name: "CCPUFeatures"),
+        .target(name: "CPUFeatures", dependencies: ["CCPUFeatures"]),
+        // Framework-neutral model and the inference engine: pure Swift, no file formats (the
+        // C header only tells it the build's vector width, to pick its register tiles).
+        .target(name: "RecurrentEngine", dependencies: ["TextSafety", "CCPUFeatures"]),
         // File layouts (PyTorch, Keras), fixtures, and the public facade.
         .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "TextSafety", "ZIPFoundation"]),
         .executableTarget(
@@ -36,6 +41,7 @@ let package = Package(
             dependencies: [
                 "RecurrentKit",
                 "TextSafety",
+                "CPUFeatures",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -43,6 +49,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
         .testTarget(name: "RecurrentEngineTests", dependencies: ["RecurrentEngine"]),
+        .testTarget(name: "CPUFeaturesTests", dependencies: ["CPUFeatures"]),
         .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5", "TestSupport", "TextSafety", "rnnkit"]),
     ]
 )

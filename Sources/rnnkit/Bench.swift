@@ -1,4 +1,5 @@
 import ArgumentParser
+import CPUFeatures
 import Foundation
 import RecurrentKit
 import TextSafety
@@ -51,7 +52,7 @@ struct Bench: ParsableCommand {
         if output.json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            print(String(decoding: try encoder.encode(BuildReport(report: report)), as: UTF8.self))
             return
         }
         let threads = report.threads
@@ -60,9 +61,29 @@ struct Bench: ParsableCommand {
         print("input: \(shape), \(threads) thread\(threads == 1 ? "" : "s"), \(repetitions) timed passes after \(report.warmupPasses) warm-up pass\(report.warmupPasses == 1 ? "" : "es")")
         print("seconds per pass: median \(format(report.medianSeconds)), min \(format(report.minSeconds)), max \(format(report.maxSeconds))")
         print("work: \(format(report.flops / 1e9)) GFLOP per pass, \(format(report.gflops)) GFLOP/s at the median")
+        print("build: \(BuildCPU.summary)")
     }
 
     private func format(_ value: Double) -> String {
         String(format: "%.4g", value)
+    }
+}
+
+/// `bench --json`: the report's fields and what the binary was built for — `cpu_level`
+/// ("AVX-512", "AVX2", "x86-64 baseline", "arm64 NEON"), `fma` (fused multiply-adds) and
+/// `cpu_features` (the features the build may execute) — in one object.
+private struct BuildReport: Encodable {
+    let report: Benchmark.Report
+
+    enum CodingKeys: String, CodingKey {
+        case cpuLevel = "cpu_level", fma, cpuFeatures = "cpu_features"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        try report.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(BuildCPU.level, forKey: .cpuLevel)
+        try container.encode(BuildCPU.fusedMultiplyAdd, forKey: .fma)
+        try container.encode(BuildCPU.requiredFeatures.names, forKey: .cpuFeatures)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CPUFeatures
 import Foundation
 import RecurrentKit
 import TextSafety
@@ -11,13 +12,16 @@ struct RNNKit: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rnnkit",
         abstract: "Read, run, verify and convert recurrent-network weight files (PyTorch, Keras).",
-        version: RecurrentKit.version,
+        version: "\(RecurrentKit.version) (built for \(BuildCPU.summary))",
         subcommands: [Inspect.self, Run.self, Verify.self, Convert.self, Bench.self]
     )
 
     /// Every failure is one line on stderr and exit status 2 (usage errors included);
     /// `verify` exits 1 on a mismatch. Help and version exit 0.
     static func main() {
+        // First: a binary built for more than this CPU has exits here, in one line, instead
+        // of dying of an illegal instruction later.
+        BuildCPU.requireSupport(program: "rnnkit")
         guardAgainstLibraryCrashes(reading: CommandLine.arguments.dropFirst().filter {
             FileManager.default.fileExists(atPath: $0)
         })

@@ -12,7 +12,12 @@ final class CommandLineTests: XCTestCase {
     func testVersionAndHelp() throws {
         let version = try rnnkit("--version")
         XCTAssertEqual(version.status, 0)
-        XCTAssertEqual(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines), RecurrentKit.version)
+        // The version, then the CPU level and FMA the binary was built for.
+        let line = version.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(line.hasPrefix("\(RecurrentKit.version) (built for "), line)
+        XCTAssertTrue(["AVX-512", "AVX2", "AVX", "x86-64 baseline", "arm64 NEON"].contains { level in
+            line.hasSuffix("(built for \(level), FMA)") || line.hasSuffix("(built for \(level), no FMA)")
+        }, line)
         let help = try rnnkit("--help")
         XCTAssertEqual(help.status, 0)
         for subcommand in ["inspect", "run", "verify"] { XCTAssertTrue(help.stdout.contains(subcommand), subcommand) }
@@ -165,6 +170,10 @@ final class CommandLineTests: XCTestCase {
             XCTAssertGreaterThan(try XCTUnwrap(object["gflops"] as? Double), 0)
             XCTAssertEqual((object["seconds"] as? [Double])?.count, 2)
             XCTAssertGreaterThanOrEqual(try XCTUnwrap(object["warmup_passes"] as? Int), 1)
+            // What the binary was built for.
+            XCTAssertNotNil(object["cpu_level"] as? String, result.stdout)
+            XCTAssertNotNil(object["fma"] as? Bool, result.stdout)
+            XCTAssertNotNil(object["cpu_features"] as? [String], result.stdout)
         }
         // --warmup 0: exactly one untimed pass.
         let once = try rnnkit("bench", fixture("pytorch/gru_basic.h5"), "--warmup", "0", "--repeat", "1", "--json")
