@@ -33,7 +33,8 @@ struct _StepWait {
     }
 }
 
-/// LSTM, one row: for the 32-unit blocks of `units`, gates `g + h U` (`u` packed `[R, 4H]`,
+/// LSTM, one row: for the blocks of `units` (`tiling.stepBlock` units: 32, or 16 where the
+/// registers hold only four 16-lane accumulators), gates `g + h U` (`u` packed `[R, 4H]`,
 /// `gates` the row's `[4H]` input projection with biases), then
 /// `newC = σ(f) ⊙ c + σ(i) ⊙ φ(g)`, `out = σ(o) ⊙ φ(newC)`. `H` and the bounds of `units`
 /// are multiples of 32; `newC` may be `c`.
@@ -41,11 +42,30 @@ struct _StepWait {
 func _lstmStepRow<A: _LSTMArithmetic>(
     _ arithmetic: A, h: UnsafePointer<Float>, k: Int, u: UnsafePointer<Float>, hidden: Int,
     units: Range<Int>, gates: UnsafePointer<Float>, c: UnsafePointer<Float>,
-    newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, wait: _StepWait?
+    newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, wait: _StepWait?,
+    tiling: _Tiling = .build
 ) {
     let width = _PackedMatrix.panelWidth
     let gateStride = (hidden / width) * k * width  // floats from one gate's panel to the next
     var j = units.lowerBound
+    if tiling.stepBlock == 16 {
+        // Half a panel per block: 4 accumulators of 16 lanes, 8 of AVX2's 16 registers.
+        while j < units.upperBound {
+            let panel = u + (j / width) * k * width + j % width
+            var i = _PanelColumn(panel: panel, initial: gates + j)
+            var f = _PanelColumn(panel: panel + gateStride, initial: gates + hidden + j)
+            var g = _PanelColumn(panel: panel + 2 * gateStride, initial: gates + 2 * hidden + j)
+            var o = _PanelColumn(panel: panel + 3 * gateStride, initial: gates + 3 * hidden + j)
+            _accumulate(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
+                i.add(s); f.add(s); g.add(s); o.add(s)
+            }
+            let cell = arithmetic.cell(forget: f.value, state: _load(c + j), input: i.value, candidate: g.value)
+            _store(cell, newC + j)
+            _store(arithmetic.output(o.value, cell: cell), out + j)
+            j += 16
+        }
+        return
+    }
     while j < units.upperBound {
         let panel = u + (j / width) * k * width
         var i = _PanelColumns(panel: panel, initial: gates + j)
@@ -63,20 +83,35 @@ func _lstmStepRow<A: _LSTMArithmetic>(
     }
 }
 
-/// GRU with the reset gate after the product, one row: for the 32-unit blocks of `units`,
-/// `r, z = σ(g + h U)` (`u` packed `[H, 2H]`), `m = b_hn + h U_n` (`un` packed `[H, H]`),
-/// `n = φ(g_n + r ⊙ m)`, `out = n + z ⊙ (h − n)`. `H` and the bounds of `units` are
-/// multiples of 32.
+/// GRU with the reset gate after the product, one row: for the blocks of `units`
+/// (`tiling.stepBlock` units), `r, z = σ(g + h U)` (`u` packed `[H, 2H]`), `m = b_hn + h U_n`
+/// (`un` packed `[H, H]`), `n = φ(g_n + r ⊙ m)`, `out = n + z ⊙ (h − n)`. `H` and the bounds
+/// of `units` are multiples of 32.
 @inline(__always)
 func _gruStepRow<S: _LaneFunction, P: _LaneFunction>(
     _ sigma: S, _ phi: P, h: UnsafePointer<Float>, u: UnsafePointer<Float>, un: UnsafePointer<Float>,
     newBias: UnsafePointer<Float>, hidden: Int, units: Range<Int>, gates: UnsafePointer<Float>,
-    out: UnsafeMutablePointer<Float>, wait: _StepWait?
+    out: UnsafeMutablePointer<Float>, wait: _StepWait?, tiling: _Tiling = .build
 ) {
     let width = _PackedMatrix.panelWidth
     let k = hidden
     let gateStride = (hidden / width) * k * width
     var j = units.lowerBound
+    if tiling.stepBlock == 16 {
+        while j < units.upperBound {
+            let panel = u + (j / width) * k * width + j % width
+            var r = _PanelColumn(panel: panel, initial: gates + j)
+            var z = _PanelColumn(panel: panel + gateStride, initial: gates + hidden + j)
+            var m = _PanelColumn(panel: un + (j / width) * k * width + j % width, initial: newBias + j)
+            _accumulate(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
+                r.add(s); z.add(s); m.add(s)
+            }
+            let next = phi(_load(gates + 2 * hidden + j) + sigma(r.value) * m.value)
+            _store(next + sigma(z.value) * (_load(h + j) - next), out + j)
+            j += 16
+        }
+        return
+    }
     while j < units.upperBound {
         let panel = u + (j / width) * k * width
         var r = _PanelColumns(panel: panel, initial: gates + j)
@@ -112,6 +147,25 @@ struct _PanelColumns {
     mutating func add(_ s: SIMD16<Float>) {
         low = _madd(low, s, _load(row))
         high = _madd(high, s, _load(row + 16))
+        row += _PackedMatrix.panelWidth
+    }
+}
+
+/// 16 columns of one packed panel: one accumulator and the panel row it reads next.
+struct _PanelColumn {
+    var value: SIMD16<Float>
+    var row: UnsafePointer<Float>
+
+    @inline(__always)
+    init(panel: UnsafePointer<Float>, initial: UnsafePointer<Float>) {
+        value = _load(initial)
+        row = panel
+    }
+
+    /// Adds `s` times the current row and moves to the next.
+    @inline(__always)
+    mutating func add(_ s: SIMD16<Float>) {
+        value = _madd(value, s, _load(row))
         row += _PackedMatrix.panelWidth
     }
 }

@@ -2,24 +2,33 @@
 //
 // Every weight the engine multiplies by is packed once, at load, into column panels of
 // `_PackedMatrix.panelWidth` (32) output columns: panel `q` holds `[k, 32]` contiguously, so
-// the kernel streams one panel row (two 16-float vectors) per step of the reduction, and a
-// panel (32 KB for k = 256) stays in the L1 cache while every row block of the left operand
-// passes over it. The register tile is 8 rows × 32 columns: 16 `SIMD16<Float>` accumulators,
-// 2 vector loads and 8 broadcasts per 16 multiply-adds.
+// the kernel streams panel rows in order along the reduction, and a panel slice stays in the
+// L1 cache while every row block of the left operand passes over it.
 //
-// Build settings (see bench/BENCHMARKS.md): a plain `swift build` targets baseline x86-64,
-// where `SIMD16<Float>` is four SSE registers and there is no FMA. The fast build is
-// `swift build -c release -Xswiftc -target-cpu -Xswiftc native -Xswiftc -DRECURRENTKIT_FMA`:
-// the CPU flag lets LLVM use AVX-512 registers, and `RECURRENTKIT_FMA` turns the
-// multiply-add below into one fused instruction (`vfmadd231ps`). Without a CPU that has
-// FMA, the fused form would become a call to `fmaf` per lane, hence the opt-in flag.
+// The register tile is chosen at compile time for the vector registers the build targets
+// (`_Tiling.build`, from `-target-cpu` through CCPUFeatures.h); the packed layout is the same
+// for all:
+// - AVX-512 (32 × 512-bit registers): 8 rows × 32 columns, 16 `SIMD16<Float>` accumulators,
+//   2 vector loads and 8 broadcasts per 16 multiply-adds;
+// - AVX2 (16 × 256-bit) and arm64 (32 × 128-bit, two per `SIMD8`): 6 rows × 16 columns, a
+//   panel in two halves, 12 `SIMD8<Float>` accumulators + 2 loads + 1 broadcast = 15 registers
+//   on AVX2 (the 8 × 32 tile needs 32 there and spills);
+// - baseline x86-64 (16 × 128-bit SSE): 6 rows × 8 columns, a panel in four quarters, 12
+//   `SIMD4<Float>` accumulators.
+//
+// Build settings (see the Makefile and bench/BENCHMARKS.md): a plain `swift build` targets
+// baseline x86-64, with SSE only and no FMA. `make release` builds for the machine it runs on:
+// `-Xswiftc -target-cpu -Xswiftc native`, plus `-Xswiftc -DRECURRENTKIT_FMA` where the CPU has
+// FMA, which turns the multiply-add below into one fused instruction (`vfmadd231ps`). Without
+// a CPU that has FMA, the fused form would become a call to `fmaf` per lane, hence the flag.
 //
 // Determinism: every output element is accumulated as `c = c + a_p · b_p` for `p` ascending
-// from its initial value, whatever the row count, the row block it falls in, the column
-// panel or the thread that computes it. A row computed alone and the same row computed in a
-// larger batch agree bit for bit (streaming in chunks relies on this), and so do runs with
-// different thread counts.
+// from its initial value, whatever the tile, the row count, the row block it falls in, the
+// column panel or the thread that computes it. A row computed alone and the same row computed
+// in a larger batch agree bit for bit (streaming in chunks relies on this), and so do runs with
+// different thread counts and the three tilings on one build.
 
+internal import CCPUFeatures
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,6 +46,72 @@ func _madd(_ acc: SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD
     acc + a * b
 }
 #endif
+
+/// The register tiles of `_gemm` and of the fused one-row steps (FusedStep.swift). Every
+/// tiling computes the same bits on a build; `build` is the one for the build's registers.
+enum _Tiling: CaseIterable, Sendable {
+    /// 8 rows × 32 columns in `SIMD16` accumulators: AVX-512's 32 registers of 16 lanes.
+    case wide
+    /// 6 rows × 16 columns in `SIMD8`: AVX2's 16 registers of 8 lanes (arm64: pairs of its 32).
+    case medium
+    /// 6 rows × 8 columns in `SIMD4`: SSE's 16 registers of 4 lanes.
+    case narrow
+
+    /// The tiling for the registers the build targets (`-target-cpu`).
+    @inline(__always)
+    static var build: _Tiling {
+        #if arch(arm64)
+        return .medium
+        #else
+        let bits = recurrentkit_target_vector_bits()
+        return bits >= 512 ? .wide : (bits >= 256 ? .medium : .narrow)
+        #endif
+    }
+
+    /// Units per block of the fused one-row steps: 32 (four LSTM gates × 2 `SIMD16` = 8 of 32
+    /// registers), else 16 (4 `SIMD16` accumulators: 8 of AVX2's 16 registers).
+    @inline(__always)
+    var stepBlock: Int { self == .wide ? 32 : 16 }
+}
+
+/// A float vector the generic tiles run on. Each conformance implements the operations with its
+/// concrete type's own operators (generic `SIMD` arithmetic goes lane by lane).
+protocol _Lanes {
+    static var laneCount: Int { get }
+    init(broadcast value: Float)
+    init(loading p: UnsafePointer<Float>)
+    func store(to p: UnsafeMutablePointer<Float>)
+    /// `self + a · b`, as `_madd`.
+    func adding(_ a: Self, times b: Self) -> Self
+}
+
+extension SIMD8: _Lanes where Scalar == Float {
+    static var laneCount: Int { 8 }
+    @inline(__always) init(broadcast value: Float) { self.init(repeating: value) }
+    @inline(__always) init(loading p: UnsafePointer<Float>) { self = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    @inline(__always) func store(to p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: self, as: SIMD8<Float>.self) }
+    @inline(__always) func adding(_ a: SIMD8<Float>, times b: SIMD8<Float>) -> SIMD8<Float> {
+        #if arch(arm64) || RECURRENTKIT_FMA
+        addingProduct(a, b)
+        #else
+        self + a * b
+        #endif
+    }
+}
+
+extension SIMD4: _Lanes where Scalar == Float {
+    static var laneCount: Int { 4 }
+    @inline(__always) init(broadcast value: Float) { self.init(repeating: value) }
+    @inline(__always) init(loading p: UnsafePointer<Float>) { self = UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self) }
+    @inline(__always) func store(to p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: self, as: SIMD4<Float>.self) }
+    @inline(__always) func adding(_ a: SIMD4<Float>, times b: SIMD4<Float>) -> SIMD4<Float> {
+        #if arch(arm64) || RECURRENTKIT_FMA
+        addingProduct(a, b)
+        #else
+        self + a * b
+        #endif
+    }
+}
 
 @inline(__always)
 func _load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
@@ -156,12 +231,14 @@ struct _PackedMatrix: Sendable, Equatable {
 ///
 /// - `a`: `[m, k]` with row stride `lda`;
 /// - `b`: the packed `B`, `[k, n]`;
-/// - `c`: `[m, n]` with row stride `ldc`; only the columns of `panels` are read and written.
+/// - `c`: `[m, n]` with row stride `ldc`; only the columns of `panels` are read and written;
+/// - `tiling`: the register tile (the build's; tests compare the others).
 ///
 /// Either way each element is `c₀ + Σ_p a_p · b_p` accumulated for `p` ascending from its
 /// initial value `c₀`, so `initial: bias` gives the same bits as copying the bias into C first.
 func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int, n: Int,
-           panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, initial: UnsafePointer<Float>? = nil) {
+           panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, initial: UnsafePointer<Float>? = nil,
+           tiling: _Tiling = .build) {
     guard m > 0, !panels.isEmpty else { return }
     let width = _PackedMatrix.panelWidth
     guard k > 0 else {
@@ -184,45 +261,201 @@ func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k
         var q = panels.lowerBound
         while q < panels.upperBound {
             let fullPanels = (n - q * width) / width  // panels from q on with all 32 columns
-            // One row: a matrix-vector product, bound by streaming B; four panels at once give
-            // eight independent accumulator chains.
-            if m == 1 && fullPanels >= 4 && q + 4 <= panels.upperBound {
-                _kernel1x128(a: a + p0, b: b + (q * k + p0) * width, panelStride: k * width, k: kb,
-                             cIn: start + q * width, c: c + q * width)
-                q += 4
-                continue
+            // One row: a matrix-vector product, bound by streaming B; eight independent
+            // accumulator chains over as many full panels as they cover.
+            if m == 1 {
+                let span = tiling == .wide ? 4 : (tiling == .medium ? 2 : 1)
+                if fullPanels >= span && q + span <= panels.upperBound {
+                    let bRow = b + (q * k + p0) * width
+                    switch tiling {
+                    case .wide:
+                        _kernel1x128(a: a + p0, b: bRow, panelStride: k * width, k: kb, cIn: start + q * width, c: c + q * width)
+                    case .medium:
+                        _row8(SIMD8<Float>.self, a: a + p0, b: bRow, panelStride: k * width, k: kb, cIn: start + q * width, c: c + q * width)
+                    case .narrow:
+                        _row8(SIMD4<Float>.self, a: a + p0, b: bRow, panelStride: k * width, k: kb, cIn: start + q * width, c: c + q * width)
+                    }
+                    q += span
+                    continue
+                }
             }
             let bPanel = b + (q * k + p0) * width
             let columns = Swift.min(width, n - q * width)
-            var i = 0
-            while i < m {
-                let rows = m - i >= 8 ? 8 : (m - i >= 4 ? 4 : (m - i >= 2 ? 2 : 1))
-                let aBlock = a + i * lda + p0
-                let cBlock = c + i * ldc + q * width
-                let inBlock = start + i * ldStart + q * width
-                if columns == width {
-                    _kernel(rows: rows, a: aBlock, lda: lda, b: bPanel, k: kb, cIn: inBlock, ldcIn: ldStart,
-                            c: cBlock, ldc: ldc)
-                } else {
-                    // The last, partial panel: through a zero-padded tile.
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * width) { tile in
-                        let t = tile.baseAddress!
+            if columns == width {
+                _panel(tiling, m: m, a: a + p0, lda: lda, b: bPanel, k: kb, cIn: start + q * width, ldcIn: ldStart,
+                       c: c + q * width, ldc: ldc)
+            } else {
+                // The last, partial panel: eight rows at a time through a zero-padded tile.
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * width) { tile in
+                    let t = tile.baseAddress!
+                    var i = 0
+                    while i < m {
+                        let rows = Swift.min(8, m - i)
+                        let inBlock = start + i * ldStart + q * width
+                        let cBlock = c + i * ldc + q * width
                         for r in 0..<rows {
                             for l in 0..<width { t[r * width + l] = l < columns ? inBlock[r * ldStart + l] : 0 }
                         }
-                        _kernel(rows: rows, a: aBlock, lda: lda, b: bPanel, k: kb, cIn: t, ldcIn: width,
-                                c: t, ldc: width)
+                        _panel(tiling, m: rows, a: a + i * lda + p0, lda: lda, b: bPanel, k: kb, cIn: t, ldcIn: width,
+                               c: t, ldc: width)
                         for r in 0..<rows {
                             for l in 0..<columns { cBlock[r * ldc + l] = t[r * width + l] }
                         }
+                        i += rows
                     }
                 }
-                i += rows
             }
             q += 1
         }
         p0 += kb
     }
+}
+
+/// `C[m, 32] = Cin[m, 32] + A[m, k] · Bpanel[k, 32]` for one full panel, in the tiling's
+/// register tiles: row blocks of 8 (then 4, 2, 1) over the whole panel, or column slices of
+/// 16 or 8, each with row blocks of 6 (then 4, 2, 1), so that one slice of the panel stays in
+/// L1 while the row blocks pass over it.
+@inline(__always)
+private func _panel(_ tiling: _Tiling, m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+                    cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    switch tiling {
+    case .wide:
+        var i = 0
+        while i < m {
+            let rows = m - i >= 8 ? 8 : (m - i >= 4 ? 4 : (m - i >= 2 ? 2 : 1))
+            _kernel(rows: rows, a: a + i * lda, lda: lda, b: b, k: k, cIn: cIn + i * ldcIn, ldcIn: ldcIn,
+                    c: c + i * ldc, ldc: ldc)
+            i += rows
+        }
+    case .medium:
+        _slices(SIMD8<Float>.self, m: m, a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
+    case .narrow:
+        _slices(SIMD4<Float>.self, m: m, a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
+    }
+}
+
+/// One full panel in column slices of two vectors (`2 · V.laneCount` columns).
+private func _slices<V: _Lanes>(_: V.Type, m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+                                cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let slice = 2 * V.laneCount
+    var j = 0
+    while j < _PackedMatrix.panelWidth {
+        var i = 0
+        while i < m {
+            let rows = m - i >= 6 ? 6 : (m - i >= 4 ? 4 : (m - i >= 2 ? 2 : 1))
+            let ai = a + i * lda, ci = cIn + i * ldcIn + j, co = c + i * ldc + j
+            switch rows {
+            case 6: _tile6(V.self, a: ai, lda: lda, b: b + j, k: k, cIn: ci, ldcIn: ldcIn, c: co, ldc: ldc)
+            case 4: _tile4(V.self, a: ai, lda: lda, b: b + j, k: k, cIn: ci, ldcIn: ldcIn, c: co, ldc: ldc)
+            case 2: _tile2(V.self, a: ai, lda: lda, b: b + j, k: k, cIn: ci, ldcIn: ldcIn, c: co, ldc: ldc)
+            default: _tile1(V.self, a: ai, b: b + j, k: k, cIn: ci, c: co)
+            }
+            i += rows
+        }
+        j += slice
+    }
+}
+
+/// `C[6, 2L] = Cin[6, 2L] + A[6, k] · B[k, 2L]` (`L` lanes, `B` a slice of a packed panel, rows
+/// 32 floats apart) with the tile in 12 registers.
+private func _tile6<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+                               cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let l = V.laneCount
+    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda
+    let i0 = cIn, i1 = cIn + ldcIn, i2 = cIn + 2 * ldcIn, i3 = cIn + 3 * ldcIn, i4 = cIn + 4 * ldcIn, i5 = cIn + 5 * ldcIn
+    var x00 = V(loading: i0), x01 = V(loading: i0 + l), x10 = V(loading: i1), x11 = V(loading: i1 + l)
+    var x20 = V(loading: i2), x21 = V(loading: i2 + l), x30 = V(loading: i3), x31 = V(loading: i3 + l)
+    var x40 = V(loading: i4), x41 = V(loading: i4 + l), x50 = V(loading: i5), x51 = V(loading: i5 + l)
+    var bp = b
+    for p in 0..<k {
+        let b0 = V(loading: bp), b1 = V(loading: bp + l)
+        bp += _PackedMatrix.panelWidth
+        var s = V(broadcast: a0[p]); x00 = x00.adding(s, times: b0); x01 = x01.adding(s, times: b1)
+        s = V(broadcast: a1[p]); x10 = x10.adding(s, times: b0); x11 = x11.adding(s, times: b1)
+        s = V(broadcast: a2[p]); x20 = x20.adding(s, times: b0); x21 = x21.adding(s, times: b1)
+        s = V(broadcast: a3[p]); x30 = x30.adding(s, times: b0); x31 = x31.adding(s, times: b1)
+        s = V(broadcast: a4[p]); x40 = x40.adding(s, times: b0); x41 = x41.adding(s, times: b1)
+        s = V(broadcast: a5[p]); x50 = x50.adding(s, times: b0); x51 = x51.adding(s, times: b1)
+    }
+    let c0 = c, c1 = c + ldc, c2 = c + 2 * ldc, c3 = c + 3 * ldc, c4 = c + 4 * ldc, c5 = c + 5 * ldc
+    x00.store(to: c0); x01.store(to: c0 + l); x10.store(to: c1); x11.store(to: c1 + l)
+    x20.store(to: c2); x21.store(to: c2 + l); x30.store(to: c3); x31.store(to: c3 + l)
+    x40.store(to: c4); x41.store(to: c4 + l); x50.store(to: c5); x51.store(to: c5 + l)
+}
+
+/// `C[4, 2L] = Cin[4, 2L] + A[4, k] · B[k, 2L]`.
+private func _tile4<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+                               cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let l = V.laneCount
+    let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
+    let i0 = cIn, i1 = cIn + ldcIn, i2 = cIn + 2 * ldcIn, i3 = cIn + 3 * ldcIn
+    var x00 = V(loading: i0), x01 = V(loading: i0 + l), x10 = V(loading: i1), x11 = V(loading: i1 + l)
+    var x20 = V(loading: i2), x21 = V(loading: i2 + l), x30 = V(loading: i3), x31 = V(loading: i3 + l)
+    var bp = b
+    for p in 0..<k {
+        let b0 = V(loading: bp), b1 = V(loading: bp + l)
+        bp += _PackedMatrix.panelWidth
+        var s = V(broadcast: a0[p]); x00 = x00.adding(s, times: b0); x01 = x01.adding(s, times: b1)
+        s = V(broadcast: a1[p]); x10 = x10.adding(s, times: b0); x11 = x11.adding(s, times: b1)
+        s = V(broadcast: a2[p]); x20 = x20.adding(s, times: b0); x21 = x21.adding(s, times: b1)
+        s = V(broadcast: a3[p]); x30 = x30.adding(s, times: b0); x31 = x31.adding(s, times: b1)
+    }
+    let c0 = c, c1 = c + ldc, c2 = c + 2 * ldc, c3 = c + 3 * ldc
+    x00.store(to: c0); x01.store(to: c0 + l); x10.store(to: c1); x11.store(to: c1 + l)
+    x20.store(to: c2); x21.store(to: c2 + l); x30.store(to: c3); x31.store(to: c3 + l)
+}
+
+/// `C[2, 2L] = Cin[2, 2L] + A[2, k] · B[k, 2L]`.
+private func _tile2<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+                               cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    let l = V.laneCount
+    let a0 = a, a1 = a + lda
+    var x00 = V(loading: cIn), x01 = V(loading: cIn + l), x10 = V(loading: cIn + ldcIn), x11 = V(loading: cIn + ldcIn + l)
+    var bp = b
+    for p in 0..<k {
+        let b0 = V(loading: bp), b1 = V(loading: bp + l)
+        bp += _PackedMatrix.panelWidth
+        var s = V(broadcast: a0[p]); x00 = x00.adding(s, times: b0); x01 = x01.adding(s, times: b1)
+        s = V(broadcast: a1[p]); x10 = x10.adding(s, times: b0); x11 = x11.adding(s, times: b1)
+    }
+    x00.store(to: c); x01.store(to: c + l); x10.store(to: c + ldc); x11.store(to: c + ldc + l)
+}
+
+/// `C[1, 2L] = Cin[1, 2L] + A[1, k] · B[k, 2L]`.
+private func _tile1<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, b: UnsafePointer<Float>, k: Int,
+                               cIn: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+    let l = V.laneCount
+    var x0 = V(loading: cIn), x1 = V(loading: cIn + l)
+    var bp = b
+    for p in 0..<k {
+        let s = V(broadcast: a[p])
+        x0 = x0.adding(s, times: V(loading: bp)); x1 = x1.adding(s, times: V(loading: bp + l))
+        bp += _PackedMatrix.panelWidth
+    }
+    x0.store(to: c); x1.store(to: c + l)
+}
+
+/// `C[1, 8L] = Cin[1, 8L] + A[1, k] · B[k, 8L]`: eight accumulators over `8L / 32` consecutive
+/// full panels `panelStride` apart (two for `SIMD8`, one for `SIMD4`).
+private func _row8<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, b: UnsafePointer<Float>, panelStride: Int, k: Int,
+                              cIn: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+    let l = V.laneCount, width = _PackedMatrix.panelWidth
+    // Accumulator t covers columns t·L ..< (t + 1)·L: panel t·L / 32, offset t·L % 32.
+    @inline(__always) func at(_ t: Int) -> Int { (t * l / width) * panelStride + t * l % width }
+    var x0 = V(loading: cIn), x1 = V(loading: cIn + l), x2 = V(loading: cIn + 2 * l), x3 = V(loading: cIn + 3 * l)
+    var x4 = V(loading: cIn + 4 * l), x5 = V(loading: cIn + 5 * l), x6 = V(loading: cIn + 6 * l), x7 = V(loading: cIn + 7 * l)
+    let o0 = at(0), o1 = at(1), o2 = at(2), o3 = at(3), o4 = at(4), o5 = at(5), o6 = at(6), o7 = at(7)
+    var bp = b
+    for p in 0..<k {
+        let s = V(broadcast: a[p])
+        x0 = x0.adding(s, times: V(loading: bp + o0)); x1 = x1.adding(s, times: V(loading: bp + o1))
+        x2 = x2.adding(s, times: V(loading: bp + o2)); x3 = x3.adding(s, times: V(loading: bp + o3))
+        x4 = x4.adding(s, times: V(loading: bp + o4)); x5 = x5.adding(s, times: V(loading: bp + o5))
+        x6 = x6.adding(s, times: V(loading: bp + o6)); x7 = x7.adding(s, times: V(loading: bp + o7))
+        bp += width
+    }
+    x0.store(to: c); x1.store(to: c + l); x2.store(to: c + 2 * l); x3.store(to: c + 3 * l)
+    x4.store(to: c + 4 * l); x5.store(to: c + 5 * l); x6.store(to: c + 6 * l); x7.store(to: c + 7 * l)
 }
 
 @inline(__always)
@@ -338,10 +571,11 @@ private func _kernel1x128(a: UnsafePointer<Float>, b: UnsafePointer<Float>, pane
 }
 
 /// Accumulates `C[m, n] += A[m, k] · B[k, n]` with `B` packed, over all its columns.
-func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: _PackedMatrix, c: UnsafeMutablePointer<Float>, ldc: Int) {
+func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: _PackedMatrix, c: UnsafeMutablePointer<Float>, ldc: Int,
+           tiling: _Tiling = .build) {
     withExtendedLifetime(b) {
         _gemm(m: m, a: a, lda: lda, b: b.base, k: b.rows, n: b.columns,
-              panels: 0..<b.panelCount, c: c, ldc: ldc)
+              panels: 0..<b.panelCount, c: c, ldc: ldc, tiling: tiling)
     }
 }
 
