@@ -172,11 +172,13 @@ final class OutputSafetyTests: XCTestCase {
     // MARK: All or nothing
 
     /// A module named `forward` cannot be an `nn.Module` attribute: the emission is refused
-    /// after the conversion succeeded, and then neither file may be in place.
+    /// after the conversion succeeded, and then neither file may be in place. (A whole model:
+    /// a bare module's emitted class holds it as `rnn`, whatever its keys are named.)
     func testARefusedEmissionLeavesNoOutputAndNoTemporary() throws {
         let folder = try temporaryFolder(self)
         let model = folder.appendingPathComponent("forward.h5").path
-        try renamingModule(of: fixture("pytorch/lstm_basic.h5"), to: "forward", writing: model)
+        try renamingModule(of: fixture("pytorch/lstm_basic.h5"), to: "forward", writing: model,
+                           modelConfig: #"{"modules": [{"type": "LSTM", "name": "forward", "input_size": 4, "hidden_size": 6}]}"#)
         let out = folder.appendingPathComponent("out.h5").path
         let module = folder.appendingPathComponent("out.py").path
         let plain = try rnnkit("convert", model, folder.appendingPathComponent("plain.h5").path, "--to", "pytorch")
@@ -190,7 +192,8 @@ final class OutputSafetyTests: XCTestCase {
 
     /// Copies a PyTorch model's state_dict with its module renamed (`rnn.weight_ih_l0` →
     /// `NAME.weight_ih_l0`); the file is closed on return.
-    private func renamingModule(of source: String, to name: String, writing path: String) throws {
+    private func renamingModule(of source: String, to name: String, writing path: String,
+                                modelConfig: String? = nil) throws {
         let root = try HDF5File.open(source).root
         let written = try HDF5File.create(path).root
         for key in try root.datasetPaths() {
@@ -198,6 +201,7 @@ final class OutputSafetyTests: XCTestCase {
             let renamed = name + "." + key.split(separator: ".").dropFirst().joined(separator: ".")
             try written.write(renamed, floats: try dataset.readFloats(), shape: dataset.shape)
         }
+        if let modelConfig { try written.setAttribute("model_config", .string(modelConfig)) }
     }
 
     func testRefusedConversionsLeaveNothingBehind() throws {

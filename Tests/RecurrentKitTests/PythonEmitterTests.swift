@@ -116,11 +116,16 @@ final class PythonEmitterTests: XCTestCase {
     static let structureScript = #"""
 import ast, json, sys
 
+# The generator's module-level constants (ALPHABET = "..."), which case arguments may use.
+CONSTANTS = {}
+
 def literal(node, env=None):
-    """A constant expression's value: literals and arithmetic on them, names from env."""
+    """A constant expression's value: literals and arithmetic on them, len(), names from env
+    and the generator's module-level constants."""
     if env:
         node = Bind(env).visit(node)
-    return eval(compile(ast.fix_missing_locations(ast.Expression(node)), "<expr>", "eval"), {"__builtins__": {}}, {})
+    return eval(compile(ast.fix_missing_locations(ast.Expression(node)), "<expr>", "eval"),
+                {"__builtins__": {"len": len}}, dict(CONSTANTS))
 
 class Bind(ast.NodeTransformer):
     def __init__(self, env):
@@ -174,9 +179,18 @@ def generator(source):
     submodules with the case's arguments bound, its layout() and the case's prefix."""
     tree = ast.parse(source)
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    for n in tree.body:
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            try:
+                CONSTANTS[n.targets[0].id] = literal(n.value)
+            except Exception:
+                pass  # not a constant (a function call, a class): no case argument uses it
     cases = {}
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "whole"):
+            continue
+        # Cases made through a helper (the lesson's classifiers) name themselves at run time.
+        if not isinstance(node.args[0], ast.Constant):
             continue
         name = node.args[0].value
         build = node.args[1].body
@@ -207,7 +221,18 @@ def generator(source):
 
 mode = sys.argv[1]
 text = sys.stdin.buffer.read().decode("utf-8")
-print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_keys=True))
+def lessons(source):
+    """The cases made through generate.py's lesson() helper, by name."""
+    return sorted(node.args[0].value for node in ast.walk(ast.parse(source))
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "lesson"
+                  and node.args and isinstance(node.args[0], ast.Constant))
+
+if mode == "emitted":
+    print(json.dumps(emitted(text), sort_keys=True))
+elif mode == "lessons":
+    print(json.dumps(lessons(text)))
+else:
+    print(json.dumps(generator(text), sort_keys=True))
 """#
 
     private func python(_ mode: String, _ source: String) throws -> Data {
@@ -301,6 +326,14 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
         return try JSONDecoder().decode([String: GeneratorCase].self, from: python("generator", source))
     }
 
+    /// The cases generate.py makes through its `lesson()` helper (the lesson's classifiers:
+    /// `getattr(nn, kind)` modules this reading of the source does not follow). Their emitted
+    /// modules are run in real torch by fixtures/convert/check_emitter.py.
+    private func lessonCases() throws -> [String] {
+        let source = try String(contentsOfFile: fixture("pytorch/generate.py"), encoding: .utf8)
+        return try JSONDecoder().decode([String].self, from: python("lessons", source))
+    }
+
     /// What `forward` must do for a layout of generate.py, statement by statement: the
     /// spec's expression for each readout (spec/pytorch-layout.md), the torch function for
     /// each activation module, nothing for Dropout, and PyTorch's packed run for each
@@ -354,8 +387,16 @@ print(json.dumps(emitted(text) if mode == "emitted" else generator(text), sort_k
             .filter { $0.hasSuffix(".h5") && !$0.hasSuffix(".fixture.h5") }
             .filter { try HDF5File.open(folder.appendingPathComponent($0).path).root.attribute("model_config") != nil }
             .map { String($0.dropLast(3)) }
-        XCTAssertEqual(Set(withConfig), Set(cases.keys), "fixtures with a model_config and generate.py's whole models")
+        let lessons = try lessonCases()
+        XCTAssertEqual(Set(withConfig), Set(cases.keys).union(lessons), "fixtures with a model_config and generate.py's whole models")
+        XCTAssertTrue(Set(cases.keys).isDisjoint(with: lessons))
         XCTAssertGreaterThanOrEqual(cases.count, 6)
+        XCTAssertGreaterThanOrEqual(lessons.count, 7)
+        for name in lessons {
+            // The lesson's classifiers: Embedding -> recurrent module -> readout -> Linear.
+            let module = try parsed(try PythonEmitter.source(modelConfig: committedConfig(name), weightsFile: "\(name).h5"))
+            XCTAssertEqual(try model(module).declarations.map(\.class), ["Embedding", name.hasPrefix("lesson_rnn") ? "RNN" : "LSTM", "Linear"], name)
+        }
         for (name, expected) in cases.sorted(by: { $0.key < $1.key }) {
             let source = try PythonEmitter.source(modelConfig: committedConfig(name), weightsFile: "\(name).h5")
             XCTAssertTrue(source.hasPrefix("# Generated by rnnkit from \(name).h5.\n"), name)
