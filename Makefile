@@ -5,7 +5,9 @@
 SWIFT ?= swift
 CLANG ?= clang
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-RNNKIT := .build/release/rnnkit
+# SCRATCH: the build folder of `release` (bench/compare.py builds each CPU level in its own).
+SCRATCH ?= .build
+RNNKIT := $(SCRATCH)/release/rnnkit
 DEMO_MODEL := fixtures/keras/tfk_text_bilstm.h5
 DEMO_FIXTURE := fixtures/keras/tfk_text_bilstm.fixture.h5
 DEMO_OUT := out/text_bilstm.pytorch.h5
@@ -40,7 +42,7 @@ CPU_FLAGS := -Xswiftc -target-cpu -Xswiftc $(CPU) $(if $(filter 1,$(CPU_HAS_FMA)
 
 # The release build at .build/release/rnnkit, for CPU (see above).
 release: deps
-	$(SWIFT) build -c release --product rnnkit $(CPU_FLAGS)
+	$(SWIFT) build -c release --product rnnkit --scratch-path $(SCRATCH) $(CPU_FLAGS)
 	@$(RNNKIT) --version
 
 demo: release
