@@ -45,15 +45,21 @@ struct RawTensor {
     }
 
     /// Why the view cannot be read (a sentence fragment), or nil when every element it
-    /// reaches lies inside the storage: `offset + Σ (shape[i] − 1)·stride[i] < capacity`
-    /// and no stride is negative.
+    /// reaches lies inside the storage (`viewProblem`).
     func problem() -> String? {
         guard let size = Self.elementSize(dtype) else { return "holds \(dtype), not float16, bfloat16, float32 or float64" }
-        guard let count = Self.count(shape) else { return "has an invalid shape \(shapeText(shape))" }
-        let strides = self.strides ?? Self.contiguousStrides(shape)
+        return Self.viewProblem(shape: shape, strides: strides ?? Self.contiguousStrides(shape), offset: offset,
+                                capacity: bytes.count / size)
+    }
+
+    /// Why a view of a storage of `capacity` elements cannot be read, or nil when every
+    /// element it reaches lies inside it: `offset + Σ (shape[i] − 1)·stride[i] < capacity`
+    /// and no stride is negative, in overflow-checked arithmetic. Any element type (an
+    /// integer buffer's view is checked the same way).
+    static func viewProblem(shape: [Int], strides: [Int], offset: Int, capacity: Int) -> String? {
+        guard let count = count(shape) else { return "has an invalid shape \(shapeText(shape))" }
         guard strides.count == shape.count else { return "has \(strides.count) strides for \(shape.count) axes" }
         guard offset >= 0 else { return "starts at a negative offset \(offset)" }
-        let capacity = bytes.count / size
         if count == 0 { return offset <= capacity ? nil : "starts at element \(offset), past the storage's \(capacity)" }
         var last = offset
         for (axis, size) in shape.enumerated() {
@@ -63,10 +69,7 @@ struct RawTensor {
             guard !overflow1, !overflow2 else { return "has strides that overflow" }
             last = sum
         }
-        guard last < capacity else {
-            return "reaches element \(last) of a storage of \(capacity) \(dtype) elements"
-        }
-        return nil
+        return last < capacity ? nil : "reaches element \(last) of a storage of \(capacity) elements"
     }
 
     /// The elements as `Float`, row-major. Call only after `problem()` returned nil.

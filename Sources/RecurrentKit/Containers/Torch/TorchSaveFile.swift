@@ -215,7 +215,7 @@ enum TorchSaveFile {
     private static func integerTensor(_ raw: RawTensor, name: String, location: String, file: String) throws -> NamedTensor {
         let size = max(raw.dtype.bits / 8, 1)
         let capacity = raw.bytes.count / size
-        if let problem = viewProblem(shape: raw.shape, strides: raw.strides ?? RawTensor.contiguousStrides(raw.shape),
+        if let problem = RawTensor.viewProblem(shape: raw.shape, strides: raw.strides ?? RawTensor.contiguousStrides(raw.shape),
                                      offset: raw.offset, capacity: capacity) {
             throw ModelError(file: file, path: location, message: "\(problem) (shape \(shapeText(raw.shape)), \(raw.dtype))")
         }
@@ -224,23 +224,6 @@ enum TorchSaveFile {
         return NamedTensor(name: name, location: location, shape: raw.shape, count: RawTensor.count(raw.shape) ?? 0,
                            dtype: raw.dtype, compressed: false,
                            readFloats: { throw refusal }, readColumns: { _ in throw refusal })
-    }
-
-    /// Why a view of `capacity` elements cannot be read, as `RawTensor.problem()` says it.
-    private static func viewProblem(shape: [Int], strides: [Int], offset: Int, capacity: Int) -> String? {
-        guard let count = RawTensor.count(shape) else { return "has an invalid shape \(shapeText(shape))" }
-        guard strides.count == shape.count else { return "has \(strides.count) strides for \(shape.count) axes" }
-        guard offset >= 0 else { return "starts at a negative offset \(offset)" }
-        if count == 0 { return offset <= capacity ? nil : "starts at element \(offset), past the storage's \(capacity)" }
-        var last = offset
-        for (axis, size) in shape.enumerated() {
-            guard strides[axis] >= 0 else { return "has a negative stride \(strides[axis])" }
-            let (step, overflow1) = (size - 1).multipliedReportingOverflow(by: strides[axis])
-            let (sum, overflow2) = last.addingReportingOverflow(step)
-            guard !overflow1, !overflow2 else { return "has strides that overflow" }
-            last = sum
-        }
-        return last < capacity ? nil : "reaches element \(last) of a storage of \(capacity) elements"
     }
 
     // MARK: Finding the state_dict
