@@ -38,6 +38,10 @@ package struct TextVectorizer: Sendable, Equatable {
     package var split: Split
     /// Steps per row, or nil to pad to the batch's longest row.
     package var outputSequenceLength: Int?
+    /// Keras's `max_tokens`: a bound the vocabulary (with the mask and out-of-vocabulary ids)
+    /// was checked against, or nil. It changes no id; it is kept so that a conversion writes
+    /// the setting back.
+    package var maxTokens: Int?
     /// The token of every id: the mask token at ``maskIndex``, the out-of-vocabulary token at
     /// ``oovIndex``, then the vocabulary's own tokens from ``firstTokenIndex``.
     package private(set) var vocabulary: [String]
@@ -58,12 +62,14 @@ package struct TextVectorizer: Sendable, Equatable {
     /// - Throws: `EngineError` for a token that appears twice (byte for byte) or equals the
     ///   mask token, as Keras refuses such a vocabulary.
     package init(name: String = "", lowercase: Bool, stripPunctuation: Bool, split: Split, tokens: [String],
-                 maskToken: String = "", oovToken: String = "[UNK]", outputSequenceLength: Int? = nil) throws {
+                 maskToken: String = "", oovToken: String = "[UNK]", outputSequenceLength: Int? = nil,
+                 maxTokens: Int? = nil) throws {
         self.name = name
         self.lowercase = lowercase
         self.stripPunctuation = stripPunctuation
         self.split = split
         self.outputSequenceLength = outputSequenceLength
+        self.maxTokens = maxTokens
         vocabulary = [maskToken, oovToken] + tokens
         ids = [:]
         ids.reserveCapacity(tokens.count)
@@ -83,6 +89,10 @@ package struct TextVectorizer: Sendable, Equatable {
     /// Ids in all, the mask and out-of-vocabulary ids included: the embedding needs at least
     /// this many rows.
     package var vocabularySize: Int { vocabulary.count }
+
+    /// The vocabulary's own tokens, ids from ``firstTokenIndex`` in order (what Keras's
+    /// `vocabulary=` takes).
+    package var tokens: ArraySlice<String> { vocabulary.dropFirst(Self.firstTokenIndex) }
 
     /// A text's tokens after standardizing and splitting, before lookup.
     package func tokens(of text: String) -> [String] {

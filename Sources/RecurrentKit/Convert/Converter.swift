@@ -114,10 +114,6 @@ public enum Converter {
                               batch: OutputBatch, output: String,
                               modelConfig: inout ModelConfigDocument?, notes: inout [String]) throws -> ModelFingerprint {
         let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key)
-        if let vectorizer = loaded.model.textVectorizer {
-            throw ModelError(.unsupported, file: input, layer: "\(shown(vectorizer.name)) (TextVectorization)",
-                             message: "converting a text vectorizer (its vocabulary and rules) to \(target.rawValue) is not supported yet; nothing was written")
-        }
         switch target {
         case .pytorch:
             let plan = try PyTorchWriter.plan(loaded.model, file: input, source: loaded.pytorchSource)

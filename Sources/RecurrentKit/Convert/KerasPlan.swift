@@ -70,7 +70,15 @@ struct KerasPlan {
 
         inputDType = model.takesTokenIDs ? "int32" : "float32"
         let steps = model.sequenceLength
-        if model.takesTokenIDs {
+        var plans: [LayerPlan] = []
+        if let vectorizer = model.textVectorizer {
+            // Texts [batch, 1] (the shape split=None needs too), the vocabulary in the config.
+            inputDType = "string"
+            inputShape = [nil, 1]
+            plans.append(Self.textVectorization(vectorizer, name: uniqueName(vectorizer.name.isEmpty ? nil : vectorizer.name,
+                                                                              className: "TextVectorization"),
+                                                version: version))
+        } else if model.takesTokenIDs {
             inputShape = [nil, steps]
         } else {
             guard let features = model.inputFeatures else {
@@ -78,8 +86,7 @@ struct KerasPlan {
             }
             inputShape = [nil, steps, features]
         }
-        var shape = inputShape
-        var plans: [LayerPlan] = []
+        var shape = model.textVectorizer == nil ? inputShape : [nil, steps]
         for (index, layer) in model.layers.enumerated() {
             let label = model.layerName(index) ?? "#\(index)"
             switch layer {
@@ -123,6 +130,24 @@ struct KerasPlan {
             }
         }
         layers = plans
+    }
+
+    /// A `TextVectorization` with its vocabulary given in the config (`vocabulary=`, as
+    /// `get_vocabulary()` returns it: `""`, `[UNK]`, then the tokens), which both versions
+    /// reload exactly; an adapted layer's assets would be Keras 3 only.
+    private static func textVectorization(_ vectorizer: TextVectorizer, name: String,
+                                          version: KerasLayout.Version) -> LayerPlan {
+        func orNull(_ value: Any?) -> Any { value ?? NSNull() }
+        var options: [(String, Any)] = [
+            ("max_tokens", orNull(vectorizer.maxTokens)), ("standardize", orNull(vectorizer.standardizeName)),
+            ("split", orNull(vectorizer.splitName)), ("ngrams", NSNull()), ("output_mode", "int"),
+            ("output_sequence_length", orNull(vectorizer.outputSequenceLength)), ("pad_to_max_tokens", false),
+            ("sparse", false), ("ragged", false), ("vocabulary", vectorizer.vocabulary), ("idf_weights", NSNull()),
+            ("encoding", "utf-8"), ("vocabulary_size", vectorizer.vocabularySize),
+        ]
+        // tf-keras's layer computes on strings; Keras 3 writes its default policy.
+        if version == .keras2 { options.append(("dtype", "string")) }
+        return LayerPlan(className: "TextVectorization", name: name, options: options, weights: [], inputShape: [nil, 1])
     }
 
     /// A recurrent layer (both directions, for a Bidirectional) in Keras's layout: gate

@@ -149,6 +149,9 @@ enum Keras3ArchiveWriter {
                 try put(layer.weights[half...], under: "\(key)/backward_layer/cell/vars")
             } else if KerasLayout.isRecurrentClass(layer.className) {
                 try put(layer.weights[...], under: "\(key)/cell/vars")
+            } else if layer.className == "TextVectorization" {
+                // No variables; Keras 3 saves an empty group for its lookup sublayer too.
+                try root.createGroup("\(key)/_lookup_layer/vars")
             } else {
                 for (index, weight) in layer.weights.enumerated() {
                     try weight.write(to: root, at: "\(key)/vars/\(index)")

@@ -44,11 +44,42 @@ struct ModelFingerprint: Equatable {
         var directions: [[UInt64?]]
     }
 
+    /// A text front's rules, bounds and vocabulary (the tokens' bytes, in id order); its
+    /// name is not compared.
+    struct Vectorizer: Equatable {
+        var lowercase: Bool
+        var stripPunctuation: Bool
+        var split: TextVectorizer.Split
+        var outputSequenceLength: Int?
+        var maxTokens: Int?
+        var vocabularySize: Int
+        var vocabulary: UInt64
+
+        init(_ vectorizer: TextVectorizer) {
+            (lowercase, stripPunctuation, split) = (vectorizer.lowercase, vectorizer.stripPunctuation, vectorizer.split)
+            (outputSequenceLength, maxTokens) = (vectorizer.outputSequenceLength, vectorizer.maxTokens)
+            vocabularySize = vectorizer.vocabularySize
+            // FNV-1a over each token's length and bytes, so token boundaries count.
+            var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+            func mix(_ word: UInt64) {
+                hash ^= word
+                hash = hash &* 0x0000_0100_0000_01B3
+            }
+            for token in vectorizer.vocabulary {
+                mix(UInt64(token.utf8.count) | 1 << 63)
+                for byte in token.utf8 { mix(UInt64(byte)) }
+            }
+            vocabulary = hash
+        }
+    }
+
     var entries: [Entry]
     var takesTokenIDs: Bool
+    var vectorizer: Vectorizer?
 
     init(_ model: Model) {
         takesTokenIDs = model.takesTokenIDs
+        vectorizer = model.textVectorizer.map(Vectorizer.init)
         var entries: [Entry] = []
         for layer in model.layers {
             switch layer {
@@ -128,6 +159,9 @@ struct ModelFingerprint: Equatable {
     /// A readable account of the first difference, for the error message.
     func firstDifference(from other: ModelFingerprint) -> String {
         if takesTokenIDs != other.takesTokenIDs { return "one takes token ids, the other features" }
+        if vectorizer != other.vectorizer {
+            return "the text vectorizers differ: \(vectorizer.map { "\($0)" } ?? "none") vs \(other.vectorizer.map { "\($0)" } ?? "none")"
+        }
         for (index, (a, b)) in zip(entries, other.entries).enumerated() where a != b {
             return "layer \(index) differs: \(Self.describe(a)) vs \(Self.describe(b))"
         }

@@ -72,6 +72,10 @@ enum PyTorchWriter {
         func uniqueName(_ preferred: String?, fallback: String) -> String {
             names.unique(preferred ?? fallback)
         }
+        if let vectorizer = model.textVectorizer {
+            plan.modules.append(.textVectorization(textVectorization(vectorizer)))
+            plan.version = ModelConfigDocument.textVersion
+        }
         /// An activation's torch module (`ActivationNames.pytorchModules`); none for linear.
         func activationModule(_ activation: Activation, layer: String) throws -> ModelConfigDocument.Module? {
             if activation == .linear { return nil }
@@ -114,6 +118,15 @@ enum PyTorchWriter {
             }
         }
         return plan
+    }
+
+    /// The vectorizer's settings and vocabulary as a `TextVectorization` module; every
+    /// setting is written, defaults included.
+    static func textVectorization(_ vectorizer: TextVectorizer) -> ModelConfigDocument.TextVectorization {
+        ModelConfigDocument.TextVectorization(
+            name: vectorizer.name.isEmpty ? nil : vectorizer.name, standardize: vectorizer.standardizeName ?? "none",
+            split: vectorizer.splitName ?? "none", outputSequenceLength: vectorizer.outputSequenceLength,
+            maxTokens: vectorizer.maxTokens, vocabulary: Array(vectorizer.tokens))
     }
 
     /// One recurrent layer as a single-layer nn.RNN / nn.LSTM / nn.GRU.
@@ -209,7 +222,7 @@ enum PyTorchWriter {
                 if let bias = dense.bias { plan.tensors.append((prefix + linear.name + ".bias", { bias })) }
             case .masking, .flatten, .activation, .readout:
                 _ = try next()
-            case .identity:
+            case .identity, .textVectorization:
                 break
             }
         }

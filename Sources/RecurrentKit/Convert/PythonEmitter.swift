@@ -133,6 +133,8 @@ private struct _Plan {
     var maskFromData = false
     /// The most recent recurrent module, for `last_hidden` readouts.
     var lastRecurrent: PyTorchReader.RecurrentOptions?
+    /// The `tokenize` function and its tables, for a model that starts with a TextVectorization.
+    var tokenizer: String?
 
     init(file: String, prefix: String) {
         self.file = file
@@ -166,9 +168,17 @@ private struct _Plan {
     mutating func add(_ module: PyTorchModelConfig.Module, index: Int,
                       rest: ArraySlice<PyTorchModelConfig.Module>) throws {
         switch module {
+        case let .textVectorization(settings, _):
+            guard index == 0 else {
+                throw refuse(index, "TextVectorization", "a TextVectorization must be the first module")
+            }
+            tokenizer = _tokenizerSource(settings)
+
         case let .embedding(name, count, dimension, maskZero, paddingIndex):
             let label = "\(name) (Embedding)"
-            guard index == 0 else { throw refuse(index, label, "an Embedding must be the first module") }
+            guard index == (tokenizer == nil ? 0 : 1) else {
+                throw refuse(index, label, "an Embedding must be the first module (after a TextVectorization)")
+            }
             let attribute = try attribute(name, index: index, label: label)
             initLines.append("self.\(attribute) = nn.Embedding(\(count), \(dimension)\(paddingIndex.map { ", padding_idx=\($0)" } ?? ""))")
             if maskZero {
@@ -349,7 +359,7 @@ private struct _Plan {
             # file's keys\(prefix.isEmpty ? "" : " (less the prefix \(_pythonString(prefix)))"). The file is \(container.description). Usage:
             #
             #     model = load(\(_pythonString(file)))  # \(container.loadCall)
-            #     y = model(x, lengths)  # x: float [batch, time, features] or int64 ids [batch, time]
+            #     y = model(x, lengths)  # x: float [batch, time, features] or int64 ids [batch, time]\(tokenizer == nil ? "" : "\n#     y = model([\"a text\", \"another\"])  # texts, made ids by tokenize()")
             #
             # Requires torch; load() imports h5py for .h5/.hdf5 files and safetensors for .safetensors
             # files, only when it reads one.
@@ -364,15 +374,24 @@ private struct _Plan {
         }
         if !prefix.isEmpty { out += "\nPREFIX = \(_pythonString(prefix))  # before every key in the file\n" }
 
+        if let tokenizer { out += "\n\n" + tokenizer }
         out += "\n\nclass Model(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
         for line in initLines { out += "        \(line)\n" }
         out += """
 
                 def forward(self, x, lengths=None):
-                    \"\"\"x: float [batch, time, features] or int64 token ids [batch, time];
+                    \"\"\"x: float [batch, time, features] or int64 token ids [batch, time]\(tokenizer == nil ? "" : ",\n        or a list of texts (str), tokenized first as tokenize() does");
                     lengths: [batch] valid steps per (right-padded) sequence, or None for all.\"\"\"
 
             """
+        if tokenizer != nil {
+            out += """
+                        if isinstance(x, (list, tuple)):  # texts: the ids the model's TextVectorization makes
+                            rows = tokenize(x)
+                            x = torch.tensor(rows, dtype=torch.long).reshape(len(rows), len(rows[0]) if rows else 0)
+
+                """
+        }
         if helpers.contains(.validSteps) { out += "        mask = valid_steps(x, lengths)\n" }
         for line in forwardLines { out += "        \(line)\n" }
         out += "        return x\n"
@@ -456,6 +475,61 @@ func _pythonComment(_ text: String) -> String {
         }
     }
     return out
+}
+
+/// The first and last lines of the emitted tokenizer: what lies between them is pure Python
+/// (no torch), so it can be run on its own.
+let _tokenizerStart = "# --- tokenizer: pure Python, no torch; runs on its own ---"
+let _tokenizerEnd = "# --- end of tokenizer ---"
+
+/// `tokenize(texts)`: the model's TextVectorization as rnnkit computes it (`TextVectorizer`),
+/// on each text's UTF-8 bytes, where Python's `bytes.lower()` is ASCII-only and
+/// `bytes.split()` splits at runs of exactly ` \t\n\v\f\r`, as TensorFlow does.
+private func _tokenizerSource(_ settings: ModelConfigDocument.TextVectorization) -> String {
+    let standardize = settings.standardize ?? "lower_and_strip_punctuation"
+    let split = settings.split ?? "whitespace"
+    var out = """
+        \(_tokenizerStart)
+        # The model's TextVectorization\(settings.name.map { " (\(_pythonComment($0)))" } ?? ""), as Keras computes it with
+        # output_mode="int", on each text's UTF-8 bytes: A-Z lowercased and nothing else (tf.strings.lower
+        # without an encoding), the 32 ASCII punctuation marks removed, tokens split at runs of
+        # b" \\t\\n\\v\\f\\r", looked up by bytes (the empty token is 0, an unknown one 1), rows padded
+        # with 0 or cut to TEXT_OUTPUT_SEQUENCE_LENGTH (None: the batch's longest row).
+        TEXT_STANDARDIZE = \(standardize == "none" ? "None" : _pythonString(standardize))
+        TEXT_SPLIT = \(split == "none" ? "None" : _pythonString(split))
+        TEXT_OUTPUT_SEQUENCE_LENGTH = \(settings.outputSequenceLength.map(String.init) ?? "None")
+        TEXT_VOCABULARY = [  # the token of each id: 0 padding, 1 out of vocabulary, then the vocabulary
+
+        """
+    for token in ["", "[UNK]"] + settings.vocabulary { out += "    \(_pythonString(token)),\n" }
+    out += #"""
+        ]
+        _TEXT_IDS = {token.encode("utf-8"): index for index, token in enumerate(TEXT_VOCABULARY) if index >= 2}
+        _ASCII_PUNCTUATION = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+
+
+        def tokenize(texts):
+            """Token ids [len(texts)][time] (lists of int) for texts (str, or UTF-8 bytes)."""
+            rows = []
+            for text in texts:
+                data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+                if TEXT_STANDARDIZE in ("lower", "lower_and_strip_punctuation"):
+                    data = data.lower()  # bytes.lower() changes A-Z only
+                if TEXT_STANDARDIZE in ("strip_punctuation", "lower_and_strip_punctuation"):
+                    data = data.translate(None, _ASCII_PUNCTUATION)
+                # bytes.split() splits at runs of b" \t\n\v\f\r" and drops empty tokens.
+                tokens = data.split() if TEXT_SPLIT == "whitespace" else [data]
+                row = [0 if token == b"" else _TEXT_IDS.get(token, 1) for token in tokens]
+                if TEXT_OUTPUT_SEQUENCE_LENGTH is not None:
+                    row = row[:TEXT_OUTPUT_SEQUENCE_LENGTH]
+                rows.append(row)
+            time = TEXT_OUTPUT_SEQUENCE_LENGTH
+            if time is None:
+                time = max((len(row) for row in rows), default=0)
+            return [row + [0] * (time - len(row)) for row in rows]
+
+        """#
+    return out + _tokenizerEnd + "\n"
 }
 
 /// A Python float literal that reads back as the same `Float`.

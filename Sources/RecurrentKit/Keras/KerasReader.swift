@@ -273,7 +273,8 @@ struct KerasReader {
         do {
             vectorizer = try TextVectorizer(name: node.name, lowercase: settings.lowercase,
                                             stripPunctuation: settings.stripPunctuation, split: settings.split,
-                                            tokens: tokens, outputSequenceLength: settings.outputSequenceLength)
+                                            tokens: tokens, outputSequenceLength: settings.outputSequenceLength,
+                                            maxTokens: settings.maxTokens)
         } catch let error as EngineError {
             throw fail(node, "\(place): \(error.message)")
         }

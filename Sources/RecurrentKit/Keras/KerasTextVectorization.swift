@@ -169,3 +169,19 @@ struct KerasArchiveAssets: KerasAssets {
         return found.first
     }
 }
+
+extension TextVectorizer {
+    /// Keras's `standardize` for the vectorizer's rules (`lower_and_strip_punctuation`,
+    /// `lower`, `strip_punctuation`), nil for None.
+    var standardizeName: String? {
+        switch (lowercase, stripPunctuation) {
+        case (true, true): return "lower_and_strip_punctuation"
+        case (true, false): return "lower"
+        case (false, true): return "strip_punctuation"
+        case (false, false): return nil
+        }
+    }
+
+    /// Keras's `split` (`whitespace`), nil for None.
+    var splitName: String? { split == .whitespace ? "whitespace" : nil }
+}

@@ -12,14 +12,18 @@ import Foundation
 struct ModelConfigDocument: Codable, Equatable, Sendable {
     /// The `format` every document has (or may leave out).
     static let format = "recurrentkit.pytorch"
-    /// Versions this build reads: 1 (PyTorch's own modules), 2 (adds Keras's options).
-    static let versions = 1...2
-    /// The version the writer writes.
+    /// Versions this build reads: 1 (PyTorch's own modules), 2 (adds Keras's options), 3
+    /// (adds `TextVectorization`).
+    static let versions = 1...3
+    /// The version the writer writes, unless the document needs a later one
+    /// (`TextVectorization` needs ``textVersion``).
     static let currentVersion = 2
+    /// The first version with a `TextVectorization` module; a document holding one says at least this.
+    static let textVersion = 3
 
     /// `"recurrentkit.pytorch"`; optional on read, always written.
     var format: String?
-    /// 1 or 2; optional on read, always written.
+    /// 1, 2 or 3; optional on read, always written.
     var version: Int?
     /// A key prefix before every module's parameter keys (`"model."`).
     var prefix: String?
@@ -45,7 +49,7 @@ struct ModelConfigDocument: Codable, Equatable, Sendable {
         }
         version = try fields.size("version")
         if let version, !Self.versions.contains(version) {
-            throw fields.refusal(at: nil, "version \(version) is not supported (this build reads versions 1 and 2)")
+            throw fields.refusal(at: nil, "version \(version) is not supported (this build reads versions 1 to 3)")
         }
         prefix = try fields.string("prefix")
         // Counted before any per-module work.
@@ -55,6 +59,11 @@ struct ModelConfigDocument: Codable, Equatable, Sendable {
             throw fields.refusal(at: "modules", "lists \(count) modules, \(Limits.excess(count, over: Limits.layers)) (Limits.layers)")
         }
         modules = try fields.container.decode([Module].self, forKey: "modules")
+        if let version, version < Self.textVersion,
+           let index = modules.firstIndex(where: { if case .textVectorization = $0 { return true } else { return false } }) {
+            throw DecodingError.dataCorrupted(.init(codingPath: [AnyCodingKey("modules"), AnyCodingKey(intValue: index)!],
+                                                    debugDescription: "a TextVectorization module needs version \(Self.textVersion), but the document says version \(version)"))
+        }
     }
 
     func encode(to encoder: Encoder) throws {
@@ -78,6 +87,8 @@ struct ModelConfigDocument: Codable, Equatable, Sendable {
 extension ModelConfigDocument {
     /// One module, told apart by its `type` field.
     enum Module: Codable, Equatable, Sendable {
+        /// `TextVectorization` (version 3): texts → token ids `[batch, time]` for the Embedding after it.
+        case textVectorization(TextVectorization)
         /// `Embedding`: token ids `[batch, time]` → `[batch, time, embedding_dim]`.
         case embedding(Embedding)
         /// `Masking` (version 2): Keras's masking by value.
@@ -97,7 +108,7 @@ extension ModelConfigDocument {
 
         /// Every `type` a module may have, in the spec's order.
         static var types: [String] {
-            ["Embedding", "Masking", "Flatten"] + CellKind.pytorchOrder.map(PyTorchLayout.moduleType) + ["Linear"]
+            ["TextVectorization", "Embedding", "Masking", "Flatten"] + CellKind.pytorchOrder.map(PyTorchLayout.moduleType) + ["Linear"]
                 + ActivationNames.pytorchModules.entries.map(\.name).uniqued() + ["Readout"] + Identity.Kind.allCases.map(\.rawValue)
         }
 
@@ -105,6 +116,7 @@ extension ModelConfigDocument {
         /// The decoder refuses any other field; `ModelConfigSchemaTests` checks these against the spec.
         static func fields(ofType type: String) -> [String]? {
             switch type {
+            case "TextVectorization": return TextVectorization.fields
             case "Embedding": return Embedding.fields
             case "Masking": return Masking.fields
             case "Flatten": return Flatten.fields
@@ -121,6 +133,7 @@ extension ModelConfigDocument {
         /// The module's `type`.
         var type: String {
             switch self {
+            case .textVectorization: return "TextVectorization"
             case .embedding: return "Embedding"
             case .masking: return "Masking"
             case .flatten: return "Flatten"
@@ -140,6 +153,7 @@ extension ModelConfigDocument {
             }
             try decoder.refuseUnknownFields(["type"] + allowed)
             switch type {
+            case "TextVectorization": self = .textVectorization(try TextVectorization(fields))
             case "Embedding": self = .embedding(try Embedding(fields))
             case "Masking": self = .masking(try Masking(fields))
             case "Flatten": self = .flatten(try Flatten(fields))
@@ -160,6 +174,7 @@ extension ModelConfigDocument {
             var out = _Output(encoder.container(keyedBy: AnyCodingKey.self))
             try out.set("type", type)
             switch self {
+            case .textVectorization(let module): try module.encode(&out)
             case .embedding(let module): try module.encode(&out)
             case .masking(let module): try module.encode(&out)
             case .flatten(let module): try module.encode(&out)
@@ -169,6 +184,70 @@ extension ModelConfigDocument {
             case .readout(let module): try module.encode(&out)
             case .identity(let module): try module.encode(&out)
             }
+        }
+    }
+
+    /// Version 3, Keras's `TextVectorization(output_mode="int")` as rnnkit computes it
+    /// (`TextVectorizer`): texts `[batch]` → token ids `[batch, time]`. No parameters.
+    struct TextVectorization: Equatable, Sendable {
+        /// Informative: the source's layer name.
+        var name: String?
+        /// `lower_and_strip_punctuation` (absent), `lower`, `strip_punctuation` or `none`.
+        var standardize: String?
+        /// `whitespace` (absent) or `none` (the whole text is one token).
+        var split: String?
+        /// Steps per row (cut or padded with 0); absent pads to the batch's longest text.
+        var outputSequenceLength: Int?
+        /// Informative bound: the vocabulary's ids, the two reserved ones included, are at most this many.
+        var maxTokens: Int?
+        /// The tokens of ids 2, 3, …: id 0 is padding (and an empty text with split `none`),
+        /// id 1 every token not listed.
+        var vocabulary: [String]
+
+        static let fields = ["name", "standardize", "split", "output_sequence_length", "max_tokens", "vocabulary"]
+        static let standardizeModes = ["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"]
+        static let splitModes = ["whitespace", "none"]
+
+        init(name: String?, standardize: String?, split: String?, outputSequenceLength: Int?, maxTokens: Int?,
+             vocabulary: [String]) {
+            (self.name, self.standardize, self.split) = (name, standardize, split)
+            (self.outputSequenceLength, self.maxTokens, self.vocabulary) = (outputSequenceLength, maxTokens, vocabulary)
+        }
+
+        fileprivate init(_ fields: _Fields) throws {
+            name = try fields.optionalName()
+            standardize = try fields.string("standardize")
+            if let standardize, !Self.standardizeModes.contains(standardize) {
+                throw fields.refusal(at: "standardize", "'\(shown(standardize))' is not one of \(Self.standardizeModes.joined(separator: ", "))")
+            }
+            split = try fields.string("split")
+            if let split, !Self.splitModes.contains(split) {
+                throw fields.refusal(at: "split", "'\(shown(split))' is not one of \(Self.splitModes.joined(separator: ", "))")
+            }
+            outputSequenceLength = try fields.size("output_sequence_length")
+            if outputSequenceLength == 0 {
+                throw fields.refusal(at: "output_sequence_length", "0 steps: at least 1, or absent for the longest text")
+            }
+            maxTokens = try fields.size("max_tokens")
+            // Counted before the strings are decoded.
+            let list = try fields.container.nestedUnkeyedContainer(forKey: AnyCodingKey("vocabulary"))
+            let count = list.count ?? 0
+            guard count <= Limits.dimension - TextVectorizer.firstTokenIndex else {
+                throw fields.refusal(at: "vocabulary", "lists \(count) tokens, \(Limits.excess(count + TextVectorizer.firstTokenIndex, over: Limits.dimension)) ids (Limits.dimension)")
+            }
+            vocabulary = try fields.container.decode([String].self, forKey: AnyCodingKey("vocabulary"))
+            if let maxTokens, TextVectorizer.firstTokenIndex + count > maxTokens {
+                throw fields.refusal(at: "max_tokens", "\(maxTokens) is fewer than the vocabulary's \(TextVectorizer.firstTokenIndex + count) ids (2 reserved + \(count) tokens)")
+            }
+        }
+
+        fileprivate func encode(_ out: inout _Output) throws {
+            try out.set("name", name)
+            try out.set("standardize", standardize)
+            try out.set("split", split)
+            try out.set("output_sequence_length", outputSequenceLength)
+            try out.set("max_tokens", maxTokens)
+            try out.set("vocabulary", vocabulary)
         }
     }
 

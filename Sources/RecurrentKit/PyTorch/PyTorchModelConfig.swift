@@ -5,6 +5,8 @@ import Foundation
 /// names resolved to the neutral model's values.
 struct PyTorchModelConfig {
     enum Module {
+        /// Texts → token ids by the document's rules (version 3); `index` is the module's place.
+        case textVectorization(ModelConfigDocument.TextVectorization, index: Int)
         case embedding(name: String, count: Int, dimension: Int, maskZero: Bool, paddingIndex: Int?)
         case masking(value: Float)
         /// `steps`: the fixed number of time steps a Flatten needs, when the source declared it.
@@ -48,12 +50,14 @@ struct PyTorchModelConfig {
     init(document: ModelConfigDocument) {
         self.document = document
         prefix = document.prefix ?? ""
-        modules = document.modules.map(Self.resolve)
+        modules = document.modules.enumerated().map { Self.resolve($0.element, index: $0.offset) }
     }
 
     /// One module with the schema's defaults applied.
-    private static func resolve(_ module: ModelConfigDocument.Module) -> Module {
+    private static func resolve(_ module: ModelConfigDocument.Module, index: Int) -> Module {
         switch module {
+        case .textVectorization(let vectorization):
+            return .textVectorization(vectorization, index: index)
         case .embedding(let embedding):
             return .embedding(name: embedding.name, count: embedding.numEmbeddings, dimension: embedding.embeddingDim,
                               maskZero: embedding.maskZero ?? false, paddingIndex: embedding.paddingIdx)

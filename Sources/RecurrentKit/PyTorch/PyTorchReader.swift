@@ -265,10 +265,38 @@ enum PyTorchReader {
         var layers: [Layer] = []
         var names: [String] = []
         var steps: Int?
+        var vectorizer: TextVectorizer?
         let prefix = config.prefix
         let file = dict.file
         for module in config.modules {
             switch module {
+            case let .textVectorization(settings, index):
+                let label = "\(shown(settings.name ?? "")) (TextVectorization)"
+                func fail(_ message: String) -> ModelError {
+                    ModelError(file: file, path: "model_config modules[\(index)]", layer: label, message: message)
+                }
+                guard layers.isEmpty, vectorizer == nil,
+                      config.modules.dropFirst(index + 1).first(where: { if case .identity = $0 { false } else { true } })
+                          .map({ if case .embedding = $0 { true } else { false } }) ?? false else {
+                    throw fail("a TextVectorization must come first and feed an Embedding (its token ids are an Embedding's input)")
+                }
+                let standardize = settings.standardize ?? "lower_and_strip_punctuation"
+                do {
+                    vectorizer = try TextVectorizer(
+                        name: settings.name ?? "", lowercase: standardize.hasPrefix("lower"),
+                        stripPunctuation: standardize.hasSuffix("strip_punctuation"),
+                        split: settings.split == "none" ? .none : .whitespace, tokens: settings.vocabulary,
+                        outputSequenceLength: settings.outputSequenceLength, maxTokens: settings.maxTokens)
+                } catch let error as EngineError {
+                    throw fail("vocabulary: \(error.message)")
+                }
+                steps = settings.outputSequenceLength
+                summaries.append(LayerSummary(name: settings.name ?? "", type: "TextVectorization", details: [
+                    ("standardize", .text(standardize)), ("split", .text(settings.split ?? "whitespace")),
+                    ("output_sequence_length", settings.outputSequenceLength.map(DetailValue.integer) ?? .text("None (the longest text)")),
+                    ("max_tokens", settings.maxTokens.map(DetailValue.integer) ?? .text("None")),
+                    ("vocabulary_size", .integer(TextVectorizer.firstTokenIndex + settings.vocabulary.count)),
+                ], gateOrder: nil, parameterCount: 0))
             case let .embedding(name, count, dimension, maskZero, paddingIndex):
                 let table = try dict.take(prefix + name + ".weight", shape: [count, dimension], layer: name)
                 if let paddingIndex, !(0..<count).contains(paddingIndex) {
@@ -318,6 +346,10 @@ enum PyTorchReader {
         guard !layers.isEmpty else {
             throw ModelError(file: file, path: "model_config", message: "lists no modules")
         }
-        return Model(layers: layers, name: "model", layerNames: names, sequenceLength: steps)
+        if let vectorizer, case let .embedding(embedding)? = layers.first, embedding.vocabularySize < vectorizer.vocabularySize {
+            throw ModelError(file: file, path: "model_config", layer: vectorizer.name.isEmpty ? nil : vectorizer.name,
+                             message: "the TextVectorization makes \(vectorizer.vocabularySize) ids, but the Embedding has \(embedding.vocabularySize) rows")
+        }
+        return Model(layers: layers, name: "model", layerNames: names, sequenceLength: steps, textVectorizer: vectorizer)
     }
 }
