@@ -21,12 +21,7 @@ final class ConversionTests: XCTestCase {
         "k3_lstm_options": [.pytorch: "nn.LSTM computes tanh and sigmoid", .keras: "hard_sigmoid as Keras 3 defines it"],
         "tfk_dense_activations": [.pytorch: "hard_sigmoid as Keras 2 defines it", .keras3: "hard_sigmoid as Keras 2 defines it"],
         "k3_dense_activations": [.keras: "hard_sigmoid as Keras 3 defines it"],
-    ].merging(textModels.map { ($0, [.pytorch: "(TextVectorization)", .keras: "(TextVectorization)", .keras3: "(TextVectorization)"]) },
-              uniquingKeysWith: { first, _ in first })
-
-    /// Models with a text vectorizer, which no target takes yet.
-    static let textModels = ["tfk_text_lesson", "k3_text_lesson", "tfk_text_vocab", "k3_text_vocab", "k3h5_text_vocab",
-                             "tfk_text_whole", "k3_text_whole"]
+    ]
 
     /// Conversions back to the source's family that must be refused (the converted file
     /// keeps what the source had, and going back meets the same limit), by source and the

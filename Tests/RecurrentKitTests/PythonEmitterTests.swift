@@ -2,6 +2,7 @@ import Foundation
 import HDF5
 import XCTest
 import TestSupport
+import TextSafety
 @testable import RecurrentKit
 
 /// `PythonEmitter` declares every module under the config's name with the right torch class,
@@ -78,7 +79,7 @@ final class PythonEmitterTests: XCTestCase {
         var imports: [String]
         /// Top-level functions and their statements.
         var functions: [String: [String]]
-        /// Top-level `NAME = literal` assignments.
+        /// Top-level assignments: a string literal's value, any other value's source.
         var assignments: [String: String]
         var classes: [String: PythonClass]
     }
@@ -155,7 +156,9 @@ def emitted(source):
         elif isinstance(node, ast.FunctionDef):
             out["functions"][node.name] = [ast.unparse(s) for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
         elif isinstance(node, ast.Assign):
-            out["assignments"][ast.unparse(node.targets[0])] = ast.literal_eval(node.value)
+            # A string literal as its value (PREFIX); anything else (a tokenizer's tables) as source.
+            value = node.value.value if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str) else None
+            out["assignments"][ast.unparse(node.targets[0])] = value if value is not None else ast.unparse(node.value)
         elif isinstance(node, ast.ClassDef):
             methods = {}
             declarations = []
@@ -727,6 +730,122 @@ else:
             XCTAssertFalse(source.contains("\nimport os") || source.contains("\nprint(1)") || source.contains("\nx=1"),
                            "a line of the name became code")
             try assertParsesAsPython(source)
+        }
+    }
+
+    // MARK: - The tokenizer of a text model
+
+    /// A document holding a TextVectorization with `settings` in front of an Embedding.
+    private func textConfig(_ settings: [String: Any], vocabulary: [String]) throws -> String {
+        var text = settings
+        text["type"] = "TextVectorization"
+        text["vocabulary"] = vocabulary
+        let embedding: [String: Any] = ["type": "Embedding", "name": "embedding", "num_embeddings": vocabulary.count + 2,
+                                        "embedding_dim": 2]
+        let object: [String: Any] = ["format": "recurrentkit.pytorch", "version": 3, "modules": [text, embedding]]
+        return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+    }
+
+    /// The emitted tokenizer block alone (it needs no torch).
+    private func tokenizerBlock(_ source: String) throws -> String {
+        let start = try XCTUnwrap(source.range(of: _tokenizerStart), "no tokenizer in the module")
+        let end = try XCTUnwrap(source.range(of: _tokenizerEnd))
+        return String(source[start.lowerBound..<end.upperBound])
+    }
+
+    /// Runs `tokenize` from `block` on each of `texts` alone, in python3: the ids of each.
+    private func runTokenizer(_ block: String, _ texts: [String]) throws -> [[Int]] {
+        let script = block + "\nimport json, sys\nprint(json.dumps([tokenize([t])[0] for t in json.loads(sys.stdin.read())]))\n"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script]
+        let input = Pipe(), output = Pipe(), errors = Pipe()
+        (process.standardInput, process.standardOutput, process.standardError) = (input, output, errors)
+        do { try process.run() } catch { throw XCTSkip("python3 is not available: \(error)") }
+        let data = try JSONSerialization.data(withJSONObject: texts)
+        let writer = Thread {
+            input.fileHandleForWriting.write(data)
+            try? input.fileHandleForWriting.close()
+        }
+        writer.start()
+        let result = output.fileHandleForReading.readDataToEndOfFile()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if process.terminationStatus == 127 { throw XCTSkip("python3 is not available") }
+        guard process.terminationStatus == 0 else {
+            XCTFail("python3 failed on the tokenizer: \(message)")
+            throw CocoaError(.fileReadCorruptFile)
+        }
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: result) as? [[Int]])
+    }
+
+    /// The emitted `tokenize`, run in python3 from its block alone, gives real Keras's ids
+    /// (the tables tf-keras and Keras 3 recorded) for every standardize × split on every
+    /// recorded string: emoji, accents, the Kelvin sign, non-ASCII spaces, all punctuation.
+    func testEmittedTokenizerGivesKerasIDs() throws {
+        for table in ["k3_text_standardization.json", "tfk_text_standardization.json"] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: fixture("keras/\(table)")))
+            let root = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+            let vocabulary = try XCTUnwrap(root["vocabulary"] as? [String])
+            let cases = try XCTUnwrap(root["cases"] as? [[String: Any]])
+            var settings: [String: [[String: Any]]] = [:]
+            for item in cases {
+                let key = "\(item["standardize"] as? String ?? "none")/\(item["split"] as? String ?? "none")"
+                settings[key, default: []].append(item)
+            }
+            XCTAssertEqual(settings.count, 8, table)
+            for (key, items) in settings.sorted(by: { $0.key < $1.key }) {
+                let parts = key.split(separator: "/").map(String.init)
+                let source = try PythonEmitter.source(modelConfig: textConfig(["standardize": parts[0], "split": parts[1]], vocabulary: vocabulary),
+                                                      weightsFile: "m.h5")
+                let texts = try items.map { try XCTUnwrap($0["text"] as? String) }
+                let expected = try items.map { try XCTUnwrap($0["ids"] as? [Int]) }
+                XCTAssertGreaterThanOrEqual(texts.count, 20, key)
+                let actual = try runTokenizer(try tokenizerBlock(source), texts)
+                for (index, text) in texts.enumerated() {
+                    XCTAssertEqual(actual[index], expected[index], "\(table) \(key) \(escapedForDisplay(text))")
+                }
+            }
+        }
+    }
+
+    /// Padding and cutting to `output_sequence_length` or the longest text, the empty text
+    /// (id 0 only with split none), and tokens that hold quotes, backslashes, line ends and
+    /// bytes Swift's `==` would call equal: the vocabulary reaches Python escaped and exactly.
+    func testEmittedTokenizerPadsAndKeepsTokensExactly() throws {
+        let tokens = ["a\"b\\c", "line\r\nimport os", "\u{2028}x", "é", "e\u{301}", "😀"]
+        let whole = try PythonEmitter.source(modelConfig: textConfig(["standardize": "none", "split": "none"], vocabulary: tokens),
+                                             weightsFile: "m.h5")
+        XCTAssertFalse(whole.unicodeScalars.contains { $0 != "\n" && ($0.value < 0x20 || $0.value >= 0x7F) }, "raw control or non-ASCII characters")
+        XCTAssertFalse(whole.contains("\nimport os"))
+        let texts = tokens + ["", "unknown"]
+        XCTAssertEqual(try runTokenizer(try tokenizerBlock(whole), texts), [[2], [3], [4], [5], [6], [7], [0], [1]])
+        let cut = try PythonEmitter.source(modelConfig: textConfig(["output_sequence_length": 3], vocabulary: ["a", "b"]), weightsFile: "m.h5")
+        XCTAssertEqual(try runTokenizer(try tokenizerBlock(cut), ["A b c a b", "", "b!"]), [[2, 3, 1], [0, 0, 0], [3, 0, 0]])
+        // Without a length, a batch pads to its longest text.
+        let open = try PythonEmitter.source(modelConfig: textConfig([:], vocabulary: ["a"]), weightsFile: "m.h5")
+        let block = try tokenizerBlock(open) + "\nassert tokenize([\"a a a\", \"\", \"b\"]) == [[2, 2, 2], [0, 0, 0], [1, 0, 0]]\nassert tokenize([\"\", \" \\t\"]) == [[], []]\nassert tokenize([]) == []\n"
+        _ = try runTokenizer(block, [])
+    }
+
+    /// A text model's `Model.forward` takes a list of texts (tokenized first) as well as ids;
+    /// the module parses as Python and the tokenizer comes before the class.
+    func testTextModelForwardTakesTexts() throws {
+        let source = try PythonEmitter.source(modelConfig: textConfig(["name": "text_vectorization"], vocabulary: ["a"]), weightsFile: "m.h5")
+        try assertParsesAsPython(source)
+        XCTAssertTrue(source.contains("if isinstance(x, (list, tuple)):"), source)
+        XCTAssertTrue(source.contains("rows = tokenize(x)"), source)
+        let tokenizer = try XCTUnwrap(source.range(of: "def tokenize(texts):"))
+        let model = try XCTUnwrap(source.range(of: "class Model(nn.Module):"))
+        XCTAssertLessThan(tokenizer.lowerBound, model.lowerBound)
+        let block = try tokenizerBlock(source)
+        XCTAssertFalse(block.contains("import") || block.contains("torch.") || block.contains("nn."), "the tokenizer needs no torch")
+        // Without a TextVectorization there is no tokenizer.
+        XCTAssertFalse(try PythonEmitter.source(modelConfig: linearConfig(named: "fc"), weightsFile: "m.h5").contains("tokenize"))
+        // A TextVectorization after the first module is refused.
+        let late = try textConfig([:], vocabulary: ["a"]).replacingOccurrences(of: #""modules":["#, with: #""modules":[{"type":"Identity"},"#)
+        XCTAssertThrowsError(try PythonEmitter.source(modelConfig: late, weightsFile: "m.h5")) { error in
+            XCTAssertTrue("\(error)".contains("must be the first module"), "\(error)")
         }
     }
 }

@@ -141,19 +141,145 @@ final class TextVectorizationTests: XCTestCase {
         XCTAssertEqual(layer["vocabulary"] as? String, "config")
     }
 
-    /// `convert` refuses a text model in one line, exit 2, writing nothing, for every target.
-    func testConvertRefusesTheVectorizer() throws {
+    // MARK: Conversion
+
+    /// The fixtures whose models start with a TextVectorization, each of them.
+    static let textModels = ["tfk_text_lesson", "k3_text_lesson", "tfk_text_vocab", "k3_text_vocab", "k3h5_text_vocab",
+                             "tfk_text_whole", "k3_text_whole"]
+
+    /// Every text model converts to every target and container (`rnnkit convert`, exit 0),
+    /// keeps its vectorizer (settings and vocabulary, as read back) and computes the real
+    /// framework's output from the fixture's raw texts; the PyTorch files convert on to
+    /// tf-keras and Keras 3 and still do.
+    func testConvertKeepsTheVectorizer() throws {
         let folder = try temporaryFolder(self)
-        for (target, ext) in [("pytorch", "pt"), ("keras", "h5"), ("keras3", "keras")] {
-            for model in ["keras/k3_text_lesson.keras", "keras/tfk_text_vocab.h5"] {
-                let out = folder.appendingPathComponent("out.\(ext)").path
-                let result = try rnnkit("convert", fixture(model), out, "--to", target)
-                XCTAssertEqual(result.status, 2, "\(model) → \(target): \(result.stdout)")
-                XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
-                XCTAssertTrue(result.stderr.contains("(TextVectorization)") && result.stderr.contains("not supported yet"), result.stderr)
-                XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [], "\(model) → \(target) wrote something")
+        var checked = 0
+        for name in Self.textModels {
+            let fixtureData = try Fixture(contentsOf: fixture("keras/\(name).fixture.h5"))
+            XCTAssertTrue(fixtureData.exercises.contains("text-vectorization"), name)
+            guard case .texts(let texts) = fixtureData.input else { return XCTFail("\(name): texts expected") }
+            let source = try LoadedModel(contentsOf: try XCTUnwrap(fixtureData.modelPath))
+            let vectorizer = try XCTUnwrap(source.model.textVectorizer, name)
+            let expected = try XCTUnwrap(fixtureData.expected.first { $0.name == "output" }?.tensor)
+            func assertKeeps(_ path: String, _ label: String) throws {
+                let converted = try LoadedModel(contentsOf: path)
+                let kept = try XCTUnwrap(converted.model.textVectorizer, "\(label): no vectorizer")
+                XCTAssertEqual(kept.vocabulary.map { Array($0.utf8) }, vectorizer.vocabulary.map { Array($0.utf8) }, label)
+                XCTAssertEqual([kept.lowercase, kept.stripPunctuation], [vectorizer.lowercase, vectorizer.stripPunctuation], label)
+                XCTAssertEqual(kept.split, vectorizer.split, label)
+                XCTAssertEqual(kept.outputSequenceLength, vectorizer.outputSequenceLength, label)
+                XCTAssertEqual(kept.maxTokens, vectorizer.maxTokens, label)
+                let actual = try converted.run(.texts(texts)).output
+                let comparison = Comparison(name: label, actual: actual, expected: expected, atol: 1e-5, rtol: 1e-4)
+                XCTAssertTrue(comparison.passed, "\(label): max abs error \(comparison.maxAbsoluteError), shapes \(actual.shape) vs \(expected.shape)")
+                checked += 1
+            }
+            for (target, ext) in [("pytorch", "pt"), ("pytorch", "safetensors"), ("pytorch", "h5"), ("keras", "h5"), ("keras3", "keras")] {
+                let out = folder.appendingPathComponent("\(name).\(target).\(ext)").path
+                let result = try rnnkit("convert", try XCTUnwrap(fixtureData.modelPath), out, "--to", target)
+                XCTAssertEqual(result.status, 0, "\(name) → \(target) .\(ext): \(result.stderr)")
+                try assertKeeps(out, "\(name) → \(target) .\(ext)")
+                guard target == "pytorch" else { continue }
+                for (back, backExt) in [("keras", "h5"), ("keras3", "keras")] {
+                    let backOut = out + ".back.\(backExt)"
+                    let again = try rnnkit("convert", out, backOut, "--to", back)
+                    XCTAssertEqual(again.status, 0, "\(name) → .\(ext) → \(back): \(again.stderr)")
+                    XCTAssertEqual(again.stdout.contains("note"), false, "no padding note for a text model: \(again.stdout)")
+                    try assertKeeps(backOut, "\(name) → .\(ext) → \(back)")
+                }
             }
         }
+        XCTAssertEqual(checked, Self.textModels.count * 11)
+    }
+
+    /// The `model_config` written for a text model holds the vectorizer as a version-3
+    /// `TextVectorization` module in front of the Embedding, every setting written.
+    func testModelConfigHoldsTheVectorizer() throws {
+        let out = try temporaryFolder(self).appendingPathComponent("vocab.h5").path
+        _ = try Converter.convert(fixture("keras/tfk_text_vocab.h5"), to: .pytorch, output: out)
+        let json = try XCTUnwrap(try HDF5File.open(out).root.attribute("model_config")?.stringValue)
+        let document = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        XCTAssertEqual(document["version"] as? Int, 3)
+        let modules = try XCTUnwrap(document["modules"] as? [[String: Any]])
+        XCTAssertEqual(modules.map { $0["type"] as? String }, ["TextVectorization", "Embedding", "LSTM", "Linear", "Softmax"])
+        let text = modules[0]
+        XCTAssertEqual(text["standardize"] as? String, "strip_punctuation")
+        XCTAssertEqual(text["split"] as? String, "whitespace")
+        XCTAssertEqual(text["output_sequence_length"] as? Int, 6)
+        XCTAssertNil(text["max_tokens"])
+        XCTAssertEqual(text["name"] as? String, "text_vectorization")
+        let vocabulary = try XCTUnwrap(text["vocabulary"] as? [String])
+        XCTAssertEqual(vocabulary.count, 18)
+        XCTAssertEqual(Array(vocabulary.prefix(2)), ["the", "The"])
+    }
+
+    /// The read-back check compares the vectorizer: a model that differs from the source only
+    /// in one setting or one token's bytes has another fingerprint.
+    func testFingerprintComparesTheVectorizer() throws {
+        let model = try LoadedModel(contentsOf: fixture("keras/tfk_text_vocab.h5")).model
+        let vectorizer = try XCTUnwrap(model.textVectorizer)
+        let base = ModelFingerprint(model)
+        func variant(_ change: (inout TextVectorizer) throws -> Void) rethrows -> ModelFingerprint {
+            var other = model
+            var changed = vectorizer
+            try change(&changed)
+            other.textVectorizer = changed
+            return ModelFingerprint(other)
+        }
+        XCTAssertEqual(try variant { $0.name = "renamed" }, base, "the name is not compared")
+        var tokens = Array(vectorizer.tokens)
+        tokens[3] = tokens[3] + " "
+        let variants: [(String, ModelFingerprint)] = [
+            ("lowercase", variant { $0.lowercase.toggle() }),
+            ("strip punctuation", variant { $0.stripPunctuation.toggle() }),
+            ("split", variant { $0.split = .none }),
+            ("output_sequence_length", variant { $0.outputSequenceLength = 7 }),
+            ("max_tokens", variant { $0.maxTokens = 100 }),
+            ("a token's bytes", try variant {
+                $0 = try TextVectorizer(name: $0.name, lowercase: $0.lowercase, stripPunctuation: $0.stripPunctuation,
+                                        split: $0.split, tokens: tokens, outputSequenceLength: $0.outputSequenceLength)
+            }),
+        ]
+        for (label, fingerprint) in variants {
+            XCTAssertNotEqual(fingerprint, base, label)
+            XCTAssertTrue(base.firstDifference(from: fingerprint).contains("text vectorizers differ"), label)
+        }
+        var bare = model
+        bare.textVectorizer = nil
+        XCTAssertNotEqual(ModelFingerprint(bare), base, "a model without its vectorizer")
+    }
+
+    /// A `TextVectorization` module is refused where it cannot be the model's text front,
+    /// naming the module, in one line.
+    func testModelConfigVectorizerMisplacedIsRefused() throws {
+        let folder = try temporaryFolder(self)
+        var written = 0
+        func write(_ modules: [[String: Any]], rows: Int = 4) throws -> String {
+            written += 1
+            let path = folder.appendingPathComponent("m\(written).h5").path
+            let root = try HDF5File.create(path).root
+            try root.write("embedding.weight", floats: [Float](repeating: 0, count: rows * 2), shape: [rows, 2])
+            let object: [String: Any] = ["format": "recurrentkit.pytorch", "version": 3, "modules": modules]
+            try root.setAttribute("model_config", .string(String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)))
+            return path
+        }
+        let text: [String: Any] = ["type": "TextVectorization", "name": "tv", "vocabulary": ["a", "b"]]
+        let embedding: [String: Any] = ["type": "Embedding", "name": "embedding", "num_embeddings": 4, "embedding_dim": 2]
+        let small: [String: Any] = ["type": "Embedding", "name": "embedding", "num_embeddings": 3, "embedding_dim": 2]
+        let cases: [(String, String)] = [
+            (try write([embedding, text]), "must come first and feed an Embedding"),
+            (try write([text]), "must come first and feed an Embedding"),
+            (try write([text, small], rows: 3), "makes 4 ids, but the Embedding has 3 rows"),
+            (try write([["type": "TextVectorization", "vocabulary": ["a", "a"]], embedding]), "the same token 'a'"),
+        ]
+        for (path, reason) in cases {
+            XCTAssertThrowsError(try LoadedModel(contentsOf: path), reason) { error in
+                XCTAssertTrue("\(error)".contains(reason), "\(error)")
+                XCTAssertFalse("\(error)".contains("\n"), "\(error)")
+            }
+        }
+        let good = try LoadedModel(contentsOf: try write([text, embedding]))
+        XCTAssertEqual(try good.run(.texts(["b a c", ""])).output.shape, [2, 3, 2])
     }
 
     // MARK: Settings refused by name

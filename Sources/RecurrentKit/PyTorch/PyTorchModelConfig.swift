@@ -5,7 +5,8 @@ import Foundation
 /// names resolved to the neutral model's values.
 struct PyTorchModelConfig {
     enum Module {
-        /// Texts → token ids by the document's rules (version 3); `index` is the module's place.
+        /// Texts → token ids by the document's rules (version 3), `standardize` and `split`
+        /// resolved (never nil); `index` is the module's place.
         case textVectorization(ModelConfigDocument.TextVectorization, index: Int)
         case embedding(name: String, count: Int, dimension: Int, maskZero: Bool, paddingIndex: Int?)
         case masking(value: Float)
@@ -56,7 +57,9 @@ struct PyTorchModelConfig {
     /// One module with the schema's defaults applied.
     private static func resolve(_ module: ModelConfigDocument.Module, index: Int) -> Module {
         switch module {
-        case .textVectorization(let vectorization):
+        case .textVectorization(var vectorization):
+            vectorization.standardize = vectorization.standardize ?? "lower_and_strip_punctuation"
+            vectorization.split = vectorization.split ?? "whitespace"
             return .textVectorization(vectorization, index: index)
         case .embedding(let embedding):
             return .embedding(name: embedding.name, count: embedding.numEmbeddings, dimension: embedding.embeddingDim,

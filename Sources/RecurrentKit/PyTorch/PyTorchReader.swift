@@ -271,7 +271,7 @@ enum PyTorchReader {
         for module in config.modules {
             switch module {
             case let .textVectorization(settings, index):
-                let label = "\(shown(settings.name ?? "")) (TextVectorization)"
+                let label = settings.name.map { "\(shown($0)) (TextVectorization)" } ?? "TextVectorization"
                 func fail(_ message: String) -> ModelError {
                     ModelError(file: file, path: "model_config modules[\(index)]", layer: label, message: message)
                 }
