@@ -153,6 +153,12 @@ final class TextVectorizationTests: XCTestCase {
     /// tf-keras and Keras 3 and still do.
     func testConvertKeepsTheVectorizer() throws {
         let folder = try temporaryFolder(self)
+        // The list is every committed fixture tagged text-vectorization, no more, no fewer.
+        let keras = fixturesFolder.appendingPathComponent("keras")
+        let tagged = try FileManager.default.contentsOfDirectory(atPath: keras.path).filter { $0.hasSuffix(".fixture.h5") }
+            .filter { try Fixture(contentsOf: keras.appendingPathComponent($0).path).exercises.contains("text-vectorization") }
+            .map { String($0.dropLast(".fixture.h5".count)) }
+        XCTAssertEqual(Set(tagged), Set(Self.textModels))
         var checked = 0
         for name in Self.textModels {
             let fixtureData = try Fixture(contentsOf: fixture("keras/\(name).fixture.h5"))
