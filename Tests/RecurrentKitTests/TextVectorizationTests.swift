@@ -255,6 +255,40 @@ final class TextVectorizationTests: XCTestCase {
         XCTAssertNotEqual(ModelFingerprint(bare), base, "a model without its vectorizer")
     }
 
+    /// A vocabulary that makes the target's config larger than any reader takes
+    /// (`Limits.configJSONItems`) is refused before anything is written, naming the layer;
+    /// the PyTorch source itself, just under the bound, reads and converts to PyTorch.
+    func testVocabularyBeyondTheConfigLimitsIsRefused() throws {
+        let folder = try temporaryFolder(self)
+        func document(_ count: Int) throws -> String {
+            let object: [String: Any] = ["format": "recurrentkit.pytorch", "version": 3, "modules": [
+                ["type": "TextVectorization", "name": "tv", "vocabulary": (0..<count).map { "t\($0)" }],
+                ["type": "Embedding", "name": "embedding", "num_embeddings": count + 2, "embedding_dim": 1],
+            ]]
+            return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        }
+        let overhead = Limits.jsonItems(in: try document(1)) - 1
+        let count = Limits.configJSONItems - overhead - 2
+        let json = try document(count)
+        XCTAssertLessThanOrEqual(Limits.jsonItems(in: json), Limits.configJSONItems)
+        let source = folder.appendingPathComponent("source.h5").path
+        do {  // closed before rnnkit opens it
+            let root = try HDF5File.create(source).root
+            try root.write("embedding.weight", floats: [Float](repeating: 0, count: count + 2), shape: [count + 2, 1])
+            try root.setAttribute("model_config", .string(json))
+        }
+        XCTAssertEqual(try LoadedModel(contentsOf: source).model.textVectorizer?.vocabularySize, count + 2)
+        for (target, ext) in [("keras", "h5"), ("keras3", "keras")] {
+            let out = folder.appendingPathComponent("big.\(ext)").path
+            let result = try rnnkit("convert", source, out, "--to", target)
+            XCTAssertEqual(result.status, 2, "\(target): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains("layer tv (TextVectorization): cannot be converted to \(target): the written config holds more than \(Limits.configJSONItems) JSON keys and values (Limits.configJSONItems)"), result.stderr)
+            XCTAssertTrue(result.stderr.contains("with the vocabulary's \(count) tokens in it; nothing was written"), result.stderr)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out), target)
+        }
+    }
+
     /// A `TextVectorization` module is refused where it cannot be the model's text front,
     /// naming the module, in one line.
     func testModelConfigVectorizerMisplacedIsRefused() throws {

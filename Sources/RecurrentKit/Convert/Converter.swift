@@ -117,6 +117,7 @@ public enum Converter {
         switch target {
         case .pytorch:
             let plan = try PyTorchWriter.plan(loaded.model, file: input, source: loaded.pytorchSource)
+            try checkConfigSize(try plan.document?.json(), of: loaded.model, file: input, target: target)
             modelConfig = plan.document
             try PyTorchWriter.write(plan, to: path, as: try container(of: output))
             return ModelFingerprint(loaded.model)
@@ -128,6 +129,8 @@ public enum Converter {
                                                 file: input, version: version)
             notes = padded.notes
             let plan = try KerasPlan(model: padded.model, version: version, file: input)
+            try checkConfigSize(try json(target == .keras ? KerasH5Writer.modelConfig(plan) : Keras3ArchiveWriter.modelConfig(plan)),
+                                of: loaded.model, file: input, target: target)
             if target == .keras {
                 try KerasH5Writer.write(plan, to: path)
             } else {
@@ -136,6 +139,19 @@ public enum Converter {
             }
             return ModelFingerprint(padded.model)
         }
+    }
+
+    /// Refuses a conversion whose written config no reader would take (`Limits.checkJSONSize`:
+    /// in practice a text vectorizer's vocabulary, which the config holds), before anything
+    /// is written, naming the vectorizer when there is one.
+    private static func checkConfigSize(_ config: String?, of model: Model, file: String, target: ConversionTarget) throws {
+        guard let config, let refusal = Limits.checkJSONSize(config) else { return }
+        let vectorizer = model.textVectorizer
+        throw ModelError(.unsupported, file: file,
+                         layer: vectorizer.map { "\(shown($0.name)) (TextVectorization)" },
+                         message: "cannot be converted to \(target.rawValue): the written config \(refusal)"
+                             + (vectorizer.map { ", with the vocabulary's \($0.tokens.count) tokens in it" } ?? "")
+                             + "; nothing was written")
     }
 
     /// Never onto the input or the architecture (by any name), never a module onto the
