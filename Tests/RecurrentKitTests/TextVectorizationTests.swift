@@ -318,8 +318,16 @@ final class TextVectorizationTests: XCTestCase {
                 XCTAssertFalse("\(error)".contains("\n"), "\(error)")
             }
         }
-        let good = try LoadedModel(contentsOf: try write([text, embedding]))
+        let goodPath = try write([text, embedding])
+        let good = try LoadedModel(contentsOf: goodPath)
         XCTAssertEqual(try good.run(.texts(["b a c", ""])).output.shape, [2, 3, 2])
+        // A PyTorch source keeps its own document, TextVectorization included, in another container.
+        let out = folder.appendingPathComponent("kept.safetensors").path
+        let report = try Converter.convert(goodPath, to: .pytorch, output: out)
+        let kept = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(report.modelConfig).utf8)) as? [String: Any])
+        XCTAssertEqual(kept["version"] as? Int, 3)
+        XCTAssertEqual((kept["modules"] as? [[String: Any]])?.first?["vocabulary"] as? [String], ["a", "b"])
+        XCTAssertEqual(try LoadedModel(contentsOf: out).run(.texts(["b a c", ""])).output, try good.run(.texts(["b a c", ""])).output)
     }
 
     // MARK: Settings refused by name
