@@ -82,7 +82,7 @@ fuzz-ci: deps
 	SWIFT=$(SWIFT) scripts/fuzz.sh --ci
 
 clean:
-	rm -rf .build .build-fuzz .build-test .build-test-*
+	rm -rf .build .build-fuzz .build-test .build-test-* .build-cpu-*
 
 # Times BENCH_MODEL on random inputs with the release build (for CPU); bench/compare.py
 # times PyTorch and ONNX Runtime as well, for each CPU level (see bench/BENCHMARKS.md).
