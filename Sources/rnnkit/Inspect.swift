@@ -19,10 +19,17 @@ struct Inspect: ParsableCommand {
         if architecture.architecture == nil, let listing = try KerasWeightsListing.read(model) {
             return try printListing(listing)
         }
-        if architecture.architecture == nil, let listing = try StateDictListing.read(model, key: architecture.key) {
-            return try printListing(listing)
+        let loaded: LoadedModel
+        do {
+            loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key)
+        } catch {
+            // A state_dict of several modules without model_config: list them and the skeleton
+            // (read again only on this path; a model that reads is read once).
+            if architecture.architecture == nil, let listing = try? StateDictListing.read(model, key: architecture.key) {
+                return try printListing(listing)
+            }
+            throw error
         }
-        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key)
         if json {
             try printJSON(InspectReport(loaded))
             return

@@ -70,21 +70,22 @@ public enum Converter {
                          pythonModule: pythonModule)
         var modelConfig: ModelConfigDocument?
         var notes: [String] = []
+        // A bare module's emitted Python, made while its layers are in memory (nil otherwise).
+        var barePython: String?
         try OutputBatch.writing { batch in
             try batch.write(output, overwrite: force) { temporary in
                 try writeChecked(input, source: source, target: target, to: temporary, batch: batch,
-                                 output: output, modelConfig: &modelConfig, notes: &notes)
+                                 output: output, emitting: pythonModule != nil, modelConfig: &modelConfig,
+                                 barePython: &barePython, notes: &notes)
             }
             if let pythonModule {
-                let weightsFile = OutputFiles.split(output).name
                 let python: String
                 if let modelConfig {
-                    python = try PythonEmitter.source(modelConfig: modelConfig, weightsFile: weightsFile)
+                    python = try PythonEmitter.source(modelConfig: modelConfig, weightsFile: OutputFiles.split(output).name)
+                } else if let barePython {
+                    python = barePython
                 } else {
-                    // A bare module keeps its keys: the emitted module is that torch module.
-                    let loaded = try LoadedModel(contentsOf: input, architecture: architecture, key: source.key)
-                    python = PythonEmitter.source(bareModule: loaded.recurrentLayers,
-                                                  prefix: loaded.pytorchSource?.barePrefix ?? "", weightsFile: weightsFile)
+                    throw ModelError(.unsupported, file: input, message: "has no model_config and is not one bare module: no Python module to emit")
                 }
                 try batch.write(pythonModule, overwrite: force) { temporary in
                     try writeNewFile(temporary, contents: Data(python.utf8))
@@ -99,26 +100,34 @@ public enum Converter {
     /// for weight. The source's weights are released before the written file is read back:
     /// only the digests of what it computes are kept.
     private static func writeChecked(_ input: String, source: SourceOptions, target: ConversionTarget, to path: String,
-                                     batch: OutputBatch, output: String,
-                                     modelConfig: inout ModelConfigDocument?, notes: inout [String]) throws {
-        let expected = try write(input, source: source, target: target, to: path, batch: batch,
-                                 output: output, modelConfig: &modelConfig, notes: &notes)
+                                     batch: OutputBatch, output: String, emitting: Bool,
+                                     modelConfig: inout ModelConfigDocument?, barePython: inout String?,
+                                     notes: inout [String]) throws {
+        let expected = try write(input, source: source, target: target, to: path, batch: batch, output: output,
+                                 emitting: emitting, modelConfig: &modelConfig, barePython: &barePython, notes: &notes)
         let actual = ModelFingerprint(try LoadedModel(contentsOf: path).model)
         guard actual == expected else {
             throw ModelError(file: output, message: "the written file reads back as a different model (\(expected.firstDifference(from: actual))); nothing was written")
         }
     }
 
-    /// Reads the source, writes the target, and returns the source's fingerprint.
+    /// Reads the source, writes the target, and returns the source's fingerprint. With
+    /// `emitting`, a bare module's Python is made here, from the layers already read.
     private static func write(_ input: String, source options: SourceOptions, target: ConversionTarget, to path: String,
-                              batch: OutputBatch, output: String,
-                              modelConfig: inout ModelConfigDocument?, notes: inout [String]) throws -> ModelFingerprint {
+                              batch: OutputBatch, output: String, emitting: Bool,
+                              modelConfig: inout ModelConfigDocument?, barePython: inout String?,
+                              notes: inout [String]) throws -> ModelFingerprint {
         let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key)
         switch target {
         case .pytorch:
             let plan = try PyTorchWriter.plan(loaded.model, file: input, source: loaded.pytorchSource)
             try checkConfigSize(try plan.document?.json(), of: loaded.model, file: input, target: target)
             modelConfig = plan.document
+            if emitting, plan.document == nil {
+                // A bare module keeps its keys: the emitted module is that torch module.
+                barePython = PythonEmitter.source(bareModule: loaded.recurrentLayers, prefix: loaded.pytorchSource?.barePrefix ?? "",
+                                                  weightsFile: OutputFiles.split(output).name)
+            }
             try PyTorchWriter.write(plan, to: path, as: try container(of: output))
             return ModelFingerprint(loaded.model)
         case .keras, .keras3:
