@@ -146,6 +146,19 @@ final class PyTorchContainerTests: XCTestCase {
         XCTAssertTrue(notTorch.stderr.contains("--key picks a state_dict inside a torch.save checkpoint"), notTorch.stderr)
     }
 
+    /// An --architecture document is bounded before anything parses it.
+    func testAnArchitectureIsCountedBeforeItIsParsed() throws {
+        let folder = try temporaryFolder(self)
+        let config = folder.appendingPathComponent("big.json")
+        // Shaped like a Keras config, which is otherwise recognised by parsing it.
+        try Data(("{\"class_name\": \"Sequential\", \"config\": [" + String(repeating: "1,", count: Limits.configJSONItems) + "1]}").utf8)
+            .write(to: config)
+        let result = try rnnkit("inspect", fixture("pytorch/lstm_basic.h5"), "--architecture", config.path)
+        XCTAssertEqual(result.status, 2)
+        XCTAssertTrue(result.stderr.contains("Limits.configJSONItems"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("refused before parsing"), result.stderr)
+    }
+
     func testABareModulesEmittedPythonIsThatTorchModule() throws {
         let folder = try temporaryFolder(self)
         let out = folder.appendingPathComponent("m.pt").path

@@ -184,6 +184,10 @@ public struct LoadedModel: Sendable {
         }
         let data = try InputFiles.read(path, limit: Limits.configJSONBytes, what: "Limits.configJSONBytes")
         let text = String(decoding: data, as: UTF8.self)
+        // Items counted before anything parses the document (the Keras check below included).
+        if let refusal = Limits.checkJSONSize(text) {
+            throw ModelError(.invalidInput, file: path, path: "model_config", message: refusal)
+        }
         if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object["modules"] == nil,
            object["class_name"] != nil || object["config"] != nil {
             throw ModelError(.invalidInput, file: path, message: "is a Keras model config; a PyTorch state_dict's --architecture is a model_config document (spec/pytorch-layout.md)")
