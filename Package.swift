@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        // YAML manifests for `rnnkit verify --manifest`.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // `swift package generate-documentation --target RecurrentKit` (the DocC catalog).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -35,7 +37,8 @@ let package = Package(
         // C header only tells it the build's vector width, to pick its register tiles).
         .target(name: "RecurrentEngine", dependencies: ["TextSafety", "CCPUFeatures"]),
         // File layouts (PyTorch, Keras), fixtures, and the public facade.
-        .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "TextSafety", "ZIPFoundation"]),
+        .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "TextSafety", "ZIPFoundation",
+                                                    .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "rnnkit",
             dependencies: [

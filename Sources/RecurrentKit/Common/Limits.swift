@@ -102,6 +102,32 @@ package enum Limits {
     /// real ones (tens of thousands of words) are well under 1 MiB.
     package static let vocabularyBytes = 64 << 20
 
+    /// Bytes of one `rnnkit verify --manifest` file (JSON or YAML), read whole before it is
+    /// parsed. A case is a line or two; a manifest of `verifyCases` cases fits.
+    package static let manifestBytes = 1 << 20
+
+    /// Nodes (scalars, lists, maps, each visit counted) one manifest may hold once its YAML
+    /// aliases are followed: an alias repeats its anchor's whole subtree, so a few hundred
+    /// bytes of nested aliases ("billion laughs") stand for billions of nodes. A manifest
+    /// entry is about 15.
+    package static let manifestNodes = 100_000
+
+    /// Cases one `rnnkit verify` run takes, from its manifest and folders together.
+    package static let verifyCases = 100_000
+
+    /// Child processes `rnnkit verify --jobs` runs at once.
+    package static let verifyJobs = 64
+
+    /// Seconds one case of `rnnkit verify` may take in its child process before it is
+    /// stopped and reported as an error (the largest model `parameters` allows runs in tens
+    /// of seconds; each HDF5 call inside has its own `hdf5CallSeconds`).
+    package static let verifyCaseSeconds: Double = 600
+
+    /// Bytes of a case's child process output kept: its one JSON result on stdout (a few
+    /// hundred bytes per tensor), and its stderr, of which the last line is the error.
+    package static let verifyCaseOutputBytes = 1 << 20
+    package static let verifyCaseErrorBytes = 64 << 10
+
     /// How far `value` exceeds `limit`, for messages: `"over the limit of 16777216 by 5"`.
     package static func excess(_ value: Int, over limit: Int) -> String {
         "over the limit of \(limit) by \(value - limit)"

@@ -16,6 +16,9 @@ public struct Fixture: Sendable {
     public var model: String?
     /// For a weights-only model file: the model file holding its architecture.
     public var architecture: String?
+    /// For a `torch.save` checkpoint holding several state_dicts: the entry the model's
+    /// weights are in (`model_state_dict`; nested as `outer/inner`), as `--key` takes it.
+    public var key: String?
     public var exercises: [String]
     public var atol: Double?
     public var rtol: Double?
@@ -71,6 +74,14 @@ public struct Fixture: Sendable {
         generator = try root.attribute("generator")?.stringValue
         model = try Self.reference(root.attribute("model"), attribute: "model", fixture: path)
         architecture = try Self.reference(root.attribute("architecture"), attribute: "architecture", fixture: path)
+        if let value = try root.attribute("key") {
+            guard let text = value.stringValue, !text.isEmpty, text.count <= Limits.nameCharacters else {
+                throw ModelError(file: path, path: "key", message: "is not a checkpoint entry name (a non-empty string of at most \(Limits.nameCharacters) characters)")
+            }
+            key = text
+        } else {
+            key = nil
+        }
         if let text = try root.attribute("exercises")?.stringValue {
             guard let list = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else {
                 throw ModelError(file: path, path: "exercises", message: "is not a JSON array of strings")

@@ -1,0 +1,256 @@
+import Foundation
+import TextSafety
+import Yams
+
+/// A value of a manifest, JSON or YAML alike, after the node budget was counted.
+enum ManifestValue {
+    /// A string or a YAML plain scalar; `number` when it reads as one (JSON numbers, YAML
+    /// ints and floats).
+    case text(String, number: Double?)
+    case number(Double)
+    case list([ManifestValue])
+    case map([(key: String, value: ManifestValue)])
+    case other(String)
+
+    var kindName: String {
+        switch self {
+        case .text: return "a string"
+        case .number: return "a number"
+        case .list: return "a list"
+        case .map: return "a mapping"
+        case .other(let name): return name
+        }
+    }
+}
+
+extension VerificationSuite {
+    /// The fields a manifest entry may have.
+    public static let manifestFields = ["model", "fixture", "architecture", "key", "atol", "rtol", "name"]
+
+    /// The cases of a manifest: a JSON or YAML list of `{model, fixture, architecture?, key?,
+    /// atol?, rtol?, name?}` (or `{cases: [...]}`), paths relative to the manifest's folder.
+    ///
+    /// JSON when the file is named `.json` or starts with `{` or `[` and parses as JSON,
+    /// else YAML. Bounded: at most `Limits.manifestBytes`; YAML aliases are followed within
+    /// `Limits.manifestNodes` nodes (an alias bomb is refused, not expanded), and an alias
+    /// inside a mapping key is refused before parsing; at most `Limits.verifyCases` cases.
+    ///
+    /// - Throws: `ModelError` naming the manifest, with the entry's index and field for an
+    ///   unknown field, a missing `model` or `fixture`, or a value of the wrong kind.
+    public static func cases(manifest path: String) throws -> [VerificationCase] {
+        let data = try InputFiles.read(path, limit: Limits.manifestBytes, what: "Limits.manifestBytes")
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ModelError(.invalidInput, file: path, message: "is not UTF-8 text; a manifest is JSON or YAML")
+        }
+        let value = try parseManifest(text, file: path)
+        return try manifestCases(value, file: path)
+    }
+
+    static func parseManifest(_ text: String, file: String) throws -> ManifestValue {
+        let trimmed = text.drop { $0.isWhitespace }
+        if file.lowercased().hasSuffix(".json") || trimmed.first == "{" || trimmed.first == "[" {
+            if let problem = Limits.checkJSONSize(text) { throw ModelError(.invalidInput, file: file, message: problem) }
+            if let object = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) {
+                var budget = Limits.manifestNodes
+                return try jsonValue(object, budget: &budget, file: file)
+            }
+            if file.lowercased().hasSuffix(".json") {
+                throw ModelError(.invalidInput, file: file, message: "is not valid JSON")
+            }
+        }
+        if let problem = aliasInKey(text) {
+            throw ModelError(.invalidInput, file: file, message: "\(problem); refused (its key would be compared in full, which an alias can make endless)")
+        }
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw ModelError(.invalidInput, file: file, message: "is not valid JSON or YAML: \(oneLineYAMLError(error))")
+        }
+        guard let node else { throw ModelError(.invalidInput, file: file, message: "is empty; a manifest lists cases") }
+        var budget = Limits.manifestNodes
+        return try yamlValue(node, budget: &budget, file: file, depth: 0)
+    }
+
+    private static func oneLineYAMLError(_ error: Error) -> String {
+        "\(error)".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+    }
+
+    private static func spend(_ budget: inout Int, file: String) throws {
+        budget -= 1
+        guard budget >= 0 else {
+            throw ModelError(.invalidInput, file: file, message: "holds more than \(Limits.manifestNodes) values once its YAML aliases are followed (Limits.manifestNodes); refused")
+        }
+    }
+
+    static func yamlValue(_ node: Node, budget: inout Int, file: String, depth: Int) throws -> ManifestValue {
+        try spend(&budget, file: file)
+        // libyaml stops nesting at 1000 levels; a manifest needs 3.
+        guard depth < 64 else { throw ModelError(.invalidInput, file: file, message: "nests deeper than 64 levels; refused") }
+        switch node {
+        case .scalar(let scalar):
+            return .text(scalar.string, number: node.float ?? node.int.map(Double.init))
+        case .sequence(let sequence):
+            var items: [ManifestValue] = []
+            for item in sequence { items.append(try yamlValue(item, budget: &budget, file: file, depth: depth + 1)) }
+            return .list(items)
+        case .mapping(let mapping):
+            var pairs: [(key: String, value: ManifestValue)] = []
+            for (key, value) in mapping {
+                try spend(&budget, file: file)
+                guard case .scalar(let name) = key else { return .other("a mapping with a key that is not a string") }
+                pairs.append((name.string, try yamlValue(value, budget: &budget, file: file, depth: depth + 1)))
+            }
+            return .map(pairs)
+        case .alias:
+            return .other("an unresolved alias")
+        }
+    }
+
+    static func jsonValue(_ object: Any, budget: inout Int, file: String) throws -> ManifestValue {
+        try spend(&budget, file: file)
+        switch object {
+        case let text as String: return .text(text, number: nil)
+        case let list as [Any]: return .list(try list.map { try jsonValue($0, budget: &budget, file: file) })
+        case let map as [String: Any]:
+            return .map(try map.keys.sorted().map { ($0, try jsonValue(map[$0] as Any, budget: &budget, file: file)) })
+        case let number as NSNumber:
+            if ["c", "B"].contains(String(cString: number.objCType)) { return .other("a boolean") }
+            return .number(number.doubleValue)
+        case is NSNull: return .other("null")
+        default: return .other("an unknown value")
+        }
+    }
+
+    /// Describes the first alias (`*name`) used in a mapping key — directly (`*a: 1`), in an
+    /// explicit key (`? …`) or in a flow collection used as a key (`[*a]: 1`) — or nil.
+    /// A lexical check before parsing (quoted strings and comments skipped): Yams compares a
+    /// mapping's keys for duplicates by hashing them in full, which follows aliases without
+    /// any bound, so such a key must never reach it. Manifest keys are plain field names.
+    static func aliasInKey(_ text: String) -> String? {
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+        var quote: Character? = nil
+        for (number, line) in lines.enumerated() {
+            let characters = Array(line)
+            var index = 0
+            var previous: Character = " "
+            while index < characters.count {
+                let character = characters[index]
+                if let open = quote {
+                    if character == open {
+                        if open == "'", index + 1 < characters.count, characters[index + 1] == "'" { index += 2; continue }
+                        quote = nil
+                    } else if open == "\"", character == "\\" {
+                        index += 1
+                    }
+                    previous = character
+                    index += 1
+                    continue
+                }
+                let atNodeStart = " \t[{,:-?".contains(previous)
+                switch character {
+                case "#" where previous == " " || previous == "\t" || index == 0:
+                    index = characters.count
+                    continue
+                case "\"" where atNodeStart, "'" where atNodeStart:
+                    quote = character
+                case "?" where atNodeStart && (index + 1 == characters.count || characters[index + 1] == " "):
+                    return "line \(number + 1) has an explicit key ('? ')"
+                case "*" where atNodeStart:
+                    var end = index + 1
+                    while end < characters.count, characters[end].isLetter || characters[end].isNumber || "-_".contains(characters[end]) { end += 1 }
+                    var after = end
+                    while after < characters.count, characters[after] == " " { after += 1 }
+                    if after < characters.count, characters[after] == ":" {
+                        return "line \(number + 1) uses an alias as a mapping key"
+                    }
+                    index = end
+                    previous = "x"
+                    continue
+                case "]", "}":
+                    var after = index + 1
+                    while after < characters.count, characters[after] == " " { after += 1 }
+                    if after < characters.count, characters[after] == ":",
+                       after + 1 == characters.count || " \t".contains(characters[after + 1]) {
+                        return "line \(number + 1) uses a collection as a mapping key"
+                    }
+                default:
+                    break
+                }
+                previous = character
+                index += 1
+            }
+            // A quoted scalar may span lines; a line break reads as a space.
+            if quote == nil { continue }
+        }
+        return nil
+    }
+
+    /// The cases of a parsed manifest.
+    static func manifestCases(_ value: ManifestValue, file: String) throws -> [VerificationCase] {
+        let entries: [ManifestValue]
+        switch value {
+        case .list(let items):
+            entries = items
+        case .map(let pairs):
+            guard let cases = pairs.first(where: { $0.key == "cases" }) else {
+                throw ModelError(.invalidInput, file: file, message: "is a mapping without 'cases'; a manifest is a list of cases or {cases: [...]}")
+            }
+            if let other = pairs.first(where: { $0.key != "cases" }) {
+                throw ModelError(.invalidInput, file: file, message: "has an unknown field '\(escapedForDisplay(other.key))' beside 'cases'")
+            }
+            guard case .list(let items) = cases.value else {
+                throw ModelError(.invalidInput, file: file, message: "'cases' is \(cases.value.kindName), expected a list")
+            }
+            entries = items
+        default:
+            throw ModelError(.invalidInput, file: file, message: "is \(value.kindName); a manifest is a list of cases or {cases: [...]}")
+        }
+        guard entries.count <= Limits.verifyCases else {
+            throw ModelError(.invalidInput, file: file, message: "lists \(entries.count) cases, \(Limits.excess(entries.count, over: Limits.verifyCases)) (Limits.verifyCases)")
+        }
+        let folder = OutputFiles.split(file).folder
+        func resolved(_ name: String) -> String {
+            name.hasPrefix("/") || !file.contains("/") ? name : (folder == "/" ? "/" : folder + "/") + name
+        }
+        return try entries.enumerated().map { index, entry in
+            func refuse(_ message: String) -> ModelError {
+                ModelError(.invalidInput, file: file, path: "entry \(index)", message: message)
+            }
+            guard case .map(let pairs) = entry else { throw refuse("is \(entry.kindName), expected a mapping {model, fixture, ...}") }
+            var fields: [String: ManifestValue] = [:]
+            for (key, value) in pairs {
+                guard manifestFields.contains(key) else {
+                    throw refuse("has an unknown field '\(escapedForDisplay(key))' (known: \(manifestFields.joined(separator: ", ")))")
+                }
+                guard fields[key] == nil else { throw refuse("gives '\(key)' twice") }
+                fields[key] = value
+            }
+            func string(_ key: String) throws -> String? {
+                guard let value = fields[key] else { return nil }
+                guard case .text(let text, _) = value, !text.isEmpty else { throw refuse("'\(key)' is \(value.kindName), expected a non-empty string") }
+                return text
+            }
+            func tolerance(_ key: String) throws -> Double? {
+                guard let value = fields[key] else { return nil }
+                let number: Double?
+                switch value {
+                case .number(let n): number = n
+                case .text(_, let n): number = n
+                default: number = nil
+                }
+                guard let number, number.isFinite, number >= 0 else {
+                    throw refuse("'\(key)' is not a finite non-negative number")
+                }
+                return number
+            }
+            guard let fixture = try string("fixture") else { throw refuse("has no 'fixture'") }
+            guard let model = try string("model") else { throw refuse("has no 'model'") }
+            let fixturePath = resolved(fixture)
+            let (group, fixtureFile) = OutputFiles.split(fixturePath)
+            return VerificationCase(name: try string("name") ?? stem(of: fixtureFile), group: group, fixture: fixturePath,
+                                    model: resolved(model), architecture: try string("architecture").map(resolved),
+                                    key: try string("key"), atol: try tolerance("atol"), rtol: try tolerance("rtol"))
+        }
+    }
+}

@@ -1,0 +1,219 @@
+import Foundation
+import TextSafety
+
+/// `rnnkit verify`'s reports: JUnit XML (the Jenkins xUnit plugin's `junit-10.xsd`) and
+/// JSON (spec/fixture-format.md, "Verifying many fixtures"), written atomically.
+public enum VerificationReports {
+    // MARK: JSON
+
+    /// The JSON report: `{"summary": {...}, "cases": [...]}`, keys sorted, NaN as `null`.
+    ///
+    ///     {"summary": {"cases": 3, "passed": 2, "failed": 1, "errors": 0, "seconds": 0.41},
+    ///      "cases": [{"name", "group", "model", "fixture", "architecture", "key", "atol",
+    ///                 "rtol", "status", "error"?, "seconds",
+    ///                 "tensors": [{"name", "shape", "expected_shape", "max_abs_error",
+    ///                              "max_rel_error", "mismatches", "first_mismatch"}]}]}
+    public static func json(_ results: [CaseResult]) -> Data {
+        let summary = SuiteSummary(results)
+        let object: [String: Any] = [
+            "summary": ["cases": summary.cases, "passed": summary.passed, "failed": summary.failed,
+                        "errors": summary.errors, "seconds": summary.seconds],
+            "cases": results.map(jsonObject),
+        ]
+        return serialized(object)
+    }
+
+    static func serialized(_ object: Any) -> Data {
+        // Every value is a string, a finite number, a bool, null, an array or a dictionary.
+        (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))
+            ?? Data("{}".utf8)
+    }
+
+    static func number(_ value: Double?) -> Any {
+        guard let value, value.isFinite else { return NSNull() }
+        return value
+    }
+
+    static func jsonObject(_ result: CaseResult) -> [String: Any] {
+        let item = result.verificationCase
+        var object: [String: Any] = [
+            "name": item.name, "group": item.group, "fixture": item.fixture,
+            "model": item.model ?? NSNull(), "architecture": item.architecture ?? NSNull(), "key": item.key ?? NSNull(),
+            "atol": number(item.atol), "rtol": number(item.rtol),
+            "status": result.status.rawValue, "seconds": number(result.seconds),
+            "tensors": result.tensors.map { tensor -> [String: Any] in
+                ["name": tensor.name, "shape": tensor.shape, "expected_shape": tensor.expectedShape,
+                 "max_abs_error": number(tensor.maxAbsoluteError), "max_rel_error": number(tensor.maxRelativeError),
+                 "mismatches": tensor.mismatches, "first_mismatch": tensor.firstMismatch ?? NSNull()]
+            },
+        ]
+        if let error = result.error { object["error"] = error }
+        return object
+    }
+
+    // MARK: JUnit
+
+    /// The JUnit report: `<testsuites>` holding one `<testsuite>` per folder (in the order
+    /// the folders first appear), one `<testcase classname="FOLDER" name="STEM" time="…">`
+    /// per case, with `<failure type="mismatch" message="…">` for a mismatch (every tensor
+    /// outside the tolerance: name, shapes, largest errors, count and first index) and
+    /// `<error type="…" message="…">` for a case that could not run.
+    ///
+    /// Only elements and attributes `junit-10.xsd` allows; every string from a file is
+    /// escaped for display and for XML, so no character XML 1.0 forbids is written.
+    public static func junit(_ results: [CaseResult]) -> Data {
+        var groups: [String] = []
+        var members: [String: [CaseResult]] = [:]
+        for result in results {
+            let group = result.verificationCase.group
+            if members[group] == nil { groups.append(group) }
+            members[group, default: []].append(result)
+        }
+        let total = SuiteSummary(results)
+        var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        xml += "<testsuites name=\"rnnkit verify\" tests=\"\(total.cases)\" failures=\"\(total.failed)\" errors=\"\(total.errors)\" time=\"\(time(total.seconds))\">\n"
+        for group in groups {
+            let cases = members[group] ?? []
+            let summary = SuiteSummary(cases)
+            xml += "  <testsuite name=\"\(attribute(group))\" tests=\"\(summary.cases)\" failures=\"\(summary.failed)\" errors=\"\(summary.errors)\" skipped=\"0\" time=\"\(time(summary.seconds))\">\n"
+            for result in cases {
+                let item = result.verificationCase
+                xml += "    <testcase classname=\"\(attribute(group))\" name=\"\(attribute(item.name))\" time=\"\(time(result.seconds))\""
+                switch result.status {
+                case .passed:
+                    xml += "/>\n"
+                case .failed:
+                    let failing = result.tensors.filter { !$0.passed }
+                    let message = failing.map(\.summary).joined(separator: "; ")
+                    var body = "fixture: \(escapedForDisplay(item.fixture, limit: 4000))\n"
+                    body += "model: \(escapedForDisplay(item.model ?? "", limit: 4000))\n"
+                    body += "tolerance: atol \(item.atol.map { "\($0)" } ?? "?"), rtol \(item.rtol.map { "\($0)" } ?? "?")\n"
+                    for tensor in result.tensors { body += (tensor.passed ? "ok       " : "MISMATCH ") + tensor.summary + "\n" }
+                    xml += ">\n      <failure type=\"mismatch\" message=\"\(attribute(message))\">\(text(body))</failure>\n    </testcase>\n"
+                case .error:
+                    let message = result.error ?? "failed"
+                    let body = "fixture: \(escapedForDisplay(item.fixture, limit: 4000))\n\(message)\n"
+                    xml += ">\n      <error type=\"error\" message=\"\(attribute(message))\">\(text(body))</error>\n    </testcase>\n"
+                }
+            }
+            xml += "  </testsuite>\n"
+        }
+        xml += "</testsuites>\n"
+        return Data(xml.utf8)
+    }
+
+    /// Seconds as `junit-10.xsd`'s `SUREFIRE_TIME` allows: digits, a point, digits.
+    static func time(_ seconds: Double) -> String {
+        String(format: "%.3f", seconds.isFinite && seconds >= 0 ? seconds : 0)
+    }
+
+    /// An attribute value: escaped for display (no controls, no bidirectional overrides),
+    /// then for XML; a newline or tab would be normalised away, so none is left.
+    static func attribute(_ value: String) -> String {
+        xmlEscaped(escapedForDisplay(value, limit: 4000))
+    }
+
+    /// Element text: each line escaped for display, then for XML; newlines kept.
+    static func text(_ value: String) -> String {
+        value.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { xmlEscaped(escapedForDisplay(String($0), limit: 4000)) }.joined(separator: "\n")
+    }
+
+    /// `&`, `<`, `>`, `"` and `'` as entities, and every character XML 1.0 forbids
+    /// (controls but tab, newline and return; U+FFFE, U+FFFF) as U+FFFD.
+    static func xmlEscaped(_ value: String) -> String {
+        var result = ""
+        result.reserveCapacity(value.utf8.count)
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "&": result += "&amp;"
+            case "<": result += "&lt;"
+            case ">": result += "&gt;"
+            case "\"": result += "&quot;"
+            case "'": result += "&apos;"
+            default:
+                let v = scalar.value
+                let allowed = v == 0x9 || v == 0xA || v == 0xD || (0x20...0xD7FF).contains(v)
+                    || (0xE000...0xFFFD).contains(v) || (0x10000...0x10FFFF).contains(v)
+                result.unicodeScalars.append(allowed ? scalar : "\u{FFFD}")
+            }
+        }
+        return result
+    }
+
+    // MARK: Writing
+
+    /// Writes `data` to `path` through a temporary file renamed into place, never onto one
+    /// of `inputs` (the same file by any name: device and inode compared), never onto a
+    /// device, FIFO, folder or symbolic link; an existing regular file is replaced.
+    ///
+    /// - Throws: `ModelError` naming `path` (and the input it would have replaced).
+    public static func write(_ data: Data, to path: String, protecting inputs: [String]) throws {
+        try checkOutput(path, protecting: inputs)
+        try ModelError.boundary(file: path, kind: .unwritableOutput) {
+            try AtomicFile.write(to: path, overwrite: true) { temporary in
+                try writeNewFile(temporary, contents: data)
+            }
+        }
+    }
+
+    /// Refuses `path` as a report when it is one of `inputs` or not a place a regular file
+    /// can be written; called before any case runs, and again when writing.
+    public static func checkOutput(_ path: String, protecting inputs: [String]) throws {
+        let target = try OutputFiles.location(ofOutput: path)
+        for input in inputs where OutputFiles.location(of: input) == target {
+            throw ModelError(file: path, message: "is the input \(escapedForDisplay(input)), the same file; write the report somewhere else")
+        }
+        try OutputFiles.checkReplaceable(path, overwrite: true)
+    }
+}
+
+extension CaseResult {
+    /// The one JSON object a child process prints for its case (`runIsolated`): the
+    /// report's case object.
+    public var childJSON: Data {
+        var data = VerificationReports.serialized(VerificationReports.jsonObject(self))
+        data.append(UInt8(ascii: "\n"))
+        return data
+    }
+
+    /// A child's result for `verificationCase`: its status, error, tensors and what it
+    /// used (model, architecture, key, tolerances); nil when `data` is not such an object.
+    init?(childJSON data: Data, for verificationCase: VerificationCase) {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let statusText = object["status"] as? String, let status = Status(rawValue: statusText),
+              let tensors = object["tensors"] as? [[String: Any]] else { return nil }
+        var used = verificationCase
+        used.model = object["model"] as? String ?? used.model
+        used.architecture = object["architecture"] as? String
+        used.key = object["key"] as? String
+        used.atol = (object["atol"] as? NSNumber)?.doubleValue
+        used.rtol = (object["rtol"] as? NSNumber)?.doubleValue
+        var parsed: [TensorResult] = []
+        for tensor in tensors {
+            guard let name = tensor["name"] as? String, let shape = tensor["shape"] as? [Int],
+                  let expectedShape = tensor["expected_shape"] as? [Int], let mismatches = tensor["mismatches"] as? Int
+            else { return nil }
+            parsed.append(TensorResult(name: name, shape: shape, expectedShape: expectedShape,
+                                       maxAbsoluteError: (tensor["max_abs_error"] as? NSNumber)?.doubleValue ?? .nan,
+                                       maxRelativeError: (tensor["max_rel_error"] as? NSNumber)?.doubleValue ?? .nan,
+                                       mismatches: mismatches, firstMismatch: tensor["first_mismatch"] as? [Int]))
+        }
+        let error = (object["error"] as? String).map { escapedForDisplay($0, limit: 4000) }
+        self.init(verificationCase: used, status: status, error: status == .error ? (error ?? "failed") : nil, tensors: parsed)
+    }
+}
+
+extension TensorResult {
+    /// A tensor's result as given (a child's, read back).
+    public init(name: String, shape: [Int], expectedShape: [Int], maxAbsoluteError: Double, maxRelativeError: Double,
+                mismatches: Int, firstMismatch: [Int]?) {
+        self.name = name
+        self.shape = shape
+        self.expectedShape = expectedShape
+        self.maxAbsoluteError = maxAbsoluteError
+        self.maxRelativeError = maxRelativeError
+        self.mismatches = mismatches
+        self.firstMismatch = firstMismatch
+    }
+}

@@ -1,0 +1,404 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import HDF5
+import XCTest
+import TestSupport
+@testable import RecurrentKit
+
+/// `rnnkit verify` over folders, fixtures and manifests: each case in its own process, one
+/// line per case and a summary, JUnit and JSON reports, exit 0 / 1 / 2.
+final class VerifySuiteTests: XCTestCase {
+    private let manager = FileManager.default
+
+    /// The `*.fixture.h5` files in a folder, listed here (not counted by hand).
+    private func fixtureCount(_ folder: String) throws -> Int {
+        try manager.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".fixture.h5") }.count
+    }
+
+    /// The report's cases and counts, parsed back with XMLParser.
+    private final class JUnitCounts: NSObject, XMLParserDelegate {
+        var testcases = 0, failures = 0, errors = 0, suites = 0
+        var suiteTests = 0, suiteFailures = 0, suiteErrors = 0
+        var failureMessages: [String] = []
+        var names: [String] = []
+        func parser(_ parser: XMLParser, didStartElement element: String, namespaceURI: String?, qualifiedName: String?,
+                    attributes: [String: String] = [:]) {
+            switch element {
+            case "testsuite":
+                suites += 1
+                suiteTests += Int(attributes["tests"] ?? "") ?? -1000
+                suiteFailures += Int(attributes["failures"] ?? "") ?? -1000
+                suiteErrors += Int(attributes["errors"] ?? "") ?? -1000
+            case "testcase":
+                testcases += 1
+                names.append(attributes["name"] ?? "")
+            case "failure":
+                failures += 1
+                failureMessages.append(attributes["message"] ?? "")
+                XCTAssertEqual(attributes["type"], "mismatch")
+            case "error": errors += 1
+            default: break
+            }
+        }
+    }
+
+    private func parseJUnit(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws -> JUnitCounts {
+        let parser = try XCTUnwrap(XMLParser(contentsOf: URL(fileURLWithPath: path)), file: file, line: line)
+        let counts = JUnitCounts()
+        parser.delegate = counts
+        XCTAssertTrue(parser.parse(), "\(path): \(String(describing: parser.parserError))", file: file, line: line)
+        XCTAssertEqual(counts.suiteTests, counts.testcases, "testsuite tests= counts", file: file, line: line)
+        XCTAssertEqual(counts.suiteFailures, counts.failures, "testsuite failures= counts", file: file, line: line)
+        XCTAssertEqual(counts.suiteErrors, counts.errors, "testsuite errors= counts", file: file, line: line)
+        return counts
+    }
+
+    private func loadJSONReport(_ path: String) throws -> (summary: [String: Any], cases: [[String: Any]]) {
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        return (try XCTUnwrap(object["summary"] as? [String: Any]), try XCTUnwrap(object["cases"] as? [[String: Any]]))
+    }
+
+    /// A copy of `fixtures/pytorch`'s `names` (model and fixture each) in a new folder.
+    private func copyOfPyTorchCases(_ names: [String]) throws -> URL {
+        let folder = try temporaryFolder(self)
+        for name in names {
+            for file in ["\(name).h5", "\(name).fixture.h5"] {
+                try manager.copyItem(atPath: fixture("pytorch/\(file)"), toPath: folder.appendingPathComponent(file).path)
+            }
+        }
+        return folder
+    }
+
+    /// Rewrites `folder/NAME.fixture.h5` with `/expected/output[index]` moved by `delta`.
+    private func perturb(_ name: String, in folder: URL, index: Int, by delta: Float, keepModel: Bool = true) throws {
+        let path = folder.appendingPathComponent("\(name).fixture.h5").path
+        let original = try Fixture(contentsOf: path)
+        try manager.removeItem(atPath: path)
+        let root = try HDF5File.create(path).root
+        guard case let .features(x) = original.input else { return XCTFail("float inputs expected") }
+        try root.write("inputs", floats: x.values, shape: x.shape)
+        if let lengths = original.lengths { try root.write("lengths", integers: lengths.map(Int64.init), shape: [lengths.count]) }
+        if let h0 = original.h0 { try root.write("h0", floats: h0.values, shape: h0.shape) }
+        if let c0 = original.c0 { try root.write("c0", floats: c0.values, shape: c0.shape) }
+        for (tensorName, tensor) in original.expected {
+            var values = tensor.values
+            if tensorName == "output" { values[index] += delta }
+            try root.write("expected/\(tensorName)", floats: values, shape: tensor.shape)
+        }
+        if keepModel { try root.setAttribute("model", .string(try XCTUnwrap(original.model))) }
+    }
+
+    // MARK: Folders
+
+    func testEveryCommittedFolderPasses() throws {
+        for folder in ["pytorch", "keras", "pytorch-files"] {
+            let path = fixture(folder)
+            let expected = try fixtureCount(path)
+            XCTAssertGreaterThan(expected, 5, folder)
+            let result = try rnnkit("verify", path, "--jobs", "2")
+            XCTAssertEqual(result.status, 0, "\(folder): \(result.stdout) \(result.stderr)")
+            let lines = result.stdout.split(separator: "\n")
+            XCTAssertEqual(lines.count, expected + 1, result.stdout)
+            XCTAssertEqual(lines.filter { $0.hasPrefix("ok       ") }.count, expected, result.stdout)
+            XCTAssertEqual(lines.last.map(String.init), "\(expected) passed, 0 failed, 0 errors")
+            // In input order: sorted by fixture name, whatever order the jobs finished in.
+            let fixtures = lines.dropLast().map { $0.dropFirst(9).split(separator: " ").first.map(String.init) ?? "" }
+            XCTAssertEqual(fixtures, fixtures.sorted(), folder)
+        }
+    }
+
+    /// The checkpoint fixture names its entry (`key`), so the folder passes without --key.
+    func testCheckpointFixtureNamesItsKey() throws {
+        let read = try Fixture(contentsOf: fixture("pytorch-files/lstm_checkpoint.fixture.h5"))
+        XCTAssertEqual(read.key, PyTorchFileFixtureTests.checkpointKey)
+        let result = VerificationSuite.run(VerificationCase(name: "c", group: "g", fixture: fixture("pytorch-files/lstm_checkpoint.fixture.h5")))
+        XCTAssertEqual(result.status, .passed, result.error ?? "")
+        XCTAssertEqual(result.verificationCase.key, "model_state_dict")
+    }
+
+    // MARK: One mismatch
+
+    func testOnePerturbedFixtureIsTheOneFailureInTextJUnitAndJSON() throws {
+        let names = ["gru_basic", "lstm_basic", "rnn_tanh"]
+        let folder = try copyOfPyTorchCases(names)
+        try perturb("lstm_basic", in: folder, index: 4, by: 0.25)
+        let reports = try temporaryFolder(self)
+        let junit = reports.appendingPathComponent("report.xml").path
+        let json = reports.appendingPathComponent("report.json").path
+        let result = try rnnkit("verify", folder.path, "--junit", junit, "--json", json, "--jobs", "3")
+        XCTAssertEqual(result.status, 1, result.stdout + result.stderr)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 4, result.stdout)
+        let mismatch = try XCTUnwrap(lines.first { $0.hasPrefix("MISMATCH ") })
+        XCTAssertTrue(mismatch.contains("lstm_basic.fixture.h5 (lstm_basic.h5): output [3, 7, 6]: max abs error 0.25"), mismatch)
+        XCTAssertTrue(mismatch.contains("1 outside tolerance, first at [0, 0, 4]"), mismatch)
+        XCTAssertEqual(lines.filter { $0.hasPrefix("ok       ") }.count, 2, result.stdout)
+        XCTAssertEqual(lines.last, "2 passed, 1 failed, 0 errors")
+
+        let counts = try parseJUnit(junit)
+        XCTAssertEqual(counts.testcases, 3)
+        XCTAssertEqual(counts.failures, 1)
+        XCTAssertEqual(counts.errors, 0)
+        XCTAssertEqual(counts.suites, 1)
+        XCTAssertEqual(Set(counts.names), Set(names))
+        XCTAssertTrue(counts.failureMessages.first?.contains("output [3, 7, 6]: max abs error 0.25") ?? false, "\(counts.failureMessages)")
+        XCTAssertTrue(counts.failureMessages.first?.contains("first at [0, 0, 4]") ?? false, "\(counts.failureMessages)")
+
+        let (summary, cases) = try loadJSONReport(json)
+        XCTAssertEqual(summary["passed"] as? Int, 2)
+        XCTAssertEqual(summary["failed"] as? Int, 1)
+        XCTAssertEqual(summary["errors"] as? Int, 0)
+        XCTAssertEqual(cases.map { $0["name"] as? String }, names)
+        let failed = try XCTUnwrap(cases.first { $0["status"] as? String == "failed" })
+        XCTAssertEqual(failed["name"] as? String, "lstm_basic")
+        let output = try XCTUnwrap((failed["tensors"] as? [[String: Any]])?.first { $0["name"] as? String == "output" })
+        XCTAssertEqual(output["mismatches"] as? Int, 1)
+        XCTAssertEqual(output["first_mismatch"] as? [Int], [0, 0, 4])
+        XCTAssertEqual(output["shape"] as? [Int], [3, 7, 6])
+        XCTAssertEqual(try XCTUnwrap(output["max_abs_error"] as? Double), 0.25, accuracy: 1e-3)
+        XCTAssertEqual(failed["atol"] as? Double, 1e-5)
+
+        // A tolerance from the command line lets it pass; a manifest entry's wins over it.
+        XCTAssertEqual(try rnnkit("verify", folder.path, "--atol", "0.3").status, 0)
+        let manifest = folder.appendingPathComponent("cases.json").path
+        try Data(#"[{"model": "lstm_basic.h5", "fixture": "lstm_basic.fixture.h5", "atol": 1e-5}]"#.utf8)
+            .write(to: URL(fileURLWithPath: manifest))
+        XCTAssertEqual(try rnnkit("verify", "--manifest", manifest, "--atol", "0.3").status, 1)
+    }
+
+    // MARK: Cases that cannot run
+
+    func testMissingModelAndHostileFilesAreErrorsAndTheOthersStillRun() throws {
+        let folder = try copyOfPyTorchCases(["gru_basic", "lstm_basic"])
+        try manager.removeItem(at: folder.appendingPathComponent("gru_basic.h5"))
+        // A model file that makes libhdf5 fault: its child process ends, reported as one line.
+        let faulting = fixture("fuzz/library-faults/FuzzHDF5Model/h5hg_read_fault_1.h5")
+        let manifest = folder.appendingPathComponent("cases.yaml").path
+        try Data("""
+        cases:
+          - model: \(faulting)
+            fixture: lstm_basic.fixture.h5
+            name: faulting
+        """.utf8).write(to: URL(fileURLWithPath: manifest))
+        let json = folder.appendingPathComponent("report.json").path
+        let result = try rnnkit("verify", folder.path, fixture("hostile/model_absolute.fixture.h5"), "--manifest", manifest,
+                                "--json", json, "--jobs", "2")
+        XCTAssertEqual(result.status, 2, result.stdout + result.stderr)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 5, result.stdout)
+        // Manifest cases first, then the paths in order.
+        XCTAssertTrue(lines[0].hasPrefix("ERROR    "), lines[0])
+        XCTAssertTrue(lines[0].contains("damaged file"), lines[0])
+        XCTAssertTrue(lines[1].hasPrefix("ERROR    ") && lines[1].contains("gru_basic.h5: no such file"), lines[1])
+        XCTAssertTrue(lines[2].hasPrefix("ok       ") && lines[2].contains("lstm_basic.fixture.h5"), lines[2])
+        XCTAssertTrue(lines[3].hasPrefix("ERROR    ") && lines[3].contains("'/etc/passwd', an absolute path"), lines[3])
+        XCTAssertEqual(lines[4], "1 passed, 0 failed, 3 errors")
+        XCTAssertFalse(result.stdout.contains("root:"), "nothing of /etc/passwd")
+        let (summary, cases) = try loadJSONReport(json)
+        XCTAssertEqual(summary["errors"] as? Int, 3)
+        XCTAssertEqual(cases.filter { $0["status"] as? String == "error" }.compactMap { $0["error"] as? String }.count, 3)
+    }
+
+    /// The child process runner on its own: a crash, a hang and an exit 2 each become an
+    /// error, and the other cases still run.
+    func testChildProcessesThatCrashHangOrFailAreErrors() throws {
+        let cases = ["crash", "hang", "fail", "garbage"].map {
+            VerificationCase(name: $0, group: "g", fixture: "\($0).fixture.h5")
+        }
+        let script = """
+        case "$2" in
+          crash.fixture.h5) kill -SEGV $$ ;;
+          hang.fixture.h5) exec sleep 30 ;;
+          fail.fixture.h5) echo "rnnkit: error: fail.fixture.h5: refused for a reason" >&2; exit 2 ;;
+          *) echo "not json" ;;
+        esac
+        """
+        let start = Date()
+        let results = VerificationSuite.runIsolated(cases, jobs: 4, executable: "/bin/sh", arguments: ["-c", script, "sh"],
+                                                    caseSeconds: 2)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 20)
+        XCTAssertEqual(results.map(\.status), [.error, .error, .error, .error])
+        XCTAssertTrue(results[0].error?.contains("crashed (signal 11)") ?? false, results[0].error ?? "")
+        XCTAssertTrue(results[1].error?.contains("did not finish within 2 s") ?? false, results[1].error ?? "")
+        XCTAssertEqual(results[2].error, "fail.fixture.h5: refused for a reason")
+        XCTAssertEqual(results[2].line, "ERROR    fail.fixture.h5: refused for a reason")
+        XCTAssertTrue(results[3].error?.contains("printed no result") ?? false, results[3].error ?? "")
+    }
+
+    func testNoCasesAndBatchOnlyOptionsAreRefused() throws {
+        let empty = try temporaryFolder(self)
+        for arguments in [["verify", empty.path],
+                          ["verify", fixture("pytorch"), "--key", "model_state_dict"],
+                          ["verify", fixture("pytorch"), "--jobs", "0"],
+                          ["verify", fixture("pytorch/lstm_basic.h5")]] {
+            let result = try rnnkit(arguments)
+            XCTAssertEqual(result.status, 2, "\(arguments): \(result.stdout)")
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+            XCTAssertTrue(result.stderr.hasPrefix("rnnkit: error: "), result.stderr)
+        }
+    }
+
+    // MARK: Manifests
+
+    func testManifestsInJSONAndYAML() throws {
+        let folder = try copyOfPyTorchCases(["gru_basic", "lstm_basic"])
+        let json = folder.appendingPathComponent("m.json").path
+        try Data(#"{"cases": [{"model": "gru_basic.h5", "fixture": "gru_basic.fixture.h5", "name": "first"}, {"model": "lstm_basic.h5", "fixture": "lstm_basic.fixture.h5", "rtol": 0.001}]}"#.utf8)
+            .write(to: URL(fileURLWithPath: json))
+        let yaml = folder.appendingPathComponent("m.yaml").path
+        try Data("""
+        # the same two, in YAML
+        - model: gru_basic.h5
+          fixture: gru_basic.fixture.h5
+          name: first
+        - {model: lstm_basic.h5, fixture: 'lstm_basic.fixture.h5', rtol: 1e-3}
+        """.utf8).write(to: URL(fileURLWithPath: yaml))
+        for manifest in [json, yaml] {
+            let cases = try VerificationSuite.cases(manifest: manifest)
+            XCTAssertEqual(cases.map(\.name), ["first", "lstm_basic"], manifest)
+            XCTAssertEqual(cases.map(\.rtol), [nil, 1e-3], manifest)
+            XCTAssertEqual(cases[1].model, folder.appendingPathComponent("lstm_basic.h5").path, manifest)
+            let result = try rnnkit("verify", "--manifest", manifest)
+            XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+            XCTAssertEqual(result.stdout.split(separator: "\n").last, "2 passed, 0 failed, 0 errors")
+        }
+    }
+
+    func testManifestRefusals() throws {
+        let folder = try temporaryFolder(self)
+        var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...9 {
+            bomb += "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ") + "]\n"
+        }
+        bomb += "cases: []\n"
+        let cases: [(String, String, [String])] = [
+            ("bomb.yaml", bomb, ["Limits.manifestNodes"]),
+            ("key.yaml", "a: &a [x]\n*a : 1\n", ["alias as a mapping key"]),
+            ("unknown.yaml", "- model: m.h5\n  fixture: f.fixture.h5\n  tolerance: 1\n", ["entry 0", "unknown field 'tolerance'"]),
+            ("unknown.json", #"[{"model": "m.h5", "fixture": "f.fixture.h5"}, {"model": "m.h5", "fixture": "f.fixture.h5", "atoll": 1}]"#,
+             ["entry 1", "unknown field 'atoll'"]),
+            ("nofixture.json", #"[{"model": "m.h5"}]"#, ["entry 0", "has no 'fixture'"]),
+            ("negative.yaml", "- {model: m.h5, fixture: f.fixture.h5, atol: -1}\n", ["entry 0", "'atol'"]),
+            ("broken.json", #"[{"model": "#, ["not valid JSON"]),
+            ("scalar.yaml", "just text\n", ["a manifest is a list"]),
+        ]
+        for (name, text, mentions) in cases {
+            let path = folder.appendingPathComponent(name).path
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try VerificationSuite.cases(manifest: path), name) { error in
+                for mention in mentions { XCTAssertTrue("\(error)".contains(mention), "\(name): \(error)") }
+            }
+            let result = try rnnkit("verify", "--manifest", path)
+            XCTAssertEqual(result.status, 2, name)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(name): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains(mentions[0]), "\(name): \(result.stderr)")
+        }
+        // Over the byte bound.
+        let big = folder.appendingPathComponent("big.yaml").path
+        try Data(repeating: UInt8(ascii: " "), count: Limits.manifestBytes + 1).write(to: URL(fileURLWithPath: big))
+        XCTAssertThrowsError(try VerificationSuite.cases(manifest: big)) { XCTAssertTrue("\($0)".contains("Limits.manifestBytes"), "\($0)") }
+    }
+
+    // MARK: Pairing by name
+
+    func testFixturesPairWithTheirModelByName() throws {
+        let folder = try temporaryFolder(self)
+        for name in ["a.fixture.h5", "a.h5", "b.weights.fixture.h5", "b.pt", "c.fixture.h5", "c.keras", "c.pt",
+                     "d.fixture.h5", "other.h5"] {
+            manager.createFile(atPath: folder.appendingPathComponent(name).path, contents: Data())
+        }
+        let cases = try VerificationSuite.cases(in: [folder.path])
+        XCTAssertEqual(cases.map(\.name), ["a", "b.weights", "c", "d"])
+        XCTAssertEqual(cases[0].modelByName, folder.appendingPathComponent("a.h5").path)
+        XCTAssertEqual(cases[1].modelByName, folder.appendingPathComponent("b.pt").path)
+        XCTAssertNil(cases[2].modelByName)
+        XCTAssertTrue(cases[2].modelByNameProblem?.contains("c.keras, c.pt") ?? false, cases[2].modelByNameProblem ?? "")
+        XCTAssertNil(cases[3].modelByName)
+        XCTAssertTrue(cases[3].modelByNameProblem?.contains("no model file") ?? false, cases[3].modelByNameProblem ?? "")
+    }
+
+    /// A fixture without a `model` attribute pairs by name in a real run.
+    func testAFixtureWithoutModelAttributeRunsWithItsNamesake() throws {
+        let folder = try copyOfPyTorchCases(["lstm_basic"])
+        let path = folder.appendingPathComponent("renamed.fixture.h5").path
+        try manager.moveItem(atPath: folder.appendingPathComponent("lstm_basic.fixture.h5").path, toPath: path)
+        try manager.moveItem(atPath: folder.appendingPathComponent("lstm_basic.h5").path,
+                             toPath: folder.appendingPathComponent("renamed.h5").path)
+        // The attribute points to the old name: the fixture is written again without it.
+        try perturb("renamed", in: folder, index: 0, by: 0, keepModel: false)
+        XCTAssertNil(try Fixture(contentsOf: path).model)
+        let result = try rnnkit("verify", path)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.hasPrefix("ok       \(path) (renamed.h5)"), result.stdout)
+    }
+
+    // MARK: Reports
+
+    func testJUnitEscapesHostileNames() throws {
+        let name = "bad\u{1b}[31m<&\"'\u{202e}\u{0}name"
+        let item = VerificationCase(name: name, group: "g\u{7}<", fixture: name + ".fixture.h5")
+        let results = [CaseResult.failure(item, "broke: \u{1b}]0;x\u{7} & <tag>"),
+                       CaseResult(verificationCase: item, status: .passed)]
+        let data = VerificationReports.junit(results)
+        let text = String(decoding: data, as: UTF8.self)
+        for forbidden in ["\u{1b}", "\u{0}", "\u{7}", "\u{202e}", "<tag>"] { XCTAssertFalse(text.contains(forbidden), forbidden) }
+        let folder = try temporaryFolder(self)
+        let path = folder.appendingPathComponent("r.xml").path
+        try VerificationReports.write(data, to: path, protecting: [])
+        let counts = try parseJUnit(path)
+        XCTAssertEqual(counts.testcases, 2)
+        XCTAssertEqual(counts.errors, 1)
+        XCTAssertTrue(counts.names.first?.contains("\\x1b[31m<&\"'") ?? false, "\(counts.names)")
+        // JSON: NaN is null.
+        var nan = CaseResult(verificationCase: item, status: .failed)
+        nan.tensors = [TensorResult(name: "output", shape: [1], expectedShape: [1], maxAbsoluteError: .nan,
+                                    maxRelativeError: .nan, mismatches: 1, firstMismatch: [0])]
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: VerificationReports.json([nan])) as? [String: Any])
+        let tensor = try XCTUnwrap(((object["cases"] as? [[String: Any]])?.first?["tensors"] as? [[String: Any]])?.first)
+        XCTAssertTrue(tensor["max_abs_error"] is NSNull, "\(tensor)")
+    }
+
+    func testReportIsNeverWrittenOntoAnInput() throws {
+        let folder = try copyOfPyTorchCases(["lstm_basic"])
+        let fixturePath = folder.appendingPathComponent("lstm_basic.fixture.h5").path
+        let before = try Data(contentsOf: URL(fileURLWithPath: fixturePath))
+        let link = folder.appendingPathComponent("link.xml").path
+        try manager.createSymbolicLink(atPath: link, withDestinationPath: fixturePath)
+        for arguments in [["verify", folder.path, "--junit", fixturePath],
+                          ["verify", folder.path, "--json", folder.appendingPathComponent("lstm_basic.h5").path],
+                          ["verify", folder.appendingPathComponent("lstm_basic.h5").path, fixturePath, "--json", link]] {
+            let result = try rnnkit(arguments)
+            XCTAssertEqual(result.status, 2, "\(arguments): \(result.stdout)")
+            XCTAssertTrue(result.stderr.contains("the same file") || result.stderr.contains("symbolic link"), result.stderr)
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: fixturePath)), before)
+    }
+
+    // MARK: The two-file form
+
+    func testTwoFileFormIsUnchangedAndWritesReports() throws {
+        let model = fixture("pytorch/lstm_basic.h5"), fixtureFile = fixture("pytorch/lstm_basic.fixture.h5")
+        let result = try rnnkit("verify", model, fixtureFile)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.first, "tolerance: atol 1e-05, rtol 0.0001")
+        XCTAssertEqual(lines.count, 4, result.stdout)
+        XCTAssertTrue(lines[1].hasPrefix("ok       c_n [1, 3, 6]: max abs error "), lines[1])
+        XCTAssertTrue(lines[3].hasPrefix("ok       output [3, 7, 6]: max abs error "), lines[3])
+        XCTAssertFalse(result.stdout.contains("passed"), "no summary line in the two-file form")
+
+        let folder = try temporaryFolder(self)
+        let junit = folder.appendingPathComponent("r.xml").path, json = folder.appendingPathComponent("r.json").path
+        let reported = try rnnkit("verify", model, fixtureFile, "--junit", junit, "--json", json)
+        XCTAssertEqual(reported.stdout, result.stdout)
+        let counts = try parseJUnit(junit)
+        XCTAssertEqual(counts.testcases, 1)
+        XCTAssertEqual(counts.failures + counts.errors, 0)
+        let (summary, cases) = try loadJSONReport(json)
+        XCTAssertEqual(summary["passed"] as? Int, 1)
+        XCTAssertEqual(cases.first?["model"] as? String, model)
+        XCTAssertEqual((cases.first?["tensors"] as? [Any])?.count, 3)
+    }
+}
