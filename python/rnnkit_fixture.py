@@ -36,6 +36,7 @@ import math
 import numbers
 import os
 import tempfile
+import warnings
 
 import h5py
 import numpy as np
@@ -799,7 +800,11 @@ def from_keras(keras_model, inputs, /, *, lengths=None, mask=None, path=None, **
         kwargs["mask"] = _to_numpy(mask, "mask").astype(bool)
     _reset_stateful(keras_model)
     try:
-        result = keras_model(call_inputs, **kwargs)
+        with warnings.catch_warnings():
+            # Keras 3 says a model given mask= "will destroy the mask information": of its
+            # output (which has none to pass on); its layers are masked.
+            warnings.filterwarnings("ignore", message=".*does not support masking.*")
+            result = keras_model(call_inputs, **kwargs)
     finally:
         _reset_stateful(keras_model)
     if isinstance(result, (list, tuple)):

@@ -462,6 +462,7 @@ class FromTorch(Folder):
     def test_bare_module_on_lengths_is_packed_and_the_training_flag_restored(self):
         import torch
         from torch import nn
+        torch.manual_seed(16)
         lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
         lstm.train()
         x = features(3, 5, 3)
@@ -475,7 +476,8 @@ class FromTorch(Folder):
             packed = nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x[1:2, :2]), [2],
                                                        batch_first=True)
             _, (h_n, _) = lstm.eval()(packed)
-        np.testing.assert_allclose(fixture.expected["h_n"][:, 1], h_n[:, 0].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(fixture.expected["h_n"][:, 1], h_n[:, 0].numpy(), rtol=1e-5,
+                                   atol=1e-6)
         np.testing.assert_array_equal(fixture.lengths, [5, 2, 3])
         fixture.save(self.path())
         self.assertEqual(load_fixture(self.path()).attributes["model"], "lstm.pt")
