@@ -103,9 +103,7 @@ struct Verify: ParsableCommand {
             try VerificationReports.checkOutput(report, protecting: inputs)
         }
         let start = DispatchTime.now()
-        var verificationCase = VerificationCase(name: URL(fileURLWithPath: fixture).deletingPathExtension().lastPathComponent,
-                                                group: URL(fileURLWithPath: fixture).deletingLastPathComponent().relativePath,
-                                                fixture: fixture, model: model, architecture: architecture.architecture,
+        var verificationCase = VerificationCase(fixture: fixture, model: model, architecture: architecture.architecture,
                                                 key: architecture.key, atol: atol, rtol: rtol)
         let verification: Verification
         do {

@@ -399,6 +399,9 @@ final class VerifySuiteTests: XCTestCase {
         let (summary, cases) = try loadJSONReport(json)
         XCTAssertEqual(summary["passed"] as? Int, 1)
         XCTAssertEqual(cases.first?["model"] as? String, model)
+        XCTAssertEqual(cases.first?["name"] as? String, "lstm_basic")
+        XCTAssertEqual(cases.first?["group"] as? String, fixture("pytorch"))
+        XCTAssertEqual(cases.first?["status"] as? String, "passed")
         XCTAssertEqual((cases.first?["tensors"] as? [Any])?.count, 3)
     }
 }

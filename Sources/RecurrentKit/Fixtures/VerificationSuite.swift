@@ -50,6 +50,15 @@ public struct VerificationCase: Sendable, Equatable {
         self.atol = atol
         self.rtol = rtol
     }
+
+    /// A case named after its fixture: `name` the file's name without `.fixture.h5`,
+    /// `group` its folder as given (`.` for a bare file name).
+    public init(fixture: String, model: String? = nil, architecture: String? = nil, key: String? = nil,
+                atol: Double? = nil, rtol: Double? = nil) {
+        let (folder, file) = OutputFiles.split(fixture)
+        self.init(name: VerificationSuite.stem(of: file), group: folder, fixture: fixture, model: model,
+                  architecture: architecture, key: key, atol: atol, rtol: rtol)
+    }
 }
 
 /// How one computed tensor compared with the fixture's (a `Comparison`, as reports give it).
