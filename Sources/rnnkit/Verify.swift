@@ -29,7 +29,7 @@ struct Verify: ParsableCommand {
     @Option(help: ArgumentHelp("A JSON or YAML list of cases (spec/fixture-format.md).", valueName: "file"))
     var manifest: String?
 
-    @Option(parsing: .unconditional, help: "Cases checked at once, each in its own process (default 1).")
+    @Option(parsing: .unconditional, help: "Cases checked at once, each in its own process (at most 64).")
     var jobs: Int = 1
 
     @Option(help: ArgumentHelp("Write a JUnit XML report here.", valueName: "file"))
@@ -41,10 +41,10 @@ struct Verify: ParsableCommand {
     /// Default: the fixture's `architecture` and `key` attributes. Only with a model and a fixture.
     @OptionGroup var architecture: ArchitectureOption
 
-    @Option(parsing: .unconditional, help: "Absolute tolerance (default: the manifest entry's, else the fixture's, else 1e-5).")
+    @Option(parsing: .unconditional, help: "Absolute tolerance where a manifest entry gives none (default: the fixture's, else 1e-5).")
     var atol: Double?
 
-    @Option(parsing: .unconditional, help: "Relative tolerance (default: the manifest entry's, else the fixture's, else 1e-4).")
+    @Option(parsing: .unconditional, help: "Relative tolerance where a manifest entry gives none (default: the fixture's, else 1e-4).")
     var rtol: Double?
 
     @OptionGroup var threads: ThreadsOption
