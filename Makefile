@@ -1,6 +1,8 @@
 # RecurrentKit: the two commands a new user needs, on a fresh Debian machine with Swift.
 #   make demo   set up, convert a committed Keras model to PyTorch, verify it against Keras's outputs
-#   make test   set up, then run the whole test suite and a short fuzz pass (what CI runs)
+#   make test   set up, then run the whole test suite, verify every committed fixture through
+#               `rnnkit verify` with a JUnit report, run the Python checks and a short fuzz pass
+#               (what CI runs)
 
 SWIFT ?= swift
 CLANG ?= clang
@@ -12,7 +14,7 @@ DEMO_MODEL := fixtures/keras/tfk_text_bilstm.h5
 DEMO_FIXTURE := fixtures/keras/tfk_text_bilstm.fixture.h5
 DEMO_OUT := out/text_bilstm.pytorch.h5
 
-.PHONY: deps build demo test release clean fuzz fuzz-ci
+.PHONY: deps build demo test release clean fuzz fuzz-ci ci-python check-fixtures
 
 # libhdf5 and pkg-config from Debian, installed only when missing.
 deps:
@@ -65,9 +67,37 @@ TEST_SCRATCH := $(if $(filter native,$(CPU)),.build-test,.build-test-$(CPU))
 
 test: deps
 	$(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path $(TEST_SCRATCH) --disable-swift-testing $(CPU_FLAGS)
+	$(MAKE) check-fixtures RNNKIT_UNDER_TEST=$(TEST_SCRATCH)/release/rnnkit
 ifneq ($(FUZZ),0)
 	$(MAKE) fuzz-ci
 endif
+
+# The fixture comparison as a user's CI runs it, with the binary the suite just built:
+# `rnnkit verify` over the committed fixture folders, writing a JUnit report (out/ci/); the
+# Python fixture writer's tests (python/), which also verify fixtures it writes with that
+# binary; scripts/check_reports.py, which checks the JUnit report against the common JUnit
+# schema (scripts/junit-10.xsd) and reads it with a JUnit parser, with one fixture broken
+# and one model missing; and the CI example's steps (examples/ci/run-locally.sh). numpy,
+# h5py, xmlschema and junitparser come from PyPI into .venv-ci; no ML framework is needed.
+RNNKIT_UNDER_TEST ?= $(RNNKIT)
+PYTHON ?= python3
+CI_VENV := .venv-ci
+
+ci-python:
+	@command -v $(PYTHON) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv; }
+	@if ! [ -x $(CI_VENV)/bin/python ]; then \
+		$(PYTHON) -m venv $(CI_VENV) 2>/dev/null || { rm -rf $(CI_VENV); \
+			$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(CI_VENV); }; \
+	fi
+	$(CI_VENV)/bin/python -m pip install -q --disable-pip-version-check -r python/requirements-test.txt -r scripts/requirements-reports.txt
+
+check-fixtures: ci-python
+	@mkdir -p out/ci
+	$(RNNKIT_UNDER_TEST) verify fixtures/pytorch fixtures/keras fixtures/pytorch-files --jobs 2 \
+		--junit out/ci/fixtures.junit.xml --json out/ci/fixtures.json
+	RNNKIT=$(RNNKIT_UNDER_TEST) $(CI_VENV)/bin/python -m unittest discover -s python -v
+	$(CI_VENV)/bin/python scripts/check_reports.py --rnnkit $(RNNKIT_UNDER_TEST)
+	examples/ci/run-locally.sh $(RNNKIT_UNDER_TEST)
 
 # Fuzzing (scripts/fuzz.sh; libFuzzer, Linux toolchains): fuzz-ci replays the committed
 # regressions and runs every target a few seconds from the seeds written from fixtures/;
