@@ -64,7 +64,7 @@ if ProcessInfo.processInfo.environment["RECURRENTKIT_FUZZ"] != nil {
     package.targets.append(.target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport",
                                    swiftSettings: [.enableExperimentalFeature("Extern")]))
     for name in ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture",
-                 "FuzzTorchFile", "FuzzSafetensors"] {
+                 "FuzzTorchFile", "FuzzSafetensors", "FuzzManifest"] {
         package.targets.append(.executableTarget(name: name, dependencies: ["FuzzSupport", "RecurrentKit", "HDF5"],
                                                   path: "Tests/Fuzz/\(name)"))
         package.products.append(.executable(name: name, targets: [name]))

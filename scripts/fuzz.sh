@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh --build       build only
 #
 # Targets: FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture
-# FuzzTorchFile FuzzSafetensors.
+# FuzzTorchFile FuzzSafetensors FuzzManifest.
 #
 # For each target: the committed regressions (fixtures/fuzz/regressions/TARGET) are run first
 # and must all pass; then the target fuzzes for SECONDS, starting from the merged corpus kept
@@ -30,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture FuzzTorchFile FuzzSafetensors)
+TARGETS=(FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture FuzzTorchFile FuzzSafetensors FuzzManifest)
 SWIFT=${SWIFT:-swift}
 SCRATCH=${FUZZ_SCRATCH:-.build-fuzz}
 WORK=${FUZZ_WORK:-.build-fuzz-work}

@@ -118,6 +118,23 @@ def main(fixtures, out):
         write(out, "FuzzPyTorchModelConfig", os.path.basename(path) + ".json", bytes([index]) + config)
 
 
+    # verify --manifest files: the CI example's YAML manifest, and JSON and YAML forms of a
+    # manifest over the committed PyTorch fixtures (selector byte: even YAML, odd JSON).
+    example = os.path.join(os.path.dirname(os.path.abspath(fixtures)), "examples", "ci", "rnnkit-verify.yml")
+    if os.path.isfile(example):
+        write(out, "FuzzManifest", "rnnkit-verify.yml", bytes([0]) + read(example))
+    entries = []
+    for path in files(os.path.join(fixtures, "pytorch"), ".fixture.h5")[:3]:
+        name = os.path.basename(path)
+        entries.append({"name": name[: -len(".fixture.h5")], "model": name.replace(".fixture.h5", ".h5"),
+                        "fixture": name, "atol": 1e-5, "rtol": 1e-4})
+    write(out, "FuzzManifest", "cases.json", bytes([1]) + json.dumps({"cases": entries}).encode())
+    write(out, "FuzzManifest", "list.json", bytes([1]) + json.dumps(entries).encode())
+    yaml = "".join(f"- model: {e['model']}\n  fixture: '{e['fixture']}'\n  atol: 1.0e-5\n" for e in entries)
+    write(out, "FuzzManifest", "list.yml", bytes([0]) + yaml.encode())
+    write(out, "FuzzManifest", "anchors.yml", bytes([0]) + b"base: &b {atol: 1e-5}\ncases:\n  - *b\n")
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit(__doc__.strip().splitlines()[2])

@@ -122,6 +122,25 @@ package enum FuzzEntry {
         }
     }
 
+    /// A `verify --manifest` file (JSON or YAML), parsed and turned into cases as `verify`
+    /// does before running any: the size, node and case bounds, the lexical alias check,
+    /// libyaml through Yams, the fields of each entry. Nothing is read from the paths named.
+    ///
+    /// The first byte picks the name the text is read under (even: `fuzz-input.yml`, odd:
+    /// `fuzz-input.json`, which forces JSON); the rest is the text.
+    @discardableResult
+    package static func manifest(_ bytes: [UInt8]) -> String? {
+        guard let selector = bytes.first else { return "empty" }
+        let file = selector % 2 == 0 ? name + ".yml" : name + ".json"
+        return checked {
+            let data = Array(bytes.dropFirst())
+            guard data.count <= Limits.manifestBytes else { throw Refusal(text: "over Limits.manifestBytes") }
+            guard let text = String(bytes: data, encoding: .utf8) else { throw Refusal(text: "not UTF-8") }
+            let cases = try VerificationSuite.manifestCases(try VerificationSuite.parseManifest(text, file: file), file: file)
+            for entry in cases { _ = (entry.name.count, entry.model?.count, entry.fixture.count, entry.atol, entry.rtol) }
+        }
+    }
+
     /// The `model.weights.h5` members of the `.keras` archives in `folder`, in name order,
     /// opened in memory: the weights `kerasConfig` plans against.
     package static func archiveWeights(folder: String) -> [HDF5File] {
