@@ -35,6 +35,30 @@ final class LibraryAPITests: XCTestCase {
     }
 
     /// Feeding a sequence in chunks through a stream gives the full run's outputs.
+    /// The DocC article's many-fixtures example (Verifying.md), with the fixture folders and
+    /// the report in a temporary folder.
+    func testVerifyingArticleExample() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("docc-verify-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let report = folder.appendingPathComponent("report.xml").path
+        // --- Verifying.md example begins ---
+        let cases = try VerificationSuite.cases(in: [fixture("pytorch"), fixture("keras")])
+        let results = cases.map { VerificationSuite.run($0) }
+        let summary = SuiteSummary(results)
+        print(summary.line)                       // 74 passed, 0 failed, 0 errors
+        try VerificationReports.write(VerificationReports.junit(results), to: report,
+                                      protecting: cases.map(\.fixture))
+        // --- Verifying.md example ends ---
+        let expected = try ["pytorch", "keras"].map { folder in
+            try FileManager.default.contentsOfDirectory(atPath: fixture(folder)).filter { $0.hasSuffix(".fixture.h5") }.count
+        }.reduce(0, +)
+        XCTAssertEqual(summary.line, "\(expected) passed, 0 failed, 0 errors")
+        XCTAssertEqual(summary.exitStatus, 0)
+        let xml = try String(contentsOfFile: report, encoding: .utf8)
+        XCTAssertEqual(xml.components(separatedBy: "<testcase ").count - 1, expected)
+    }
+
     func testStreamingMatchesFullRun() throws {
         for name in ["lstm_proj", "gru_basic", "rnn_tanh", "lstm_basic"] {
             let model = try LoadedModel(contentsOf: fixture("pytorch/\(name).h5"))
