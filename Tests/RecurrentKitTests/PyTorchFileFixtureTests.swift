@@ -17,9 +17,9 @@ final class PyTorchFileFixtureTests: XCTestCase {
         "lstm_non_contiguous": ["lstm", "lengths", "pt", "non-contiguous"],
         "gru_shared_storage": ["gru", "bidirectional", "lengths", "pt", "shared-storage"],
         "lstm_checkpoint": ["lstm", "lengths", "pt", "checkpoint"],
-        "clf_embed_lstm_last_hidden": ["lstm", "lengths", "tokens", "model-config", "pt", "whole-model"],
-        "clf_embed_bigru_softmax": ["gru", "bidirectional", "lengths", "tokens", "model-config", "prefix", "pth",
-                                    "whole-model"],
+        "clf_embed_lstm_last_hidden": ["lstm", "lengths", "padding-idx", "tokens", "model-config", "pt", "whole-model"],
+        "clf_embed_bigru_softmax": ["gru", "bidirectional", "lengths", "padding-idx", "tokens", "model-config", "prefix",
+                                    "pth", "whole-model"],
         "clf_lstm2_last_step_mlp": ["lstm", "multilayer", "lengths", "model-config", "pt", "whole-model"],
         "clf_bilstm_max_sigmoid": ["lstm", "bidirectional", "lengths", "model-config", "safetensors", "whole-model"],
         "lstm_proj_lengths": ["lstm", "bidirectional", "proj", "lengths", "safetensors"],
@@ -111,6 +111,8 @@ final class PyTorchFileFixtureTests: XCTestCase {
             case "lengths": present = fixture.lengths.map { $0.contains { $0 < time } } ?? false
             case "tokens": if case .tokens = fixture.input { present = true } else { present = false }
             case "model-config", "whole-model": present = !model.isBareRecurrentModule
+            case "padding-idx":
+                if case let .embedding(embedding)? = model.model.layers.first { present = embedding.paddingIndex != nil } else { present = false }
             case "float16", "bfloat16", "float64": present = model.storedTypes.contains(tag)
             case "prefix":
                 let document = try Self.modelConfig(fixture)
