@@ -336,6 +336,37 @@ final class VerifySuiteTests: XCTestCase {
 
     // MARK: Reports
 
+    /// A folder's entries are read only when they stay inside it: a fixture that is a
+    /// symbolic link out of the folder is that case's error without being opened, and a model
+    /// beside a fixture by name is not one that leads out of the folder.
+    func testFolderEntriesThatLeaveTheFolderAreRefused() throws {
+        let folder = try copyOfPyTorchCases(["lstm_basic", "gru_basic"])
+        let outside = try temporaryFolder(self)
+        // Outside the folder: a file that is not a fixture, and a real model.
+        let secret = outside.appendingPathComponent("secret.txt").path
+        try Data("not for rnnkit\n".utf8).write(to: URL(fileURLWithPath: secret))
+        try manager.createSymbolicLink(atPath: folder.appendingPathComponent("leak.fixture.h5").path,
+                                       withDestinationPath: secret)
+        // gru_basic's fixture without its model attribute, its model moved out and linked back.
+        try perturb("gru_basic", in: folder, index: 0, by: 0, keepModel: false)
+        let movedModel = outside.appendingPathComponent("gru_basic.h5").path
+        try manager.moveItem(atPath: folder.appendingPathComponent("gru_basic.h5").path, toPath: movedModel)
+        try manager.createSymbolicLink(atPath: folder.appendingPathComponent("gru_basic.h5").path,
+                                       withDestinationPath: movedModel)
+        let result = try rnnkit("verify", folder.path)
+        XCTAssertEqual(result.status, 2, result.stdout + result.stderr)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 4, result.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("ERROR    \(folder.path)/gru_basic.fixture.h5: names no model, and no model file is beside it by name") }, result.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("ERROR    \(folder.path)/leak.fixture.h5: does not resolve to a file inside its folder") }, result.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("ok       \(folder.path)/lstm_basic.fixture.h5") }, result.stdout)
+        XCTAssertEqual(lines.last, "1 passed, 0 failed, 2 errors")
+        // Named by the user, the same link is read (and is no HDF5 file).
+        let named = try rnnkit("verify", folder.appendingPathComponent("leak.fixture.h5").path)
+        XCTAssertEqual(named.status, 2)
+        XCTAssertTrue(named.stdout.contains("not a readable HDF5 file"), named.stdout)
+    }
+
     func testJUnitEscapesHostileNames() throws {
         let name = "bad\u{1b}[31m<&\"'\u{202e}\u{0}name"
         let item = VerificationCase(name: name, group: "g\u{7}<", fixture: name + ".fixture.h5")

@@ -126,8 +126,7 @@ public struct Fixture: Sendable {
         let target = URL(fileURLWithPath: folder).appendingPathComponent(name).path
         var info = stat()
         guard lstat(target, &info) == 0 else { return name }
-        guard let realFolder = realPath(folder), let realTarget = realPath(target),
-              realTarget.hasPrefix(realFolder.hasSuffix("/") ? realFolder : realFolder + "/") else {
+        guard resolves(target, inside: folder) else {
             throw refuse("which resolves (through a symbolic link) outside the fixture's folder")
         }
         do {
@@ -136,6 +135,13 @@ public struct Fixture: Sendable {
             throw refuse(error.message)
         }
         return name
+    }
+
+    /// Whether `path`, its symbolic links followed, lies inside `folder` (also resolved);
+    /// false when either cannot be resolved.
+    static func resolves(_ path: String, inside folder: String) -> Bool {
+        guard let realFolder = realPath(folder), let realTarget = realPath(path) else { return false }
+        return realTarget.hasPrefix(realFolder.hasSuffix("/") ? realFolder : realFolder + "/")
     }
 
     /// The canonical absolute path (`realpath(3)`), nil when it cannot be resolved.

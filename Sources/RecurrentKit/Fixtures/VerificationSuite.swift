@@ -27,6 +27,9 @@ public struct VerificationCase: Sendable, Equatable {
     /// Why no model could be found by name (none, or several candidates, named); an error
     /// only when neither `model` nor the fixture's attribute names one.
     public var modelByNameProblem: String?
+    /// Why the case must not run at all, found before anything was opened: a fixture listed
+    /// in a folder that is a symbolic link leading out of that folder.
+    public var refusal: String?
     /// `--architecture` / the manifest's `architecture`; else the fixture's attribute.
     public var architecture: String?
     /// `--key` / the manifest's `key`; else the fixture's attribute.
@@ -226,7 +229,7 @@ public enum VerificationSuite {
                 }
                 let folder = path.hasSuffix("/") ? String(path.dropLast()) : path
                 for name in fixtures {
-                    cases.append(fixtureCase(folder.isEmpty ? "/" + name : folder + "/" + name, names: names))
+                    cases.append(fixtureCase(folder.isEmpty ? "/" + name : folder + "/" + name, names: names, listed: true))
                 }
             } else {
                 guard cases.count < Limits.verifyCases else {
@@ -242,18 +245,26 @@ public enum VerificationSuite {
 
     /// The case for one fixture: its name, its folder, and its model by name among `names`
     /// (the folder's entries).
-    static func fixtureCase(_ path: String, names: [String]) -> VerificationCase {
+    static func fixtureCase(_ path: String, names: [String], listed: Bool = false) -> VerificationCase {
         let (folder, file) = OutputFiles.split(path)
         let stem = Self.stem(of: file)
         var result = VerificationCase(name: stem, group: folder, fixture: path)
+        // A folder of fixtures may come from anywhere (an archive, a download): its entries are
+        // read only when they stay inside it, as a fixture's own `model` attribute must.
+        let listedFolder = folder.isEmpty ? "." : folder
+        guard !listed || Fixture.resolves(path, inside: listedFolder) else {
+            result.refusal = "does not resolve to a file inside its folder (a symbolic link leading out of it, or a dangling one); refused (name the file itself to verify it)"
+            return result
+        }
         let present = Set(names)
+        func inside(_ name: String) -> Bool { Fixture.resolves((folder == "/" ? "/" : listedFolder + "/") + name, inside: listedFolder) }
         // `A.B.fixture.h5` is tried as `A.B` first, then `A`.
         var candidates: [String] = []
         var tried: [String] = []
         var base = Substring(stem)
         while true {
             tried.append(String(base))
-            candidates = modelExtensions.map { base + $0 }.filter { present.contains($0) && $0 != file }
+            candidates = modelExtensions.map { base + $0 }.filter { present.contains($0) && $0 != file && inside($0) }
             if !candidates.isEmpty { break }
             guard let dot = base.lastIndex(of: "."), dot != base.startIndex else { break }
             base = base[..<dot]
@@ -289,6 +300,9 @@ public enum VerificationSuite {
         var used = verificationCase
         func seconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
         do {
+            if let refusal = verificationCase.refusal {
+                throw ModelError(.invalidInput, file: verificationCase.fixture, message: refusal)
+            }
             let fixture = try Fixture(contentsOf: verificationCase.fixture)
             // The fixture's references, beside it as the case names it (not made absolute).
             let folder = OutputFiles.split(verificationCase.fixture).folder
@@ -370,6 +384,7 @@ public enum VerificationSuite {
     /// Runs one case's child and turns whatever happens into a result.
     static func runChild(_ verificationCase: VerificationCase, threads: Int, executable: String, arguments: [String],
                          seconds: Double) -> CaseResult {
+        if verificationCase.refusal != nil { return run(verificationCase, threads: threads) }
         let start = DispatchTime.now()
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
         let outcome: ChildOutcome
