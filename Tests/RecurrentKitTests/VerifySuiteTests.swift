@@ -23,6 +23,9 @@ final class VerifySuiteTests: XCTestCase {
         var suiteTests = 0, suiteFailures = 0, suiteErrors = 0
         var failureMessages: [String] = []
         var names: [String] = []
+        /// Each `<system-out>`'s text (a passing case's numbers).
+        var standardOutputs: [String] = []
+        private var inStandardOutput = false
         func parser(_ parser: XMLParser, didStartElement element: String, namespaceURI: String?, qualifiedName: String?,
                     attributes: [String: String] = [:]) {
             switch element {
@@ -39,8 +42,17 @@ final class VerifySuiteTests: XCTestCase {
                 failureMessages.append(attributes["message"] ?? "")
                 XCTAssertEqual(attributes["type"], "mismatch")
             case "error": errors += 1
+            case "system-out":
+                inStandardOutput = true
+                standardOutputs.append("")
             default: break
             }
+        }
+        func parser(_ parser: XMLParser, foundCharacters string: String) {
+            if inStandardOutput { standardOutputs[standardOutputs.count - 1] += string }
+        }
+        func parser(_ parser: XMLParser, didEndElement element: String, namespaceURI: String?, qualifiedName: String?) {
+            if element == "system-out" { inStandardOutput = false }
         }
     }
 
@@ -145,6 +157,12 @@ final class VerifySuiteTests: XCTestCase {
         XCTAssertEqual(Set(counts.names), Set(names))
         XCTAssertTrue(counts.failureMessages.first?.contains("output [3, 7, 6]: max abs error 0.25") ?? false, "\(counts.failureMessages)")
         XCTAssertTrue(counts.failureMessages.first?.contains("first at [0, 0, 4]") ?? false, "\(counts.failureMessages)")
+        // The two passing cases give their numbers in <system-out>, the failing one in <failure>.
+        XCTAssertEqual(counts.standardOutputs.count, 2, "\(counts.standardOutputs)")
+        for output in counts.standardOutputs {
+            XCTAssertTrue(output.contains("tolerance: atol 1e-05, rtol 0.0001") && output.contains("ok       output ["), output)
+            XCTAssertTrue(output.contains(": max abs error "), output)
+        }
 
         let (summary, cases) = try loadJSONReport(json)
         XCTAssertEqual(summary["passed"] as? Int, 2)

@@ -57,7 +57,9 @@ public enum VerificationReports {
     /// the folders first appear), one `<testcase classname="FOLDER" name="STEM" time="…">`
     /// per case, with `<failure type="mismatch" message="…">` for a mismatch (every tensor
     /// outside the tolerance: name, shapes, largest errors, count and first index) and
-    /// `<error type="…" message="…">` for a case that could not run.
+    /// `<error type="…" message="…">` for a case that could not run; a passing case's
+    /// `<system-out>` gives the same lines (fixture, model, tolerance, each tensor's largest
+    /// errors), so a report shows how far under the tolerance it is.
     ///
     /// Only elements and attributes `junit-10.xsd` allows; every string from a file is
     /// escaped for display and for XML, so no character XML 1.0 forbids is written.
@@ -79,16 +81,18 @@ public enum VerificationReports {
             for result in cases {
                 let item = result.verificationCase
                 xml += "    <testcase classname=\"\(attribute(group))\" name=\"\(attribute(item.name))\" time=\"\(time(result.seconds))\""
+                // What was compared and how closely: the failure's text, or a passing case's
+                // standard output (so a report shows the margin left under the tolerance).
+                var body = "fixture: \(escapedForDisplay(item.fixture, limit: 4000))\n"
+                body += "model: \(escapedForDisplay(item.model ?? "", limit: 4000))\n"
+                body += "tolerance: atol \(item.atol.map { "\($0)" } ?? "?"), rtol \(item.rtol.map { "\($0)" } ?? "?")\n"
+                for tensor in result.tensors { body += (tensor.passed ? "ok       " : "MISMATCH ") + tensor.summary + "\n" }
                 switch result.status {
                 case .passed:
-                    xml += "/>\n"
+                    xml += ">\n      <system-out>\(text(body))</system-out>\n    </testcase>\n"
                 case .failed:
                     let failing = result.tensors.filter { !$0.passed }
                     let message = failing.map(\.summary).joined(separator: "; ")
-                    var body = "fixture: \(escapedForDisplay(item.fixture, limit: 4000))\n"
-                    body += "model: \(escapedForDisplay(item.model ?? "", limit: 4000))\n"
-                    body += "tolerance: atol \(item.atol.map { "\($0)" } ?? "?"), rtol \(item.rtol.map { "\($0)" } ?? "?")\n"
-                    for tensor in result.tensors { body += (tensor.passed ? "ok       " : "MISMATCH ") + tensor.summary + "\n" }
                     xml += ">\n      <failure type=\"mismatch\" message=\"\(attribute(message))\">\(text(body))</failure>\n    </testcase>\n"
                 case .error:
                     let message = result.error ?? "failed"
