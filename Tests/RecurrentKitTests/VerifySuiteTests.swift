@@ -222,13 +222,14 @@ final class VerifySuiteTests: XCTestCase {
     /// The child process runner on its own: a crash, a hang and an exit 2 each become an
     /// error, and the other cases still run.
     func testChildProcessesThatCrashHangOrFailAreErrors() throws {
-        let cases = ["crash", "hang", "fail", "garbage"].map {
+        let cases = ["crash", "hang", "fail", "garbage", "quiet-hang"].map {
             VerificationCase(name: $0, group: "g", fixture: "\($0).fixture.h5")
         }
         let script = """
         case "$2" in
           crash.fixture.h5) kill -SEGV $$ ;;
           hang.fixture.h5) exec sleep 30 ;;
+          quiet-hang.fixture.h5) exec sleep 30 >&- 2>&- ;;
           fail.fixture.h5) echo "rnnkit: error: fail.fixture.h5: refused for a reason" >&2; exit 2 ;;
           *) echo "not json" ;;
         esac
@@ -237,12 +238,14 @@ final class VerifySuiteTests: XCTestCase {
         let results = VerificationSuite.runIsolated(cases, jobs: 4, executable: "/bin/sh", arguments: ["-c", script, "sh"],
                                                     caseSeconds: 2)
         XCTAssertLessThan(Date().timeIntervalSince(start), 20)
-        XCTAssertEqual(results.map(\.status), [.error, .error, .error, .error])
+        XCTAssertEqual(results.map(\.status), [.error, .error, .error, .error, .error])
         XCTAssertTrue(results[0].error?.contains("crashed (signal 11)") ?? false, results[0].error ?? "")
         XCTAssertTrue(results[1].error?.contains("did not finish within 2 s") ?? false, results[1].error ?? "")
         XCTAssertEqual(results[2].error, "fail.fixture.h5: refused for a reason")
         XCTAssertEqual(results[2].line, "ERROR    fail.fixture.h5: refused for a reason")
         XCTAssertTrue(results[3].error?.contains("printed no result") ?? false, results[3].error ?? "")
+        // Its output closed, it still runs: the deadline stops it all the same.
+        XCTAssertTrue(results[4].error?.contains("did not finish within 2 s") ?? false, results[4].error ?? "")
     }
 
     func testNoCasesAndBatchOnlyOptionsAreRefused() throws {

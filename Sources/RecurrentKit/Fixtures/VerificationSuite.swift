@@ -470,7 +470,8 @@ struct ChildOutcome {
 enum ChildProcess {
     /// Starts `executable arguments`, reads its stdout and stderr together (`poll`), keeping
     /// at most `outputLimit` and `errorLimit` bytes (the rest is read and dropped so the
-    /// child never blocks on a full pipe), and kills it (`SIGKILL`) past `seconds`.
+    /// child never blocks on a full pipe), and kills it (`SIGKILL`) past `seconds`, whether
+    /// or not it has closed its output.
     static func run(_ executable: String, _ arguments: [String], seconds: Double, outputLimit: Int,
                     errorLimit: Int) throws -> ChildOutcome {
         let process = Process()
@@ -514,6 +515,15 @@ enum ChildProcess {
                 let room = max(0, streams[index].limit - streams[index].data.count)
                 streams[index].data.append(contentsOf: buffer[..<min(count, room)])
             }
+        }
+        // A child may close its output and go on running: the deadline holds until it exits.
+        while !timedOut, process.isRunning {
+            guard DispatchTime.now().uptimeNanoseconds < deadline else {
+                timedOut = true
+                kill(process.processIdentifier, SIGKILL)
+                break
+            }
+            usleep(5_000)
         }
         process.waitUntilExit()
         let errorText = String(decoding: streams[1].data, as: UTF8.self)
