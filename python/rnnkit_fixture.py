@@ -751,10 +751,12 @@ def from_keras(keras_model, inputs, /, *, lengths=None, mask=None, path=None, **
     Masks are the model's business: a model with `Embedding(mask_zero=True)` is fed token
     ids right-padded with 0, and one with `Masking(mask_value)` features whose padded steps
     equal `mask_value`. `lengths` (`[batch]`, each `1..time`) records those valid steps as
-    `/lengths`; rnnkit then masks steps past them as well as by the model's own masks, so
-    they must say the same (they are not passed to the model). `mask` (`[batch, time]`
-    booleans, right padding) is instead passed to the call (`mask=`) and recorded as
-    `/lengths`; given both, they must agree.
+    `/lengths` (they are not passed to the model). `mask` (`[batch, time]` booleans, right
+    padding) is instead passed to the call (`mask=`) and recorded as `/lengths`; given both,
+    they must agree. rnnkit applies `/lengths` to a Keras model as Keras applies `mask=`
+    (spec/fixture-format.md, "What /lengths means"): an Embedding or a Masking layer
+    replaces it with its own mask, so lengths that disagree with the model's own mask are
+    not applied there either, and `rnnkit verify` says so in a note.
 
     Other keyword arguments (`model`, `architecture`, `exercises`, `atol`, `rtol`,
     `padding_id`) are the fixture's attributes (`save_fixture`); with `path`, the fixture is

@@ -60,8 +60,11 @@ package final class Engine: Sendable {
     /// - Parameters:
     ///   - input: features `[batch, time, features]` or token ids `[batch, time]`;
     ///   - lengths: `[batch]`, each in `0...time`: step `t` of sequence `b` is valid iff
-    ///     `t < lengths[b]` (right padding, as `pack_padded_sequence`). It combines with masks
-    ///     from `.masking` layers and `maskZero` embeddings by logical and.
+    ///     `t < lengths[b]` (right padding). Applied by the model's `lengthsRule`: for
+    ///     `.packed` (PyTorch's `pack_padded_sequence`) it combines with masks from `.masking`
+    ///     layers and `maskZero` embeddings by logical and; for `.kerasCallMask` it is the mask
+    ///     of Keras's `model(x, mask=mask)`, which an embedding or a `.masking` layer replaces
+    ///     with its own (an embedding without `maskZero` drops it).
     ///   - initialStates: one per recurrent layer (`h` `[D, batch, outputSize]`, `c`
     ///     `[D, batch, hiddenSize]` for LSTM); zeros when nil.
     ///   - threads: how many threads the run may use (default 1: the calling thread only).
@@ -271,7 +274,10 @@ package final class Engine: Sendable {
     /// Applies every layer in order. `mask` (`[batch, time]`) is the mask from lengths, if any.
     func _forward(_ start: _Start, mask: [Bool]?, states: inout [_LayerState], threads: Int = 1) throws -> _Flow {
         var (flow, tokens, index) = try _enter(start)
-        if let mask { flow.intersectMask(mask) }
+        // Keras: an embedding (the first layer, applied by `_enter`) makes the mask, whatever
+        // the caller gave.
+        let keras = model.lengthsRule == .kerasCallMask
+        if let mask, !(keras && index > 0) { flow.intersectMask(mask) }
         var recurrentOrdinal = 0
         // Final h ([D, B, R]) of the most recent recurrent layer, for `.lastHidden` readouts.
         var lastFinal: _FinalState?
@@ -281,7 +287,7 @@ package final class Engine: Sendable {
             case .embedding:
                 throw checker.error("an embedding must be the first layer")
             case .masking(let value):
-                try _mask(&flow, value: value, checker: checker)
+                try _mask(&flow, value: value, replacing: keras, checker: checker)
             case .recurrent:
                 // This layer and those that run with it as a pipeline.
                 let stack = try _recurrentStack(at: index, flow: flow, threads: threads, checker: checker)
@@ -330,8 +336,9 @@ package final class Engine: Sendable {
     }
 
     /// Keras's Masking: a step whose features all equal `value` is masked, and its features
-    /// become 0 (the layer outputs `x · mask`).
-    private func _mask(_ flow: inout _Flow, value: Float, checker: _LayerChecker) throws {
+    /// become 0 (the layer outputs `x · mask`). With `replacing` (Keras), the layer's mask replaces the incoming one (Keras's
+    /// `Masking.compute_mask` ignores the mask it is given); else they combine by logical and.
+    private func _mask(_ flow: inout _Flow, value: Float, replacing: Bool, checker: _LayerChecker) throws {
         guard let time = flow.time else { throw checker.needsTime(flow) }
         var stepMask = [Bool](repeating: false, count: flow.batch * time)
         let f = flow.features
@@ -341,7 +348,7 @@ package final class Engine: Sendable {
             stepMask[row] = !allEqual
             if allEqual { for j in 0..<f { flow.values[row * f + j] = 0 } }
         }
-        flow.intersectMask(stepMask)
+        if replacing { flow.mask = stepMask } else { flow.intersectMask(stepMask) }
     }
 
     /// The recurrent layer at `index` and the recurrent layers right after it that run with it

@@ -245,6 +245,20 @@ package enum Layer: Sendable, Equatable {
     case flatten
 }
 
+/// Where the lengths a caller gives a run (`Engine.run(_:lengths:)`) take effect: the
+/// meaning of the fixture's `/lengths` for the framework the model comes from
+/// (spec/fixture-format.md, "What /lengths means").
+package enum LengthsRule: Sendable, Hashable {
+    /// PyTorch (`pack_padded_sequence`): step `t` of sequence `b` is excluded whenever
+    /// `t ≥ lengths[b]`, whatever the layers' own masks (`maskZero`, `Masking`), which combine
+    /// with it by logical and.
+    case packed
+    /// Keras (`model(x, mask=mask)`): the mask reaches the first layer and then travels as a
+    /// Keras mask. A layer that computes its own mask replaces it: an embedding (`mask_zero`:
+    /// `ids ≠ 0`; without `mask_zero`: no mask, so the caller's is dropped) and `Masking`.
+    case kerasCallMask
+}
+
 /// A whole model: an ordered chain of layers.
 package struct Model: Sendable, Equatable {
     package var layers: [Layer]
@@ -258,10 +272,13 @@ package struct Model: Sendable, Equatable {
     /// The text front (Keras's `TextVectorization`), or nil: with one, the model takes texts
     /// and its first layer, an embedding, gets the ids the vectorizer makes of them.
     package var textVectorizer: TextVectorizer?
+    /// What a caller's lengths mean for this model: the source framework's rule.
+    package var lengthsRule: LengthsRule
 
     package init(layers: [Layer], name: String = "model", layerNames: [String] = [], sequenceLength: Int? = nil,
-                 textVectorizer: TextVectorizer? = nil) {
+                 textVectorizer: TextVectorizer? = nil, lengthsRule: LengthsRule = .packed) {
         self.layers = layers
+        self.lengthsRule = lengthsRule
         self.name = name
         self.layerNames = layerNames
         self.sequenceLength = sequenceLength
@@ -282,6 +299,23 @@ package struct Model: Sendable, Equatable {
 
     /// True when the model takes texts: it has a text vectorizer in front of its embedding.
     package var takesTexts: Bool { textVectorizer != nil }
+
+    /// The index of the layer that drops a caller's lengths before any layer uses them, or
+    /// nil when they take effect. Only a Keras model drops them: at a first embedding without
+    /// `maskZero` (Keras computes the mask from nothing), or at a `Masking` layer or a
+    /// `maskZero` embedding (each replaces the caller's mask with its own), before any
+    /// recurrent layer or readout has seen the mask.
+    package var layerDroppingLengths: Int? {
+        guard lengthsRule == .kerasCallMask else { return nil }
+        for (index, layer) in layers.enumerated() {
+            switch layer {
+            case .embedding, .masking: return index
+            case .recurrent, .readout, .flatten: return nil
+            case .dense, .activation: continue
+            }
+        }
+        return nil
+    }
 }
 
 extension Model {

@@ -244,6 +244,39 @@ public struct LoadedModel: Sendable {
         }
     }
 
+    /// Why `lengths` given to ``run(_:lengths:initialStates:threads:)`` with `input` are not
+    /// applied as given, or nil when they are (or when the model's own mask is the same). A
+    /// Keras model takes lengths as `model(x, mask=mask)` takes a mask, and Keras drops that
+    /// mask at an `Embedding` (which masks id 0 itself with `mask_zero=True` and masks nothing
+    /// without it) and replaces it at a `Masking` layer: the run computes what Keras computes,
+    /// over the steps the model's own masks allow (spec/fixture-format.md, "What /lengths
+    /// means").
+    public func lengthsNote(input: ModelInput, lengths: [Int]?) -> String? {
+        guard let lengths, let index = model.layerDroppingLengths, let time = input.time else { return nil }
+        // The mask the layer makes instead, where the input alone tells it.
+        var own: ((Int, Int) -> Bool)?
+        let rule: String
+        switch (model.layers[index], input) {
+        case let (.embedding(embedding), .tokens(ids, _, _)) where embedding.maskZero:
+            rule = "masks the steps whose id is 0 itself (mask_zero=True) and ignores the mask it is given"
+            own = { b, t in ids[b * time + t] != 0 }
+        case (.embedding, _):
+            rule = "makes no mask (mask_zero=False) and drops the mask it is given, so the model runs over every step"
+            own = { _, _ in true }
+        case let (.masking(value), .features(tensor)) where index == 0:
+            rule = "masks the steps whose features all equal \(value) and ignores the mask it is given"
+            let f = tensor.shape[2]
+            own = { b, t in (0..<f).contains { tensor.values[(b * time + t) * f + $0] != value } }
+        default:
+            rule = "masks by its own rule and ignores the mask it is given"
+        }
+        if let own, lengths.enumerated().allSatisfy({ b, n in (0..<time).allSatisfy { own(b, $0) == ($0 < n) } }) {
+            return nil
+        }
+        let label = layerLabel(index) ?? "layer \(index)"
+        return "the lengths are the mask Keras's model(x, mask=...) takes, and \(label) \(rule), as in Keras: they are not applied"
+    }
+
     /// Starts a stream: a causal model fed a long sequence chunk by chunk, carrying its
     /// state between chunks (see ``ModelStream``).
     ///

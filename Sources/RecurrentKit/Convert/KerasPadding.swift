@@ -28,9 +28,12 @@ public enum PaddingID: Sendable, Hashable {
 /// - Float features: Keras passes `model(x, mask=mask)` to the first layer unchanged, so the
 ///   caller's mask is exact and no layer is added (a `Masking` layer would need the padded
 ///   steps to hold one value that no valid step holds, which PyTorch does not require).
-/// - A Keras source keeps its own masks: nothing changes and nothing is noted. So does a
-///   version-2 `model_config` (what `--to pytorch` writes for a Keras source), which states
-///   its masks as Keras does (`mask_zero`, `Masking`).
+/// - A Keras source keeps its own masks: nothing changes and nothing is noted.
+/// - Every PyTorch source follows the same rule, whatever describes it (a bare module, a
+///   version-1, -2 or -3 `model_config`): PyTorch applies a caller's lengths to every
+///   layer, so a version-2 document's own masks (`mask_zero`, `Masking`) decide only where
+///   they make the lengths unnecessary (an Embedding with `mask_zero` masks id 0 in both
+///   frameworks; a model starting with `Masking` is masked by its features in both).
 enum KerasPadding {
     /// The model to write for `source` and the notes for its user. `pytorch` is the source's
     /// structure when it is a PyTorch file.
@@ -50,9 +53,11 @@ enum KerasPadding {
             }
             return (source, [])
         }
-        if let documentVersion = pytorch.document?.version, documentVersion >= 2 {
+        // A text model takes texts, never lengths: its ids and their padding come from its
+        // own vectorizer, in both frameworks.
+        if source.takesTexts {
             if paddingID != nil {
-                throw invalid(nil, "--padding-id \(option) applies to a PyTorch model run on lengths; a version-2 model_config states its masks itself (mask_zero, Masking)")
+                throw invalid(nil, "--padding-id \(option) is for a model that takes token ids; this one takes texts and pads their ids itself")
             }
             return (source, [])
         }
@@ -67,7 +72,12 @@ enum KerasPadding {
             if paddingID != nil {
                 throw invalid(nil, "--padding-id \(option) is for a model that takes token ids; this one takes float features (call the Keras model with mask=)")
             }
-            if case .masking? = source.layers.first { return (source, []) }
+            if case let .masking(value)? = source.layers.first {
+                guard usesMask else { return (source, []) }
+                // Keras's Masking replaces a caller's mask with its own: lengths reach the
+                // Keras model only as padding that holds mask_value.
+                return (source, ["\(label): Masking(mask_value=\(value)) masks the steps whose features all equal \(value) and ignores a caller's mask=: for a batch the PyTorch model runs on lengths, fill each sequence's padded steps with \(value)"])
+            }
             guard usesMask else { return (source, []) }
             return (source, ["the Keras model has no mask layer of its own: for a batch the PyTorch model runs on lengths, call it as model(x, mask=mask) with mask[b, t] = t < lengths[b] ([batch, time] booleans), which reaches its first layer unchanged; called without mask=, it runs over every step, as PyTorch does without lengths"])
         }

@@ -54,6 +54,9 @@ public struct Verification: Sendable {
     public var atol: Double
     public var rtol: Double
     public var comparisons: [Comparison]
+    /// What the user should know about the run, one line each: lengths that the model's own
+    /// framework would not apply (``LoadedModel/lengthsNote(input:lengths:)``).
+    public var notes: [String] = []
     public var passed: Bool { comparisons.allSatisfy(\.passed) }
 
     public static let defaultAbsoluteTolerance = 1e-5
@@ -82,6 +85,7 @@ public struct Verification: Sendable {
         self.rtol = rtol
         let states = try model.initialStates(h0: fixture.h0, c0: fixture.c0, batch: fixture.input.batch)
         let result = try model.run(fixture.input, lengths: fixture.lengths, initialStates: states, threads: threads)
+        if let note = model.lengthsNote(input: fixture.input, lengths: fixture.lengths) { notes.append(note) }
         comparisons = try fixture.expected.map { name, expected in
             let actual: Tensor?
             switch name {

@@ -53,8 +53,9 @@ struct KerasReader {
                 throw reader.fail(node, "feeds '\(shown(reader.names[0]))', not an Embedding; its token ids are supported only as an Embedding's input")
             }
         }
+        // A Keras model takes lengths as Keras takes a caller's mask (spec/fixture-format.md).
         let model = Model(layers: reader.layers, name: config.name, layerNames: reader.names, sequenceLength: reader.steps,
-                          textVectorizer: reader.vectorizer)
+                          textVectorizer: reader.vectorizer, lengthsRule: .kerasCallMask)
         return try LoadedModel(file: file, layout: layout, model: model,
                                isBareRecurrentModule: false, summaries: reader.summaries,
                                storedTypes: reader.storedTypes.sorted(), compressed: reader.compressed,
