@@ -93,7 +93,7 @@ ci-python:
 
 check-fixtures: ci-python
 	@mkdir -p out/ci
-	$(RNNKIT_UNDER_TEST) verify fixtures/pytorch fixtures/keras fixtures/pytorch-files --jobs 2 \
+	$(RNNKIT_UNDER_TEST) verify fixtures/pytorch fixtures/keras fixtures/pytorch-files fixtures/seams --jobs 2 \
 		--junit out/ci/fixtures.junit.xml --json out/ci/fixtures.json
 	RNNKIT=$(RNNKIT_UNDER_TEST) $(CI_VENV)/bin/python -m unittest discover -s python -v
 	$(CI_VENV)/bin/python scripts/check_reports.py --rnnkit $(RNNKIT_UNDER_TEST)

@@ -43,7 +43,7 @@ from junitparser import Error, Failure, JUnitXml, TestCase, TestSuite
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = Path(__file__).resolve().parent / "junit-10.xsd"
-FOLDERS = ["fixtures/pytorch", "fixtures/keras", "fixtures/pytorch-files"]
+FOLDERS = ["fixtures/pytorch", "fixtures/keras", "fixtures/pytorch-files", "fixtures/seams"]
 MODEL_SUFFIXES = [".h5", ".keras", ".pt", ".pth", ".safetensors"]
 # The case perturbed and the case whose model is deleted: each fixture's stem appears in one
 # folder only, so a report that names the case by its stem names it unambiguously.
