@@ -183,9 +183,14 @@ struct ModelConfigSkeleton {
                      tensorCount: leaves.count)
     }
 
-    /// The readout a person has to choose: every mode, as the placeholder says.
+    /// The version a skeleton (and a chain picked by key prefix) is written in: it describes
+    /// PyTorch's own modules run as torch runs them (on packed lengths), which is version 1;
+    /// version 2 adds Keras's options, masks included.
+    static let version = 1
+
+    /// The readout a person has to choose: every mode version 1 has, as the placeholder says.
     static var readoutChoice: String {
-        "CHOOSE ONE: " + ModelConfigDocument.ReadoutModule.modes.map(\.name).joined(separator: " | ")
+        "CHOOSE ONE: " + ModelConfigDocument.ReadoutModule.modes.map(\.name).filter { $0 != "max_all" }.joined(separator: " | ")
             + " (or delete this Readout when what follows applies at every step)"
     }
 
@@ -221,7 +226,7 @@ struct ModelConfigSkeleton {
         let modules = entries.map { entry in
             "{" + entry.map { "\(Self.literal($0.0)): \(Self.literal($0.1))" }.joined(separator: ", ") + "}"
         }
-        let head = "\"format\": \"\(ModelConfigDocument.format)\", \"version\": \(ModelConfigDocument.currentVersion), "
+        let head = "\"format\": \"\(ModelConfigDocument.format)\", \"version\": \(version), "
             + (prefix.isEmpty ? "" : "\"prefix\": \(literal(prefix)), ") + "\"modules\": ["
         return pretty ? "{\n  \(head)\n    " + modules.joined(separator: ",\n    ") + "\n  ]\n}"
             : "{" + head + modules.joined(separator: ", ") + "]}"

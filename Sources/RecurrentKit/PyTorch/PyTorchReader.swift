@@ -129,12 +129,12 @@ enum PyTorchReader {
                                pytorchSource: PyTorchSource(document: nil, barePrefix: prefix), moduleLabels: loaded.labels)
     }
 
-    /// One bare recurrent module under `prefix`, named as its keys name it.
-    private static func readBare(prefix: String, dict: inout StateDict,
+    /// One bare recurrent module under `prefix`, named as its keys name it (or `name`).
+    private static func readBare(prefix: String, name: String? = nil, dict: inout StateDict,
                                  summaries: inout [LayerSummary]) throws -> (model: Model, labels: [String?]) {
-        let options = RecurrentOptions(name: prefix.isEmpty ? "(root)" : String(prefix.dropLast()))
+        let options = RecurrentOptions(name: name ?? (prefix.isEmpty ? "(root)" : String(prefix.dropLast())))
         let layers = try readRecurrent(prefix: prefix, options: options, dict: &dict, summaries: &summaries)
-        let base = prefix.isEmpty ? layers[0].kind.rawValue : String(prefix.dropLast()).replacingOccurrences(of: ".", with: "_")
+        let base = prefix.isEmpty ? layers[0].kind.rawValue : options.name.replacingOccurrences(of: ".", with: "_")
         let type = PyTorchLayout.moduleType(layers[0].kind)
         let labels = layers.indices.map { k in
             "\(options.name) (\(type)\(layers.count > 1 ? ", layer \(k)" : ""))"
@@ -208,7 +208,7 @@ enum PyTorchReader {
         }
         if let refused = chain.first(where: { $0.entry == nil }) {
             throw ModelError(.unsupported, file: file, path: refused.name,
-                             message: "is not a module rnnkit runs (\(refused.summary)); select recurrent modules and the Embedding and Linear modules around them")
+                             message: "\(refused.summary); select recurrent modules and the Embedding and Linear modules around them")
         }
         var notes = ModuleSelection.wrapperNote(implied, origin: .selection(prefixes))
         let unread = ModuleSelection.unreadNote(keys.filter { selecting($0) == nil }, wrapper: wrapper.joined(),
@@ -216,7 +216,9 @@ enum PyTorchReader {
         if chain.count == 1, chain[0].isRecurrent {
             var summaries: [LayerSummary] = []
             let prefix = chain[0].keyPrefix + "."
-            let loaded = try readBare(prefix: prefix, dict: &dict, summaries: &summaries)
+            // Named as the selection names it: without the wrapper's prefix it left implied.
+            let loaded = try readBare(prefix: prefix, name: String(chain[0].keyPrefix.dropFirst(implied.count)),
+                                      dict: &dict, summaries: &summaries)
             try dict.checkAllUsed()
             notes += unread
             return try LoadedModel(file: file, layout: layout, model: loaded.model, isBareRecurrentModule: true,
@@ -410,6 +412,10 @@ enum PyTorchReader {
             case .textVectorization, .masking, .activation, .identity:
                 continue
             case let .embedding(_, _, dimension, _, _):
+                if !given.isEmpty {
+                    throw ModelError(file: file, path: origin.path(index), layer: label,
+                                     message: "comes after \(given); an Embedding takes token ids, so it comes first (after a TextVectorization)")
+                }
                 (width, given) = (dimension, label)
             case let .flatten(steps):
                 (width, given) = (steps.flatMap { steps in width.map { steps * $0 } }, label)
