@@ -319,6 +319,82 @@ final class ModuleSelectionTests: XCTestCase {
         ]), mentions: ["layer lstm (LSTM, layer 1)"])
     }
 
+    // MARK: The command line
+
+    /// The CRNN fixture's inputs and outputs with no attributes, as a user's own fixture of
+    /// the recurrent part would be (no `architecture` to follow the model around).
+    private func plainFixture(_ folder: URL) throws -> String {
+        let path = folder.appendingPathComponent("crnn.fixture.h5").path
+        let source = try Fixture(contentsOf: crnnFixture)
+        guard case let .features(x) = source.input else { throw XCTSkip("the CRNN fixture takes features") }
+        let root = try HDF5File.create(path).root
+        try root.write("inputs", floats: x.values, shape: x.shape)
+        for (name, tensor) in source.expected { try root.write("expected/\(name)", floats: tensor.values, shape: tensor.shape) }
+        return path
+    }
+
+    /// README's newcomer path on a CRNN checkpoint: inspect (the skeleton, what it leaves
+    /// out), the skeleton saved with its readout deleted, verify, convert, verify the converted
+    /// file; and the same with one option, `--modules`. Notes go to stderr, one line each.
+    func testTheNewcomerPathOnACRNNCheckpoint() throws {
+        let folder = try temporaryFolder(self)
+        let fixtureFile = try plainFixture(folder)
+        let inspected = try rnnkit("inspect", crnn)
+        XCTAssertEqual(inspected.status, 0, inspected.stderr)
+        XCTAssertEqual(inspected.stderr, "")
+        XCTAssertTrue(inspected.stdout.contains("left out of the skeleton:\n  module.FeatureExtraction (14 tensors, not a module rnnkit runs)\n"),
+                      inspected.stdout)
+        XCTAssertTrue(inspected.stdout.contains("--modules PREFIX[,PREFIX…]"), inspected.stdout)
+        let skeleton = try XCTUnwrap(inspected.stdout.range(of: "\n{").map { String(inspected.stdout[inspected.stdout.index(after: $0.lowerBound)...]) })
+        let config = folder.appendingPathComponent("crnn.json")
+        try Data(skeleton.split(separator: "\n").filter { !$0.contains("\"Readout\"") }.joined(separator: "\n").utf8).write(to: config)
+
+        let verified = try rnnkit("verify", crnn, fixtureFile, "--architecture", config.path)
+        XCTAssertEqual(verified.status, 0, verified.stdout + verified.stderr)
+        XCTAssertTrue(verified.stdout.contains("ok       output [3, 7, 5]"), verified.stdout)
+        XCTAssertEqual(verified.stderr, "note: \(Self.crnnUnreadNote)\n")
+
+        let keras = folder.appendingPathComponent("crnn.keras").path
+        let converted = try rnnkit("convert", crnn, keras, "--to", "keras3", "--architecture", config.path)
+        XCTAssertEqual(converted.status, 0, converted.stderr)
+        XCTAssertEqual(converted.stderr, "note: \(Self.crnnUnreadNote)\n")
+        let convertedVerified = try rnnkit("verify", keras, fixtureFile)
+        XCTAssertEqual(convertedVerified.status, 0, convertedVerified.stdout + convertedVerified.stderr)
+        XCTAssertEqual(convertedVerified.stderr, "")
+
+        // One option instead of a config.
+        let selectionNotes = "note: every key starts with 'module.' (the prefix nn.DataParallel / DistributedDataParallel adds) and the selected prefixes do not state it: the modules were read under it\n"
+            + "note: 14 keys outside the selected modules (SequenceModeling, Prediction) were not read (module.FeatureExtraction.* 14)\n"
+        let byModules = try rnnkit("verify", crnn, fixtureFile, "--modules", "SequenceModeling,Prediction")
+        XCTAssertEqual(byModules.status, 0, byModules.stdout + byModules.stderr)
+        XCTAssertEqual(byModules.stdout, verified.stdout)
+        XCTAssertEqual(byModules.stderr, selectionNotes)
+        let safetensors = folder.appendingPathComponent("crnn.safetensors").path
+        let written = try rnnkit("convert", crnn, safetensors, "--to", "pytorch", "--modules", "SequenceModeling,Prediction")
+        XCTAssertEqual(written.status, 0, written.stderr)
+        XCTAssertEqual(written.stderr, selectionNotes)
+        XCTAssertEqual(try rnnkit("verify", safetensors, fixtureFile).status, 0)
+        for command in [["inspect", crnn], ["bench", crnn, "--time", "3", "--repeat", "1", "--warmup", "0"]] {
+            let result = try rnnkit(command + ["--modules", "SequenceModeling,Prediction"])
+            XCTAssertEqual(result.status, 0, "\(command[0]): \(result.stderr)")
+            XCTAssertEqual(result.stderr, selectionNotes, command[0])
+        }
+        let run = try rnnkit("run", crnn, "--modules", "SequenceModeling,Prediction", "--input", fixtureFile,
+                             "--output", folder.appendingPathComponent("out.h5").path)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertEqual(run.stderr, selectionNotes)
+        // With a config, --modules is refused; and over several cases it goes in a manifest.
+        let both = try rnnkit("verify", crnn, fixtureFile, "--modules", "Prediction", "--architecture", config.path)
+        XCTAssertEqual(both.status, 2)
+        XCTAssertTrue(both.stderr.contains("pass one or the other"), both.stderr)
+        let manifest = folder.appendingPathComponent("cases.yml")
+        try Data("- {model: \(crnn), fixture: \(fixtureFile), modules: \"SequenceModeling,Prediction\", name: crnn}\n".utf8).write(to: manifest)
+        let suite = try rnnkit("verify", "--manifest", manifest.path)
+        XCTAssertEqual(suite.status, 0, suite.stdout + suite.stderr)
+        XCTAssertTrue(suite.stdout.hasPrefix("ok       \(fixtureFile)"), suite.stdout)
+        XCTAssertEqual(suite.stderr, selectionNotes.split(separator: "\n").map { "note: crnn: " + $0.dropFirst("note: ".count) + "\n" }.joined())
+    }
+
     // MARK: Converting the recurrent part
 
     /// Just the recurrent part, to every target: each written file, read back, computes
