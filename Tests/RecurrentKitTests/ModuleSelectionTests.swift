@@ -251,6 +251,36 @@ final class ModuleSelectionTests: XCTestCase {
                                  #""modules": [{"type": "Embedding", "name": "embedding""#])
     }
 
+    /// HDF5 lists keys alphabetically (`SequenceModeling.0.linear` before `.rnn`): the
+    /// skeleton and a chain picked by prefix follow the widths, block by block.
+    func testWithoutRegistrationOrderTheWidthsOrderTheBlocks() throws {
+        let path = try temporaryFolder(self).appendingPathComponent("crnn.h5").path
+        do {
+            let source = try TorchSaveFile.read(crnn)
+            XCTAssertTrue(source.keysInRegistrationOrder)
+            let root = try HDF5File.create(path).root
+            for name in try source.tensorNames(below: "") {
+                let tensor = try XCTUnwrap(try source.tensor(name))
+                if tensor.dtype.isFloat {
+                    try root.write(name, floats: try tensor.readFloats(), shape: tensor.shape)
+                } else {
+                    try root.write(name, integers: [1], shape: [])
+                }
+            }
+        }
+        XCTAssertFalse(HDF5Container(try HDF5File.open(path)).keysInRegistrationOrder)
+        let listing = try XCTUnwrap(StateDictListing.read(path, key: nil))
+        let skeleton = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(listing.skeleton.utf8)) as? [String: Any])
+        let modules = try XCTUnwrap(skeleton["modules"] as? [[String: Any]])
+        XCTAssertEqual(modules.map { $0["name"] as? String ?? $0["type"] as? String ?? "?" },
+                       ["SequenceModeling.0.rnn", "SequenceModeling.0.linear", "SequenceModeling.1.rnn", "Readout",
+                        "SequenceModeling.1.linear", "Prediction"])
+        let chain = try LoadedModel(contentsOf: path, modules: ["SequenceModeling", "Prediction"])
+        XCTAssertEqual(chain.summaries.map(\.name), ["SequenceModeling.0.rnn", "SequenceModeling.0.linear",
+                                                    "SequenceModeling.1.rnn", "SequenceModeling.1.linear", "Prediction"])
+        try assertVerifies(chain, crnnFixture, "crnn in HDF5 by --modules")
+    }
+
     /// The skeleton, as printed, is a config: with the readout deleted (the CRNN's blocks
     /// apply their Linears at every step) it reads the CRNN and verifies against torch.
     func testTheSkeletonWithItsReadoutDeletedVerifies() throws {

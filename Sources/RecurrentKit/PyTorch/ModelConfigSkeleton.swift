@@ -124,16 +124,32 @@ struct ModelConfigSkeleton {
 
     /// The modules in the order a forward pass most likely takes them. A file that keeps
     /// the registration order (`torch.save`) is taken as it is. Otherwise (HDF5 and
-    /// safetensors list keys alphabetically): embeddings, then recurrent modules (in the
-    /// file's order), then each Linear whose input is the width the previous module gives;
-    /// what does not chain stays in the file's order at the end.
+    /// safetensors list keys alphabetically, `SequenceModeling.0.linear` before
+    /// `SequenceModeling.0.rnn`) the order follows the widths: an Embedding first (else the
+    /// first recurrent module), then each time a module whose input is the width the chain
+    /// gives (after a recurrent module, also its width per direction, which `last_hidden`
+    /// gives), the one whose key prefix shares the most names with the module before it
+    /// (the next part of the same block), else the first in the file's order; what does not
+    /// chain stays in the file's order at the end.
     static func forwardOrder(_ found: [Found], keysInRegistrationOrder: Bool) -> [Found] {
         if keysInRegistrationOrder { return found }
-        var ordered = found.filter { $0.type == "Embedding" } + found.filter(\.isRecurrent)
-        var rest = found.filter { !ordered.map(\.name).contains($0.name) }
-        var width = ordered.last?.outputWidth
-        while let next = rest.firstIndex(where: { $0.inputWidth != nil && $0.inputWidth == width }) {
-            width = rest[next].outputWidth
+        var rest = found
+        guard let start = rest.firstIndex(where: { $0.type == "Embedding" }) ?? rest.firstIndex(where: \.isRecurrent) else {
+            return found
+        }
+        var ordered = [rest.remove(at: start)]
+        func shared(_ a: String, _ b: String) -> Int {
+            zip(a.split(separator: "."), b.split(separator: ".")).prefix { $0 == $1 }.count
+        }
+        while let last = ordered.last {
+            let fits = rest.indices.filter { index in
+                let module = rest[index]
+                guard let input = module.inputWidth, module.type != "Embedding" else { return false }
+                return input == last.outputWidth || (!module.isRecurrent && input == last.directionWidth)
+            }
+            guard let next = fits.max(by: { shared(rest[$0].keyPrefix, last.keyPrefix) < shared(rest[$1].keyPrefix, last.keyPrefix)
+                                              || (shared(rest[$0].keyPrefix, last.keyPrefix) == shared(rest[$1].keyPrefix, last.keyPrefix) && $0 > $1) })
+            else { break }
             ordered.append(rest.remove(at: next))
         }
         return ordered + rest
