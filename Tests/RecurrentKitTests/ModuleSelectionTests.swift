@@ -184,6 +184,8 @@ final class ModuleSelectionTests: XCTestCase {
         assertRefused(try LoadedModel(contentsOf: crnn, modules: ["SequenceModeling", "SequenceModeling.0"]),
                       mentions: ["overlap"])
         assertRefused(try LoadedModel(contentsOf: crnn, modules: [""]), mentions: ["empty"])
+        assertRefused(try LoadedModel(contentsOf: tagger, modules: ["lstm.weight_ih_l0"]),
+                      mentions: ["lstm: is only partly selected", "name a module by the key prefix of all its parameters"])
         assertRefused(try LoadedModel(contentsOf: crnn, architecture: crnnConfig, modules: ["SequenceModeling"]),
                       mentions: ["a model_config names the modules it uses"])
         assertRefused(try LoadedModel(contentsOf: fixture("keras/tfk_text_bilstm.h5"), modules: ["lstm"]),

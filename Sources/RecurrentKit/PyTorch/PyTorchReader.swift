@@ -206,6 +206,11 @@ enum PyTorchReader {
             let under = found.filter { selecting($0.keyPrefix) == index }
             chain += ModelConfigSkeleton.forwardOrder(under, keysInRegistrationOrder: container.keysInRegistrationOrder)
         }
+        // A prefix inside a module (a parameter's key, `lstm.weight_ih_l0`) selects part of it.
+        if let partial = found.first(where: { selecting($0.keyPrefix) == nil }) {
+            throw ModelError(.invalidInput, file: file, path: partial.name,
+                             message: "is only partly selected (\(partial.summary)); name a module by the key prefix of all its parameters")
+        }
         if let refused = chain.first(where: { $0.entry == nil }) {
             throw ModelError(.unsupported, file: file, path: refused.name,
                              message: "\(refused.summary); select recurrent modules and the Embedding and Linear modules around them")
