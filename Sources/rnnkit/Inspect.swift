@@ -16,20 +16,23 @@ struct Inspect: ParsableCommand {
     private var json: Bool { output.json }
 
     func run() throws {
-        if architecture.architecture == nil, let listing = try KerasWeightsListing.read(model) {
+        if architecture.architecture == nil, architecture.modules == nil, let listing = try KerasWeightsListing.read(model) {
             return try printListing(listing)
         }
         let loaded: LoadedModel
         do {
-            loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key)
+            loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key,
+                                     modules: architecture.moduleList)
         } catch {
             // A state_dict of several modules without model_config: list them and the skeleton
             // (read again only on this path; a model that reads is read once).
-            if architecture.architecture == nil, let listing = try? StateDictListing.read(model, key: architecture.key) {
+            if architecture.architecture == nil, architecture.modules == nil,
+               let listing = try? StateDictListing.read(model, key: architecture.key) {
                 return try printListing(listing)
             }
             throw error
         }
+        printNotes(loaded.notes)
         if json {
             try printJSON(InspectReport(loaded))
             return
@@ -78,12 +81,16 @@ struct Inspect: ParsableCommand {
             return
         }
         print("file:       \(escapedForDisplay(listing.file))")
-        print("layout:     \(listing.layout); several modules and no model_config: pass --architecture CONFIG.json to run it")
+        print("layout:     \(listing.layout); several modules and no model_config: pass --architecture CONFIG.json to run it, or --modules PREFIX[,PREFIX…] to read some of them as a chain")
         print("modules:")
         for module in listing.modules {
             print("  \(escapedForDisplay(module.name)): \(escapedForDisplay(module.summary))")
         }
-        print("model_config skeleton (choose the Readout mode, check the order, save it as CONFIG.json):")
+        if !listing.leftOut.isEmpty {
+            print("left out of the skeleton:")
+            for entry in listing.leftOut { print("  \(escapedForDisplay(entry))") }
+        }
+        print("model_config skeleton (choose the Readout mode or delete it, check the order, save it as CONFIG.json):")
         print(terminalSafeJSON(listing.skeleton))
     }
 
@@ -104,7 +111,7 @@ struct InspectReport: Encodable {
     init(_ loaded: LoadedModel) { self.loaded = loaded }
 
     private enum Key: String, CodingKey {
-        case file, layout, dtypes, compressed, parameters, input, layers
+        case file, layout, dtypes, compressed, parameters, input, layers, notes
         case modelClass = "model_class", kerasVersion = "keras_version", bareRecurrentModule = "bare_recurrent_module"
     }
 
@@ -120,6 +127,7 @@ struct InspectReport: Encodable {
         try container.encode(loaded.isBareRecurrentModule, forKey: .bareRecurrentModule)
         try container.encode(Self.inputText(loaded), forKey: .input)
         try container.encode(loaded.summaries.map(LayerEntry.init), forKey: .layers)
+        try container.encode(loaded.notes, forKey: .notes)
     }
 
     /// What the model takes: texts (through its TextVectorization), token ids or features.
@@ -171,7 +179,7 @@ struct StateDictListingReport: Encodable {
     init(_ listing: StateDictListing) { self.listing = listing }
 
     private struct Module: Encodable { let name: String; let summary: String }
-    private enum Key: String, CodingKey { case file, layout, modules, skeleton = "model_config_skeleton" }
+    private enum Key: String, CodingKey { case file, layout, modules, skeleton = "model_config_skeleton", leftOut = "left_out" }
 
     func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: Key.self)
@@ -179,6 +187,7 @@ struct StateDictListingReport: Encodable {
         try container.encode(listing.layout, forKey: .layout)
         try container.encode(listing.modules.map { Module(name: $0.name, summary: $0.summary) }, forKey: .modules)
         try container.encode(listing.skeleton, forKey: .skeleton)
+        try container.encode(listing.leftOut, forKey: .leftOut)
     }
 }
 

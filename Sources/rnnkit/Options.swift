@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 // Options that several commands share, declared once.
 
@@ -9,6 +10,30 @@ struct ArchitectureOption: ParsableArguments {
 
     @Option(help: "For a torch.save checkpoint holding several state_dicts: the entry to read (model_state_dict; nested as outer/inner).")
     var key: String?
+
+    @Option(help: ArgumentHelp(
+        "For a PyTorch state_dict without a model_config: the modules to read, by key prefix (SequenceModeling,Prediction); the other keys are left unread, and a note on stderr counts them.",
+        discussion: "One recurrent module reads as a bare module; several are a chain applied at every step, in the order given. Keys under module. or _orig_mod. are found whether or not the prefixes state it.",
+        valueName: "prefix[,prefix…]"))
+    var modules: String?
+
+    /// `--modules` as a list; nil when not given.
+    var moduleList: [String]? {
+        modules.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+    }
+
+    func validate() throws {
+        if modules != nil && architecture != nil {
+            throw ValidationError("--modules picks modules of a state_dict without a model_config; --architecture gives one: pass one or the other")
+        }
+    }
+}
+
+/// Prints what reading a model noted (`LoadedModel.notes`), one line each, on stderr.
+func printNotes(_ notes: [String]) {
+    for note in notes {
+        FileHandle.standardError.write(Data("note: \(oneLine(note))\n".utf8))
+    }
 }
 
 /// `--threads`: how many threads a run may use.

@@ -33,7 +33,9 @@ struct Run: ParsableCommand {
     func run() throws {
         // Checked before the work, and again as the file is written.
         try OutputFiles.check(output, against: protectedInputs, overwrite: true)
-        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key)
+        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key,
+                                     modules: architecture.moduleList)
+        printNotes(loaded.notes)
         let inputs = try InputFile(contentsOf: input, for: loaded)
         let initial = try loaded.initialStates(from: inputs, inputPath: input)
         if let note = loaded.lengthsNote(input: inputs.input, lengths: inputs.lengths) { printNote(note) }

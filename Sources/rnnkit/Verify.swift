@@ -7,7 +7,7 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check models against fixtures' expected outputs.",
         usage: """
-        rnnkit verify MODEL FIXTURE [--architecture FILE] [--key KEY] [--atol X] [--rtol X] [--threads N] [--junit FILE] [--json FILE]
+        rnnkit verify MODEL FIXTURE [--architecture FILE | --modules PREFIX,…] [--key KEY] [--atol X] [--rtol X] [--threads N] [--junit FILE] [--json FILE]
         rnnkit verify PATH... [--manifest FILE] [--jobs N] [--junit FILE] [--json FILE] [--atol X] [--rtol X] [--threads N]
         """,
         discussion: """
@@ -17,7 +17,7 @@ struct Verify: ParsableCommand {
         With a model and a fixture, checks that pair. Otherwise each PATH is a folder (its \
         *.fixture.h5 files) or a fixture, paired with the model its 'model' attribute names, \
         else with NAME.<ext> beside NAME[.SUFFIX].fixture.h5; --manifest adds a JSON or YAML \
-        list of {model, fixture, architecture?, key?, atol?, rtol?, name?}. Each case runs in \
+        list of {model, fixture, architecture?, key?, modules?, atol?, rtol?, name?}. Each case runs in \
         its own process (--jobs at once) and prints one line; then a summary.
 
         Exit status: 0 all match, 1 a mismatch, 2 an error (a case that could not run, or none found).
@@ -64,8 +64,8 @@ struct Verify: ParsableCommand {
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard jobs <= Limits.verifyJobs else { throw ValidationError("--jobs must be at most \(Limits.verifyJobs)") }
         if let junit, junit == json { throw ValidationError("--junit and --json name the same file") }
-        if caseFixture == nil, !isPair, architecture.architecture != nil || architecture.key != nil {
-            throw ValidationError("--architecture and --key apply to one model and fixture; for several, use each fixture's attributes or a manifest's fields")
+        if caseFixture == nil, !isPair, architecture.architecture != nil || architecture.key != nil || architecture.modules != nil {
+            throw ValidationError("--architecture, --key and --modules apply to one model and fixture; for several, use each fixture's attributes or a manifest's fields")
         }
     }
 
@@ -92,7 +92,7 @@ struct Verify: ParsableCommand {
         let verificationCase = VerificationCase(name: "", group: "", fixture: fixture, model: caseModel,
                                                 modelByName: caseModelByName, modelByNameProblem: caseModelByNameProblem,
                                                 architecture: architecture.architecture, key: architecture.key,
-                                                atol: atol, rtol: rtol)
+                                                modules: architecture.moduleList, atol: atol, rtol: rtol)
         FileHandle.standardOutput.write(VerificationSuite.run(verificationCase, threads: threads.threads).childJSON)
     }
 
@@ -104,13 +104,16 @@ struct Verify: ParsableCommand {
         }
         let start = DispatchTime.now()
         var verificationCase = VerificationCase(fixture: fixture, model: model, architecture: architecture.architecture,
-                                                key: architecture.key, atol: atol, rtol: rtol)
+                                                key: architecture.key, modules: architecture.moduleList, atol: atol, rtol: rtol)
         let verification: Verification
         do {
             let loadedFixture = try Fixture(contentsOf: fixture)
-            verificationCase.architecture = architecture.architecture ?? loadedFixture.architecturePath
+            // Modules picked by key prefix replace a model_config, the fixture's included.
+            verificationCase.architecture = architecture.architecture
+                ?? (architecture.modules == nil ? loadedFixture.architecturePath : nil)
             let loaded = try LoadedModel(contentsOf: model, architecture: verificationCase.architecture,
-                                         key: architecture.key)
+                                         key: architecture.key, modules: architecture.moduleList)
+            printNotes(loaded.notes)
             verification = try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol,
                                             threads: threads.threads)
         } catch {
@@ -170,6 +173,7 @@ struct Verify: ParsableCommand {
                                                     executable: Self.executable, arguments: ["verify"]) { _, result in
             // Unbuffered: each line shows as its case (and those before it) finish.
             FileHandle.standardOutput.write(Data((result.line + "\n").utf8))
+            printNotes(result.notes.map { "\(result.verificationCase.name): \($0)" })
         }
         let summary = SuiteSummary(results)
         FileHandle.standardOutput.write(Data((summary.line + "\n").utf8))

@@ -23,6 +23,11 @@ final class PyTorchFileFixtureTests: XCTestCase {
         "clf_lstm2_last_step_mlp": ["lstm", "multilayer", "lengths", "model-config", "pt", "whole-model"],
         "clf_bilstm_max_sigmoid": ["lstm", "bidirectional", "lengths", "model-config", "safetensors", "whole-model"],
         "lstm_proj_lengths": ["lstm", "bidirectional", "proj", "lengths", "safetensors"],
+        // fixtures/pytorch-files/generate_checkpoints.py: the recurrent part of bigger models.
+        "crnn_checkpoint": ["lstm", "bidirectional", "model-config", "pt", "whole-model", "checkpoint", "module-prefix",
+                            "integer-buffers", "unselected-keys"],
+        "attention_tagger": ["lstm", "bidirectional", "multilayer", "lengths", "padding-idx", "tokens", "model-config", "pt",
+                             "whole-model", "unselected-keys"],
     ]
 
     /// The state_dict's key in the `checkpoint` case's dict (`--key`).
@@ -130,6 +135,20 @@ final class PyTorchFileFixtureTests: XCTestCase {
             case "checkpoint":
                 let keys = unpickled.flatMap { $0.dict($0.root) }.map { Set($0.keys.map(\.text)) } ?? []
                 present = keys == ["epoch", Self.checkpointKey, "optimizer_state_dict", "loss"]
+            case "module-prefix":
+                // Every key of the state_dict as nn.DataParallel saves it.
+                let keys = try Self.stateDictKeys(unpickled, checkpoint: tags.contains("checkpoint"))
+                present = !keys.isEmpty && keys.allSatisfy { $0.hasPrefix("module.") }
+            case "integer-buffers":
+                // An int64 tensor (BatchNorm's num_batches_tracked) in the state_dict, beside the weights.
+                let dict = try Self.stateDict(unpickled, checkpoint: tags.contains("checkpoint"))
+                present = dict?.values.contains { value in
+                    guard case let .tensor(index) = value, let unpickled else { return false }
+                    return unpickled.storages[unpickled.tensors[index].storage].type.isInteger
+                } ?? false
+            case "unselected-keys":
+                // Keys outside the model_config's modules, left unread and counted in a note.
+                present = model.notes.contains { $0.contains("outside the model_config's modules were not read") }
             default: XCTFail("\(name): unknown tag \(tag)"); continue
             }
             XCTAssertTrue(present, "\(name) claims '\(tag)' but the files do not show it")
@@ -157,13 +176,26 @@ final class PyTorchFileFixtureTests: XCTestCase {
         if tags.contains("checkpoint") {
             // The one dict of tensors under string keys is found without --key too (the
             // optimizer's state has integer keys).
-            XCTAssertTrue(try Verification(model: LoadedModel(contentsOf: modelPath), fixture: fixture).passed,
+            XCTAssertTrue(try Verification(model: LoadedModel(contentsOf: modelPath, architecture: fixture.architecturePath),
+                                           fixture: fixture).passed,
                           "\(name): the checkpoint without --key")
             for key in ["optimizer_state_dict", "epoch", "no_such_key"] {
                 XCTAssertThrowsError(try LoadedModel(contentsOf: modelPath, architecture: nil, key: key),
                                      "\(name): --key \(key) is not a model's state_dict")
             }
         }
+    }
+
+    /// The state_dict a `torch.save` file holds, read here from its pickle: the top level, or
+    /// a checkpoint's `model_state_dict`.
+    static func stateDict(_ unpickled: Unpickled?, checkpoint: Bool) throws -> PickleDict? {
+        guard let unpickled, let top = unpickled.dict(unpickled.root) else { return nil }
+        guard checkpoint else { return top }
+        return top[checkpointKey].flatMap { unpickled.dict($0) }
+    }
+
+    static func stateDictKeys(_ unpickled: Unpickled?, checkpoint: Bool) throws -> [String] {
+        try stateDict(unpickled, checkpoint: checkpoint)?.keys.map(\.text) ?? []
     }
 
     /// The fixture's `architecture` document as JSON, or nil when it has none.

@@ -96,12 +96,23 @@ public struct LoadedModel: Sendable {
     public let kerasVersion: Int?
     /// For a PyTorch file: its module structure and key names, which a PyTorch target keeps.
     let pytorchSource: PyTorchReader.PyTorchSource?
+    /// What reading the file did that its user should know, one line each: the keys of a
+    /// state_dict outside the modules read, counted (`41 keys outside the model_config's
+    /// modules were not read (module.FeatureExtraction.* 38, …)`), a wrapper's key prefix
+    /// looked under. Empty when there is nothing to say.
+    public let notes: [String]
+    /// How errors name each layer of `model.layers`, when the reader knows better than the
+    /// layer names (a `model_config`'s module names and places); nil otherwise.
+    let moduleLabels: [String?]?
     private var engineCache = EngineCache()
 
     init(file: String, layout: Layout, model: Model, isBareRecurrentModule: Bool, summaries: [LayerSummary],
          storedTypes: [String], compressed: Bool, modelClass: String? = nil, kerasVersion: Int? = nil,
-         pytorchSource: PyTorchReader.PyTorchSource? = nil) throws {
+         pytorchSource: PyTorchReader.PyTorchSource? = nil, moduleLabels: [String?]? = nil,
+         notes: [String] = []) throws {
         self.pytorchSource = pytorchSource
+        self.moduleLabels = moduleLabels
+        self.notes = notes
         self.modelClass = modelClass
         self.kerasVersion = kerasVersion
         self.file = file
@@ -118,7 +129,13 @@ public struct LoadedModel: Sendable {
     package var engine: Engine {
         get throws {
             try engineCache.engine {
-                try ModelError.boundary(file: file, kind: .invalidModel) { try Engine(model: model) }
+                // A model the engine refuses is named as the file names its layers.
+                do {
+                    return try engineBoundary { try Engine(model: model) }
+                } catch var error as ModelError {
+                    error.kind = .invalidModel
+                    throw error
+                }
             }
         }
     }
@@ -134,39 +151,54 @@ public struct LoadedModel: Sendable {
     ///   `model_config` JSON (spec/pytorch-layout.md).
     /// - Parameter key: for a `torch.save` checkpoint that holds several state_dicts, the
     ///   entry to read (`model_state_dict`; nested entries as `outer/inner`).
+    /// - Parameter modules: for a PyTorch state_dict without a `model_config`, the modules
+    ///   to read, by key prefix (`["SequenceModeling", "Prediction"]`): one recurrent module
+    ///   reads as a bare module; several are a chain applied at every step, in the order
+    ///   given (under one prefix, in the file's order). Every other key is left unread and
+    ///   counted in ``notes``. Keys under `module.` or `_orig_mod.` (a training wrapper's
+    ///   prefix) are found whether or not the prefixes state it.
     ///
     /// Throws `ModelError` for any file that cannot be read or does not form a model.
-    public init(contentsOf path: String, architecture: String? = nil, key: String? = nil) throws {
+    public init(contentsOf path: String, architecture: String? = nil, key: String? = nil,
+                modules: [String]? = nil) throws {
         self = try ModelError.boundary(file: path, kind: .unreadableFile) {
-            try LoadedModel(reading: path, architecture: architecture, key: key)
+            try LoadedModel(reading: path, architecture: architecture, key: key, modules: modules)
         }
     }
 
-    /// What ``init(contentsOf:architecture:key:)`` does, with the errors of each layer as they are.
-    package init(reading path: String, architecture: String? = nil, key: String? = nil) throws {
+    /// What ``init(contentsOf:architecture:key:modules:)`` does, with the errors of each layer as they are.
+    package init(reading path: String, architecture: String? = nil, key: String? = nil,
+                 modules: [String]? = nil) throws {
         try InputFiles.requireRegularFile(path)
         let form = try ModelFileForm(sniffing: path)
         if key != nil && form != .torchSave {
             throw ModelError(.invalidInput, file: path, message: "--key picks a state_dict inside a torch.save checkpoint; this file is \(form.title)")
         }
+        func refuseModules(_ what: String) throws {
+            guard modules != nil else { return }
+            throw ModelError(.invalidInput, file: path, message: "a selection of modules by key prefix reads a PyTorch state_dict; this file is \(what)")
+        }
         switch form {
         case .kerasArchive:
+            try refuseModules("a Keras 3 .keras archive")
             self = try KerasFile.readArchive(path)
         case .torchSave:
             self = try PyTorchReader.read(try TorchSaveFile.read(path, key: key), layout: .pytorchSave,
-                                          architecture: try Self.pytorchArchitecture(architecture))
+                                          architecture: try Self.pytorchArchitecture(architecture), modules: modules)
         case .safetensors:
             self = try PyTorchReader.read(try SafetensorsFile.read(path), layout: .pytorchSafetensors,
-                                          architecture: try Self.pytorchArchitecture(architecture))
+                                          architecture: try Self.pytorchArchitecture(architecture), modules: modules)
         case .otherZip:
             throw ModelError(file: path, message: "is a zip archive, but neither a Keras 3 .keras archive (config.json) nor a torch.save file (data.pkl)")
         case .hdf5:
             // The container (HDF5), then the layout its content names.
             let container = HDF5Container(try HDF5File.open(path))
             if try KerasFile.isKeras(container) {
+                try refuseModules("a Keras model")
                 self = try KerasFile.read(container, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
             } else {
-                self = try PyTorchReader.read(container, architecture: try Self.pytorchArchitecture(architecture))
+                self = try PyTorchReader.read(container, architecture: try Self.pytorchArchitecture(architecture),
+                                              modules: modules)
             }
         }
     }

@@ -12,12 +12,17 @@ struct FlatContainer: TensorContainer {
     /// The names in the file's order.
     private let names: [String]
     let metadata: [String: String]
+    /// True for a `torch.save` state_dict (an `OrderedDict` in registration order); a
+    /// safetensors header is sorted.
+    let keysInRegistrationOrder: Bool
 
     /// Refuses a name that appears twice, and an empty name.
-    init(file: String, location: String, tensors: [NamedTensor], metadata: [String: String]) throws {
+    init(file: String, location: String, tensors: [NamedTensor], metadata: [String: String],
+         keysInRegistrationOrder: Bool = false) throws {
         self.file = file
         self.location = location
         self.metadata = metadata
+        self.keysInRegistrationOrder = keysInRegistrationOrder
         var byName: [String: NamedTensor] = [:]
         for tensor in tensors {
             guard !tensor.name.isEmpty else {

@@ -41,6 +41,15 @@ protocol TensorContainer {
 
     /// True when the entry at `path` has an attribute `name` (of any type).
     func hasAttribute(_ name: String, at path: String) throws -> Bool
+
+    /// True when `tensorNames(below:)` gives the keys in the order the model registered its
+    /// modules (a `torch.save` state_dict, an `OrderedDict`); false where the container
+    /// sorts them (HDF5 lists names alphabetically, safetensors writes them sorted).
+    var keysInRegistrationOrder: Bool { get }
+}
+
+extension TensorContainer {
+    var keysInRegistrationOrder: Bool { false }
 }
 
 /// What a container holds at a path.

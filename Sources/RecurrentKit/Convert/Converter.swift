@@ -22,6 +22,9 @@ public struct ConversionReport: Sendable {
     public var modelConfig: String?
     /// What a user of the written model should know (how masks reach it).
     public var notes: [String]
+    /// What reading the input noted (`LoadedModel.notes`: the keys of a state_dict left
+    /// unread, a wrapper's prefix looked under).
+    public var readingNotes: [String] = []
 }
 
 /// Converts between layouts through the neutral model: read with the source's reader,
@@ -43,11 +46,12 @@ public enum Converter {
     ///
     /// Throws `ModelError`: a conversion that cannot be exact names the layer and the reason.
     public static func convert(_ input: String, to target: ConversionTarget, output: String, force: Bool = false,
-                               architecture: String? = nil, key: String? = nil,
+                               architecture: String? = nil, key: String? = nil, modules: [String]? = nil,
                                pythonModule: String? = nil, paddingID: PaddingID? = nil) throws -> ConversionReport {
         try ModelError.boundary(file: input, kind: .unsupported) {
             try convertChecked(input, to: target, output: output, force: force,
-                               source: SourceOptions(architecture: architecture, key: key, paddingID: paddingID),
+                               source: SourceOptions(architecture: architecture, key: key, modules: modules,
+                                                     paddingID: paddingID),
                                pythonModule: pythonModule)
         }
     }
@@ -57,6 +61,8 @@ public enum Converter {
     private struct SourceOptions {
         var architecture: String?
         var key: String?
+        /// The modules to read by key prefix (`LoadedModel.init(contentsOf:architecture:key:modules:)`).
+        var modules: [String]?
         var paddingID: PaddingID?
     }
 
@@ -70,13 +76,14 @@ public enum Converter {
                          pythonModule: pythonModule)
         var modelConfig: ModelConfigDocument?
         var notes: [String] = []
+        var readingNotes: [String] = []
         // A bare module's emitted Python, made while its layers are in memory (nil otherwise).
         var barePython: String?
         try OutputBatch.writing { batch in
             try batch.write(output, overwrite: force) { temporary in
                 try writeChecked(input, source: source, target: target, to: temporary, batch: batch,
                                  output: output, emitting: pythonModule != nil, modelConfig: &modelConfig,
-                                 barePython: &barePython, notes: &notes)
+                                 barePython: &barePython, notes: &notes, readingNotes: &readingNotes)
             }
             if let pythonModule {
                 let python: String
@@ -93,7 +100,7 @@ public enum Converter {
             }
         }
         return ConversionReport(input: input, output: output, target: target, modelConfig: try modelConfig?.json(),
-                                notes: notes)
+                                notes: notes, readingNotes: readingNotes)
     }
 
     /// Writes the conversion to `path` and reads it back: it must be the same model, weight
@@ -102,9 +109,10 @@ public enum Converter {
     private static func writeChecked(_ input: String, source: SourceOptions, target: ConversionTarget, to path: String,
                                      batch: OutputBatch, output: String, emitting: Bool,
                                      modelConfig: inout ModelConfigDocument?, barePython: inout String?,
-                                     notes: inout [String]) throws {
+                                     notes: inout [String], readingNotes: inout [String]) throws {
         let expected = try write(input, source: source, target: target, to: path, batch: batch, output: output,
-                                 emitting: emitting, modelConfig: &modelConfig, barePython: &barePython, notes: &notes)
+                                 emitting: emitting, modelConfig: &modelConfig, barePython: &barePython, notes: &notes,
+                                 readingNotes: &readingNotes)
         let actual = ModelFingerprint(try LoadedModel(contentsOf: path).model)
         guard actual == expected else {
             throw ModelError(file: output, message: "the written file reads back as a different model (\(expected.firstDifference(from: actual))); nothing was written")
@@ -116,8 +124,10 @@ public enum Converter {
     private static func write(_ input: String, source options: SourceOptions, target: ConversionTarget, to path: String,
                               batch: OutputBatch, output: String, emitting: Bool,
                               modelConfig: inout ModelConfigDocument?, barePython: inout String?,
-                              notes: inout [String]) throws -> ModelFingerprint {
-        let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key)
+                              notes: inout [String], readingNotes: inout [String]) throws -> ModelFingerprint {
+        let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key,
+                                     modules: options.modules)
+        readingNotes = loaded.notes
         switch target {
         case .pytorch:
             let plan = try PyTorchWriter.plan(loaded.model, file: input, source: loaded.pytorchSource)

@@ -53,6 +53,7 @@ extension LoadedModel {
     /// layer of a stacked PyTorch module); nil when the file names none, and the engine's
     /// `index (kind)` is used instead.
     package func layerLabel(_ index: Int) -> String? {
+        if let labels = moduleLabels, labels.indices.contains(index), let label = labels[index] { return label }
         guard let name = model.layerName(index) else { return nil }
         if let summary = summaries.first(where: { $0.name == name }) { return "\(name) (\(summary.type))" }
         // PyTorchReader names the layers of a stacked module `<module>_l<k>`.

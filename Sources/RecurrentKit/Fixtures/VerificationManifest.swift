@@ -25,7 +25,7 @@ enum ManifestValue {
 
 extension VerificationSuite {
     /// The fields a manifest entry may have.
-    public static let manifestFields = ["model", "fixture", "architecture", "key", "atol", "rtol", "name"]
+    public static let manifestFields = ["model", "fixture", "architecture", "key", "modules", "atol", "rtol", "name"]
 
     /// The cases of a manifest: a JSON or YAML list of `{model, fixture, architecture?, key?,
     /// atol?, rtol?, name?}` (or `{cases: [...]}`), paths relative to the manifest's folder.
@@ -250,7 +250,9 @@ extension VerificationSuite {
             let (group, fixtureFile) = OutputFiles.split(fixturePath)
             return VerificationCase(name: try string("name") ?? stem(of: fixtureFile), group: group, fixture: fixturePath,
                                     model: resolved(model), architecture: try string("architecture").map(resolved),
-                                    key: try string("key"), atol: try tolerance("atol"), rtol: try tolerance("rtol"))
+                                    key: try string("key"),
+                                    modules: try string("modules").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) },
+                                    atol: try tolerance("atol"), rtol: try tolerance("rtol"))
         }
     }
 }

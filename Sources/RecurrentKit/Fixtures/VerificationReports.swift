@@ -48,6 +48,8 @@ public enum VerificationReports {
             },
         ]
         if let error = result.error { object["error"] = error }
+        if !result.notes.isEmpty { object["notes"] = result.notes }
+        if let modules = item.modules { object["modules"] = modules }
         return object
     }
 
@@ -205,6 +207,7 @@ extension CaseResult {
         }
         let error = (object["error"] as? String).map { escapedForDisplay($0, limit: 4000) }
         self.init(verificationCase: used, status: status, error: status == .error ? (error ?? "failed") : nil, tensors: parsed)
+        notes = (object["notes"] as? [String] ?? []).map { escapedForDisplay($0, limit: 4000) }
     }
 }
 

@@ -34,6 +34,10 @@ public struct VerificationCase: Sendable, Equatable {
     public var architecture: String?
     /// `--key` / the manifest's `key`; else the fixture's attribute.
     public var key: String?
+    /// `--modules` / the manifest's `modules`: the modules of a PyTorch state_dict to read,
+    /// by key prefix (`LoadedModel.init(contentsOf:architecture:key:modules:)`); the
+    /// fixture's `architecture` is then not used.
+    public var modules: [String]?
     /// The manifest's tolerances, else the command line's; else the fixture's, else the
     /// defaults (`Verification`).
     public var atol: Double?
@@ -41,7 +45,8 @@ public struct VerificationCase: Sendable, Equatable {
 
     public init(name: String, group: String, fixture: String, model: String? = nil, modelByName: String? = nil,
                 modelByNameProblem: String? = nil, architecture: String? = nil, key: String? = nil,
-                atol: Double? = nil, rtol: Double? = nil) {
+                modules: [String]? = nil, atol: Double? = nil, rtol: Double? = nil) {
+        self.modules = modules
         self.name = name
         self.group = group
         self.fixture = fixture
@@ -57,10 +62,10 @@ public struct VerificationCase: Sendable, Equatable {
     /// A case named after its fixture: `name` the file's name without `.fixture.h5`,
     /// `group` its folder as given (`.` for a bare file name).
     public init(fixture: String, model: String? = nil, architecture: String? = nil, key: String? = nil,
-                atol: Double? = nil, rtol: Double? = nil) {
+                modules: [String]? = nil, atol: Double? = nil, rtol: Double? = nil) {
         let (folder, file) = OutputFiles.split(fixture)
         self.init(name: VerificationSuite.stem(of: file), group: folder, fixture: fixture, model: model,
-                  architecture: architecture, key: key, atol: atol, rtol: rtol)
+                  architecture: architecture, key: key, modules: modules, atol: atol, rtol: rtol)
     }
 }
 
@@ -127,6 +132,8 @@ public struct CaseResult: Sendable, Equatable {
     public var error: String?
     public var seconds: Double
     public var tensors: [TensorResult]
+    /// What reading the model noted (`LoadedModel.notes`).
+    public var notes: [String] = []
 
     public init(verificationCase: VerificationCase, status: Status, error: String? = nil, seconds: Double = 0,
                 tensors: [TensorResult] = []) {
@@ -313,15 +320,20 @@ public enum VerificationSuite {
                 throw ModelError(file: verificationCase.fixture, message: verificationCase.modelByNameProblem ?? "names no model")
             }
             used.model = model
-            used.architecture = verificationCase.architecture ?? fixture.architecture.map(beside)
+            // Modules picked by key prefix replace a model_config, the fixture's included.
+            used.architecture = verificationCase.architecture
+                ?? (verificationCase.modules == nil ? fixture.architecture.map(beside) : nil)
             used.key = verificationCase.key ?? fixture.key
-            let loaded = try LoadedModel(contentsOf: model, architecture: used.architecture, key: used.key)
+            let loaded = try LoadedModel(contentsOf: model, architecture: used.architecture, key: used.key,
+                                         modules: used.modules)
             let verification = try Verification(model: loaded, fixture: fixture, atol: verificationCase.atol,
                                                 rtol: verificationCase.rtol, threads: threads)
             used.atol = verification.atol
             used.rtol = verification.rtol
-            return CaseResult(verificationCase: used, status: verification.passed ? .passed : .failed,
-                              seconds: seconds(), tensors: verification.comparisons.map(TensorResult.init))
+            var result = CaseResult(verificationCase: used, status: verification.passed ? .passed : .failed,
+                                    seconds: seconds(), tensors: verification.comparisons.map(TensorResult.init))
+            result.notes = loaded.notes
+            return result
         } catch {
             return .failure(used, "\(error)", seconds: seconds())
         }
@@ -375,6 +387,7 @@ public enum VerificationSuite {
         if let problem = verificationCase.modelByNameProblem { result += ["--case-model-by-name-problem", problem] }
         if let architecture = verificationCase.architecture { result += ["--architecture", path(architecture)] }
         if let key = verificationCase.key { result += ["--key=" + key] }
+        if let modules = verificationCase.modules { result += ["--modules=" + modules.joined(separator: ",")] }
         if let atol = verificationCase.atol { result += ["--atol", "\(atol)"] }
         if let rtol = verificationCase.rtol { result += ["--rtol", "\(rtol)"] }
         result += ["--threads", "\(threads)"]

@@ -21,8 +21,26 @@ struct PyTorchModelConfig {
     }
 
     var document: ModelConfigDocument
+    /// Before every parameter key: the document's `prefix`, and when the reader finds the
+    /// keys under a wrapper's prefix the document does not state, that too (`ModuleSelection`).
     var prefix: String
     var modules: [Module]
+
+    /// The key prefix of every module with parameters (`<prefix><name>.`), in order: the
+    /// keys the model reads are the ones directly under these.
+    var moduleKeyPrefixes: [String] {
+        modules.compactMap { $0.parameterName.map { prefix + $0 + "." } }
+    }
+
+    /// How errors name module `index` (and layer `layer` of a stacked recurrent module): its
+    /// name and type, `rnn (LSTM, layer 1)`, or for a module without a name its place,
+    /// `modules[2] (Readout)`.
+    func label(_ index: Int, layer: Int? = nil) -> String {
+        let module = document.modules[index]
+        let place = layer.map { ", layer \($0)" } ?? ""
+        if let name = modules[index].parameterName { return "\(name) (\(module.type)\(place))" }
+        return "modules[\(index)] (\(module.type)\(place))"
+    }
 
     /// Decodes the `model_config` attribute `json` of `file`, refusing it with the field's
     /// path (`modules[2].hidden_size: expected an integer, found a string`).
@@ -93,6 +111,18 @@ struct PyTorchModelConfig {
             return .readout(readout.mode, text: readout.name)
         case .identity(let identity):
             return .identity(type: identity.kind.rawValue)
+        }
+    }
+}
+
+extension PyTorchModelConfig.Module {
+    /// The name a module's parameter keys start with; nil for a module without parameters.
+    var parameterName: String? {
+        switch self {
+        case let .embedding(name, _, _, _, _): return name
+        case let .recurrent(options): return options.name
+        case let .linear(name, _, _, _): return name
+        case .textVectorization, .masking, .flatten, .activation, .readout, .identity: return nil
         }
     }
 }

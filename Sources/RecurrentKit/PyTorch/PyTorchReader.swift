@@ -6,30 +6,50 @@ import Foundation
 enum PyTorchReader {
     /// A state_dict: dotted key → tensor. A container's nested groups read as dots
     /// (`lstm/weight_ih_l0` is the key `lstm.weight_ih_l0`); a flat container's names are the keys.
+    /// Only the keys a reading selects are read (`ModuleSelection`); integer and bool tensors
+    /// among them are listed (`others`) and refused only when a module takes one.
     struct StateDict {
         let file: String
         var entries: [String: StoredTensor]
+        /// Integer and bool tensors: shapes only, never read as weights.
+        var others: [String: OtherTensor]
         var unused: Set<String>
 
         init(store: WeightStore, file: String) throws {
             self.file = file
             var entries: [String: StoredTensor] = [:]
-            for (path, stored) in store.tensors {
+            var others: [String: OtherTensor] = [:]
+            var paths: [String: String] = [:]
+            func add(_ path: String, location: String) throws -> String {
                 let key = path.replacingOccurrences(of: "/", with: ".")
-                if let other = entries[key] {
-                    throw ModelError(file: file, path: stored.path,
-                                     message: "key '\(shown(key))' is stored twice (also at \(shown(other.path)))")
+                if let other = paths.updateValue(location, forKey: key) {
+                    throw ModelError(file: file, path: location,
+                                     message: "key '\(shown(key))' is stored twice (also at \(shown(other)))")
                 }
-                entries[key] = stored
+                return key
+            }
+            for (path, stored) in store.tensors.sorted(by: { $0.key < $1.key }) {
+                entries[try add(path, location: stored.path)] = stored
+            }
+            for (path, other) in store.others.sorted(by: { $0.key < $1.key }) {
+                others[try add(path, location: other.path)] = other
             }
             self.entries = entries
-            self.unused = Set(entries.keys)
+            self.others = others
+            self.unused = Set(entries.keys).union(others.keys)
         }
 
-        func has(_ key: String) -> Bool { entries[key] != nil }
+        /// Every key, float or not.
+        var keys: [String] { Array(entries.keys) + Array(others.keys) }
+
+        func has(_ key: String) -> Bool { entries[key] != nil || others[key] != nil }
 
         /// Takes a tensor, checking its shape.
         mutating func take(_ key: String, shape: [Int], layer: String) throws -> Tensor {
+            if let other = others[key] {
+                throw ModelError(file: file, path: key, layer: layer,
+                                 message: "holds \(other.storedType) values of shape \(shapeText(other.shape)), expected floating-point weights")
+            }
             guard let stored = entries[key] else {
                 throw ModelError(file: file, path: key, layer: layer,
                                  message: "missing key (expected shape \(shapeText(shape)))")
@@ -42,12 +62,12 @@ enum PyTorchReader {
             return stored.tensor
         }
 
-        func shape(_ key: String) -> [Int]? { entries[key]?.tensor.shape }
+        func shape(_ key: String) -> [Int]? { entries[key]?.tensor.shape ?? others[key]?.shape }
 
         /// Fails on keys nothing used, naming them.
         func checkAllUsed() throws {
             guard let first = unused.sorted().first else { return }
-            let shape = entries[first].map { shapeText($0.tensor.shape) } ?? "?"
+            let shape = self.shape(first).map(shapeText) ?? "?"
             let more = unused.count > 1 ? " (and \(unused.count - 1) more)" : ""
             throw ModelError(file: file, path: first,
                              message: "unexpected key with shape \(shape)\(more): it belongs to no module of the model")
@@ -57,18 +77,15 @@ enum PyTorchReader {
     /// Reads a state_dict from `container`: a whole model described by `architecture` (a
     /// `model_config` document given beside the file) or by the container's own
     /// `model_config` (an HDF5 root attribute, safetensors `__metadata__`, a `.pt` file's
-    /// `_metadata`), else one bare recurrent module.
+    /// `_metadata`); modules picked by key prefix (`modules`, without a `model_config`);
+    /// else one bare recurrent module.
     ///
-    /// A file that holds several modules and no `model_config` is refused with the modules
-    /// found and a skeleton to edit (`ModelConfigSkeleton`).
+    /// A `model_config` or `modules` is the selection: the keys outside it are not read, and
+    /// one note counts them (`LoadedModel.notes`). A file that holds several modules and
+    /// neither is refused with the modules found and a skeleton to edit (`ModelConfigSkeleton`).
     static func read(_ container: TensorContainer, layout: Layout = .pytorch,
-                     architecture: ModelConfigDocument? = nil) throws -> LoadedModel {
+                     architecture: ModelConfigDocument? = nil, modules: [String]? = nil) throws -> LoadedModel {
         let file = container.file
-        let store = try WeightStore(container: container)
-        var dict = try StateDict(store: store, file: file)
-        var summaries: [LayerSummary] = []
-        let model: Model
-        let source: PyTorchSource
         var document = architecture
         if let configText = try container.stringAttribute("model_config", at: "") {
             let own = try PyTorchModelConfig.decode(configText, file: file)
@@ -76,31 +93,148 @@ enum PyTorchReader {
                 throw ModelError(file: file, path: "model_config",
                                  message: "the file has its own model_config, which differs from --architecture; pass neither or make them agree")
             }
+            if modules != nil {
+                throw ModelError(.invalidInput, file: file, path: "model_config",
+                                 message: "the file has its own model_config, which names the modules it uses; a selection of modules by key prefix is for a state_dict without one")
+            }
             document = own
         }
-        if let document {
-            model = try build(PyTorchModelConfig(document: document), dict: &dict, summaries: &summaries)
-            source = PyTorchSource(document: document, barePrefix: "")
-        } else {
-            let prefix: String
-            do {
-                prefix = try bareModulePrefix(dict, file: file)
-            } catch let error as ModelError {
-                // Several modules, or other modules: what the file holds and a config to start from.
-                let names = try container.tensorNames(below: "").map { $0.replacingOccurrences(of: "/", with: ".") }
-                throw ModelConfigSkeleton(keys: names, dict: dict).refusal(file: file, reading: error)
+        let keys = try container.tensorNames(below: "").map { $0.replacingOccurrences(of: "/", with: ".") }
+        if let modules {
+            guard document == nil else {
+                throw ModelError(.invalidInput, file: file,
+                                 message: "a model_config names the modules it uses; a selection of modules by key prefix goes without one")
             }
-            let options = RecurrentOptions(name: prefix.isEmpty ? "(root)" : String(prefix.dropLast()))
-            let layers = try readRecurrent(prefix: prefix, options: options, dict: &dict, summaries: &summaries)
-            let base = prefix.isEmpty ? layers[0].kind.rawValue : String(prefix.dropLast()).replacingOccurrences(of: ".", with: "_")
-            model = Model(layers: layers.map { .recurrent($0) }, name: options.name,
-                          layerNames: layerNames(base, count: layers.count))
-            source = PyTorchSource(document: nil, barePrefix: prefix)
+            return try readSelected(container, keys: keys, prefixes: modules, layout: layout)
         }
+        if let document {
+            return try read(container, keys: keys, document: document, origin: .modelConfig, layout: layout)
+        }
+        let store = try WeightStore(container: container)
+        var dict = try StateDict(store: store, file: file)
+        var summaries: [LayerSummary] = []
+        let prefix: String
+        do {
+            prefix = try bareModulePrefix(dict, file: file)
+        } catch let error as ModelError {
+            // Several modules, or other modules: what the file holds and a config to start from.
+            throw ModelConfigSkeleton(keys: keys, dict: dict, keysInRegistrationOrder: container.keysInRegistrationOrder)
+                .refusal(file: file, reading: error)
+        }
+        let loaded = try readBare(prefix: prefix, dict: &dict, summaries: &summaries)
         try dict.checkAllUsed()
-        return try LoadedModel(file: file, layout: layout, model: model, isBareRecurrentModule: document == nil,
+        return try LoadedModel(file: file, layout: layout, model: loaded.model, isBareRecurrentModule: true,
                                summaries: summaries, storedTypes: store.storedTypes,
-                               compressed: store.tensors.values.contains { $0.compressed }, pytorchSource: source)
+                               compressed: store.tensors.values.contains { $0.compressed },
+                               pytorchSource: PyTorchSource(document: nil, barePrefix: prefix), moduleLabels: loaded.labels)
+    }
+
+    /// One bare recurrent module under `prefix`, named as its keys name it (or `name`).
+    private static func readBare(prefix: String, name: String? = nil, dict: inout StateDict,
+                                 summaries: inout [LayerSummary]) throws -> (model: Model, labels: [String?]) {
+        let options = RecurrentOptions(name: name ?? (prefix.isEmpty ? "(root)" : String(prefix.dropLast())))
+        let layers = try readRecurrent(prefix: prefix, options: options, dict: &dict, summaries: &summaries)
+        let base = prefix.isEmpty ? layers[0].kind.rawValue : options.name.replacingOccurrences(of: ".", with: "_")
+        let type = PyTorchLayout.moduleType(layers[0].kind)
+        let labels = layers.indices.map { k in
+            "\(options.name) (\(type)\(layers.count > 1 ? ", layer \(k)" : ""))"
+        }
+        return (Model(layers: layers.map { .recurrent($0) }, name: options.name,
+                      layerNames: layerNames(base, count: layers.count)), labels)
+    }
+
+    /// Where a whole model's description came from, for notes and errors.
+    enum Origin {
+        /// A `model_config` document.
+        case modelConfig
+        /// Modules picked by key prefix: the prefixes as given.
+        case selection([String])
+
+        /// Where an error about module `index` points: the config's entry, or nothing for a
+        /// chain the reader made (the module's name says which).
+        func path(_ index: Int) -> String? {
+            switch self {
+            case .modelConfig: return "model_config modules[\(index)]"
+            case .selection: return nil
+            }
+        }
+    }
+
+    /// Reads the model `document` describes, reading only the keys of its modules.
+    static func read(_ container: TensorContainer, keys: [String], document: ModelConfigDocument, origin: Origin,
+                     layout: Layout) throws -> LoadedModel {
+        let file = container.file
+        var config = PyTorchModelConfig(document: document)
+        let selection = ModuleSelection(keys: keys, moduleKeyPrefixes: config.moduleKeyPrefixes)
+        try checkWidths(config, file: file, origin: origin)
+        config.prefix = selection.implied + config.prefix
+        let store = try WeightStore(container: container) { !selection.reads($0.replacingOccurrences(of: "/", with: ".")) }
+        var dict = try StateDict(store: store, file: file)
+        var summaries: [LayerSummary] = []
+        var labels: [String?] = []
+        let model = try build(config, dict: &dict, summaries: &summaries, labels: &labels)
+        try dict.checkAllUsed()
+        return try LoadedModel(file: file, layout: layout, model: model, isBareRecurrentModule: false,
+                               summaries: summaries, storedTypes: store.storedTypes,
+                               compressed: store.tensors.values.contains { $0.compressed },
+                               pytorchSource: PyTorchSource(document: document, barePrefix: ""),
+                               moduleLabels: labels, notes: selection.notes(origin))
+    }
+
+    /// Reads the modules under `prefixes` (key prefixes, in the order they are applied): one
+    /// recurrent module is read as a bare module; several form a chain applied to every step,
+    /// described by a `model_config` made from their keys and shapes.
+    static func readSelected(_ container: TensorContainer, keys: [String], prefixes given: [String],
+                             layout: Layout) throws -> LoadedModel {
+        let file = container.file
+        let prefixes = try ModuleSelection.checkedPrefixes(given, file: file)
+        let wrapper = ModuleSelection.wrapper(of: keys)
+        let implied = ModuleSelection.implied(wrapper: wrapper, stated: prefixes.map { $0 + "." })
+        let full = prefixes.map { implied + $0 }
+        func selecting(_ key: String) -> Int? { full.firstIndex { key == $0 || key.hasPrefix($0 + ".") } }
+        for (index, prefix) in full.enumerated() where !keys.contains(where: { selecting($0) == index }) {
+            let tops = ModuleSelection.groups(keys, wrapper: wrapper.joined()).map(\.name)
+            throw ModelError(.invalidInput, file: file,
+                             message: "the module prefix '\(shown(prefixes[index]))' selects no key (looked for '\(shown(prefix)).…'); the state_dict's keys start with \(shownList(tops, limit: 8))")
+        }
+        let selected = keys.filter { selecting($0) != nil }
+        let store = try WeightStore(container: container) { selecting($0.replacingOccurrences(of: "/", with: ".")) == nil }
+        var dict = try StateDict(store: store, file: file)
+        let found = ModelConfigSkeleton.modules(keys: selected, dict: dict)
+        var chain: [ModelConfigSkeleton.Found] = []
+        for index in full.indices {
+            let under = found.filter { selecting($0.keyPrefix) == index }
+            chain += ModelConfigSkeleton.forwardOrder(under, keysInRegistrationOrder: container.keysInRegistrationOrder)
+        }
+        // A prefix inside a module (a parameter's key, `lstm.weight_ih_l0`) selects part of it.
+        if let partial = found.first(where: { selecting($0.keyPrefix) == nil }) {
+            throw ModelError(.invalidInput, file: file, path: partial.name,
+                             message: "is only partly selected (\(partial.summary)); name a module by the key prefix of all its parameters")
+        }
+        if let refused = chain.first(where: { $0.entry == nil }) {
+            throw ModelError(.unsupported, file: file, path: refused.name,
+                             message: "\(refused.summary); select recurrent modules and the Embedding and Linear modules around them")
+        }
+        var notes = ModuleSelection.wrapperNote(implied, origin: .selection(prefixes))
+        let unread = ModuleSelection.unreadNote(keys.filter { selecting($0) == nil }, wrapper: wrapper.joined(),
+                                                origin: .selection(prefixes))
+        if chain.count == 1, chain[0].isRecurrent {
+            var summaries: [LayerSummary] = []
+            let prefix = chain[0].keyPrefix + "."
+            // Named as the selection names it: without the wrapper's prefix it left implied.
+            let loaded = try readBare(prefix: prefix, name: String(chain[0].keyPrefix.dropFirst(implied.count)),
+                                      dict: &dict, summaries: &summaries)
+            try dict.checkAllUsed()
+            notes += unread
+            return try LoadedModel(file: file, layout: layout, model: loaded.model, isBareRecurrentModule: true,
+                                   summaries: summaries, storedTypes: store.storedTypes,
+                                   compressed: store.tensors.values.contains { $0.compressed },
+                                   pytorchSource: PyTorchSource(document: nil, barePrefix: String(prefix.dropFirst(implied.count))),
+                                   moduleLabels: loaded.labels, notes: notes)
+        }
+        // A chain: its model_config, names as the selection states them.
+        let document = try ModelConfigSkeleton.document(chain, droppingPrefix: implied, file: file)
+        return try read(container, keys: keys, document: document, origin: .selection(prefixes), layout: layout)
     }
 
     /// Names for the layers of one module: the module's name, or `name_l0`, `name_l1`, ...
@@ -115,7 +249,7 @@ enum PyTorchReader {
             throw ModelError(file: file, message: "holds no float datasets: not a PyTorch state_dict")
         }
         var prefixes: [String: [String]] = [:]
-        for key in dict.entries.keys.sorted() {
+        for key in dict.keys.sorted() {
             let parts = key.split(separator: ".", omittingEmptySubsequences: false)
             guard let last = parts.last, ParameterName(last) != nil else {
                 throw ModelError(file: file, path: key,
@@ -169,7 +303,7 @@ enum PyTorchReader {
         let file = dict.file
         let name = options.name
         var names: [ParameterName] = []
-        for key in dict.entries.keys where key.hasPrefix(prefix) {
+        for key in dict.keys where key.hasPrefix(prefix) {
             let rest = key.dropFirst(prefix.count)
             if let parameter = ParameterName(rest) { names.append(parameter) }
         }
@@ -260,15 +394,84 @@ enum PyTorchReader {
         return layers
     }
 
+    /// Checks that the widths of `config`'s modules chain, each module taking the features
+    /// the one before it gives, and names both by the config's names. The sizes are the
+    /// config's own (the keys' shapes are checked against them as they are read): an
+    /// Embedding gives `embedding_dim`; a recurrent module takes `input_size` and gives
+    /// `R` (`proj_size` when set, else `hidden_size`), `2R` when bidirectional with its
+    /// directions concatenated; a Linear takes `in_features` and gives `out_features`; a
+    /// Readout keeps the width (`last_hidden` gives `R`, `last_hidden_all_directions` `D·R`);
+    /// a Flatten with its `steps` gives `steps · width`; every other module keeps it.
+    static func checkWidths(_ config: PyTorchModelConfig, file: String, origin: Origin) throws {
+        var width: Int?
+        var given = ""
+        var lastRecurrent: (output: Int, directions: Int, label: String)?
+        for (index, module) in config.modules.enumerated() {
+            let label = config.label(index)
+            func require(_ field: String, _ expected: Int) throws {
+                guard let width, width != expected else { return }
+                throw ModelError(file: file, path: origin.path(index), layer: label,
+                                 message: "\(field) is \(expected), but the module before it, \(given), gives \(width) features")
+            }
+            switch module {
+            case .textVectorization, .masking, .activation, .identity:
+                continue
+            case let .embedding(_, _, dimension, _, _):
+                if !given.isEmpty {
+                    throw ModelError(file: file, path: origin.path(index), layer: label,
+                                     message: "comes after \(given); an Embedding takes token ids, so it comes first (after a TextVectorization)")
+                }
+                (width, given) = (dimension, label)
+            case let .flatten(steps):
+                (width, given) = (steps.flatMap { steps in width.map { steps * $0 } }, label)
+            case let .recurrent(options):
+                let hidden = options.hiddenSize ?? 0
+                try require("input_size", options.inputSize ?? 0)
+                let output = (options.projectionSize ?? 0) > 0 ? options.projectionSize ?? 0 : hidden
+                let directions = options.bidirectional == true ? 2 : 1
+                width = options.merge == .concat ? directions * output : output
+                given = label + (directions == 2 && options.merge == .concat ? " (bidirectional: 2 × \(output))" : "")
+                lastRecurrent = (output, directions, label)
+            case let .linear(_, inFeatures, outFeatures, _):
+                try require("in_features", inFeatures)
+                (width, given) = (outFeatures, label)
+            case let .readout(readout, text):
+                guard let recurrent = lastRecurrent else { continue }
+                switch readout {
+                case .lastHidden:
+                    (width, given) = (recurrent.output, "\(label) \(text) of \(recurrent.label)")
+                case .lastHiddenAllDirections:
+                    (width, given) = (recurrent.output * recurrent.directions, "\(label) \(text) of \(recurrent.label)")
+                case .meanOverValidSteps, .maxOverValidSteps, .lastValidStep, .maxOverAllSteps:
+                    continue
+                }
+            }
+        }
+    }
+
     /// Builds a whole model from `model_config`.
     static func build(_ config: PyTorchModelConfig, dict: inout StateDict, summaries: inout [LayerSummary]) throws -> Model {
+        var labels: [String?] = []
+        return try build(config, dict: &dict, summaries: &summaries, labels: &labels)
+    }
+
+    /// Builds a whole model from `model_config`; `labels` gets, for every layer of the model,
+    /// how errors name it: the config's module name and type (`rnn (LSTM, layer 1)`), or
+    /// its place for a module without a name (`modules[2] (Readout)`).
+    static func build(_ config: PyTorchModelConfig, dict: inout StateDict, summaries: inout [LayerSummary],
+                      labels: inout [String?]) throws -> Model {
         var layers: [Layer] = []
         var names: [String] = []
         var steps: Int?
         var vectorizer: TextVectorizer?
         let prefix = config.prefix
         let file = dict.file
-        for module in config.modules {
+        for (moduleIndex, module) in config.modules.enumerated() {
+            defer {
+                // Every layer this module added is named by it.
+                let added = layers.count - labels.count
+                labels += (0..<max(0, added)).map { config.label(moduleIndex, layer: added > 1 ? $0 : nil) }
+            }
             switch module {
             case let .textVectorization(settings, index):
                 let label = settings.name.map { "\(shown($0)) (TextVectorization)" } ?? "TextVectorization"

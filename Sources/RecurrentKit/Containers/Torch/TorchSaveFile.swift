@@ -207,7 +207,9 @@ enum TorchSaveFile {
             }
             tensors.append(raw.named(tensorName, location: location))
         }
-        return try FlatContainer(file: name, location: pickleName, tensors: tensors, metadata: metadata)
+        // The pickled dict's order is the state_dict's: the order the modules were registered.
+        return try FlatContainer(file: name, location: pickleName, tensors: tensors, metadata: metadata,
+                                 keysInRegistrationOrder: true)
     }
 
     /// An integer or bool tensor: listed with its dtype and shape, its view checked against
