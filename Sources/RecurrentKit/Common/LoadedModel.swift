@@ -158,8 +158,8 @@ public struct LoadedModel: Sendable {
         case .safetensors:
             self = try PyTorchReader.read(try SafetensorsFile.read(path), layout: .pytorchSafetensors,
                                           architecture: try Self.pytorchArchitecture(architecture))
-        case .otherZip:
-            throw ModelError(file: path, message: "is a zip archive, but neither a Keras 3 .keras archive (config.json) nor a torch.save file (data.pkl)")
+        case .otherZip, .onnx, .unrecognized:
+            throw ModelError(form == .onnx ? .unsupported : .unreadableFile, file: path, message: form.refusal ?? form.title)
         case .hdf5:
             // The container (HDF5), then the layout its content names.
             let container = HDF5Container(try HDF5File.open(path))
@@ -412,53 +412,5 @@ private final class EngineCache: @unchecked Sendable {
         let engine = try make()
         cached = engine
         return engine
-    }
-}
-
-/// The file forms rnnkit reads, told apart by their first bytes (and a zip's member names),
-/// never by the file's name.
-enum ModelFileForm: Equatable {
-    case hdf5
-    case kerasArchive
-    case torchSave
-    case safetensors
-    case otherZip
-
-    var title: String {
-        switch self {
-        case .hdf5: return "an HDF5 file"
-        case .kerasArchive: return "a .keras archive"
-        case .torchSave: return "a torch.save file"
-        case .safetensors: return "a safetensors file"
-        case .otherZip: return "a zip archive"
-        }
-    }
-
-    /// Reads the first bytes of `path` (and a zip's central directory).
-    init(sniffing path: String) throws {
-        let head = try InputFiles.prefix(path, count: 16)
-        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
-            self = try Self.zipForm(path)
-        } else if head.first == 0x80 {
-            // A pickle stream (protocol 2+): the legacy torch.save format, which the torch
-            // reader recognises and refuses with the way to re-save it.
-            self = .torchSave
-        } else if SafetensorsFile.looksLike(head) {
-            self = .safetensors
-        } else {
-            self = .hdf5
-        }
-    }
-
-    /// A Keras archive names `config.json` at its root; a torch.save file (and a
-    /// TorchScript archive, which the torch reader refuses) keeps `data.pkl` or
-    /// `constants.pkl` in one folder.
-    private static func zipForm(_ path: String) throws -> ModelFileForm {
-        let names = try ZipDirectory.memberNames(path)
-        if names.contains("config.json") || names.contains("model.weights.h5") { return .kerasArchive }
-        if names.contains(where: { $0.hasSuffix("/data.pkl") || $0.hasSuffix("/constants.pkl") || $0 == "data.pkl" }) {
-            return .torchSave
-        }
-        return .otherZip
     }
 }

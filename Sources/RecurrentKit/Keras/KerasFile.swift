@@ -97,6 +97,10 @@ enum KerasFile {
                 config = try KerasConfig(json: String(decoding: data, as: UTF8.self), file: path, path: "config")
                 versions.record(config.kerasVersion, at: "\(path): \"keras_version\" field")
             } else {
+                let form = try ModelFileForm(sniffing: path)
+                guard form == .hdf5 else {
+                    throw ModelError(file: path, message: (form.refusal ?? "is \(form.title)") + ", not a Keras model or config")
+                }
                 let container = HDF5Container(try HDF5File.open(path))
                 guard let text = try container.stringAttribute("model_config", at: "") else {
                     throw ModelError(file: path, path: "model_config", message: "missing: not a Keras full-model file")
