@@ -57,6 +57,7 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("case-model-by-name"), parsing: .unconditional, help: .hidden) var caseModelByName: String?
     @Option(name: .customLong("case-model-by-name-problem"), parsing: .unconditional, help: .hidden)
     var caseModelByNameProblem: String?
+    @Flag(name: .customLong("case-no-architecture"), help: .hidden) var caseNoArchitecture = false
 
     func validate() throws {
         if let atol, !(atol >= 0 && atol.isFinite) { throw ValidationError("--atol must be a non-negative number") }
@@ -89,10 +90,11 @@ struct Verify: ParsableCommand {
     }
 
     private func verifyOneCase(_ fixture: String) throws {
-        let verificationCase = VerificationCase(name: "", group: "", fixture: fixture, model: caseModel,
+        var verificationCase = VerificationCase(name: "", group: "", fixture: fixture, model: caseModel,
                                                 modelByName: caseModelByName, modelByNameProblem: caseModelByNameProblem,
                                                 architecture: architecture.architecture, key: architecture.key,
                                                 atol: atol, rtol: rtol)
+        verificationCase.withoutArchitecture = caseNoArchitecture
         FileHandle.standardOutput.write(VerificationSuite.run(verificationCase, threads: threads.threads).childJSON)
     }
 
@@ -108,7 +110,12 @@ struct Verify: ParsableCommand {
         let verification: Verification
         do {
             let loadedFixture = try Fixture(contentsOf: fixture)
-            verificationCase.architecture = architecture.architecture ?? loadedFixture.architecturePath
+            // The fixture's architecture only for the model it was written for (or, naming
+            // none, one that needs it): never for another file, a converted one say.
+            if architecture.architecture == nil,
+               loadedFixture.architectureApplies(to: model, key: architecture.key ?? loadedFixture.key) {
+                verificationCase.architecture = loadedFixture.architecturePath
+            }
             let loaded = try LoadedModel(contentsOf: model, architecture: verificationCase.architecture,
                                          key: architecture.key)
             verification = try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol,

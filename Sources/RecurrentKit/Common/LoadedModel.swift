@@ -131,7 +131,10 @@ public struct LoadedModel: Sendable {
     /// - Parameter architecture: what the weights alone do not say. For Keras weights, the
     ///   model they belong to: a Keras full model (`.h5`, `.keras`) or a config JSON
     ///   (`model.to_json()`). For a PyTorch state_dict holding a whole model, its
-    ///   `model_config` JSON (spec/pytorch-layout.md).
+    ///   `model_config` JSON (spec/pytorch-layout.md). A file that carries its own (a
+    ///   `.keras` archive, a full-model `.h5`, a PyTorch file with a `model_config`) is read
+    ///   by its own, and refused when the one given describes another model (naming the first
+    ///   difference); it is never ignored.
     /// - Parameter key: for a `torch.save` checkpoint that holds several state_dicts, the
     ///   entry to read (`model_state_dict`; nested entries as `outer/inner`).
     ///
@@ -151,7 +154,7 @@ public struct LoadedModel: Sendable {
         }
         switch form {
         case .kerasArchive:
-            self = try KerasFile.readArchive(path)
+            self = try KerasFile.readArchive(path, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
         case .torchSave:
             self = try PyTorchReader.read(try TorchSaveFile.read(path, key: key), layout: .pytorchSave,
                                           architecture: try Self.pytorchArchitecture(architecture))
@@ -169,6 +172,33 @@ public struct LoadedModel: Sendable {
                 self = try PyTorchReader.read(container, architecture: try Self.pytorchArchitecture(architecture))
             }
         }
+    }
+
+    /// True when `path` is weights that need an architecture given beside them and carry
+    /// none: Keras weights only (HDF5 without a `model_config`), or a PyTorch state_dict
+    /// without a `model_config` that is not one bare recurrent module. False for every other
+    /// file — one that carries its own architecture, one bare module, and one that cannot be
+    /// read (reading it says why).
+    package static func needsArchitecture(_ path: String, key: String? = nil) -> Bool {
+        func needs() throws -> Bool {
+            let container: TensorContainer
+            switch try ModelFileForm(sniffing: path) {
+            case .kerasArchive, .otherZip, .onnx, .unrecognized:
+                return false
+            case .torchSave:
+                container = try TorchSaveFile.read(path, key: key)
+            case .safetensors:
+                container = try SafetensorsFile.read(path)
+            case .hdf5:
+                let hdf5 = HDF5Container(try HDF5File.open(path))
+                if try KerasFile.isKeras(hdf5) { return try !hdf5.hasAttribute("model_config", at: "") }
+                container = hdf5
+            }
+            guard try container.stringAttribute("model_config", at: "") == nil else { return false }
+            let dict = try PyTorchReader.StateDict(store: try WeightStore(container: container), file: path)
+            return (try? PyTorchReader.bareModulePrefix(dict, file: path)) == nil
+        }
+        return (try? needs()) ?? false
     }
 
     /// A PyTorch state_dict's `--architecture`: a `model_config` JSON file, bounded and
