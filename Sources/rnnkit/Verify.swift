@@ -38,7 +38,8 @@ struct Verify: ParsableCommand {
     @Option(help: ArgumentHelp("Write a JSON report here.", valueName: "file"))
     var json: String?
 
-    /// Default: the fixture's `architecture` and `key` attributes. Only with a model and a fixture.
+    /// Default: the fixture's `key` attribute, and its `architecture` where it applies to the
+    /// model (the fixture's own model, or weights that need one). Only with a model and a fixture.
     @OptionGroup var architecture: ArchitectureOption
 
     @Option(parsing: .unconditional, help: "Absolute tolerance where a manifest entry gives none (default: the fixture's, else 1e-5).")
