@@ -38,7 +38,8 @@ struct Verify: ParsableCommand {
     @Option(help: ArgumentHelp("Write a JSON report here.", valueName: "file"))
     var json: String?
 
-    /// Default: the fixture's `architecture` and `key` attributes. Only with a model and a fixture.
+    /// Default: the fixture's `key` attribute, and its `architecture` where it applies to the
+    /// model (the fixture's own model, or weights that need one). Only with a model and a fixture.
     @OptionGroup var architecture: ArchitectureOption
 
     @Option(parsing: .unconditional, help: "Absolute tolerance where a manifest entry gives none (default: the fixture's, else 1e-5).")
@@ -57,6 +58,7 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("case-model-by-name"), parsing: .unconditional, help: .hidden) var caseModelByName: String?
     @Option(name: .customLong("case-model-by-name-problem"), parsing: .unconditional, help: .hidden)
     var caseModelByNameProblem: String?
+    @Flag(name: .customLong("case-no-architecture"), help: .hidden) var caseNoArchitecture = false
 
     func validate() throws {
         if let atol, !(atol >= 0 && atol.isFinite) { throw ValidationError("--atol must be a non-negative number") }
@@ -89,10 +91,11 @@ struct Verify: ParsableCommand {
     }
 
     private func verifyOneCase(_ fixture: String) throws {
-        let verificationCase = VerificationCase(name: "", group: "", fixture: fixture, model: caseModel,
+        var verificationCase = VerificationCase(name: "", group: "", fixture: fixture, model: caseModel,
                                                 modelByName: caseModelByName, modelByNameProblem: caseModelByNameProblem,
                                                 architecture: architecture.architecture, key: architecture.key,
                                                 modules: architecture.moduleList, atol: atol, rtol: rtol)
+        verificationCase.withoutArchitecture = caseNoArchitecture
         FileHandle.standardOutput.write(VerificationSuite.run(verificationCase, threads: threads.threads).childJSON)
     }
 
@@ -108,9 +111,13 @@ struct Verify: ParsableCommand {
         let verification: Verification
         do {
             let loadedFixture = try Fixture(contentsOf: fixture)
-            // Modules picked by key prefix replace a model_config, the fixture's included.
-            verificationCase.architecture = architecture.architecture
-                ?? (architecture.modules == nil ? loadedFixture.architecturePath : nil)
+            // The fixture's architecture only for the model it was written for (or, naming
+            // none, one that needs it): never for another file, a converted one say. Modules
+            // picked by key prefix replace a model_config, the fixture's included.
+            if architecture.architecture == nil, architecture.modules == nil,
+               loadedFixture.architectureApplies(to: model, key: architecture.key ?? loadedFixture.key) {
+                verificationCase.architecture = loadedFixture.architecturePath
+            }
             let loaded = try LoadedModel(contentsOf: model, architecture: verificationCase.architecture,
                                          key: architecture.key, modules: architecture.moduleList)
             printNotes(loaded.notes)

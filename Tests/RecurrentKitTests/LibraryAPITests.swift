@@ -139,13 +139,14 @@ final class LibraryAPITests: XCTestCase {
     /// path, the layer and the kind, with one stable line.
     func testOneErrorTypeKeepsItsCause() throws {
         // HDF5's own failure: the file and HDF5's message, as an unreadable file.
-        let random = fixture("hdf5/random.h5")
-        XCTAssertThrowsError(try LoadedModel(contentsOf: random)) { error in
+        let truncated = fixture("hdf5/truncated.h5")
+        XCTAssertThrowsError(try LoadedModel(contentsOf: truncated)) { error in
             guard let error = error as? ModelError else { return XCTFail("\(type(of: error)): \(error)") }
             XCTAssertEqual(error.kind, .unreadableFile)
-            XCTAssertEqual(error.file, random)
-            XCTAssertTrue(error.description.hasPrefix("\(random): not a readable HDF5 file (HDF5: "), error.description)
+            XCTAssertEqual(error.file, truncated)
+            XCTAssertTrue(error.description.hasPrefix("\(truncated): not a readable HDF5 file (HDF5: "), error.description)
         }
+        let random = fixture("hdf5/random.h5")
         XCTAssertThrowsError(try Fixture(contentsOf: random)) { error in
             XCTAssertEqual((error as? ModelError)?.kind, .unreadableFile, "\(error)")
         }

@@ -98,9 +98,9 @@ final class SafetensorsFileTests: XCTestCase {
     func testBytesAndPathReadTheSame() throws {
         let path = fixture("\(Self.folder)/dtypes.safetensors")
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        XCTAssertTrue(SafetensorsFile.looksLike(Array(bytes.prefix(9))))
-        XCTAssertFalse(SafetensorsFile.looksLike(Array(bytes.prefix(8))))
-        XCTAssertFalse(SafetensorsFile.looksLike([UInt8](try Data(contentsOf: URL(fileURLWithPath: fixture("pytorch/lstm_basic.h5")))).prefix(16).map { $0 }))
+        XCTAssertEqual(ModelFileForm(bytes: bytes), .safetensors)
+        XCTAssertEqual(ModelFileForm(bytes: Array(bytes.prefix(8))), .unrecognized)
+        XCTAssertEqual(ModelFileForm(bytes: [UInt8](try Data(contentsOf: URL(fileURLWithPath: fixture("pytorch/lstm_basic.h5"))))), .hdf5)
         let fromBytes = try SafetensorsFile.read(bytes: bytes, name: "memory")
         let fromPath = try SafetensorsFile.read(path)
         XCTAssertEqual(try fromBytes.memberNames(of: ""), try fromPath.memberNames(of: ""))

@@ -108,7 +108,9 @@ package enum FuzzEntry {
     /// reader, the state_dict chosen (a checkpoint's too), the PyTorch layout and the engine.
     @discardableResult
     package static func torchFile(_ bytes: [UInt8]) -> String? {
-        checked {
+        // The form decision runs on every input too; it must return, whatever the bytes.
+        _ = ModelFileForm(bytes: bytes)
+        return checked {
             try touch(try PyTorchReader.read(try TorchSaveFile.read(bytes: bytes, name: name), layout: .pytorchSave))
         }
     }
@@ -118,7 +120,12 @@ package enum FuzzEntry {
     @discardableResult
     package static func safetensors(_ bytes: [UInt8]) -> String? {
         checked {
-            try touch(try PyTorchReader.read(try SafetensorsFile.read(bytes: bytes, name: name), layout: .pytorchSafetensors))
+            let container = try SafetensorsFile.read(bytes: bytes, name: name)
+            // Bytes the safetensors reader accepts are a safetensors file to the form decision
+            // too (spec/architecture.md, "Which container"); anything else is a finding.
+            let form = ModelFileForm(bytes: bytes)
+            if form != .safetensors { fatalError("a safetensors file the reader accepts is sniffed as \(form.title)") }
+            try touch(try PyTorchReader.read(container, layout: .pytorchSafetensors))
         }
     }
 

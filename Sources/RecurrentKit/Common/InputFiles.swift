@@ -66,6 +66,32 @@ package enum InputFiles {
         return Array(buffer.prefix(filled))
     }
 
+    /// Opens `path`, a regular file, and hands `body` a probe that reads bytes at any offset
+    /// of it (`ModelFileForm` decides a file's form from a few of them).
+    ///
+    /// The corresponding C functions are `fstat` (the size) and `pread`.
+    static func withProbe<T>(_ path: String, _ body: (FileProbe) throws -> T) throws -> T {
+        let descriptor = try openRegularFile(path)
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw ModelError(file: path, message: "cannot be examined (\(errorText()))") }
+        let probe = FileProbe(size: Int(info.st_size)) { offset, count in
+            var buffer = [UInt8](repeating: 0, count: count)
+            var filled = 0
+            while filled < count {
+                let read = buffer.withUnsafeMutableBytes {
+                    pread(descriptor, $0.baseAddress! + filled, count - filled, off_t(offset + filled))
+                }
+                if read < 0, errno == EINTR { continue }
+                guard read >= 0 else { throw ModelError(file: path, message: "cannot be read (\(errorText()))") }
+                if read == 0 { break }
+                filled += read
+            }
+            return Array(buffer.prefix(filled))
+        }
+        return try body(probe)
+    }
+
     /// Opens `path` read-only without blocking and returns the descriptor when it is a
     /// regular file; otherwise closes it and throws one line naming the file and its kind.
     private static func openRegularFile(_ path: String) throws -> Int32 {

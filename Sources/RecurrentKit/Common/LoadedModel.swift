@@ -148,7 +148,10 @@ public struct LoadedModel: Sendable {
     /// - Parameter architecture: what the weights alone do not say. For Keras weights, the
     ///   model they belong to: a Keras full model (`.h5`, `.keras`) or a config JSON
     ///   (`model.to_json()`). For a PyTorch state_dict holding a whole model, its
-    ///   `model_config` JSON (spec/pytorch-layout.md).
+    ///   `model_config` JSON (spec/pytorch-layout.md). A file that carries its own (a
+    ///   `.keras` archive, a full-model `.h5`, a PyTorch file with a `model_config`) is read
+    ///   by its own, and refused when the one given describes another model (naming the first
+    ///   difference); it is never ignored.
     /// - Parameter key: for a `torch.save` checkpoint that holds several state_dicts, the
     ///   entry to read (`model_state_dict`; nested entries as `outer/inner`).
     /// - Parameter modules: for a PyTorch state_dict without a `model_config`, the modules
@@ -181,15 +184,15 @@ public struct LoadedModel: Sendable {
         switch form {
         case .kerasArchive:
             try refuseModules("a Keras 3 .keras archive")
-            self = try KerasFile.readArchive(path)
+            self = try KerasFile.readArchive(path, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
         case .torchSave:
             self = try PyTorchReader.read(try TorchSaveFile.read(path, key: key), layout: .pytorchSave,
                                           architecture: try Self.pytorchArchitecture(architecture), modules: modules)
         case .safetensors:
             self = try PyTorchReader.read(try SafetensorsFile.read(path), layout: .pytorchSafetensors,
                                           architecture: try Self.pytorchArchitecture(architecture), modules: modules)
-        case .otherZip:
-            throw ModelError(file: path, message: "is a zip archive, but neither a Keras 3 .keras archive (config.json) nor a torch.save file (data.pkl)")
+        case .otherZip, .onnx, .unrecognized:
+            throw ModelError(form == .onnx ? .unsupported : .unreadableFile, file: path, message: form.refusal ?? form.title)
         case .hdf5:
             // The container (HDF5), then the layout its content names.
             let container = HDF5Container(try HDF5File.open(path))
@@ -201,6 +204,33 @@ public struct LoadedModel: Sendable {
                                               modules: modules)
             }
         }
+    }
+
+    /// True when `path` is weights that need an architecture given beside them and carry
+    /// none: Keras weights only (HDF5 without a `model_config`), or a PyTorch state_dict
+    /// without a `model_config` that is not one bare recurrent module. False for every other
+    /// file — one that carries its own architecture, one bare module, and one that cannot be
+    /// read (reading it says why).
+    package static func needsArchitecture(_ path: String, key: String? = nil) -> Bool {
+        func needs() throws -> Bool {
+            let container: TensorContainer
+            switch try ModelFileForm(sniffing: path) {
+            case .kerasArchive, .otherZip, .onnx, .unrecognized:
+                return false
+            case .torchSave:
+                container = try TorchSaveFile.read(path, key: key)
+            case .safetensors:
+                container = try SafetensorsFile.read(path)
+            case .hdf5:
+                let hdf5 = HDF5Container(try HDF5File.open(path))
+                if try KerasFile.isKeras(hdf5) { return try !hdf5.hasAttribute("model_config", at: "") }
+                container = hdf5
+            }
+            guard try container.stringAttribute("model_config", at: "") == nil else { return false }
+            let dict = try PyTorchReader.StateDict(store: try WeightStore(container: container), file: path)
+            return (try? PyTorchReader.bareModulePrefix(dict, file: path)) == nil
+        }
+        return (try? needs()) ?? false
     }
 
     /// A PyTorch state_dict's `--architecture`: a `model_config` JSON file, bounded and
@@ -477,53 +507,5 @@ private final class EngineCache: @unchecked Sendable {
         let engine = try make()
         cached = engine
         return engine
-    }
-}
-
-/// The file forms rnnkit reads, told apart by their first bytes (and a zip's member names),
-/// never by the file's name.
-enum ModelFileForm: Equatable {
-    case hdf5
-    case kerasArchive
-    case torchSave
-    case safetensors
-    case otherZip
-
-    var title: String {
-        switch self {
-        case .hdf5: return "an HDF5 file"
-        case .kerasArchive: return "a .keras archive"
-        case .torchSave: return "a torch.save file"
-        case .safetensors: return "a safetensors file"
-        case .otherZip: return "a zip archive"
-        }
-    }
-
-    /// Reads the first bytes of `path` (and a zip's central directory).
-    init(sniffing path: String) throws {
-        let head = try InputFiles.prefix(path, count: 16)
-        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
-            self = try Self.zipForm(path)
-        } else if head.first == 0x80 {
-            // A pickle stream (protocol 2+): the legacy torch.save format, which the torch
-            // reader recognises and refuses with the way to re-save it.
-            self = .torchSave
-        } else if SafetensorsFile.looksLike(head) {
-            self = .safetensors
-        } else {
-            self = .hdf5
-        }
-    }
-
-    /// A Keras archive names `config.json` at its root; a torch.save file (and a
-    /// TorchScript archive, which the torch reader refuses) keeps `data.pkl` or
-    /// `constants.pkl` in one folder.
-    private static func zipForm(_ path: String) throws -> ModelFileForm {
-        let names = try ZipDirectory.memberNames(path)
-        if names.contains("config.json") || names.contains("model.weights.h5") { return .kerasArchive }
-        if names.contains(where: { $0.hasSuffix("/data.pkl") || $0.hasSuffix("/constants.pkl") || $0 == "data.pkl" }) {
-            return .torchSave
-        }
-        return .otherZip
     }
 }

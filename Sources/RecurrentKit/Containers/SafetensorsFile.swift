@@ -15,12 +15,6 @@ enum SafetensorsFile {
     /// Where errors place the header (`FlatContainer.location`).
     static let headerLocation = "header"
 
-    /// True when `prefix` (the file's first 9 bytes or more) starts like a safetensors file:
-    /// an 8-byte little-endian header size followed by `{`.
-    static func looksLike(_ prefix: [UInt8]) -> Bool {
-        prefix.count >= 9 && prefix[8] == UInt8(ascii: "{")
-    }
-
     /// Reads a safetensors file as a flat container: tensors by key; `__metadata__` as the container's metadata.
     ///
     /// The file is read whole (at most `Limits.safetensorsBytes`) and checked before any

@@ -14,7 +14,8 @@ public struct Fixture: Sendable {
     public var generator: String?
     /// The model file's name, relative to the fixture's folder.
     public var model: String?
-    /// For a weights-only model file: the model file holding its architecture.
+    /// For a weights-only model file: the model file holding its architecture. It applies
+    /// only to the model the fixture was written for (`architectureApplies(to:key:)`).
     public var architecture: String?
     /// For a `torch.save` checkpoint holding several state_dicts: the entry the model's
     /// weights are in (`model_state_dict`; nested as `outer/inner`), as `--key` takes it.
@@ -27,6 +28,21 @@ public struct Fixture: Sendable {
     /// when the fixture was read to stay inside it).
     public var modelPath: String? { model.map(resolve) }
     public var architecturePath: String? { architecture.map(resolve) }
+
+    /// Whether the `architecture` attribute applies to `model` (a path as the caller names
+    /// it): it describes the model the fixture was written for, so it applies to the file
+    /// the `model` attribute names (the same file by any name) and, when the fixture names
+    /// no model, to a model that needs an architecture and carries none
+    /// (`LoadedModel.needsArchitecture`); never to another model, such as a file converted
+    /// from the original (spec/fixture-format.md, "Which architecture").
+    ///
+    /// - Parameter key: the checkpoint entry the model is read from, for a `torch.save` file.
+    package func architectureApplies(to model: String, key: String?) -> Bool {
+        guard architecture != nil else { return false }
+        guard let modelPath else { return LoadedModel.needsArchitecture(model, key: key) }
+        guard let named = OutputFiles.fileStatus(modelPath), let given = OutputFiles.fileStatus(model) else { return false }
+        return FileIdentity(named) == FileIdentity(given)
+    }
 
     private func resolve(_ name: String) -> String {
         URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(name).path

@@ -10,6 +10,9 @@ enum ManifestValue {
     case number(Double)
     case list([ManifestValue])
     case map([(key: String, value: ManifestValue)])
+    /// JSON `null`; YAML's plain `null`, `~`, `Null`, `NULL` or nothing (a quoted `'null'`
+    /// is a string).
+    case null
     case other(String)
 
     var kindName: String {
@@ -18,6 +21,7 @@ enum ManifestValue {
         case .number: return "a number"
         case .list: return "a list"
         case .map: return "a mapping"
+        case .null: return "null"
         case .other(let name): return name
         }
     }
@@ -29,6 +33,7 @@ extension VerificationSuite {
 
     /// The cases of a manifest: a JSON or YAML list of `{model, fixture, architecture?, key?,
     /// atol?, rtol?, name?}` (or `{cases: [...]}`), paths relative to the manifest's folder.
+    /// `architecture: null` means no architecture, not even the fixture's attribute.
     ///
     /// JSON when the file is named `.json` or starts with `{` or `[` and parses as JSON,
     /// else YAML. Bounded: at most `Limits.manifestBytes`; YAML aliases are followed within
@@ -89,6 +94,7 @@ extension VerificationSuite {
         guard depth < 64 else { throw ModelError(.invalidInput, file: file, message: "nests deeper than 64 levels; refused") }
         switch node {
         case .scalar(let scalar):
+            if node.null != nil, ["", Tag.Name.null.rawValue].contains(scalar.tag.description) { return .null }
             return .text(scalar.string, number: node.float ?? node.int.map(Double.init))
         case .sequence(let sequence):
             var items: [ManifestValue] = []
@@ -117,7 +123,7 @@ extension VerificationSuite {
         case let number as NSNumber:
             if ["c", "B"].contains(String(cString: number.objCType)) { return .other("a boolean") }
             return .number(number.doubleValue)
-        case is NSNull: return .other("null")
+        case is NSNull: return .null
         default: return .other("an unknown value")
         }
     }
@@ -248,11 +254,17 @@ extension VerificationSuite {
             guard let model = try string("model") else { throw refuse("has no 'model'") }
             let fixturePath = resolved(fixture)
             let (group, fixtureFile) = OutputFiles.split(fixturePath)
-            return VerificationCase(name: try string("name") ?? stem(of: fixtureFile), group: group, fixture: fixturePath,
-                                    model: resolved(model), architecture: try string("architecture").map(resolved),
-                                    key: try string("key"),
-                                    modules: try string("modules").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) },
-                                    atol: try tolerance("atol"), rtol: try tolerance("rtol"))
+            // `architecture: null` is none: not even the fixture's attribute.
+            let noArchitecture: Bool
+            if case .null? = fields["architecture"] { noArchitecture = true } else { noArchitecture = false }
+            var result = VerificationCase(name: try string("name") ?? stem(of: fixtureFile), group: group, fixture: fixturePath,
+                                          model: resolved(model),
+                                          architecture: noArchitecture ? nil : try string("architecture").map(resolved),
+                                          key: try string("key"),
+                                          modules: try string("modules").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) },
+                                          atol: try tolerance("atol"), rtol: try tolerance("rtol"))
+            result.withoutArchitecture = noArchitecture
+            return result
         }
     }
 }

@@ -30,8 +30,11 @@ public struct VerificationCase: Sendable, Equatable {
     /// Why the case must not run at all, found before anything was opened: a fixture listed
     /// in a folder that is a symbolic link leading out of that folder.
     public var refusal: String?
-    /// `--architecture` / the manifest's `architecture`; else the fixture's attribute.
+    /// `--architecture` / the manifest's `architecture`; else the fixture's attribute, where
+    /// it applies to the model (`Fixture.architectureApplies(to:key:)`).
     public var architecture: String?
+    /// The manifest's `architecture: null`: no architecture at all, not even the fixture's.
+    public var withoutArchitecture = false
     /// `--key` / the manifest's `key`; else the fixture's attribute.
     public var key: String?
     /// `--modules` / the manifest's `modules`: the modules of a PyTorch state_dict to read,
@@ -320,10 +323,13 @@ public enum VerificationSuite {
                 throw ModelError(file: verificationCase.fixture, message: verificationCase.modelByNameProblem ?? "names no model")
             }
             used.model = model
-            // Modules picked by key prefix replace a model_config, the fixture's included.
-            used.architecture = verificationCase.architecture
-                ?? (verificationCase.modules == nil ? fixture.architecture.map(beside) : nil)
             used.key = verificationCase.key ?? fixture.key
+            // Modules picked by key prefix replace a model_config, the fixture's included.
+            if verificationCase.withoutArchitecture || verificationCase.modules != nil {
+                used.architecture = verificationCase.architecture
+            } else if verificationCase.architecture == nil, fixture.architectureApplies(to: model, key: used.key) {
+                used.architecture = fixture.architecture.map(beside)
+            }
             let loaded = try LoadedModel(contentsOf: model, architecture: used.architecture, key: used.key,
                                          modules: used.modules)
             let verification = try Verification(model: loaded, fixture: fixture, atol: verificationCase.atol,
@@ -376,7 +382,8 @@ public enum VerificationSuite {
 
     /// The options a child process gets for `verificationCase` (after the caller's
     /// `arguments`, `verify` for rnnkit): `--case-fixture F`, and as present `--case-model`,
-    /// `--case-model-by-name`, `--case-model-by-name-problem`, `--architecture`, `--key`,
+    /// `--case-model-by-name`, `--case-model-by-name-problem`, `--architecture`,
+    /// `--case-no-architecture`, `--key`,
     /// `--atol`, `--rtol`; then `--threads`.
     public static func childArguments(for verificationCase: VerificationCase, threads: Int) -> [String] {
         // A relative name that starts with '-' is not taken for an option.
@@ -386,6 +393,7 @@ public enum VerificationSuite {
         if let model = verificationCase.modelByName { result += ["--case-model-by-name", path(model)] }
         if let problem = verificationCase.modelByNameProblem { result += ["--case-model-by-name-problem", problem] }
         if let architecture = verificationCase.architecture { result += ["--architecture", path(architecture)] }
+        if verificationCase.withoutArchitecture { result += ["--case-no-architecture"] }
         if let key = verificationCase.key { result += ["--key=" + key] }
         if let modules = verificationCase.modules { result += ["--modules=" + modules.joined(separator: ",")] }
         if let atol = verificationCase.atol { result += ["--atol", "\(atol)"] }

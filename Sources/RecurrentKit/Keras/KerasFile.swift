@@ -31,8 +31,20 @@ enum KerasFile {
                 throw ModelError(file: file, path: "/model_weights", message: "missing: the file has a model_config but no weights")
             }
             let source = try LegacyH5Weights(container: container.scoped(to: "model_weights"))
-            return try KerasReader.read(config: config, file: file, layout: version == .keras3 ? .keras3H5 : .keras2H5,
-                                        version: version, source: source)
+            let layout: Layout = version == .keras3 ? .keras3H5 : .keras2H5
+            let own = try KerasReader.read(config: config, file: file, layout: layout, version: version, source: source)
+            if let architecture {
+                // The file's weights read as the given architecture describes them: it must
+                // be the model the file carries, or it is refused (never ignored).
+                var both = versions
+                both.record(architecture.versions)
+                try requireAgreement(own, architecture: architecture) {
+                    try KerasReader.read(config: architecture.config, file: file, layout: layout,
+                                         version: try both.resolved(file: file),
+                                         source: try LegacyH5Weights(container: container.scoped(to: "model_weights")))
+                }
+            }
+            return own
         }
         guard let architecture else {
             throw ModelError(file: file, message: "holds Keras weights without an architecture; pass the model it belongs to (--architecture MODEL.h5|MODEL.keras|config.json)")
@@ -54,7 +66,11 @@ enum KerasFile {
     /// Every member is read into memory and `model.weights.h5` opened from there (HDF5's
     /// core driver): nothing is extracted to disk. `memberLimit` bounds the weights member
     /// (tests lower it).
-    static func readArchive(_ path: String, memberLimit: Int = Limits.archiveMemberBytes) throws -> LoadedModel {
+    ///
+    /// An `architecture` given beside the archive must describe the model the archive
+    /// carries (`requireAgreement`); it never replaces the archive's own.
+    static func readArchive(_ path: String, architecture: Architecture? = nil,
+                            memberLimit: Int = Limits.archiveMemberBytes) throws -> LoadedModel {
         let archive = try KerasArchive(path)
         let (config, versions) = try archive.configuration()
         guard let image = try archive.member("model.weights.h5", limit: memberLimit) else {
@@ -62,9 +78,43 @@ enum KerasFile {
         }
         let hdf5 = try HDF5File.open(image: image, name: "\(path)!model.weights.h5")
         let source = Keras3Weights(container: HDF5Container(hdf5), layers: config.allLayers)
-        return try KerasReader.read(config: config, file: path, layout: .kerasArchive,
-                                    version: try versions.resolved(file: path), source: source,
-                                    assets: KerasArchiveAssets(archive: archive, layers: config.allLayers))
+        let own = try KerasReader.read(config: config, file: path, layout: .kerasArchive,
+                                       version: try versions.resolved(file: path), source: source,
+                                       assets: KerasArchiveAssets(archive: archive, layers: config.allLayers))
+        if let architecture {
+            var both = versions
+            both.record(architecture.versions)
+            try requireAgreement(own, architecture: architecture) {
+                try KerasReader.read(config: architecture.config, file: path, layout: .kerasArchive,
+                                     version: try both.resolved(file: path),
+                                     source: Keras3Weights(container: HDF5Container(hdf5), layers: architecture.config.allLayers),
+                                     assets: KerasArchiveAssets(archive: archive, layers: architecture.config.allLayers))
+            }
+        }
+        return own
+    }
+
+    /// Refuses an architecture given for a file that carries its own (a full-model `.h5`, a
+    /// `.keras` archive) unless the file's weights, read as it describes them (`given`),
+    /// make the model the file's own description makes (`own`); the refusal names the first
+    /// difference: the layer, the option and both values (`ModelDifference`).
+    private static func requireAgreement(_ own: LoadedModel, architecture: Architecture,
+                                         given: () throws -> LoadedModel) throws {
+        let file = own.file
+        let shownArchitecture = shown(architecture.path)
+        let other: LoadedModel
+        do {
+            other = try given()
+        } catch let error as ModelError {
+            var reason = error
+            if reason.file == file { reason.file = nil }
+            throw ModelError(.invalidInput, file: file,
+                             message: "carries its own architecture, and the one given (\(shownArchitecture)) does not describe it: \(reason.description)")
+        }
+        guard let difference = ModelDifference(own.model, other.model) else { return }
+        let layer = difference.layerIndex.map { own.layerLabel($0) ?? "\($0)" }
+        throw ModelError(.invalidInput, file: file, layer: layer,
+                         message: "carries its own architecture, and the one given (\(shownArchitecture)) differs: \(difference.field) is \(difference.first) in the file, \(difference.second) in the architecture given; give none, or one that agrees")
     }
 
     /// Reads the named members of a zip archive into memory, each bounded by
@@ -80,6 +130,8 @@ enum KerasFile {
 
     /// The architecture for a weights-only file: a full model file or a config JSON.
     struct Architecture {
+        /// The file it was read from, as the caller named it.
+        var path: String
         var config: KerasConfig
         /// Every `keras_version` the architecture's file records; the weights file adds its own.
         var versions = KerasVersionResolver()
@@ -87,6 +139,7 @@ enum KerasFile {
         var assets: KerasAssets?
 
         init(contentsOf path: String) throws {
+            self.path = path
             try InputFiles.requireRegularFile(path)
             if isZip(path) {
                 let archive = try KerasArchive(path)
@@ -97,6 +150,10 @@ enum KerasFile {
                 config = try KerasConfig(json: String(decoding: data, as: UTF8.self), file: path, path: "config")
                 versions.record(config.kerasVersion, at: "\(path): \"keras_version\" field")
             } else {
+                let form = try ModelFileForm(sniffing: path)
+                guard form == .hdf5 else {
+                    throw ModelError(file: path, message: (form.refusal ?? "is \(form.title)") + ", not a Keras model or config")
+                }
                 let container = HDF5Container(try HDF5File.open(path))
                 guard let text = try container.stringAttribute("model_config", at: "") else {
                     throw ModelError(file: path, path: "model_config", message: "missing: not a Keras full-model file")

@@ -315,7 +315,7 @@ package struct StateDictListing {
             let hdf5 = HDF5Container(try HDF5File.open(path))
             guard try !KerasFile.isKeras(hdf5) else { return nil }
             (container, layout) = (hdf5, .pytorch)
-        case .kerasArchive, .otherZip: return nil
+        case .kerasArchive, .otherZip, .onnx, .unrecognized: return nil
         }
         guard try container.stringAttribute("model_config", at: "") == nil else { return nil }
         let dict = try PyTorchReader.StateDict(store: try WeightStore(container: container), file: path)
