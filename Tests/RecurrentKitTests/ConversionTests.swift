@@ -133,10 +133,10 @@ final class ConversionTests: XCTestCase {
         XCTAssertEqual(refusedBack, Self.backRefusals.values.reduce(0) { $0 + $1.count })
     }
 
-    /// True for a model that starts with an Embedding without `mask_zero` and has a layer that
-    /// uses a mask (a recurrent layer or a readout).
+    /// True for a model on token ids (not texts) that starts with an Embedding without
+    /// `mask_zero` and has a layer that uses a mask (a recurrent layer or a readout).
     static func embeddingWithoutMask(_ model: Model) -> Bool {
-        guard case let .embedding(embedding)? = model.layers.first, !embedding.maskZero else { return false }
+        guard !model.takesTexts, case let .embedding(embedding)? = model.layers.first, !embedding.maskZero else { return false }
         return model.layers.contains {
             switch $0 {
             case .recurrent, .readout: return true
