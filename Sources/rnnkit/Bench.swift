@@ -47,7 +47,9 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key)
+        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key,
+                                     weightsMatching: architecture.weightsMatching)
+        printNotes(loaded)
         let report = try benchmark.measure(loaded)
         if output.json {
             let encoder = JSONEncoder()

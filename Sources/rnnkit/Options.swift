@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import RecurrentKit
 
 // Options that several commands share, declared once.
 
@@ -9,6 +11,22 @@ struct ArchitectureOption: ParsableArguments {
 
     @Option(help: "For a torch.save checkpoint holding several state_dicts: the entry to read (model_state_dict; nested as outer/inner).")
     var key: String?
+
+    @Flag(name: .customLong("by-name"), help: ArgumentHelp(
+        "For a legacy .h5 Keras weights-only file (layer_names): pair its layers with the architecture's by name, as Keras's load_weights(by_name=True).",
+        discussion: "By default they are paired in order of the layers that have weights, as load_weights() does, whatever their names."))
+    var byName = false
+
+    /// How a legacy weights-only file's layers are paired with the architecture's.
+    var weightsMatching: KerasWeightsMatching { byName ? .name : .order }
+}
+
+/// Prints what the library noted while reading a model, one `note:` line each on stderr
+/// (stdout stays the command's own output).
+func printNotes(_ loaded: LoadedModel) {
+    for note in loaded.notes {
+        FileHandle.standardError.write(Data("note: \(oneLine(note))\n".utf8))
+    }
 }
 
 /// `--threads`: how many threads a run may use.

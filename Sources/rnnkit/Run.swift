@@ -33,7 +33,9 @@ struct Run: ParsableCommand {
     func run() throws {
         // Checked before the work, and again as the file is written.
         try OutputFiles.check(output, against: protectedInputs, overwrite: true)
-        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key)
+        let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key,
+                                     weightsMatching: architecture.weightsMatching)
+        printNotes(loaded)
         let inputs = try InputFile(contentsOf: input, for: loaded)
         let initial = try loaded.initialStates(from: inputs, inputPath: input)
         let result = try loaded.run(inputs.input, lengths: inputs.lengths, initialStates: initial,

@@ -7,7 +7,7 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check models against fixtures' expected outputs.",
         usage: """
-        rnnkit verify MODEL FIXTURE [--architecture FILE] [--key KEY] [--atol X] [--rtol X] [--threads N] [--junit FILE] [--json FILE]
+        rnnkit verify MODEL FIXTURE [--architecture FILE] [--key KEY] [--by-name] [--atol X] [--rtol X] [--threads N] [--junit FILE] [--json FILE]
         rnnkit verify PATH... [--manifest FILE] [--jobs N] [--junit FILE] [--json FILE] [--atol X] [--rtol X] [--threads N]
         """,
         discussion: """
@@ -64,8 +64,8 @@ struct Verify: ParsableCommand {
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard jobs <= Limits.verifyJobs else { throw ValidationError("--jobs must be at most \(Limits.verifyJobs)") }
         if let junit, junit == json { throw ValidationError("--junit and --json name the same file") }
-        if caseFixture == nil, !isPair, architecture.architecture != nil || architecture.key != nil {
-            throw ValidationError("--architecture and --key apply to one model and fixture; for several, use each fixture's attributes or a manifest's fields")
+        if caseFixture == nil, !isPair, architecture.architecture != nil || architecture.key != nil || architecture.byName {
+            throw ValidationError("--architecture, --key and --by-name apply to one model and fixture; for several, use each fixture's attributes or a manifest's fields")
         }
     }
 
@@ -110,7 +110,8 @@ struct Verify: ParsableCommand {
             let loadedFixture = try Fixture(contentsOf: fixture)
             verificationCase.architecture = architecture.architecture ?? loadedFixture.architecturePath
             let loaded = try LoadedModel(contentsOf: model, architecture: verificationCase.architecture,
-                                         key: architecture.key)
+                                         key: architecture.key, weightsMatching: architecture.weightsMatching)
+            printNotes(loaded)
             verification = try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol,
                                             threads: threads.threads)
         } catch {

@@ -94,6 +94,10 @@ public struct LoadedModel: Sendable {
     public let modelClass: String?
     /// The Keras major version whose semantics the model carries (2 or 3); nil for PyTorch.
     public let kerasVersion: Int?
+    /// What the user should know about how the file was read, one line each, for example
+    /// that a weights file's Keras release defaulted to another recurrent activation than
+    /// the architecture states. The command line prints them as `note:` lines.
+    public internal(set) var notes: [String] = []
     /// For a PyTorch file: its module structure and key names, which a PyTorch target keeps.
     let pytorchSource: PyTorchReader.PyTorchSource?
     private var engineCache = EngineCache()
@@ -136,18 +140,27 @@ public struct LoadedModel: Sendable {
     ///   entry to read (`model_state_dict`; nested entries as `outer/inner`).
     ///
     /// Throws `ModelError` for any file that cannot be read or does not form a model.
-    public init(contentsOf path: String, architecture: String? = nil, key: String? = nil) throws {
+    /// - Parameter weightsMatching: for a legacy HDF5 Keras weights-only file
+    ///   (`layer_names`), how its layers are paired with the architecture's: in order, as
+    ///   Keras's `load_weights` does by default, or by name (`by_name=True`). `.name` is
+    ///   refused for every other file.
+    public init(contentsOf path: String, architecture: String? = nil, key: String? = nil,
+                weightsMatching: KerasWeightsMatching = .order) throws {
         self = try ModelError.boundary(file: path, kind: .unreadableFile) {
-            try LoadedModel(reading: path, architecture: architecture, key: key)
+            try LoadedModel(reading: path, architecture: architecture, key: key, weightsMatching: weightsMatching)
         }
     }
 
-    /// What ``init(contentsOf:architecture:key:)`` does, with the errors of each layer as they are.
-    package init(reading path: String, architecture: String? = nil, key: String? = nil) throws {
+    /// What ``init(contentsOf:architecture:key:weightsMatching:)`` does, with the errors of each layer as they are.
+    package init(reading path: String, architecture: String? = nil, key: String? = nil,
+                 weightsMatching: KerasWeightsMatching = .order) throws {
         try InputFiles.requireRegularFile(path)
         let form = try ModelFileForm(sniffing: path)
         if key != nil && form != .torchSave {
             throw ModelError(.invalidInput, file: path, message: "--key picks a state_dict inside a torch.save checkpoint; this file is \(form.title)")
+        }
+        if weightsMatching == .name && form != .hdf5 {
+            throw KerasFile.nameMatchingRefused(file: path, form: form.title)
         }
         switch form {
         case .kerasArchive:
@@ -164,8 +177,10 @@ public struct LoadedModel: Sendable {
             // The container (HDF5), then the layout its content names.
             let container = HDF5Container(try HDF5File.open(path))
             if try KerasFile.isKeras(container) {
-                self = try KerasFile.read(container, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
+                self = try KerasFile.read(container, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)),
+                                          matching: weightsMatching)
             } else {
+                if weightsMatching == .name { throw KerasFile.nameMatchingRefused(file: path, form: "a PyTorch state_dict") }
                 self = try PyTorchReader.read(container, architecture: try Self.pytorchArchitecture(architecture))
             }
         }

@@ -20,7 +20,8 @@ public struct ConversionReport: Sendable {
     public var target: ConversionTarget
     /// The `model_config` written (PyTorch target), for `--emit-python`.
     public var modelConfig: String?
-    /// What a user of the written model should know (how masks reach it).
+    /// What a user of the written model should know (how masks reach it), and what reading
+    /// the source noted (`LoadedModel.notes`).
     public var notes: [String]
 }
 
@@ -33,7 +34,8 @@ public enum Converter {
     /// (PyTorch target), a Python module defining the model and a loader for `output`.
     /// `paddingID` (Keras targets, PyTorch sources) says how padded batches are marked
     /// (`KerasPadding`): a PyTorch model that starts with an Embedding without `padding_idx`
-    /// 0 is refused without it.
+    /// 0 is refused without it. `weightsMatching` pairs a legacy Keras weights-only source
+    /// with its architecture (``KerasWeightsMatching``).
     ///
     /// Outputs are checked as files before anything is read: never an input (or the
     /// architecture, or each other) by any name, never a device, FIFO, folder or symbolic
@@ -44,10 +46,12 @@ public enum Converter {
     /// Throws `ModelError`: a conversion that cannot be exact names the layer and the reason.
     public static func convert(_ input: String, to target: ConversionTarget, output: String, force: Bool = false,
                                architecture: String? = nil, key: String? = nil,
-                               pythonModule: String? = nil, paddingID: PaddingID? = nil) throws -> ConversionReport {
+                               pythonModule: String? = nil, paddingID: PaddingID? = nil,
+                               weightsMatching: KerasWeightsMatching = .order) throws -> ConversionReport {
         try ModelError.boundary(file: input, kind: .unsupported) {
             try convertChecked(input, to: target, output: output, force: force,
-                               source: SourceOptions(architecture: architecture, key: key, paddingID: paddingID),
+                               source: SourceOptions(architecture: architecture, key: key, paddingID: paddingID,
+                                                     weightsMatching: weightsMatching),
                                pythonModule: pythonModule)
         }
     }
@@ -58,6 +62,8 @@ public enum Converter {
         var architecture: String?
         var key: String?
         var paddingID: PaddingID?
+        /// How a legacy Keras weights-only source pairs with its architecture.
+        var weightsMatching: KerasWeightsMatching = .order
     }
 
     private static func convertChecked(_ input: String, to target: ConversionTarget, output: String, force: Bool,
@@ -117,7 +123,9 @@ public enum Converter {
                               batch: OutputBatch, output: String, emitting: Bool,
                               modelConfig: inout ModelConfigDocument?, barePython: inout String?,
                               notes: inout [String]) throws -> ModelFingerprint {
-        let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key)
+        let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key,
+                                     weightsMatching: options.weightsMatching)
+        notes += loaded.notes
         switch target {
         case .pytorch:
             let plan = try PyTorchWriter.plan(loaded.model, file: input, source: loaded.pytorchSource)
