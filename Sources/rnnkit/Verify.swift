@@ -110,7 +110,8 @@ struct Verify: ParsableCommand {
             let loadedFixture = try Fixture(contentsOf: fixture)
             verificationCase.architecture = architecture.architecture ?? loadedFixture.architecturePath
             let loaded = try LoadedModel(contentsOf: model, architecture: verificationCase.architecture,
-                                         key: architecture.key, weightsMatching: architecture.weightsMatching)
+                                         key: architecture.key,
+                                         weightsMatching: architecture.byName ? .name : loadedFixture.weightsMatching ?? .order)
             printNotes(loaded)
             verification = try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol,
                                             threads: threads.threads)

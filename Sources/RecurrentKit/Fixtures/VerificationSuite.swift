@@ -315,7 +315,8 @@ public enum VerificationSuite {
             used.model = model
             used.architecture = verificationCase.architecture ?? fixture.architecture.map(beside)
             used.key = verificationCase.key ?? fixture.key
-            let loaded = try LoadedModel(contentsOf: model, architecture: used.architecture, key: used.key)
+            let loaded = try LoadedModel(contentsOf: model, architecture: used.architecture, key: used.key,
+                                         weightsMatching: fixture.weightsMatching ?? .order)
             let verification = try Verification(model: loaded, fixture: fixture, atol: verificationCase.atol,
                                                 rtol: verificationCase.rtol, threads: threads)
             used.atol = verification.atol

@@ -11,7 +11,7 @@ import Foundation
 ///   and `"backend"` beside `"class_name"` and `"config"`);
 /// - a config's serialization: Keras 3 alone writes dtype policy objects (`DTypePolicy`),
 ///   an InputLayer's `batch_shape` and an RNN's `"zero_output_for_mask": false`; Keras 2
-///   alone writes an RNN's `time_major` and `batch_input_shape`;
+///   (tf.keras) alone writes an RNN's `time_major`, which Keras 3 cannot even load;
 /// - a Keras 3 weights file (`layers/…/vars`) whose root `vars` group carries the model's
 ///   `name` attribute (Keras 3.15 writes it; tf-keras, which writes the same layout for
 ///   `*.weights.h5`, writes no attributes there).
@@ -113,9 +113,6 @@ struct KerasVersionResolver {
                 if config["time_major"] != nil {
                     found.append((.keras2, "Keras 2's serialization: time_major at \(path).time_major"))
                 }
-            }
-            if config["batch_input_shape"] != nil {
-                found.append((.keras2, "Keras 2's serialization: batch_input_shape at \(path).batch_input_shape"))
             }
             for key in ["layer", "backward_layer"] {
                 if let inner = config[key] as? [String: Any], let innerClass = inner["class_name"] as? String,
