@@ -191,7 +191,7 @@ struct KerasVersionResolver {
                 className = inner["class_name"] as? String ?? ""
                 layerConfig = inner["config"] as? [String: Any] ?? [:]
             }
-            guard className == "LSTM" || className == "GRU" else { continue }
+            guard let kind = KerasLayout.cellKind(ofClass: className), kind != .rnn else { continue }
             let activation = layerConfig["recurrent_activation"]
             guard activation == nil || activation is NSNull || activation as? String == "sigmoid" else { continue }
             names.append(node.name)
