@@ -191,6 +191,47 @@ final class KerasFixtureTests: XCTestCase {
         XCTAssertTrue(try Verification(model: named, fixture: Fixture(contentsOf: fixture("keras/tfk_stacked_bilstm.legacy-weights.fixture.h5"))).passed)
     }
 
+    /// The layouts tf-keras's load_weights converts and rnnkit does not (Keras 1's per-gate
+    /// arrays, CuDNNLSTM's split biases) are refused, saying what they are.
+    func testLayoutsKerasConvertsAreRefusedByName() throws {
+        let folder = try temporaryFolder(self)
+        let architecture: [String: Any] = [
+            "class_name": "Sequential", "keras_version": "2.21.0",
+            "config": ["name": "s", "layers": [
+                ["class_name": "InputLayer", "config": ["name": "in", "batch_input_shape": [NSNull(), 6, 4], "dtype": "float32"]],
+                ["class_name": "LSTM", "config": ["name": "lstm", "units": 3, "recurrent_activation": "hard_sigmoid"]],
+            ]],
+        ]
+        let architecturePath = folder.appendingPathComponent("lstm.json").path
+        try JSONSerialization.data(withJSONObject: architecture).write(to: URL(fileURLWithPath: architecturePath))
+        func weightsFile(_ name: String, version: String?, weights: [(String, [Int])]) throws -> String {
+            let path = folder.appendingPathComponent(name).path
+            let file = try HDF5File.create(path)
+            try file.root.setAttribute("layer_names", .strings(["input_1", "lstm_1"]))
+            if let version { try file.root.setAttribute("keras_version", .string(version)) }
+            _ = try file.root.createGroup("input_1")
+            let group = try file.root.createGroup("lstm_1")
+            try group.setAttribute("weight_names", .strings(weights.map(\.0)))
+            for (weight, shape) in weights {
+                _ = try group.write(weight, floats: [Float](repeating: 0.1, count: shape.reduce(1, *)), shape: shape)
+            }
+            try file.flush()
+            return path
+        }
+        let keras1 = try weightsFile("keras1.h5", version: nil, weights: ["i", "c", "f", "o"].flatMap { gate in
+            [("lstm_1_W_\(gate)", [4, 3]), ("lstm_1_U_\(gate)", [3, 3]), ("lstm_1_b_\(gate)", [3])]
+        })
+        XCTAssertThrowsError(try LoadedModel(contentsOf: keras1, architecture: architecturePath)) { error in
+            XCTAssertTrue("\(error)".contains("layer lstm (LSTM), paired in order with the file's layer lstm_1: has 12 weight tensors in the file, expected 3; 12 arrays are Keras 1's per-gate layout"), "\(error)")
+        }
+        let cudnn = try weightsFile("cudnn.h5", version: "2.2.4", weights: [
+            ("cu_dnnlstm_1/kernel:0", [4, 12]), ("cu_dnnlstm_1/recurrent_kernel:0", [3, 12]), ("cu_dnnlstm_1/bias:0", [24]),
+        ])
+        XCTAssertThrowsError(try LoadedModel(contentsOf: cudnn, architecture: architecturePath)) { error in
+            XCTAssertTrue("\(error)".contains("bias has shape [24], expected [12]: [8·units] is a CuDNNLSTM layer's weights"), "\(error)")
+        }
+    }
+
     /// Checks one tag against the loaded model and the files.
     private func exercised(_ tag: String, model: LoadedModel, fixture: Fixture, modelPath: String) throws -> Bool {
         let layers = model.model.layers

@@ -88,7 +88,13 @@ struct KerasReader {
     private mutating func take(_ node: KerasConfig.Node, count: Int) throws -> [KerasWeight] {
         let stored = try source.weights(of: node)
         guard stored.count == count else {
-            throw fail(node, "has \(stored.count) weight tensors in the file, expected \(count)")
+            // Keras 1 kept each gate apart (LSTM 4 × 3 arrays, GRU 3 × 3); tf-keras's
+            // load_weights joins them (preprocess_weights_for_loading), rnnkit does not.
+            let inner = node.className == "Bidirectional" ? (node.config["layer"] as? [String: Any])?["class_name"] as? String : node.className
+            let perGate = inner.flatMap(KerasLayout.cellKind(ofClass:)).map { $0.gateCount * count }
+            let hint = perGate == stored.count && stored.count != count
+                ? "; \(stored.count) arrays are Keras 1's per-gate layout, which tf-keras's load_weights joins and rnnkit does not read" : ""
+            throw fail(node, "has \(stored.count) weight tensors in the file, expected \(count)" + hint)
         }
         // Declared sizes only: nothing is read before the whole model is within budget.
         for item in stored {
@@ -522,6 +528,11 @@ struct KerasReader {
                 try check(node, tensors[2], "bias", [2, gates * units])
                 (inputBias, recurrentBias) = KerasLayout.splitGRUBiasRows(try tensors[2].tensor())
             } else {
+                if kind == .lstm, tensors[2].shape == [2 * gates * units] {
+                    // CuDNNLSTM keeps input and recurrent biases apart and its kernels per
+                    // gate in another order; tf-keras converts them on loading into an LSTM.
+                    throw fail(node, "bias has shape \(shapeText(tensors[2].shape)), expected \(shapeText([gates * units])): [8·units] is a CuDNNLSTM layer's weights, which tf-keras's load_weights converts and rnnkit does not read")
+                }
                 try check(node, tensors[2], "bias", [gates * units])
                 inputBias = try tensors[2].tensor()
             }
