@@ -75,6 +75,7 @@ struct Convert: ParsableCommand {
                                            architecture: architecture.architecture, key: architecture.key,
                                            pythonModule: emitPython, paddingID: paddingID,
                                            weightsMatching: architecture.weightsMatching)
+        printNotes(report.sourceNotes)
         print("wrote \(oneLine(output)) (\(to.rawValue)); read back, it is the same model as \(oneLine(input)), weight for weight")
         for note in report.notes { print("note: \(oneLine(note))") }
         if let emitPython { print("wrote \(oneLine(emitPython))") }

@@ -24,7 +24,12 @@ struct ArchitectureOption: ParsableArguments {
 /// Prints what the library noted while reading a model, one `note:` line each on stderr
 /// (stdout stays the command's own output).
 func printNotes(_ loaded: LoadedModel) {
-    for note in loaded.notes {
+    printNotes(loaded.notes)
+}
+
+/// Prints notes on reading, one `note:` line each on stderr.
+func printNotes(_ notes: [String]) {
+    for note in notes {
         FileHandle.standardError.write(Data("note: \(oneLine(note))\n".utf8))
     }
 }

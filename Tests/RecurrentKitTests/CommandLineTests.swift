@@ -210,6 +210,11 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(inspect.status, 0, inspect.stderr)
         XCTAssertEqual(inspect.stderr, defaults.stderr)
         XCTAssertTrue(inspect.stdout.contains("lstm (LSTM): units=5 activation=tanh recurrent_activation=sigmoid use_bias=true return_sequences=true weights_from=lstm_1"), inspect.stdout)
+        let converted = try temporaryFolder(self).appendingPathComponent("defaults.keras").path
+        let convert = try rnnkit("convert", weights, converted, "--to", "keras3", "--architecture", fixture("keras/tfk_keras22_lstm.defaults.json"))
+        XCTAssertEqual(convert.status, 0, convert.stderr)
+        XCTAssertEqual(convert.stderr, defaults.stderr)
+        XCTAssertFalse(convert.stdout.contains("note:"), convert.stdout)
         let byName = try rnnkit("verify", weights, fixtureFile, "--by-name")
         XCTAssertEqual(byName.status, 2, byName.stdout + byName.stderr)
         XCTAssertEqual(byName.stderr.split(separator: "\n").count, 1, byName.stderr)

@@ -20,9 +20,11 @@ public struct ConversionReport: Sendable {
     public var target: ConversionTarget
     /// The `model_config` written (PyTorch target), for `--emit-python`.
     public var modelConfig: String?
-    /// What a user of the written model should know (how masks reach it), and what reading
-    /// the source noted (`LoadedModel.notes`).
+    /// What a user of the written model should know (how masks reach it).
     public var notes: [String]
+    /// What reading the source noticed (its `LoadedModel.notes`: a Keras release's older
+    /// defaults, weights-file layers not used).
+    public var sourceNotes: [String] = []
 }
 
 /// Converts between layouts through the neutral model: read with the source's reader,
@@ -76,13 +78,14 @@ public enum Converter {
                          pythonModule: pythonModule)
         var modelConfig: ModelConfigDocument?
         var notes: [String] = []
+        var sourceNotes: [String] = []
         // A bare module's emitted Python, made while its layers are in memory (nil otherwise).
         var barePython: String?
         try OutputBatch.writing { batch in
             try batch.write(output, overwrite: force) { temporary in
                 try writeChecked(input, source: source, target: target, to: temporary, batch: batch,
                                  output: output, emitting: pythonModule != nil, modelConfig: &modelConfig,
-                                 barePython: &barePython, notes: &notes)
+                                 barePython: &barePython, notes: &notes, sourceNotes: &sourceNotes)
             }
             if let pythonModule {
                 let python: String
@@ -99,7 +102,7 @@ public enum Converter {
             }
         }
         return ConversionReport(input: input, output: output, target: target, modelConfig: try modelConfig?.json(),
-                                notes: notes)
+                                notes: notes, sourceNotes: sourceNotes)
     }
 
     /// Writes the conversion to `path` and reads it back: it must be the same model, weight
@@ -108,9 +111,10 @@ public enum Converter {
     private static func writeChecked(_ input: String, source: SourceOptions, target: ConversionTarget, to path: String,
                                      batch: OutputBatch, output: String, emitting: Bool,
                                      modelConfig: inout ModelConfigDocument?, barePython: inout String?,
-                                     notes: inout [String]) throws {
+                                     notes: inout [String], sourceNotes: inout [String]) throws {
         let expected = try write(input, source: source, target: target, to: path, batch: batch, output: output,
-                                 emitting: emitting, modelConfig: &modelConfig, barePython: &barePython, notes: &notes)
+                                 emitting: emitting, modelConfig: &modelConfig, barePython: &barePython, notes: &notes,
+                                 sourceNotes: &sourceNotes)
         let actual = ModelFingerprint(try LoadedModel(contentsOf: path).model)
         guard actual == expected else {
             throw ModelError(file: output, message: "the written file reads back as a different model (\(expected.firstDifference(from: actual))); nothing was written")
@@ -122,10 +126,10 @@ public enum Converter {
     private static func write(_ input: String, source options: SourceOptions, target: ConversionTarget, to path: String,
                               batch: OutputBatch, output: String, emitting: Bool,
                               modelConfig: inout ModelConfigDocument?, barePython: inout String?,
-                              notes: inout [String]) throws -> ModelFingerprint {
+                              notes: inout [String], sourceNotes: inout [String]) throws -> ModelFingerprint {
         let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key,
                                      weightsMatching: options.weightsMatching)
-        notes += loaded.notes
+        sourceNotes = loaded.notes
         switch target {
         case .pytorch:
             let plan = try PyTorchWriter.plan(loaded.model, file: input, source: loaded.pytorchSource)
