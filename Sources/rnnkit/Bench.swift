@@ -48,7 +48,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key,
-                                     modules: architecture.moduleList)
+                                     modules: architecture.moduleList, weightsMatching: architecture.weightsMatching)
         printNotes(loaded.notes)
         let report = try benchmark.measure(loaded)
         if output.json {

@@ -73,7 +73,8 @@ struct Convert: ParsableCommand {
         // The module is written with the converted file, or neither is.
         let report = try Converter.convert(input, to: to, output: output, force: force,
                                            architecture: architecture.architecture, key: architecture.key,
-                                           modules: architecture.moduleList, pythonModule: emitPython, paddingID: paddingID)
+                                           modules: architecture.moduleList, pythonModule: emitPython, paddingID: paddingID,
+                                           weightsMatching: architecture.weightsMatching)
         printNotes(report.readingNotes)
         print("wrote \(oneLine(output)) (\(to.rawValue)); read back, it is the same model as \(oneLine(input)), weight for weight")
         for note in report.notes { print("note: \(oneLine(note))") }

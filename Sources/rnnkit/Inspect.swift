@@ -16,13 +16,13 @@ struct Inspect: ParsableCommand {
     private var json: Bool { output.json }
 
     func run() throws {
-        if architecture.architecture == nil, architecture.modules == nil, let listing = try KerasWeightsListing.read(model) {
+        if architecture.architecture == nil, architecture.modules == nil, !architecture.byName, let listing = try KerasWeightsListing.read(model) {
             return try printListing(listing)
         }
         let loaded: LoadedModel
         do {
             loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key,
-                                     modules: architecture.moduleList)
+                                     modules: architecture.moduleList, weightsMatching: architecture.weightsMatching)
         } catch {
             // A state_dict of several modules without model_config: list them and the skeleton
             // (read again only on this path; a model that reads is read once).

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RecurrentKit
 
 // Options that several commands share, declared once.
 
@@ -17,14 +18,25 @@ struct ArchitectureOption: ParsableArguments {
         valueName: "prefix[,prefix…]"))
     var modules: String?
 
+    @Flag(name: .customLong("by-name"), help: ArgumentHelp(
+        "For a legacy .h5 Keras weights-only file (layer_names): pair its layers with the architecture's by name, as Keras's load_weights(by_name=True).",
+        discussion: "By default they are paired in order of the layers that have weights, as load_weights() does, whatever their names."))
+    var byName = false
+
     /// `--modules` as a list; nil when not given.
     var moduleList: [String]? {
         modules.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
     }
 
+    /// How a legacy weights-only file's layers are paired with the architecture's.
+    var weightsMatching: KerasWeightsMatching { byName ? .name : .order }
+
     func validate() throws {
         if modules != nil && architecture != nil {
             throw ValidationError("--modules picks modules of a state_dict without a model_config; --architecture gives one: pass one or the other")
+        }
+        if modules != nil && byName {
+            throw ValidationError("--by-name pairs a Keras weights file with its architecture; --modules picks modules of a PyTorch state_dict: pass one or the other")
         }
     }
 }

@@ -34,7 +34,7 @@ struct Run: ParsableCommand {
         // Checked before the work, and again as the file is written.
         try OutputFiles.check(output, against: protectedInputs, overwrite: true)
         let loaded = try LoadedModel(contentsOf: model, architecture: architecture.architecture, key: architecture.key,
-                                     modules: architecture.moduleList)
+                                     modules: architecture.moduleList, weightsMatching: architecture.weightsMatching)
         printNotes(loaded.notes)
         let inputs = try InputFile(contentsOf: input, for: loaded)
         let initial = try loaded.initialStates(from: inputs, inputPath: input)

@@ -7,7 +7,7 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check models against fixtures' expected outputs.",
         usage: """
-        rnnkit verify MODEL FIXTURE [--architecture FILE | --modules PREFIX,…] [--key KEY] [--atol X] [--rtol X] [--threads N] [--junit FILE] [--json FILE]
+        rnnkit verify MODEL FIXTURE [--architecture FILE | --modules PREFIX,…] [--key KEY] [--by-name] [--atol X] [--rtol X] [--threads N] [--junit FILE] [--json FILE]
         rnnkit verify PATH... [--manifest FILE] [--jobs N] [--junit FILE] [--json FILE] [--atol X] [--rtol X] [--threads N]
         """,
         discussion: """
@@ -66,8 +66,8 @@ struct Verify: ParsableCommand {
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard jobs <= Limits.verifyJobs else { throw ValidationError("--jobs must be at most \(Limits.verifyJobs)") }
         if let junit, junit == json { throw ValidationError("--junit and --json name the same file") }
-        if caseFixture == nil, !isPair, architecture.architecture != nil || architecture.key != nil || architecture.modules != nil {
-            throw ValidationError("--architecture, --key and --modules apply to one model and fixture; for several, use each fixture's attributes or a manifest's fields")
+        if caseFixture == nil, !isPair, architecture.architecture != nil || architecture.key != nil || architecture.modules != nil || architecture.byName {
+            throw ValidationError("--architecture, --key, --modules and --by-name apply to one model and fixture; for several, use each fixture's attributes or a manifest's fields")
         }
     }
 
@@ -119,7 +119,8 @@ struct Verify: ParsableCommand {
                 verificationCase.architecture = loadedFixture.architecturePath
             }
             let loaded = try LoadedModel(contentsOf: model, architecture: verificationCase.architecture,
-                                         key: architecture.key, modules: architecture.moduleList)
+                                         key: architecture.key, modules: architecture.moduleList,
+                                         weightsMatching: architecture.byName ? .name : loadedFixture.weightsMatching ?? .order)
             printNotes(loaded.notes)
             verification = try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol,
                                             threads: threads.threads)

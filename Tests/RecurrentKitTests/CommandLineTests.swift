@@ -192,4 +192,52 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(bad.status, 2)
         XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
     }
+
+    /// A Keras 2.2-style weights file: with its rebuilt (hard_sigmoid) architecture it
+    /// verifies in order; with one rebuilt with today's defaults it mismatches, and one note
+    /// on stderr says why; by name it is refused in one line.
+    func testKeras22WeightsVerifyInOrderWithOneNote() throws {
+        let weights = fixture("keras/tfk_keras22_lstm.legacy-weights.h5")
+        let fixtureFile = fixture("keras/tfk_keras22_lstm.legacy-weights.fixture.h5")
+        let rebuilt = try rnnkit("verify", weights, fixtureFile)
+        XCTAssertEqual(rebuilt.status, 0, rebuilt.stdout + rebuilt.stderr)
+        XCTAssertEqual(rebuilt.stderr, "")
+        let defaults = try rnnkit("verify", weights, fixtureFile, "--architecture", fixture("keras/tfk_keras22_lstm.defaults.json"))
+        XCTAssertEqual(defaults.status, 1, defaults.stdout + defaults.stderr)
+        XCTAssertTrue(defaults.stdout.contains("MISMATCH output"), defaults.stdout)
+        XCTAssertEqual(defaults.stderr, "note: weights written by Keras 2.2.0, whose LSTM default recurrent_activation was hard_sigmoid (sigmoid since 2.3.0); the architecture says sigmoid (lstm, lstm_1): if the model was built with the defaults, rebuild it with recurrent_activation='hard_sigmoid'\n")
+        let inspect = try rnnkit("inspect", weights, "--architecture", fixture("keras/tfk_keras22_lstm.defaults.json"))
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        XCTAssertEqual(inspect.stderr, defaults.stderr)
+        XCTAssertTrue(inspect.stdout.contains("lstm (LSTM): units=5 activation=tanh recurrent_activation=sigmoid use_bias=true return_sequences=true weights_from=lstm_1"), inspect.stdout)
+        let converted = try temporaryFolder(self).appendingPathComponent("defaults.keras").path
+        let convert = try rnnkit("convert", weights, converted, "--to", "keras3", "--architecture", fixture("keras/tfk_keras22_lstm.defaults.json"))
+        XCTAssertEqual(convert.status, 0, convert.stderr)
+        XCTAssertEqual(convert.stderr, defaults.stderr)
+        XCTAssertFalse(convert.stdout.contains("note:"), convert.stdout)
+        let byName = try rnnkit("verify", weights, fixtureFile, "--by-name")
+        XCTAssertEqual(byName.status, 2, byName.stdout + byName.stderr)
+        XCTAssertEqual(byName.stderr.split(separator: "\n").count, 1, byName.stderr)
+        XCTAssertTrue(byName.stderr.contains("layer lstm (LSTM)"), byName.stderr)
+    }
+
+    /// `--by-name` is Keras's by_name=True; a fixture's `weights_matching` says which
+    /// pairing its outputs came from, and `verify` of a folder honours it.
+    func testByNameFlagAndFixtureAttribute() throws {
+        let weights = fixture("keras/tfk_swapped_dense.legacy-weights.h5")
+        let inOrder = fixture("keras/tfk_swapped_dense.legacy-weights.fixture.h5")
+        let byName = fixture("keras/tfk_swapped_dense.legacy-weights.by-name.fixture.h5")
+        XCTAssertEqual(try rnnkit("verify", weights, inOrder).status, 0)
+        XCTAssertEqual(try rnnkit("verify", weights, inOrder, "--by-name").status, 1)
+        XCTAssertEqual(try rnnkit("verify", weights, byName).status, 0)
+        let run = try rnnkit("verify", inOrder, byName)
+        XCTAssertEqual(run.status, 0, run.stdout + run.stderr)
+        XCTAssertTrue(run.stdout.contains("2 passed"), run.stdout)
+        let folder = try rnnkit("verify", fixture("keras"), "--by-name")
+        XCTAssertEqual(folder.status, 2)
+        XCTAssertTrue(folder.stderr.contains("--by-name apply to one model and fixture"), folder.stderr)
+        let full = try rnnkit("inspect", fixture("keras/tfk_stacked_bilstm.h5"), "--by-name")
+        XCTAssertEqual(full.status, 2)
+        XCTAssertTrue(full.stderr.contains("by name applies to a legacy HDF5 weights-only file"), full.stderr)
+    }
 }

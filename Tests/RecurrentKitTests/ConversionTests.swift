@@ -22,6 +22,8 @@ final class ConversionTests: XCTestCase {
         "k3_lstm_options": [.pytorch: "nn.LSTM computes tanh and sigmoid", .keras: "hard_sigmoid as Keras 3 defines it"],
         "tfk_dense_activations": [.pytorch: "hard_sigmoid as Keras 2 defines it", .keras3: "hard_sigmoid as Keras 2 defines it"],
         "k3_dense_activations": [.keras: "hard_sigmoid as Keras 3 defines it"],
+        "k3_hard_sigmoid.to_json": [.pytorch: "nn.LSTM computes tanh and sigmoid", .keras: "hard_sigmoid as Keras 3 defines it"],
+        "tfk_keras22_lstm.legacy-weights": [.pytorch: "nn.LSTM computes tanh and sigmoid", .keras3: "hard_sigmoid as Keras 2 defines it"],
     ]
 
     /// Conversions back to the source's family that must be refused (the converted file
@@ -38,6 +40,8 @@ final class ConversionTests: XCTestCase {
         "tfk_lstm_options.to_json": [.keras: "hard_sigmoid as Keras 2 defines it"],
         "k3_lstm_options": [.keras3: "hard_sigmoid as Keras 3 defines it"],
         "tfk_dense_activations": [.keras: "hard_sigmoid as Keras 2 defines it"],
+        "k3_hard_sigmoid.to_json": [.keras3: "hard_sigmoid as Keras 3 defines it"],
+        "tfk_keras22_lstm.legacy-weights": [.keras: "hard_sigmoid as Keras 2 defines it"],
     ]
 
     /// How the padding of PyTorch classifiers on token ids without `padding_idx` 0 is marked
@@ -53,6 +57,8 @@ final class ConversionTests: XCTestCase {
         var model: String
         var architecture: String?
         var isKeras: Bool
+        /// How a legacy Keras weights file pairs with the architecture (the fixture's `weights_matching`).
+        var weightsMatching: KerasWeightsMatching { fixture.weightsMatching ?? .order }
     }
 
     static func allCases() throws -> [Case] {
@@ -77,7 +83,8 @@ final class ConversionTests: XCTestCase {
         let folder = try temporaryFolder(self)
         var converted = 0, refused = 0, refusedBack = 0
         for item in try Self.allCases() {
-            let source = try LoadedModel(contentsOf: item.model, architecture: item.architecture)
+            let source = try LoadedModel(contentsOf: item.model, architecture: item.architecture,
+                                         weightsMatching: item.weightsMatching)
             // The real framework's output. Initial states are not part of a converted model:
             // the fixture's (PyTorch's stacked h0, c0) are given to every run, one per layer.
             let expected = try XCTUnwrap(item.fixture.expected.first { $0.name == "output" }?.tensor)
@@ -91,7 +98,7 @@ final class ConversionTests: XCTestCase {
                 if target != .pytorch, case let .id(pad)? = paddingID, pad != 0 { input = exchanging(input, 0, pad) }
                 do {
                     _ = try Converter.convert(item.model, to: target, output: path, architecture: item.architecture,
-                                              paddingID: target == .pytorch ? nil : paddingID)
+                                              paddingID: target == .pytorch ? nil : paddingID, weightsMatching: item.weightsMatching)
                 } catch {
                     let reason = try XCTUnwrap(Self.refusals[item.name]?[target], "\(label) refused unexpectedly: \(error)")
                     XCTAssertTrue("\(error)".contains(reason), "\(label): \(error)")

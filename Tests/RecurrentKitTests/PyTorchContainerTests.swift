@@ -14,11 +14,13 @@ final class PyTorchContainerTests: XCTestCase {
         var checked = 0
         for item in try ConversionTests.allCases() where ConversionTests.refusals[item.name]?[.pytorch] == nil {
             let expected = try XCTUnwrap(item.fixture.expected.first { $0.name == "output" }?.tensor)
-            let source = try LoadedModel(contentsOf: item.model, architecture: item.architecture)
+            let source = try LoadedModel(contentsOf: item.model, architecture: item.architecture,
+                                         weightsMatching: item.weightsMatching)
             let states = try source.initialStates(h0: item.fixture.h0, c0: item.fixture.c0, batch: item.fixture.input.batch)
             for (ext, layout) in [("pt", Layout.pytorchSave), ("safetensors", .pytorchSafetensors)] {
                 let path = folder.appendingPathComponent("\(item.name).\(ext)").path
-                _ = try Converter.convert(item.model, to: .pytorch, output: path, architecture: item.architecture)
+                _ = try Converter.convert(item.model, to: .pytorch, output: path, architecture: item.architecture,
+                                          weightsMatching: item.weightsMatching)
                 let written = try LoadedModel(contentsOf: path)
                 XCTAssertEqual(written.layout, layout, path)
                 XCTAssertEqual(ModelFingerprint(written.model), ModelFingerprint(source.model), path)

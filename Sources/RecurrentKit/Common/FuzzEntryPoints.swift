@@ -51,7 +51,7 @@ package enum FuzzEntry {
             } else {
                 source = NoWeights()
             }
-            let loaded = try KerasReader.read(config: config, file: name, layout: .kerasWeights, version: .keras3,
+            let loaded = try KerasReader.read(config: config, file: name, layout: .kerasWeights, version: .init(version: .keras3),
                                               source: source)
             try touch(loaded)
         }

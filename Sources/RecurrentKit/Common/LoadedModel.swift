@@ -99,8 +99,10 @@ public struct LoadedModel: Sendable {
     /// What reading the file did that its user should know, one line each: the keys of a
     /// state_dict outside the modules read, counted (`41 keys outside the model_config's
     /// modules were not read (module.FeatureExtraction.* 38, …)`), a wrapper's key prefix
-    /// looked under. Empty when there is nothing to say.
-    public let notes: [String]
+    /// looked under, a weights file's Keras release that defaulted to another recurrent
+    /// activation than the architecture states, weights-file layers not used. Empty when
+    /// there is nothing to say. The command line prints them as `note:` lines.
+    public internal(set) var notes: [String]
     /// How errors name each layer of `model.layers`, when the reader knows better than the
     /// layer names (a `model_config`'s module names and places); nil otherwise.
     let moduleLabels: [String?]?
@@ -162,20 +164,28 @@ public struct LoadedModel: Sendable {
     ///   prefix) are found whether or not the prefixes state it.
     ///
     /// Throws `ModelError` for any file that cannot be read or does not form a model.
+    /// - Parameter weightsMatching: for a legacy HDF5 Keras weights-only file
+    ///   (`layer_names`), how its layers are paired with the architecture's: in order, as
+    ///   Keras's `load_weights` does by default, or by name (`by_name=True`). `.name` is
+    ///   refused for every other file.
     public init(contentsOf path: String, architecture: String? = nil, key: String? = nil,
-                modules: [String]? = nil) throws {
+                modules: [String]? = nil, weightsMatching: KerasWeightsMatching = .order) throws {
         self = try ModelError.boundary(file: path, kind: .unreadableFile) {
-            try LoadedModel(reading: path, architecture: architecture, key: key, modules: modules)
+            try LoadedModel(reading: path, architecture: architecture, key: key, modules: modules,
+                            weightsMatching: weightsMatching)
         }
     }
 
-    /// What ``init(contentsOf:architecture:key:modules:)`` does, with the errors of each layer as they are.
+    /// What ``init(contentsOf:architecture:key:modules:weightsMatching:)`` does, with the errors of each layer as they are.
     package init(reading path: String, architecture: String? = nil, key: String? = nil,
-                 modules: [String]? = nil) throws {
+                 modules: [String]? = nil, weightsMatching: KerasWeightsMatching = .order) throws {
         try InputFiles.requireRegularFile(path)
         let form = try ModelFileForm(sniffing: path)
         if key != nil && form != .torchSave {
             throw ModelError(.invalidInput, file: path, message: "--key picks a state_dict inside a torch.save checkpoint; this file is \(form.title)")
+        }
+        if weightsMatching == .name && form != .hdf5 {
+            throw KerasFile.nameMatchingRefused(file: path, form: form.title)
         }
         func refuseModules(_ what: String) throws {
             guard modules != nil else { return }
@@ -198,8 +208,10 @@ public struct LoadedModel: Sendable {
             let container = HDF5Container(try HDF5File.open(path))
             if try KerasFile.isKeras(container) {
                 try refuseModules("a Keras model")
-                self = try KerasFile.read(container, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
+                self = try KerasFile.read(container, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)),
+                                          matching: weightsMatching)
             } else {
+                if weightsMatching == .name { throw KerasFile.nameMatchingRefused(file: path, form: "a PyTorch state_dict") }
                 self = try PyTorchReader.read(container, architecture: try Self.pytorchArchitecture(architecture),
                                               modules: modules)
             }

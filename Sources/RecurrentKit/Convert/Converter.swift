@@ -23,7 +23,8 @@ public struct ConversionReport: Sendable {
     /// What a user of the written model should know (how masks reach it).
     public var notes: [String]
     /// What reading the input noted (`LoadedModel.notes`: the keys of a state_dict left
-    /// unread, a wrapper's prefix looked under).
+    /// unread, a wrapper's prefix looked under, a Keras release's older defaults, weights-file
+    /// layers not used).
     public var readingNotes: [String] = []
 }
 
@@ -36,7 +37,8 @@ public enum Converter {
     /// (PyTorch target), a Python module defining the model and a loader for `output`.
     /// `paddingID` (Keras targets, PyTorch sources) says how padded batches are marked
     /// (`KerasPadding`): a PyTorch model that starts with an Embedding without `padding_idx`
-    /// 0 is refused without it.
+    /// 0 is refused without it. `weightsMatching` pairs a legacy Keras weights-only source
+    /// with its architecture (``KerasWeightsMatching``).
     ///
     /// Outputs are checked as files before anything is read: never an input (or the
     /// architecture, or each other) by any name, never a device, FIFO, folder or symbolic
@@ -47,11 +49,12 @@ public enum Converter {
     /// Throws `ModelError`: a conversion that cannot be exact names the layer and the reason.
     public static func convert(_ input: String, to target: ConversionTarget, output: String, force: Bool = false,
                                architecture: String? = nil, key: String? = nil, modules: [String]? = nil,
-                               pythonModule: String? = nil, paddingID: PaddingID? = nil) throws -> ConversionReport {
+                               pythonModule: String? = nil, paddingID: PaddingID? = nil,
+                               weightsMatching: KerasWeightsMatching = .order) throws -> ConversionReport {
         try ModelError.boundary(file: input, kind: .unsupported) {
             try convertChecked(input, to: target, output: output, force: force,
                                source: SourceOptions(architecture: architecture, key: key, modules: modules,
-                                                     paddingID: paddingID),
+                                                     paddingID: paddingID, weightsMatching: weightsMatching),
                                pythonModule: pythonModule)
         }
     }
@@ -64,6 +67,8 @@ public enum Converter {
         /// The modules to read by key prefix (`LoadedModel.init(contentsOf:architecture:key:modules:)`).
         var modules: [String]?
         var paddingID: PaddingID?
+        /// How a legacy Keras weights-only source pairs with its architecture.
+        var weightsMatching: KerasWeightsMatching = .order
     }
 
     private static func convertChecked(_ input: String, to target: ConversionTarget, output: String, force: Bool,
@@ -126,7 +131,7 @@ public enum Converter {
                               modelConfig: inout ModelConfigDocument?, barePython: inout String?,
                               notes: inout [String], readingNotes: inout [String]) throws -> ModelFingerprint {
         let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key,
-                                     modules: options.modules)
+                                     modules: options.modules, weightsMatching: options.weightsMatching)
         readingNotes = loaded.notes
         switch target {
         case .pytorch:

@@ -20,6 +20,10 @@ public struct Fixture: Sendable {
     /// For a `torch.save` checkpoint holding several state_dicts: the entry the model's
     /// weights are in (`model_state_dict`; nested as `outer/inner`), as `--key` takes it.
     public var key: String?
+    /// For a legacy Keras weights-only model file: how its layers were paired with the
+    /// architecture's when the expected outputs were computed (`weights_matching`: `order`,
+    /// `load_weights()`'s default, or `name`, `by_name=True`); nil when the fixture says none.
+    public var weightsMatching: KerasWeightsMatching?
     public var exercises: [String]
     public var atol: Double?
     public var rtol: Double?
@@ -97,6 +101,14 @@ public struct Fixture: Sendable {
             key = text
         } else {
             key = nil
+        }
+        if let value = try root.attribute("weights_matching") {
+            guard let text = value.stringValue, let matching = KerasWeightsMatching(rawValue: text) else {
+                throw ModelError(file: path, path: "weights_matching", message: "is \(shown(String(describing: value))); it is \"order\" or \"name\"")
+            }
+            weightsMatching = matching
+        } else {
+            weightsMatching = nil
         }
         if let text = try root.attribute("exercises")?.stringValue {
             guard let list = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else {

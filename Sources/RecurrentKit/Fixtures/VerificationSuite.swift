@@ -331,7 +331,7 @@ public enum VerificationSuite {
                 used.architecture = fixture.architecture.map(beside)
             }
             let loaded = try LoadedModel(contentsOf: model, architecture: used.architecture, key: used.key,
-                                         modules: used.modules)
+                                         modules: used.modules, weightsMatching: fixture.weightsMatching ?? .order)
             let verification = try Verification(model: loaded, fixture: fixture, atol: verificationCase.atol,
                                                 rtol: verificationCase.rtol, threads: threads)
             used.atol = verification.atol

@@ -3,6 +3,19 @@ import HDF5
 import TextSafety
 import ZIPFoundation
 
+/// How a legacy HDF5 weights-only file's layers (`layer_names`) are paired with the layers
+/// of the architecture given for it, as Keras's `model.load_weights` pairs them.
+public enum KerasWeightsMatching: String, Sendable, CaseIterable {
+    /// In order, Keras's default (`by_name=False`): the k-th layer of the file that has
+    /// weights gives the k-th layer of the model that has weights, whatever their names;
+    /// the counts, each layer's weight count and every shape must agree.
+    case order
+    /// By layer name (`by_name=True`): each layer of the model takes the file's layer of the
+    /// same name; the file's other layers are not used (and noted). A model layer the file
+    /// has no layer for would keep Keras's initial (random) weights, so it is refused.
+    case name
+}
+
 /// Reads the Keras file forms, chosen from content: legacy HDF5 full models (Keras 2 and
 /// Keras 3), weights-only HDF5 (legacy and Keras 3 layouts), and `.keras` archives.
 enum KerasFile {
@@ -19,19 +32,24 @@ enum KerasFile {
     }
 
     /// A Keras file's container: a full model, or weights to pair with an architecture.
-    static func read(_ container: TensorContainer, architecture: Architecture?) throws -> LoadedModel {
+    ///
+    /// - Parameter matching: how a legacy weights-only file's layers are paired with the
+    ///   architecture's (`KerasWeightsMatching`); `.name` is refused for every other form.
+    static func read(_ container: TensorContainer, architecture: Architecture?,
+                     matching: KerasWeightsMatching = .order) throws -> LoadedModel {
         let file = container.file
         var versions = KerasVersionResolver()
         try versions.record(container: container)
         if let configText = try container.stringAttribute("model_config", at: "") {
+            if matching == .name { throw nameMatchingRefused(file: file, form: "a full model (its weights and model_config travel together)") }
             let config = try KerasConfig(json: configText, file: file, path: "model_config")
-            versions.record(config.kerasVersion, at: "\(file): model_config \"keras_version\" field")
+            versions.record(config: config, at: "\(file): model_config")
             let version = try versions.resolved(file: file)
             guard try container.kind(of: "model_weights") == .group else {
                 throw ModelError(file: file, path: "/model_weights", message: "missing: the file has a model_config but no weights")
             }
             let source = try LegacyH5Weights(container: container.scoped(to: "model_weights"))
-            let layout: Layout = version == .keras3 ? .keras3H5 : .keras2H5
+            let layout: Layout = version.version == .keras3 ? .keras3H5 : .keras2H5
             let own = try KerasReader.read(config: config, file: file, layout: layout, version: version, source: source)
             if let architecture {
                 // The file's weights read as the given architecture describes them: it must
@@ -50,15 +68,34 @@ enum KerasFile {
             throw ModelError(file: file, message: "holds Keras weights without an architecture; pass the model it belongs to (--architecture MODEL.h5|MODEL.keras|config.json)")
         }
         let source: KerasWeightSource
+        var notes: [String] = []
         if try container.hasAttribute("layer_names", at: "") || container.hasAttribute("layer_names0", at: "") {
-            source = try LegacyH5Weights(container: container)
+            let legacy = try LegacyH5Weights(container: container, architecture: architecture.config.allLayers, matching: matching)
+            notes += legacy.notes
+            source = legacy
         } else {
+            if matching == .name {
+                throw nameMatchingRefused(file: file, form: "in Keras 3's layers/…/vars layout, which Keras loads by its layers' class names and order and never by layer name")
+            }
             source = Keras3Weights(container: container, layers: architecture.config.allLayers)
         }
+        if let note = KerasVersionResolver.defaultsNote(weights: versions, architecture: architecture.versions,
+                                                        config: architecture.config) {
+            notes.append(note)
+        }
         versions.record(architecture.versions)
-        return try KerasReader.read(config: architecture.config, file: file, layout: .kerasWeights,
-                                    version: try versions.resolved(file: file), source: source,
-                                    assets: architecture.assets)
+        var model = try KerasReader.read(config: architecture.config, file: file, layout: .kerasWeights,
+                                         version: try versions.resolved(file: file), source: source,
+                                         assets: architecture.assets)
+        model.notes += notes
+        return model
+    }
+
+    /// The refusal of name matching for a file whose layers are not paired with an
+    /// architecture's by name in Keras either.
+    static func nameMatchingRefused(file: String, form: String) -> ModelError {
+        ModelError(.invalidInput, file: file,
+                   message: "matching weights to layers by name applies to a legacy HDF5 weights-only file (layer_names), as Keras's load_weights(by_name=True) does; this file is \(form)")
     }
 
     /// A `.keras` archive: `config.json`, `metadata.json` and `model.weights.h5`.
@@ -148,7 +185,7 @@ enum KerasFile {
             } else if try InputFiles.prefix(path, count: 1) == [UInt8(ascii: "{")] {
                 let data = try InputFiles.read(path, limit: Limits.configJSONBytes, what: "Limits.configJSONBytes")
                 config = try KerasConfig(json: String(decoding: data, as: UTF8.self), file: path, path: "config")
-                versions.record(config.kerasVersion, at: "\(path): \"keras_version\" field")
+                versions.record(config: config, at: path)
             } else {
                 let form = try ModelFileForm(sniffing: path)
                 guard form == .hdf5 else {
@@ -160,7 +197,7 @@ enum KerasFile {
                 }
                 config = try KerasConfig(json: text, file: path, path: "model_config")
                 try versions.record(container: container)
-                versions.record(config.kerasVersion, at: "\(path): model_config \"keras_version\" field")
+                versions.record(config: config, at: "\(path): model_config")
             }
         }
     }
@@ -227,7 +264,7 @@ struct KerasArchive {
             versions.record(json: object, place: "\(path)!metadata.json")
         }
         let config = try KerasConfig(json: String(decoding: configBytes, as: UTF8.self), file: path, path: "config.json")
-        versions.record(config.kerasVersion, at: "\(path)!config.json")
+        versions.record(config: config, at: "\(path)!config.json")
         return (config, versions)
     }
 

@@ -39,6 +39,84 @@ enum KerasLayout {
         recurrentTable.first { $0.kind == kind }!.cellName
     }
 
+    /// Whether a layer of this class holds weights once built (what Keras's `load_weights`
+    /// filters on when it pairs a file's layers with a model's in order): true for Embedding,
+    /// Dense, TimeDistributed, the recurrent classes and Bidirectional; false for the classes
+    /// the reader knows to hold none; nil for a class it does not know.
+    static func hasWeights(className: String) -> Bool? {
+        switch className {
+        case "Embedding", "Dense", "TimeDistributed", "Bidirectional": return true
+        case let name where isRecurrentClass(name): return true
+        case "InputLayer", "Masking", "Activation", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Flatten",
+             "TextVectorization", "Lambda", "NotEqual", "Any":
+            return false
+        case let name where identityClasses.contains(name): return false
+        default: return nil
+        }
+    }
+
+    /// What a legacy HDF5 layer's `weight_names` say about the layer that wrote them, where
+    /// they say anything: an Embedding (`…/embeddings:0`), a Dense-like layer (`kernel`,
+    /// `bias` only), or a recurrent layer (a `recurrent_kernel`), whose cell kind the names
+    /// give when they hold tf-keras's cell name (`lstm/lstm_cell/kernel:0`; Keras 2.2 wrote
+    /// `lstm_1/kernel:0`, which does not tell the kind).
+    enum WrittenBy: Equatable {
+        case embedding
+        case dense
+        case recurrent(CellKind?)
+
+        /// From weight names; nil when they fit none of the forms above.
+        init?(weightNames: [String]) {
+            let parts = weightNames.map { name -> (last: String, parent: String?) in
+                var components = name.split(separator: "/").map(String.init)
+                var last = components.popLast() ?? name
+                if let colon = last.lastIndex(of: ":") { last = String(last[..<colon]) }
+                return (last, components.last)
+            }
+            guard !parts.isEmpty else { return nil }
+            if let recurrent = parts.first(where: { $0.last == "recurrent_kernel" }) {
+                self = .recurrent(recurrentTable.first { $0.cellName == recurrent.parent }?.kind)
+            } else if parts.allSatisfy({ $0.last == "embeddings" }) {
+                self = .embedding
+            } else if parts.allSatisfy({ $0.last == "kernel" || $0.last == "bias" }) {
+                self = .dense
+            } else {
+                return nil
+            }
+        }
+
+        /// What a config layer's weights are; nil for a class without a known form.
+        init?(node: KerasConfig.Node) {
+            switch node.className {
+            case "Embedding": self = .embedding
+            case "Dense", "TimeDistributed": self = .dense
+            case "Bidirectional":
+                let inner = (node.config["layer"] as? [String: Any])?["class_name"] as? String
+                self = .recurrent(inner.flatMap(cellKind(ofClass:)))
+            case let name where isRecurrentClass(name): self = .recurrent(cellKind(ofClass: name))
+            default: return nil
+            }
+        }
+
+        /// False when the two certainly differ (an unknown cell kind fits any).
+        func fits(_ other: WrittenBy) -> Bool {
+            switch (self, other) {
+            case (.embedding, .embedding), (.dense, .dense): return true
+            case let (.recurrent(a), .recurrent(b)): return a == nil || b == nil || a == b
+            default: return false
+            }
+        }
+
+        var title: String {
+            switch self {
+            case .embedding: return "Embedding"
+            case .dense: return "Dense"
+            case let .recurrent(kind?): return className(of: kind)
+            case .recurrent(nil): return "recurrent"
+            }
+        }
+    }
+
     /// Layers that are the identity at inference and pass the mask on.
     static let identityClasses: Set<String> = [
         "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",

@@ -5,8 +5,11 @@ import HDF5
 /// it cannot express exactly is refused with the layer's name, class and the option.
 struct KerasReader {
     let file: String
-    /// The Keras version the model is for, nil when no file says (`KerasVersionResolver`).
+    /// The Keras version the model is for, nil when no file says or they disagree
+    /// (`KerasVersionResolver`).
     let version: KerasVersion?
+    /// When the files disagree on the version: the two findings, for a refusal that needs it.
+    var versionConflict: String?
     let source: KerasWeightSource
     /// `Sequential` or `Functional`.
     var modelClass = "Sequential"
@@ -39,9 +42,10 @@ struct KerasReader {
         self.source = source
     }
 
-    static func read(config: KerasConfig, file: String, layout: Layout, version: KerasVersion?,
+    static func read(config: KerasConfig, file: String, layout: Layout, version: KerasVersionResolver.Resolution,
                      source: KerasWeightSource, assets: KerasAssets? = nil) throws -> LoadedModel {
-        var reader = KerasReader(file: file, version: version, source: source)
+        var reader = KerasReader(file: file, version: version.version, source: source)
+        reader.versionConflict = version.conflict
         reader.modelClass = config.className
         reader.assets = assets
         for node in config.layers { try reader.add(node) }
@@ -56,10 +60,17 @@ struct KerasReader {
         // A Keras model takes lengths as Keras takes a caller's mask (spec/fixture-format.md).
         let model = Model(layers: reader.layers, name: config.name, layerNames: reader.names, sequenceLength: reader.steps,
                           textVectorizer: reader.vectorizer, lengthsRule: .kerasCallMask)
+        // Weights paired in order from a layer the file names otherwise: inspect shows whose.
+        for index in reader.summaries.indices {
+            let summary = reader.summaries[index]
+            if let node = config.layers.first(where: { $0.name == summary.name }), let fileName = source.fileLayerName(of: node) {
+                reader.summaries[index].details.append(("weights_from", .text(fileName)))
+            }
+        }
         return try LoadedModel(file: file, layout: layout, model: model,
                                isBareRecurrentModule: false, summaries: reader.summaries,
                                storedTypes: reader.storedTypes.sorted(), compressed: reader.compressed,
-                               modelClass: config.className, kerasVersion: version?.rawValue)
+                               modelClass: config.className, kerasVersion: version.version?.rawValue)
     }
 
     private mutating func append(_ layer: Layer, name: String) {
@@ -67,14 +78,24 @@ struct KerasReader {
         names.append(name)
     }
 
+    /// The layer as errors name it; with weights paired in order from a layer the file
+    /// names otherwise, both names (`lstm (LSTM), paired in order with the file's layer lstm_1`).
     private func fail(_ node: KerasConfig.Node, _ message: String, path: String? = nil) -> ModelError {
-        ModelError(file: file, path: path, layer: "\(shown(node.name)) (\(shown(node.className)))", message: message)
+        var layer = "\(shown(node.name)) (\(shown(node.className)))"
+        if let fileName = source.fileLayerName(of: node) { layer += ", paired in order with the file's layer \(shown(fileName))" }
+        return ModelError(file: file, path: path, layer: layer, message: message)
     }
 
     private mutating func take(_ node: KerasConfig.Node, count: Int) throws -> [KerasWeight] {
         let stored = try source.weights(of: node)
         guard stored.count == count else {
-            throw fail(node, "has \(stored.count) weight tensors in the file, expected \(count)")
+            // Keras 1 kept each gate apart (LSTM 4 × 3 arrays, GRU 3 × 3); tf-keras's
+            // load_weights joins them (preprocess_weights_for_loading), rnnkit does not.
+            let inner = node.className == "Bidirectional" ? (node.config["layer"] as? [String: Any])?["class_name"] as? String : node.className
+            let perGate = inner.flatMap(KerasLayout.cellKind(ofClass:)).map { $0.gateCount * count }
+            let hint = perGate == stored.count && stored.count != count
+                ? "; \(stored.count) arrays are Keras 1's per-gate layout, which tf-keras's load_weights joins and rnnkit does not read" : ""
+            throw fail(node, "has \(stored.count) weight tensors in the file, expected \(count)" + hint)
         }
         // Declared sizes only: nothing is read before the whole model is within budget.
         for item in stored {
@@ -117,7 +138,9 @@ struct KerasReader {
         case .unknownName:
             throw fail(node, "\(key) '\(shown(name))' is not supported")
         case .needsVersion:
-            throw fail(node, "\(key) '\(shown(name))' is a different function in Keras 2 (clip(0.2x + 0.5, 0, 1)) and Keras 3 (relu6(x + 3)/6), and no keras_version says which Keras the model is for (looked in \(KerasVersionResolver.placesSearched)); add \"keras_version\" to the architecture")
+            let doubt = versionConflict.map { "the files disagree on which Keras the model is for: \($0)" }
+                ?? "nothing says which Keras the model is for (looked in \(KerasVersionResolver.placesSearched)); add \"keras_version\" to the architecture"
+            throw fail(node, "\(key) '\(shown(name))' is a different function in Keras 2 (clip(0.2x + 0.5, 0, 1)) and Keras 3 (relu6(x + 3)/6), and \(doubt)")
         }
     }
 
@@ -496,10 +519,21 @@ struct KerasReader {
         var inputBias: Tensor?
         var recurrentBias: Tensor?
         if useBias {
+            if kind == .gru, tensors[2].shape != (resetAfter ? [2, gates * units] : [gates * units]),
+               tensors[2].shape == (resetAfter ? [gates * units] : [2, gates * units]) {
+                // The shape of the other reset rule: Keras 2 and TensorFlow 1 defaulted to
+                // reset_after=False, TensorFlow 2's tf.keras and Keras 3 to True.
+                throw fail(node, "bias has shape \(shapeText(tensors[2].shape)), expected \(shapeText(resetAfter ? [2, gates * units] : [gates * units])): the file's is a GRU with reset_after=\(resetAfter ? "False (the default of Keras 2 and of tf.keras under TensorFlow 1)" : "True (the default since TensorFlow 2)"), the architecture's reset_after=\(resetAfter ? "True" : "False"); rebuild the architecture with reset_after=\(resetAfter ? "False" : "True")")
+            }
             if BiasRule(kind: kind, resetRule: resetAfter ? .afterMatmul : .beforeMatmul).keepsBothBiases {
                 try check(node, tensors[2], "bias", [2, gates * units])
                 (inputBias, recurrentBias) = KerasLayout.splitGRUBiasRows(try tensors[2].tensor())
             } else {
+                if kind == .lstm, tensors[2].shape == [2 * gates * units] {
+                    // CuDNNLSTM keeps input and recurrent biases apart and its kernels per
+                    // gate in another order; tf-keras converts them on loading into an LSTM.
+                    throw fail(node, "bias has shape \(shapeText(tensors[2].shape)), expected \(shapeText([gates * units])): [8·units] is a CuDNNLSTM layer's weights, which tf-keras's load_weights converts and rnnkit does not read")
+                }
                 try check(node, tensors[2], "bias", [gates * units])
                 inputBias = try tensors[2].tensor()
             }
