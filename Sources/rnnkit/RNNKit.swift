@@ -72,12 +72,6 @@ func oneLine(_ text: String) -> String {
     escapedForDisplay(text, limit: 4000)
 }
 
-/// A note for the user on standard error, one escaped line (`rnnkit: note: ...`), so that
-/// standard output keeps only the results.
-func printNote(_ note: String) {
-    FileHandle.standardError.write(Data("rnnkit: note: \(oneLine(note))\n".utf8))
-}
-
 /// libhdf5 (1.10 in particular) can fault on deliberately damaged files, inside its own
 /// code, before any check of ours can run. Turn such a fault — inside HDF5 calls only — into
 /// the same one-line error and exit status 2 as every other bad input; a fault anywhere

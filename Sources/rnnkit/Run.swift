@@ -38,7 +38,7 @@ struct Run: ParsableCommand {
         printNotes(loaded.notes)
         let inputs = try InputFile(contentsOf: input, for: loaded)
         let initial = try loaded.initialStates(from: inputs, inputPath: input)
-        if let note = loaded.lengthsNote(input: inputs.input, lengths: inputs.lengths) { printNote(note) }
+        if let note = loaded.lengthsNote(input: inputs.input, lengths: inputs.lengths) { printNotes([note]) }
         let result = try loaded.run(inputs.input, lengths: inputs.lengths, initialStates: initial,
                                     threads: threads.threads)
         try result.write(to: output, model: loaded, protecting: protectedInputs)

@@ -128,7 +128,7 @@ struct Verify: ParsableCommand {
             try writeReports([.failure(verificationCase, "\(error)", seconds: seconds(since: start))], inputs: inputs)
             throw error
         }
-        for note in verification.notes { printNote(note) }
+        printNotes(verification.notes)
         print("tolerance: atol \(verification.atol), rtol \(verification.rtol)")
         for comparison in verification.comparisons {
             var line = "\(comparison.passed ? "ok      " : "MISMATCH") \(escapedForDisplay(comparison.name))"

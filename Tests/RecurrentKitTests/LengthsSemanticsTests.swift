@@ -78,7 +78,7 @@ final class LengthsSemanticsTests: XCTestCase {
                 let mismatch = try rnnkit("verify", out, seams("clf_packed.fixture.h5"))
                 XCTAssertEqual(mismatch.status, 1, mismatch.stdout + mismatch.stderr)
                 XCTAssertTrue(mismatch.stdout.contains("MISMATCH output"), mismatch.stdout)
-                XCTAssertTrue(mismatch.stderr.contains("rnnkit: note: ") && mismatch.stderr.contains("embed (Embedding) makes no mask"),
+                XCTAssertTrue(mismatch.stderr.contains("note: ") && mismatch.stderr.contains("embed (Embedding) makes no mask"),
                               mismatch.stderr)
             }
         }

@@ -135,7 +135,7 @@ public struct CaseResult: Sendable, Equatable {
     public var error: String?
     public var seconds: Double
     public var tensors: [TensorResult]
-    /// What reading the model noted (`LoadedModel.notes`).
+    /// What reading and running the model noted (`LoadedModel.notes`, `Verification.notes`).
     public var notes: [String] = []
 
     public init(verificationCase: VerificationCase, status: Status, error: String? = nil, seconds: Double = 0,
@@ -338,7 +338,7 @@ public enum VerificationSuite {
             used.rtol = verification.rtol
             var result = CaseResult(verificationCase: used, status: verification.passed ? .passed : .failed,
                                     seconds: seconds(), tensors: verification.comparisons.map(TensorResult.init))
-            result.notes = loaded.notes
+            result.notes = loaded.notes + verification.notes
             return result
         } catch {
             return .failure(used, "\(error)", seconds: seconds())
