@@ -100,6 +100,20 @@ package enum PythonEmitter {
     static func source(modelConfig document: ModelConfigDocument, weightsFile: String) throws -> String {
         let config = PyTorchModelConfig(document: document)
         var plan = _Plan(file: weightsFile, prefix: config.prefix)
+        plan.kerasMask = document.lengthsRule == .kerasCallMask
+        // Keras drops a caller's mask at an Embedding or a Masking layer that comes before
+        // anything uses it (`Model.layerDroppingLengths`): the lengths then change nothing.
+        if plan.kerasMask, let first = document.modules.first(where: {
+            switch $0 {
+            case .textVectorization, .linear, .activation, .identity: return false
+            default: return true
+            }
+        }) {
+            switch first {
+            case .embedding, .masking: plan.dropsLengths = true
+            default: break
+            }
+        }
         for (index, module) in config.modules.enumerated() {
             try plan.add(module, index: index, rest: config.modules[(index + 1)...])
         }
@@ -131,6 +145,11 @@ private struct _Plan {
     /// Whether a mask other than lengths (mask_zero, Masking) may mark steps: then the mask
     /// need not be a right-padding suffix, and recurrent modules cannot run packed.
     var maskFromData = false
+    /// The document's `lengths` is `"keras_mask"`: the caller's lengths are the mask of
+    /// Keras's `model(x, mask=...)`, which a Masking layer replaces with its own.
+    var kerasMask = false
+    /// Keras drops the caller's mask before any module uses it: `forward` ignores `lengths`.
+    var dropsLengths = false
     /// The most recent recurrent module, for `last_hidden` readouts.
     var lastRecurrent: PyTorchReader.RecurrentOptions?
     /// The `tokenize` function and its tables, for a model that starts with a TextVectorization.
@@ -193,7 +212,8 @@ private struct _Plan {
             helpers.formUnion([.validSteps, .masking])
             maskFromData = true
             forwardLines.append("x, present = masking(x, \(_pythonFloat(value)))")
-            forwardLines.append("mask = mask & present")
+            // Keras's Masking replaces the mask it is given; PyTorch's lengths still hold.
+            forwardLines.append(kerasMask ? "mask = present  # as Keras's Masking, whatever mask it was given" : "mask = mask & present")
 
         case .flatten:
             try requireTime(index, "Flatten")
@@ -391,6 +411,9 @@ private struct _Plan {
                             x = torch.tensor(rows, dtype=torch.long).reshape(len(rows), len(rows[0]) if rows else 0)
 
                 """
+        }
+        if dropsLengths {
+            out += "        lengths = None  # as in Keras, whose first Embedding or Masking drops a caller's mask (lengths: keras_mask)\n"
         }
         if helpers.contains(.validSteps) { out += "        mask = valid_steps(x, lengths)\n" }
         for line in forwardLines { out += "        \(line)\n" }
