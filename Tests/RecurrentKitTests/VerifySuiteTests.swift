@@ -295,8 +295,9 @@ final class VerifySuiteTests: XCTestCase {
         }
         bomb += "cases: []\n"
         let cases: [(String, String, [String])] = [
-            ("bomb.yaml", bomb, ["Limits.manifestNodes"]),
-            ("key.yaml", "a: &a [x]\n*a : 1\n", ["alias as a mapping key"]),
+            ("bomb.yaml", bomb, ["line 1 sets the YAML anchor &a0", "no YAML anchors or aliases"]),
+            ("key.yaml", "a: &a [x]\n*a : 1\n", ["line 1 sets the YAML anchor &a"]),
+            ("undefined.yaml", "- {model: m.h5, fixture: *f}\n", ["line 1 uses the YAML alias *f"]),
             ("unknown.yaml", "- model: m.h5\n  fixture: f.fixture.h5\n  tolerance: 1\n", ["entry 0", "unknown field 'tolerance'"]),
             ("unknown.json", #"[{"model": "m.h5", "fixture": "f.fixture.h5"}, {"model": "m.h5", "fixture": "f.fixture.h5", "atoll": 1}]"#,
              ["entry 1", "unknown field 'atoll'"]),
@@ -320,6 +321,42 @@ final class VerifySuiteTests: XCTestCase {
         let big = folder.appendingPathComponent("big.yaml").path
         try Data(repeating: UInt8(ascii: " "), count: Limits.manifestBytes + 1).write(to: URL(fileURLWithPath: big))
         XCTAssertThrowsError(try VerificationSuite.cases(manifest: big)) { XCTAssertTrue("\($0)".contains("Limits.manifestBytes"), "\($0)") }
+    }
+
+    /// Aliases used as keys where no `:` follows them — a flow mapping's lone key `{ *a }`,
+    /// an explicit key `{? *a}`, a key in block style `? *a` — over eight nested anchors of
+    /// ten aliases each (10^8 leaves, which Yams hashed in full when comparing keys): each
+    /// refused, without expanding anything, from libyaml's events.
+    func testAliasesAreRefusedWhereverTheyStand() throws {
+        var anchors = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...7 {
+            anchors += "l\(level): &l\(level) [" + Array(repeating: "*l\(level - 1)", count: 10).joined(separator: ", ") + "]\n"
+        }
+        let forms = ["cases: [ { *l7 } ]\n", "cases: [ {? *l7} ]\n", "cases:\n  - ? *l7\n", "cases: [ {*l7 : x} ]\n",
+                     "cases: [ [*l7]: x ]\n", "cases: *l7\n"]
+        let folder = try temporaryFolder(self)
+        for (index, form) in forms.enumerated() {
+            let path = folder.appendingPathComponent("alias\(index).yaml").path
+            try Data((anchors + form).utf8).write(to: URL(fileURLWithPath: path))
+            XCTAssertLessThan(try Data(contentsOf: URL(fileURLWithPath: path)).count, 1024)
+            let start = Date()
+            XCTAssertThrowsError(try VerificationSuite.cases(manifest: path), form) { error in
+                XCTAssertTrue("\(error)".contains("line 1 sets the YAML anchor &l0"), "\(error)")
+            }
+            // The refusal reads the text once: nothing near the seconds an expansion takes.
+            XCTAssertLessThan(Date().timeIntervalSince(start), 1, form)
+            // The aliases alone, their anchors defined nowhere, are refused as aliases.
+            try Data(form.utf8).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try VerificationSuite.cases(manifest: path), form) { error in
+                XCTAssertTrue("\(error)".contains("uses the YAML alias *l7"), "\(error)")
+            }
+        }
+        // `&` and `*` inside scalars are text, not anchors or aliases.
+        let plain = folder.appendingPathComponent("plain.yaml").path
+        try Data("- {model: 'a&b*c.h5', fixture: \"*f.fixture.h5\", name: x&y}\n".utf8).write(to: URL(fileURLWithPath: plain))
+        let cases = try VerificationSuite.cases(manifest: plain)
+        XCTAssertEqual(cases.map(\.name), ["x&y"])
+        XCTAssertEqual(cases.first?.model, folder.appendingPathComponent("a&b*c.h5").path)
     }
 
     // MARK: Pairing by name
