@@ -275,6 +275,46 @@ final class HostileReadTests: XCTestCase {
         XCTAssertNoThrow(try LoadedModel(contentsOf: try XCTUnwrap(fixture.architecturePath)))
     }
 
+    /// `cafe\u{301}/` (NFD) and `café/` (NFC) are two folders to Linux and equal Strings
+    /// to Swift: a link from one into the other leaves the folder, and containment is decided
+    /// on the real paths' bytes (`InputFiles.resolves`), for a fixture's `model` and
+    /// `architecture`, a folder's listed fixtures and the models paired with them by name.
+    func testContainmentComparesBytesNotCanonicallyEquivalentStrings() throws {
+        let root = try temporaryFolder(self)
+        let nfd = root.appendingPathComponent("cafe\u{301}").path
+        let nfc = root.appendingPathComponent("caf\u{E9}").path
+        XCTAssertEqual(nfd, nfc, "Swift calls the two spellings equal")
+        XCTAssertEqual(mkdir(nfd, 0o755), 0)
+        XCTAssertEqual(mkdir(nfc, 0o755), 0)
+        XCTAssertNotEqual(Array(nfd.utf8), Array(nfc.utf8))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root.path).count, 2, "two folders on disk")
+        try Data(contentsOf: URL(fileURLWithPath: pytorchModel)).write(to: URL(fileURLWithPath: nfc + "/victim.h5"))
+        try Data(contentsOf: URL(fileURLWithPath: pytorchFixture)).write(to: URL(fileURLWithPath: nfc + "/outside.fixture.h5"))
+        // In the NFD folder: links into the NFC one.
+        XCTAssertEqual(symlink("../caf\u{E9}/victim.h5", nfd + "/model.h5"), 0)
+        XCTAssertEqual(symlink("../caf\u{E9}/victim.h5", nfd + "/paired.h5"), 0)
+        XCTAssertEqual(symlink("../caf\u{E9}/outside.fixture.h5", nfd + "/listed.fixture.h5"), 0)
+        XCTAssertFalse(InputFiles.resolves(nfd + "/model.h5", inside: nfd))
+        XCTAssertTrue(InputFiles.resolves(nfc + "/victim.h5", inside: nfc))
+
+        let folder = URL(fileURLWithPath: nfd)
+        for attribute in ["model", "architecture"] {
+            let path = try fixtureCopy([attribute: .string("model.h5")], in: folder)
+            assertRefused(try Fixture(contentsOf: path), file: path,
+                          mentions: [attribute, "'model.h5'", "outside the fixture's folder"])
+        }
+        try FileManager.default.removeItem(atPath: nfd + "/edited.fixture.h5")
+        // `paired.fixture.h5` would pair with `paired.h5` by name; the listed link is refused.
+        try Data(contentsOf: URL(fileURLWithPath: pytorchFixture)).write(to: URL(fileURLWithPath: nfd + "/paired.fixture.h5"))
+        let cases = try VerificationSuite.cases(in: [nfd])
+        XCTAssertEqual(cases.map(\.name), ["listed", "paired"])
+        XCTAssertNotNil(cases[0].refusal)
+        XCTAssertNil(cases[1].modelByName, "a model by name that leads out of the folder is never paired")
+        let (outcome, _) = try rnnkit(["verify", nfd])
+        XCTAssertEqual(outcome.status, 2, outcome.stdout + outcome.stderr)
+        XCTAssertEqual(outcome.stdout.split(separator: "\n").last, "0 passed, 0 failed, 2 errors", outcome.stdout)
+    }
+
     func testToleranceThatIsNotAFiniteNonNegativeNumberRefusesTheFixture() throws {
         let bad: [(String, AttributeValue, String)] = [
             ("atol", .double(-1), "is -1.0"),

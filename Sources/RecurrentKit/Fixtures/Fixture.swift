@@ -121,12 +121,14 @@ public struct Fixture: Sendable {
             ModelError(file: fixture, path: attribute, message: "names '\(shown(name))', \(reason); refused")
         }
         guard !name.hasPrefix("/") else { throw refuse("an absolute path (it must name a file in the fixture's folder)") }
-        guard !name.split(separator: "/").contains("..") else { throw refuse("which leaves the fixture's folder") }
+        guard !name.utf8.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) }) else {
+            throw refuse("which leaves the fixture's folder")
+        }
         let folder = URL(fileURLWithPath: fixture).deletingLastPathComponent().path
         let target = URL(fileURLWithPath: folder).appendingPathComponent(name).path
         var info = stat()
         guard lstat(target, &info) == 0 else { return name }
-        guard resolves(target, inside: folder) else {
+        guard InputFiles.resolves(target, inside: folder) else {
             throw refuse("which resolves (through a symbolic link) outside the fixture's folder")
         }
         do {
@@ -135,20 +137,6 @@ public struct Fixture: Sendable {
             throw refuse(error.message)
         }
         return name
-    }
-
-    /// Whether `path`, its symbolic links followed, lies inside `folder` (also resolved);
-    /// false when either cannot be resolved.
-    static func resolves(_ path: String, inside folder: String) -> Bool {
-        guard let realFolder = realPath(folder), let realTarget = realPath(path) else { return false }
-        return realTarget.hasPrefix(realFolder.hasSuffix("/") ? realFolder : realFolder + "/")
-    }
-
-    /// The canonical absolute path (`realpath(3)`), nil when it cannot be resolved.
-    private static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 
     /// Reads `/inputs` (float features or token ids) and `/lengths` from an input or

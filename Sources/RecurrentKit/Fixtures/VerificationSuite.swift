@@ -252,19 +252,21 @@ public enum VerificationSuite {
         // A folder of fixtures may come from anywhere (an archive, a download): its entries are
         // read only when they stay inside it, as a fixture's own `model` attribute must.
         let listedFolder = folder.isEmpty ? "." : folder
-        guard !listed || Fixture.resolves(path, inside: listedFolder) else {
+        guard !listed || InputFiles.resolves(path, inside: listedFolder) else {
             result.refusal = "does not resolve to a file inside its folder (a symbolic link leading out of it, or a dangling one); refused (name the file itself to verify it)"
             return result
         }
-        let present = Set(names)
-        func inside(_ name: String) -> Bool { Fixture.resolves((folder == "/" ? "/" : listedFolder + "/") + name, inside: listedFolder) }
+        // Names as bytes: `String` equality would take `café` in NFD for `café` in NFC.
+        let present = Set(names.map { Array($0.utf8) })
+        func inside(_ name: String) -> Bool { InputFiles.resolves((folder == "/" ? "/" : listedFolder + "/") + name, inside: listedFolder) }
         // `A.B.fixture.h5` is tried as `A.B` first, then `A`.
         var candidates: [String] = []
         var tried: [String] = []
         var base = Substring(stem)
         while true {
             tried.append(String(base))
-            candidates = modelExtensions.map { base + $0 }.filter { present.contains($0) && $0 != file && inside($0) }
+            candidates = modelExtensions.map { base + $0 }
+                .filter { present.contains(Array($0.utf8)) && !$0.utf8.elementsEqual(file.utf8) && inside($0) }
             if !candidates.isEmpty { break }
             guard let dot = base.lastIndex(of: "."), dot != base.startIndex else { break }
             base = base[..<dot]
