@@ -47,6 +47,9 @@ struct Verify: ParsableCommand {
     @Option(parsing: .unconditional, help: "Relative tolerance where a manifest entry gives none (default: the fixture's, else 1e-4).")
     var rtol: Double?
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("Bound the whole run over folders, fixtures or a manifest: a case still running then is stopped, one not started is an error (default: no bound; each case has 600 s).", valueName: "seconds"))
+    var timeout: Double?
+
     @OptionGroup var threads: ThreadsOption
 
     // One case of a run over many fixtures, in its own process so that a file that makes
@@ -64,6 +67,10 @@ struct Verify: ParsableCommand {
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard jobs <= Limits.verifyJobs else { throw ValidationError("--jobs must be at most \(Limits.verifyJobs)") }
         if let junit, junit == json { throw ValidationError("--junit and --json name the same file") }
+        if let timeout, !(timeout > 0 && timeout.isFinite) { throw ValidationError("--timeout must be a positive number of seconds") }
+        if timeout != nil, caseFixture == nil, isPair {
+            throw ValidationError("--timeout bounds a run over folders, fixtures or a manifest (each case in its own process)")
+        }
         if caseFixture == nil, !isPair, architecture.architecture != nil || architecture.key != nil {
             throw ValidationError("--architecture and --key apply to one model and fixture; for several, use each fixture's attributes or a manifest's fields")
         }
@@ -98,7 +105,8 @@ struct Verify: ParsableCommand {
 
     private func verifyPair() throws {
         let (model, fixture) = (paths[0], paths[1])
-        let inputs = [model, fixture] + [architecture.architecture].compactMap { $0 }
+        // The files the fixture names are protected too, used or not (read before any write).
+        let inputs = [model, fixture] + [architecture.architecture].compactMap { $0 } + Fixture.namedFiles(of: fixture)
         for report in [junit, json].compactMap({ $0 }) {
             try VerificationReports.checkOutput(report, protecting: inputs)
         }
@@ -167,21 +175,28 @@ struct Verify: ParsableCommand {
             try VerificationReports.checkOutput(report, protecting: inputs)
         }
         let results = VerificationSuite.runIsolated(cases, jobs: jobs, threads: threads.threads,
-                                                    executable: Self.executable, arguments: ["verify"]) { _, result in
+                                                    executable: Self.executable, arguments: ["verify"],
+                                                    totalSeconds: timeout) { _, result in
             // Unbuffered: each line shows as its case (and those before it) finish.
             FileHandle.standardOutput.write(Data((result.line + "\n").utf8))
         }
         let summary = SuiteSummary(results)
         FileHandle.standardOutput.write(Data((summary.line + "\n").utf8))
-        try writeReports(results, inputs: inputs + results.flatMap {
+        // Also what each fixture names, and the folders of fixtures whose check did not say.
+        let named = VerificationReports.protected(by: results)
+        try writeReports(results, inputs: inputs + named.files + results.flatMap {
             [$0.verificationCase.model, $0.verificationCase.architecture].compactMap { $0 }
-        })
+        }, folders: named.folders)
         if summary.exitStatus != 0 { throw ExitCode(summary.exitStatus) }
     }
 
-    private func writeReports(_ results: [CaseResult], inputs: [String]) throws {
-        if let junit { try VerificationReports.write(VerificationReports.junit(results), to: junit, protecting: inputs) }
-        if let json { try VerificationReports.write(VerificationReports.json(results), to: json, protecting: inputs) }
+    private func writeReports(_ results: [CaseResult], inputs: [String], folders: [String] = []) throws {
+        if let junit {
+            try VerificationReports.write(VerificationReports.junit(results), to: junit, protecting: inputs, folders: folders)
+        }
+        if let json {
+            try VerificationReports.write(VerificationReports.json(results), to: json, protecting: inputs, folders: folders)
+        }
     }
 
     /// This executable, for the child processes: Linux names it `/proc/self/exe`.

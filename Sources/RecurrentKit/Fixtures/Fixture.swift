@@ -139,6 +139,20 @@ public struct Fixture: Sendable {
         return name
     }
 
+    /// The files `path`'s `model` and `architecture` attributes name, beside it as `path`
+    /// spells its folder, whether or not they would be accepted or used: what a report must
+    /// never be written onto. Empty when the fixture or its attributes cannot be read (then
+    /// nothing can read them either).
+    package static func namedFiles(of path: String) -> [String] {
+        guard let root = try? HDF5File.open(path).root else { return [] }
+        let folder = OutputFiles.split(path).folder
+        return ["model", "architecture"].compactMap { name -> String? in
+            guard let value = try? root.attribute(name)?.stringValue, !value.isEmpty else { return nil }
+            if value.hasPrefix("/") { return value }
+            return path.contains("/") ? (folder == "/" ? "/" : folder + "/") + value : value
+        }
+    }
+
     /// Reads `/inputs` (float features or token ids) and `/lengths` from an input or
     /// fixture file, checking that they agree; or `/texts` for a text model.
     static func readInputs(_ root: HDF5Group, file: String) throws -> (ModelInput, [Int]?) {

@@ -127,6 +127,10 @@ public struct CaseResult: Sendable, Equatable {
     public var error: String?
     public var seconds: Double
     public var tensors: [TensorResult]
+    /// The files the case's fixture names (its `model` and `architecture` attributes, used
+    /// or not), as the check read them; nil when the check did not say (its process crashed,
+    /// was stopped or printed no result), so that the fixture may name any file in its folder.
+    public var namedFiles: [String]?
 
     public init(verificationCase: VerificationCase, status: Status, error: String? = nil, seconds: Double = 0,
                 tensors: [TensorResult] = []) {
@@ -301,10 +305,13 @@ public enum VerificationSuite {
         let start = DispatchTime.now()
         var used = verificationCase
         func seconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
+        // What the fixture names, read first so that even a fixture refused later says it.
+        var named: [String] = []
         do {
             if let refusal = verificationCase.refusal {
                 throw ModelError(.invalidInput, file: verificationCase.fixture, message: refusal)
             }
+            named = Fixture.namedFiles(of: verificationCase.fixture)
             let fixture = try Fixture(contentsOf: verificationCase.fixture)
             // The fixture's references, beside it as the case names it (not made absolute).
             let folder = OutputFiles.split(verificationCase.fixture).folder
@@ -322,10 +329,14 @@ public enum VerificationSuite {
                                                 rtol: verificationCase.rtol, threads: threads)
             used.atol = verification.atol
             used.rtol = verification.rtol
-            return CaseResult(verificationCase: used, status: verification.passed ? .passed : .failed,
-                              seconds: seconds(), tensors: verification.comparisons.map(TensorResult.init))
+            var result = CaseResult(verificationCase: used, status: verification.passed ? .passed : .failed,
+                                    seconds: seconds(), tensors: verification.comparisons.map(TensorResult.init))
+            result.namedFiles = named
+            return result
         } catch {
-            return .failure(used, "\(error)", seconds: seconds())
+            var result = CaseResult.failure(used, "\(error)", seconds: seconds())
+            result.namedFiles = named
+            return result
         }
     }
 
@@ -338,20 +349,36 @@ public enum VerificationSuite {
     /// `CaseResult.childJSON` does; it is stopped after `caseSeconds` (default `Limits.verifyCaseSeconds`), and at most
     /// `Limits.verifyCaseOutputBytes` of its stdout are kept.
     ///
+    /// With `totalSeconds`, the whole run is bounded too: a child still running when that
+    /// time has passed is stopped, and a case not started by then is an `.error` saying so.
+    ///
     /// `report` is called once per case, in input order, as soon as the case and all before
     /// it have finished (never concurrently). The results are returned in input order.
     public static func runIsolated(_ cases: [VerificationCase], jobs: Int, threads: Int = 1, executable: String,
-                                   arguments: [String], caseSeconds: Double? = nil,
+                                   arguments: [String], caseSeconds: Double? = nil, totalSeconds: Double? = nil,
                                    report: @escaping @Sendable (Int, CaseResult) -> Void = { _, _ in }) -> [CaseResult] {
         let state = RunState(count: cases.count, report: report)
         let workers = max(1, min(jobs, Limits.verifyJobs, cases.count))
         var threadsStarted: [Thread] = []
         let done = DispatchSemaphore(value: 0)
+        let caseLimit = caseSeconds ?? Limits.verifyCaseSeconds
+        let start = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<workers {
             let thread = Thread {
                 while let index = state.next() {
+                    var seconds = caseLimit
+                    var limit: String?
+                    if let totalSeconds {
+                        let left = totalSeconds - Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                        let total = "the run's time limit of \(String(format: "%g", totalSeconds)) s"
+                        guard left > 0 else {
+                            state.finish(index, .failure(cases[index], "not run: \(total) had passed"))
+                            continue
+                        }
+                        if left < seconds { (seconds, limit) = (left, total) }
+                    }
                     let result = runChild(cases[index], threads: threads, executable: executable,
-                                          arguments: arguments, seconds: caseSeconds ?? Limits.verifyCaseSeconds)
+                                          arguments: arguments, seconds: seconds, limit: limit)
                     state.finish(index, result)
                 }
                 done.signal()
@@ -383,9 +410,10 @@ public enum VerificationSuite {
         return result
     }
 
-    /// Runs one case's child and turns whatever happens into a result.
+    /// Runs one case's child and turns whatever happens into a result; `limit` names the
+    /// bound that `seconds` comes from when it is not the case's own.
     static func runChild(_ verificationCase: VerificationCase, threads: Int, executable: String, arguments: [String],
-                         seconds: Double) -> CaseResult {
+                         seconds: Double, limit: String? = nil) -> CaseResult {
         if verificationCase.refusal != nil { return run(verificationCase, threads: threads) }
         let start = DispatchTime.now()
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
@@ -401,7 +429,7 @@ public enum VerificationSuite {
             line.hasPrefix("rnnkit: error: ") ? String(line.dropFirst("rnnkit: error: ".count)) : line
         }
         if outcome.timedOut {
-            return .failure(verificationCase, "did not finish within \(Int(seconds)) s; stopped" + (errorLine.map { " (\($0))" } ?? ""),
+            return .failure(verificationCase, "did not finish within \(limit ?? "\(Int(seconds)) s"); stopped" + (errorLine.map { " (\($0))" } ?? ""),
                             seconds: elapsed())
         }
         if let signal = outcome.signal {
