@@ -308,7 +308,8 @@ final class ExtremeFieldTests: XCTestCase {
                     if tensor.count <= 64 {
                         do {
                             // The only extremes a valid file can hold keep the four values.
-                            XCTAssertEqual(try tensor.readFloats(), [1, 2, 3, 4].prefix(tensor.count).map { $0 }, label)
+                            let values = try tensor.readFloats()
+                            XCTAssertEqual(values, [1, 2, 3, 4].prefix(tensor.count).map { $0 }, label)
                         } catch {
                             assertOneLine(error, file: path, label: label)
                         }
