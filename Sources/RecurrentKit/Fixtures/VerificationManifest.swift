@@ -51,7 +51,7 @@ extension VerificationSuite {
         let trimmed = text.drop { $0.isWhitespace }
         if file.lowercased().hasSuffix(".json") || trimmed.first == "{" || trimmed.first == "[" {
             if let problem = Limits.checkJSONSize(text) { throw ModelError(.invalidInput, file: file, message: problem) }
-            if let object = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) {
+            if let object = try? StrictJSONDecoder.parse(Data(text.utf8), options: [.fragmentsAllowed]) {
                 var budget = Limits.manifestNodes
                 return try jsonValue(object, budget: &budget, file: file)
             }

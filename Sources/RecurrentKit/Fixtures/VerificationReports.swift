@@ -210,7 +210,7 @@ extension CaseResult {
     /// A child's result for `verificationCase`: its status, error, tensors and what it
     /// used (model, architecture, key, tolerances); nil when `data` is not such an object.
     init?(childJSON data: Data, for verificationCase: VerificationCase) {
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        guard let object = try? StrictJSONDecoder.parse(data) as? [String: Any],
               let statusText = object["status"] as? String, let status = Status(rawValue: statusText),
               let tensors = object["tensors"] as? [[String: Any]] else { return nil }
         var used = verificationCase
