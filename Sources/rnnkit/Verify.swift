@@ -8,7 +8,7 @@ struct Verify: ParsableCommand {
         abstract: "Check models against fixtures' expected outputs.",
         usage: """
         rnnkit verify MODEL FIXTURE [--architecture FILE] [--key KEY] [--atol X] [--rtol X] [--threads N] [--junit FILE] [--json FILE]
-        rnnkit verify PATH... [--manifest FILE] [--jobs N] [--junit FILE] [--json FILE] [--atol X] [--rtol X] [--threads N]
+        rnnkit verify PATH... [--manifest FILE] [--jobs N] [--timeout SECONDS] [--junit FILE] [--json FILE] [--atol X] [--rtol X] [--threads N]
         """,
         discussion: """
         Compares every /expected/* dataset with numpy's allclose rule \

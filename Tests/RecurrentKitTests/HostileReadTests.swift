@@ -343,6 +343,47 @@ final class HostileReadTests: XCTestCase {
         XCTAssertTrue(result.stdout.hasPrefix("tolerance: atol 0.001, rtol 0.0"), result.stdout)
     }
 
+    /// fixtures/hostile/probes.json: each reproduction gives its expected status (a refusal
+    /// in one line saying what the probe says), within 10 s, writing nothing onto an input.
+    func testProbesGiveTheirExpectedStatus() throws {
+        struct Probe: Decodable {
+            var name: String
+            var args: [String]
+            var status: Int32
+            var says: String?
+            var unchanged: [String]?
+            var absent: [String]?
+        }
+        struct Probes: Decodable { var probes: [Probe] }
+        let listing = try Data(contentsOf: URL(fileURLWithPath: hostile("probes.json")))
+        let probes = try JSONDecoder().decode(Probes.self, from: listing).probes
+        XCTAssertGreaterThanOrEqual(probes.count, 8)
+        let source = fixture("hostile")
+        for probe in probes {
+            let folder = try temporaryFolder(self)
+            for name in try FileManager.default.contentsOfDirectory(atPath: source) {
+                try FileManager.default.copyItem(atPath: source + "/" + name, toPath: folder.appendingPathComponent(name).path)
+            }
+            let before = try (probe.unchanged ?? []).map { try Data(contentsOf: folder.appendingPathComponent($0)) }
+            let arguments = probe.args.map { $0.replacingOccurrences(of: "{fixtures}", with: fixturesFolder.path) }
+            let start = Date()
+            let (result, _) = try rnnkit(arguments, in: folder)
+            XCTAssertLessThan(Date().timeIntervalSince(start), 10, probe.name)
+            XCTAssertEqual(result.status, probe.status, "\(probe.name): \(result.stdout) \(result.stderr)")
+            if probe.status == 2 {
+                XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(probe.name): \(result.stderr)")
+                XCTAssertTrue(result.stderr.hasPrefix("rnnkit: error: "), "\(probe.name): \(result.stderr)")
+            }
+            if let says = probe.says { XCTAssertTrue(result.stderr.contains(says), "\(probe.name): \(result.stderr)") }
+            for (name, data) in zip(probe.unchanged ?? [], before) {
+                XCTAssertEqual(try Data(contentsOf: folder.appendingPathComponent(name)), data, "\(probe.name): \(name)")
+            }
+            for name in probe.absent ?? [] {
+                XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path), "\(probe.name): \(name)")
+            }
+        }
+    }
+
     func testFloatTokenIdsAreNotBlamedOnLengths() throws {
         let path = hostile("float_tokens.fixture.h5")
         let read = try Fixture(contentsOf: path)
