@@ -60,6 +60,9 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("case-model-by-name"), parsing: .unconditional, help: .hidden) var caseModelByName: String?
     @Option(name: .customLong("case-model-by-name-problem"), parsing: .unconditional, help: .hidden)
     var caseModelByNameProblem: String?
+    // What a fixture names (its `model` and `architecture` attributes), as a JSON list: asked
+    // of a child when a case's own child did not say, before the reports are written.
+    @Option(name: .customLong("case-names"), parsing: .unconditional, help: .hidden) var caseNames: String?
 
     func validate() throws {
         if let atol, !(atol >= 0 && atol.isFinite) { throw ValidationError("--atol must be a non-negative number") }
@@ -68,7 +71,7 @@ struct Verify: ParsableCommand {
         guard jobs <= Limits.verifyJobs else { throw ValidationError("--jobs must be at most \(Limits.verifyJobs)") }
         if let junit, junit == json { throw ValidationError("--junit and --json name the same file") }
         if let timeout, !(timeout > 0 && timeout.isFinite) { throw ValidationError("--timeout must be a positive number of seconds") }
-        if timeout != nil, caseFixture == nil, isPair {
+        if timeout != nil, caseFixture == nil, caseNames == nil, isPair {
             throw ValidationError("--timeout bounds a run over folders, fixtures or a manifest (each case in its own process)")
         }
         if caseFixture == nil, !isPair, architecture.architecture != nil || architecture.key != nil {
@@ -86,7 +89,9 @@ struct Verify: ParsableCommand {
     }
 
     func run() throws {
-        if let caseFixture {
+        if let caseNames {
+            FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: Fixture.namedFiles(of: caseNames)))
+        } else if let caseFixture {
             try verifyOneCase(caseFixture)
         } else if isPair {
             try verifyPair()

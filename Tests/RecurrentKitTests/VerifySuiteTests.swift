@@ -517,20 +517,26 @@ final class VerifySuiteTests: XCTestCase {
             try manager.createDirectory(at: folder.appendingPathComponent("sub"), withIntermediateDirectories: true)
             try Data("model".utf8).write(to: folder.appendingPathComponent("sub/victim.pt"))
         }
-        let cases = [VerificationCase(fixture: crashed.path + "/a.fixture.h5"), VerificationCase(fixture: fine.path + "/b.fixture.h5")]
+        let cases = [VerificationCase(fixture: crashed.path + "/a.fixture.h5"), VerificationCase(fixture: fine.path + "/b.fixture.h5"),
+                     VerificationCase(fixture: fine.path + "/c.fixture.h5")]
+        // `a` crashes whatever it is asked (its names too); `b` answers; `c` crashes on its
+        // check and names its files when asked for only that (`--case-names`).
         let script = """
-        case "$2" in
+        case "$1 $2" in
           *a.fixture.h5) kill -SEGV $$ ;;
+          "--case-names "*c.fixture.h5) printf '%s\\n' '["c-named.pt"]' ;;
+          *c.fixture.h5) kill -SEGV $$ ;;
           *) printf '%s\\n' '{"status": "passed", "tensors": [], "named_files": ["named.pt"]}' ;;
         esac
         """
         let results = VerificationSuite.runIsolated(cases, jobs: 2, executable: "/bin/sh", arguments: ["-c", script, "sh"],
                                                     caseSeconds: 10)
-        XCTAssertEqual(results.map(\.status), [.error, .passed])
+        XCTAssertEqual(results.map(\.status), [.error, .passed, .error])
         XCTAssertNil(results[0].namedFiles)
         XCTAssertEqual(results[1].namedFiles, ["named.pt"])
+        XCTAssertEqual(results[2].namedFiles, ["c-named.pt"])
         let protected = VerificationReports.protected(by: results)
-        XCTAssertEqual(protected.files, ["named.pt"])
+        XCTAssertEqual(protected.files, ["named.pt", "c-named.pt"])
         XCTAssertEqual(protected.folders, [crashed.path])
         XCTAssertThrowsError(try VerificationReports.checkOutput(crashed.path + "/sub/victim.pt", protecting: [],
                                                                  folders: protected.folders)) { error in

@@ -178,9 +178,10 @@ public enum VerificationReports {
     }
 
     /// What a run's reports must also stay off, from its results: every file a case's
-    /// fixture names (`CaseResult.namedFiles`), and the folder of each fixture whose check
-    /// did not say (a fixture names only files inside its folder, so nothing outside it can
-    /// be one of them).
+    /// fixture names (`CaseResult.namedFiles`, from its check or, when that crashed, from a
+    /// child that read only those names), and the folder of each fixture for which neither
+    /// said (a fixture names only files inside its folder, so nothing outside it can be one
+    /// of them).
     public static func protected(by results: [CaseResult]) -> (files: [String], folders: [String]) {
         var files: [String] = []
         var folders: [String] = []

@@ -377,8 +377,14 @@ public enum VerificationSuite {
                         }
                         if left < seconds { (seconds, limit) = (left, total) }
                     }
-                    let result = runChild(cases[index], threads: threads, executable: executable,
+                    var result = runChild(cases[index], threads: threads, executable: executable,
                                           arguments: arguments, seconds: seconds, limit: limit)
+                    if result.namedFiles == nil {
+                        // The check did not say what its fixture names: a child that reads only that.
+                        let left = totalSeconds.map { $0 - Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 } ?? seconds
+                        result.namedFiles = namedFiles(cases[index], executable: executable, arguments: arguments,
+                                                       seconds: min(seconds, left, Limits.hdf5CallSeconds + 2))
+                    }
                     state.finish(index, result)
                 }
                 done.signal()
@@ -391,13 +397,29 @@ public enum VerificationSuite {
         return state.results()
     }
 
+    /// What `verificationCase`'s fixture names, from a child that reads only its `model` and
+    /// `architecture` attributes (`executable arguments… --case-names F`, printing a JSON list
+    /// of paths: `Fixture.namedFiles(of:)`), for a case whose own check did not say; nil when
+    /// that child does not say either (it crashes or runs out of `seconds`).
+    static func namedFiles(_ verificationCase: VerificationCase, executable: String, arguments: [String],
+                           seconds: Double) -> [String]? {
+        guard seconds > 0, verificationCase.refusal == nil,
+              let outcome = try? ChildProcess.run(executable, arguments + ["--case-names", childPath(verificationCase.fixture)],
+                                                  seconds: seconds, outputLimit: Limits.verifyCaseOutputBytes,
+                                                  errorLimit: Limits.verifyCaseErrorBytes),
+              !outcome.timedOut, outcome.signal == nil, outcome.status == 0 else { return nil }
+        return (try? StrictJSONDecoder.parse(outcome.output)) as? [String]
+    }
+
+    /// A relative name that starts with '-', as a child's argument, so it is not taken for an option.
+    static func childPath(_ text: String) -> String { text.hasPrefix("-") ? "./" + text : text }
+
     /// The options a child process gets for `verificationCase` (after the caller's
     /// `arguments`, `verify` for rnnkit): `--case-fixture F`, and as present `--case-model`,
     /// `--case-model-by-name`, `--case-model-by-name-problem`, `--architecture`, `--key`,
     /// `--atol`, `--rtol`; then `--threads`.
     public static func childArguments(for verificationCase: VerificationCase, threads: Int) -> [String] {
-        // A relative name that starts with '-' is not taken for an option.
-        func path(_ text: String) -> String { text.hasPrefix("-") ? "./" + text : text }
+        let path = childPath
         var result = ["--case-fixture", path(verificationCase.fixture)]
         if let model = verificationCase.model { result += ["--case-model", path(model)] }
         if let model = verificationCase.modelByName { result += ["--case-model-by-name", path(model)] }
