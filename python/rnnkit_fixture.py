@@ -537,17 +537,82 @@ class Fixture:
         return f"Fixture({', '.join(parts)})"
 
 
+# Soft links followed on one path, as rnnkit follows them (HDF5Library.softLinkLimit).
+SOFT_LINK_LIMIT = 16
+
+
+def _inside(f, path, name):
+    """The object at `name` in the open fixture `f`, or None when there is none, reached one
+    link at a time so that nothing outside the file is opened or read, as rnnkit reads it: an
+    external link anywhere on the way is refused before HDF5 would follow it (opening the other
+    file), soft links are followed at most SOFT_LINK_LIMIT deep, and a dataset whose storage is
+    EXTERNAL (raw bytes in another file) or VIRTUAL (mapped from other datasets) is refused
+    before it is read."""
+    pending = [part for part in name.split("/") if part not in ("", ".")]
+    group, walked, hops = f, [], 0
+    while pending:
+        part = pending.pop(0)
+        where = "/" + "/".join(walked + [part])
+        link = group.get(part, getlink=True)
+        if link is None:
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            raise ValueError(f"{path}: {where}: is an external link (to {link.filename!r}, "
+                             f"{link.path!r}); a fixture holds its own data, refused without opening it")
+        if isinstance(link, h5py.SoftLink):
+            hops += 1
+            if hops > SOFT_LINK_LIMIT:
+                raise ValueError(f"{path}: {name}: more than {SOFT_LINK_LIMIT} soft links on the way; refused")
+            if link.path.startswith("/"):
+                group, walked = f, []
+            pending = [part for part in link.path.split("/") if part not in ("", ".")] + pending
+            continue
+        if not isinstance(link, h5py.HardLink):
+            raise ValueError(f"{path}: {where}: is a {type(link).__name__}, not an object of the file; refused")
+        target = group[part]
+        walked.append(part)
+        if pending:
+            if not isinstance(target, h5py.Group):
+                return None
+            group = target
+            continue
+        if isinstance(target, h5py.Dataset):
+            if target.external:
+                raise ValueError(f"{path}: {where}: has EXTERNAL storage (its bytes are in "
+                                 f"{target.external[0][0]!r}); refused before reading it")
+            if target.is_virtual:
+                raise ValueError(f"{path}: {where}: is a VIRTUAL dataset (mapped from other "
+                                 "datasets, maybe in other files); refused before reading it")
+        return target
+    return group
+
+
 def load_fixture(path):
     """Reads a fixture file back into a `Fixture` (every dataset and attribute this module
-    writes). Example: `load_fixture("m.fixture.h5").expected["output"]`."""
+    writes). Example: `load_fixture("m.fixture.h5").expected["output"]`.
+
+    Only the file itself is read, as rnnkit reads it: an external link, a dataset with
+    EXTERNAL or VIRTUAL storage, or more than SOFT_LINK_LIMIT soft links on one path raise
+    ValueError before anything outside the file is opened."""
     with h5py.File(path, "r") as f:
+        def dataset(name):
+            found = _inside(f, path, name)
+            if found is not None and not isinstance(found, h5py.Dataset):
+                raise ValueError(f"{path}: /{name}: is a group, not a dataset")
+            return found
+
         def get(name):
-            return f[name][()] if name in f else None
+            found = dataset(name)
+            return None if found is None else found[()]
         texts = None
-        if "texts" in f:
-            texts = [t.decode("utf-8") if isinstance(t, bytes) else t for t in f["texts"][()]]
-        expected = {name: f[f"expected/{name}"][()] for name in EXPECTED_NAMES
-                    if f"expected/{name}" in f}
+        stored = dataset("texts")
+        if stored is not None:
+            texts = [t.decode("utf-8") if isinstance(t, bytes) else t for t in stored[()]]
+        expected = {}
+        for name in EXPECTED_NAMES:
+            value = get(f"expected/{name}")
+            if value is not None:
+                expected[name] = value
         attributes = {}
         for name in ATTRIBUTE_NAMES:
             if name in f.attrs:
@@ -557,8 +622,9 @@ def load_fixture(path):
                 elif isinstance(value, np.generic):
                     value = value.item()
                 attributes[name] = value
-        if "greedy" in f:
-            attributes["greedy"] = f["greedy"][()]
+        greedy = get("greedy")
+        if greedy is not None:
+            attributes["greedy"] = greedy
         return Fixture(get("inputs"), expected, lengths=get("lengths"), texts=texts,
                        h0=get("h0"), c0=get("c0"), **attributes)
 
