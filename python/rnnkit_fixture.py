@@ -52,7 +52,10 @@ MAX_NAME_CHARACTERS = 4096     # Limits.nameCharacters: a `key` attribute
 
 EXPECTED_NAMES = ("output", "h_n", "c_n")
 ATTRIBUTE_NAMES = ("generator", "model", "architecture", "key", "exercises", "atol", "rtol",
-                   "padding_id", "greedy")
+                   "padding_id", "greedy", "weights_matching")
+# How a legacy Keras weights-only model pairs with its architecture (Keras's load_weights):
+# in order (the default) or by name (by_name=True).
+WEIGHTS_MATCHING = ("order", "name")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +284,7 @@ def _padding_id(value):
 # Checking everything before writing
 
 def _prepare(path, inputs, expected, *, lengths, texts, h0, c0, atol, rtol, architecture,
-             generator, model, key, exercises, padding_id, greedy):
+             generator, model, key, exercises, padding_id, greedy, weights_matching=None):
     """Every dataset and attribute, checked and converted, in the order they are written."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path: is {type(path).__name__}, expected a file path")
@@ -392,6 +395,10 @@ def _prepare(path, inputs, expected, *, lengths, texts, h0, c0, atol, rtol, arch
         attributes["exercises"] = _exercises(exercises)
     if padding_id is not None:
         attributes["padding_id"] = _padding_id(padding_id)
+    if weights_matching is not None:
+        if weights_matching not in WEIGHTS_MATCHING:
+            raise ValueError(f"weights_matching: is {weights_matching!r}, expected one of {', '.join(WEIGHTS_MATCHING)}")
+        attributes["weights_matching"] = weights_matching
     if atol is not None:
         attributes["atol"] = _tolerance(atol, "atol")
     if rtol is not None:
@@ -433,7 +440,7 @@ def _write(path, datasets, attributes):
 
 def save_fixture(path, inputs, expected, *, lengths=None, texts=None, h0=None, c0=None,
                  atol=None, rtol=None, architecture=None, generator=None, model=None, key=None,
-                 exercises=None, padding_id=None, greedy=None):
+                 exercises=None, padding_id=None, greedy=None, weights_matching=None):
     """Writes a fixture file (spec/fixture-format.md) and returns its path.
 
     - `inputs`: float features `[batch, time, features]` (stored in their own float type,
@@ -451,7 +458,9 @@ def save_fixture(path, inputs, expected, *, lengths=None, texts=None, h0=None, c
       `architecture` (file names relative to the fixture's folder, inside it), `key` (the
       checkpoint entry holding the state_dict, e.g. `"model_state_dict"`), `exercises`
       (a list of tags), `atol`, `rtol` (finite, non-negative; rnnkit's defaults are 1e-5
-      and 1e-4), `padding_id` (token-id inputs: the id padded steps hold, when not 0).
+      and 1e-4), `padding_id` (token-id inputs: the id padded steps hold, when not 0),
+      `weights_matching` (`"order"` or `"name"`: how a legacy Keras weights-only model pairs
+      with its architecture, as `load_weights` / `load_weights(by_name=True)`).
 
     Everything is checked first (`TypeError` / `ValueError` naming the argument and the
     shapes); then the file is written to a temporary file in the same folder and renamed
@@ -470,7 +479,7 @@ def save_fixture(path, inputs, expected, *, lengths=None, texts=None, h0=None, c
     path, datasets, attributes = _prepare(
         path, inputs, expected, lengths=lengths, texts=texts, h0=h0, c0=c0, atol=atol,
         rtol=rtol, architecture=architecture, generator=generator, model=model, key=key,
-        exercises=exercises, padding_id=padding_id, greedy=greedy)
+        exercises=exercises, padding_id=padding_id, greedy=greedy, weights_matching=weights_matching)
     return _write(path, datasets, attributes)
 
 
