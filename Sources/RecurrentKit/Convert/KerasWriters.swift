@@ -193,6 +193,13 @@ enum Keras3ArchiveWriter {
             for (key, value) in layer.options { inner[key] = value }
             config["layer"] = ["module": "keras.layers", "class_name": wrapped, "config": inner,
                                "registered_name": NSNull()] as [String: Any]
+            // Written out as Keras 3 writes it: without it, Keras rebuilds the backward layer
+            // from the forward one's config, a path that sometimes fails to load.
+            var backward = inner
+            backward["name"] = "backward_" + KerasLayout.snakeCase(wrapped)
+            backward["go_backwards"] = !((inner["go_backwards"] as? Bool) ?? false)
+            config["backward_layer"] = ["module": "keras.layers", "class_name": wrapped, "config": backward,
+                                        "registered_name": NSNull()] as [String: Any]
             config["merge_mode"] = layer.mergeMode ?? "concat"
             return config
         }
