@@ -117,7 +117,7 @@ final class FuzzRegressionTests: XCTestCase {
             let refusal = FuzzEntry.kerasConfig([UInt8(index)] + config, weights: weights)
             // An adapted TextVectorization keeps its vocabulary in the archive's assets, which
             // a config alone does not have: that one refusal, and only for such an archive.
-            let assets = try ZipDirectory.memberNames(archives[index]).contains { $0.hasPrefix("assets/") && $0.hasSuffix("vocabulary.txt") }
+            let assets = try ZipArchive(path: archives[index]).names.contains { $0.hasPrefix("assets/") && $0.hasSuffix("vocabulary.txt") }
             if assets {
                 XCTAssertTrue(refusal?.contains("holds no vocabulary") ?? false, "\(archives[index]): \(refusal ?? "accepted")")
             } else {
