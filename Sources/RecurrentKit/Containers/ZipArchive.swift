@@ -304,8 +304,8 @@ struct ZipArchive {
     /// `limit` bytes, when it inflates past what it declares, or when its size or CRC-32
     /// differ from its entry's. `bound` names the limit in errors (`Limits.configJSONBytes`).
     func member(_ path: String, limit: Int, bound: String) throws -> [UInt8]? {
-        guard let entry = entry(path) else { return nil }
         try requireFile(path)
+        guard let entry = entry(path) else { return nil }
         guard entry.flags & 0x41 == 0 else { throw refusal(entry, "is encrypted; refused", .unsupported) }
         guard entry.method == 0 || entry.method == 8 else {
             throw refusal(entry, "is compressed with zip method \(entry.method); rnnkit reads stored (0) and deflated (8) members", .unsupported)
@@ -323,7 +323,8 @@ struct ZipArchive {
             }
             bytes = try source.read(at: start, count: size)
         } else {
-            guard entry.size <= UInt64(entry.compressedSize) * Self.deflateRatio else {
+            let most = UInt64(entry.compressedSize).multipliedReportingOverflow(by: Self.deflateRatio)
+            guard most.overflow || entry.size <= most.partialValue else {
                 throw refusal(entry, "declares \(entry.size) bytes from \(entry.compressedSize) deflated bytes, more than deflate can produce (\(Self.deflateRatio) to 1); the archive is damaged")
             }
             bytes = try inflate(entry, from: start, size: size, limit: limit, bound: bound)
