@@ -14,7 +14,8 @@ DEMO_MODEL := fixtures/keras/tfk_text_bilstm.h5
 DEMO_FIXTURE := fixtures/keras/tfk_text_bilstm.fixture.h5
 DEMO_OUT := out/text_bilstm.pytorch.h5
 
-.PHONY: deps build demo test release clean fuzz fuzz-ci ci-python check-fixtures
+.PHONY: deps build demo test release clean fuzz fuzz-ci ci-python check-fixtures frameworks-venv \
+	differential differential-ci
 
 # libhdf5, zlib and pkg-config from Debian, installed only when missing.
 deps:
@@ -68,6 +69,7 @@ TEST_SCRATCH := $(if $(filter native,$(CPU)),.build-test,.build-test-$(CPU))
 test: deps
 	$(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path $(TEST_SCRATCH) --disable-swift-testing $(CPU_FLAGS)
 	$(MAKE) check-fixtures RNNKIT_UNDER_TEST=$(TEST_SCRATCH)/release/rnnkit
+	$(MAKE) differential-ci RNNKIT_UNDER_TEST=$(TEST_SCRATCH)/release/rnnkit
 ifneq ($(FUZZ),0)
 	$(MAKE) fuzz-ci
 endif
@@ -98,6 +100,50 @@ check-fixtures: ci-python
 	RNNKIT=$(RNNKIT_UNDER_TEST) $(CI_VENV)/bin/python -m unittest discover -s python -v
 	$(CI_VENV)/bin/python scripts/check_reports.py --rnnkit $(RNNKIT_UNDER_TEST)
 	examples/ci/run-locally.sh $(RNNKIT_UNDER_TEST)
+
+# The differential check (fixtures/convert/differential.py, fixtures/convert/README.md): models
+# built in the real torch, tf-keras and Keras 3, converted with `rnnkit convert` along every
+# axis the converter branches on, each result loaded and run in the real target framework and
+# compared with the source's outputs, and `rnnkit verify`'s verdict compared with the
+# framework's; a table, exit 1 on any failed row. `differential-ci` (in `make test`) runs the
+# subset that takes every value of every axis at least once; `differential` the full matrix,
+# with the release build. The frameworks (fixtures/requirements-frameworks.txt) go into
+# .venv-frameworks, installed when missing or when the requirements changed. The wheels are
+# kept in WHEELHOUSE (pip download), and a reinstall takes them from there without the
+# network: pip's own HTTP cache keeps a wheel only when the index sends caching headers, and
+# an index or mirror that sends none would have every run download torch again.
+FRAMEWORKS_VENV := .venv-frameworks
+FRAMEWORKS_REQUIREMENTS := fixtures/requirements-frameworks.txt
+WHEELHOUSE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/rnnkit/wheels
+DIFFERENTIAL_JOBS ?= 2
+PIP_QUIET := -q --disable-pip-version-check --progress-bar off
+
+frameworks-venv:
+	@command -v $(PYTHON) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv; }
+	@if ! cmp -s $(FRAMEWORKS_REQUIREMENTS) $(FRAMEWORKS_VENV)/installed-requirements.txt \
+			|| ! [ -x $(FRAMEWORKS_VENV)/bin/python ]; then \
+		echo "Installing $(FRAMEWORKS_REQUIREMENTS) into $(FRAMEWORKS_VENV) (wheels kept in $(WHEELHOUSE))"; \
+		rm -rf $(FRAMEWORKS_VENV); \
+		$(PYTHON) -m venv $(FRAMEWORKS_VENV) 2>/dev/null || { rm -rf $(FRAMEWORKS_VENV); \
+			$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(FRAMEWORKS_VENV); }; \
+		mkdir -p $(WHEELHOUSE); \
+		$(FRAMEWORKS_VENV)/bin/python -m pip install $(PIP_QUIET) --no-index --find-links $(WHEELHOUSE) \
+			-r $(FRAMEWORKS_REQUIREMENTS) 2>/dev/null \
+		|| { $(FRAMEWORKS_VENV)/bin/python -m pip download $(PIP_QUIET) -d $(WHEELHOUSE) -r $(FRAMEWORKS_REQUIREMENTS) \
+			&& $(FRAMEWORKS_VENV)/bin/python -m pip install $(PIP_QUIET) --no-index --find-links $(WHEELHOUSE) \
+				-r $(FRAMEWORKS_REQUIREMENTS); } \
+		&& cp $(FRAMEWORKS_REQUIREMENTS) $(FRAMEWORKS_VENV)/installed-requirements.txt; \
+	fi
+
+differential-ci: frameworks-venv
+	@mkdir -p out/differential
+	RNNKIT=$(RNNKIT_UNDER_TEST) $(FRAMEWORKS_VENV)/bin/python fixtures/convert/differential.py --subset \
+		--jobs $(DIFFERENTIAL_JOBS) --keep out/differential/subset
+
+differential: release frameworks-venv
+	@mkdir -p out/differential
+	RNNKIT=$(RNNKIT) $(FRAMEWORKS_VENV)/bin/python fixtures/convert/differential.py \
+		--jobs $(DIFFERENTIAL_JOBS) --keep out/differential/full
 
 # Fuzzing (scripts/fuzz.sh; libFuzzer, Linux toolchains): fuzz-ci replays the committed
 # regressions and runs every target a few seconds from the seeds written from fixtures/;

@@ -71,8 +71,12 @@ if ProcessInfo.processInfo.environment["RECURRENTKIT_FUZZ"] != nil {
                                    swiftSettings: [.enableExperimentalFeature("Extern")]))
     for name in ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture",
                  "FuzzTorchFile", "FuzzSafetensors", "FuzzManifest"] {
+        // A target's libFuzzer dictionary (`*.dict`, scripts/fuzz.sh passes it) is not a source.
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Tests/Fuzz/\(name)")
+        let dictionaries = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
+            .filter { $0.hasSuffix(".dict") }
         package.targets.append(.executableTarget(name: name, dependencies: ["FuzzSupport", "RecurrentKit", "HDF5"],
-                                                  path: "Tests/Fuzz/\(name)"))
+                                                  path: "Tests/Fuzz/\(name)", exclude: dictionaries))
         package.products.append(.executable(name: name, targets: [name]))
     }
 }

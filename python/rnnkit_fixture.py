@@ -52,7 +52,10 @@ MAX_NAME_CHARACTERS = 4096     # Limits.nameCharacters: a `key` attribute
 
 EXPECTED_NAMES = ("output", "h_n", "c_n")
 ATTRIBUTE_NAMES = ("generator", "model", "architecture", "key", "exercises", "atol", "rtol",
-                   "padding_id", "greedy")
+                   "padding_id", "greedy", "weights_matching")
+# How a legacy Keras weights-only model pairs with its architecture (Keras's load_weights):
+# in order (the default) or by name (by_name=True).
+WEIGHTS_MATCHING = ("order", "name")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +284,7 @@ def _padding_id(value):
 # Checking everything before writing
 
 def _prepare(path, inputs, expected, *, lengths, texts, h0, c0, atol, rtol, architecture,
-             generator, model, key, exercises, padding_id, greedy):
+             generator, model, key, exercises, padding_id, greedy, weights_matching=None):
     """Every dataset and attribute, checked and converted, in the order they are written."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path: is {type(path).__name__}, expected a file path")
@@ -392,6 +395,10 @@ def _prepare(path, inputs, expected, *, lengths, texts, h0, c0, atol, rtol, arch
         attributes["exercises"] = _exercises(exercises)
     if padding_id is not None:
         attributes["padding_id"] = _padding_id(padding_id)
+    if weights_matching is not None:
+        if weights_matching not in WEIGHTS_MATCHING:
+            raise ValueError(f"weights_matching: is {weights_matching!r}, expected one of {', '.join(WEIGHTS_MATCHING)}")
+        attributes["weights_matching"] = weights_matching
     if atol is not None:
         attributes["atol"] = _tolerance(atol, "atol")
     if rtol is not None:
@@ -433,7 +440,7 @@ def _write(path, datasets, attributes):
 
 def save_fixture(path, inputs, expected, *, lengths=None, texts=None, h0=None, c0=None,
                  atol=None, rtol=None, architecture=None, generator=None, model=None, key=None,
-                 exercises=None, padding_id=None, greedy=None):
+                 exercises=None, padding_id=None, greedy=None, weights_matching=None):
     """Writes a fixture file (spec/fixture-format.md) and returns its path.
 
     - `inputs`: float features `[batch, time, features]` (stored in their own float type,
@@ -451,7 +458,9 @@ def save_fixture(path, inputs, expected, *, lengths=None, texts=None, h0=None, c
       `architecture` (file names relative to the fixture's folder, inside it), `key` (the
       checkpoint entry holding the state_dict, e.g. `"model_state_dict"`), `exercises`
       (a list of tags), `atol`, `rtol` (finite, non-negative; rnnkit's defaults are 1e-5
-      and 1e-4), `padding_id` (token-id inputs: the id padded steps hold, when not 0).
+      and 1e-4), `padding_id` (token-id inputs: the id padded steps hold, when not 0),
+      `weights_matching` (`"order"` or `"name"`: how a legacy Keras weights-only model pairs
+      with its architecture, as `load_weights` / `load_weights(by_name=True)`).
 
     Everything is checked first (`TypeError` / `ValueError` naming the argument and the
     shapes); then the file is written to a temporary file in the same folder and renamed
@@ -470,7 +479,7 @@ def save_fixture(path, inputs, expected, *, lengths=None, texts=None, h0=None, c
     path, datasets, attributes = _prepare(
         path, inputs, expected, lengths=lengths, texts=texts, h0=h0, c0=c0, atol=atol,
         rtol=rtol, architecture=architecture, generator=generator, model=model, key=key,
-        exercises=exercises, padding_id=padding_id, greedy=greedy)
+        exercises=exercises, padding_id=padding_id, greedy=greedy, weights_matching=weights_matching)
     return _write(path, datasets, attributes)
 
 
@@ -537,17 +546,82 @@ class Fixture:
         return f"Fixture({', '.join(parts)})"
 
 
+# Soft links followed on one path, as rnnkit follows them (HDF5Library.softLinkLimit).
+SOFT_LINK_LIMIT = 16
+
+
+def _inside(f, path, name):
+    """The object at `name` in the open fixture `f`, or None when there is none, reached one
+    link at a time so that nothing outside the file is opened or read, as rnnkit reads it: an
+    external link anywhere on the way is refused before HDF5 would follow it (opening the other
+    file), soft links are followed at most SOFT_LINK_LIMIT deep, and a dataset whose storage is
+    EXTERNAL (raw bytes in another file) or VIRTUAL (mapped from other datasets) is refused
+    before it is read."""
+    pending = [part for part in name.split("/") if part not in ("", ".")]
+    group, walked, hops = f, [], 0
+    while pending:
+        part = pending.pop(0)
+        where = "/" + "/".join(walked + [part])
+        link = group.get(part, getlink=True)
+        if link is None:
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            raise ValueError(f"{path}: {where}: is an external link (to {link.filename!r}, "
+                             f"{link.path!r}); a fixture holds its own data, refused without opening it")
+        if isinstance(link, h5py.SoftLink):
+            hops += 1
+            if hops > SOFT_LINK_LIMIT:
+                raise ValueError(f"{path}: {name}: more than {SOFT_LINK_LIMIT} soft links on the way; refused")
+            if link.path.startswith("/"):
+                group, walked = f, []
+            pending = [part for part in link.path.split("/") if part not in ("", ".")] + pending
+            continue
+        if not isinstance(link, h5py.HardLink):
+            raise ValueError(f"{path}: {where}: is a {type(link).__name__}, not an object of the file; refused")
+        target = group[part]
+        walked.append(part)
+        if pending:
+            if not isinstance(target, h5py.Group):
+                return None
+            group = target
+            continue
+        if isinstance(target, h5py.Dataset):
+            if target.external:
+                raise ValueError(f"{path}: {where}: has EXTERNAL storage (its bytes are in "
+                                 f"{target.external[0][0]!r}); refused before reading it")
+            if target.is_virtual:
+                raise ValueError(f"{path}: {where}: is a VIRTUAL dataset (mapped from other "
+                                 "datasets, maybe in other files); refused before reading it")
+        return target
+    return group
+
+
 def load_fixture(path):
     """Reads a fixture file back into a `Fixture` (every dataset and attribute this module
-    writes). Example: `load_fixture("m.fixture.h5").expected["output"]`."""
+    writes). Example: `load_fixture("m.fixture.h5").expected["output"]`.
+
+    Only the file itself is read, as rnnkit reads it: an external link, a dataset with
+    EXTERNAL or VIRTUAL storage, or more than SOFT_LINK_LIMIT soft links on one path raise
+    ValueError before anything outside the file is opened."""
     with h5py.File(path, "r") as f:
+        def dataset(name):
+            found = _inside(f, path, name)
+            if found is not None and not isinstance(found, h5py.Dataset):
+                raise ValueError(f"{path}: /{name}: is a group, not a dataset")
+            return found
+
         def get(name):
-            return f[name][()] if name in f else None
+            found = dataset(name)
+            return None if found is None else found[()]
         texts = None
-        if "texts" in f:
-            texts = [t.decode("utf-8") if isinstance(t, bytes) else t for t in f["texts"][()]]
-        expected = {name: f[f"expected/{name}"][()] for name in EXPECTED_NAMES
-                    if f"expected/{name}" in f}
+        stored = dataset("texts")
+        if stored is not None:
+            texts = [t.decode("utf-8") if isinstance(t, bytes) else t for t in stored[()]]
+        expected = {}
+        for name in EXPECTED_NAMES:
+            value = get(f"expected/{name}")
+            if value is not None:
+                expected[name] = value
         attributes = {}
         for name in ATTRIBUTE_NAMES:
             if name in f.attrs:
@@ -557,8 +631,9 @@ def load_fixture(path):
                 elif isinstance(value, np.generic):
                     value = value.item()
                 attributes[name] = value
-        if "greedy" in f:
-            attributes["greedy"] = f["greedy"][()]
+        greedy = get("greedy")
+        if greedy is not None:
+            attributes["greedy"] = greedy
         return Fixture(get("inputs"), expected, lengths=get("lengths"), texts=texts,
                        h0=get("h0"), c0=get("c0"), **attributes)
 

@@ -183,6 +183,79 @@ class RoundTrip(Folder):
         subprocess.run([sys.executable, "-c", code, HERE], check=True)
 
 
+class NothingOutsideTheFile(Folder):
+    """load_fixture reads the fixture only, as rnnkit does: external links (directly or
+    through a soft link), EXTERNAL and VIRTUAL storage and soft-link chains past 16 are
+    refused before anything outside the file is opened or read."""
+
+    def setUp(self):
+        super().setUp()
+        self.x = features(2, 4, 3)
+        save_fixture(self.path(), self.x, np.ones((2, 4, 5), np.float32), lengths=[4, 2])
+        # Another file holding an /inputs of the same shape: what a careless reader returns.
+        self.other = self.path("other.h5")
+        with h5py.File(self.other, "w") as f:
+            f.create_dataset("inputs", data=np.full((2, 4, 3), 7, np.float32))
+            f.create_dataset("output", data=np.full((2, 4, 5), 7, np.float32))
+        self.raw = self.path("raw.bin")
+        with open(self.raw, "wb") as f:
+            f.write(np.full((2, 4, 3), 7, np.float32).tobytes())
+
+    def edit(self, change):
+        with h5py.File(self.path(), "r+") as f:
+            change(f)
+
+    def refused(self, pattern):
+        with self.assertRaisesRegex(ValueError, pattern):
+            load_fixture(self.path())
+
+    def test_external_link(self):
+        def change(f):
+            del f["inputs"]
+            f["inputs"] = h5py.ExternalLink("other.h5", "/inputs")
+        self.edit(change)
+        self.refused(r"/inputs: is an external link \(to 'other.h5', '/inputs'\)")
+
+    def test_external_link_reached_through_a_soft_link(self):
+        def change(f):
+            del f["expected/output"]
+            f["elsewhere"] = h5py.ExternalLink("other.h5", "/")
+            f["expected/output"] = h5py.SoftLink("/elsewhere/output")
+        self.edit(change)
+        self.refused(r"/elsewhere: is an external link")
+
+    def test_external_storage(self):
+        def change(f):
+            del f["inputs"]
+            f.create_dataset("inputs", shape=(2, 4, 3), dtype="<f4", external=[("raw.bin", 0, 96)])
+        self.edit(change)
+        self.refused(r"/inputs: has EXTERNAL storage \(its bytes are in .*raw.bin")
+
+    def test_virtual_dataset(self):
+        def change(f):
+            del f["inputs"]
+            layout = h5py.VirtualLayout(shape=(2, 4, 3), dtype="<f4")
+            layout[:] = h5py.VirtualSource("other.h5", "/inputs", shape=(2, 4, 3))
+            f.create_virtual_dataset("inputs", layout)
+        self.edit(change)
+        self.refused(r"/inputs: is a VIRTUAL dataset")
+
+    def test_soft_links_inside_the_file_are_followed_within_the_bound(self):
+        def change(f):
+            f.move("inputs", "stored")
+            for index in range(20):
+                f[f"chain{index}"] = h5py.SoftLink(f"chain{index + 1}" if index < 19 else "/stored")
+            f["inputs"] = h5py.SoftLink("/chain5")  # 16 soft links in all: read
+        self.edit(change)
+        np.testing.assert_array_equal(load_fixture(self.path()).inputs, self.x)
+
+        def longer(f):
+            del f["inputs"]
+            f["inputs"] = h5py.SoftLink("/chain4")  # 17
+        self.edit(longer)
+        self.refused(r"more than 16 soft links")
+
+
 class CommittedFixtures(Folder):
     """Every committed fixture, read and written again, has the same datasets (types, shapes,
     values) and attributes (types, values): the writer makes what the generators made."""

@@ -110,9 +110,11 @@ fuzz() {
     local corpus=$WORK/corpora/$target artifacts=$WORK/artifacts/$target log=$WORK/logs/$target.log
     mkdir -p "$corpus" "$artifacts" "$WORK/logs"
     regressions "$target" || return 1
-    local before
+    local before dictionary=()
     before=$(ls "$artifacts" | wc -l)
-    "$SCRATCH/debug/$target" "${LIMITS[@]}" -max_len="$(max_len "$target")" -max_total_time="$seconds" \
+    # The target's dictionary of field values (Tests/Fuzz/TARGET/*.dict), when it has one.
+    for file in Tests/Fuzz/"$target"/*.dict; do [ -f "$file" ] && dictionary=(-dict="$file"); done
+    "$SCRATCH/debug/$target" "${LIMITS[@]}" "${dictionary[@]}" -max_len="$(max_len "$target")" -max_total_time="$seconds" \
         -fork="$JOBS" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
         -artifact_prefix="$artifacts/" -print_final_stats=1 "$@" \
         "$corpus" "$WORK/seeds/$target" >"$log" 2>&1 || true

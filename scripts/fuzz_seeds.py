@@ -133,6 +133,14 @@ def main(fixtures, out):
     yaml = "".join(f"- model: {e['model']}\n  fixture: '{e['fixture']}'\n  atol: 1.0e-5\n" for e in entries)
     write(out, "FuzzManifest", "list.yml", bytes([0]) + yaml.encode())
     write(out, "FuzzManifest", "anchors.yml", bytes([0]) + b"base: &b {atol: 1e-5}\ncases:\n  - *b\n")
+    # Aliases in key position with no ':' after them (fixtures/hostile, issue 26), and short
+    # forms of each place an alias or anchor can stand, for the mutator to recombine.
+    for path in files(os.path.join(fixtures, "hostile"), ".manifest.yaml"):
+        write(out, "FuzzManifest", os.path.basename(path), bytes([0]) + read(path))
+    for number, form in enumerate([b"a: &a x\ncases: [ { *a } ]\n", b"a: &a x\ncases: [ {? *a} ]\n",
+                                   b"a: &a [x]\ncases:\n  - ? *a\n    : 1\n", b"cases: [ [*a]: x ]\n",
+                                   b"cases: !!map {&k model: m.h5, fixture: *k}\n"]):
+        write(out, "FuzzManifest", f"alias_forms_{number}.yml", bytes([0]) + form)
 
 
 if __name__ == "__main__":

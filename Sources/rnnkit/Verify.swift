@@ -8,7 +8,7 @@ struct Verify: ParsableCommand {
         abstract: "Check models against fixtures' expected outputs.",
         usage: """
         rnnkit verify MODEL FIXTURE [--architecture FILE | --modules PREFIX,…] [--key KEY] [--by-name] [--atol X] [--rtol X] [--threads N] [--junit FILE] [--json FILE]
-        rnnkit verify PATH... [--manifest FILE] [--jobs N] [--junit FILE] [--json FILE] [--atol X] [--rtol X] [--threads N]
+        rnnkit verify PATH... [--manifest FILE] [--jobs N] [--timeout SECONDS] [--junit FILE] [--json FILE] [--atol X] [--rtol X] [--threads N]
         """,
         discussion: """
         Compares every /expected/* dataset with numpy's allclose rule \
@@ -48,6 +48,9 @@ struct Verify: ParsableCommand {
     @Option(parsing: .unconditional, help: "Relative tolerance where a manifest entry gives none (default: the fixture's, else 1e-4).")
     var rtol: Double?
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("Bound the whole run over folders, fixtures or a manifest: a case still running then is stopped, one not started is an error (default: no bound; each case has 600 s).", valueName: "seconds"))
+    var timeout: Double?
+
     @OptionGroup var threads: ThreadsOption
 
     // One case of a run over many fixtures, in its own process so that a file that makes
@@ -59,6 +62,9 @@ struct Verify: ParsableCommand {
     @Option(name: .customLong("case-model-by-name-problem"), parsing: .unconditional, help: .hidden)
     var caseModelByNameProblem: String?
     @Flag(name: .customLong("case-no-architecture"), help: .hidden) var caseNoArchitecture = false
+    // What a fixture names (its `model` and `architecture` attributes), as a JSON list: asked
+    // of a child when a case's own child did not say, before the reports are written.
+    @Option(name: .customLong("case-names"), parsing: .unconditional, help: .hidden) var caseNames: String?
 
     func validate() throws {
         if let atol, !(atol >= 0 && atol.isFinite) { throw ValidationError("--atol must be a non-negative number") }
@@ -66,6 +72,10 @@ struct Verify: ParsableCommand {
         guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
         guard jobs <= Limits.verifyJobs else { throw ValidationError("--jobs must be at most \(Limits.verifyJobs)") }
         if let junit, junit == json { throw ValidationError("--junit and --json name the same file") }
+        if let timeout, !(timeout > 0 && timeout.isFinite) { throw ValidationError("--timeout must be a positive number of seconds") }
+        if timeout != nil, caseFixture == nil, caseNames == nil, isPair {
+            throw ValidationError("--timeout bounds a run over folders, fixtures or a manifest (each case in its own process)")
+        }
         if caseFixture == nil, !isPair, architecture.architecture != nil || architecture.key != nil || architecture.modules != nil || architecture.byName {
             throw ValidationError("--architecture, --key, --modules and --by-name apply to one model and fixture; for several, use each fixture's attributes or a manifest's fields")
         }
@@ -81,7 +91,9 @@ struct Verify: ParsableCommand {
     }
 
     func run() throws {
-        if let caseFixture {
+        if let caseNames {
+            FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: Fixture.namedFiles(of: caseNames)))
+        } else if let caseFixture {
             try verifyOneCase(caseFixture)
         } else if isPair {
             try verifyPair()
@@ -101,7 +113,8 @@ struct Verify: ParsableCommand {
 
     private func verifyPair() throws {
         let (model, fixture) = (paths[0], paths[1])
-        let inputs = [model, fixture] + [architecture.architecture].compactMap { $0 }
+        // The files the fixture names are protected too, used or not (read before any write).
+        let inputs = [model, fixture] + [architecture.architecture].compactMap { $0 } + Fixture.namedFiles(of: fixture)
         for report in [junit, json].compactMap({ $0 }) {
             try VerificationReports.checkOutput(report, protecting: inputs)
         }
@@ -178,22 +191,29 @@ struct Verify: ParsableCommand {
             try VerificationReports.checkOutput(report, protecting: inputs)
         }
         let results = VerificationSuite.runIsolated(cases, jobs: jobs, threads: threads.threads,
-                                                    executable: Self.executable, arguments: ["verify"]) { _, result in
+                                                    executable: Self.executable, arguments: ["verify"],
+                                                    totalSeconds: timeout) { _, result in
             // Unbuffered: each line shows as its case (and those before it) finish.
             FileHandle.standardOutput.write(Data((result.line + "\n").utf8))
             printNotes(result.notes.map { "\(result.verificationCase.name): \($0)" })
         }
         let summary = SuiteSummary(results)
         FileHandle.standardOutput.write(Data((summary.line + "\n").utf8))
-        try writeReports(results, inputs: inputs + results.flatMap {
+        // Also what each fixture names, and the folders of fixtures whose check did not say.
+        let named = VerificationReports.protected(by: results)
+        try writeReports(results, inputs: inputs + named.files + results.flatMap {
             [$0.verificationCase.model, $0.verificationCase.architecture].compactMap { $0 }
-        })
+        }, folders: named.folders)
         if summary.exitStatus != 0 { throw ExitCode(summary.exitStatus) }
     }
 
-    private func writeReports(_ results: [CaseResult], inputs: [String]) throws {
-        if let junit { try VerificationReports.write(VerificationReports.junit(results), to: junit, protecting: inputs) }
-        if let json { try VerificationReports.write(VerificationReports.json(results), to: json, protecting: inputs) }
+    private func writeReports(_ results: [CaseResult], inputs: [String], folders: [String] = []) throws {
+        if let junit {
+            try VerificationReports.write(VerificationReports.junit(results), to: junit, protecting: inputs, folders: folders)
+        }
+        if let json {
+            try VerificationReports.write(VerificationReports.json(results), to: json, protecting: inputs, folders: folders)
+        }
     }
 
     /// This executable, for the child processes: Linux names it `/proc/self/exe`.

@@ -115,12 +115,8 @@ final class ConversionTests: XCTestCase {
                 let backPath = output(path + ".back", back)
                 let backLabel = "\(label) → \(back.rawValue)"
                 if back != .pytorch, case let .id(pad)? = paddingID, pad != 0 { input = exchanging(input, 0, pad) }
-                // A Keras model whose Embedding makes no mask, back from PyTorch: a PyTorch model
-                // applies lengths to every layer, so the way back says it runs over every step.
-                var backPadding = back == .pytorch ? nil : paddingID
-                if item.isKeras, back != .pytorch, Self.embeddingWithoutMask(source.model) { backPadding = PaddingID.none }
                 do {
-                    _ = try Converter.convert(path, to: back, output: backPath, paddingID: backPadding)
+                    _ = try Converter.convert(path, to: back, output: backPath, paddingID: back == .pytorch ? nil : paddingID)
                 } catch {
                     // Going back may meet the same limits as going there (a Keras 3
                     // hard_sigmoid in a PyTorch file cannot become Keras 2, say): only those listed.
@@ -138,18 +134,6 @@ final class ConversionTests: XCTestCase {
         XCTAssertGreaterThan(converted, 100)
         XCTAssertEqual(refused, Self.refusals.values.reduce(0) { $0 + $1.count })
         XCTAssertEqual(refusedBack, Self.backRefusals.values.reduce(0) { $0 + $1.count })
-    }
-
-    /// True for a model on token ids (not texts) that starts with an Embedding without
-    /// `mask_zero` and has a layer that uses a mask (a recurrent layer or a readout).
-    static func embeddingWithoutMask(_ model: Model) -> Bool {
-        guard !model.takesTexts, case let .embedding(embedding)? = model.layers.first, !embedding.maskZero else { return false }
-        return model.layers.contains {
-            switch $0 {
-            case .recurrent, .readout: return true
-            default: return false
-            }
-        }
     }
 
     private func assertComputes(_ path: String, item: Case, input: ModelInput, states: [RecurrentState]?, expected: Tensor,

@@ -275,6 +275,46 @@ final class HostileReadTests: XCTestCase {
         XCTAssertNoThrow(try LoadedModel(contentsOf: try XCTUnwrap(fixture.architecturePath)))
     }
 
+    /// `cafe\u{301}/` (NFD) and `café/` (NFC) are two folders to Linux and equal Strings
+    /// to Swift: a link from one into the other leaves the folder, and containment is decided
+    /// on the real paths' bytes (`InputFiles.resolves`), for a fixture's `model` and
+    /// `architecture`, a folder's listed fixtures and the models paired with them by name.
+    func testContainmentComparesBytesNotCanonicallyEquivalentStrings() throws {
+        let root = try temporaryFolder(self)
+        let nfd = root.appendingPathComponent("cafe\u{301}").path
+        let nfc = root.appendingPathComponent("caf\u{E9}").path
+        XCTAssertEqual(nfd, nfc, "Swift calls the two spellings equal")
+        XCTAssertEqual(mkdir(nfd, 0o755), 0)
+        XCTAssertEqual(mkdir(nfc, 0o755), 0)
+        XCTAssertNotEqual(Array(nfd.utf8), Array(nfc.utf8))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root.path).count, 2, "two folders on disk")
+        try Data(contentsOf: URL(fileURLWithPath: pytorchModel)).write(to: URL(fileURLWithPath: nfc + "/victim.h5"))
+        try Data(contentsOf: URL(fileURLWithPath: pytorchFixture)).write(to: URL(fileURLWithPath: nfc + "/outside.fixture.h5"))
+        // In the NFD folder: links into the NFC one.
+        XCTAssertEqual(symlink("../caf\u{E9}/victim.h5", nfd + "/model.h5"), 0)
+        XCTAssertEqual(symlink("../caf\u{E9}/victim.h5", nfd + "/paired.h5"), 0)
+        XCTAssertEqual(symlink("../caf\u{E9}/outside.fixture.h5", nfd + "/listed.fixture.h5"), 0)
+        XCTAssertFalse(InputFiles.resolves(nfd + "/model.h5", inside: nfd))
+        XCTAssertTrue(InputFiles.resolves(nfc + "/victim.h5", inside: nfc))
+
+        let folder = URL(fileURLWithPath: nfd)
+        for attribute in ["model", "architecture"] {
+            let path = try fixtureCopy([attribute: .string("model.h5")], in: folder)
+            assertRefused(try Fixture(contentsOf: path), file: path,
+                          mentions: [attribute, "'model.h5'", "outside the fixture's folder"])
+        }
+        try FileManager.default.removeItem(atPath: nfd + "/edited.fixture.h5")
+        // `paired.fixture.h5` would pair with `paired.h5` by name; the listed link is refused.
+        try Data(contentsOf: URL(fileURLWithPath: pytorchFixture)).write(to: URL(fileURLWithPath: nfd + "/paired.fixture.h5"))
+        let cases = try VerificationSuite.cases(in: [nfd])
+        XCTAssertEqual(cases.map(\.name), ["listed", "paired"])
+        XCTAssertNotNil(cases[0].refusal)
+        XCTAssertNil(cases[1].modelByName, "a model by name that leads out of the folder is never paired")
+        let (outcome, _) = try rnnkit(["verify", nfd])
+        XCTAssertEqual(outcome.status, 2, outcome.stdout + outcome.stderr)
+        XCTAssertEqual(outcome.stdout.split(separator: "\n").last, "0 passed, 0 failed, 2 errors", outcome.stdout)
+    }
+
     func testToleranceThatIsNotAFiniteNonNegativeNumberRefusesTheFixture() throws {
         let bad: [(String, AttributeValue, String)] = [
             ("atol", .double(-1), "is -1.0"),
@@ -301,6 +341,47 @@ final class HostileReadTests: XCTestCase {
         let (result, _) = try rnnkit(["verify", pytorchModel, path])
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stdout.hasPrefix("tolerance: atol 0.001, rtol 0.0"), result.stdout)
+    }
+
+    /// fixtures/hostile/probes.json: each reproduction gives its expected status (a refusal
+    /// in one line saying what the probe says), within 10 s, writing nothing onto an input.
+    func testProbesGiveTheirExpectedStatus() throws {
+        struct Probe: Decodable {
+            var name: String
+            var args: [String]
+            var status: Int32
+            var says: String?
+            var unchanged: [String]?
+            var absent: [String]?
+        }
+        struct Probes: Decodable { var probes: [Probe] }
+        let listing = try Data(contentsOf: URL(fileURLWithPath: hostile("probes.json")))
+        let probes = try JSONDecoder().decode(Probes.self, from: listing).probes
+        XCTAssertGreaterThanOrEqual(probes.count, 8)
+        let source = fixture("hostile")
+        for probe in probes {
+            let folder = try temporaryFolder(self)
+            for name in try FileManager.default.contentsOfDirectory(atPath: source) {
+                try FileManager.default.copyItem(atPath: source + "/" + name, toPath: folder.appendingPathComponent(name).path)
+            }
+            let before = try (probe.unchanged ?? []).map { try Data(contentsOf: folder.appendingPathComponent($0)) }
+            let arguments = probe.args.map { $0.replacingOccurrences(of: "{fixtures}", with: fixturesFolder.path) }
+            let start = Date()
+            let (result, _) = try rnnkit(arguments, in: folder)
+            XCTAssertLessThan(Date().timeIntervalSince(start), 10, probe.name)
+            XCTAssertEqual(result.status, probe.status, "\(probe.name): \(result.stdout) \(result.stderr)")
+            if probe.status == 2 {
+                XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(probe.name): \(result.stderr)")
+                XCTAssertTrue(result.stderr.hasPrefix("rnnkit: error: "), "\(probe.name): \(result.stderr)")
+            }
+            if let says = probe.says { XCTAssertTrue(result.stderr.contains(says), "\(probe.name): \(result.stderr)") }
+            for (name, data) in zip(probe.unchanged ?? [], before) {
+                XCTAssertEqual(try Data(contentsOf: folder.appendingPathComponent(name)), data, "\(probe.name): \(name)")
+            }
+            for name in probe.absent ?? [] {
+                XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path), "\(probe.name): \(name)")
+            }
+        }
     }
 
     func testFloatTokenIdsAreNotBlamedOnLengths() throws {

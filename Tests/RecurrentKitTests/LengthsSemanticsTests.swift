@@ -100,4 +100,31 @@ final class LengthsSemanticsTests: XCTestCase {
             XCTAssertEqual(verification.notes, [], version)
         }
     }
+
+    /// A Keras model converted to PyTorch takes lengths as the Keras model does (its
+    /// model_config says `"lengths": "keras_mask"`), so it verifies against the Keras fixture,
+    /// and the emitted module drops the lengths where Keras drops the mask.
+    func testKerasModelsConvertedToPyTorchKeepTheirLengthsRule() throws {
+        let folder = try temporaryFolder(self)
+        for name in ["tfk_embed_nomask.h5", "k3_embed_nomask.keras", "tfk_masking_replaces.h5", "k3_masking_replaces.keras"] {
+            let stem = String(name.split(separator: ".")[0])
+            for ext in ["pt", "safetensors", "h5"] {
+                let out = folder.appendingPathComponent("\(stem).\(ext)").path
+                let python = folder.appendingPathComponent("\(stem)_\(ext).py").path
+                let report = try Converter.convert(seams(name), to: .pytorch, output: out, pythonModule: python)
+                XCTAssertTrue(report.modelConfig?.contains("\"lengths\":\"keras_mask\"") ?? false, "\(name) → \(ext)")
+                let loaded = try LoadedModel(contentsOf: out)
+                XCTAssertEqual(loaded.model.lengthsRule, .kerasCallMask)
+                let verification = try Verification(model: loaded, fixture: try Fixture(contentsOf: seams("\(stem).fixture.h5")))
+                XCTAssertTrue(verification.passed, "\(name) → \(ext): \(verification.comparisons.map(\.maxAbsoluteError))")
+                let source = try String(contentsOfFile: python, encoding: .utf8)
+                XCTAssertTrue(source.contains("        lengths = None  # as in Keras"), "\(name) → \(ext): the emitted forward keeps the lengths")
+                // And back to Keras as it was, with no padding id.
+                let back = folder.appendingPathComponent("\(stem).\(ext).back.keras").path
+                XCTAssertEqual(try Converter.convert(out, to: .keras3, output: back).notes, [], name)
+                XCTAssertTrue(try Verification(model: try LoadedModel(contentsOf: back),
+                                               fixture: try Fixture(contentsOf: seams("\(stem).fixture.h5"))).passed, name)
+            }
+        }
+    }
 }

@@ -107,7 +107,7 @@ final class ModelConfigDocumentTests: XCTestCase {
         let model = try LoadedModel(contentsOf: fixture("keras/tfk_bidi_merges.h5")).model
         let document = try XCTUnwrap(PyTorchWriter.plan(model, file: "tfk_bidi_merges.h5").document)
         let json = try document.json()
-        XCTAssertTrue(json.hasPrefix(#"{"format":"recurrentkit.pytorch","modules":[{"mask_value":-1,"type":"Masking"},{"bias":true,"bidirectional":true,"hidden_size":3,"input_size":4,"merge_mode":"mul","name":"bidirectional","nonlinearity":"relu","num_layers":1,"type":"RNN"}"#), json)
+        XCTAssertTrue(json.hasPrefix(#"{"format":"recurrentkit.pytorch","lengths":"keras_mask","modules":[{"mask_value":-1,"type":"Masking"},{"bias":true,"bidirectional":true,"hidden_size":3,"input_size":4,"merge_mode":"mul","name":"bidirectional","nonlinearity":"relu","num_layers":1,"type":"RNN"}"#), json)
         XCTAssertTrue(json.hasSuffix(#"{"dim":-1,"type":"Softmax"}],"version":2}"#), json)
         XCTAssertEqual(try PyTorchModelConfig.decode(json, file: "m.h5"), document)
     }

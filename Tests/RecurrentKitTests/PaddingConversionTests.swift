@@ -170,16 +170,16 @@ final class PaddingConversionTests: XCTestCase {
         XCTAssertEqual(try Converter.convert(source("lesson_lstm_pack"), to: .keras3, output: keras, paddingID: .id(0)).notes.count, 1)
         XCTAssertEqual(try Converter.convert(keras, to: .pytorch, output: folder.appendingPathComponent("back.pt").path).notes, [])
         XCTAssertEqual(try Converter.convert(keras, to: .keras, output: path(folder, "again", .keras)).notes, [], "Keras → Keras")
-        // Keras → PyTorch → Keras: as a PyTorch model (a version-2 model_config) it applies
-        // lengths to every layer, so the way back to Keras is refused unless the padding id
-        // says how it runs (here over every step, as the Keras original did: no note).
+        // Keras → PyTorch → Keras: the version-2 model_config says the model takes lengths as
+        // Keras does ("lengths": "keras_mask": here its Embedding drops them), so it is written
+        // back as it is, without a note, and --padding-id is refused for it.
         let v2 = folder.appendingPathComponent("text_rnn.pt").path
         XCTAssertEqual(try Converter.convert(fixture("keras/tfk_text_rnn.h5"), to: .pytorch, output: v2).notes, [])
-        XCTAssertThrowsError(try Converter.convert(v2, to: .keras3, output: path(folder, "text_rnn_back", .keras3))) {
-            XCTAssertTrue("\($0)".contains("layer embedding: cannot be converted to Keras 3: no padding_idx"), "\($0)")
+        XCTAssertEqual(try LoadedModel(contentsOf: v2).model.lengthsRule, .kerasCallMask)
+        XCTAssertEqual(try Converter.convert(v2, to: .keras3, output: path(folder, "text_rnn_back", .keras3)).notes, [])
+        XCTAssertThrowsError(try Converter.convert(v2, to: .keras, output: path(folder, "text_rnn_back", .keras), paddingID: .id(0))) {
+            XCTAssertTrue("\($0)".contains("takes them as Keras does"), "\($0)")
         }
-        XCTAssertEqual(try Converter.convert(v2, to: .keras3, output: path(folder, "text_rnn_back", .keras3), paddingID: PaddingID.none).notes, [])
-        XCTAssertEqual(try Converter.convert(v2, to: .keras, output: path(folder, "text_rnn_back", .keras), paddingID: .id(0)).notes.count, 1)
         // Float features with lengths: the caller's mask=, for bare modules and whole models.
         for name in ["clf_lstm2_last_step_mlp", "lstm_bidir_2layer_lengths", "gru_basic"] {
             let notes = try Converter.convert(source(name), to: .keras, output: path(folder, name, .keras)).notes

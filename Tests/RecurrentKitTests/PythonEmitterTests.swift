@@ -680,10 +680,12 @@ else:
             ("\u{FB01}lter", "Python reads it as 'filter'"),
             ("for", "is a Python keyword"),
             ("None", "is a Python keyword"),
-            ("forward", "nn.Module attribute"),
-            ("training", "nn.Module attribute"),
-            ("eval", "nn.Module attribute"),
-            ("load_state_dict", "nn.Module attribute"),
+            ("forward", "is an attribute of torch.nn.Module (torch 2.15.0)"),
+            ("training", "is an attribute of torch.nn.Module"),
+            ("eval", "is an attribute of torch.nn.Module"),
+            ("load_state_dict", "is an attribute of torch.nn.Module"),
+            ("register_state_dict_post_hook", "is an attribute of torch.nn.Module"),
+            ("mtia", "is an attribute of torch.nn.Module"),
             ("x-y", "is not a Python identifier"),
             ("1a", "is not a Python identifier"),
             ("a b", "is not a Python identifier"),
@@ -702,6 +704,27 @@ else:
                                "unescaped: \(text.debugDescription)")
             }
         }
+    }
+
+    /// Every public attribute of torch 2.15's nn.Module (the table
+    /// scripts/torch_module_attributes.py wrote from `dir(torch.nn.Module())`) is refused as a
+    /// submodule name; the emitted module lists its names and refuses to import under a torch
+    /// whose nn.Module has one of them.
+    func testEveryTorchModuleAttributeIsRefusedAndCheckedAgainAtImport() throws {
+        XCTAssertEqual(_torchModuleAttributesVersion, "2.15.0")
+        XCTAssertGreaterThan(_torchModuleAttributes.count, 50)
+        for name in _torchModuleAttributes.sorted() {
+            XCTAssertEqual(_pythonIdentifierProblem(name)?.contains("attribute of torch.nn.Module"), true, name)
+        }
+        let source = try PythonEmitter.source(modelConfig: linearConfig(named: "fc2"), weightsFile: "m.h5")
+        XCTAssertTrue(source.contains("""
+            SUBMODULE_NAMES = ("fc2",)
+            if any(hasattr(nn.Module(), name) for name in SUBMODULE_NAMES):
+                raise ImportError("submodule names that torch " + torch.__version__ + "'s nn.Module already has: "
+            """), source)
+        let module = try parsed(source)
+        XCTAssertEqual(module.assignments["SUBMODULE_NAMES"], "('fc2',)")
+        _ = try model(module)
     }
 
     /// Valid identifiers (soft keywords and non-ASCII letters in NFKC form included) are

@@ -289,6 +289,46 @@ final class TextVectorizationTests: XCTestCase {
         }
     }
 
+    /// A token that starts with U+FEFF (a byte order mark) is a token like any other: read
+    /// from a `model_config` and from the one rnnkit writes (Foundation's JSON parser dropped
+    /// a leading U+FEFF from every string, so the read-back differed and the conversion was
+    /// refused), kept byte for byte through every target.
+    func testTokensStartingWithAByteOrderMarkAreKept() throws {
+        let folder = try temporaryFolder(self)
+        let vocabulary = ["\u{FEFF}the", "\u{FEFF}\u{FEFF}", "a\u{FEFF}", "\u{FEFF}", "cat"]
+        let object: [String: Any] = ["format": "recurrentkit.pytorch", "version": 3, "modules": [
+            ["type": "TextVectorization", "name": "tv", "vocabulary": vocabulary],
+            ["type": "Embedding", "name": "embedding", "num_embeddings": vocabulary.count + 2, "embedding_dim": 2],
+        ]]
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        XCTAssertTrue(json.contains("\u{FEFF}the"), "written raw, as rnnkit's own writer writes it")
+        let source = folder.appendingPathComponent("source.h5").path
+        do {  // closed before rnnkit opens it
+            let root = try HDF5File.create(source).root
+            try root.write("embedding.weight", floats: (0..<(2 * vocabulary.count + 4)).map { Float($0) / 10 },
+                           shape: [vocabulary.count + 2, 2])
+            try root.setAttribute("model_config", .string(json))
+        }
+        func bytes(_ tokens: [String]?) -> [[UInt8]]? { tokens.map { $0.map { Array($0.utf8) } } }
+        let read = try XCTUnwrap(try LoadedModel(contentsOf: source).model.textVectorizer)
+        // The two reserved ids (padding, out of vocabulary) come first.
+        let ids = ["", "[UNK]"] + vocabulary
+        XCTAssertEqual(bytes(read.vocabulary), bytes(ids))
+        for (target, ext) in [("pytorch", "pt"), ("pytorch", "safetensors"), ("pytorch", "h5"), ("keras3", "keras")] {
+            let out = folder.appendingPathComponent("out.\(target).\(ext)").path
+            let result = try rnnkit("convert", source, out, "--to", target)
+            XCTAssertEqual(result.status, 0, "\(target) .\(ext): \(result.stderr)")
+            let kept = try LoadedModel(contentsOf: out).model.textVectorizer
+            XCTAssertEqual(bytes(kept?.vocabulary), bytes(ids), "\(target) .\(ext)")
+        }
+        // The one JSON front end keeps it in keys and values, escaped or raw; a BOM before the
+        // document is still skipped.
+        let parsed = try StrictJSONDecoder.parse(Data("\u{FEFF}{\"\u{FEFF}k\": [\"\u{FEFF}\u{FEFF}v\", \"\\ufeffw\", \"\\\"\u{FEFF}\"]}".utf8))
+        let dictionary = try XCTUnwrap(parsed as? [String: [String]])
+        XCTAssertEqual(dictionary.keys.map { Array($0.utf8) }, [Array("\u{FEFF}k".utf8)])
+        XCTAssertEqual(bytes(dictionary.values.first), bytes(["\u{FEFF}\u{FEFF}v", "\u{FEFF}w", "\"\u{FEFF}"]))
+    }
+
     /// A `TextVectorization` module is refused where it cannot be the model's text front,
     /// naming the module, in one line.
     func testModelConfigVectorizerMisplacedIsRefused() throws {

@@ -295,8 +295,9 @@ final class VerifySuiteTests: XCTestCase {
         }
         bomb += "cases: []\n"
         let cases: [(String, String, [String])] = [
-            ("bomb.yaml", bomb, ["Limits.manifestNodes"]),
-            ("key.yaml", "a: &a [x]\n*a : 1\n", ["alias as a mapping key"]),
+            ("bomb.yaml", bomb, ["line 1 sets the YAML anchor &a0", "no YAML anchors or aliases"]),
+            ("key.yaml", "a: &a [x]\n*a : 1\n", ["line 1 sets the YAML anchor &a"]),
+            ("undefined.yaml", "- {model: m.h5, fixture: *f}\n", ["line 1 uses the YAML alias *f"]),
             ("unknown.yaml", "- model: m.h5\n  fixture: f.fixture.h5\n  tolerance: 1\n", ["entry 0", "unknown field 'tolerance'"]),
             ("unknown.json", #"[{"model": "m.h5", "fixture": "f.fixture.h5"}, {"model": "m.h5", "fixture": "f.fixture.h5", "atoll": 1}]"#,
              ["entry 1", "unknown field 'atoll'"]),
@@ -320,6 +321,42 @@ final class VerifySuiteTests: XCTestCase {
         let big = folder.appendingPathComponent("big.yaml").path
         try Data(repeating: UInt8(ascii: " "), count: Limits.manifestBytes + 1).write(to: URL(fileURLWithPath: big))
         XCTAssertThrowsError(try VerificationSuite.cases(manifest: big)) { XCTAssertTrue("\($0)".contains("Limits.manifestBytes"), "\($0)") }
+    }
+
+    /// Aliases used as keys where no `:` follows them — a flow mapping's lone key `{ *a }`,
+    /// an explicit key `{? *a}`, a key in block style `? *a` — over eight nested anchors of
+    /// ten aliases each (10^8 leaves, which Yams hashed in full when comparing keys): each
+    /// refused, without expanding anything, from libyaml's events.
+    func testAliasesAreRefusedWhereverTheyStand() throws {
+        var anchors = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...7 {
+            anchors += "l\(level): &l\(level) [" + Array(repeating: "*l\(level - 1)", count: 10).joined(separator: ", ") + "]\n"
+        }
+        let forms = ["cases: [ { *l7 } ]\n", "cases: [ {? *l7} ]\n", "cases:\n  - ? *l7\n", "cases: [ {*l7 : x} ]\n",
+                     "cases: [ [*l7]: x ]\n", "cases: *l7\n"]
+        let folder = try temporaryFolder(self)
+        for (index, form) in forms.enumerated() {
+            let path = folder.appendingPathComponent("alias\(index).yaml").path
+            try Data((anchors + form).utf8).write(to: URL(fileURLWithPath: path))
+            XCTAssertLessThan(try Data(contentsOf: URL(fileURLWithPath: path)).count, 1024)
+            let start = Date()
+            XCTAssertThrowsError(try VerificationSuite.cases(manifest: path), form) { error in
+                XCTAssertTrue("\(error)".contains("line 1 sets the YAML anchor &l0"), "\(error)")
+            }
+            // The refusal reads the text once: nothing near the seconds an expansion takes.
+            XCTAssertLessThan(Date().timeIntervalSince(start), 1, form)
+            // The aliases alone, their anchors defined nowhere, are refused as aliases.
+            try Data(form.utf8).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try VerificationSuite.cases(manifest: path), form) { error in
+                XCTAssertTrue("\(error)".contains("uses the YAML alias *l7"), "\(error)")
+            }
+        }
+        // `&` and `*` inside scalars are text, not anchors or aliases.
+        let plain = folder.appendingPathComponent("plain.yaml").path
+        try Data("- {model: 'a&b*c.h5', fixture: \"*f.fixture.h5\", name: x&y}\n".utf8).write(to: URL(fileURLWithPath: plain))
+        let cases = try VerificationSuite.cases(manifest: plain)
+        XCTAssertEqual(cases.map(\.name), ["x&y"])
+        XCTAssertEqual(cases.first?.model, folder.appendingPathComponent("a&b*c.h5").path)
     }
 
     // MARK: Pairing by name
@@ -426,6 +463,119 @@ final class VerifySuiteTests: XCTestCase {
             XCTAssertTrue(result.stderr.contains("the same file") || result.stderr.contains("symbolic link"), result.stderr)
         }
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: fixturePath)), before)
+    }
+
+    /// A copy of pytorch/lstm_basic.fixture.h5 at `path` with string attributes set.
+    private func fixtureWithAttributes(_ attributes: [String: String], at path: String) throws -> String {
+        try manager.copyItem(atPath: fixture("pytorch/lstm_basic.fixture.h5"), toPath: path)
+        let file = try HDF5File.openForUpdate(path)
+        for (name, value) in attributes { try file.root.setAttribute(name, .string(value)) }
+        return path
+    }
+
+    /// Files a fixture names are inputs whether or not they are used: its `architecture`
+    /// attribute in the two-file form (the protected list is made after the fixture is read),
+    /// and a `model` attribute a manifest overrides, from what the case's child says.
+    func testReportIsNeverWrittenOntoAFileAFixtureNames() throws {
+        let folder = try copyOfPyTorchCases(["lstm_basic"])
+        let model = folder.appendingPathComponent("lstm_basic.h5").path
+        let fixturePath = folder.appendingPathComponent("lstm_basic.fixture.h5").path
+        let architecture = folder.appendingPathComponent("m.json").path
+        let unused = folder.appendingPathComponent("other.pt").path
+        let victim = Data("{\"victim\": true}".utf8)
+        for path in [architecture, unused] { try victim.write(to: URL(fileURLWithPath: path)) }
+        try manager.removeItem(atPath: fixturePath)
+        _ = try fixtureWithAttributes(["architecture": "m.json", "model": "other.pt"], at: fixturePath)
+        let pair = try rnnkit("verify", model, fixturePath, "--json", architecture)
+        XCTAssertEqual(pair.status, 2, pair.stdout)
+        XCTAssertEqual(pair.stderr, "rnnkit: error: \(architecture): is the input \(architecture), the same file; write the report somewhere else\n")
+        // Over a manifest whose model wins over the fixture's `model` attribute.
+        try manager.removeItem(atPath: fixturePath)
+        _ = try fixtureWithAttributes(["model": "other.pt"], at: fixturePath)
+        let manifest = folder.appendingPathComponent("cases.yaml").path
+        try Data("- {model: lstm_basic.h5, fixture: lstm_basic.fixture.h5}\n".utf8).write(to: URL(fileURLWithPath: manifest))
+        for report in [unused] {
+            let result = try rnnkit("verify", "--manifest", manifest, "--junit", report)
+            XCTAssertEqual(result.status, 2, result.stdout + result.stderr)
+            XCTAssertTrue(result.stdout.hasSuffix("1 passed, 0 failed, 0 errors\n"), result.stdout)
+            XCTAssertTrue(result.stderr.contains("the same file"), result.stderr)
+        }
+        for path in [architecture, unused] { XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), victim) }
+        // A report beside them that names nothing is written.
+        let report = folder.appendingPathComponent("r.xml").path
+        XCTAssertEqual(try rnnkit("verify", "--manifest", manifest, "--junit", report).status, 0)
+        XCTAssertTrue(manager.fileExists(atPath: report))
+    }
+
+    /// A case whose child did not say what its fixture names (it crashed, was stopped or
+    /// printed no result) may have a fixture naming any file in its folder: a report never
+    /// replaces an existing file there. Its child's own answer is taken for the others.
+    func testReportStaysOffTheFolderOfAFixtureWhoseCheckDidNotSay() throws {
+        let root = try temporaryFolder(self)
+        let crashed = root.appendingPathComponent("crashed"), fine = root.appendingPathComponent("fine")
+        for folder in [crashed, fine] {
+            try manager.createDirectory(at: folder.appendingPathComponent("sub"), withIntermediateDirectories: true)
+            try Data("model".utf8).write(to: folder.appendingPathComponent("sub/victim.pt"))
+        }
+        let cases = [VerificationCase(fixture: crashed.path + "/a.fixture.h5"), VerificationCase(fixture: fine.path + "/b.fixture.h5"),
+                     VerificationCase(fixture: fine.path + "/c.fixture.h5")]
+        // `a` crashes whatever it is asked (its names too); `b` answers; `c` crashes on its
+        // check and names its files when asked for only that (`--case-names`).
+        let script = """
+        case "$1 $2" in
+          *a.fixture.h5) kill -SEGV $$ ;;
+          "--case-names "*c.fixture.h5) printf '%s\\n' '["c-named.pt"]' ;;
+          *c.fixture.h5) kill -SEGV $$ ;;
+          *) printf '%s\\n' '{"status": "passed", "tensors": [], "named_files": ["named.pt"]}' ;;
+        esac
+        """
+        let results = VerificationSuite.runIsolated(cases, jobs: 2, executable: "/bin/sh", arguments: ["-c", script, "sh"],
+                                                    caseSeconds: 10)
+        XCTAssertEqual(results.map(\.status), [.error, .passed, .error])
+        XCTAssertNil(results[0].namedFiles)
+        XCTAssertEqual(results[1].namedFiles, ["named.pt"])
+        XCTAssertEqual(results[2].namedFiles, ["c-named.pt"])
+        let protected = VerificationReports.protected(by: results)
+        XCTAssertEqual(protected.files, ["named.pt", "c-named.pt"])
+        XCTAssertEqual(protected.folders, [crashed.path])
+        XCTAssertThrowsError(try VerificationReports.checkOutput(crashed.path + "/sub/victim.pt", protecting: [],
+                                                                 folders: protected.folders)) { error in
+            XCTAssertTrue("\(error)".contains("the folder of a fixture whose check did not say"), "\(error)")
+        }
+        // A new file there, and any file elsewhere, may be written.
+        XCTAssertNoThrow(try VerificationReports.checkOutput(crashed.path + "/new.xml", protecting: [], folders: protected.folders))
+        XCTAssertNoThrow(try VerificationReports.checkOutput(fine.path + "/sub/victim.pt", protecting: [], folders: protected.folders))
+
+        // The command line: cases stopped by --timeout did not say either.
+        let folder = try copyOfPyTorchCases(["lstm_basic", "gru_basic"])
+        let victim = folder.appendingPathComponent("victim.pt").path
+        try Data(contentsOf: URL(fileURLWithPath: fixture("pytorch/lstm_basic.h5"))).write(to: URL(fileURLWithPath: victim))
+        let before = try Data(contentsOf: URL(fileURLWithPath: victim))
+        let result = try rnnkit("verify", folder.path, "--timeout", "0.001", "--junit", victim)
+        XCTAssertEqual(result.status, 2, result.stdout)
+        XCTAssertTrue(result.stderr.contains("the folder of a fixture whose check did not say"), result.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: victim)), before)
+    }
+
+    /// `--timeout` bounds the whole run: the case running then is stopped, the ones not
+    /// started are errors that say so, and the run ends soon after.
+    func testTheWholeRunIsBoundedByItsTimeout() throws {
+        let cases = ["one", "two", "three", "four"].map { VerificationCase(name: $0, group: "g", fixture: "\($0).fixture.h5") }
+        let start = Date()
+        let results = VerificationSuite.runIsolated(cases, jobs: 1, executable: "/bin/sh", arguments: ["-c", "exec sleep 30", "sh"],
+                                                    caseSeconds: 20, totalSeconds: 1)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        XCTAssertEqual(results.map(\.status), [.error, .error, .error, .error])
+        XCTAssertEqual(results[0].error, "did not finish within the run's time limit of 1 s; stopped")
+        for result in results.dropFirst() {
+            XCTAssertTrue(result.error?.hasSuffix("not run: the run's time limit of 1 s had passed") ?? false, result.error ?? "")
+        }
+        for arguments in [["verify", fixture("pytorch"), "--timeout", "0"], ["verify", fixture("pytorch"), "--timeout", "nan"],
+                          ["verify", fixture("pytorch/lstm_basic.h5"), fixture("pytorch/lstm_basic.fixture.h5"), "--timeout", "5"]] {
+            let result = try rnnkit(arguments)
+            XCTAssertEqual(result.status, 2, "\(arguments)")
+            XCTAssertTrue(result.stderr.contains("--timeout"), result.stderr)
+        }
     }
 
     // MARK: The two-file form

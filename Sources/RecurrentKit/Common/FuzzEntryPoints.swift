@@ -129,7 +129,7 @@ package enum FuzzEntry {
     }
 
     /// A `verify --manifest` file (JSON or YAML), parsed and turned into cases as `verify`
-    /// does before running any: the size, node and case bounds, the lexical alias check,
+    /// does before running any: the size, node and case bounds, the refusal of YAML anchors and aliases,
     /// libyaml through Yams, the fields of each entry. Nothing is read from the paths named.
     ///
     /// The first byte picks the name the text is read under (even: `fuzz-input.yml`, odd:

@@ -117,6 +117,36 @@ package enum InputFiles {
         return descriptor
     }
 
+    /// Whether `path`, its symbolic links followed, lies inside `folder` (also resolved):
+    /// the one containment check (a fixture's `model` and `architecture`, a folder's listed
+    /// fixtures and the models paired with them, the folders reports stay out of). False when
+    /// either cannot be resolved.
+    ///
+    /// The real paths (`realpath(3)`) are compared as bytes, component by component: Swift's
+    /// `String` calls canonically equivalent spellings equal (`café` in NFC and NFD), and
+    /// Linux, which keeps names as bytes, holds two different folders under them.
+    package static func resolves(_ path: String, inside folder: String) -> Bool {
+        guard let realFolder = realPath(folder), let realTarget = realPath(path) else { return false }
+        return isInside(realTarget, realFolder)
+    }
+
+    /// Whether the real path `path` lies below the real path `folder` (both as `realPath`
+    /// gives them): `folder`'s bytes, then `/`, then at least one more byte.
+    package static func isInside(_ path: [UInt8], _ folder: [UInt8]) -> Bool {
+        let slash = UInt8(ascii: "/")
+        let base = folder.last == slash ? folder : folder + [slash]
+        return path.count > base.count && path.starts(with: base)
+    }
+
+    /// The canonical absolute path of `path` as the bytes `realpath(3)` gives (no decoding,
+    /// so a name that is not UTF-8 stays what it is), or nil when it cannot be resolved.
+    package static func realPath(_ path: String) -> [UInt8]? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return Array(UnsafeBufferPointer(start: UnsafeRawPointer(resolved).assumingMemoryBound(to: UInt8.self),
+                                         count: strlen(resolved)))
+    }
+
     private static func kind(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
         case S_IFDIR: return "a directory"

@@ -108,10 +108,10 @@ package enum Limits {
     /// parsed. A case is a line or two; a manifest of `verifyCases` cases fits.
     package static let manifestBytes = 1 << 20
 
-    /// Nodes (scalars, lists, maps, each visit counted) one manifest may hold once its YAML
-    /// aliases are followed: an alias repeats its anchor's whole subtree, so a few hundred
-    /// bytes of nested aliases ("billion laughs") stand for billions of nodes. A manifest
-    /// entry is about 15.
+    /// Nodes (scalars, lists, maps, each visit counted) one manifest may hold. YAML anchors
+    /// and aliases are refused before parsing (an alias repeats its anchor's whole subtree, so
+    /// a few hundred bytes of nested aliases stand for billions of nodes); this bounds what
+    /// is left, JSON included. A manifest entry is about 15.
     package static let manifestNodes = 100_000
 
     /// Cases one `rnnkit verify` run takes, from its manifest and folders together.

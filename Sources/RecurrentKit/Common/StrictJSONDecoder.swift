@@ -12,6 +12,46 @@ import Foundation
 /// found a string`): `Failure.description`. Unknown fields are refused by the types
 /// themselves (`Decoder.refuseUnknownFields(_:)`), which works with any decoder.
 struct StrictJSONDecoder {
+    /// `JSONSerialization.jsonObject(with:options:)` on `data`, every string kept as written.
+    ///
+    /// swift-corelibs-foundation's parser drops a U+FEFF (a byte order mark) that starts a
+    /// string value or key (`"\u{FEFF}abc"` reads as `"abc"`), while an escaped `\ufeff`
+    /// reads as itself: so each U+FEFF inside a string is written as that escape first (one
+    /// pass over the bytes; outside strings nothing changes, so a BOM before the document is
+    /// still skipped). A vocabulary token that starts with U+FEFF is a token like any other.
+    static func parse(_ data: Data, options: JSONSerialization.ReadingOptions = []) throws -> Any {
+        try JSONSerialization.jsonObject(with: escapingByteOrderMarks(data), options: options)
+    }
+
+    /// `data` with each U+FEFF (UTF-8 `EF BB BF`) inside a JSON string written as `\ufeff`.
+    static func escapingByteOrderMarks(_ data: Data) -> Data {
+        let bytes = [UInt8](data)
+        guard bytes.count >= 3, bytes.indices.dropLast(2).contains(where: {
+            bytes[$0] == 0xEF && bytes[$0 + 1] == 0xBB && bytes[$0 + 2] == 0xBF
+        }) else { return data }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 16)
+        var inString = false
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if inString, byte == 0xEF, index + 2 < bytes.count, bytes[index + 1] == 0xBB, bytes[index + 2] == 0xBF {
+                out += Array("\\ufeff".utf8)
+                index += 3
+                continue
+            }
+            out.append(byte)
+            if inString, byte == UInt8(ascii: "\\"), index + 1 < bytes.count {
+                out.append(bytes[index + 1])
+                index += 2
+                continue
+            }
+            if byte == UInt8(ascii: "\"") { inString.toggle() }
+            index += 1
+        }
+        return Data(out)
+    }
+
     /// A value that does not decode: the field's path and what is wrong with it.
     struct Failure: Error, CustomStringConvertible {
         /// `modules[2].hidden_size`; empty for the document itself.

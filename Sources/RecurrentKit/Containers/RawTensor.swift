@@ -33,13 +33,15 @@ struct RawTensor {
         return total
     }
 
-    /// The row-major strides of `shape`.
+    /// The row-major strides of `shape`. A step past `Int.max` (a shape whose `count` is
+    /// nil, or holds a 0) is kept at `Int.max`: such strides are never used to read.
     static func contiguousStrides(_ shape: [Int]) -> [Int] {
         var strides = [Int](repeating: 1, count: shape.count)
         var step = 1
         for axis in shape.indices.reversed() {
             strides[axis] = step
-            step = step &* max(shape[axis], 1)
+            let (next, overflow) = step.multipliedReportingOverflow(by: max(shape[axis], 1))
+            step = overflow ? .max : next
         }
         return strides
     }
@@ -56,14 +58,18 @@ struct RawTensor {
     /// element it reaches lies inside it: `offset + Σ (shape[i] − 1)·stride[i] < capacity`
     /// and no stride is negative, in overflow-checked arithmetic. Any element type (an
     /// integer buffer's view is checked the same way).
+    ///
+    /// A view with no elements reaches nothing, whatever its offset and strides (torch loads
+    /// such a view). An axis of size 1 never moves, so its stride is never used: torch writes
+    /// any stride there (`as_strided((4, 1), (1, 2**63 - 1))`), and `floats()` never adds it.
     static func viewProblem(shape: [Int], strides: [Int], offset: Int, capacity: Int) -> String? {
         guard let count = count(shape) else { return "has an invalid shape \(shapeText(shape))" }
         guard strides.count == shape.count else { return "has \(strides.count) strides for \(shape.count) axes" }
         guard offset >= 0 else { return "starts at a negative offset \(offset)" }
-        if count == 0 { return offset <= capacity ? nil : "starts at element \(offset), past the storage's \(capacity)" }
+        if let negative = strides.first(where: { $0 < 0 }) { return "has a negative stride \(negative)" }
+        if count == 0 { return nil }
         var last = offset
-        for (axis, size) in shape.enumerated() {
-            guard strides[axis] >= 0 else { return "has a negative stride \(strides[axis])" }
+        for (axis, size) in shape.enumerated() where size > 1 {
             let (step, overflow1) = (size - 1).multipliedReportingOverflow(by: strides[axis])
             let (sum, overflow2) = last.addingReportingOverflow(step)
             guard !overflow1, !overflow2 else { return "has strides that overflow" }
@@ -94,17 +100,22 @@ struct RawTensor {
                 default: return Float(Double(bitPattern: bits))
                 }
             }
-            // Walk the view in row-major order with an index per axis.
+            // Walk the view in row-major order with an index per axis. Every position is
+            // one the view reaches (offset plus index·stride per axis), so none passes the
+            // last element `viewProblem` checked: a step is taken only within an axis, and
+            // an axis of size 1 (whose stride may be anything) is never stepped.
             var index = [Int](repeating: 0, count: shape.count)
             var position = offset
             for n in 0..<count {
                 values[n] = element(position)
                 var axis = shape.count - 1
                 while axis >= 0 {
-                    index[axis] += 1
-                    position += strides[axis]
-                    if index[axis] < shape[axis] { break }
-                    position -= strides[axis] * shape[axis]
+                    if index[axis] + 1 < shape[axis] {
+                        index[axis] += 1
+                        position += strides[axis]
+                        break
+                    }
+                    position -= strides[axis] * index[axis]
                     index[axis] = 0
                     axis -= 1
                 }

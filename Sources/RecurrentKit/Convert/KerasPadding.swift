@@ -47,9 +47,13 @@ enum KerasPadding {
             ModelError(.invalidInput, file: file, layer: layer, message: message)
         }
         let option = paddingID.map(Self.argument) ?? ""
-        guard let pytorch else {
+        // A model that takes lengths as Keras does (a version-2 document converted from Keras,
+        // `"lengths": "keras_mask"`) is a Keras source here: its masks are its own.
+        guard let pytorch, source.lengthsRule == .packed else {
             if paddingID != nil {
-                throw invalid(nil, "--padding-id \(option) applies to a PyTorch model converted to Keras; a Keras model's masks are its own")
+                throw invalid(nil, pytorch == nil
+                    ? "--padding-id \(option) applies to a PyTorch model converted to Keras; a Keras model's masks are its own"
+                    : "--padding-id \(option) applies to a PyTorch model run on lengths; this one takes them as Keras does (its model_config says \"lengths\": \"keras_mask\"), so its masks are its own")
             }
             return (source, [])
         }

@@ -51,12 +51,14 @@ enum PyTorchWriter {
         /// The `model_config`'s key prefix and version (a PyTorch source's own).
         var prefix: String?
         var version = ModelConfigDocument.currentVersion
+        /// The document's `lengths`: `"keras_mask"` for a model that takes lengths as Keras does.
+        var lengths: String?
         /// Each tensor is made when written, so a conversion to HDF5 holds one at a time.
         var tensors: [(key: String, make: () -> Tensor)] = []
 
         /// The `model_config` document written into the file; nil for a bare module.
         var document: ModelConfigDocument? {
-            modules.isEmpty ? nil : ModelConfigDocument(version: version, prefix: prefix, modules: modules)
+            modules.isEmpty ? nil : ModelConfigDocument(version: version, prefix: prefix, lengths: lengths, modules: modules)
         }
     }
 
@@ -68,6 +70,8 @@ enum PyTorchWriter {
             ModelError(file: file, layer: layer, message: "cannot be converted to PyTorch: \(message)")
         }
         var plan = Plan()
+        // A Keras model takes lengths as Keras takes a caller's mask; the PyTorch model must too.
+        if model.lengthsRule == .kerasCallMask { plan.lengths = "keras_mask" }
         var names = LayerNames()
         func uniqueName(_ preferred: String?, fallback: String) -> String {
             names.unique(preferred ?? fallback)
@@ -230,6 +234,7 @@ enum PyTorchWriter {
         plan.modules = document.modules
         plan.prefix = document.prefix
         plan.version = document.version ?? plan.version
+        plan.lengths = document.lengths
         return plan
     }
 

@@ -100,6 +100,20 @@ package enum PythonEmitter {
     static func source(modelConfig document: ModelConfigDocument, weightsFile: String) throws -> String {
         let config = PyTorchModelConfig(document: document)
         var plan = _Plan(file: weightsFile, prefix: config.prefix)
+        plan.kerasMask = document.lengthsRule == .kerasCallMask
+        // Keras drops a caller's mask at an Embedding or a Masking layer that comes before
+        // anything uses it (`Model.layerDroppingLengths`): the lengths then change nothing.
+        if plan.kerasMask, let first = document.modules.first(where: {
+            switch $0 {
+            case .textVectorization, .linear, .activation, .identity: return false
+            default: return true
+            }
+        }) {
+            switch first {
+            case .embedding, .masking: plan.dropsLengths = true
+            default: break
+            }
+        }
         for (index, module) in config.modules.enumerated() {
             try plan.add(module, index: index, rest: config.modules[(index + 1)...])
         }
@@ -126,11 +140,18 @@ private struct _Plan {
     var usesFunctional = false
     var usesProjection = false
     var usedNames: Set<String> = []
+    /// The submodules' names, in the order `__init__` sets them.
+    var attributeNames: [String] = []
     /// Whether the data still has a time axis.
     var hasTime = true
     /// Whether a mask other than lengths (mask_zero, Masking) may mark steps: then the mask
     /// need not be a right-padding suffix, and recurrent modules cannot run packed.
     var maskFromData = false
+    /// The document's `lengths` is `"keras_mask"`: the caller's lengths are the mask of
+    /// Keras's `model(x, mask=...)`, which a Masking layer replaces with its own.
+    var kerasMask = false
+    /// Keras drops the caller's mask before any module uses it: `forward` ignores `lengths`.
+    var dropsLengths = false
     /// The most recent recurrent module, for `last_hidden` readouts.
     var lastRecurrent: PyTorchReader.RecurrentOptions?
     /// The `tokenize` function and its tables, for a model that starts with a TextVectorization.
@@ -156,6 +177,7 @@ private struct _Plan {
         guard usedNames.insert(name).inserted else {
             throw refuse(index, label, "the name '\(shown(name))' is used by an earlier module")
         }
+        attributeNames.append(name)
         return name
     }
 
@@ -193,7 +215,8 @@ private struct _Plan {
             helpers.formUnion([.validSteps, .masking])
             maskFromData = true
             forwardLines.append("x, present = masking(x, \(_pythonFloat(value)))")
-            forwardLines.append("mask = mask & present")
+            // Keras's Masking replaces the mask it is given; PyTorch's lengths still hold.
+            forwardLines.append(kerasMask ? "mask = present  # as Keras's Masking, whatever mask it was given" : "mask = mask & present")
 
         case .flatten:
             try requireTime(index, "Flatten")
@@ -375,6 +398,21 @@ private struct _Plan {
         if !prefix.isEmpty { out += "\nPREFIX = \(_pythonString(prefix))  # before every key in the file\n" }
 
         if let tokenizer { out += "\n\n" + tokenizer }
+        if !attributeNames.isEmpty {
+            let names = attributeNames.map(_pythonString).joined(separator: ", ") + (attributeNames.count == 1 ? "," : "")
+            out += """
+
+
+                # The submodules' names. rnnkit checked them against torch \(_torchModuleAttributesVersion)'s nn.Module;
+                # a torch whose nn.Module has one of them (a method it adds) would have the submodule
+                # replace it, so the module refuses to load there.
+                SUBMODULE_NAMES = (\(names))
+                if any(hasattr(nn.Module(), name) for name in SUBMODULE_NAMES):
+                    raise ImportError("submodule names that torch " + torch.__version__ + "'s nn.Module already has: "
+                                      + ", ".join(name for name in SUBMODULE_NAMES if hasattr(nn.Module(), name)))
+
+                """
+        }
         out += "\n\nclass Model(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
         for line in initLines { out += "        \(line)\n" }
         out += """
@@ -391,6 +429,9 @@ private struct _Plan {
                             x = torch.tensor(rows, dtype=torch.long).reshape(len(rows), len(rows[0]) if rows else 0)
 
                 """
+        }
+        if dropsLengths {
+            out += "        lengths = None  # as in Keras, whose first Embedding or Masking drops a caller's mask (lengths: keras_mask)\n"
         }
         if helpers.contains(.validSteps) { out += "        mask = valid_steps(x, lengths)\n" }
         for line in forwardLines { out += "        \(line)\n" }
@@ -421,22 +462,13 @@ private let _pythonKeywords: Set<String> = [
     "with", "yield",
 ]
 
-/// What nn.Module itself defines, and what the emitted class and `load` rely on: a submodule
-/// under one of these names would replace it (`self.forward = nn.Linear(...)` breaks the
-/// model; `self.eval = ...` breaks `load`). Names starting with `_` are refused apart
-/// (`_modules`, `_parameters` and the other private state).
-private let _moduleAttributes: Set<String> = [
-    "forward", "training", "train", "eval", "state_dict", "load_state_dict", "parameters",
-    "named_parameters", "buffers", "named_buffers", "children", "named_children", "modules",
-    "named_modules", "apply", "to", "to_empty", "cpu", "cuda", "ipu", "xpu", "mtia", "float", "double", "half",
-    "bfloat16", "type", "zero_grad", "share_memory", "compile", "register_buffer", "register_parameter",
-    "register_module", "add_module", "get_submodule", "set_submodule", "get_parameter", "get_buffer",
-    "get_extra_state", "set_extra_state", "requires_grad_", "extra_repr", "dump_patches", "call_super_init",
-    "register_forward_hook", "register_forward_pre_hook", "register_backward_hook",
-    "register_full_backward_hook", "register_full_backward_pre_hook", "register_state_dict_hook",
-    "register_state_dict_pre_hook", "register_load_state_dict_pre_hook", "register_load_state_dict_post_hook",
-    "T_destination",
-]
+/// What nn.Module itself has, which a submodule under the same name would replace
+/// (`self.forward = nn.Linear(...)` breaks the model; `self.eval = ...` breaks `load`):
+/// every public attribute of a real `torch.nn.Module` (`_torchModuleAttributes`, generated
+/// from torch by scripts/torch_module_attributes.py), and names earlier torch versions had.
+/// Names starting with `_` are refused apart (`_modules`, `_parameters` and the other
+/// private state). The emitted module checks its names again, against the torch it runs with.
+private let _moduleAttributes: Set<String> = _torchModuleAttributes.union(["register_state_dict_hook"])
 
 /// Why `name` cannot be written as `self.<name>` in the emitted class, or nil when it can.
 ///
@@ -458,7 +490,9 @@ func _pythonIdentifierProblem(_ name: String) -> String? {
     if _pythonKeywords.contains(name) { return "is a Python keyword" }
     if name.hasPrefix("__") { return "starts with '__', which Python mangles inside a class" }
     if name.hasPrefix("_") { return "starts with '_', as nn.Module's private attributes do" }
-    if _moduleAttributes.contains(name) { return "is an nn.Module attribute the model relies on" }
+    if _moduleAttributes.contains(name) {
+        return "is an attribute of torch.nn.Module (torch \(_torchModuleAttributesVersion)), which the submodule would replace"
+    }
     return nil
 }
 

@@ -149,12 +149,14 @@ public struct Fixture: Sendable {
             ModelError(file: fixture, path: attribute, message: "names '\(shown(name))', \(reason); refused")
         }
         guard !name.hasPrefix("/") else { throw refuse("an absolute path (it must name a file in the fixture's folder)") }
-        guard !name.split(separator: "/").contains("..") else { throw refuse("which leaves the fixture's folder") }
+        guard !name.utf8.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) }) else {
+            throw refuse("which leaves the fixture's folder")
+        }
         let folder = URL(fileURLWithPath: fixture).deletingLastPathComponent().path
         let target = URL(fileURLWithPath: folder).appendingPathComponent(name).path
         var info = stat()
         guard lstat(target, &info) == 0 else { return name }
-        guard resolves(target, inside: folder) else {
+        guard InputFiles.resolves(target, inside: folder) else {
             throw refuse("which resolves (through a symbolic link) outside the fixture's folder")
         }
         do {
@@ -165,18 +167,18 @@ public struct Fixture: Sendable {
         return name
     }
 
-    /// Whether `path`, its symbolic links followed, lies inside `folder` (also resolved);
-    /// false when either cannot be resolved.
-    static func resolves(_ path: String, inside folder: String) -> Bool {
-        guard let realFolder = realPath(folder), let realTarget = realPath(path) else { return false }
-        return realTarget.hasPrefix(realFolder.hasSuffix("/") ? realFolder : realFolder + "/")
-    }
-
-    /// The canonical absolute path (`realpath(3)`), nil when it cannot be resolved.
-    private static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
+    /// The files `path`'s `model` and `architecture` attributes name, beside it as `path`
+    /// spells its folder, whether or not they would be accepted or used: what a report must
+    /// never be written onto. Empty when the fixture or its attributes cannot be read (then
+    /// nothing can read them either).
+    package static func namedFiles(of path: String) -> [String] {
+        guard let root = try? HDF5File.open(path).root else { return [] }
+        let folder = OutputFiles.split(path).folder
+        return ["model", "architecture"].compactMap { name -> String? in
+            guard let value = try? root.attribute(name)?.stringValue, !value.isEmpty else { return nil }
+            if value.hasPrefix("/") { return value }
+            return path.contains("/") ? (folder == "/" ? "/" : folder + "/") + value : value
+        }
     }
 
     /// Reads `/inputs` (float features or token ids) and `/lengths` from an input or

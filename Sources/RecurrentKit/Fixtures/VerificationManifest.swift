@@ -1,3 +1,4 @@
+import CYaml
 import Foundation
 import TextSafety
 import Yams
@@ -36,9 +37,9 @@ extension VerificationSuite {
     /// `architecture: null` means no architecture, not even the fixture's attribute.
     ///
     /// JSON when the file is named `.json` or starts with `{` or `[` and parses as JSON,
-    /// else YAML. Bounded: at most `Limits.manifestBytes`; YAML aliases are followed within
-    /// `Limits.manifestNodes` nodes (an alias bomb is refused, not expanded), and an alias
-    /// inside a mapping key is refused before parsing; at most `Limits.verifyCases` cases.
+    /// else YAML. Bounded: at most `Limits.manifestBytes`; YAML anchors and aliases are
+    /// refused before Yams composes anything (`anchorOrAlias`), and the values are counted
+    /// against `Limits.manifestNodes`; at most `Limits.verifyCases` cases.
     ///
     /// - Throws: `ModelError` naming the manifest, with the entry's index and field for an
     ///   unknown field, a missing `model` or `fixture`, or a value of the wrong kind.
@@ -55,7 +56,7 @@ extension VerificationSuite {
         let trimmed = text.drop { $0.isWhitespace }
         if file.lowercased().hasSuffix(".json") || trimmed.first == "{" || trimmed.first == "[" {
             if let problem = Limits.checkJSONSize(text) { throw ModelError(.invalidInput, file: file, message: problem) }
-            if let object = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) {
+            if let object = try? StrictJSONDecoder.parse(Data(text.utf8), options: [.fragmentsAllowed]) {
                 var budget = Limits.manifestNodes
                 return try jsonValue(object, budget: &budget, file: file)
             }
@@ -63,8 +64,8 @@ extension VerificationSuite {
                 throw ModelError(.invalidInput, file: file, message: "is not valid JSON")
             }
         }
-        if let problem = aliasInKey(text) {
-            throw ModelError(.invalidInput, file: file, message: "\(problem); refused (its key would be compared in full, which an alias can make endless)")
+        if let problem = anchorOrAlias(text) {
+            throw ModelError(.invalidInput, file: file, message: "\(problem); a manifest uses no YAML anchors or aliases (write each entry out)")
         }
         let node: Node?
         do {
@@ -128,68 +129,47 @@ extension VerificationSuite {
         }
     }
 
-    /// Describes the first alias (`*name`) used in a mapping key — directly (`*a: 1`), in an
-    /// explicit key (`? …`) or in a flow collection used as a key (`[*a]: 1`) — or nil.
-    /// A lexical check before parsing (quoted strings and comments skipped): Yams compares a
-    /// mapping's keys for duplicates by hashing them in full, which follows aliases without
-    /// any bound, so such a key must never reach it. Manifest keys are plain field names.
-    static func aliasInKey(_ text: String) -> String? {
-        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
-        var quote: Character? = nil
-        for (number, line) in lines.enumerated() {
-            let characters = Array(line)
-            var index = 0
-            var previous: Character = " "
-            while index < characters.count {
-                let character = characters[index]
-                if let open = quote {
-                    if character == open {
-                        if open == "'", index + 1 < characters.count, characters[index + 1] == "'" { index += 2; continue }
-                        quote = nil
-                    } else if open == "\"", character == "\\" {
-                        index += 1
-                    }
-                    previous = character
-                    index += 1
-                    continue
+    /// Describes the first YAML anchor (`&name`) or alias (`*name`) in `text`, or nil (also
+    /// for text libyaml cannot parse: Yams then reports the error at the same place, before
+    /// composing anything past it).
+    ///
+    /// A manifest is a short list written by hand, and aliases are what make YAML's work out
+    /// of proportion to its bytes: an alias repeats its anchor's whole subtree, and Yams
+    /// compares a mapping's keys by hashing them in full, aliases followed, before any bound
+    /// of ours can count them (`{ *a }` and `{? *a}` are keys as much as `*a: 1`). So both
+    /// are refused, found in libyaml's own event stream — the parser Yams runs, so nothing
+    /// it would read as an alias is missed — in one pass over the text.
+    static func anchorOrAlias(_ text: String) -> String? {
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else { return "cannot be parsed (libyaml did not start)" }
+        defer { yaml_parser_delete(&parser) }
+        var bytes = Array(text.utf8)
+        return bytes.withUnsafeMutableBufferPointer { buffer -> String? in
+            yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
+            while true {
+                var event = yaml_event_t()
+                guard yaml_parser_parse(&parser, &event) == 1 else { return nil }
+                defer { yaml_event_delete(&event) }
+                let line = event.start_mark.line + 1
+                func named(_ name: UnsafeMutablePointer<yaml_char_t>?) -> String {
+                    name.map { escapedForDisplay(String(cString: $0)) } ?? ""
                 }
-                let atNodeStart = " \t[{,:-?".contains(previous)
-                switch character {
-                case "#" where previous == " " || previous == "\t" || index == 0:
-                    index = characters.count
-                    continue
-                case "\"" where atNodeStart, "'" where atNodeStart:
-                    quote = character
-                case "?" where atNodeStart && (index + 1 == characters.count || characters[index + 1] == " "):
-                    return "line \(number + 1) has an explicit key ('? ')"
-                case "*" where atNodeStart:
-                    var end = index + 1
-                    while end < characters.count, characters[end].isLetter || characters[end].isNumber || "-_".contains(characters[end]) { end += 1 }
-                    var after = end
-                    while after < characters.count, characters[after] == " " { after += 1 }
-                    if after < characters.count, characters[after] == ":" {
-                        return "line \(number + 1) uses an alias as a mapping key"
-                    }
-                    index = end
-                    previous = "x"
-                    continue
-                case "]", "}":
-                    var after = index + 1
-                    while after < characters.count, characters[after] == " " { after += 1 }
-                    if after < characters.count, characters[after] == ":",
-                       after + 1 == characters.count || " \t".contains(characters[after + 1]) {
-                        return "line \(number + 1) uses a collection as a mapping key"
-                    }
+                switch event.type {
+                case YAML_STREAM_END_EVENT:
+                    return nil
+                case YAML_ALIAS_EVENT:
+                    return "line \(line) uses the YAML alias *\(named(event.data.alias.anchor))"
+                case YAML_SCALAR_EVENT where event.data.scalar.anchor != nil:
+                    return "line \(line) sets the YAML anchor &\(named(event.data.scalar.anchor))"
+                case YAML_SEQUENCE_START_EVENT where event.data.sequence_start.anchor != nil:
+                    return "line \(line) sets the YAML anchor &\(named(event.data.sequence_start.anchor))"
+                case YAML_MAPPING_START_EVENT where event.data.mapping_start.anchor != nil:
+                    return "line \(line) sets the YAML anchor &\(named(event.data.mapping_start.anchor))"
                 default:
-                    break
+                    continue
                 }
-                previous = character
-                index += 1
             }
-            // A quoted scalar may span lines; a line break reads as a space.
-            if quote == nil { continue }
         }
-        return nil
     }
 
     /// The cases of a parsed manifest.

@@ -154,8 +154,8 @@ public enum VerificationReports {
     /// device, FIFO, folder or symbolic link; an existing regular file is replaced.
     ///
     /// - Throws: `ModelError` naming `path` (and the input it would have replaced).
-    public static func write(_ data: Data, to path: String, protecting inputs: [String]) throws {
-        try checkOutput(path, protecting: inputs)
+    public static func write(_ data: Data, to path: String, protecting inputs: [String], folders: [String] = []) throws {
+        try checkOutput(path, protecting: inputs, folders: folders)
         try ModelError.boundary(file: path, kind: .unwritableOutput) {
             try AtomicFile.write(to: path, overwrite: true) { temporary in
                 try writeNewFile(temporary, contents: data)
@@ -163,14 +163,38 @@ public enum VerificationReports {
         }
     }
 
-    /// Refuses `path` as a report when it is one of `inputs` or not a place a regular file
-    /// can be written; called before any case runs, and again when writing.
-    public static func checkOutput(_ path: String, protecting inputs: [String]) throws {
+    /// Refuses `path` as a report when it is one of `inputs`, an existing file inside one of
+    /// `folders` (at any depth, real paths compared by `InputFiles.resolves`), or not a place
+    /// a regular file can be written; called before any case runs, and again when writing.
+    public static func checkOutput(_ path: String, protecting inputs: [String], folders: [String] = []) throws {
         let target = try OutputFiles.location(ofOutput: path)
         for input in inputs where OutputFiles.location(of: input) == target {
             throw ModelError(file: path, message: "is the input \(escapedForDisplay(input)), the same file; write the report somewhere else")
         }
+        if OutputFiles.linkStatus(path) != nil {
+            for folder in folders where InputFiles.resolves(path, inside: folder) {
+                throw ModelError(file: path, message: "is a file in \(escapedForDisplay(folder)), the folder of a fixture whose check did not say which files it names (it crashed, was stopped or printed no result), so it may be its model or architecture; write the report somewhere else")
+            }
+        }
         try OutputFiles.checkReplaceable(path, overwrite: true)
+    }
+
+    /// What a run's reports must also stay off, from its results: every file a case's
+    /// fixture names (`CaseResult.namedFiles`, from its check or, when that crashed, from a
+    /// child that read only those names), and the folder of each fixture for which neither
+    /// said (a fixture names only files inside its folder, so nothing outside it can be one
+    /// of them).
+    public static func protected(by results: [CaseResult]) -> (files: [String], folders: [String]) {
+        var files: [String] = []
+        var folders: [String] = []
+        for result in results {
+            if let named = result.namedFiles {
+                files += named
+            } else {
+                folders.append(OutputFiles.split(result.verificationCase.fixture).folder)
+            }
+        }
+        return (files, folders)
     }
 }
 
@@ -178,7 +202,10 @@ extension CaseResult {
     /// The one JSON object a child process prints for its case (`runIsolated`): the
     /// report's case object.
     public var childJSON: Data {
-        var data = VerificationReports.serialized(VerificationReports.jsonObject(self))
+        var object = VerificationReports.jsonObject(self)
+        // For the parent only (not a report field): what the fixture names.
+        object["named_files"] = namedFiles ?? []
+        var data = VerificationReports.serialized(object)
         data.append(UInt8(ascii: "\n"))
         return data
     }
@@ -186,7 +213,7 @@ extension CaseResult {
     /// A child's result for `verificationCase`: its status, error, tensors and what it
     /// used (model, architecture, key, tolerances); nil when `data` is not such an object.
     init?(childJSON data: Data, for verificationCase: VerificationCase) {
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        guard let object = try? StrictJSONDecoder.parse(data) as? [String: Any],
               let statusText = object["status"] as? String, let status = Status(rawValue: statusText),
               let tensors = object["tensors"] as? [[String: Any]] else { return nil }
         var used = verificationCase
@@ -208,6 +235,7 @@ extension CaseResult {
         let error = (object["error"] as? String).map { escapedForDisplay($0, limit: 4000) }
         self.init(verificationCase: used, status: status, error: status == .error ? (error ?? "failed") : nil, tensors: parsed)
         notes = (object["notes"] as? [String] ?? []).map { escapedForDisplay($0, limit: 4000) }
+        namedFiles = object["named_files"] as? [String]
     }
 }
 

@@ -137,6 +137,10 @@ public struct CaseResult: Sendable, Equatable {
     public var tensors: [TensorResult]
     /// What reading and running the model noted (`LoadedModel.notes`, `Verification.notes`).
     public var notes: [String] = []
+    /// The files the case's fixture names (its `model` and `architecture` attributes, used
+    /// or not), as the check read them; nil when the check did not say (its process crashed,
+    /// was stopped or printed no result), so that the fixture may name any file in its folder.
+    public var namedFiles: [String]?
 
     public init(verificationCase: VerificationCase, status: Status, error: String? = nil, seconds: Double = 0,
                 tensors: [TensorResult] = []) {
@@ -262,19 +266,21 @@ public enum VerificationSuite {
         // A folder of fixtures may come from anywhere (an archive, a download): its entries are
         // read only when they stay inside it, as a fixture's own `model` attribute must.
         let listedFolder = folder.isEmpty ? "." : folder
-        guard !listed || Fixture.resolves(path, inside: listedFolder) else {
+        guard !listed || InputFiles.resolves(path, inside: listedFolder) else {
             result.refusal = "does not resolve to a file inside its folder (a symbolic link leading out of it, or a dangling one); refused (name the file itself to verify it)"
             return result
         }
-        let present = Set(names)
-        func inside(_ name: String) -> Bool { Fixture.resolves((folder == "/" ? "/" : listedFolder + "/") + name, inside: listedFolder) }
+        // Names as bytes: `String` equality would take `café` in NFD for `café` in NFC.
+        let present = Set(names.map { Array($0.utf8) })
+        func inside(_ name: String) -> Bool { InputFiles.resolves((folder == "/" ? "/" : listedFolder + "/") + name, inside: listedFolder) }
         // `A.B.fixture.h5` is tried as `A.B` first, then `A`.
         var candidates: [String] = []
         var tried: [String] = []
         var base = Substring(stem)
         while true {
             tried.append(String(base))
-            candidates = modelExtensions.map { base + $0 }.filter { present.contains($0) && $0 != file && inside($0) }
+            candidates = modelExtensions.map { base + $0 }
+                .filter { present.contains(Array($0.utf8)) && !$0.utf8.elementsEqual(file.utf8) && inside($0) }
             if !candidates.isEmpty { break }
             guard let dot = base.lastIndex(of: "."), dot != base.startIndex else { break }
             base = base[..<dot]
@@ -309,10 +315,13 @@ public enum VerificationSuite {
         let start = DispatchTime.now()
         var used = verificationCase
         func seconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
+        // What the fixture names, read first so that even a fixture refused later says it.
+        var named: [String] = []
         do {
             if let refusal = verificationCase.refusal {
                 throw ModelError(.invalidInput, file: verificationCase.fixture, message: refusal)
             }
+            named = Fixture.namedFiles(of: verificationCase.fixture)
             let fixture = try Fixture(contentsOf: verificationCase.fixture)
             // The fixture's references, beside it as the case names it (not made absolute).
             let folder = OutputFiles.split(verificationCase.fixture).folder
@@ -339,9 +348,12 @@ public enum VerificationSuite {
             var result = CaseResult(verificationCase: used, status: verification.passed ? .passed : .failed,
                                     seconds: seconds(), tensors: verification.comparisons.map(TensorResult.init))
             result.notes = loaded.notes + verification.notes
+            result.namedFiles = named
             return result
         } catch {
-            return .failure(used, "\(error)", seconds: seconds())
+            var result = CaseResult.failure(used, "\(error)", seconds: seconds())
+            result.namedFiles = named
+            return result
         }
     }
 
@@ -354,20 +366,42 @@ public enum VerificationSuite {
     /// `CaseResult.childJSON` does; it is stopped after `caseSeconds` (default `Limits.verifyCaseSeconds`), and at most
     /// `Limits.verifyCaseOutputBytes` of its stdout are kept.
     ///
+    /// With `totalSeconds`, the whole run is bounded too: a child still running when that
+    /// time has passed is stopped, and a case not started by then is an `.error` saying so.
+    ///
     /// `report` is called once per case, in input order, as soon as the case and all before
     /// it have finished (never concurrently). The results are returned in input order.
     public static func runIsolated(_ cases: [VerificationCase], jobs: Int, threads: Int = 1, executable: String,
-                                   arguments: [String], caseSeconds: Double? = nil,
+                                   arguments: [String], caseSeconds: Double? = nil, totalSeconds: Double? = nil,
                                    report: @escaping @Sendable (Int, CaseResult) -> Void = { _, _ in }) -> [CaseResult] {
         let state = RunState(count: cases.count, report: report)
         let workers = max(1, min(jobs, Limits.verifyJobs, cases.count))
         var threadsStarted: [Thread] = []
         let done = DispatchSemaphore(value: 0)
+        let caseLimit = caseSeconds ?? Limits.verifyCaseSeconds
+        let start = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<workers {
             let thread = Thread {
                 while let index = state.next() {
-                    let result = runChild(cases[index], threads: threads, executable: executable,
-                                          arguments: arguments, seconds: caseSeconds ?? Limits.verifyCaseSeconds)
+                    var seconds = caseLimit
+                    var limit: String?
+                    if let totalSeconds {
+                        let left = totalSeconds - Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                        let total = "the run's time limit of \(String(format: "%g", totalSeconds)) s"
+                        guard left > 0 else {
+                            state.finish(index, .failure(cases[index], "not run: \(total) had passed"))
+                            continue
+                        }
+                        if left < seconds { (seconds, limit) = (left, total) }
+                    }
+                    var result = runChild(cases[index], threads: threads, executable: executable,
+                                          arguments: arguments, seconds: seconds, limit: limit)
+                    if result.namedFiles == nil {
+                        // The check did not say what its fixture names: a child that reads only that.
+                        let left = totalSeconds.map { $0 - Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 } ?? seconds
+                        result.namedFiles = namedFiles(cases[index], executable: executable, arguments: arguments,
+                                                       seconds: min(seconds, left, Limits.hdf5CallSeconds + 2))
+                    }
                     state.finish(index, result)
                 }
                 done.signal()
@@ -380,14 +414,30 @@ public enum VerificationSuite {
         return state.results()
     }
 
+    /// What `verificationCase`'s fixture names, from a child that reads only its `model` and
+    /// `architecture` attributes (`executable arguments… --case-names F`, printing a JSON list
+    /// of paths: `Fixture.namedFiles(of:)`), for a case whose own check did not say; nil when
+    /// that child does not say either (it crashes or runs out of `seconds`).
+    static func namedFiles(_ verificationCase: VerificationCase, executable: String, arguments: [String],
+                           seconds: Double) -> [String]? {
+        guard seconds > 0, verificationCase.refusal == nil,
+              let outcome = try? ChildProcess.run(executable, arguments + ["--case-names", childPath(verificationCase.fixture)],
+                                                  seconds: seconds, outputLimit: Limits.verifyCaseOutputBytes,
+                                                  errorLimit: Limits.verifyCaseErrorBytes),
+              !outcome.timedOut, outcome.signal == nil, outcome.status == 0 else { return nil }
+        return (try? StrictJSONDecoder.parse(outcome.output)) as? [String]
+    }
+
+    /// A relative name that starts with '-', as a child's argument, so it is not taken for an option.
+    static func childPath(_ text: String) -> String { text.hasPrefix("-") ? "./" + text : text }
+
     /// The options a child process gets for `verificationCase` (after the caller's
     /// `arguments`, `verify` for rnnkit): `--case-fixture F`, and as present `--case-model`,
     /// `--case-model-by-name`, `--case-model-by-name-problem`, `--architecture`,
     /// `--case-no-architecture`, `--key`,
     /// `--atol`, `--rtol`; then `--threads`.
     public static func childArguments(for verificationCase: VerificationCase, threads: Int) -> [String] {
-        // A relative name that starts with '-' is not taken for an option.
-        func path(_ text: String) -> String { text.hasPrefix("-") ? "./" + text : text }
+        let path = childPath
         var result = ["--case-fixture", path(verificationCase.fixture)]
         if let model = verificationCase.model { result += ["--case-model", path(model)] }
         if let model = verificationCase.modelByName { result += ["--case-model-by-name", path(model)] }
@@ -402,9 +452,10 @@ public enum VerificationSuite {
         return result
     }
 
-    /// Runs one case's child and turns whatever happens into a result.
+    /// Runs one case's child and turns whatever happens into a result; `limit` names the
+    /// bound that `seconds` comes from when it is not the case's own.
     static func runChild(_ verificationCase: VerificationCase, threads: Int, executable: String, arguments: [String],
-                         seconds: Double) -> CaseResult {
+                         seconds: Double, limit: String? = nil) -> CaseResult {
         if verificationCase.refusal != nil { return run(verificationCase, threads: threads) }
         let start = DispatchTime.now()
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
@@ -420,7 +471,7 @@ public enum VerificationSuite {
             line.hasPrefix("rnnkit: error: ") ? String(line.dropFirst("rnnkit: error: ".count)) : line
         }
         if outcome.timedOut {
-            return .failure(verificationCase, "did not finish within \(Int(seconds)) s; stopped" + (errorLine.map { " (\($0))" } ?? ""),
+            return .failure(verificationCase, "did not finish within \(limit ?? "\(Int(seconds)) s"); stopped" + (errorLine.map { " (\($0))" } ?? ""),
                             seconds: elapsed())
         }
         if let signal = outcome.signal {

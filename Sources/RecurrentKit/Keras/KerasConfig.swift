@@ -33,7 +33,7 @@ struct KerasConfig {
         // Size and item count before parsing: parsing is the costly part of a hostile config.
         if let refusal = Limits.checkJSONSize(json) { throw fail(refusal) }
         guard let data = json.data(using: .utf8),
-              let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+              let root = try? StrictJSONDecoder.parse(data) as? [String: Any] else {
             throw fail("is not a JSON object")
         }
         try self.init(root: root, fail: fail)

@@ -29,16 +29,27 @@ struct ModelConfigDocument: Codable, Equatable, Sendable {
     var prefix: String?
     /// The modules, applied in order to batch-first data.
     var modules: [Module]
+    /// Version 2: how the model takes a caller's lengths (``lengthsRules``): `"packed"`
+    /// (absent: PyTorch's packed sequences, every layer) or `"keras_mask"` (a model converted
+    /// from Keras: the lengths are the mask of `model(x, mask=...)`, which an Embedding or a
+    /// Masking layer replaces with its own, as in Keras).
+    var lengths: String?
 
-    init(format: String? = Self.format, version: Int? = Self.currentVersion, prefix: String? = nil, modules: [Module]) {
+    init(format: String? = Self.format, version: Int? = Self.currentVersion, prefix: String? = nil,
+         lengths: String? = nil, modules: [Module]) {
         self.format = format
         self.version = version
         self.prefix = prefix
+        self.lengths = lengths
         self.modules = modules
     }
 
     /// The document's own fields.
-    static let fields = ["format", "version", "prefix", "modules"]
+    static let fields = ["format", "version", "prefix", "lengths", "modules"]
+    /// The values of `lengths`.
+    static let lengthsRules = ["packed", "keras_mask"]
+    /// The engine's rule for the document's `lengths`.
+    var lengthsRule: LengthsRule { lengths == "keras_mask" ? .kerasCallMask : .packed }
 
     init(from decoder: Decoder) throws {
         try decoder.refuseUnknownFields(Self.fields)
@@ -52,6 +63,13 @@ struct ModelConfigDocument: Codable, Equatable, Sendable {
             throw fields.refusal(at: nil, "version \(version) is not supported (this build reads versions 1 to 3)")
         }
         prefix = try fields.string("prefix")
+        lengths = try fields.string("lengths")
+        if let lengths, !Self.lengthsRules.contains(lengths) {
+            throw fields.refusal(at: "lengths", "'\(shown(lengths))' is not one of \(Self.lengthsRules.joined(separator: ", "))")
+        }
+        if let version, version < 2, lengths != nil {
+            throw fields.refusal(at: "lengths", "needs version 2, but the document says version \(version)")
+        }
         // Counted before any per-module work.
         let list = try fields.container.nestedUnkeyedContainer(forKey: "modules")
         let count = list.count ?? 0
@@ -71,6 +89,7 @@ struct ModelConfigDocument: Codable, Equatable, Sendable {
         try container.encodeIfPresent(format, forKey: "format")
         try container.encodeIfPresent(version, forKey: "version")
         try container.encodeIfPresent(prefix, forKey: "prefix")
+        try container.encodeIfPresent(lengths, forKey: "lengths")
         try container.encode(modules, forKey: "modules")
     }
 

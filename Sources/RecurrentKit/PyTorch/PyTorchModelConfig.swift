@@ -56,7 +56,7 @@ struct PyTorchModelConfig {
         // Size and item count before parsing: parsing is the costly part of a hostile config.
         if let refusal = Limits.checkJSONSize(json) { throw fail(refusal) }
         guard let data = json.data(using: .utf8),
-              let root = try? JSONSerialization.jsonObject(with: data), root is [String: Any] else {
+              let root = try? StrictJSONDecoder.parse(data), root is [String: Any] else {
             throw fail("is not a JSON object")
         }
         do {

@@ -172,7 +172,9 @@ enum PyTorchReader {
         var dict = try StateDict(store: store, file: file)
         var summaries: [LayerSummary] = []
         var labels: [String?] = []
-        let model = try build(config, dict: &dict, summaries: &summaries, labels: &labels)
+        var model = try build(config, dict: &dict, summaries: &summaries, labels: &labels)
+        // How the model takes lengths: PyTorch's packing, or Keras's for a model converted from Keras.
+        model.lengthsRule = document.lengthsRule
         try dict.checkAllUsed()
         return try LoadedModel(file: file, layout: layout, model: model, isBareRecurrentModule: false,
                                summaries: summaries, storedTypes: store.storedTypes,
