@@ -8,7 +8,8 @@ import XCTest
 /// targets call (FuzzEntry), and checks that those entry points reach the readers at all:
 /// a harness that refused every committed model would fuzz nothing but its own first check.
 final class FuzzRegressionTests: XCTestCase {
-    static let targets = ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture"]
+    static let targets = ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture",
+                          "FuzzTorchFile"]
 
     private func files(_ folder: String, suffix: String = "") -> [String] {
         let path = fixture(folder)
@@ -33,6 +34,8 @@ final class FuzzRegressionTests: XCTestCase {
             return FuzzEntry.pytorchModelConfig(input, stateDicts: FuzzEntry.configuredStateDicts(folder: fixture("pytorch")))
         case "FuzzFixture":
             return FuzzEntry.fixture(input, path: scratch.appendingPathComponent("input.fixture.h5").path)
+        case "FuzzTorchFile":
+            return FuzzEntry.torchFile(input)
         default:
             XCTFail("fixtures/fuzz/regressions/\(target): no such fuzz target (expected one of \(Self.targets))")
             return nil

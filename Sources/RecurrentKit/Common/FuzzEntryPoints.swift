@@ -109,6 +109,10 @@ package enum FuzzEntry {
     package static func torchFile(_ bytes: [UInt8]) -> String? {
         // The form decision runs on every input too; it must return, whatever the bytes.
         _ = ModelFileForm(bytes: bytes)
+        // Every member through the zip reader, those torch never reads included.
+        if let archive = try? ZipArchive(bytes: bytes, name: name) {
+            for member in archive.names { _ = try? archive.member(member, limit: 1 << 22, bound: "4 MiB") }
+        }
         return checked {
             try touch(try PyTorchReader.read(try TorchSaveFile.read(bytes: bytes, name: name), layout: .pytorchSave))
         }
