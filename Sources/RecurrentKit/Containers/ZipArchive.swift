@@ -72,12 +72,12 @@ struct ZipArchive {
 
     /// The archive in `data` (a file already read, within its bound).
     init(data: Data, name: String) throws {
-        try self.init(source: Source(data: data), name: name)
+        try self.init(source: Source(data: data, name: name), name: name)
     }
 
     /// The archive in `bytes` (fuzzing, tests).
     init(bytes: [UInt8], name: String) throws {
-        try self.init(source: Source(data: Data(bytes)), name: name)
+        try self.init(source: Source(data: Data(bytes), name: name), name: name)
     }
 
     private init(source: Source, name: String) throws {
@@ -475,13 +475,14 @@ extension ZipArchive {
         let size: Int
         private let data: Data?
         private let descriptor: Int32
-        private let path: String?
+        /// The file as errors name it.
+        private let path: String
 
-        init(data: Data) {
+        init(data: Data, name: String) {
             self.data = data
             size = data.count
             descriptor = -1
-            path = nil
+            path = name
         }
 
         /// Opens `path`, a regular file (`InputFiles`), and keeps it open while the archive
