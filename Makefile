@@ -17,11 +17,11 @@ DEMO_OUT := out/text_bilstm.pytorch.h5
 .PHONY: deps build demo test release clean fuzz fuzz-ci ci-python check-fixtures frameworks-venv \
 	differential differential-ci
 
-# libhdf5 and pkg-config from Debian, installed only when missing.
+# libhdf5, zlib and pkg-config from Debian, installed only when missing.
 deps:
-	@if ! pkg-config --exists hdf5 2>/dev/null; then \
-		echo "Installing libhdf5-dev and pkg-config"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libhdf5-dev pkg-config; \
+	@if ! pkg-config --exists hdf5 zlib 2>/dev/null; then \
+		echo "Installing libhdf5-dev, zlib1g-dev and pkg-config"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libhdf5-dev zlib1g-dev pkg-config; \
 	fi
 
 build: deps

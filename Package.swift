@@ -25,6 +25,12 @@ let package = Package(
             pkgConfig: "hdf5",
             providers: [.apt(["libhdf5-dev", "pkg-config"])]
         ),
+        // zlib through pkg-config (`zlib`, Debian's zlib1g-dev): the zip reader's inflate and CRC-32.
+        .systemLibrary(
+            name: "CSystemZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev", "pkg-config"])]
+        ),
         // Escaping of strings that come from files before they are printed (no dependencies).
         .target(name: "TextSafety"),
         // The only module that calls HDF5 or touches its pointers.
@@ -37,7 +43,7 @@ let package = Package(
         // C header only tells it the build's vector width, to pick its register tiles).
         .target(name: "RecurrentEngine", dependencies: ["TextSafety", "CCPUFeatures"]),
         // File layouts (PyTorch, Keras), fixtures, and the public facade.
-        .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "TextSafety", "ZIPFoundation",
+        .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "TextSafety", "CSystemZlib", "ZIPFoundation",
                                                     .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "rnnkit",

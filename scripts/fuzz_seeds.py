@@ -12,8 +12,10 @@ would need h5py.
 """
 import json
 import os
+import struct
 import sys
 import zipfile
+import zlib
 
 # Known to fault inside libhdf5 itself (fixtures/hdf5/README.md): an in-process fuzzer would
 # stop on it before fuzzing anything.
@@ -57,6 +59,63 @@ def read(path):
         return handle.read()
 
 
+# Values fed to every ZIP64 field (issue 26): 0, 1, 2^31, 2^32, 2^53, 2^63-1, 2^64-1.
+EXTREMES = [0, 1, 2 ** 31, 2 ** 32, 2 ** 53, 2 ** 63 - 1, 2 ** 64 - 1]
+
+
+def zip64_form(data, deflate=False, field=None, value=None):
+    """The zip `data` re-packed with every ZIP64 record (local and central ZIP64 extra fields
+    with the 32-bit sizes and offset escaped, a ZIP64 end record and locator, the end record
+    escaped), members deflated when `deflate`; with `field`, that field of every member's
+    central ZIP64 extra ("size", "compressed size", "offset") or of the ZIP64 end record
+    ("count", "directory size", "directory offset") set to `value`. None for a zip that
+    zipfile cannot read."""
+    try:
+        with zipfile.ZipFile(__import__("io").BytesIO(data)) as archive:
+            members = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    except Exception:  # zipfile fails in many ways on the hostile archives (OverflowError at 2^63)
+        return None
+    out, central = bytearray(), bytearray()
+    for name, content in members:
+        encoded, crc, stored = name.encode(), zlib.crc32(content), content
+        if deflate:
+            compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+            stored = compressor.compress(content) + compressor.flush()
+        method, offset = (8 if deflate else 0), len(out)
+        out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 45, 0x800, method, 0, 0x21, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+                           len(encoded), 20) + encoded + struct.pack("<2H2Q", 1, 16, len(content), len(stored)) + stored
+        values = {"size": len(content), "compressed size": len(stored), "offset": offset}
+        if field in values:
+            values[field] = value
+        extra = struct.pack("<2H3Q", 1, 24, values["size"], values["compressed size"], values["offset"])
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 0x31E, 45, 0x800, method, 0, 0x21, crc, 0xFFFFFFFF,
+                               0xFFFFFFFF, len(encoded), len(extra), 0, 0, 0, 0o100644 << 16, 0xFFFFFFFF) + encoded + extra
+    directory, record = len(out), len(out) + len(central)
+    end = {"count": len(members), "directory size": len(central), "directory offset": directory}
+    if field in end:
+        end[field] = value
+    out += central + struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, end["count"], end["count"],
+                                 end["directory size"], end["directory offset"])
+    out += struct.pack("<4sLQL", b"PK\x06\x07", 0, record, 1)
+    out += struct.pack("<4s4H2LH", b"PK\x05\x06", 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return bytes(out)
+
+
+def zip64_seeds(out, target, paths):
+    """Each archive of `paths` in ZIP64 form (stored and deflated, alternately), and the
+    first that zipfile reads with each extreme value in each ZIP64 field."""
+    readable = []
+    for number, path in enumerate(paths):
+        form = zip64_form(read(path), deflate=number % 2 == 1)
+        if form is not None:
+            write(out, target, "zip64_" + os.path.basename(path), form)
+            readable.append(path)
+    for field in ["size", "compressed size", "offset", "count", "directory size", "directory offset"]:
+        for value in EXTREMES if readable else []:
+            write(out, target, f"zip64_{field.replace(' ', '_')}_{value}",
+                  zip64_form(read(readable[0]), field=field, value=value))
+
+
 def main(fixtures, out):
     hostile = files(os.path.join(fixtures, "hostile"), ".h5")
     models = [p for p in files(os.path.join(fixtures, "pytorch"), ".h5") + files(os.path.join(fixtures, "keras"), ".h5")
@@ -75,15 +134,21 @@ def main(fixtures, out):
     for path in archives + files(os.path.join(fixtures, "hostile"), ".keras"):
         write(out, "FuzzKerasArchive", os.path.basename(path), read(path))
 
+    # The archives in ZIP64 form, and with the extreme values in their ZIP64 fields.
+    zip64_seeds(out, "FuzzKerasArchive", archives)
+
     # PyTorch's own files, wherever the fixtures keep them (unit folders included).
+    torch_files = []
     for root, _, names in sorted(os.walk(fixtures)):
         for name in sorted(names):
             path = os.path.join(root, name)
             seed = os.path.relpath(path, fixtures).replace(os.sep, "_")
             if name.endswith((".pt", ".pth")):
                 write(out, "FuzzTorchFile", seed, read(path))
+                torch_files.append(path)
             elif name.endswith(".safetensors"):
                 write(out, "FuzzSafetensors", seed, read(path))
+    zip64_seeds(out, "FuzzTorchFile", sorted(torch_files, key=lambda p: (os.path.getsize(p), p)))
 
     # Keras configs: each archive's config.json with its own weights (selector = its index);
     # each HDF5 model's model_config with the archive of the same case, or with none.

@@ -8,7 +8,8 @@ import XCTest
 /// targets call (FuzzEntry), and checks that those entry points reach the readers at all:
 /// a harness that refused every committed model would fuzz nothing but its own first check.
 final class FuzzRegressionTests: XCTestCase {
-    static let targets = ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture"]
+    static let targets = ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture",
+                          "FuzzTorchFile"]
 
     private func files(_ folder: String, suffix: String = "") -> [String] {
         let path = fixture(folder)
@@ -33,6 +34,8 @@ final class FuzzRegressionTests: XCTestCase {
             return FuzzEntry.pytorchModelConfig(input, stateDicts: FuzzEntry.configuredStateDicts(folder: fixture("pytorch")))
         case "FuzzFixture":
             return FuzzEntry.fixture(input, path: scratch.appendingPathComponent("input.fixture.h5").path)
+        case "FuzzTorchFile":
+            return FuzzEntry.torchFile(input)
         default:
             XCTFail("fixtures/fuzz/regressions/\(target): no such fuzz target (expected one of \(Self.targets))")
             return nil
@@ -117,7 +120,7 @@ final class FuzzRegressionTests: XCTestCase {
             let refusal = FuzzEntry.kerasConfig([UInt8(index)] + config, weights: weights)
             // An adapted TextVectorization keeps its vocabulary in the archive's assets, which
             // a config alone does not have: that one refusal, and only for such an archive.
-            let assets = try ZipDirectory.memberNames(archives[index]).contains { $0.hasPrefix("assets/") && $0.hasSuffix("vocabulary.txt") }
+            let assets = try ZipArchive(path: archives[index]).names.contains { $0.hasPrefix("assets/") && $0.hasSuffix("vocabulary.txt") }
             if assets {
                 XCTAssertTrue(refusal?.contains("holds no vocabulary") ?? false, "\(archives[index]): \(refusal ?? "accepted")")
             } else {

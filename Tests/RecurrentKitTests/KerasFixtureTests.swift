@@ -372,7 +372,7 @@ final class KerasFixtureTests: XCTestCase {
         case "text-vectorization": return model.takesTexts && model.summaries.contains { $0.type == "TextVectorization" }
         case "vocabulary-assets":
             guard let source, source.hasPrefix("assets/"), model.layout == .kerasArchive else { return false }
-            return try ZipDirectory.memberNames(modelPath).contains(source)
+            return try ZipArchive(path: modelPath).names.contains(source)
         case "vocabulary-config": return source == "config"
         case "oov": return rows.contains { $0.contains(TextVectorizer.oovIndex) }
         case "empty-text": return texts.contains("")

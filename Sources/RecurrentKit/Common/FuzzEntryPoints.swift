@@ -1,7 +1,6 @@
 import Foundation
 import HDF5
 import RecurrentEngine
-import ZIPFoundation
 
 /// Entry points for the fuzz targets (Tests/Fuzz) and the regression replay
 /// (FuzzRegressionTests): bytes in, the reader's work done, every refusal returned as text.
@@ -110,6 +109,10 @@ package enum FuzzEntry {
     package static func torchFile(_ bytes: [UInt8]) -> String? {
         // The form decision runs on every input too; it must return, whatever the bytes.
         _ = ModelFileForm(bytes: bytes)
+        // Every member through the zip reader, those torch never reads included.
+        if let archive = try? ZipArchive(bytes: bytes, name: name) {
+            for member in archive.names { _ = try? archive.member(member, limit: 1 << 22, bound: "4 MiB") }
+        }
         return checked {
             try touch(try PyTorchReader.read(try TorchSaveFile.read(bytes: bytes, name: name), layout: .pytorchSave))
         }
@@ -162,11 +165,7 @@ package enum FuzzEntry {
     }
 
     private static func member(_ name: String, of path: String) -> [UInt8]? {
-        guard let archive = try? Archive(url: URL(fileURLWithPath: path), accessMode: .read, pathEncoding: nil),
-              let entry = archive[name] else { return nil }
-        var bytes: [UInt8] = []
-        guard (try? archive.extract(entry, consumer: { bytes += $0 })) != nil else { return nil }
-        return bytes
+        try? ZipArchive(path: path).member(name, limit: Limits.archiveMemberBytes, bound: "Limits.archiveMemberBytes")
     }
 
     /// The PyTorch files in `folder` that carry a `model_config`, in name order: the

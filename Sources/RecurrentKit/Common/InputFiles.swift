@@ -94,7 +94,7 @@ package enum InputFiles {
 
     /// Opens `path` read-only without blocking and returns the descriptor when it is a
     /// regular file; otherwise closes it and throws one line naming the file and its kind.
-    private static func openRegularFile(_ path: String) throws -> Int32 {
+    static func openRegularFile(_ path: String) throws -> Int32 {
         // A look by name first, so that a device is never opened at all (opening some has
         // effects); the descriptor's own type is what counts after the open.
         try requireRegularByName(path)

@@ -64,10 +64,12 @@ package enum Limits {
     /// (`torchFileBytes`) a read stays near 1 GiB.
     package static let torchStorageBytes = parameters * 4
 
-    /// Members of one `torch.save` archive: one per storage and a few records. Each costs a
-    /// few hundred bytes of directory entry, so a small file of empty members cannot make
-    /// rnnkit list millions.
-    package static let torchArchiveMembers = 1 << 18
+    /// Members of one zip archive (a `torch.save` file, a `.keras` archive, model or
+    /// architecture), checked against the count its end record declares before any entry is
+    /// read: a `torch.save` file has one per storage and a few records, a `.keras` archive a
+    /// handful. Each costs a few hundred bytes of directory entry once read, so a small file
+    /// of empty members cannot make rnnkit list millions.
+    package static let archiveMembers = 1 << 18
 
     /// Bytes of a `torch.save` file's `data.pkl` (or of a bare pickle examined before it is
     /// refused): the pickle describes tensors in about 150 bytes each, so 16 MiB holds

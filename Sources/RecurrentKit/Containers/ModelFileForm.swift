@@ -68,14 +68,18 @@ enum ModelFileForm: Equatable {
         }
     }
 
-    /// The same decision from bytes in memory (fuzzing, tests); a zip is `.otherZip` or,
-    /// when `members` (its names) are given, what they make it.
-    init(bytes: [UInt8], members: [String]? = nil) {
+    /// The same decision from bytes in memory (fuzzing, tests); a zip the zip reader
+    /// refuses is `.otherZip`.
+    init(bytes: [UInt8]) {
         let probe = FileProbe(size: bytes.count) { offset, count in
             Array(bytes[min(offset, bytes.count) ..< min(offset + count, bytes.count)])
         }
         let form = (try? Self.decide(probe)) ?? .unrecognized
-        self = form == .otherZip ? members.map(Self.zipForm(members:)) ?? .otherZip : form
+        guard form == .otherZip else {
+            self = form
+            return
+        }
+        self = (try? ZipArchive(bytes: bytes, name: "bytes")).map { Self.zipForm(members: $0.names) } ?? .otherZip
     }
 
     private static func decide(_ probe: FileProbe) throws -> ModelFileForm {
@@ -95,9 +99,10 @@ enum ModelFileForm: Equatable {
 
     /// A Keras archive names `config.json` at its root; a torch.save file (and a
     /// TorchScript archive, which the torch reader refuses) keeps `data.pkl` or
-    /// `constants.pkl` in one folder.
+    /// `constants.pkl` in one folder. The names come from the one zip reader
+    /// (`ZipArchive`), which reads only the file's last 64 KiB and its central directory.
     private static func zipForm(_ path: String) throws -> ModelFileForm {
-        zipForm(members: try ZipDirectory.memberNames(path))
+        zipForm(members: try ZipArchive(path: path).names)
     }
 
     private static func zipForm(members names: [String]) -> ModelFileForm {

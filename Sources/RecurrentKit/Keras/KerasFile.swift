@@ -1,7 +1,6 @@
 import Foundation
 import HDF5
 import TextSafety
-import ZIPFoundation
 
 /// How a legacy HDF5 weights-only file's layers (`layer_names`) are paired with the layers
 /// of the architecture given for it, as Keras's `model.load_weights` pairs them.
@@ -203,53 +202,26 @@ enum KerasFile {
     }
 }
 
-/// A `.keras` zip archive opened for reading members into memory.
+/// A `.keras` zip archive opened for reading members into memory, through the one zip
+/// reader (`ZipArchive`).
 ///
 /// The archive is refused when any name appears twice (Keras's `zipfile` reads the last of
 /// two, a first-match reader the first: the two would disagree). A member Keras reads
 /// (`config.json`, `metadata.json`, `model.weights.h5`) must be a plain file entry, not a
-/// symbolic link or a directory. Members inflate into memory through a consumer closure that
-/// counts the bytes actually produced: the sizes in the archive's headers are claims.
+/// symbolic link or a directory. Members inflate into memory, counted as they are produced:
+/// the sizes in the archive's headers are claims.
 struct KerasArchive {
     let path: String
-    private let archive: Archive
-    private let entries: [String: Entry]
+    private let archive: ZipArchive
 
     /// The names Keras reads; each must be a file entry when present.
     static let readNames = ["config.json", "metadata.json", "model.weights.h5"]
 
     init(_ path: String) throws {
         self.path = path
-        try InputFiles.requireRegularFile(path)
-        do {
-            archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
-        } catch {
-            throw ModelError(file: path, message: "is not a readable zip archive (\(error))")
-        }
-        var entries: [String: Entry] = [:]
-        for entry in archive {
-            guard entries.updateValue(entry, forKey: entry.path) == nil else {
-                throw ModelError(file: path, path: entry.path,
-                                 message: "appears twice in the archive; Keras would read the last, so the archive is ambiguous and refused")
-            }
-        }
-        self.entries = entries
+        archive = try ZipArchive(path: path)
         for name in Self.readNames {
-            try requireFileEntry(name)
-        }
-    }
-
-    /// Refuses a symbolic link or directory entry named `name` (or `name/`).
-    private func requireFileEntry(_ name: String) throws {
-        for candidate in [name, name + "/"] {
-            guard let entry = entries[candidate] else { continue }
-            switch entry.type {
-            case .file where candidate == name: continue
-            case .symlink:
-                throw ModelError(file: path, path: name, message: "is a symbolic link entry, not a file; refused (links are never followed)")
-            default:
-                throw ModelError(file: path, path: name, message: "is a directory entry, not a file; refused")
-            }
+            try archive.requireFile(name)
         }
     }
 
@@ -271,33 +243,7 @@ struct KerasArchive {
     /// The bytes of member `name` (nil when absent), inflated into memory and refused as
     /// soon as they pass `limit` or the member's declared size, or when their CRC differs.
     func member(_ name: String, limit: Int) throws -> [UInt8]? {
-        guard let entry = entries[name] else { return nil }
-        try requireFileEntry(name)
-        let declared = entry.uncompressedSize
-        guard declared <= UInt64(limit) else {
-            throw ModelError(file: path, path: name, message: "declares \(declared) bytes, \(Limits.excess(Int(clamping: declared), over: limit)) (\(boundName(limit)))")
-        }
-        var bytes: [UInt8] = []
-        let checksum: CRC32
-        do {
-            checksum = try archive.extract(entry, skipCRC32: false) { chunk in
-                guard bytes.count + chunk.count <= limit else {
-                    throw ModelError(file: path, path: name, message: "inflates past \(limit) bytes (\(boundName(limit))); refused")
-                }
-                guard UInt64(bytes.count + chunk.count) <= declared else {
-                    throw ModelError(file: path, path: name, message: "inflates past its declared size of \(declared) bytes; refused")
-                }
-                bytes.append(contentsOf: chunk)
-            }
-        } catch let error as ModelError {
-            throw error
-        } catch {
-            throw ModelError(file: path, path: name, message: "cannot be read from the archive (\(error))")
-        }
-        guard UInt64(bytes.count) == declared, checksum == entry.checksum else {
-            throw ModelError(file: path, path: name, message: "is damaged: \(bytes.count) bytes inflated where \(declared) were declared, or its CRC differs")
-        }
-        return bytes
+        try archive.member(name, limit: limit, bound: boundName(limit))
     }
 
     private func boundName(_ limit: Int) -> String {

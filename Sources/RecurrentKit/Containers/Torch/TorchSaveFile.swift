@@ -1,6 +1,5 @@
 import Foundation
 import RecurrentEngine
-import ZIPFoundation
 
 /// `torch.save` files (the zip format of PyTorch ≥ 1.6), read as the state_dict they hold and
 /// written from tensors, without ever executing pickle.
@@ -139,7 +138,7 @@ enum TorchSaveFile {
         let archive = try TorchArchive(data: data, name: name)
         let prefix = archive.prefix
         let pickleName = "\(prefix)/data.pkl"
-        guard let version = try archive.member("\(prefix)/version", limit: 16) else {
+        guard let version = try archive.member("\(prefix)/version", limit: 16, bound: "the size of a version record") else {
             throw ModelError(.unreadableFile, file: name, path: "\(prefix)/version", message: "missing: not a torch.save archive (torch.load refuses it too)")
         }
         let versionText = String(decoding: version, as: UTF8.self).trimmingCharacters(in: .newlines)
@@ -147,7 +146,7 @@ enum TorchSaveFile {
             throw ModelError(.unreadableFile, file: name, path: "\(prefix)/version", message: "holds '\(shown(versionText))', not a version number")
         }
         var order = TensorDType.ByteOrder.little
-        if let bytes = try archive.member("\(prefix)/byteorder", limit: 16) {
+        if let bytes = try archive.member("\(prefix)/byteorder", limit: 16, bound: "the size of a byte order record") {
             switch String(decoding: bytes, as: UTF8.self) {
             case "little": order = .little
             case "big": order = .big
@@ -155,7 +154,7 @@ enum TorchSaveFile {
                 throw ModelError(.unreadableFile, file: name, path: "\(prefix)/byteorder", message: "holds '\(shown(other))', not 'little' or 'big'")
             }
         }
-        guard let pickle = try archive.member(pickleName, limit: Limits.torchPickleBytes) else {
+        guard let pickle = try archive.member(pickleName, limit: Limits.torchPickleBytes, bound: "Limits.torchPickleBytes") else {
             throw ModelError(.unreadableFile, file: name, path: pickleName, message: "missing: not a torch.save archive")
         }
         let unpickled = try PickleMachine.run(pickle, file: name, location: pickleName)
@@ -187,7 +186,7 @@ enum TorchSaveFile {
                     throw ModelError(.unreadableFile, file: name, path: location, message: "needs storage '\(shown(storage.key))' of \(storage.count) \(dtype) elements; the storages together pass \(Limits.torchStorageBytes) bytes (Limits.torchStorageBytes)")
                 }
                 let record = "\(prefix)/data/\(storage.key)"
-                guard let read = try archive.member(record, limit: size) else {
+                guard let read = try archive.member(record, limit: size, bound: "the bytes its \(storage.count) \(dtype) elements need") else {
                     throw ModelError(.unreadableFile, file: name, path: record, message: "missing: the storage of \(location)")
                 }
                 guard read.count == size else {
@@ -324,175 +323,38 @@ enum TorchSaveFile {
     }
 }
 
-/// A torch.save zip archive in memory, its members read on request.
-///
-/// The zip directory is parsed here, every offset and size checked against the bytes in
-/// memory (ZIPFoundation's in-memory archive seeks past the end of its data on a damaged
-/// directory and traps). As torch requires, every member is inside one folder, named by the
-/// first member's path. A name that appears twice is refused (two readers would disagree on
-/// which is meant), and so is a member read here that is a symbolic link or directory entry,
-/// or encrypted. Members are stored (as torch writes them) or deflated (torch reads those
-/// too); a deflated one inflates through a consumer that counts the bytes actually produced,
-/// since the sizes in the directory are claims. Zip64 is not read: files past 4 GiB are far
-/// beyond `Limits.torchFileBytes`.
+/// A torch.save zip archive in memory, its members read on request through the one zip
+/// reader (`ZipArchive`: every offset, size and ZIP64 record checked, names checked,
+/// duplicates refused, members stored or deflated, sizes and CRC-32 checked). What is
+/// torch's own is checked here: as torch requires, every member is inside one folder, named
+/// by the first member's path; a TorchScript archive is refused.
 private struct TorchArchive {
     let name: String
     let prefix: String
-    private let data: Data
-    private let entries: [String: ZipEntry]
-
-    private struct ZipEntry {
-        var method: Int
-        var flags: Int
-        var crc: UInt32
-        var compressedSize: Int
-        var size: Int
-        var localOffset: Int
-        var isSymlink: Bool
-        var isDirectory: Bool
-        var nameBytes: Data
-    }
+    private let zip: ZipArchive
 
     init(data: Data, name: String) throws {
         self.name = name
-        self.data = data
-        let base = data.startIndex
-        func damaged(_ message: String) -> ModelError {
-            ModelError(.unreadableFile, file: name, message: "is a damaged zip archive: \(message)")
+        zip = try ZipArchive(data: data, name: name)
+        guard let first = zip.entries.first?.name else {
+            throw ModelError(.unreadableFile, file: name, message: "is an empty zip archive, not a torch.save file")
         }
-        func integer(_ at: Int, _ count: Int) throws -> Int {
-            guard at >= 0, count <= 8, at <= data.count - count else { throw damaged("a field at byte \(at) lies past the end") }
-            var value = 0
-            for index in (0..<count).reversed() { value = value << 8 | Int(data[base + at + index]) }
-            return value
-        }
-        // The end record: the last signature with room for its comment.
-        var end: Int?
-        var at = data.count - 22
-        while at >= max(0, data.count - 22 - 0xFFFF) {
-            if data[base + at] == 0x50, data[base + at + 1] == 0x4B, data[base + at + 2] == 0x05, data[base + at + 3] == 0x06,
-               at + 22 + (try integer(at + 20, 2)) <= data.count {
-                end = at
-                break
-            }
-            at -= 1
-        }
-        guard let end else { throw damaged("no end of central directory record") }
-        let count = try integer(end + 10, 2)
-        let directorySize = try integer(end + 12, 4)
-        let directoryOffset = try integer(end + 16, 4)
-        guard count != 0xFFFF, directorySize != 0xFFFF_FFFF, directoryOffset != 0xFFFF_FFFF else {
-            throw ModelError(.unreadableFile, file: name, message: "is a zip64 archive; torch.save files under Limits.torchFileBytes do not need zip64")
-        }
-        guard count <= Limits.torchArchiveMembers else {
-            throw ModelError(.unreadableFile, file: name, message: "holds \(count) members, \(Limits.excess(count, over: Limits.torchArchiveMembers)) (Limits.torchArchiveMembers)")
-        }
-        guard directoryOffset + directorySize <= end else { throw damaged("the central directory lies past its end record") }
-        var entries: [String: ZipEntry] = [:]
-        var first: String?
-        var position = directoryOffset
-        for _ in 0..<count {
-            guard try integer(position, 4) == 0x0201_4B50 else { throw damaged("a central directory entry at byte \(position) has no signature") }
-            let nameLength = try integer(position + 28, 2)
-            let extraLength = try integer(position + 30, 2)
-            let commentLength = try integer(position + 32, 2)
-            let next = position + 46 + nameLength + extraLength + commentLength
-            guard next <= directoryOffset + directorySize else { throw damaged("a central directory entry runs past the directory") }
-            let nameBytes = data[(base + position + 46)..<(base + position + 46 + nameLength)]
-            let path = String(decoding: nameBytes, as: UTF8.self)
-            let madeBy = try integer(position + 4, 2) >> 8
-            let mode = try integer(position + 38, 4) >> 16
-            let entry = ZipEntry(method: try integer(position + 10, 2), flags: try integer(position + 8, 2),
-                                 crc: UInt32(try integer(position + 16, 4)), compressedSize: try integer(position + 20, 4),
-                                 size: try integer(position + 24, 4), localOffset: try integer(position + 42, 4),
-                                 isSymlink: madeBy == 3 && mode & 0o170000 == 0o120000,
-                                 isDirectory: path.hasSuffix("/") || madeBy == 3 && mode & 0o170000 == 0o040000,
-                                 nameBytes: nameBytes)
-            guard entries.updateValue(entry, forKey: path) == nil else {
-                throw ModelError(.unreadableFile, file: name, path: path, message: "appears twice in the archive, which is ambiguous; refused")
-            }
-            if first == nil { first = path }
-            position = next
-        }
-        self.entries = entries
-        guard let first else { throw ModelError(.unreadableFile, file: name, message: "is an empty zip archive, not a torch.save file") }
         guard let slash = first.firstIndex(of: "/"), slash != first.startIndex else {
             throw ModelError(.unreadableFile, file: name, path: first, message: "is not inside a folder: the archive is not a torch.save file")
         }
         prefix = String(first[..<slash])
-        for path in entries.keys.sorted() where !path.hasPrefix(prefix + "/") {
+        for path in zip.names.sorted() where !path.hasPrefix(prefix + "/") {
             throw ModelError(.unreadableFile, file: name, path: path, message: "is outside the archive's folder '\(shown(prefix))/'; torch.load refuses such an archive too")
         }
-        if entries["\(prefix)/constants.pkl"] != nil || entries.keys.contains(where: { $0.hasPrefix("\(prefix)/code/") }) {
+        if zip.entry("\(prefix)/constants.pkl") != nil || zip.names.contains(where: { $0.hasPrefix("\(prefix)/code/") }) {
             throw ModelError(.unsupported, file: name, message: "is a TorchScript archive (torch.jit.save); save the weights with torch.save(model.state_dict(), \"m.pt\") and read that file")
         }
     }
 
     /// The bytes of member `path` (nil when absent), refused when its directory entry
-    /// declares more than `limit` bytes, when it inflates past what it declares, or when
-    /// its CRC differs.
-    func member(_ path: String, limit: Int) throws -> [UInt8]? {
-        func refuse(_ message: String) -> ModelError {
-            ModelError(.unreadableFile, file: name, path: path, message: message)
-        }
-        if let directory = entries[path + "/"], directory.isDirectory { throw refuse("is a directory entry, not a file; refused") }
-        guard let entry = entries[path] else { return nil }
-        guard !entry.isSymlink else { throw refuse("is a symbolic link entry, not a file; refused (links are never followed)") }
-        guard !entry.isDirectory else { throw refuse("is a directory entry, not a file; refused") }
-        guard entry.flags & 1 == 0 else { throw refuse("is encrypted; refused") }
-        guard entry.size <= limit else { throw refuse("declares \(entry.size) bytes where at most \(limit) are expected") }
-        // The local header repeats the name; its own extra field (torch's alignment padding)
-        // decides where the data starts.
-        let base = data.startIndex
-        let local = entry.localOffset
-        guard local >= 0, local <= data.count - 30,
-              data[base + local] == 0x50, data[base + local + 1] == 0x4B, data[base + local + 2] == 0x03, data[base + local + 3] == 0x04 else {
-            throw refuse("has no local header where the directory says (byte \(local)); the archive is damaged")
-        }
-        let nameLength = Int(data[base + local + 26]) | Int(data[base + local + 27]) << 8
-        let extraLength = Int(data[base + local + 28]) | Int(data[base + local + 29]) << 8
-        let start = local + 30 + nameLength + extraLength
-        guard start <= data.count, entry.compressedSize <= data.count - start,
-              data[(base + local + 30)..<(base + local + 30 + nameLength)].elementsEqual(entry.nameBytes) else {
-            throw refuse("has a local header or data that does not match the directory; the archive is damaged")
-        }
-        let stored = data[(base + start)..<(base + start + entry.compressedSize)]
-        var bytes: [UInt8]
-        switch entry.method {
-        case 0:
-            guard entry.compressedSize == entry.size else { throw refuse("is stored with two different sizes; the archive is damaged") }
-            bytes = [UInt8](stored)
-        case 8:
-            bytes = []
-            let chunk = 1 << 16
-            do {
-                _ = try Data.decompress(size: Int64(entry.compressedSize), bufferSize: chunk, skipCRC32: true,
-                    provider: { position, _ in
-                        // ZIPFoundation's inflater on Linux takes every chunk as `chunk` bytes
-                        // long: give it that many, zero-padded, and stop one chunk past the end.
-                        let from = Int(position)
-                        guard from <= entry.compressedSize else { throw refuse("ends inside its deflate stream; the archive is damaged") }
-                        var piece = Data(stored[(stored.startIndex + from)..<(stored.startIndex + min(from + chunk, entry.compressedSize))])
-                        piece.append(Data(count: chunk - piece.count))
-                        return piece
-                    },
-                    consumer: { output in
-                        guard output.count <= entry.size - bytes.count else {
-                            throw refuse("inflates past its declared size of \(entry.size) bytes; refused")
-                        }
-                        bytes += output
-                    })
-            } catch let error as ModelError {
-                throw error
-            } catch {
-                throw refuse("cannot be inflated (\(error)); the archive is damaged")
-            }
-        default:
-            throw refuse("is compressed with zip method \(entry.method); torch.save stores its records")
-        }
-        guard bytes.count == entry.size, Data(bytes).crc32(checksum: 0) == entry.crc else {
-            throw refuse("is damaged: \(bytes.count) bytes where \(entry.size) were declared, or its CRC differs")
-        }
-        return bytes
+    /// declares more than `limit` bytes (`bound` says what the limit is), when it inflates
+    /// past what it declares, or when its size or CRC-32 differ (`ZipArchive.member`).
+    func member(_ path: String, limit: Int, bound: String) throws -> [UInt8]? {
+        try zip.member(path, limit: limit, bound: bound)
     }
 }
