@@ -307,11 +307,36 @@ package struct Model: Sendable, Equatable {
     /// recurrent layer or readout has seen the mask.
     package var layerDroppingLengths: Int? {
         guard lengthsRule == .kerasCallMask else { return nil }
-        for (index, layer) in layers.enumerated() {
+        return LengthsRule.firstMaskMaker(layers.map { layer in
             switch layer {
-            case .embedding, .masking: return index
-            case .recurrent, .readout, .flatten: return nil
-            case .dense, .activation: continue
+            case .embedding, .masking: return .makesMask
+            case .recurrent, .readout, .flatten: return .consumesMask
+            case .dense, .activation: return .passesMask
+            }
+        })
+    }
+}
+
+extension LengthsRule {
+    /// What a layer does with the mask it is given, for ``firstMaskMaker(_:)``.
+    package enum MaskRole: Sendable {
+        /// Computes a mask of its own, whatever it is given (an embedding, `Masking`).
+        case makesMask
+        /// Uses the mask, or ends the time axis (a recurrent layer, a readout, a flatten).
+        case consumesMask
+        /// Hands the mask on unchanged (dense layers, activations).
+        case passesMask
+    }
+
+    /// Under `.kerasCallMask`, the position of the layer that replaces a caller's mask before
+    /// any layer uses it — the caller's lengths then change nothing —, or nil. The one rule
+    /// for the engine (``Model/layerDroppingLengths``) and the emitted PyTorch module.
+    package static func firstMaskMaker(_ roles: [MaskRole]) -> Int? {
+        for (index, role) in roles.enumerated() {
+            switch role {
+            case .makesMask: return index
+            case .consumesMask: return nil
+            case .passesMask: continue
             }
         }
         return nil

@@ -53,7 +53,7 @@ enum KerasPadding {
             if paddingID != nil {
                 throw invalid(nil, pytorch == nil
                     ? "--padding-id \(option) applies to a PyTorch model converted to Keras; a Keras model's masks are its own"
-                    : "--padding-id \(option) applies to a PyTorch model run on lengths; this one takes them as Keras does (its model_config says \"lengths\": \"keras_mask\"), so its masks are its own")
+                    : "a padding id (\(option)) applies to a PyTorch model run on lengths; this one takes them as Keras does (its model_config says \"lengths\": \"keras_mask\"), so its masks are its own")
             }
             return (source, [])
         }
@@ -61,7 +61,7 @@ enum KerasPadding {
         // own vectorizer, in both frameworks.
         if source.takesTexts {
             if paddingID != nil {
-                throw invalid(nil, "--padding-id \(option) is for a model that takes token ids; this one takes texts and pads their ids itself")
+                throw invalid(nil, "a padding id (\(option)) is for a model that takes token ids; this one takes texts and pads their ids itself")
             }
             return (source, [])
         }

@@ -102,18 +102,15 @@ package enum PythonEmitter {
         var plan = _Plan(file: weightsFile, prefix: config.prefix)
         plan.kerasMask = document.lengthsRule == .kerasCallMask
         // Keras drops a caller's mask at an Embedding or a Masking layer that comes before
-        // anything uses it (`Model.layerDroppingLengths`): the lengths then change nothing.
-        if plan.kerasMask, let first = document.modules.first(where: {
-            switch $0 {
-            case .textVectorization, .linear, .activation, .identity: return false
-            default: return true
+        // anything uses it: the lengths then change nothing (the engine's rule, one place).
+        plan.dropsLengths = plan.kerasMask && LengthsRule.firstMaskMaker(document.modules.compactMap { module in
+            switch module {
+            case .textVectorization, .identity: return nil  // no layer of the model
+            case .embedding, .masking: return .makesMask
+            case .recurrent, .readout, .flatten: return .consumesMask
+            case .linear, .activation: return .passesMask
             }
-        }) {
-            switch first {
-            case .embedding, .masking: plan.dropsLengths = true
-            default: break
-            }
-        }
+        }) != nil
         for (index, module) in config.modules.enumerated() {
             try plan.add(module, index: index, rest: config.modules[(index + 1)...])
         }
