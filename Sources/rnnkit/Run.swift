@@ -38,9 +38,9 @@ struct Run: ParsableCommand {
         printNotes(loaded.notes)
         let inputs = try InputFile(contentsOf: input, for: loaded)
         let initial = try loaded.initialStates(from: inputs, inputPath: input)
-        if let note = loaded.lengthsNote(input: inputs.input, lengths: inputs.lengths) { printNotes([note]) }
         let result = try loaded.run(inputs.input, lengths: inputs.lengths, initialStates: initial,
                                     threads: threads.threads)
+        if let note = loaded.lengthsNote(input: inputs.input, lengths: inputs.lengths) { printNotes([note]) }
         try result.write(to: output, model: loaded, protecting: protectedInputs)
         let shapes = [("output", result.output)] + result.stateDatasets(for: loaded).map { ($0.path, $0.tensor) }
         print("wrote \(oneLine(output)): " + shapes.map { "\($0.0) \($0.1.shape)" }.joined(separator: ", "))

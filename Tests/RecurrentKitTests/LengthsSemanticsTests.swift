@@ -127,4 +127,16 @@ final class LengthsSemanticsTests: XCTestCase {
             }
         }
     }
+
+    /// Lengths that do not fit the input (more rows than the batch) are the run's one-line
+    /// error, never an index past the input while the note is worked out.
+    func testLengthsThatDoNotFitAreTheRunsError() throws {
+        let loaded = try LoadedModel(contentsOf: seams("k3_embed_nomask.keras"))
+        let fixture = try Fixture(contentsOf: seams("k3_embed_nomask.fixture.h5"))
+        let lengths = try XCTUnwrap(fixture.lengths) + [1, 1, 1]
+        XCTAssertNil(loaded.lengthsNote(input: fixture.input, lengths: lengths))
+        XCTAssertThrowsError(try loaded.run(fixture.input, lengths: lengths)) {
+            XCTAssertTrue("\($0)".contains("lengths has \(lengths.count) entries"), "\($0)")
+        }
+    }
 }

@@ -326,7 +326,9 @@ public struct LoadedModel: Sendable {
     /// over the steps the model's own masks allow (spec/fixture-format.md, "What /lengths
     /// means").
     public func lengthsNote(input: ModelInput, lengths: [Int]?) -> String? {
-        guard let lengths, let index = model.layerDroppingLengths, let time = input.time else { return nil }
+        // Lengths that do not fit the input are the run's error to report, not a note's.
+        guard let lengths, let index = model.layerDroppingLengths, let time = input.time,
+              lengths.count == input.batch else { return nil }
         // The mask the layer makes instead, where the input alone tells it.
         var own: ((Int, Int) -> Bool)?
         let rule: String
