@@ -88,6 +88,11 @@ package struct DirectionWeights: Sendable, Equatable {
     package var recurrentBias: Tensor?
     package var projection: Tensor?
 
+    /// Elements of the direction's tensors, as a layer's summary counts its parameters.
+    package var parameterCount: Int {
+        [inputWeight, recurrentWeight, inputBias, recurrentBias, projection].reduce(0) { $0 + ($1?.count ?? 0) }
+    }
+
     /// The same weights with gate blocks in `order` (rows of the weights and biases).
     package func reordered(to order: [Gate]) -> DirectionWeights {
         DirectionWeights(gateOrder: order,

@@ -181,3 +181,32 @@ extension ModelInput {
         }
     }
 }
+
+// MARK: - Keras's names for the rules
+
+extension TextVectorizer {
+    /// Keras's `standardize` names and the rules each selects: the one table every reader and
+    /// writer of these names uses (Keras configs, a `model_config`'s `TextVectorization`, the
+    /// emitted tokenizer). Keras's None, no standardization, is nil where a name is optional
+    /// (a `model_config` writes it `none`).
+    package static let standardizations: [(name: String, lowercase: Bool, stripPunctuation: Bool)] = [
+        ("lower_and_strip_punctuation", true, true), ("lower", true, false), ("strip_punctuation", false, true),
+    ]
+
+    /// Keras's `standardize` when a config leaves it out.
+    package static let defaultStandardizeName = "lower_and_strip_punctuation"
+
+    /// The rules Keras's `standardize` `name` selects; nil for a name that is none of Keras's.
+    package static func standardization(named name: String) -> (lowercase: Bool, stripPunctuation: Bool)? {
+        standardizations.first { $0.name == name }.map { ($0.lowercase, $0.stripPunctuation) }
+    }
+
+    /// Keras's `standardize` for the vectorizer's rules (`lower_and_strip_punctuation`,
+    /// `lower`, `strip_punctuation`), nil for None.
+    package var standardizeName: String? {
+        Self.standardizations.first { $0.lowercase == lowercase && $0.stripPunctuation == stripPunctuation }?.name
+    }
+
+    /// Keras's `split` (`whitespace`, also its default: `Split.whitespace`'s raw value), nil for None.
+    package var splitName: String? { split == .whitespace ? Split.whitespace.rawValue : nil }
+}

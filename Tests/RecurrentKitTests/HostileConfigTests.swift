@@ -106,7 +106,8 @@ final class HostileConfigTests: XCTestCase {
     /// Dense units 1e308 printed `[in, -9223372036854775808]`; 2^64+4 and 4.7 read as 4.
     func testDenseUnitsMustBeExactIntegersInRange() throws {
         let cases: [(String, String)] = [
-            ("1e308", "is 1e+308, over the limit of 16777216"),
+            ("1e308", "is 1e+308, not an integer"),
+            ("4.0", "is 4.0, not an integer"),
             ("18446744073709551620", "is 18446744073709551620, over the limit of 16777216"),
             ("4.7", "is 4.7, not an integer"),
             ("-4", "is -4, below the least allowed value 1"),

@@ -98,7 +98,8 @@ final class PyTorchReaderErrorTests: XCTestCase {
             (#"{"modules":[{"type":"LSTM","name":"rnn","hidden_size":4}]}"#, "missing 'input_size'"),
             (#"{"modules":[{"type":"LSTM","name":"rnn","input_size":"4","hidden_size":4}]}"#, "modules[0].input_size: expected an integer, found a string"),
             (#"{"format":"other","modules":[]}"#, "format is 'other'"),
-            ("not json", "is not a JSON object"),
+            ("not json", "is not valid JSON: unexpected character at byte 1"),
+            ("[1]", "is not a JSON object"),
         ]
         for (config, fragment) in cases {
             try assertRefused(entries, config: config, mentions: ["model_config", fragment])

@@ -285,7 +285,7 @@ final class SafetensorsFileTests: XCTestCase {
             ("unknown field", with("\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16],\"strides\":[2,1]}"),
              "tensor 'a': unknown field 'strides'"),
             ("missing field", with("\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,16]}"), "tensor 'a': missing 'shape'"),
-            ("text after the object", file(validHeader + "x", data: data), "text after the JSON object"),
+            ("text after the object", file(validHeader + "x", data: data), "text after the JSON value"),
             ("unclosed object", file("{\"a\":{\"dtype\":\"F32\""), "is not valid JSON"),
             ("unclosed string", file("{\"a"), "a string is not closed"),
             ("raw control character", file("{\"a\u{1}\":{}}"), "a control character inside a string"),

@@ -20,6 +20,11 @@ package enum Limits {
     /// near 400 MB; a full Keras 3 LSTM layer's config has about 40.
     package static let configJSONItems = 1 << 18
 
+    /// Levels of nesting in one JSON document (`StrictJSON`, a recursive reader): what
+    /// `JSONSerialization` allowed. Keras configs nest about 10 deep; a safetensors header
+    /// needs 3 and is read with a bound of 32.
+    package static let jsonNesting = 512
+
     /// Layers in one model config (Keras's `layers` list, a `model_config`'s modules).
     /// Real recurrent models have tens; every layer costs a weight lookup and a summary.
     package static let layers = 10_000

@@ -262,7 +262,7 @@ public struct LoadedModel: Sendable {
         if let refusal = Limits.checkJSONSize(text) {
             throw ModelError(.invalidInput, file: path, path: "model_config", message: refusal)
         }
-        if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object["modules"] == nil,
+        if let object = try? StrictJSONDecoder.parse(data) as? [String: Any], object["modules"] == nil,
            object["class_name"] != nil || object["config"] != nil {
             throw ModelError(.invalidInput, file: path, message: "is a Keras model config; a PyTorch state_dict's --architecture is a model_config document (spec/pytorch-layout.md)")
         }

@@ -1,55 +1,23 @@
 import Foundation
 
-/// Decodes a `Decodable` value from parsed JSON (what `JSONSerialization` returns) strictly,
+/// Decodes a `Decodable` value from parsed JSON (`StrictJSON`'s Foundation tree) strictly,
 /// where `JSONDecoder` would convert or approximate:
 ///
-/// - an integer is only an exact integer: `4.7`, `1e308`, `2^64+4` and `true` are refused,
-///   never rounded, clamped, wrapped or read as 1;
+/// - an integer is only a number written as an integer that the type holds: `4.0`, `4.7`,
+///   `1e308`, `2^64+4` and `true` are refused, never rounded, clamped, wrapped or read as 1;
 /// - a boolean is only `true` or `false`, a string only a string, a number never a boolean;
 /// - `null` reads as an absent field (`decodeIfPresent` gives nil).
 ///
 /// Every failure names the field by its path (`modules[2].hidden_size: expected an integer,
 /// found a string`): `Failure.description`. Unknown fields are refused by the types
-/// themselves (`Decoder.refuseUnknownFields(_:)`), which works with any decoder.
+/// themselves (`Decoder.refuseUnknownFields(_:)`), which works with any decoder; a key given
+/// twice is refused by the parser (`StrictJSON`).
 struct StrictJSONDecoder {
-    /// `JSONSerialization.jsonObject(with:options:)` on `data`, every string kept as written.
-    ///
-    /// swift-corelibs-foundation's parser drops a U+FEFF (a byte order mark) that starts a
-    /// string value or key (`"\u{FEFF}abc"` reads as `"abc"`), while an escaped `\ufeff`
-    /// reads as itself: so each U+FEFF inside a string is written as that escape first (one
-    /// pass over the bytes; outside strings nothing changes, so a BOM before the document is
-    /// still skipped). A vocabulary token that starts with U+FEFF is a token like any other.
-    static func parse(_ data: Data, options: JSONSerialization.ReadingOptions = []) throws -> Any {
-        try JSONSerialization.jsonObject(with: escapingByteOrderMarks(data), options: options)
-    }
-
-    /// `data` with each U+FEFF (UTF-8 `EF BB BF`) inside a JSON string written as `\ufeff`.
-    static func escapingByteOrderMarks(_ data: Data) -> Data {
-        let bytes = [UInt8](data)
-        guard bytes.count >= 3, bytes.indices.dropLast(2).contains(where: {
-            bytes[$0] == 0xEF && bytes[$0 + 1] == 0xBB && bytes[$0 + 2] == 0xBF
-        }) else { return data }
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count + 16)
-        var inString = false
-        var index = 0
-        while index < bytes.count {
-            let byte = bytes[index]
-            if inString, byte == 0xEF, index + 2 < bytes.count, bytes[index + 1] == 0xBB, bytes[index + 2] == 0xBF {
-                out += Array("\\ufeff".utf8)
-                index += 3
-                continue
-            }
-            out.append(byte)
-            if inString, byte == UInt8(ascii: "\\"), index + 1 < bytes.count {
-                out.append(bytes[index + 1])
-                index += 2
-                continue
-            }
-            if byte == UInt8(ascii: "\"") { inString.toggle() }
-            index += 1
-        }
-        return Data(out)
+    /// The document `data` as `StrictJSON` reads it, as a Foundation tree (`[String: Any]`,
+    /// `[Any]`, `String`, `NSNumber`, `NSNull`: `JSONValue.foundationObject`). Throws
+    /// `StrictJSON.Failure`.
+    static func parse(_ data: Data) throws -> Any {
+        try StrictJSON.parse(data).foundationObject
     }
 
     /// A value that does not decode: the field's path and what is wrong with it.
@@ -62,7 +30,7 @@ struct StrictJSONDecoder {
     }
 
     /// Decodes `type` from `json`, a tree of `[String: Any]`, `[Any]`, `String`, `NSNumber`
-    /// and `NSNull` as `JSONSerialization.jsonObject(with:)` returns it.
+    /// and `NSNull` as `JSONValue.foundationObject` gives it.
     static func decode<T: Decodable>(_ type: T.Type, from json: Any) throws -> T {
         do {
             return try T(from: _StrictDecoder(json, path: []))
@@ -119,8 +87,9 @@ extension Decoder {
     }
 }
 
-/// What a JSON value is, as a message names it: `a string`, `true`, `4.7`, `an object`.
-private func describe(_ value: Any) -> String {
+/// What a value of `StrictJSON`'s Foundation tree is, as a message names it: `a string`,
+/// `true`, `4.7`, `an object`.
+func describeJSON(_ value: Any) -> String {
     switch value {
     case is NSNull: return "null"
     case let text as String: return text.isEmpty ? "an empty string" : "a string"
@@ -131,10 +100,9 @@ private func describe(_ value: Any) -> String {
     }
 }
 
-/// JSONSerialization gives NSNumber for numbers and booleans alike (and `is Bool` holds for
-/// 0 and 1); only `true` and `false` report the Objective-C type "c".
+/// The tree gives NSNumber for numbers and booleans alike (`JSONValue.isBoolean`).
 private func _isBoolean(_ number: NSNumber) -> Bool {
-    String(cString: number.objCType) == "c"
+    JSONValue.isBoolean(number)
 }
 
 /// One JSON value being decoded, and its single-value container.
@@ -149,7 +117,7 @@ private struct _StrictDecoder: Decoder, SingleValueDecodingContainer {
     }
 
     private func mismatch<T>(_ type: T.Type, _ expected: String) -> DecodingError {
-        .typeMismatch(type, .init(codingPath: codingPath, debugDescription: "expected \(expected), found \(describe(value))"))
+        .typeMismatch(type, .init(codingPath: codingPath, debugDescription: "expected \(expected), found \(describeJSON(value))"))
     }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
@@ -189,15 +157,14 @@ private struct _StrictDecoder: Decoder, SingleValueDecodingContainer {
         return Float(double)
     }
 
-    /// An exact integer in `I`'s range: an integer-typed NSNumber by its exact value, a
-    /// floating one only when it is a whole number that `I` holds exactly.
+    /// An exact integer in `I`'s range: a number written as an integer
+    /// (`JSONValue.isWrittenAsInteger`), by its exact value; `4.0` and `1e2` are refused.
     private func integer<I: FixedWidthInteger>(_ type: I.Type) throws -> I {
-        guard let number = value as? NSNumber, !_isBoolean(number) else { throw mismatch(type, "an integer") }
+        guard let number = value as? NSNumber, JSONValue.isWrittenAsInteger(number) else { throw mismatch(type, "an integer") }
         let exact: I?
         switch String(cString: number.objCType) {
-        case "s", "i", "l", "q": exact = I(exactly: number.int64Value)
-        case "S", "I", "L", "Q", "C": exact = I(exactly: number.uint64Value)
-        default: exact = I(exactly: number.doubleValue)
+        case "S", "I", "L", "Q": exact = I(exactly: number.uint64Value)
+        default: exact = I(exactly: number.int64Value)
         }
         guard let exact else { throw mismatch(type, "an integer") }
         return exact

@@ -6,9 +6,9 @@ import RecurrentEngine
 /// tensors' bytes, which the byte ranges must tile exactly.
 ///
 /// Every file is read as if an attacker wrote it. The header size is bounded before anything
-/// is allocated; the header is scanned by a strict JSON reader of its own, because
-/// `JSONSerialization` keeps one of two equal keys without a word and turns `1e308` or
-/// `true` into numbers; integers must be exact, fields exactly the format's; and the byte
+/// is allocated; the header is read by the strict JSON reader (`StrictJSON`: a key given
+/// twice is refused, numbers keep their text), with nesting bounded to 32 levels; integers
+/// must be written as integers, fields exactly the format's; and the byte
 /// ranges must cover the data section from 0 with no gap and no overlap, as the format
 /// requires and as safetensors itself checks. Tensors are decoded on request, one at a time.
 enum SafetensorsFile {
@@ -91,6 +91,9 @@ enum SafetensorsFile {
 
     private static let metadataKey = "__metadata__"
 
+    /// Levels of JSON nesting a header may have: the format needs 3.
+    private static let headerNesting = 32
+
     /// One tensor as the header declares it, checked against its dtype.
     private struct Entry {
         var key: String
@@ -143,12 +146,11 @@ enum SafetensorsFile {
         }
         // Size and item count before parsing: parsing is the costly part of a hostile header.
         if let refusal = Limits.checkJSONSize(text) { throw fail(refusal) }
-        let root: HeaderJSON
+        let root: JSONValue
         do {
-            var scanner = HeaderScanner(bytes: bytes)
-            root = try scanner.document()
-        } catch let failure as HeaderScanner.Failure {
-            throw fail(failure.message)
+            root = try StrictJSON.parse(bytes, maximumDepth: headerNesting)
+        } catch let failure as StrictJSON.Failure {
+            throw fail(failure.description)
         }
         guard case let .object(members) = root else { throw fail("is not a JSON object") }
 
@@ -173,7 +175,7 @@ enum SafetensorsFile {
     }
 
     /// One tensor's `{"dtype", "shape", "data_offsets"}`, exactly those fields.
-    private static func entry(_ key: String, _ value: HeaderJSON, fail: (String) -> ModelError) throws -> Entry {
+    private static func entry(_ key: String, _ value: JSONValue, fail: (String) -> ModelError) throws -> Entry {
         let tensor = "tensor '\(shown(key))'"
         guard case let .object(fields) = value else {
             throw fail("\(tensor): expected an object with dtype, shape and data_offsets, found \(value.described)")
@@ -182,7 +184,7 @@ enum SafetensorsFile {
         if let unknown = fields.first(where: { !known.contains($0.key) }) {
             throw fail("\(tensor): unknown field '\(shown(unknown.key))'")
         }
-        func field(_ name: String) throws -> HeaderJSON {
+        func field(_ name: String) throws -> JSONValue {
             guard let found = fields.first(where: { $0.key == name }) else { throw fail("\(tensor): missing '\(name)'") }
             return found.value
         }
@@ -356,243 +358,5 @@ enum SafetensorsFile {
 
     private static func joined(_ parts: [[UInt8]]) -> [UInt8] {
         Array(parts.joined(separator: [UInt8(ascii: ",")]))
-    }
-}
-
-/// A JSON value as the header scanner reads it: objects keep their order, numbers their text.
-private indirect enum HeaderJSON {
-    case object([(key: String, value: HeaderJSON)])
-    case array([HeaderJSON])
-    case string(String)
-    case number(String)
-    case bool(Bool)
-    case null
-
-    /// The value when it is an integer written as one (`12`, not `12.0`, `1.2e1` or `true`)
-    /// that an `Int` holds.
-    var exactInteger: Int? {
-        guard case let .number(text) = self else { return nil }
-        return Int(text)
-    }
-
-    /// What the value is, as a message names it: `a string`, `true`, `1.5`, `an object`.
-    var described: String {
-        switch self {
-        case .object: return "an object"
-        case .array: return "an array"
-        case let .string(text): return text.isEmpty ? "an empty string" : "a string"
-        case let .number(text): return shown(text)
-        case let .bool(value): return "\(value)"
-        case .null: return "null"
-        }
-    }
-}
-
-/// A strict JSON reader for one safetensors header: RFC 8259's grammar, nothing more, and
-/// a repeated key in any object refused rather than resolved.
-///
-/// Equal keys are keys Swift's `String` calls equal (canonically equivalent spellings too):
-/// the container looks tensors up by such strings, so two of them could not both be reached.
-private struct HeaderScanner {
-    struct Failure: Error {
-        var message: String
-    }
-
-    let bytes: [UInt8]
-    var index = 0
-    /// The format needs 3 levels; a bound keeps the recursion's stack small.
-    static let maximumDepth = 32
-
-    init(bytes: [UInt8]) {
-        self.bytes = bytes
-    }
-
-    /// One JSON value and nothing after it but whitespace (safetensors pads with spaces).
-    mutating func document() throws -> HeaderJSON {
-        skipWhitespace()
-        let root = try value(depth: 0)
-        skipWhitespace()
-        guard index == bytes.count else { throw failure("text after the JSON object") }
-        return root
-    }
-
-    private func failure(_ what: String) -> Failure {
-        Failure(message: "is not valid JSON: \(what) at byte \(index)")
-    }
-
-    private var next: UInt8? { index < bytes.count ? bytes[index] : nil }
-
-    private mutating func skipWhitespace() {
-        while let byte = next, byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D { index += 1 }
-    }
-
-    private mutating func expect(_ byte: UInt8, _ what: String) throws {
-        guard next == byte else { throw failure(next == nil ? "the header ends where \(what) was expected" : "expected \(what)") }
-        index += 1
-    }
-
-    private mutating func value(depth: Int) throws -> HeaderJSON {
-        guard depth < Self.maximumDepth else {
-            throw Failure(message: "nests JSON deeper than \(Self.maximumDepth) levels")
-        }
-        guard let byte = next else { throw failure("the header ends where a value was expected") }
-        switch byte {
-        case UInt8(ascii: "{"): return try object(depth: depth)
-        case UInt8(ascii: "["): return try array(depth: depth)
-        case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
-        default: throw failure("unexpected character")
-        }
-    }
-
-    private mutating func object(depth: Int) throws -> HeaderJSON {
-        index += 1
-        var members: [(key: String, value: HeaderJSON)] = []
-        var seen = Set<String>()
-        skipWhitespace()
-        if next == UInt8(ascii: "}") {
-            index += 1
-            return .object(members)
-        }
-        while true {
-            skipWhitespace()
-            guard next == UInt8(ascii: "\"") else { throw failure("expected a key") }
-            let key = try string()
-            guard seen.insert(key).inserted else {
-                throw Failure(message: "holds key '\(shown(key))' twice in one object; refused (JSON readers keep only one)")
-            }
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"), "':'")
-            skipWhitespace()
-            members.append((key, try value(depth: depth + 1)))
-            skipWhitespace()
-            if next == UInt8(ascii: ",") {
-                index += 1
-                continue
-            }
-            try expect(UInt8(ascii: "}"), "',' or '}'")
-            return .object(members)
-        }
-    }
-
-    private mutating func array(depth: Int) throws -> HeaderJSON {
-        index += 1
-        var items: [HeaderJSON] = []
-        skipWhitespace()
-        if next == UInt8(ascii: "]") {
-            index += 1
-            return .array(items)
-        }
-        while true {
-            skipWhitespace()
-            items.append(try value(depth: depth + 1))
-            skipWhitespace()
-            if next == UInt8(ascii: ",") {
-                index += 1
-                continue
-            }
-            try expect(UInt8(ascii: "]"), "',' or ']'")
-            return .array(items)
-        }
-    }
-
-    private mutating func literal(_ word: String) throws {
-        for byte in word.utf8 {
-            guard next == byte else { throw failure("unexpected character") }
-            index += 1
-        }
-    }
-
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, kept as written.
-    private mutating func number() throws -> HeaderJSON {
-        let start = index
-        func digits() throws {
-            guard let byte = next, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else {
-                throw failure("expected a digit")
-            }
-            while let byte = next, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) { index += 1 }
-        }
-        if next == UInt8(ascii: "-") { index += 1 }
-        if next == UInt8(ascii: "0") { index += 1 } else { try digits() }
-        if next == UInt8(ascii: ".") {
-            index += 1
-            try digits()
-        }
-        if next == UInt8(ascii: "e") || next == UInt8(ascii: "E") {
-            index += 1
-            if next == UInt8(ascii: "+") || next == UInt8(ascii: "-") { index += 1 }
-            try digits()
-        }
-        return .number(String(decoding: bytes[start..<index], as: UTF8.self))
-    }
-
-    /// A string's value; the header was checked to be UTF-8, so raw bytes are copied as they are.
-    private mutating func string() throws -> String {
-        index += 1
-        var out: [UInt8] = []
-        while true {
-            guard let byte = next else { throw failure("a string is not closed") }
-            switch byte {
-            case UInt8(ascii: "\""):
-                index += 1
-                return String(decoding: out, as: UTF8.self)
-            case UInt8(ascii: "\\"):
-                index += 1
-                guard let escape = next else { throw failure("a string is not closed") }
-                index += 1
-                switch escape {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(escape)
-                case UInt8(ascii: "b"): out.append(0x08)
-                case UInt8(ascii: "f"): out.append(0x0C)
-                case UInt8(ascii: "n"): out.append(0x0A)
-                case UInt8(ascii: "r"): out.append(0x0D)
-                case UInt8(ascii: "t"): out.append(0x09)
-                case UInt8(ascii: "u"):
-                    var value = try hexQuad()
-                    if (0xD800..<0xDC00).contains(value) {
-                        // A surrogate pair: the low half must follow at once.
-                        guard next == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u") else {
-                            throw failure("an unpaired surrogate escape")
-                        }
-                        index += 2
-                        let low = try hexQuad()
-                        guard (0xDC00..<0xE000).contains(low) else { throw failure("an unpaired surrogate escape") }
-                        value = 0x10000 + ((value - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    guard let scalar = Unicode.Scalar(value) else { throw failure("an unpaired surrogate escape") }
-                    out += Array(String(Character(scalar)).utf8)
-                default:
-                    index -= 1
-                    throw failure("an unknown escape")
-                }
-            case 0..<0x20:
-                throw failure("a control character inside a string (JSON requires it escaped)")
-            default:
-                out.append(byte)
-                index += 1
-            }
-        }
-    }
-
-    private mutating func hexQuad() throws -> UInt32 {
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            guard let byte = next, let digit = Self.hexDigit(byte) else { throw failure("expected 4 hex digits after \\u") }
-            value = value << 4 | digit
-            index += 1
-        }
-        return value
-    }
-
-    private static func hexDigit(_ byte: UInt8) -> UInt32? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt32(byte - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt32(byte - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt32(byte - UInt8(ascii: "A") + 10)
-        default: return nil
-        }
     }
 }

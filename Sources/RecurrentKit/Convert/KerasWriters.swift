@@ -10,12 +10,12 @@ enum KerasH5Writer {
 
     static func write(_ plan: KerasPlan, to path: String) throws {
         let root = try HDF5File.create(path).root
-        try root.setAttribute("keras_version", .string(kerasVersion))
+        try root.setAttribute(KerasVersionResolver.field, .string(kerasVersion))
         try root.setAttribute("backend", .string("tensorflow"))
         try root.setAttribute("model_config", .string(try json(modelConfig(plan))))
         let weights = try root.createGroup("model_weights")
         try weights.setAttribute("backend", .string("tensorflow"))
-        try weights.setAttribute("keras_version", .string(kerasVersion))
+        try weights.setAttribute(KerasVersionResolver.field, .string(kerasVersion))
         // Sequential's model.layers has no InputLayer; every other layer is listed, in order.
         try weights.setAttribute("layer_names", .strings(plan.layers.map(\.name)), stringForm: .fixedASCII)
         for layer in plan.layers {
@@ -92,7 +92,7 @@ enum Keras3ArchiveWriter {
     static func write(_ plan: KerasPlan, to path: String, weightsScratch: String) throws {
         defer { unlink(weightsScratch) }
         try writeWeights(plan, to: weightsScratch)
-        let metadata: [String: Any] = ["keras_version": kerasVersion, "date_saved": "2000-01-01@00:00:00"]
+        let metadata: [String: Any] = [KerasVersionResolver.field: kerasVersion, "date_saved": "2000-01-01@00:00:00"]
         let members: [(String, Data)] = [
             ("metadata.json", Data(try json(metadata).utf8)),
             ("config.json", Data(try json(modelConfig(plan)).utf8)),

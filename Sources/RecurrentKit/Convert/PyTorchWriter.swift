@@ -127,10 +127,7 @@ enum PyTorchWriter {
     /// The vectorizer's settings and vocabulary as a `TextVectorization` module; every
     /// setting is written, defaults included.
     static func textVectorization(_ vectorizer: TextVectorizer) -> ModelConfigDocument.TextVectorization {
-        ModelConfigDocument.TextVectorization(
-            name: vectorizer.name.isEmpty ? nil : vectorizer.name, standardize: vectorizer.standardizeName ?? "none",
-            split: vectorizer.splitName ?? "none", outputSequenceLength: vectorizer.outputSequenceLength,
-            maxTokens: vectorizer.maxTokens, vocabulary: Array(vectorizer.tokens))
+        ModelConfigDocument.TextVectorization(vectorizer)
     }
 
     /// One recurrent layer as a single-layer nn.RNN / nn.LSTM / nn.GRU.
@@ -172,15 +169,17 @@ enum PyTorchWriter {
             let order = PyTorchLayout.gateOrder(layer.kind)
             for (d, direction) in layer.directions.enumerated() {
                 func pytorch(_ tensor: Tensor) -> Tensor { tensor.reorderingRowBlocks(from: direction.gateOrder, to: order) }
-                let suffix = "_l\(k)" + (d == 1 ? "_reverse" : "")
-                tensors.append(("\(keyPrefix)weight_ih\(suffix)", { pytorch(direction.inputWeight) }))
-                tensors.append(("\(keyPrefix)weight_hh\(suffix)", { pytorch(direction.recurrentWeight) }))
+                func key(_ role: PyTorchLayout.ParameterName.Role) -> String {
+                    keyPrefix + PyTorchLayout.ParameterName(role: role, layer: k, reverse: d == 1).text
+                }
+                tensors.append((key(.weight_ih), { pytorch(direction.inputWeight) }))
+                tensors.append((key(.weight_hh), { pytorch(direction.recurrentWeight) }))
                 if layer.hasBias {
                     let zeros = Tensor(uncheckedZeros: [order.count * layer.hiddenSize])
-                    tensors.append(("\(keyPrefix)bias_ih\(suffix)", { pytorch(direction.inputBias ?? zeros) }))
-                    tensors.append(("\(keyPrefix)bias_hh\(suffix)", { pytorch(direction.recurrentBias ?? zeros) }))
+                    tensors.append((key(.bias_ih), { pytorch(direction.inputBias ?? zeros) }))
+                    tensors.append((key(.bias_hh), { pytorch(direction.recurrentBias ?? zeros) }))
                 }
-                if let projection = direction.projection { tensors.append(("\(keyPrefix)weight_hr\(suffix)", { projection })) }
+                if let projection = direction.projection { tensors.append((key(.weight_hr), { projection })) }
             }
         }
         return tensors

@@ -356,9 +356,9 @@ private struct _Plan {
     /// `cell_step`, dispatching to the cells of the kinds the step loop runs.
     private func cellStepSource() -> String {
         var calls: [(type: String, call: String)] = []
-        if helpers.contains(.lstmCell) { calls.append(("LSTM", "lstm_cell(w, x_t, h, c)")) }
-        if helpers.contains(.gruCell) { calls.append(("GRU", "gru_cell(w, x_t, h), c")) }
-        if helpers.contains(.rnnCell) { calls.append(("RNN", "rnn_cell(rnn, w, x_t, h), c")) }
+        if helpers.contains(.lstmCell) { calls.append((PyTorchLayout.moduleType(.lstm), "lstm_cell(w, x_t, h, c)")) }
+        if helpers.contains(.gruCell) { calls.append((PyTorchLayout.moduleType(.gru), "gru_cell(w, x_t, h), c")) }
+        if helpers.contains(.rnnCell) { calls.append((PyTorchLayout.moduleType(.rnn), "rnn_cell(rnn, w, x_t, h), c")) }
         var out = """
             def cell_step(rnn, w, x_t, h, c):
                 \"\"\"One step of `rnn`'s cell with one direction's parameters `w`; returns (h, c).\"\"\"
@@ -517,8 +517,8 @@ let _tokenizerEnd = "# --- end of tokenizer ---"
 /// on each text's UTF-8 bytes, where Python's `bytes.lower()` is ASCII-only and
 /// `bytes.split()` splits at runs of exactly ` \t\n\v\f\r`, as TensorFlow does.
 private func _tokenizerSource(_ settings: ModelConfigDocument.TextVectorization) -> String {
-    let standardize = settings.standardize ?? "lower_and_strip_punctuation"
-    let split = settings.split ?? "whitespace"
+    let standardize = settings.standardizeName
+    let split = settings.splitName
     var out = """
         \(_tokenizerStart)
         # The model's TextVectorization\(settings.name.map { " (\(_pythonComment($0)))" } ?? ""), as Keras computes it with
@@ -526,8 +526,8 @@ private func _tokenizerSource(_ settings: ModelConfigDocument.TextVectorization)
         # without an encoding), the 32 ASCII punctuation marks removed, tokens split at runs of
         # b" \\t\\n\\v\\f\\r", looked up by bytes (the empty token is 0, an unknown one 1), rows padded
         # with 0 or cut to TEXT_OUTPUT_SEQUENCE_LENGTH (None: the batch's longest row).
-        TEXT_STANDARDIZE = \(standardize == "none" ? "None" : _pythonString(standardize))
-        TEXT_SPLIT = \(split == "none" ? "None" : _pythonString(split))
+        TEXT_STANDARDIZE = \(standardize == ModelConfigDocument.TextVectorization.noneName ? "None" : _pythonString(standardize))
+        TEXT_SPLIT = \(split == ModelConfigDocument.TextVectorization.noneName ? "None" : _pythonString(split))
         TEXT_OUTPUT_SEQUENCE_LENGTH = \(settings.outputSequenceLength.map(String.init) ?? "None")
         TEXT_VOCABULARY = [  # the token of each id: 0 padding, 1 out of vocabulary, then the vocabulary
 

@@ -111,7 +111,7 @@ public struct Fixture: Sendable {
             weightsMatching = nil
         }
         if let text = try root.attribute("exercises")?.stringValue {
-            guard let list = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String] else {
+            guard let list = try? StrictJSONDecoder.parse(Data(text.utf8)) as? [String] else {
                 throw ModelError(file: path, path: "exercises", message: "is not a JSON array of strings")
             }
             exercises = list

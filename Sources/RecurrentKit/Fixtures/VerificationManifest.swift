@@ -56,12 +56,15 @@ extension VerificationSuite {
         let trimmed = text.drop { $0.isWhitespace }
         if file.lowercased().hasSuffix(".json") || trimmed.first == "{" || trimmed.first == "[" {
             if let problem = Limits.checkJSONSize(text) { throw ModelError(.invalidInput, file: file, message: problem) }
-            if let object = try? StrictJSONDecoder.parse(Data(text.utf8), options: [.fragmentsAllowed]) {
+            do {
+                let value = try StrictJSON.parse(Array(text.utf8))
                 var budget = Limits.manifestNodes
-                return try jsonValue(object, budget: &budget, file: file)
-            }
-            if file.lowercased().hasSuffix(".json") {
-                throw ModelError(.invalidInput, file: file, message: "is not valid JSON")
+                return try jsonValue(value, budget: &budget, file: file)
+            } catch let failure as StrictJSON.Failure {
+                // Not JSON: YAML, unless the name says JSON. A key given twice is refused either way.
+                if file.lowercased().hasSuffix(".json") || !failure.isSyntaxError {
+                    throw ModelError(.invalidInput, file: file, message: failure.description)
+                }
             }
         }
         if let problem = anchorOrAlias(text) {
@@ -114,18 +117,16 @@ extension VerificationSuite {
         }
     }
 
-    static func jsonValue(_ object: Any, budget: inout Int, file: String) throws -> ManifestValue {
+    static func jsonValue(_ value: JSONValue, budget: inout Int, file: String) throws -> ManifestValue {
         try spend(&budget, file: file)
-        switch object {
-        case let text as String: return .text(text, number: nil)
-        case let list as [Any]: return .list(try list.map { try jsonValue($0, budget: &budget, file: file) })
-        case let map as [String: Any]:
-            return .map(try map.keys.sorted().map { ($0, try jsonValue(map[$0] as Any, budget: &budget, file: file)) })
-        case let number as NSNumber:
-            if ["c", "B"].contains(String(cString: number.objCType)) { return .other("a boolean") }
-            return .number(number.doubleValue)
-        case is NSNull: return .null
-        default: return .other("an unknown value")
+        switch value {
+        case let .string(text): return .text(text, number: nil)
+        case let .array(items): return .list(try items.map { try jsonValue($0, budget: &budget, file: file) })
+        case let .object(members):
+            return .map(try members.sorted { $0.key < $1.key }.map { ($0.key, try jsonValue($0.value, budget: &budget, file: file)) })
+        case let .number(text): return .number(Double(text) ?? .nan)
+        case .bool: return .other("a boolean")
+        case .null: return .null
         }
     }
 

@@ -24,19 +24,15 @@ struct KerasConfig {
     var allLayers: [Node]
     var className: String
     var name: String
-    /// The document's own top-level `keras_version` (`model.to_json()` writes one), for
-    /// `KerasVersionResolver`.
+    /// The document's own top-level version field (`model.to_json()` writes one), for
+    /// `KerasVersionResolver`, which reads it (`KerasVersionResolver.version(in:)`).
     var kerasVersion: String?
 
     init(json: String, file: String, path: String) throws {
         func fail(_ message: String) -> ModelError { ModelError(file: file, path: path, message: message) }
-        // Size and item count before parsing: parsing is the costly part of a hostile config.
-        if let refusal = Limits.checkJSONSize(json) { throw fail(refusal) }
-        guard let data = json.data(using: .utf8),
-              let root = try? StrictJSONDecoder.parse(data) as? [String: Any] else {
-            throw fail("is not a JSON object")
-        }
-        try self.init(root: root, fail: fail)
+        // Bounded before parsing (parsing is the costly part of a hostile config), then read
+        // strictly: a key given twice is refused with its path.
+        try self.init(root: try StrictJSON.object(json, fail: fail), fail: fail)
     }
 
     init(root: [String: Any], fail: (String) -> ModelError) throws {
@@ -46,7 +42,7 @@ struct KerasConfig {
         }
         self.className = className
         self.name = config["name"] as? String ?? "model"
-        self.kerasVersion = root["keras_version"] as? String
+        self.kerasVersion = KerasVersionResolver.version(in: root)
         guard let list = config["layers"] as? [Any] else {
             throw fail("\(shown(className)) config has no layers list")
         }
@@ -164,37 +160,49 @@ struct KerasConfig {
         (try? integer(value, in: 0...Limits.dimension).get()) ?? -1
     }
 
-    /// A whole number from a config, exactly: a JSON number (not a boolean) with no fraction,
-    /// within `range`. `4.7`, `1e308` and `18446744073709551620` are refused, never rounded,
-    /// truncated or wrapped; the failure is a message saying what the value is and why.
-    static func integer(_ value: Any, in range: ClosedRange<Int>) -> Result<Int, IntegerError> {
-        guard let number = value as? NSNumber, String(cString: number.objCType) != "c" else {
-            // JSONSerialization gives NSNumber for booleans too; only they report type "c".
+    /// A whole number from a config, exactly: a JSON number written as an integer (not a
+    /// boolean, not `4.0`), within `range`. `4.7`, `1e308` and `18446744073709551620` are
+    /// refused, never rounded, truncated or wrapped; the failure is a message saying what the
+    /// value is and why.
+    static func integer(_ value: Any, in range: ClosedRange<Int>) -> Result<Int, FieldError> {
+        guard let number = value as? NSNumber, !JSONValue.isBoolean(number) else {
             let text = (value as? NSNumber).map { $0.boolValue ? "true" : "false" } ?? shown("\(value)")
-            return .failure(IntegerError(message: "is \(text), expected an integer in \(range.lowerBound)...\(range.upperBound)"))
+            return .failure(FieldError(message: "is \(text), expected an integer in \(range.lowerBound)...\(range.upperBound)"))
         }
-        // Every allowed value is far below 2^53, so a double holds it exactly.
-        let double = number.doubleValue
         let text = shown(number.stringValue)
-        guard double.isFinite, double == double.rounded() else {
-            return .failure(IntegerError(message: "is \(text), not an integer"))
+        // Digits beyond 64 bits (an NSDecimalNumber) are a whole number past every bound.
+        let beyond64Bits = number is NSDecimalNumber
+        guard beyond64Bits || JSONValue.isWrittenAsInteger(number) else {
+            return .failure(FieldError(message: "is \(text), not an integer"))
         }
-        guard let int = Int(exactly: double), range.contains(int) else {
+        let exact = String(cString: number.objCType) == "Q" ? Int(exactly: number.uint64Value) : Int(exactly: number.int64Value)
+        guard !beyond64Bits, let int = exact, range.contains(int) else {
             let bound: String
-            if let int = Int(exactly: double), int > range.upperBound {
-                bound = Limits.excess(int, over: range.upperBound)
-            } else if double > 0 {
-                bound = "over the limit of \(range.upperBound)"
+            if !beyond64Bits, let int = exact {
+                bound = int > range.upperBound ? Limits.excess(int, over: range.upperBound)
+                    : "below the least allowed value \(range.lowerBound)"
             } else {
-                bound = "below the least allowed value \(range.lowerBound)"
+                bound = text.hasPrefix("-") ? "below the least allowed value \(range.lowerBound)"
+                    : "over the limit of \(range.upperBound)"
             }
-            return .failure(IntegerError(message: "is \(text), \(bound)"))
+            return .failure(FieldError(message: "is \(text), \(bound)"))
         }
         return .success(int)
     }
 
-    /// Why a config number is not an acceptable integer.
-    struct IntegerError: Error {
+    /// A boolean setting from a config, strictly: `true` or `false`; absent (nil) is
+    /// `fallback`; anything else — a string `"yes"`, a number, null — is refused, the failure
+    /// saying what the value is (`is a string, expected true or false`).
+    static func flag(_ value: Any?, default fallback: Bool) -> Result<Bool, FieldError> {
+        guard let value else { return .success(fallback) }
+        guard let number = value as? NSNumber, JSONValue.isBoolean(number) else {
+            return .failure(FieldError(message: "is \(describeJSON(value)), expected true or false"))
+        }
+        return .success(number.boolValue)
+    }
+
+    /// Why a config value is not acceptable (an integer, a boolean).
+    struct FieldError: Error {
         var message: String
     }
 }

@@ -20,7 +20,7 @@ public enum KerasWeightsMatching: String, Sendable, CaseIterable {
 enum KerasFile {
     /// True when the container holds any Keras form.
     static func isKeras(_ container: TensorContainer) throws -> Bool {
-        try container.hasAttribute("keras_version", at: "") || container.hasAttribute("layer_names", at: "")
+        try container.hasAttribute(KerasVersionResolver.field, at: "") || container.hasAttribute("layer_names", at: "")
             || container.hasAttribute("layer_names0", at: "") || container.kind(of: "model_weights") != nil
             || (container.kind(of: "layers") == .group && container.kind(of: "vars") == .group)
     }
@@ -169,7 +169,7 @@ enum KerasFile {
         /// The file it was read from, as the caller named it.
         var path: String
         var config: KerasConfig
-        /// Every `keras_version` the architecture's file records; the weights file adds its own.
+        /// Every version the architecture's file records (`KerasVersionResolver`); the weights file adds its own.
         var versions = KerasVersionResolver()
         /// A `.keras` architecture's assets (an adapted TextVectorization's vocabulary).
         var assets: KerasAssets?
@@ -225,14 +225,16 @@ struct KerasArchive {
         }
     }
 
-    /// `config.json` parsed, and the `keras_version`s of `metadata.json` and `config.json`.
+    /// `config.json` parsed, and the versions `metadata.json` and `config.json` record.
     func configuration() throws -> (config: KerasConfig, versions: KerasVersionResolver) {
         guard let configBytes = try member("config.json", limit: Limits.configJSONBytes) else {
             throw ModelError(file: path, path: "config.json", message: "missing from the archive")
         }
         var versions = KerasVersionResolver()
-        if let metadata = try member("metadata.json", limit: Limits.configJSONBytes),
-           let object = try? JSONSerialization.jsonObject(with: Data(metadata)) as? [String: Any] {
+        if let metadata = try member("metadata.json", limit: Limits.configJSONBytes) {
+            let object = try StrictJSON.object(String(decoding: metadata, as: UTF8.self)) {
+                ModelError(file: path, path: "metadata.json", message: $0)
+            }
             versions.record(json: object, place: "\(path)!metadata.json")
         }
         let config = try KerasConfig(json: String(decoding: configBytes, as: UTF8.self), file: path, path: "config.json")

@@ -139,13 +139,20 @@ struct KerasReader {
             throw fail(node, "\(key) '\(shown(name))' is not supported")
         case .needsVersion:
             let doubt = versionConflict.map { "the files disagree on which Keras the model is for: \($0)" }
-                ?? "nothing says which Keras the model is for (looked in \(KerasVersionResolver.placesSearched)); add \"keras_version\" to the architecture"
+                ?? "nothing says which Keras the model is for (looked in \(KerasVersionResolver.placesSearched)); add \"\(KerasVersionResolver.field)\" to the architecture"
             throw fail(node, "\(key) '\(shown(name))' is a different function in Keras 2 (clip(0.2x + 0.5, 0, 1)) and Keras 3 (relu6(x + 3)/6), and \(doubt)")
         }
     }
 
-    private func bool(_ node: KerasConfig.Node, _ key: String, default fallback: Bool = false) -> Bool {
-        (node.config[key] as? NSNumber)?.boolValue ?? fallback
+    /// A boolean setting from the layer's config (or `config`, at `path`), strictly: `true`
+    /// or `false`, absent is `fallback`, anything else refused naming the field
+    /// (`layers[1].config.return_sequences is a string, expected true or false`).
+    private func bool(_ node: KerasConfig.Node, _ key: String, config: [String: Any]? = nil, path: String? = nil,
+                      default fallback: Bool = false) throws -> Bool {
+        switch KerasConfig.flag((config ?? node.config)[key], default: fallback) {
+        case .success(let flag): return flag
+        case .failure(let error): throw fail(node, "\(path ?? node.configPath).\(key) \(error.message)")
+        }
     }
 
     /// A size from the layer's config, exactly: a whole number in `range` (by default
@@ -171,7 +178,12 @@ struct KerasReader {
             try addEmbedding(node)
         case "Masking":
             guard isSequence else { throw fail(node, "Masking needs [batch, time, features] data") }
-            let value = (node.config["mask_value"] as? NSNumber)?.floatValue ?? 0
+            let value: Float
+            switch node.config["mask_value"] {
+            case nil: value = 0
+            case let number as NSNumber where !JSONValue.isBoolean(number): value = number.floatValue
+            case let other?: throw fail(node, "\(node.configPath).mask_value is \(describeJSON(other)), expected a number")
+            }
             append(.masking(maskValue: value), name: node.name)
             summaries.append(LayerSummary(name: node.name, type: node.className, details: [("mask_value", .number(Double(value)))],
                                           gateOrder: nil, parameterCount: 0))
@@ -305,7 +317,7 @@ struct KerasReader {
         steps = settings.outputSequenceLength
         var details: [(String, DetailValue)] = [
             ("standardize", .text(settings.standardize ?? "None")),
-            ("split", .text(settings.split == .whitespace ? "whitespace" : "None")),
+            ("split", .text(settings.split == .whitespace ? TextVectorizer.Split.whitespace.rawValue : "None")),
             ("output_mode", .text("int")),
             ("max_tokens", settings.maxTokens.map(DetailValue.integer) ?? .text("None")),
             ("output_sequence_length", settings.outputSequenceLength.map(DetailValue.integer) ?? .text("None (the longest text)")),
@@ -327,7 +339,7 @@ struct KerasReader {
         }
         let weights = try take(node, count: 1)
         try check(node, weights[0], "embeddings", [count, dimension])
-        let maskZero = bool(node, "mask_zero")
+        let maskZero = try bool(node, "mask_zero")
         append(.embedding(Embedding(table: try weights[0].tensor(), maskZero: maskZero)), name: node.name)
         width = dimension
         isSequence = true
@@ -339,7 +351,7 @@ struct KerasReader {
     private mutating func addDense(_ node: KerasConfig.Node, config: [String: Any], path: String? = nil) throws {
         let inner = KerasConfig.Node(className: "Dense", name: node.name, config: config, inbound: [])
         let units = try int(node, "units", config: config, path: path)
-        let useBias = (config["use_bias"] as? NSNumber)?.boolValue ?? true
+        let useBias = try bool(node, "use_bias", config: config, path: path, default: true)
         let weights = try take(node, count: useBias ? 2 : 1)
         guard weights[0].shape.count == 2, weights[0].shape[1] == units else {
             throw fail(node, "kernel has shape \(shapeText(weights[0].shape)), expected [in, \(units)]")
@@ -363,7 +375,7 @@ struct KerasReader {
         if let format = node.config["data_format"] as? String, format != "channels_last" {
             throw fail(node, "data_format '\(format)' is not supported (channels_last is)")
         }
-        if bool(node, "keepdims") { throw fail(node, "keepdims=True is not supported") }
+        if try bool(node, "keepdims") { throw fail(node, "keepdims=True is not supported") }
         // Average pooling honours the mask; max pooling ignores it (both versions) and sees
         // whatever the previous layer emitted at masked steps.
         let readout: Readout = node.className == "GlobalAveragePooling1D" ? .meanOverValidSteps : .maxOverAllSteps
@@ -414,21 +426,19 @@ struct KerasReader {
         default:
             throw fail(node, "merge_mode \(shown(mergeText ?? "None")) is not supported (it returns two outputs); use concat, sum, mul or ave")
         }
-        var all = try take(node, count: 2 * Self.weightCount(innerConfig))
+        let innerPath = node.configPath + ".layer.config"
+        let weightCount = try bool(node, "use_bias", config: innerConfig, path: innerPath, default: true) ? 3 : 2
+        var all = try take(node, count: 2 * weightCount)
         let half = all.count / 2
         var sets = [Array(all[..<half]), Array(all[half...])]
         all = []
-        var layer = try recurrent(node, config: innerConfig, className: innerClass, configPath: node.configPath + ".layer.config",
+        var layer = try recurrent(node, config: innerConfig, className: innerClass, configPath: innerPath,
                                   weights: &sets, insideBidirectional: true)
         layer.merge = merge
         width = layer.mergedOutputSize
         append(.recurrent(layer), name: node.name)
         summaries[summaries.count - 1].type = "Bidirectional(\(innerClass))"
         summaries[summaries.count - 1].details.append(("merge_mode", .text(mergeText ?? "None")))
-    }
-
-    private static func weightCount(_ config: [String: Any]) -> Int {
-        ((config["use_bias"] as? NSNumber)?.boolValue ?? true) ? 3 : 2
     }
 
     /// One Keras recurrent layer (or both directions of a Bidirectional) as a neutral layer.
@@ -441,8 +451,11 @@ struct KerasReader {
             throw fail(node, "needs [batch, time, features] input with a known feature count")
         }
         let units = try int(node, "units", config: config, path: configPath)
-        let returnSequences = (config["return_sequences"] as? NSNumber)?.boolValue ?? false
-        let returnState = (config["return_state"] as? NSNumber)?.boolValue ?? false
+        func flag(_ key: String, default fallback: Bool = false) throws -> Bool {
+            try bool(node, key, config: config, path: configPath, default: fallback)
+        }
+        let returnSequences = try flag("return_sequences")
+        let returnState = try flag("return_state")
         if returnState && modelClass == "Sequential" {
             throw fail(node, "return_state=True gives several outputs, which a Sequential model cannot pass on")
         }
@@ -455,15 +468,15 @@ struct KerasReader {
                 throw fail(node, "return_state=True: the model uses output \(node.consumedOutput) (a state other than the layer's output), which is not supported")
             }
         }
-        if (config["time_major"] as? NSNumber)?.boolValue ?? false {
+        if try flag("time_major") {
             throw fail(node, "time_major=True is not supported: inputs are batch-first")
         }
-        let useBias = (config["use_bias"] as? NSNumber)?.boolValue ?? true
-        let goBackwards = (config["go_backwards"] as? NSNumber)?.boolValue ?? false
+        let useBias = try flag("use_bias", default: true)
+        let goBackwards = try flag("go_backwards")
         if insideBidirectional && goBackwards {
             throw fail(node, "go_backwards inside Bidirectional is not supported")
         }
-        let resetAfter = kind == .gru ? ((config["reset_after"] as? NSNumber)?.boolValue ?? true) : true
+        let resetAfter = kind == .gru ? try flag("reset_after", default: true) : true
         let activation = try self.activation(inner, "activation", default: "tanh")
         let recurrentActivation = kind == .rnn ? Activation.sigmoid : try self.activation(inner, "recurrent_activation", default: "sigmoid")
         if sets.isEmpty { sets = [try take(node, count: useBias ? 3 : 2)] }
@@ -478,7 +491,7 @@ struct KerasReader {
         }
         // Keras emits the previous output at a masked step unless zero_output_for_mask is
         // set; Bidirectional sets it on both directions when they return sequences.
-        let zeroForMask = insideBidirectional ? returnSequences : ((config["zero_output_for_mask"] as? NSNumber)?.boolValue ?? false)
+        let zeroForMask = insideBidirectional ? returnSequences : try flag("zero_output_for_mask")
         let layer = RecurrentLayer(kind: kind, inputSize: inputSize, hiddenSize: units, directions: directions,
                                    activation: activation, recurrentActivation: recurrentActivation,
                                    gruResetRule: resetAfter ? .afterMatmul : .beforeMatmul, merge: .concat,
@@ -494,16 +507,14 @@ struct KerasReader {
             details.append(("return_state", .flag(true)))
             details.append(("output_used", .integer(node.consumedOutput)))
         }
-        for flag in ["stateful", "unroll"] where (config[flag] as? NSNumber)?.boolValue ?? false {
-            details.append((flag, .flag(true)))
-            details.append(("\(flag)_effect", .text("none on one call")))
+        for name in ["stateful", "unroll"] where try flag(name) {
+            details.append((name, .flag(true)))
+            details.append(("\(name)_effect", .text("none on one call")))
         }
         if kind == .gru { details.append(("reset_after", .flag(resetAfter))) }
         summaries.append(LayerSummary(name: node.name, type: className, details: details,
                                       gateOrder: KerasLayout.gateOrder(kind),
-                                      parameterCount: directions.reduce(0) {
-                                          $0 + $1.inputWeight.count + $1.recurrentWeight.count + ($1.inputBias?.count ?? 0) + ($1.recurrentBias?.count ?? 0)
-                                      }))
+                                      parameterCount: directions.reduce(0) { $0 + $1.parameterCount }))
         return layer
     }
 

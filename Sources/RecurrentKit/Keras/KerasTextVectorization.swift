@@ -20,8 +20,6 @@ enum KerasTextVectorization {
         var message: String
     }
 
-    static let standardizeModes = ["lower_and_strip_punctuation", "lower", "strip_punctuation"]
-
     /// Reads and checks every setting that changes what the layer computes. Supported:
     /// `standardize` (`lower_and_strip_punctuation`, `lower`, `strip_punctuation`, None),
     /// `split` (`whitespace`, None), `output_mode="int"`, `max_tokens`,
@@ -40,18 +38,19 @@ enum KerasTextVectorization {
         }
         var standardize: String?
         switch config["standardize"] {
-        case nil: standardize = "lower_and_strip_punctuation"
+        case nil: standardize = TextVectorizer.defaultStandardizeName
         case is NSNull: standardize = nil
-        case let name as String where standardizeModes.contains(name): standardize = name
+        case let name as String where TextVectorizer.standardization(named: name) != nil: standardize = name
         case let other?:
             let callable = other is [String: Any] ? " (a Python function, which rnnkit never runs)" : ""
-            return refuse("standardize", "'\(text(other))'\(callable) is not supported (\(standardizeModes.joined(separator: ", ")) or None are)")
+            let names = TextVectorizer.standardizations.map(\.name).joined(separator: ", ")
+            return refuse("standardize", "'\(text(other))'\(callable) is not supported (\(names) or None are)")
         }
         let split: TextVectorizer.Split
         switch config["split"] {
         case nil: split = .whitespace
         case is NSNull: split = .none
-        case let name as String where name == "whitespace": split = .whitespace
+        case let name as String where name == TextVectorizer.Split.whitespace.rawValue: split = .whitespace
         case let other?:
             let callable = other is [String: Any] ? " (a Python function, which rnnkit never runs)" : ""
             return refuse("split", "'\(text(other))'\(callable) is not supported (whitespace or None are)")
@@ -59,8 +58,12 @@ enum KerasTextVectorization {
         if let ngrams = config["ngrams"], !(ngrams is NSNull) {
             return refuse("ngrams", "\(text(ngrams)) is not supported (None is)")
         }
-        for flag in ["sparse", "ragged"] where (config[flag] as? NSNumber)?.boolValue ?? false {
-            return refuse(flag, "True is not supported (False is: dense token ids)")
+        for flag in ["sparse", "ragged"] {
+            switch KerasConfig.flag(config[flag], default: false) {
+            case .success(false): continue
+            case .success(true): return refuse(flag, "True is not supported (False is: dense token ids)")
+            case .failure(let error): return refuse(flag, error.message)
+            }
         }
         if let weights = config["idf_weights"], !(weights is NSNull) {
             return refuse("idf_weights", "are given; they are used only by output_mode \"tf_idf\", which is not supported")
@@ -79,11 +82,16 @@ enum KerasTextVectorization {
         case let (.success(tokens), .success(length)): (maxTokens, outputSequenceLength) = (tokens, length)
         case let (.failure(refusal), _), let (_, .failure(refusal)): return .failure(refusal)
         }
+        let padToMaxTokens: Bool
+        switch KerasConfig.flag(config["pad_to_max_tokens"], default: false) {
+        case .success(let flag): padToMaxTokens = flag
+        case .failure(let error): return refuse("pad_to_max_tokens", error.message)
+        }
+        let rules = standardize.flatMap(TextVectorizer.standardization(named:))
         return .success(Settings(standardize: standardize,
-                                 lowercase: standardize == "lower" || standardize == "lower_and_strip_punctuation",
-                                 stripPunctuation: standardize == "strip_punctuation" || standardize == "lower_and_strip_punctuation",
+                                 lowercase: rules?.lowercase ?? false, stripPunctuation: rules?.stripPunctuation ?? false,
                                  split: split, maxTokens: maxTokens, outputSequenceLength: outputSequenceLength,
-                                 padToMaxTokens: (config["pad_to_max_tokens"] as? NSNumber)?.boolValue ?? false))
+                                 padToMaxTokens: padToMaxTokens))
     }
 
     /// The entries of a vocabulary file as Keras 3 loads it (`IndexLookup.load_assets`): the
@@ -168,20 +176,4 @@ struct KerasArchiveAssets: KerasAssets {
         }
         return found.first
     }
-}
-
-extension TextVectorizer {
-    /// Keras's `standardize` for the vectorizer's rules (`lower_and_strip_punctuation`,
-    /// `lower`, `strip_punctuation`), nil for None.
-    var standardizeName: String? {
-        switch (lowercase, stripPunctuation) {
-        case (true, true): return "lower_and_strip_punctuation"
-        case (true, false): return "lower"
-        case (false, true): return "strip_punctuation"
-        case (false, false): return nil
-        }
-    }
-
-    /// Keras's `split` (`whitespace`), nil for None.
-    var splitName: String? { split == .whitespace ? "whitespace" : nil }
 }

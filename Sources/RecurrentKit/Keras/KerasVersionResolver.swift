@@ -49,6 +49,15 @@ struct KerasVersionResolver {
 
     private(set) var findings: [Finding] = []
 
+    /// The name every form gives the version: an HDF5 attribute, a JSON field.
+    static let field = "keras_version"
+
+    /// A JSON document's top-level version field (`model.to_json()`, `metadata.json`); nil
+    /// when it has none or it is not a string.
+    static func version(in object: [String: Any]) -> String? {
+        object[field] as? String
+    }
+
     /// Records `keras_version` text found at `place`; nil or empty records nothing.
     mutating func record(_ text: String?, at place: String) {
         guard let text, !text.isEmpty else { return }
@@ -60,9 +69,9 @@ struct KerasVersionResolver {
     /// `name` attribute, which only Keras 3 writes.
     mutating func record(container: TensorContainer) throws {
         let file = container.file
-        record(try container.stringAttribute("keras_version", at: ""), at: "\(file): keras_version attribute")
+        record(try container.stringAttribute(Self.field, at: ""), at: "\(file): keras_version attribute")
         if try container.kind(of: "model_weights") == .group {
-            record(try container.stringAttribute("keras_version", at: "model_weights"),
+            record(try container.stringAttribute(Self.field, at: "model_weights"),
                    at: "\(file): /model_weights keras_version attribute")
         }
         if try container.kind(of: "layers") == .group, try container.kind(of: "vars") == .group,
@@ -74,7 +83,7 @@ struct KerasVersionResolver {
     /// Records the top-level `keras_version` field of a JSON document (`model.to_json()`,
     /// `metadata.json`).
     mutating func record(json object: [String: Any], place: String) {
-        record(object["keras_version"] as? String, at: place)
+        record(Self.version(in: object), at: place)
     }
 
     /// Records a model config's own `keras_version` field and the serialization forms in it
@@ -106,7 +115,7 @@ struct KerasVersionResolver {
                 found.append((.keras3, "Keras 3's serialization: an InputLayer's batch_shape at \(path).batch_shape"))
             }
             if KerasLayout.isRecurrentClass(className) {
-                if let zero = config["zero_output_for_mask"] as? NSNumber, !zero.boolValue {
+                if let zero = config["zero_output_for_mask"] as? NSNumber, JSONValue.isBoolean(zero), !zero.boolValue {
                     // tf-keras writes the key only when true; Keras 3 always.
                     found.append((.keras3, "Keras 3's serialization: \"zero_output_for_mask\": false at \(path)"))
                 }

@@ -224,8 +224,30 @@ extension ModelConfigDocument {
         var vocabulary: [String]
 
         static let fields = ["name", "standardize", "split", "output_sequence_length", "max_tokens", "vocabulary"]
-        static let standardizeModes = ["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"]
-        static let splitModes = ["whitespace", "none"]
+        /// How the document spells Keras's None for `standardize` and `split`.
+        static let noneName = "none"
+        /// Keras's `standardize` names (`TextVectorizer.standardizations`) and `none`.
+        static let standardizeModes = TextVectorizer.standardizations.map(\.name) + [noneName]
+        /// `whitespace` and `none`, `TextVectorizer.Split`'s raw values.
+        static let splitModes = [TextVectorizer.Split.whitespace, .none].map(\.rawValue)
+
+        /// `standardize` with its default applied (Keras's, `TextVectorizer.defaultStandardizeName`).
+        var standardizeName: String { standardize ?? TextVectorizer.defaultStandardizeName }
+        /// `split` with its default (`whitespace`) applied.
+        var splitName: String { split ?? TextVectorizer.Split.whitespace.rawValue }
+        /// The rules `standardize` names: none for `none`.
+        var standardization: (lowercase: Bool, stripPunctuation: Bool) {
+            TextVectorizer.standardization(named: standardizeName) ?? (false, false)
+        }
+        /// The split `split` names.
+        var splitRule: TextVectorizer.Split { TextVectorizer.Split(rawValue: splitName) ?? .whitespace }
+
+        /// The document's module for `vectorizer`: every setting written, defaults included.
+        init(_ vectorizer: TextVectorizer) {
+            self.init(name: vectorizer.name.isEmpty ? nil : vectorizer.name, standardize: vectorizer.standardizeName ?? Self.noneName,
+                      split: vectorizer.split.rawValue, outputSequenceLength: vectorizer.outputSequenceLength,
+                      maxTokens: vectorizer.maxTokens, vocabulary: Array(vectorizer.tokens))
+        }
 
         init(name: String?, standardize: String?, split: String?, outputSequenceLength: Int?, maxTokens: Int?,
              vocabulary: [String]) {

@@ -163,17 +163,17 @@ struct ModelConfigSkeleton {
         let parameters = leaves.compactMap { PyTorchLayout.ParameterName(Substring($0)) }
         if parameters.count == leaves.count, leaves.allSatisfy(isFloat), let hh = shape("weight_hh_l0"), hh.count == 2,
            let ih = shape("weight_ih_l0"), ih.count == 2 {
-            let projection = shape("weight_hr_l0").flatMap { $0.count == 2 ? $0 : nil }
-            let hidden = projection?[1] ?? hh[1]
-            if hidden > 0, hh[0] % hidden == 0, let kind = PyTorchLayout.cellKind(gateCount: hh[0] / hidden) {
+            let sizes = PyTorchLayout.recurrentSizes(weightHH: hh, weightHR: shape("weight_hr_l0"))
+            let (hidden, projection) = (sizes.hiddenSize, sizes.projectionSize)
+            if let kind = sizes.kind {
                 let type = PyTorchLayout.moduleType(kind)
                 let layers = (parameters.map(\.layer).max() ?? 0) + 1
                 let bidirectional = parameters.contains { $0.reverse }
                 var entry: [(String, Any)] = [("type", type), ("name", name), ("input_size", ih[1]), ("hidden_size", hidden),
                                               ("num_layers", layers), ("bidirectional", bidirectional),
                                               ("bias", leaves.contains("bias_ih_l0"))]
-                if let projection { entry.append(("proj_size", projection[0])) }
-                let output = projection?[0] ?? hidden
+                if projection > 0 { entry.append(("proj_size", projection)) }
+                let output = projection > 0 ? projection : hidden
                 return Found(name: name, keyPrefix: prefix,
                              summary: "\(type) \(ih[1]) → \(hidden)" + (bidirectional ? " bidirectional" : "")
                                  + (layers > 1 ? ", \(layers) layers" : ""),

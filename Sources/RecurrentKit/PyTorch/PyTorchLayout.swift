@@ -51,6 +51,31 @@ enum PyTorchLayout {
         }
     }
 
+    /// The sizes a recurrent module's first layer shows. `weight_hr_l0` `[P, H]` (an LSTM
+    /// with `proj_size`) gives the projection P and the hidden size H; otherwise
+    /// `weight_hh_l0` `[G·H, H]` gives H. Sizes a `model_config` states are taken over the
+    /// shapes. The reader and the skeleton both decide by this.
+    struct RecurrentSizes {
+        var hiddenSize: Int
+        /// 0: no projection.
+        var projectionSize: Int
+        /// G, when `weight_hh_l0`'s rows are a whole number of blocks of H (H > 0).
+        var gateBlocks: Int?
+        /// The kind G gate blocks make (1 RNN, 3 GRU, 4 LSTM).
+        var kind: CellKind? { gateBlocks.flatMap(PyTorchLayout.cellKind(gateCount:)) }
+    }
+
+    /// The sizes `weight_hh_l0`'s 2-D shape `hh` and `weight_hr_l0`'s shape `hr` (nil when
+    /// absent) show, with `hiddenSize` and `projectionSize` when stated.
+    static func recurrentSizes(weightHH hh: [Int], weightHR hr: [Int]?, hiddenSize: Int? = nil,
+                               projectionSize: Int? = nil) -> RecurrentSizes {
+        let hr = hr.flatMap { $0.count == 2 ? $0 : nil }
+        let projection = projectionSize ?? hr?[0] ?? 0
+        let hidden = hiddenSize ?? (projection > 0 ? hr?[1] ?? 0 : hh[1])
+        let blocks = hidden > 0 && hh[0] % hidden == 0 ? hh[0] / hidden : nil
+        return RecurrentSizes(hiddenSize: hidden, projectionSize: projection, gateBlocks: blocks)
+    }
+
     /// Expected shape of each parameter of layer `k`, direction `reverse`.
     ///
     /// `G` gates, hidden `H`, projection `P` (0 = none), `R = P > 0 ? P : H`, input `I` for

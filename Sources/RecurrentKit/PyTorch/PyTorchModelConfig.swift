@@ -53,12 +53,9 @@ struct PyTorchModelConfig {
         func fail(_ message: String) -> ModelError {
             ModelError(file: file, path: "model_config", message: message)
         }
-        // Size and item count before parsing: parsing is the costly part of a hostile config.
-        if let refusal = Limits.checkJSONSize(json) { throw fail(refusal) }
-        guard let data = json.data(using: .utf8),
-              let root = try? StrictJSONDecoder.parse(data), root is [String: Any] else {
-            throw fail("is not a JSON object")
-        }
+        // Bounded before parsing (parsing is the costly part of a hostile config), then read
+        // strictly: a key given twice is refused with its path.
+        let root = try StrictJSON.object(json, fail: fail)
         do {
             return try StrictJSONDecoder.decode(ModelConfigDocument.self, from: root)
         } catch let failure as StrictJSONDecoder.Failure {
@@ -76,8 +73,8 @@ struct PyTorchModelConfig {
     private static func resolve(_ module: ModelConfigDocument.Module, index: Int) -> Module {
         switch module {
         case .textVectorization(var vectorization):
-            vectorization.standardize = vectorization.standardize ?? "lower_and_strip_punctuation"
-            vectorization.split = vectorization.split ?? "whitespace"
+            vectorization.standardize = vectorization.standardizeName
+            vectorization.split = vectorization.splitName
             return .textVectorization(vectorization, index: index)
         case .embedding(let embedding):
             return .embedding(name: embedding.name, count: embedding.numEmbeddings, dimension: embedding.embeddingDim,

@@ -320,16 +320,14 @@ enum PyTorchReader {
                              message: dict.has(ih0) ? "must be 2-D, has shape \(shapeText(dict.shape(ih0)!))" : "missing key")
         }
         let hr0 = prefix + "weight_hr_l0"
-        let detectedProjection = dict.shape(hr0).flatMap { $0.count == 2 ? $0[0] : nil } ?? 0
-        let projection = options.projectionSize ?? detectedProjection
-        let detectedHidden = projection > 0 ? (dict.shape(hr0).flatMap { $0.count == 2 ? $0[1] : nil } ?? 0) : hhShape[1]
-        let hidden = options.hiddenSize ?? detectedHidden
-        guard hidden > 0, hhShape[0] % hidden == 0 else {
+        let sizes = PyTorchLayout.recurrentSizes(weightHH: hhShape, weightHR: dict.shape(hr0),
+                                                 hiddenSize: options.hiddenSize, projectionSize: options.projectionSize)
+        let (hidden, projection) = (sizes.hiddenSize, sizes.projectionSize)
+        guard sizes.gateBlocks != nil else {
             throw ModelError(file: file, path: hh0, layer: name,
                              message: "shape \(shapeText(hhShape)) is not a whole number of gate blocks of hidden size \(hidden)")
         }
-        let detectedKind = PyTorchLayout.cellKind(gateCount: hhShape[0] / hidden)
-        guard let kind = options.kind ?? detectedKind else {
+        guard let kind = options.kind ?? sizes.kind else {
             throw ModelError(file: file, path: hh0, layer: name,
                              message: "shape \(shapeText(hhShape)) gives \(hhShape[0] / hidden) gate blocks of \(hidden); expected 1 (RNN), 3 (GRU) or 4 (LSTM)")
         }
@@ -485,19 +483,18 @@ enum PyTorchReader {
                           .map({ if case .embedding = $0 { true } else { false } }) ?? false else {
                     throw fail("a TextVectorization must come first and feed an Embedding (its token ids are an Embedding's input)")
                 }
-                let standardize = settings.standardize ?? "lower_and_strip_punctuation"
                 do {
                     vectorizer = try TextVectorizer(
-                        name: settings.name ?? "", lowercase: standardize.hasPrefix("lower"),
-                        stripPunctuation: standardize.hasSuffix("strip_punctuation"),
-                        split: settings.split == "none" ? .none : .whitespace, tokens: settings.vocabulary,
+                        name: settings.name ?? "", lowercase: settings.standardization.lowercase,
+                        stripPunctuation: settings.standardization.stripPunctuation,
+                        split: settings.splitRule, tokens: settings.vocabulary,
                         outputSequenceLength: settings.outputSequenceLength, maxTokens: settings.maxTokens)
                 } catch let error as EngineError {
                     throw fail("vocabulary: \(error.message)")
                 }
                 steps = settings.outputSequenceLength
                 summaries.append(LayerSummary(name: settings.name ?? "", type: "TextVectorization", details: [
-                    ("standardize", .text(standardize)), ("split", .text(settings.split ?? "whitespace")),
+                    ("standardize", .text(settings.standardizeName)), ("split", .text(settings.splitName)),
                     ("output_sequence_length", settings.outputSequenceLength.map(DetailValue.integer) ?? .text("None (the longest text)")),
                     ("max_tokens", settings.maxTokens.map(DetailValue.integer) ?? .text("None")),
                     ("vocabulary_size", .integer(TextVectorizer.firstTokenIndex + settings.vocabulary.count)),
