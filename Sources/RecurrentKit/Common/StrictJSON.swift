@@ -203,57 +203,54 @@ extension StrictJSON {
         }
 
         private mutating func object(depth: Int) throws -> JSONValue {
-            index += 1
             var members: [(key: String, value: JSONValue)] = []
             var seen = Set<String>()
-            skipWhitespace()
-            if next == UInt8(ascii: "}") {
-                index += 1
-                return .object(members)
-            }
-            while true {
-                skipWhitespace()
-                guard next == UInt8(ascii: "\"") else { throw failure("expected a key") }
-                let key = try string()
+            try elements(closedBy: "}") { scanner in
+                guard scanner.next == UInt8(ascii: "\"") else { throw scanner.failure("expected a key") }
+                let key = try scanner.string()
                 guard seen.insert(key).inserted else {
-                    throw refusal("holds key '\(shown(key))' twice in one object; refused (JSON readers keep only one)")
+                    throw scanner.refusal("holds key '\(shown(key))' twice in one object; refused (JSON readers keep only one)")
                 }
-                skipWhitespace()
-                try expect(UInt8(ascii: ":"), "':'")
-                skipWhitespace()
-                path.append(AnyCodingKey(key))
-                members.append((key, try value(depth: depth + 1)))
-                path.removeLast()
-                skipWhitespace()
-                if next == UInt8(ascii: ",") {
-                    index += 1
-                    continue
-                }
-                try expect(UInt8(ascii: "}"), "',' or '}'")
-                return .object(members)
+                scanner.skipWhitespace()
+                try scanner.expect(UInt8(ascii: ":"), "':'")
+                scanner.skipWhitespace()
+                scanner.path.append(AnyCodingKey(key))
+                members.append((key, try scanner.value(depth: depth + 1)))
+                scanner.path.removeLast()
             }
+            return .object(members)
         }
 
         private mutating func array(depth: Int) throws -> JSONValue {
-            index += 1
             var items: [JSONValue] = []
+            try elements(closedBy: "]") { scanner in
+                scanner.path.append(AnyCodingKey(intValue: items.count)!)
+                items.append(try scanner.value(depth: depth + 1))
+                scanner.path.removeLast()
+            }
+            return .array(items)
+        }
+
+        /// The elements of an object or array, from its opening byte to `close`: `element`
+        /// reads each (whitespace before and after is skipped here), commas between them.
+        private mutating func elements(closedBy close: Unicode.Scalar, _ element: (inout Scanner) throws -> Void) throws {
+            let closing = UInt8(ascii: close)
+            index += 1
             skipWhitespace()
-            if next == UInt8(ascii: "]") {
+            if next == closing {
                 index += 1
-                return .array(items)
+                return
             }
             while true {
                 skipWhitespace()
-                path.append(AnyCodingKey(intValue: items.count)!)
-                items.append(try value(depth: depth + 1))
-                path.removeLast()
+                try element(&self)
                 skipWhitespace()
                 if next == UInt8(ascii: ",") {
                     index += 1
                     continue
                 }
-                try expect(UInt8(ascii: "]"), "',' or ']'")
-                return .array(items)
+                try expect(closing, "',' or '\(close)'")
+                return
             }
         }
 

@@ -307,8 +307,8 @@ struct KerasReader {
             throw fail(node, "\(place) makes \(size) ids with the mask and out-of-vocabulary tokens, more than max_tokens=\(maxTokens) (Keras refuses it)")
         }
         do {
-            vectorizer = try TextVectorizer(name: node.name, lowercase: settings.lowercase,
-                                            stripPunctuation: settings.stripPunctuation, split: settings.split,
+            vectorizer = try TextVectorizer(name: node.name, lowercase: settings.standardization.lowercase,
+                                            stripPunctuation: settings.standardization.stripPunctuation, split: settings.split,
                                             tokens: tokens, outputSequenceLength: settings.outputSequenceLength,
                                             maxTokens: settings.maxTokens)
         } catch let error as EngineError {

@@ -6,13 +6,17 @@ import Foundation
 enum KerasTextVectorization {
     /// The settings the engine's `TextVectorizer` takes, and their names for `inspect`.
     struct Settings {
+        /// Keras's name (`TextVectorizer.standardizations`), nil for None.
         var standardize: String?
-        var lowercase: Bool
-        var stripPunctuation: Bool
         var split: TextVectorizer.Split
         var maxTokens: Int?
         var outputSequenceLength: Int?
         var padToMaxTokens: Bool
+
+        /// The rules `standardize` names: none for None.
+        var standardization: (lowercase: Bool, stripPunctuation: Bool) {
+            standardize.flatMap(TextVectorizer.standardization(named:)) ?? (false, false)
+        }
     }
 
     /// Why a setting is refused: one line naming the field.
@@ -87,11 +91,8 @@ enum KerasTextVectorization {
         case .success(let flag): padToMaxTokens = flag
         case .failure(let error): return refuse("pad_to_max_tokens", error.message)
         }
-        let rules = standardize.flatMap(TextVectorizer.standardization(named:))
-        return .success(Settings(standardize: standardize,
-                                 lowercase: rules?.lowercase ?? false, stripPunctuation: rules?.stripPunctuation ?? false,
-                                 split: split, maxTokens: maxTokens, outputSequenceLength: outputSequenceLength,
-                                 padToMaxTokens: padToMaxTokens))
+        return .success(Settings(standardize: standardize, split: split, maxTokens: maxTokens,
+                                 outputSequenceLength: outputSequenceLength, padToMaxTokens: padToMaxTokens))
     }
 
     /// The entries of a vocabulary file as Keras 3 loads it (`IndexLookup.load_assets`): the
