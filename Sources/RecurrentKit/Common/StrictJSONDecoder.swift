@@ -11,7 +11,7 @@ import Foundation
 /// Every failure names the field by its path (`modules[2].hidden_size: expected an integer,
 /// found a string`): `Failure.description`. Unknown fields are refused by the types
 /// themselves (`Decoder.refuseUnknownFields(_:)`), which works with any decoder.
-struct StrictJSONDecoder {
+package struct StrictJSONDecoder {
     /// `JSONSerialization.jsonObject(with:options:)` on `data`, every string kept as written.
     ///
     /// swift-corelibs-foundation's parser drops a U+FEFF (a byte order mark) that starts a
@@ -19,7 +19,7 @@ struct StrictJSONDecoder {
     /// reads as itself: so each U+FEFF inside a string is written as that escape first (one
     /// pass over the bytes; outside strings nothing changes, so a BOM before the document is
     /// still skipped). A vocabulary token that starts with U+FEFF is a token like any other.
-    static func parse(_ data: Data, options: JSONSerialization.ReadingOptions = []) throws -> Any {
+    package static func parse(_ data: Data, options: JSONSerialization.ReadingOptions = []) throws -> Any {
         try JSONSerialization.jsonObject(with: escapingByteOrderMarks(data), options: options)
     }
 

@@ -18,7 +18,8 @@ public struct Fixture: Sendable {
     /// only to the model the fixture was written for (`architectureApplies(to:key:)`).
     public var architecture: String?
     /// For a `torch.save` checkpoint holding several state_dicts: the entry the model's
-    /// weights are in (`model_state_dict`; nested as `outer/inner`), as `--key` takes it.
+    /// weights are in (`model_state_dict`; nested as `outer/inner`), as the `key` of
+    /// ``LoadedModel/init(contentsOf:architecture:key:modules:weightsMatching:)`` takes it.
     public var key: String?
     /// For a legacy Keras weights-only model file: how its layers were paired with the
     /// architecture's when the expected outputs were computed (`weights_matching`: `order`,
