@@ -42,7 +42,7 @@ public struct Fixture: Sendable {
     /// from the original (spec/fixture-format.md, "Which architecture").
     ///
     /// - Parameter key: the checkpoint entry the model is read from, for a `torch.save` file.
-    package func architectureApplies(to model: String, key: String?) -> Bool {
+    public func architectureApplies(to model: String, key: String?) -> Bool {
         guard architecture != nil else { return false }
         guard let modelPath else { return LoadedModel.needsArchitecture(model, key: key) }
         guard let named = OutputFiles.fileStatus(modelPath), let given = OutputFiles.fileStatus(model) else { return false }
@@ -172,7 +172,7 @@ public struct Fixture: Sendable {
     /// spells its folder, whether or not they would be accepted or used: what a report must
     /// never be written onto. Empty when the fixture or its attributes cannot be read (then
     /// nothing can read them either).
-    package static func namedFiles(of path: String) -> [String] {
+    public static func namedFiles(of path: String) -> [String] {
         guard let root = try? HDF5File.open(path).root else { return [] }
         let folder = OutputFiles.split(path).folder
         return ["model", "architecture"].compactMap { name -> String? in
