@@ -113,4 +113,29 @@ final class LibraryLanguageTests: XCTestCase {
         XCTAssertTrue(report.noteMessages[0].commandLineText.contains("(--padding-id 0)"), report.notes[0])
         XCTAssertEqual(report.noteMessages[0].options, [.paddingID])
     }
+
+    /// A case run in this process keeps its error typed; the same case in `rnnkit verify`'s
+    /// child process is worded with the flag, in its line and its report.
+    func testAVerifyCaseErrorIsWordedByItsReader() throws {
+        let folder = try temporaryFolder(self)
+        let model = folder.appendingPathComponent("two.pt").path
+        let fixtureFile = folder.appendingPathComponent("two.fixture.h5").path
+        try FileManager.default.copyItem(atPath: fixture("pytorch-files/unit/two_state_dicts.pt"), toPath: model)
+        try FileManager.default.copyItem(atPath: fixture("pytorch/lstm_basic.fixture.h5"), toPath: fixtureFile)
+        let result = VerificationSuite.run(VerificationCase(fixture: fixtureFile, model: model))
+        XCTAssertEqual(result.status, .error)
+        XCTAssertEqual(result.modelError?.options, [.key])
+        XCTAssertTrue(result.error?.hasSuffix("pass key: NAME to choose one") ?? false, result.error ?? "")
+        let manifest = folder.appendingPathComponent("cases.json").path
+        let entries: [[String: String]] = [["model": model, "fixture": fixtureFile]]
+        try JSONSerialization.data(withJSONObject: entries).write(to: URL(fileURLWithPath: manifest))
+        let report = folder.appendingPathComponent("report.json").path
+        let command = try rnnkit("verify", "--manifest", manifest, "--json", report)
+        XCTAssertEqual(command.status, 2, command.stderr)
+        let expected = try XCTUnwrap(result.error).replacingOccurrences(of: "key: NAME", with: "--key NAME")
+        XCTAssertEqual(command.stdout, "ERROR    \(fixtureFile): \(expected)\n0 passed, 0 failed, 1 error\n")
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any]
+        let cases = try XCTUnwrap(object?["cases"] as? [[String: Any]])
+        XCTAssertEqual(cases.first?["error"] as? String, expected)
+    }
 }
