@@ -16,6 +16,9 @@ struct RNNKit: ParsableCommand {
         subcommands: [Inspect.self, Run.self, Verify.self, Convert.self, Bench.self]
     )
 
+    /// What starts every error line on stderr (a verify child's too: `VerifyChild` strips it).
+    static let errorPrefix = "rnnkit: error: "
+
     /// Every failure is one line on stderr and exit status 2 (usage errors included);
     /// `verify` exits 1 on a mismatch. Help and version exit 0.
     static func main() {
@@ -60,7 +63,7 @@ struct RNNKit: ParsableCommand {
         } else {
             text = oneLine(commandLineText(error))
         }
-        FileHandle.standardError.write(Data("rnnkit: error: \(text)\n".utf8))
+        FileHandle.standardError.write(Data("\(errorPrefix)\(text)\n".utf8))
         Foundation.exit(2)
     }
 }
@@ -78,5 +81,5 @@ func oneLine(_ text: String) -> String {
 /// the same one-line error and exit status 2 as every other bad input; a fault anywhere
 /// else (the engine, the kernels) stays a crash and is not reported as a damaged file.
 func guardAgainstLibraryCrashes(reading files: [String]) {
-    installLibraryFaultHandler(reading: files, prefix: "rnnkit: error: ")
+    installLibraryFaultHandler(reading: files, prefix: RNNKit.errorPrefix)
 }

@@ -16,9 +16,6 @@ import Darwin
 
 /// Running cases each in a child process of `rnnkit verify`, and what a child prints.
 enum VerifyChild {
-    /// What `rnnkit` prints before an error line on stderr (`RNNKit.exit(for:duringParsing:)`).
-    static let errorPrefix = "rnnkit: error: "
-
     /// Runs every case in a child process of `executable` — at most `jobs` at once — so that
     /// a case whose file makes libhdf5 fault, loop or exhaust memory ends its own process
     /// (an `.error` result with the child's last stderr line) and the others still run.
@@ -131,7 +128,7 @@ enum VerifyChild {
         }
         // The child's error line without the prefix it prints before it (`RNNKit.exit`).
         let errorLine = outcome.lastErrorLine.map { line -> String in
-            line.hasPrefix(errorPrefix) ? String(line.dropFirst(errorPrefix.count)) : line
+            line.hasPrefix(RNNKit.errorPrefix) ? String(line.dropFirst(RNNKit.errorPrefix.count)) : line
         }
         if outcome.timedOut {
             return .failure(verificationCase, "did not finish within \(limit ?? "\(Int(seconds)) s"); stopped" + (errorLine.map { " (\($0))" } ?? ""),

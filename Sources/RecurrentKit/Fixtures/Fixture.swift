@@ -41,6 +41,7 @@ public struct Fixture: Sendable {
     /// (`LoadedModel.needsArchitecture`); never to another model, such as a file converted
     /// from the original (spec/fixture-format.md, "Which architecture").
     ///
+    /// - Parameter model: the model file to verify, as the caller names it.
     /// - Parameter key: the checkpoint entry the model is read from, for a `torch.save` file.
     public func architectureApplies(to model: String, key: String?) -> Bool {
         guard architecture != nil else { return false }
