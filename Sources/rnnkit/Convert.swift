@@ -64,8 +64,11 @@ struct Convert: ParsableCommand {
         if emitPython != nil && to != .pytorch {
             throw ValidationError("--emit-python goes with --to pytorch")
         }
-        if paddingID != nil && to == .pytorch {
-            throw ValidationError("--padding-id goes with --to keras or --to keras3")
+        // The library's rule, checked before anything is read; its options as flags.
+        do {
+            try Converter.checkOptions(to: to, paddingID: paddingID)
+        } catch let error as ModelError {
+            throw ValidationError(error.reason.commandLineText)
         }
     }
 
@@ -77,7 +80,7 @@ struct Convert: ParsableCommand {
                                            weightsMatching: architecture.weightsMatching)
         printNotes(report.readingNotes)
         print("wrote \(oneLine(output)) (\(to.rawValue)); read back, it is the same model as \(oneLine(input)), weight for weight")
-        for note in report.notes { print("note: \(oneLine(note))") }
+        for note in report.noteMessages { print("note: \(oneLine(note.commandLineText))") }
         if let emitPython { print("wrote \(oneLine(emitPython))") }
     }
 }

@@ -16,6 +16,9 @@ struct RNNKit: ParsableCommand {
         subcommands: [Inspect.self, Run.self, Verify.self, Convert.self, Bench.self]
     )
 
+    /// What starts every error line on stderr (a verify child's too: `VerifyChild` strips it).
+    static let errorPrefix = "rnnkit: error: "
+
     /// Every failure is one line on stderr and exit status 2 (usage errors included);
     /// `verify` exits 1 on a mismatch. Help and version exit 0.
     static func main() {
@@ -43,7 +46,8 @@ struct RNNKit: ParsableCommand {
     /// The one error path. An `ExitCode` is the status it names (`verify`'s 1); help and
     /// version print and exit 0; an error in the arguments (parsing or `validate()`) is
     /// ArgumentParser's message, pointing to `--help`; an error of the work itself (a
-    /// `ModelError`, naming the file) is its own line. Each is one line on stderr, status 2.
+    /// `ModelError`, naming the file) is its own line, the options it names as their flags.
+    /// Each is one line on stderr, status 2.
     static func exit(for error: Error, duringParsing: Bool) -> Never {
         if let code = error as? ExitCode { Foundation.exit(code.rawValue) }
         // `--help` parses into a command whose run throws the request for help.
@@ -57,9 +61,9 @@ struct RNNKit: ParsableCommand {
             let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
             text = "\(oneLine(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)) (see 'rnnkit --help')"
         } else {
-            text = oneLine("\(error)")
+            text = oneLine(commandLineText(error))
         }
-        FileHandle.standardError.write(Data("rnnkit: error: \(text)\n".utf8))
+        FileHandle.standardError.write(Data("\(errorPrefix)\(text)\n".utf8))
         Foundation.exit(2)
     }
 }
@@ -77,5 +81,5 @@ func oneLine(_ text: String) -> String {
 /// the same one-line error and exit status 2 as every other bad input; a fault anywhere
 /// else (the engine, the kernels) stays a crash and is not reported as a damaged file.
 func guardAgainstLibraryCrashes(reading files: [String]) {
-    installLibraryFaultHandler(reading: files)
+    installLibraryFaultHandler(reading: files, prefix: RNNKit.errorPrefix)
 }

@@ -54,7 +54,7 @@ struct Verify: ParsableCommand {
     @OptionGroup var threads: ThreadsOption
 
     // One case of a run over many fixtures, in its own process so that a file that makes
-    // libhdf5 fault or hang ends only this process: `runIsolated` passes these, and the
+    // libhdf5 fault or hang ends only this process: `VerifyChild.runIsolated` passes these, and the
     // case's result is printed as one JSON object. Internal; not in the help.
     @Option(name: .customLong("case-fixture"), parsing: .unconditional, help: .hidden) var caseFixture: String?
     @Option(name: .customLong("case-model"), parsing: .unconditional, help: .hidden) var caseModel: String?
@@ -108,7 +108,7 @@ struct Verify: ParsableCommand {
                                                 architecture: architecture.architecture, key: architecture.key,
                                                 modules: architecture.moduleList, atol: atol, rtol: rtol)
         verificationCase.withoutArchitecture = caseNoArchitecture
-        FileHandle.standardOutput.write(VerificationSuite.run(verificationCase, threads: threads.threads).childJSON)
+        FileHandle.standardOutput.write(VerifyChild.childJSON(VerificationSuite.run(verificationCase, threads: threads.threads)))
     }
 
     private func verifyPair() throws {
@@ -138,7 +138,7 @@ struct Verify: ParsableCommand {
             verification = try Verification(model: loaded, fixture: loadedFixture, atol: atol, rtol: rtol,
                                             threads: threads.threads)
         } catch {
-            try writeReports([.failure(verificationCase, "\(error)", seconds: seconds(since: start))], inputs: inputs)
+            try writeReports([.failure(verificationCase, commandLineText(error), seconds: seconds(since: start))], inputs: inputs)
             throw error
         }
         printNotes(verification.notes)
@@ -190,7 +190,7 @@ struct Verify: ParsableCommand {
         for report in [junit, json].compactMap({ $0 }) {
             try VerificationReports.checkOutput(report, protecting: inputs)
         }
-        let results = VerificationSuite.runIsolated(cases, jobs: jobs, threads: threads.threads,
+        let results = VerifyChild.runIsolated(cases, jobs: jobs, threads: threads.threads,
                                                     executable: Self.executable, arguments: ["verify"],
                                                     totalSeconds: timeout) { _, result in
             // Unbuffered: each line shows as its case (and those before it) finish.

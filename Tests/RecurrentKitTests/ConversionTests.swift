@@ -202,7 +202,8 @@ final class ConversionTests: XCTestCase {
         let existing = folder.appendingPathComponent("existing.h5").path
         try Data("keep me".utf8).write(to: URL(fileURLWithPath: existing))
         XCTAssertThrowsError(try Converter.convert(input, to: .keras, output: existing)) { error in
-            XCTAssertTrue("\(error)".contains("--force"), "\(error)")
+            XCTAssertTrue("\(error)".contains("force: true"), "\(error)")
+            XCTAssertEqual((error as? ModelError)?.options, [.force], "\(error)")
         }
         XCTAssertEqual(try String(contentsOfFile: existing, encoding: .utf8), "keep me")
         XCTAssertNoThrow(try Converter.convert(input, to: .keras, output: existing, force: true))

@@ -106,7 +106,7 @@ final class KerasRefusalTests: XCTestCase {
 
     func testWeightsOnlyFileNeedsAnArchitecture() throws {
         let path = fixture("keras/tfk_stacked_bilstm.legacy-weights.h5")
-        assertRefused(path, mentions: ["without an architecture", "--architecture"])
+        assertRefused(path, mentions: ["without an architecture", "architecture: MODEL.h5|MODEL.keras|config.json"])
         let listing = try XCTUnwrap(KerasWeightsListing.read(path))
         XCTAssertEqual(listing.form, "legacy")
         XCTAssertTrue(listing.layers.contains { $0.name == "bidirectional" && $0.weights.count == 6 })

@@ -78,7 +78,7 @@ final class PyTorchReaderErrorTests: XCTestCase {
         // The skeleton chains what chains (HDF5 lists keys alphabetically: other.rnn first)
         // and leaves out, named, what does not.
         try assertRefused(entries, mentions: ["holds 2 modules and no model_config", "other.rnn (LSTM 4 → 6)", "rnn (GRU 4 → 6)",
-                                              "--architecture CONFIG.json", #"{"type": "LSTM", "name": "other.rnn", "input_size": 4, "hidden_size": 6"#,
+                                              "architecture: CONFIG.json", #"{"type": "LSTM", "name": "other.rnn", "input_size": 4, "hidden_size": 6"#,
                                               "left out: rnn (GRU 4 → 6: takes 4 features where the chain before it gives 6)"])
     }
 

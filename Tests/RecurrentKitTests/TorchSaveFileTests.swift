@@ -85,7 +85,8 @@ final class TorchSaveFileTests: XCTestCase {
         XCTAssertThrowsError(try TorchSaveFile.read(path)) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("model (4 tensors)") && text.contains("ema/state_dict (4 tensors)"), text)
-            XCTAssertTrue(text.contains("--key"), text)
+            XCTAssertTrue(text.contains("key: NAME"), text)
+            XCTAssertEqual((error as? ModelError)?.options, [.key], text)
             XCTAssertFalse(text.contains("\n"))
         }
         try check("two_state_dicts.pt")

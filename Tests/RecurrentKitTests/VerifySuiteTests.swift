@@ -6,6 +6,8 @@ import HDF5
 import XCTest
 import TestSupport
 @testable import RecurrentKit
+// The child-process runner of `rnnkit verify` (`VerifyChild`) is the command line's own.
+@testable import rnnkit
 
 /// `rnnkit verify` over folders, fixtures and manifests: each case in its own process, one
 /// line per case and a summary, JUnit and JSON reports, exit 0 / 1 / 2.
@@ -235,7 +237,7 @@ final class VerifySuiteTests: XCTestCase {
         esac
         """
         let start = Date()
-        let results = VerificationSuite.runIsolated(cases, jobs: 4, executable: "/bin/sh", arguments: ["-c", script, "sh"],
+        let results = VerifyChild.runIsolated(cases, jobs: 4, executable: "/bin/sh", arguments: ["-c", script, "sh"],
                                                     caseSeconds: 2)
         XCTAssertLessThan(Date().timeIntervalSince(start), 20)
         XCTAssertEqual(results.map(\.status), [.error, .error, .error, .error, .error])
@@ -529,7 +531,7 @@ final class VerifySuiteTests: XCTestCase {
           *) printf '%s\\n' '{"status": "passed", "tensors": [], "named_files": ["named.pt"]}' ;;
         esac
         """
-        let results = VerificationSuite.runIsolated(cases, jobs: 2, executable: "/bin/sh", arguments: ["-c", script, "sh"],
+        let results = VerifyChild.runIsolated(cases, jobs: 2, executable: "/bin/sh", arguments: ["-c", script, "sh"],
                                                     caseSeconds: 10)
         XCTAssertEqual(results.map(\.status), [.error, .passed, .error])
         XCTAssertNil(results[0].namedFiles)
@@ -562,7 +564,7 @@ final class VerifySuiteTests: XCTestCase {
     func testTheWholeRunIsBoundedByItsTimeout() throws {
         let cases = ["one", "two", "three", "four"].map { VerificationCase(name: $0, group: "g", fixture: "\($0).fixture.h5") }
         let start = Date()
-        let results = VerificationSuite.runIsolated(cases, jobs: 1, executable: "/bin/sh", arguments: ["-c", "exec sleep 30", "sh"],
+        let results = VerifyChild.runIsolated(cases, jobs: 1, executable: "/bin/sh", arguments: ["-c", "exec sleep 30", "sh"],
                                                     caseSeconds: 20, totalSeconds: 1)
         XCTAssertLessThan(Date().timeIntervalSince(start), 10)
         XCTAssertEqual(results.map(\.status), [.error, .error, .error, .error])

@@ -5,8 +5,8 @@ import TextSafety
 import Glibc
 #endif
 
-/// Every file rnnkit reads as an input — a model, `--input`, a fixture, `--architecture`,
-/// a JSON architecture, the first bytes of a file sniffed for a zip — is checked here first:
+/// Every file the library reads as an input — a model, a run's input, a fixture, an
+/// architecture, a JSON architecture, the first bytes of a file sniffed for a zip — is checked here first:
 /// it must be a regular file. A FIFO is opened without blocking and refused (so it never
 /// hangs the tool), a device or a folder is refused, each with one line.
 package enum InputFiles {
@@ -164,17 +164,18 @@ package enum InputFiles {
 }
 
 /// Installs the handler that turns a memory fault inside libhdf5 — and only there — into
-/// one line naming `files` and exit status 2 (`HDF5.LibraryFaults`); a fault anywhere else
-/// stays a crash. The command line calls it once, before reading anything.
-package func installLibraryFaultHandler(reading files: [String]) {
+/// one line naming `files`, after `prefix` (a tool's own, such as `tool: error: `), and exit
+/// status 2 (`HDF5.LibraryFaults`); a fault anywhere else stays a crash. A command-line tool
+/// calls it once, before reading anything.
+package func installLibraryFaultHandler(reading files: [String], prefix: String) {
     let names = files.isEmpty ? "the input" : files.map { escapedForDisplay($0) }.joined(separator: ", ")
     let line = escapedForDisplay("\(names): damaged file: the HDF5 library failed reading it (memory fault)", limit: 4000)
     // A fault while a written file is read back must not leave its temporary behind.
-    LibraryFaults.install(message: "rnnkit: error: \(line)\n",
+    LibraryFaults.install(message: "\(prefix)\(line)\n",
                           cleanup: { TemporaryFiles.removeAllFromSignalHandler() })
     let seconds = Limits.hdf5CallSeconds
     let hang = escapedForDisplay("\(names): damaged file: the HDF5 library did not finish one read within \(Int(seconds)) s (a loop in the file's structure)", limit: 4000)
-    LibraryFaults.watch(calls: seconds, message: "rnnkit: error: \(hang)\n",
+    LibraryFaults.watch(calls: seconds, message: "\(prefix)\(hang)\n",
                         cleanup: { TemporaryFiles.removeAllFromSignalHandler() })
     LibraryFaults.limitMemory(perCall: Limits.hdf5CallBytes)
 }

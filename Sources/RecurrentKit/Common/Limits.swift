@@ -9,8 +9,8 @@ import RecurrentEngine
 /// Together they keep one hostile file under 1 GiB of memory and a few seconds of work.
 package enum Limits {
     /// Bytes of one JSON document read from a file: a Keras `model_config` or `config.json`,
-    /// a `metadata.json`, a PyTorch-side `model_config`, an architecture given with
-    /// `--architecture`. Keras configs of real recurrent models are a few tens of KB.
+    /// a `metadata.json`, a PyTorch-side `model_config`, an architecture given as a
+    /// model's `architecture`. Keras configs of real recurrent models are a few tens of KB.
     package static let configJSONBytes = 16 << 20
 
     /// Keys and values (counted as `{`, `[`, `,` and `:` outside strings) in one JSON
@@ -51,7 +51,7 @@ package enum Limits {
     package static let parameters = 1 << 26
 
     /// Floats one run may hold in any one activation (batch × time × width), and elements of
-    /// a command-line input (`bench --batch --time`): the engine's budget
+    /// a benchmark's input (batch × time): the engine's budget
     /// (`Engine.runElementLimit`, 2^26 floats = 256 MiB per tensor).
     package static let runElements = Engine.runElementLimit
 
@@ -109,7 +109,7 @@ package enum Limits {
     /// real ones (tens of thousands of words) are well under 1 MiB.
     package static let vocabularyBytes = 64 << 20
 
-    /// Bytes of one `rnnkit verify --manifest` file (JSON or YAML), read whole before it is
+    /// Bytes of one verification manifest (JSON or YAML), read whole before it is
     /// parsed. A case is a line or two; a manifest of `verifyCases` cases fits.
     package static let manifestBytes = 1 << 20
 
@@ -119,10 +119,10 @@ package enum Limits {
     /// is left, JSON included. A manifest entry is about 15.
     package static let manifestNodes = 100_000
 
-    /// Cases one `rnnkit verify` run takes, from its manifest and folders together.
+    /// Cases one verification run takes, from its manifest and folders together.
     package static let verifyCases = 100_000
 
-    /// Child processes `rnnkit verify --jobs` runs at once.
+    /// Child processes a verification run over many cases runs at once (`rnnkit verify`'s jobs).
     package static let verifyJobs = 64
 
     /// Seconds one case of `rnnkit verify` may take in its child process before it is

@@ -24,15 +24,15 @@ public enum Layout: String, Sendable, Codable {
     }
 }
 
-/// One option's value as `inspect` shows it, typed: `--json` writes numbers and booleans
-/// as such, the text form writes `description`.
-package enum DetailValue: Sendable, Equatable, Encodable, CustomStringConvertible {
+/// One layer option's value as the file gives it, typed: a JSON writer writes numbers and
+/// booleans as such, a text form writes `description`.
+public enum DetailValue: Sendable, Equatable, Encodable, CustomStringConvertible {
     case text(String)
     case integer(Int)
     case number(Double)
     case flag(Bool)
 
-    package var description: String {
+    public var description: String {
         switch self {
         case let .text(text): return text
         case let .integer(value): return "\(value)"
@@ -41,7 +41,8 @@ package enum DetailValue: Sendable, Equatable, Encodable, CustomStringConvertibl
         }
     }
 
-    package func encode(to encoder: Encoder) throws {
+    /// The value itself: a string, an integer, a number or a boolean.
+    public func encode(to encoder: Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
         case let .text(text): try container.encode(text)
@@ -59,8 +60,9 @@ public struct LayerSummary: Sendable {
     public var name: String
     /// The class or module type (`LSTM`, `Bidirectional`, `nn.GRU`).
     public var type: String
-    /// Ordered `(option, value)` pairs: sizes and flags as the framework names them.
-    package var details: [(String, DetailValue)]
+    /// Ordered `(option, value)` pairs: sizes and flags as the framework names them
+    /// (`("hidden_size", .integer(64))`, `("bidirectional", .flag(true))`).
+    public var details: [(String, DetailValue)]
     /// The gate order of the file's layout, for recurrent layers.
     public var gateOrder: [Gate]?
     public var parameterCount: Int
@@ -182,7 +184,7 @@ public struct LoadedModel: Sendable {
         try InputFiles.requireRegularFile(path)
         let form = try ModelFileForm(sniffing: path)
         if key != nil && form != .torchSave {
-            throw ModelError(.invalidInput, file: path, message: "--key picks a state_dict inside a torch.save checkpoint; this file is \(form.title)")
+            throw ModelError(.invalidInput, file: path, message: "\(option: .key) picks a state_dict inside a torch.save checkpoint; this file is \(form.title)")
         }
         if weightsMatching == .name && form != .hdf5 {
             throw KerasFile.nameMatchingRefused(file: path, form: form.title)
@@ -245,7 +247,7 @@ public struct LoadedModel: Sendable {
         return (try? needs()) ?? false
     }
 
-    /// A PyTorch state_dict's `--architecture`: a `model_config` JSON file, bounded and
+    /// A PyTorch state_dict's `architecture`: a `model_config` JSON file, bounded and
     /// decoded strictly; a Keras architecture is refused with what to pass instead.
     private static func pytorchArchitecture(_ path: String?) throws -> ModelConfigDocument? {
         guard let path else { return nil }
@@ -254,7 +256,7 @@ public struct LoadedModel: Sendable {
         // refused before more than its first bytes are read.
         let head = try InputFiles.prefix(path, count: 64)
         guard head.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{") else {
-            throw ModelError(.invalidInput, file: path, message: "is not a model_config JSON document; a PyTorch state_dict's --architecture is one (spec/pytorch-layout.md)")
+            throw ModelError(.invalidInput, file: path, message: "is not a model_config JSON document; a PyTorch state_dict's \(option: .architecture) is one (spec/pytorch-layout.md)")
         }
         let data = try InputFiles.read(path, limit: Limits.configJSONBytes, what: "Limits.configJSONBytes")
         let text = String(decoding: data, as: UTF8.self)
@@ -264,7 +266,7 @@ public struct LoadedModel: Sendable {
         }
         if let object = try? StrictJSONDecoder.parse(data) as? [String: Any], object["modules"] == nil,
            object["class_name"] != nil || object["config"] != nil {
-            throw ModelError(.invalidInput, file: path, message: "is a Keras model config; a PyTorch state_dict's --architecture is a model_config document (spec/pytorch-layout.md)")
+            throw ModelError(.invalidInput, file: path, message: "is a Keras model config; a PyTorch state_dict's \(option: .architecture) is a model_config document (spec/pytorch-layout.md)")
         }
         return try PyTorchModelConfig.decode(text, file: path)
     }

@@ -53,7 +53,7 @@ package enum OutputFiles {
             throw ModelError(file: output, message: "is \(kindName(kind)), not a regular file; refusing to replace it")
         }
         if !overwrite {
-            throw ModelError(file: output, message: "exists; pass --force to replace it")
+            throw ModelError(file: output, message: "exists; pass \(option: .force) to replace it")
         }
     }
 
@@ -118,7 +118,7 @@ package enum OutputFiles {
         switch error {
         case var error as ModelError:
             error.file = error.file.map(replaced)
-            error.message = replaced(error.message)
+            error.reason = error.reason.mappingText(replaced)
             return error
         case var error as HDF5Error:
             error.file = replaced(error.file)

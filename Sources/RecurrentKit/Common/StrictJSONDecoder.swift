@@ -12,11 +12,11 @@ import Foundation
 /// found a string`): `Failure.description`. Unknown fields are refused by the types
 /// themselves (`Decoder.refuseUnknownFields(_:)`), which works with any decoder; a key given
 /// twice is refused by the parser (`StrictJSON`).
-struct StrictJSONDecoder {
+package struct StrictJSONDecoder {
     /// The document `data` as `StrictJSON` reads it, as a Foundation tree (`[String: Any]`,
     /// `[Any]`, `String`, `NSNumber`, `NSNull`: `JSONValue.foundationObject`). Throws
     /// `StrictJSON.Failure`.
-    static func parse(_ data: Data) throws -> Any {
+    package static func parse(_ data: Data) throws -> Any {
         try StrictJSON.parse(data).foundationObject
     }
 

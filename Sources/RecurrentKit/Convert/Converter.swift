@@ -18,10 +18,15 @@ public struct ConversionReport: Sendable {
     public var input: String
     public var output: String
     public var target: ConversionTarget
-    /// The `model_config` written (PyTorch target), for `--emit-python`.
+    /// The `model_config` written (PyTorch target), as the emitted Python module
+    /// (`pythonModule`) reads it.
     public var modelConfig: String?
-    /// What a user of the written model should know (how masks reach it).
-    public var notes: [String]
+    /// What a user of the written model should know (how masks reach it), each option named
+    /// as the API names it.
+    public var notes: [String] { noteMessages.map(\.description) }
+    /// ``notes`` with the options they name as typed pieces (`ModelError.Message`), for a
+    /// tool that names options in its own words.
+    public var noteMessages: [ModelError.Message]
     /// What reading the input noted (`LoadedModel.notes`: the keys of a state_dict left
     /// unread, a wrapper's prefix looked under, a Keras release's older defaults, weights-file
     /// layers not used).
@@ -59,6 +64,18 @@ public enum Converter {
         }
     }
 
+    /// Refuses options that no input can make right, before anything is read or written:
+    /// a `paddingID` with a PyTorch `target` (a PyTorch model takes its lengths as they
+    /// are). ``convert(_:to:output:force:architecture:key:modules:pythonModule:paddingID:weightsMatching:)``
+    /// checks this first; a caller may check its options early with it.
+    ///
+    /// - Throws: `ModelError` (`.invalidInput`, no file) naming the options (`ModelError.options`).
+    public static func checkOptions(to target: ConversionTarget, paddingID: PaddingID?) throws {
+        if paddingID != nil, target == .pytorch {
+            throw ModelError(.invalidInput, file: nil, message: "\(option: .paddingID) goes with \(option: .target, "keras") or \(option: .target, "keras3")")
+        }
+    }
+
     /// What reading the input takes besides its path, and how a PyTorch source's padding
     /// is marked for a Keras target.
     private struct SourceOptions {
@@ -74,13 +91,12 @@ public enum Converter {
     private static func convertChecked(_ input: String, to target: ConversionTarget, output: String, force: Bool,
                                        source: SourceOptions, pythonModule: String?) throws -> ConversionReport {
         let architecture = source.architecture
-        if let paddingID = source.paddingID, target == .pytorch {
-            throw ModelError(.invalidInput, file: input, message: "--padding-id \(KerasPadding.argument(paddingID)) goes with --to keras or --to keras3 (a PyTorch model takes its lengths as they are); nothing was written")
-        }
+        // Names no file: `convert`'s boundary gives it the input's.
+        try checkOptions(to: target, paddingID: source.paddingID)
         try checkOutputs(input: input, target: target, output: output, force: force, architecture: architecture,
                          pythonModule: pythonModule)
         var modelConfig: ModelConfigDocument?
-        var notes: [String] = []
+        var notes: [ModelError.Message] = []
         var readingNotes: [String] = []
         // A bare module's emitted Python, made while its layers are in memory (nil otherwise).
         var barePython: String?
@@ -105,7 +121,7 @@ public enum Converter {
             }
         }
         return ConversionReport(input: input, output: output, target: target, modelConfig: try modelConfig?.json(),
-                                notes: notes, readingNotes: readingNotes)
+                                noteMessages: notes, readingNotes: readingNotes)
     }
 
     /// Writes the conversion to `path` and reads it back: it must be the same model, weight
@@ -114,7 +130,7 @@ public enum Converter {
     private static func writeChecked(_ input: String, source: SourceOptions, target: ConversionTarget, to path: String,
                                      batch: OutputBatch, output: String, emitting: Bool,
                                      modelConfig: inout ModelConfigDocument?, barePython: inout String?,
-                                     notes: inout [String], readingNotes: inout [String]) throws {
+                                     notes: inout [ModelError.Message], readingNotes: inout [String]) throws {
         let expected = try write(input, source: source, target: target, to: path, batch: batch, output: output,
                                  emitting: emitting, modelConfig: &modelConfig, barePython: &barePython, notes: &notes,
                                  readingNotes: &readingNotes)
@@ -129,7 +145,7 @@ public enum Converter {
     private static func write(_ input: String, source options: SourceOptions, target: ConversionTarget, to path: String,
                               batch: OutputBatch, output: String, emitting: Bool,
                               modelConfig: inout ModelConfigDocument?, barePython: inout String?,
-                              notes: inout [String], readingNotes: inout [String]) throws -> ModelFingerprint {
+                              notes: inout [ModelError.Message], readingNotes: inout [String]) throws -> ModelFingerprint {
         let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key,
                                      modules: options.modules, weightsMatching: options.weightsMatching)
         readingNotes = loaded.notes
@@ -198,7 +214,7 @@ public enum Converter {
     static func container(of output: String) throws -> PyTorchWriter.Container {
         guard let container = PyTorchWriter.Container(path: output) else {
             throw ModelError(.invalidInput, file: output,
-                             message: "--to pytorch writes the container the name's extension gives: \(PyTorchWriter.Container.allExtensions); nothing was written")
+                             message: "\(option: .target, "pytorch") writes the container the name's extension gives: \(PyTorchWriter.Container.allExtensions); nothing was written")
         }
         return container
     }
@@ -213,11 +229,11 @@ public enum Converter {
             _ = try container(of: output)
         case .keras:
             guard lower.hasSuffix(".h5") || lower.hasSuffix(".hdf5") else {
-                throw ModelError(.invalidInput, file: output, message: "--to keras writes a tf-keras HDF5 model: the name must end in .h5 or .hdf5 (tf_keras.models.load_model reads it by that); nothing was written")
+                throw ModelError(.invalidInput, file: output, message: "\(option: .target, "keras") writes a tf-keras HDF5 model: the name must end in .h5 or .hdf5 (tf_keras.models.load_model reads it by that); nothing was written")
             }
         case .keras3:
             guard lower.hasSuffix(".keras") else {
-                throw ModelError(.invalidInput, file: output, message: "--to keras3 writes a .keras archive: the name must end in .keras (keras.models.load_model chooses the reader by it); nothing was written")
+                throw ModelError(.invalidInput, file: output, message: "\(option: .target, "keras3") writes a .keras archive: the name must end in .keras (keras.models.load_model chooses the reader by it); nothing was written")
             }
         }
     }

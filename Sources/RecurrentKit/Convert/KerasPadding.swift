@@ -1,4 +1,5 @@
-/// How a PyTorch model's padded batches are marked, for a Keras target (`--padding-id`).
+/// How a PyTorch model's padded batches are marked, for a Keras target (the `paddingID`
+/// of ``Converter/convert(_:to:output:force:architecture:key:modules:pythonModule:paddingID:weightsMatching:)``).
 ///
 /// PyTorch runs a classifier on right-padded token ids either over every step (padding
 /// included) or on the sequences' lengths (`pack_padded_sequence`); a state_dict and its
@@ -18,12 +19,12 @@ public enum PaddingID: Sendable, Hashable {
 /// model the Keras target must compute, and what its user must know, or a refusal.
 ///
 /// - An Embedding first, in a model that uses a mask (a recurrent layer or a readout): the
-///   padding id is `padding_idx` 0 or `--padding-id`; the Embedding gets `mask_zero=True`
-///   (with ids 0 and `k` exchanged in its table for `--padding-id k`), so that on ids
+///   padding id is `padding_idx` 0 or `paddingID`; the Embedding gets `mask_zero=True`
+///   (with ids 0 and `k` exchanged in its table for `paddingID: .id(k)`), so that on ids
 ///   right-padded with 0 Keras masks exactly the steps PyTorch's lengths exclude; masked
 ///   steps then keep the state, a bidirectional layer's backward direction starts at each
 ///   sequence's last valid step, and a `return_sequences=False` readout is the last valid
-///   step's (spec/keras-layout.md §5), as with packed sequences. `--padding-id none` writes
+///   step's (spec/keras-layout.md §5), as with packed sequences. `paddingID: .none` writes
 ///   no mask. Without either, refused, naming the option.
 /// - Float features: Keras passes `model(x, mask=mask)` to the first layer unchanged, so the
 ///   caller's mask is exact and no layer is added (a `Masking` layer would need the padded
@@ -38,12 +39,13 @@ enum KerasPadding {
     /// The model to write for `source` and the notes for its user. `pytorch` is the source's
     /// structure when it is a PyTorch file.
     static func apply(to source: Model, pytorch: PyTorchReader.PyTorchSource?, paddingID: PaddingID?, file: String,
-                      version: KerasLayout.Version) throws -> (model: Model, notes: [String]) {
-        func refuse(_ layer: String?, _ message: String) -> ModelError {
-            ModelError(.unsupported, file: file, layer: layer,
-                       message: "cannot be converted to \(version == .keras2 ? "Keras 2" : "Keras 3"): \(message)")
+                      version: KerasLayout.Version) throws -> (model: Model, notes: [ModelError.Message]) {
+        func refuse(_ layer: String?, _ message: ModelError.Message) -> ModelError {
+            // A `Message` (not a `String`), so that the options `message` names stay typed.
+            let wrapped: ModelError.Message = "cannot be converted to \(version == .keras2 ? "Keras 2" : "Keras 3"): \(message)"
+            return ModelError(.unsupported, file: file, layer: layer, message: wrapped)
         }
-        func invalid(_ layer: String?, _ message: String) -> ModelError {
+        func invalid(_ layer: String?, _ message: ModelError.Message) -> ModelError {
             ModelError(.invalidInput, file: file, layer: layer, message: message)
         }
         let option = paddingID.map(Self.argument) ?? ""
@@ -52,7 +54,7 @@ enum KerasPadding {
         guard let pytorch, source.lengthsRule == .packed else {
             if paddingID != nil {
                 throw invalid(nil, pytorch == nil
-                    ? "--padding-id \(option) applies to a PyTorch model converted to Keras; a Keras model's masks are its own"
+                    ? "\(option: .paddingID, option) applies to a PyTorch model converted to Keras; a Keras model's masks are its own"
                     : "a padding id (\(option)) applies to a PyTorch model run on lengths; this one takes them as Keras does (its model_config says \"lengths\": \"keras_mask\"), so its masks are its own")
             }
             return (source, [])
@@ -74,7 +76,7 @@ enum KerasPadding {
         let label = source.layerName(0) ?? "#0"
         guard case var .embedding(embedding)? = source.layers.first else {
             if paddingID != nil {
-                throw invalid(nil, "--padding-id \(option) is for a model that takes token ids; this one takes float features (call the Keras model with mask=)")
+                throw invalid(nil, "\(option: .paddingID, option) is for a model that takes token ids; this one takes float features (call the Keras model with mask=)")
             }
             if case let .masking(value)? = source.layers.first {
                 guard usesMask else { return (source, []) }
@@ -86,13 +88,13 @@ enum KerasPadding {
             return (source, ["the Keras model has no mask layer of its own: for a batch the PyTorch model runs on lengths, call it as model(x, mask=mask) with mask[b, t] = t < lengths[b] ([batch, time] booleans), which reaches its first layer unchanged; called without mask=, it runs over every step, as PyTorch does without lengths"])
         }
         guard usesMask else {
-            if paddingID != nil { throw invalid(label, "--padding-id \(option): no layer of this model uses a mask") }
+            if paddingID != nil { throw invalid(label, "\(option: .paddingID, option): no layer of this model uses a mask") }
             return (source, [])
         }
         if embedding.maskZero {
             // A model converted from Keras: it masks id 0 itself, and so does the Keras one.
             if let paddingID, paddingID != .id(0) {
-                throw invalid(label, "masks id 0 itself (mask_zero); --padding-id \(option) disagrees")
+                throw invalid(label, "masks id 0 itself (mask_zero); \(option: .paddingID, option) disagrees")
             }
             return (source, [])
         }
@@ -104,27 +106,27 @@ enum KerasPadding {
             return (replacingFirst(source, with: embedding), [])
         case let (.id(id)?, index):
             guard (0..<vocabulary).contains(id) else {
-                throw invalid(label, "--padding-id \(id) is outside the vocabulary 0..<\(vocabulary)")
+                throw invalid(label, "\(option: .paddingID, "\(id)") is outside the vocabulary 0..<\(vocabulary)")
             }
             if let index, index != id {
-                throw invalid(label, "padding_idx \(index) says sequences are padded with \(index); --padding-id \(id) disagrees")
+                throw invalid(label, "padding_idx \(index) says sequences are padded with \(index); \(option: .paddingID, "\(id)") disagrees")
             }
             pad = id
         case (nil, 0?):
             pad = 0
         case let (nil, index?):
-            throw refuse(label, "padding_idx \(index): Keras masks only id 0 (mask_zero); pass --padding-id \(index) to exchange ids 0 and \(index) in the table (the Keras model then takes ids with 0 and \(index) exchanged), or --padding-id none if the PyTorch model runs over the padding (no lengths)")
+            throw refuse(label, "padding_idx \(index): Keras masks only id 0 (mask_zero); pass \(option: .paddingID, "\(index)") to exchange ids 0 and \(index) in the table (the Keras model then takes ids with 0 and \(index) exchanged), or \(option: .paddingID, "none") if the PyTorch model runs over the padding (no lengths)")
         case (nil, nil):
-            throw refuse(label, "no padding_idx says which id pads a sequence, and a PyTorch model run on lengths (packed) has them in Keras only as a mask, which a caller's mask= cannot bring past an Embedding: pass --padding-id ID (the id sequences are right-padded with; the Embedding gets mask_zero=True), or --padding-id none if the PyTorch model runs over every step, padding included")
+            throw refuse(label, "no padding_idx says which id pads a sequence, and a PyTorch model run on lengths (packed) has them in Keras only as a mask, which a caller's mask= cannot bring past an Embedding: pass \(option: .paddingID, "ID") (the id sequences are right-padded with; the Embedding gets mask_zero=True), or \(option: .paddingID, "none") if the PyTorch model runs over every step, padding included")
         }
         embedding.maskZero = true
         embedding.paddingIndex = nil
         let expects = "right-padded with 0 and 0 nowhere else, without mask=, as the PyTorch model runs on their lengths"
-        let note: String
+        let note: ModelError.Message
         if pad == 0 {
-            let reason = paddingID == nil ? "padding_idx 0" : "--padding-id 0"
+            let reason: ModelError.Message = paddingID == nil ? "padding_idx 0" : "\(option: .paddingID, "0")"
             note = "\(label): mask_zero=True (\(reason)): the Keras model masks the steps whose id is 0; call it on ids \(expects)"
-                + (paddingID == nil ? " (if it runs over the padding, convert with --padding-id none)" : "")
+                + (paddingID == nil ? " (if it runs over the padding, convert with \(option: .paddingID, "none"))" : "")
         } else {
             embedding.table = exchangingRows(embedding.table, 0, pad)
             note = "\(label): ids 0 and \(pad) exchanged in the table, and mask_zero=True (Keras masks only id 0): the Keras model takes ids with 0 and \(pad) exchanged (\(pad) where the PyTorch model takes 0), \(expects)"
@@ -132,7 +134,7 @@ enum KerasPadding {
         return (replacingFirst(source, with: embedding), [note])
     }
 
-    /// `--padding-id`'s spelling of `id`.
+    /// `id` as a message gives an option's value (`3`, `none`).
     static func argument(_ id: PaddingID) -> String {
         switch id {
         case let .id(value): return "\(value)"

@@ -18,7 +18,8 @@ public struct Fixture: Sendable {
     /// only to the model the fixture was written for (`architectureApplies(to:key:)`).
     public var architecture: String?
     /// For a `torch.save` checkpoint holding several state_dicts: the entry the model's
-    /// weights are in (`model_state_dict`; nested as `outer/inner`), as `--key` takes it.
+    /// weights are in (`model_state_dict`; nested as `outer/inner`), as the `key` of
+    /// ``LoadedModel/init(contentsOf:architecture:key:modules:weightsMatching:)`` takes it.
     public var key: String?
     /// For a legacy Keras weights-only model file: how its layers were paired with the
     /// architecture's when the expected outputs were computed (`weights_matching`: `order`,
@@ -40,8 +41,9 @@ public struct Fixture: Sendable {
     /// (`LoadedModel.needsArchitecture`); never to another model, such as a file converted
     /// from the original (spec/fixture-format.md, "Which architecture").
     ///
+    /// - Parameter model: the model file to verify, as the caller names it.
     /// - Parameter key: the checkpoint entry the model is read from, for a `torch.save` file.
-    package func architectureApplies(to model: String, key: String?) -> Bool {
+    public func architectureApplies(to model: String, key: String?) -> Bool {
         guard architecture != nil else { return false }
         guard let modelPath else { return LoadedModel.needsArchitecture(model, key: key) }
         guard let named = OutputFiles.fileStatus(modelPath), let given = OutputFiles.fileStatus(model) else { return false }
@@ -171,7 +173,7 @@ public struct Fixture: Sendable {
     /// spells its folder, whether or not they would be accepted or used: what a report must
     /// never be written onto. Empty when the fixture or its attributes cannot be read (then
     /// nothing can read them either).
-    package static func namedFiles(of path: String) -> [String] {
+    public static func namedFiles(of path: String) -> [String] {
         guard let root = try? HDF5File.open(path).root else { return [] }
         let folder = OutputFiles.split(path).folder
         return ["model", "architecture"].compactMap { name -> String? in

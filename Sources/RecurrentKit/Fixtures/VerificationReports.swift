@@ -23,7 +23,8 @@ public enum VerificationReports {
         return serialized(object)
     }
 
-    static func serialized(_ object: Any) -> Data {
+    /// `object` as the reports write JSON: pretty, keys sorted, slashes as they are.
+    package static func serialized(_ object: Any) -> Data {
         // Every value is a string, a finite number, a bool, null, an array or a dictionary.
         (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))
             ?? Data("{}".utf8)
@@ -34,7 +35,8 @@ public enum VerificationReports {
         return value
     }
 
-    static func jsonObject(_ result: CaseResult) -> [String: Any] {
+    /// One case of the JSON report (see ``json(_:)``).
+    package static func jsonObject(_ result: CaseResult) -> [String: Any] {
         let item = result.verificationCase
         var object: [String: Any] = [
             "name": item.name, "group": item.group, "fixture": item.fixture,
@@ -198,49 +200,8 @@ public enum VerificationReports {
     }
 }
 
-extension CaseResult {
-    /// The one JSON object a child process prints for its case (`runIsolated`): the
-    /// report's case object.
-    public var childJSON: Data {
-        var object = VerificationReports.jsonObject(self)
-        // For the parent only (not a report field): what the fixture names.
-        object["named_files"] = namedFiles ?? []
-        var data = VerificationReports.serialized(object)
-        data.append(UInt8(ascii: "\n"))
-        return data
-    }
-
-    /// A child's result for `verificationCase`: its status, error, tensors and what it
-    /// used (model, architecture, key, tolerances); nil when `data` is not such an object.
-    init?(childJSON data: Data, for verificationCase: VerificationCase) {
-        guard let object = try? StrictJSONDecoder.parse(data) as? [String: Any],
-              let statusText = object["status"] as? String, let status = Status(rawValue: statusText),
-              let tensors = object["tensors"] as? [[String: Any]] else { return nil }
-        var used = verificationCase
-        used.model = object["model"] as? String ?? used.model
-        used.architecture = object["architecture"] as? String
-        used.key = object["key"] as? String
-        used.atol = (object["atol"] as? NSNumber)?.doubleValue
-        used.rtol = (object["rtol"] as? NSNumber)?.doubleValue
-        var parsed: [TensorResult] = []
-        for tensor in tensors {
-            guard let name = tensor["name"] as? String, let shape = tensor["shape"] as? [Int],
-                  let expectedShape = tensor["expected_shape"] as? [Int], let mismatches = tensor["mismatches"] as? Int
-            else { return nil }
-            parsed.append(TensorResult(name: name, shape: shape, expectedShape: expectedShape,
-                                       maxAbsoluteError: (tensor["max_abs_error"] as? NSNumber)?.doubleValue ?? .nan,
-                                       maxRelativeError: (tensor["max_rel_error"] as? NSNumber)?.doubleValue ?? .nan,
-                                       mismatches: mismatches, firstMismatch: tensor["first_mismatch"] as? [Int]))
-        }
-        let error = (object["error"] as? String).map { escapedForDisplay($0, limit: 4000) }
-        self.init(verificationCase: used, status: status, error: status == .error ? (error ?? "failed") : nil, tensors: parsed)
-        notes = (object["notes"] as? [String] ?? []).map { escapedForDisplay($0, limit: 4000) }
-        namedFiles = object["named_files"] as? [String]
-    }
-}
-
 extension TensorResult {
-    /// A tensor's result as given (a child's, read back).
+    /// A tensor's result as given (one read back from a report or another process).
     public init(name: String, shape: [Int], expectedShape: [Int], maxAbsoluteError: Double, maxRelativeError: Double,
                 mismatches: Int, firstMismatch: [Int]?) {
         self.name = name

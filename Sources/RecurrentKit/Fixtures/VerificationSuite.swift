@@ -30,18 +30,18 @@ public struct VerificationCase: Sendable, Equatable {
     /// Why the case must not run at all, found before anything was opened: a fixture listed
     /// in a folder that is a symbolic link leading out of that folder.
     public var refusal: String?
-    /// `--architecture` / the manifest's `architecture`; else the fixture's attribute, where
+    /// The architecture given for the case (a manifest's `architecture`); else the fixture's attribute, where
     /// it applies to the model (`Fixture.architectureApplies(to:key:)`).
     public var architecture: String?
     /// The manifest's `architecture: null`: no architecture at all, not even the fixture's.
     public var withoutArchitecture = false
-    /// `--key` / the manifest's `key`; else the fixture's attribute.
+    /// The state_dict's key given for the case (a manifest's `key`); else the fixture's attribute.
     public var key: String?
-    /// `--modules` / the manifest's `modules`: the modules of a PyTorch state_dict to read,
+    /// The modules given for the case (a manifest's `modules`): the modules of a PyTorch state_dict to read,
     /// by key prefix (`LoadedModel.init(contentsOf:architecture:key:modules:)`); the
     /// fixture's `architecture` is then not used.
     public var modules: [String]?
-    /// The manifest's tolerances, else the command line's; else the fixture's, else the
+    /// The manifest's tolerances, else the caller's; else the fixture's, else the
     /// defaults (`Verification`).
     public var atol: Double?
     public var rtol: Double?
@@ -133,6 +133,10 @@ public struct CaseResult: Sendable, Equatable {
     public var status: Status
     /// For `.error`: one line, escaped for display.
     public var error: String?
+    /// For `.error` from a `ModelError` thrown while the case ran in this process: the error
+    /// itself, its options typed (`ModelError.options`), for a tool that words them its own
+    /// way; nil otherwise (an error given as text, or read back from a report).
+    public var modelError: ModelError?
     public var seconds: Double
     public var tensors: [TensorResult]
     /// What reading and running the model noted (`LoadedModel.notes`, `Verification.notes`).
@@ -203,16 +207,17 @@ public struct SuiteSummary: Sendable, Equatable {
     /// `12 passed, 1 failed, 0 errors`.
     public var line: String { "\(passed) passed, \(failed) failed, \(errors) error\(errors == 1 ? "" : "s")" }
 
-    /// `rnnkit verify`'s exit status: 0 every case passed, 1 a mismatch and no error, 2 a
-    /// case that could not run (or none at all).
+    /// The run's status as a process exit status (`rnnkit verify`'s): 0 every case passed,
+    /// 1 a mismatch and no error, 2 a case that could not run (or none at all).
     public var exitStatus: Int32 {
         if errors > 0 || cases == 0 { return 2 }
         return failed > 0 ? 1 : 0
     }
 }
 
-/// Finding cases (folders, fixtures, manifests) and running them, in this process or each
-/// in a child process.
+/// Finding cases (folders, fixtures, manifests) and running them in this process. A tool
+/// may run each in a process of its own (`rnnkit verify` does, so that a file that makes
+/// libhdf5 fault ends only its case) and give back the results it reads from there.
 public enum VerificationSuite {
     /// The model file extensions a fixture is paired with by name, in the order tried.
     public static let modelExtensions = [".keras", ".h5", ".pt", ".pth", ".safetensors"]
@@ -352,256 +357,9 @@ public enum VerificationSuite {
             return result
         } catch {
             var result = CaseResult.failure(used, "\(error)", seconds: seconds())
+            result.modelError = error as? ModelError
             result.namedFiles = named
             return result
         }
-    }
-
-    /// Runs every case in a child process of `executable` — at most `jobs` at once — so that
-    /// a case whose file makes libhdf5 fault, loop or exhaust memory ends its own process
-    /// (an `.error` result with the child's last stderr line) and the others still run.
-    ///
-    /// Each child is started as `executable arguments… --case-fixture F …` (the
-    /// options `childArguments(for:threads:)` gives) and must print one result on stdout as
-    /// `CaseResult.childJSON` does; it is stopped after `caseSeconds` (default `Limits.verifyCaseSeconds`), and at most
-    /// `Limits.verifyCaseOutputBytes` of its stdout are kept.
-    ///
-    /// With `totalSeconds`, the whole run is bounded too: a child still running when that
-    /// time has passed is stopped, and a case not started by then is an `.error` saying so.
-    ///
-    /// `report` is called once per case, in input order, as soon as the case and all before
-    /// it have finished (never concurrently). The results are returned in input order.
-    public static func runIsolated(_ cases: [VerificationCase], jobs: Int, threads: Int = 1, executable: String,
-                                   arguments: [String], caseSeconds: Double? = nil, totalSeconds: Double? = nil,
-                                   report: @escaping @Sendable (Int, CaseResult) -> Void = { _, _ in }) -> [CaseResult] {
-        let state = RunState(count: cases.count, report: report)
-        let workers = max(1, min(jobs, Limits.verifyJobs, cases.count))
-        var threadsStarted: [Thread] = []
-        let done = DispatchSemaphore(value: 0)
-        let caseLimit = caseSeconds ?? Limits.verifyCaseSeconds
-        let start = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<workers {
-            let thread = Thread {
-                while let index = state.next() {
-                    var seconds = caseLimit
-                    var limit: String?
-                    if let totalSeconds {
-                        let left = totalSeconds - Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                        let total = "the run's time limit of \(String(format: "%g", totalSeconds)) s"
-                        guard left > 0 else {
-                            state.finish(index, .failure(cases[index], "not run: \(total) had passed"))
-                            continue
-                        }
-                        if left < seconds { (seconds, limit) = (left, total) }
-                    }
-                    var result = runChild(cases[index], threads: threads, executable: executable,
-                                          arguments: arguments, seconds: seconds, limit: limit)
-                    if result.namedFiles == nil {
-                        // The check did not say what its fixture names: a child that reads only that.
-                        let left = totalSeconds.map { $0 - Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 } ?? seconds
-                        result.namedFiles = namedFiles(cases[index], executable: executable, arguments: arguments,
-                                                       seconds: min(seconds, left, Limits.hdf5CallSeconds + 2))
-                    }
-                    state.finish(index, result)
-                }
-                done.signal()
-            }
-            thread.stackSize = 1 << 20
-            threadsStarted.append(thread)
-            thread.start()
-        }
-        for _ in 0..<workers { done.wait() }
-        return state.results()
-    }
-
-    /// What `verificationCase`'s fixture names, from a child that reads only its `model` and
-    /// `architecture` attributes (`executable arguments… --case-names F`, printing a JSON list
-    /// of paths: `Fixture.namedFiles(of:)`), for a case whose own check did not say; nil when
-    /// that child does not say either (it crashes or runs out of `seconds`).
-    static func namedFiles(_ verificationCase: VerificationCase, executable: String, arguments: [String],
-                           seconds: Double) -> [String]? {
-        guard seconds > 0, verificationCase.refusal == nil,
-              let outcome = try? ChildProcess.run(executable, arguments + ["--case-names", childPath(verificationCase.fixture)],
-                                                  seconds: seconds, outputLimit: Limits.verifyCaseOutputBytes,
-                                                  errorLimit: Limits.verifyCaseErrorBytes),
-              !outcome.timedOut, outcome.signal == nil, outcome.status == 0 else { return nil }
-        return (try? StrictJSONDecoder.parse(outcome.output)) as? [String]
-    }
-
-    /// A relative name that starts with '-', as a child's argument, so it is not taken for an option.
-    static func childPath(_ text: String) -> String { text.hasPrefix("-") ? "./" + text : text }
-
-    /// The options a child process gets for `verificationCase` (after the caller's
-    /// `arguments`, `verify` for rnnkit): `--case-fixture F`, and as present `--case-model`,
-    /// `--case-model-by-name`, `--case-model-by-name-problem`, `--architecture`,
-    /// `--case-no-architecture`, `--key`,
-    /// `--atol`, `--rtol`; then `--threads`.
-    public static func childArguments(for verificationCase: VerificationCase, threads: Int) -> [String] {
-        let path = childPath
-        var result = ["--case-fixture", path(verificationCase.fixture)]
-        if let model = verificationCase.model { result += ["--case-model", path(model)] }
-        if let model = verificationCase.modelByName { result += ["--case-model-by-name", path(model)] }
-        if let problem = verificationCase.modelByNameProblem { result += ["--case-model-by-name-problem", problem] }
-        if let architecture = verificationCase.architecture { result += ["--architecture", path(architecture)] }
-        if verificationCase.withoutArchitecture { result += ["--case-no-architecture"] }
-        if let key = verificationCase.key { result += ["--key=" + key] }
-        if let modules = verificationCase.modules { result += ["--modules=" + modules.joined(separator: ",")] }
-        if let atol = verificationCase.atol { result += ["--atol", "\(atol)"] }
-        if let rtol = verificationCase.rtol { result += ["--rtol", "\(rtol)"] }
-        result += ["--threads", "\(threads)"]
-        return result
-    }
-
-    /// Runs one case's child and turns whatever happens into a result; `limit` names the
-    /// bound that `seconds` comes from when it is not the case's own.
-    static func runChild(_ verificationCase: VerificationCase, threads: Int, executable: String, arguments: [String],
-                         seconds: Double, limit: String? = nil) -> CaseResult {
-        if verificationCase.refusal != nil { return run(verificationCase, threads: threads) }
-        let start = DispatchTime.now()
-        func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
-        let outcome: ChildOutcome
-        do {
-            outcome = try ChildProcess.run(executable, arguments + childArguments(for: verificationCase, threads: threads),
-                                           seconds: seconds, outputLimit: Limits.verifyCaseOutputBytes,
-                                           errorLimit: Limits.verifyCaseErrorBytes)
-        } catch {
-            return .failure(verificationCase, "cannot start the check: \(error)", seconds: elapsed())
-        }
-        let errorLine = outcome.lastErrorLine.map { line -> String in
-            line.hasPrefix("rnnkit: error: ") ? String(line.dropFirst("rnnkit: error: ".count)) : line
-        }
-        if outcome.timedOut {
-            return .failure(verificationCase, "did not finish within \(limit ?? "\(Int(seconds)) s"); stopped" + (errorLine.map { " (\($0))" } ?? ""),
-                            seconds: elapsed())
-        }
-        if let signal = outcome.signal {
-            return .failure(verificationCase, "the check crashed (signal \(signal))" + (errorLine.map { ": \($0)" } ?? ""),
-                            seconds: elapsed())
-        }
-        if outcome.status == 0, var result = CaseResult(childJSON: outcome.output, for: verificationCase) {
-            result.seconds = elapsed()
-            return result
-        }
-        if let errorLine { return .failure(verificationCase, errorLine, seconds: elapsed()) }
-        return .failure(verificationCase, outcome.status == 0 ? "the check printed no result" : "the check exited with status \(outcome.status)",
-                        seconds: elapsed())
-    }
-}
-
-/// The shared progress of `runIsolated`: the next case to start, the results so far, and
-/// the next one to report in input order.
-private final class RunState: @unchecked Sendable {
-    private let lock = NSLock()
-    private var started = 0
-    private var reported = 0
-    private var slots: [CaseResult?]
-    private let report: @Sendable (Int, CaseResult) -> Void
-
-    init(count: Int, report: @escaping @Sendable (Int, CaseResult) -> Void) {
-        slots = Array(repeating: nil, count: count)
-        self.report = report
-    }
-
-    func next() -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard started < slots.count else { return nil }
-        started += 1
-        return started - 1
-    }
-
-    /// Stores a result and reports every finished one not yet reported, in order; the lock
-    /// is held while reporting so that lines never interleave or go out of order.
-    func finish(_ index: Int, _ result: CaseResult) {
-        lock.lock()
-        defer { lock.unlock() }
-        slots[index] = result
-        while reported < slots.count, let next = slots[reported] {
-            report(reported, next)
-            reported += 1
-        }
-    }
-
-    func results() -> [CaseResult] {
-        lock.lock()
-        defer { lock.unlock() }
-        return slots.compactMap { $0 }
-    }
-}
-
-/// What a child process did.
-struct ChildOutcome {
-    var status: Int32
-    var signal: Int32?
-    var timedOut: Bool
-    var output: Data
-    var lastErrorLine: String?
-}
-
-/// One child process with bounded output and a time limit.
-enum ChildProcess {
-    /// Starts `executable arguments`, reads its stdout and stderr together (`poll`), keeping
-    /// at most `outputLimit` and `errorLimit` bytes (the rest is read and dropped so the
-    /// child never blocks on a full pipe), and kills it (`SIGKILL`) past `seconds`, whether
-    /// or not it has closed its output.
-    static func run(_ executable: String, _ arguments: [String], seconds: Double, outputLimit: Int,
-                    errorLimit: Int) throws -> ChildOutcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        // The parent's copies of the write ends must close, or the reads never see the end.
-        try? out.fileHandleForWriting.close()
-        try? err.fileHandleForWriting.close()
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, seconds) * 1e9)
-        var streams: [(descriptor: Int32, limit: Int, data: Data, open: Bool)] = [
-            (out.fileHandleForReading.fileDescriptor, outputLimit, Data(), true),
-            (err.fileHandleForReading.fileDescriptor, errorLimit, Data(), true),
-        ]
-        var timedOut = false
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while streams.contains(where: \.open) {
-            let now = DispatchTime.now().uptimeNanoseconds
-            guard now < deadline else {
-                timedOut = true
-                kill(process.processIdentifier, SIGKILL)
-                break
-            }
-            var descriptors = streams.filter(\.open).map { pollfd(fd: $0.descriptor, events: Int16(POLLIN), revents: 0) }
-            let wait = Int32(min(1000, (deadline - now) / 1_000_000 + 1))
-            let ready = poll(&descriptors, nfds_t(descriptors.count), wait)
-            if ready < 0 && errno != EINTR { break }
-            guard ready > 0 else { continue }
-            for polled in descriptors where polled.revents != 0 {
-                guard let index = streams.firstIndex(where: { $0.descriptor == polled.fd }) else { continue }
-                let count = buffer.withUnsafeMutableBytes { read(polled.fd, $0.baseAddress, $0.count) }
-                if count < 0 && errno == EINTR { continue }
-                if count <= 0 {
-                    streams[index].open = false
-                    continue
-                }
-                let room = max(0, streams[index].limit - streams[index].data.count)
-                streams[index].data.append(contentsOf: buffer[..<min(count, room)])
-            }
-        }
-        // A child may close its output and go on running: the deadline holds until it exits.
-        while !timedOut, process.isRunning {
-            guard DispatchTime.now().uptimeNanoseconds < deadline else {
-                timedOut = true
-                kill(process.processIdentifier, SIGKILL)
-                break
-            }
-            usleep(5_000)
-        }
-        process.waitUntilExit()
-        let errorText = String(decoding: streams[1].data, as: UTF8.self)
-        let lastLine = errorText.split(whereSeparator: \.isNewline).last.map(String.init)
-        let signal: Int32? = process.terminationReason == .uncaughtSignal && !timedOut ? process.terminationStatus : nil
-        return ChildOutcome(status: process.terminationStatus, signal: signal, timedOut: timedOut,
-                            output: streams[0].data, lastErrorLine: lastLine)
     }
 }

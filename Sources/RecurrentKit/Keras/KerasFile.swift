@@ -64,7 +64,7 @@ enum KerasFile {
             return own
         }
         guard let architecture else {
-            throw ModelError(file: file, message: "holds Keras weights without an architecture; pass the model it belongs to (--architecture MODEL.h5|MODEL.keras|config.json)")
+            throw ModelError(file: file, message: "holds Keras weights without an architecture; pass the model it belongs to (\(option: .architecture, "MODEL.h5|MODEL.keras|config.json"))")
         }
         let source: KerasWeightSource
         var notes: [String] = []

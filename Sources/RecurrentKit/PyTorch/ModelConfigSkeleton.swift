@@ -286,7 +286,7 @@ struct ModelConfigSkeleton {
         let listed = modules.prefix(12).map { "\(shown($0.name)) (\($0.summary))" }.joined(separator: ", ")
             + (modules.count > 12 ? " (and \(modules.count - 12) more)" : "")
         return ModelError(.invalidModel, file: file,
-                          message: "holds \(modules.count) modules and no model_config (a state_dict keeps weights, not the forward pass): \(listed); describe the model in a model_config (spec/pytorch-layout.md) and pass it as --architecture CONFIG.json. A skeleton to edit, the readout left to choose (`rnnkit inspect` prints it formatted)\(leftOutText.map { ", \($0)" } ?? ""): \(json(pretty: false))")
+                          message: "holds \(modules.count) modules and no model_config (a state_dict keeps weights, not the forward pass): \(listed); describe the model in a model_config (spec/pytorch-layout.md) and pass it as \(option: .architecture, "CONFIG.json"). A skeleton to edit, the readout left to choose (`rnnkit inspect` prints it formatted)\(leftOutText.map { ", \($0)" } ?? ""): \(json(pretty: false))")
     }
 }
 

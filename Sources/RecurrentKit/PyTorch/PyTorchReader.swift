@@ -91,7 +91,7 @@ enum PyTorchReader {
             let own = try PyTorchModelConfig.decode(configText, file: file)
             if let architecture, architecture != own {
                 throw ModelError(file: file, path: "model_config",
-                                 message: "the file has its own model_config, which differs from --architecture; pass neither or make them agree")
+                                 message: "the file has its own model_config, which differs from \(option: .architecture); pass neither or make them agree")
             }
             if modules != nil {
                 throw ModelError(.invalidInput, file: file, path: "model_config",

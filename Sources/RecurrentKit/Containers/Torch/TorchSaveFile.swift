@@ -292,7 +292,7 @@ enum TorchSaveFile {
         case 0:
             throw ModelError(file: file, path: location, message: "holds no state_dict (a non-empty dict of string keys to tensors, looked for \(searchDepth) dicts deep): the top level is \(describe(unpickled.root, in: unpickled))")
         default:
-            throw ModelError(.invalidInput, file: file, path: location, message: "holds \(found.count) state_dicts: \(listing); pass --key NAME to choose one")
+            throw ModelError(.invalidInput, file: file, path: location, message: "holds \(found.count) state_dicts: \(listing); pass \(option: .key, "NAME") to choose one")
         }
         throw ModelError(file: file, path: location, message: "holds no state_dict")
     }
