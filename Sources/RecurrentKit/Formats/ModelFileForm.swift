@@ -41,9 +41,9 @@ enum ModelFileForm: Equatable {
     var refusal: String? {
         switch self {
         case .otherZip:
-            return "is a zip archive, but neither a Keras 3 .keras archive (config.json) nor a torch.save file (data.pkl)"
+            return Formats.otherZipRefusal
         case .unrecognized:
-            return "is none of the files rnnkit reads (HDF5: a PyTorch state_dict or a Keras model or weights; a Keras 3 .keras archive; a torch.save .pt/.pth file; a safetensors file): its first bytes match none of them"
+            return Formats.unrecognizedRefusal
         case .container:
             return nil
         }
