@@ -121,6 +121,8 @@ final class FormatRegistryTests: XCTestCase {
         XCTAssertEqual(String(decoding: data, as: UTF8.self), #"["keras3-archive"]"#)
         XCTAssertEqual(try JSONDecoder().decode([Layout].self, from: data), [.kerasArchive])
         XCTAssertThrowsError(try JSONDecoder().decode([Layout].self, from: Data(#"["nope"]"#.utf8)))
+        XCTAssertEqual(Layout(rawValue: "pytorch-pt"), .pytorchSave)
+        XCTAssertNil(Layout(rawValue: "onnx"))
     }
 
     /// One check of the read options: each format refuses what it does not take, naming
@@ -151,6 +153,7 @@ final class FormatRegistryTests: XCTestCase {
         XCTAssertEqual(refusal("onnx/lstm.onnx"), "is an ONNX model; rnnkit does not read ONNX files yet")
         XCTAssertEqual(refusal("onnx/lstm.onnx", key: "model"),
                        "--key picks a state_dict inside a torch.save checkpoint; this file is an ONNX model")
+        XCTAssertEqual(refusal("onnx/lstm.onnx", modules: ["rnn"]), "is an ONNX model; rnnkit does not read ONNX files yet")
         XCTAssertThrowsError(try LoadedModel(contentsOf: fixture("onnx/lstm.onnx"))) { error in
             XCTAssertEqual((error as? ModelError)?.kind, .unsupported)
         }

@@ -10,7 +10,9 @@ struct ONNXFormat: ModelFormat {
         [FormatSignature(rank: 60, name: "ONNX ModelProto") { try Self.isONNXModel($0.probe) }]
     }
 
-    var readOptions: Set<ReadOption> { [] }
+    /// A key or name matching is refused naming the file; an architecture or modules pass
+    /// the check and meet the refusal of the file itself (as before the registry).
+    var readOptions: Set<ReadOption> { [.architecture, .modules] }
 
     func read(_ source: FormatSource, options: ReadOptions) throws -> ModelReading {
         throw ModelError(.unsupported, file: source.file, message: "is an ONNX model; rnnkit does not read ONNX files yet")
