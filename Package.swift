@@ -59,18 +59,25 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The fuzz targets' entry points (bytes in, a reader's work done, its refusal out), read
+        // through the format registry; outside the library so that no client compiles them, and
+        // used by the fuzz targets (Tests/Fuzz) and FuzzRegressionTests.
+        .target(name: "FuzzEntryPoints", dependencies: ["RecurrentKit", "HDF5", "RecurrentEngine"],
+                path: "Tests/Fuzz/FuzzEntryPoints"),
         // Helpers shared by the test targets: where the committed fixtures are, temporary folders.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
         .testTarget(name: "RecurrentEngineTests", dependencies: ["RecurrentEngine"]),
         .testTarget(name: "CPUFeaturesTests", dependencies: ["CPUFeatures"]),
-        .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5", "TestSupport", "TextSafety", "rnnkit"]),
+        .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5", "TestSupport", "TextSafety", "rnnkit",
+                                                              "FuzzEntryPoints"]),
     ]
 )
 
 // libFuzzer targets (Tests/Fuzz, run by scripts/fuzz.sh), only when RECURRENTKIT_FUZZ is set:
-// they need `-sanitize=fuzzer`, and they reach the readers through package-access entry
-// points (FuzzEntry), which is why they live in this package and not in a separate one.
+// they need `-sanitize=fuzzer`, and they reach the readers through the entry points of the
+// FuzzEntryPoints target (FuzzEntry), which use package access: that is why they live in this
+// package and not in a separate one.
 if ProcessInfo.processInfo.environment["RECURRENTKIT_FUZZ"] != nil {
     package.targets.append(.target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport",
                                    swiftSettings: [.enableExperimentalFeature("Extern")]))
@@ -80,7 +87,7 @@ if ProcessInfo.processInfo.environment["RECURRENTKIT_FUZZ"] != nil {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Tests/Fuzz/\(name)")
         let dictionaries = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
             .filter { $0.hasSuffix(".dict") }
-        package.targets.append(.executableTarget(name: name, dependencies: ["FuzzSupport", "RecurrentKit", "HDF5"],
+        package.targets.append(.executableTarget(name: name, dependencies: ["FuzzSupport", "FuzzEntryPoints", "RecurrentKit", "HDF5"],
                                                   path: "Tests/Fuzz/\(name)", exclude: dictionaries))
         package.products.append(.executable(name: name, targets: [name]))
     }

@@ -1,5 +1,6 @@
 import Foundation
 import HDF5
+import FuzzEntryPoints
 @testable import RecurrentKit
 import TestSupport
 import XCTest

@@ -1,29 +1,6 @@
 import Foundation
 import HDF5
 
-/// The file layouts RecurrentKit reads.
-public enum Layout: String, Sendable, Codable {
-    case pytorch = "pytorch"
-    case pytorchSave = "pytorch-pt"
-    case pytorchSafetensors = "pytorch-safetensors"
-    case keras2H5 = "keras2-h5"
-    case keras3H5 = "keras3-h5"
-    case kerasWeights = "keras-weights-h5"
-    case kerasArchive = "keras3-archive"
-
-    public var title: String {
-        switch self {
-        case .pytorch: return "PyTorch state_dict (HDF5)"
-        case .pytorchSave: return "PyTorch state_dict (torch.save zip)"
-        case .pytorchSafetensors: return "PyTorch state_dict (safetensors)"
-        case .keras2H5: return "Keras 2 / tf-keras full model (HDF5)"
-        case .keras3H5: return "Keras 3 full model (legacy HDF5)"
-        case .kerasWeights: return "Keras weights only (HDF5)"
-        case .kerasArchive: return "Keras 3 archive (.keras)"
-        }
-    }
-}
-
 /// One option's value as `inspect` shows it, typed: `--json` writes numbers and booleans
 /// as such, the text form writes `description`.
 package enum DetailValue: Sendable, Equatable, Encodable, CustomStringConvertible {
@@ -108,23 +85,28 @@ public struct LoadedModel: Sendable {
     let moduleLabels: [String?]?
     private var engineCache = EngineCache()
 
-    init(file: String, layout: Layout, model: Model, isBareRecurrentModule: Bool, summaries: [LayerSummary],
-         storedTypes: [String], compressed: Bool, modelClass: String? = nil, kerasVersion: Int? = nil,
-         pytorchSource: PyTorchReader.PyTorchSource? = nil, moduleLabels: [String?]? = nil,
-         notes: [String] = []) throws {
-        self.pytorchSource = pytorchSource
-        self.moduleLabels = moduleLabels
-        self.notes = notes
-        self.modelClass = modelClass
-        self.kerasVersion = kerasVersion
-        self.file = file
-        self.layout = layout
-        self.model = model
-        self.isBareRecurrentModule = isBareRecurrentModule
-        self.summaries = summaries
-        self.storedTypes = storedTypes
-        self.compressed = compressed
+    /// The model a format read (`ModelFormat.read`): the one place a `LoadedModel` is made.
+    package init(_ reading: ModelReading) {
+        file = reading.file
+        layout = reading.layout
+        model = reading.model
+        isBareRecurrentModule = reading.isBareRecurrentModule
+        summaries = reading.summaries
+        storedTypes = reading.storedTypes
+        compressed = reading.compressed
+        modelClass = reading.modelClass
+        kerasVersion = reading.kerasVersion
+        pytorchSource = reading.pytorchSource
+        moduleLabels = reading.moduleLabels
+        notes = reading.notes
     }
+
+    /// The file's container (`layout.container`).
+    public var container: ModelContainer { layout.container }
+    /// The framework whose layout the file holds (`layout.framework`).
+    public var framework: ModelFramework { layout.framework }
+    /// What the file holds of the model: a full model, weights only, a state_dict.
+    public var content: ModelContent { layout.content }
 
     /// The engine that runs the model, prepared on first use (reading a model for
     /// `inspect` or `convert` never pays for it) and then kept.
@@ -180,42 +162,11 @@ public struct LoadedModel: Sendable {
     package init(reading path: String, architecture: String? = nil, key: String? = nil,
                  modules: [String]? = nil, weightsMatching: KerasWeightsMatching = .order) throws {
         try InputFiles.requireRegularFile(path)
-        let form = try ModelFileForm(sniffing: path)
-        if key != nil && form != .torchSave {
-            throw ModelError(.invalidInput, file: path, message: "--key picks a state_dict inside a torch.save checkpoint; this file is \(form.title)")
-        }
-        if weightsMatching == .name && form != .hdf5 {
-            throw KerasFile.nameMatchingRefused(file: path, form: form.title)
-        }
-        func refuseModules(_ what: String) throws {
-            guard modules != nil else { return }
-            throw ModelError(.invalidInput, file: path, message: "a selection of modules by key prefix reads a PyTorch state_dict; this file is \(what)")
-        }
-        switch form {
-        case .kerasArchive:
-            try refuseModules("a Keras 3 .keras archive")
-            self = try KerasFile.readArchive(path, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)))
-        case .torchSave:
-            self = try PyTorchReader.read(try TorchSaveFile.read(path, key: key), layout: .pytorchSave,
-                                          architecture: try Self.pytorchArchitecture(architecture), modules: modules)
-        case .safetensors:
-            self = try PyTorchReader.read(try SafetensorsFile.read(path), layout: .pytorchSafetensors,
-                                          architecture: try Self.pytorchArchitecture(architecture), modules: modules)
-        case .otherZip, .onnx, .unrecognized:
-            throw ModelError(form == .onnx ? .unsupported : .unreadableFile, file: path, message: form.refusal ?? form.title)
-        case .hdf5:
-            // The container (HDF5), then the layout its content names.
-            let container = HDF5Container(try HDF5File.open(path))
-            if try KerasFile.isKeras(container) {
-                try refuseModules("a Keras model")
-                self = try KerasFile.read(container, architecture: architecture.map(KerasFile.Architecture.init(contentsOf:)),
-                                          matching: weightsMatching)
-            } else {
-                if weightsMatching == .name { throw KerasFile.nameMatchingRefused(file: path, form: "a PyTorch state_dict") }
-                self = try PyTorchReader.read(container, architecture: try Self.pytorchArchitecture(architecture),
-                                              modules: modules)
-            }
-        }
+        // The registry decides the format from the content, checks the options against what
+        // it takes, and reads (Formats.read).
+        self.init(try Formats.read(FormatSource(path: path),
+                                   options: ReadOptions(architecture: architecture, key: key, modules: modules,
+                                                        weightsMatching: weightsMatching)))
     }
 
     /// True when `path` is weights that need an architecture given beside them and carry
@@ -224,30 +175,14 @@ public struct LoadedModel: Sendable {
     /// file — one that carries its own architecture, one bare module, and one that cannot be
     /// read (reading it says why).
     package static func needsArchitecture(_ path: String, key: String? = nil) -> Bool {
-        func needs() throws -> Bool {
-            let container: TensorContainer
-            switch try ModelFileForm(sniffing: path) {
-            case .kerasArchive, .otherZip, .onnx, .unrecognized:
-                return false
-            case .torchSave:
-                container = try TorchSaveFile.read(path, key: key)
-            case .safetensors:
-                container = try SafetensorsFile.read(path)
-            case .hdf5:
-                let hdf5 = HDF5Container(try HDF5File.open(path))
-                if try KerasFile.isKeras(hdf5) { return try !hdf5.hasAttribute("model_config", at: "") }
-                container = hdf5
-            }
-            guard try container.stringAttribute("model_config", at: "") == nil else { return false }
-            let dict = try PyTorchReader.StateDict(store: try WeightStore(container: container), file: path)
-            return (try? PyTorchReader.bareModulePrefix(dict, file: path)) == nil
-        }
-        return (try? needs()) ?? false
+        let source = FormatSource(path: path)
+        guard let format = try? Formats.format(of: source) else { return false }
+        return (try? format.needsArchitecture(source, key: key)) ?? false
     }
 
     /// A PyTorch state_dict's `--architecture`: a `model_config` JSON file, bounded and
     /// decoded strictly; a Keras architecture is refused with what to pass instead.
-    private static func pytorchArchitecture(_ path: String?) throws -> ModelConfigDocument? {
+    static func pytorchArchitecture(_ path: String?) throws -> ModelConfigDocument? {
         guard let path else { return nil }
         try InputFiles.requireRegularFile(path)
         // A JSON document, perhaps after whitespace; anything else (a Keras .h5 or .keras) is

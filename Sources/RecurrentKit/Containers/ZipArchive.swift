@@ -30,7 +30,7 @@ import Glibc
 ///
 /// So memory is at most the central directory, one member and the caller's copy of it: a
 /// constant times the file's bytes (spec/security.md, "Zip archives").
-struct ZipArchive {
+package struct ZipArchive {
     /// The file as errors name it.
     let name: String
     /// The entries in directory order.
@@ -66,7 +66,7 @@ struct ZipArchive {
 
     /// The archive in the regular file `path`; only its end, its central directory and the
     /// members asked for are read (`pread`).
-    init(path: String) throws {
+    package init(path: String) throws {
         try self.init(source: try Source(path: path), name: path)
     }
 
@@ -76,7 +76,7 @@ struct ZipArchive {
     }
 
     /// The archive in `bytes` (fuzzing, tests).
-    init(bytes: [UInt8], name: String) throws {
+    package init(bytes: [UInt8], name: String) throws {
         try self.init(source: Source(data: Data(bytes), name: name), name: name)
     }
 
@@ -279,7 +279,7 @@ struct ZipArchive {
     // MARK: Members
 
     /// The member names, in directory order.
-    var names: [String] { entries.map(\.name) }
+    package var names: [String] { entries.map(\.name) }
 
     func entry(_ path: String) -> Entry? {
         index[path].map { entries[$0] }
@@ -303,7 +303,7 @@ struct ZipArchive {
     /// encrypted, compressed other than stored or deflated, when it declares more than
     /// `limit` bytes, when it inflates past what it declares, or when its size or CRC-32
     /// differ from its entry's. `bound` names the limit in errors (`Limits.configJSONBytes`).
-    func member(_ path: String, limit: Int, bound: String) throws -> [UInt8]? {
+    package func member(_ path: String, limit: Int, bound: String) throws -> [UInt8]? {
         try requireFile(path)
         guard let entry = entry(path) else { return nil }
         guard entry.flags & 0x41 == 0 else { throw refusal(entry, "is encrypted; refused", .unsupported) }

@@ -1,15 +1,42 @@
 import Foundation
 
-/// The framework a conversion writes for.
-public enum ConversionTarget: String, Sendable, CaseIterable {
+/// The framework a conversion writes for (`rnnkit convert --to`): `pytorch`, `keras`,
+/// `keras3`. Each is written by the formats of the registry that name it
+/// (`FormatWriting.target`), chosen by the output's extension.
+public struct ConversionTarget: RawRepresentable, Hashable, Sendable, CaseIterable {
+    public let rawValue: String
+    /// The refusal of an output whose extension none of the target's formats takes.
+    let extensionRefusal: @Sendable (_ target: ConversionTarget) -> String
+
+    init(known rawValue: String, extensionRefusal: @escaping @Sendable (_ target: ConversionTarget) -> String) {
+        self.rawValue = rawValue
+        self.extensionRefusal = extensionRefusal
+    }
+
+    /// One of ``allCases``, by name.
+    public init?(rawValue: String) {
+        guard let target = Self.allCases.first(where: { $0.rawValue == rawValue }) else { return nil }
+        self = target
+    }
+
+    /// The targets of the registry's formats, in its order.
+    public static var allCases: [ConversionTarget] {
+        var targets: [ConversionTarget] = []
+        for case let target? in Formats.all.map({ $0.writing?.target }) where !targets.contains(target) {
+            targets.append(target)
+        }
+        return targets
+    }
+
+    public static func == (a: Self, b: Self) -> Bool { a.rawValue == b.rawValue }
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+
     /// A PyTorch `state_dict` in the container the output's extension names (`.pt`/`.pth`
     /// as `torch.save` writes it, `.safetensors`, `.h5`/`.hdf5`), with a version-2
     /// `model_config` for a whole model.
-    case pytorch
-    /// A tf-keras (Keras 2) legacy HDF5 full model.
-    case keras
-    /// A Keras 3 `.keras` archive.
-    case keras3
+    public static let pytorch = ConversionTarget(known: "pytorch") { target in
+        "--to pytorch writes the container the name's extension gives: \(Formats.extensions(of: target)); nothing was written"
+    }
 }
 
 /// What a conversion wrote. Its existence means the written file, read back by the
@@ -124,8 +151,9 @@ public enum Converter {
         }
     }
 
-    /// Reads the source, writes the target, and returns the source's fingerprint. With
-    /// `emitting`, a bare module's Python is made here, from the layers already read.
+    /// Reads the source, writes the target with the format the output's extension chooses,
+    /// and returns the source's fingerprint. With `emitting`, a bare module's Python is made
+    /// here, from the layers already read.
     private static func write(_ input: String, source options: SourceOptions, target: ConversionTarget, to path: String,
                               batch: OutputBatch, output: String, emitting: Bool,
                               modelConfig: inout ModelConfigDocument?, barePython: inout String?,
@@ -133,36 +161,47 @@ public enum Converter {
         let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key,
                                      modules: options.modules, weightsMatching: options.weightsMatching)
         readingNotes = loaded.notes
-        switch target {
-        case .pytorch:
-            let plan = try PyTorchWriter.plan(loaded.model, file: input, source: loaded.pytorchSource)
-            try checkConfigSize(try plan.document?.json(), of: loaded.model, file: input, target: target)
-            modelConfig = plan.document
-            if emitting, plan.document == nil {
-                // A bare module keeps its keys: the emitted module is that torch module.
-                barePython = PythonEmitter.source(bareModule: loaded.recurrentLayers, prefix: loaded.pytorchSource?.barePrefix ?? "",
-                                                  weightsFile: OutputFiles.split(output).name)
-            }
-            try PyTorchWriter.write(plan, to: path, as: try container(of: output))
-            return ModelFingerprint(loaded.model)
-        case .keras, .keras3:
-            let version: KerasLayout.Version = target == .keras ? .keras2 : .keras3
-            // The model Keras must compute: the source with its padding made a mask Keras sees
-            // (or refused). The read-back is compared with it.
-            let padded = try KerasPadding.apply(to: loaded.model, pytorch: loaded.pytorchSource, paddingID: options.paddingID,
-                                                file: input, version: version)
-            notes = padded.notes
-            let plan = try KerasPlan(model: padded.model, version: version, file: input)
-            try checkConfigSize(try json(target == .keras ? KerasH5Writer.modelConfig(plan) : Keras3ArchiveWriter.modelConfig(plan)),
-                                of: loaded.model, file: input, target: target)
-            if target == .keras {
-                try KerasH5Writer.write(plan, to: path)
-            } else {
-                try Keras3ArchiveWriter.write(plan, to: path,
-                                              weightsScratch: batch.scratchFile(beside: output, suffix: "weights.partial"))
-            }
-            return ModelFingerprint(padded.model)
+        guard let writing = try writingFormat(output, target: target).writing else {
+            throw ModelError(.unsupported, file: output, message: target.extensionRefusal(target))
         }
+        let written = try writing.write(WriteRequest(loaded: loaded, input: input, output: output, path: path, batch: batch,
+                                                     emitting: emitting, paddingID: options.paddingID, target: target))
+        modelConfig = written.modelConfig
+        barePython = written.barePython
+        notes = written.notes
+        return written.expected
+    }
+
+    /// A PyTorch target: the plan (keeping a PyTorch source's structure), its `model_config`
+    /// checked, a bare module's Python when emitting, then `store` writes the state_dict in
+    /// the format's container.
+    static func writePyTorch(_ request: WriteRequest,
+                             store: (_ plan: PyTorchWriter.Plan, _ modelConfig: String?, _ path: String) throws -> Void) throws -> WrittenModel {
+        let loaded = request.loaded
+        let plan = try PyTorchWriter.plan(loaded.model, file: request.input, source: loaded.pytorchSource)
+        try checkConfigSize(try plan.document?.json(), of: loaded.model, file: request.input, target: request.target)
+        var written = WrittenModel(expected: ModelFingerprint(loaded.model), modelConfig: plan.document)
+        if request.emitting, plan.document == nil {
+            // A bare module keeps its keys: the emitted module is that torch module.
+            written.barePython = PythonEmitter.source(bareModule: loaded.recurrentLayers, prefix: loaded.pytorchSource?.barePrefix ?? "",
+                                                      weightsFile: OutputFiles.split(request.output).name)
+        }
+        try store(plan, try plan.document?.json(), request.path)
+        return written
+    }
+
+    /// A Keras target: the model Keras must compute (the source with its padding made a mask
+    /// Keras sees, or refused), planned as Keras layers, its config (`config`) checked, then
+    /// `store` writes it. The read-back is compared with the padded model.
+    static func writeKeras(_ request: WriteRequest, version: KerasLayout.Version, config: (KerasPlan) -> [String: Any],
+                           store: (_ plan: KerasPlan, _ path: String) throws -> Void) throws -> WrittenModel {
+        let loaded = request.loaded
+        let padded = try KerasPadding.apply(to: loaded.model, pytorch: loaded.pytorchSource, paddingID: request.paddingID,
+                                            file: request.input, version: version)
+        let plan = try KerasPlan(model: padded.model, version: version, file: request.input)
+        try checkConfigSize(try json(config(plan)), of: loaded.model, file: request.input, target: request.target)
+        try store(plan, request.path)
+        return WrittenModel(expected: ModelFingerprint(padded.model), notes: padded.notes)
     }
 
     /// Refuses a conversion whose written config no reader would take (`Limits.checkJSONSize`:
@@ -194,31 +233,48 @@ public enum Converter {
                               overwrite: force)
     }
 
-    /// The PyTorch container `output`'s extension names.
-    static func container(of output: String) throws -> PyTorchWriter.Container {
-        guard let container = PyTorchWriter.Container(path: output) else {
-            throw ModelError(.invalidInput, file: output,
-                             message: "--to pytorch writes the container the name's extension gives: \(PyTorchWriter.Container.allExtensions); nothing was written")
+    /// The format of `target` that `output`'s extension chooses: the output's extension
+    /// must be one the target's framework loads by (Keras 3 dispatches `load_model` on
+    /// `.keras`, tf-keras reads `.h5`/`.hdf5` as HDF5, a PyTorch state_dict is written in the
+    /// container its extension names); a file is never renamed behind the user's back.
+    static func writingFormat(_ output: String, target: ConversionTarget) throws -> any ModelFormat {
+        guard let format = Formats.writing(target, output: output) else {
+            throw ModelError(.invalidInput, file: output, message: target.extensionRefusal(target))
         }
-        return container
+        return format
     }
 
-    /// The output's extension must be one the target's framework loads by: Keras 3
-    /// dispatches `load_model` on `.keras`, tf-keras reads `.h5`/`.hdf5` as HDF5; a file is
-    /// never renamed behind the user's back.
     static func checkExtension(_ output: String, target: ConversionTarget) throws {
-        let lower = output.lowercased()
-        switch target {
-        case .pytorch:
-            _ = try container(of: output)
-        case .keras:
-            guard lower.hasSuffix(".h5") || lower.hasSuffix(".hdf5") else {
-                throw ModelError(.invalidInput, file: output, message: "--to keras writes a tf-keras HDF5 model: the name must end in .h5 or .hdf5 (tf_keras.models.load_model reads it by that); nothing was written")
-            }
-        case .keras3:
-            guard lower.hasSuffix(".keras") else {
-                throw ModelError(.invalidInput, file: output, message: "--to keras3 writes a .keras archive: the name must end in .keras (keras.models.load_model chooses the reader by it); nothing was written")
-            }
-        }
+        _ = try writingFormat(output, target: target)
     }
+}
+
+/// What a format's writer is given (`FormatWriting.write`).
+package struct WriteRequest {
+    /// The model read from the source.
+    let loaded: LoadedModel
+    /// The source file, as errors name it.
+    let input: String
+    /// The output as the caller named it (the emitted Python names it).
+    let output: String
+    /// Where to write: a temporary beside `output`, put in place once checked.
+    let path: String
+    let batch: OutputBatch
+    /// True when a Python module is emitted beside a PyTorch target.
+    let emitting: Bool
+    /// How padded batches are marked, for a Keras target (`KerasPadding`).
+    let paddingID: PaddingID?
+    let target: ConversionTarget
+}
+
+/// What a format's writer wrote.
+package struct WrittenModel {
+    /// The fingerprint the written file must read back as.
+    var expected: ModelFingerprint
+    /// The `model_config` written (PyTorch target), for the emitted Python.
+    var modelConfig: ModelConfigDocument?
+    /// A bare module's emitted Python, made while its layers are in memory.
+    var barePython: String?
+    /// What a user of the written model should know.
+    var notes: [String] = []
 }

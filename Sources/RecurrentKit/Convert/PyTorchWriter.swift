@@ -2,7 +2,8 @@ import Foundation
 import HDF5
 
 /// Writes a neutral model in the PyTorch layout: a `state_dict` with flat dotted keys and a
-/// version-2 `model_config` (spec/pytorch-layout.md), in the container OUT's extension names.
+/// version-2 `model_config` (spec/pytorch-layout.md); the format the output's extension chooses
+/// stores it (`Formats/TorchSave`, `Formats/Safetensors`, `Formats/PyTorchHDF5`).
 ///
 /// A PyTorch source keeps its own module structure and keys, so the file loads into the
 /// user's original module: a bare module's keys as they were (`weight_ih_l1` of one
@@ -11,39 +12,6 @@ import HDF5
 /// PyTorch rules (spec/conversion.md): LSTM `bias_ih = bias`, `bias_hh = 0`; GRU blocks
 /// z, r, h → r, z, n with bias rows → `bias_ih` / `bias_hh`.
 enum PyTorchWriter {
-    /// The containers a PyTorch target is written in, chosen by the output's extension.
-    enum Container: CaseIterable {
-        /// `.h5`, `.hdf5`: the state_dict as HDF5 datasets, `model_config` a root attribute.
-        case hdf5
-        /// `.pt`, `.pth`: what `torch.save(state_dict)` writes; `model_config` in `_metadata`.
-        case torchSave
-        /// `.safetensors`: `model_config` in `__metadata__`.
-        case safetensors
-
-        var extensions: [String] {
-            switch self {
-            case .hdf5: return ["h5", "hdf5"]
-            case .torchSave: return ["pt", "pth"]
-            case .safetensors: return ["safetensors"]
-            }
-        }
-
-        /// The container for `path`'s extension (case-insensitive), nil for any other.
-        init?(path: String) {
-            let name = path.split(separator: "/").last.map(String.init) ?? path
-            guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return nil }
-            let ext = name[name.index(after: dot)...].lowercased()
-            guard let container = Self.allCases.first(where: { $0.extensions.contains(ext) }) else { return nil }
-            self = container
-        }
-
-        /// `.pt, .pth, .safetensors, .h5 or .hdf5`, for messages.
-        static var allExtensions: String {
-            let all = [Container.torchSave, .safetensors, .hdf5].flatMap(\.extensions).map { "." + $0 }
-            return all.dropLast().joined(separator: ", ") + " or " + all.last!
-        }
-    }
-
     struct Plan {
         /// The `model_config` modules (activations after a Dense as their own module); empty
         /// for a bare module, which is written without a `model_config`.
@@ -236,24 +204,5 @@ enum PyTorchWriter {
         plan.version = document.version ?? plan.version
         plan.lengths = document.lengths
         return plan
-    }
-
-    /// Writes `plan` to `path` in `container`.
-    static func write(_ plan: Plan, to path: String, as container: Container) throws {
-        let config = try plan.document?.json()
-        switch container {
-        case .hdf5:
-            let root = try HDF5File.create(path).root
-            for (key, make) in plan.tensors {
-                let tensor = make()
-                try root.write(key, floats: tensor.values, shape: tensor.shape)
-            }
-            if let config { try root.setAttribute("model_config", .string(config)) }
-        case .torchSave:
-            try TorchSaveFile.write(plan.tensors.map { ($0.key, $0.make()) }, modelConfig: config, to: path)
-        case .safetensors:
-            try SafetensorsFile.write(plan.tensors.map { ($0.key, $0.make()) },
-                                      metadata: config.map { ["model_config": $0, "format": "pt"] } ?? ["format": "pt"], to: path)
-        }
     }
 }

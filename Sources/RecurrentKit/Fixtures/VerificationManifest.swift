@@ -4,7 +4,7 @@ import TextSafety
 import Yams
 
 /// A value of a manifest, JSON or YAML alike, after the node budget was counted.
-enum ManifestValue {
+package enum ManifestValue {
     /// A string or a YAML plain scalar; `number` when it reads as one (JSON numbers, YAML
     /// ints and floats).
     case text(String, number: Double?)
@@ -52,7 +52,7 @@ extension VerificationSuite {
         return try manifestCases(value, file: path)
     }
 
-    static func parseManifest(_ text: String, file: String) throws -> ManifestValue {
+    package static func parseManifest(_ text: String, file: String) throws -> ManifestValue {
         let trimmed = text.drop { $0.isWhitespace }
         if file.lowercased().hasSuffix(".json") || trimmed.first == "{" || trimmed.first == "[" {
             if let problem = Limits.checkJSONSize(text) { throw ModelError(.invalidInput, file: file, message: problem) }
@@ -173,7 +173,7 @@ extension VerificationSuite {
     }
 
     /// The cases of a parsed manifest.
-    static func manifestCases(_ value: ManifestValue, file: String) throws -> [VerificationCase] {
+    package static func manifestCases(_ value: ManifestValue, file: String) throws -> [VerificationCase] {
         let entries: [ManifestValue]
         switch value {
         case .list(let items):

@@ -17,7 +17,7 @@ public enum KerasWeightsMatching: String, Sendable, CaseIterable {
 
 /// Reads the Keras file forms, chosen from content: legacy HDF5 full models (Keras 2 and
 /// Keras 3), weights-only HDF5 (legacy and Keras 3 layouts), and `.keras` archives.
-enum KerasFile {
+package enum KerasFile {
     /// True when the container holds any Keras form.
     static func isKeras(_ container: TensorContainer) throws -> Bool {
         try container.hasAttribute("keras_version", at: "") || container.hasAttribute("layer_names", at: "")
@@ -35,7 +35,7 @@ enum KerasFile {
     /// - Parameter matching: how a legacy weights-only file's layers are paired with the
     ///   architecture's (`KerasWeightsMatching`); `.name` is refused for every other form.
     static func read(_ container: TensorContainer, architecture: Architecture?,
-                     matching: KerasWeightsMatching = .order) throws -> LoadedModel {
+                     matching: KerasWeightsMatching = .order) throws -> ModelReading {
         let file = container.file
         var versions = KerasVersionResolver()
         try versions.record(container: container)
@@ -106,7 +106,7 @@ enum KerasFile {
     /// An `architecture` given beside the archive must describe the model the archive
     /// carries (`requireAgreement`); it never replaces the archive's own.
     static func readArchive(_ path: String, architecture: Architecture? = nil,
-                            memberLimit: Int = Limits.archiveMemberBytes) throws -> LoadedModel {
+                            memberLimit: Int = Limits.archiveMemberBytes) throws -> ModelReading {
         let archive = try KerasArchive(path)
         let (config, versions) = try archive.configuration()
         guard let image = try archive.member("model.weights.h5", limit: memberLimit) else {
@@ -134,11 +134,11 @@ enum KerasFile {
     /// `.keras` archive) unless the file's weights, read as it describes them (`given`),
     /// make the model the file's own description makes (`own`); the refusal names the first
     /// difference: the layer, the option and both values (`ModelDifference`).
-    private static func requireAgreement(_ own: LoadedModel, architecture: Architecture,
-                                         given: () throws -> LoadedModel) throws {
+    private static func requireAgreement(_ own: ModelReading, architecture: Architecture,
+                                         given: () throws -> ModelReading) throws {
         let file = own.file
         let shownArchitecture = shown(architecture.path)
-        let other: LoadedModel
+        let other: ModelReading
         do {
             other = try given()
         } catch let error as ModelError {
@@ -148,7 +148,7 @@ enum KerasFile {
                              message: "carries its own architecture, and the one given (\(shownArchitecture)) does not describe it: \(reason.description)")
         }
         guard let difference = ModelDifference(own.model, other.model) else { return }
-        let layer = difference.layerIndex.map { own.layerLabel($0) ?? "\($0)" }
+        let layer = difference.layerIndex.map { LoadedModel(own).layerLabel($0) ?? "\($0)" }
         throw ModelError(.invalidInput, file: file, layer: layer,
                          message: "carries its own architecture, and the one given (\(shownArchitecture)) differs: \(difference.field) is \(difference.first) in the file, \(difference.second) in the architecture given; give none, or one that agrees")
     }
@@ -165,7 +165,7 @@ enum KerasFile {
     }
 
     /// The architecture for a weights-only file: a full model file or a config JSON.
-    struct Architecture {
+    package struct Architecture {
         /// The file it was read from, as the caller named it.
         var path: String
         var config: KerasConfig
@@ -174,7 +174,7 @@ enum KerasFile {
         /// A `.keras` architecture's assets (an adapted TextVectorization's vocabulary).
         var assets: KerasAssets?
 
-        init(contentsOf path: String) throws {
+        package init(contentsOf path: String) throws {
             self.path = path
             try InputFiles.requireRegularFile(path)
             if isZip(path) {

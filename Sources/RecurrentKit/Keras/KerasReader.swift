@@ -3,7 +3,7 @@ import HDF5
 
 /// Maps a Keras model (config + weights) onto the neutral model, layer by layer. Anything
 /// it cannot express exactly is refused with the layer's name, class and the option.
-struct KerasReader {
+package struct KerasReader {
     let file: String
     /// The Keras version the model is for, nil when no file says or they disagree
     /// (`KerasVersionResolver`).
@@ -43,7 +43,7 @@ struct KerasReader {
     }
 
     static func read(config: KerasConfig, file: String, layout: Layout, version: KerasVersionResolver.Resolution,
-                     source: KerasWeightSource, assets: KerasAssets? = nil) throws -> LoadedModel {
+                     source: KerasWeightSource, assets: KerasAssets? = nil) throws -> ModelReading {
         var reader = KerasReader(file: file, version: version.version, source: source)
         reader.versionConflict = version.conflict
         reader.modelClass = config.className
@@ -67,10 +67,30 @@ struct KerasReader {
                 reader.summaries[index].details.append(("weights_from", .text(fileName)))
             }
         }
-        return try LoadedModel(file: file, layout: layout, model: model,
+        return ModelReading(file: file, layout: layout, model: model,
                                isBareRecurrentModule: false, summaries: reader.summaries,
                                storedTypes: reader.storedTypes.sorted(), compressed: reader.compressed,
                                modelClass: config.className, kerasVersion: version.version?.rawValue)
+    }
+
+    /// A Keras config JSON read against weights in Keras 3's `layers/…/vars` layout
+    /// (`weights`, a weights file's root), or against none (the read stops at the first
+    /// layer that has weights): the config reader and planner on their own, for the fuzz
+    /// target `FuzzKerasConfig`.
+    package static func read(configJSON: String, file: String, keras3Weights weights: HDF5Group?) throws -> ModelReading {
+        let config = try KerasConfig(json: configJSON, file: file, path: "config.json")
+        let source: KerasWeightSource
+        if let weights {
+            source = Keras3Weights(container: HDF5Container(root: weights, file: file), layers: config.allLayers)
+        } else {
+            source = NoWeights()
+        }
+        return try read(config: config, file: file, layout: .kerasWeights, version: .init(version: .keras3), source: source)
+    }
+
+    /// A source with no weights at all.
+    private struct NoWeights: KerasWeightSource {
+        func weights(of node: KerasConfig.Node) throws -> [KerasWeight] { [] }
     }
 
     private mutating func append(_ layer: Layer, name: String) {

@@ -305,18 +305,11 @@ package struct StateDictListing {
     /// The listing of `path` when it is a PyTorch state_dict holding several modules and no
     /// `model_config`; nil for any other file (which `LoadedModel` reads or refuses itself).
     package static func read(_ path: String, key: String?) throws -> StateDictListing? {
-        let form = try ModelFileForm(sniffing: path)
-        let container: TensorContainer
-        let layout: Layout
-        switch form {
-        case .torchSave: (container, layout) = (try TorchSaveFile.read(path, key: key), .pytorchSave)
-        case .safetensors: (container, layout) = (try SafetensorsFile.read(path), .pytorchSafetensors)
-        case .hdf5:
-            let hdf5 = HDF5Container(try HDF5File.open(path))
-            guard try !KerasFile.isKeras(hdf5) else { return nil }
-            (container, layout) = (hdf5, .pytorch)
-        case .kerasArchive, .otherZip, .onnx, .unrecognized: return nil
-        }
+        // A format whose file is a state_dict (Formats.all), or nothing to list.
+        let source = FormatSource(path: path)
+        guard let format = try Formats.format(of: source) as? any StateDictFormat else { return nil }
+        let container = try format.stateDict(source, key: key)
+        let layout = format.layout
         guard try container.stringAttribute("model_config", at: "") == nil else { return nil }
         let dict = try PyTorchReader.StateDict(store: try WeightStore(container: container), file: path)
         guard (try? PyTorchReader.bareModulePrefix(dict, file: path)) == nil else { return nil }

@@ -1,9 +1,10 @@
 import Foundation
+import HDF5
 
 /// Reads the PyTorch layout (a state_dict, optionally with `model_config`) from any
 /// container into the neutral model. Translate first, then load strictly: every key must be used, every shape
 /// must match.
-enum PyTorchReader {
+package enum PyTorchReader {
     /// A state_dict: dotted key → tensor. A container's nested groups read as dots
     /// (`lstm/weight_ih_l0` is the key `lstm.weight_ih_l0`); a flat container's names are the keys.
     /// Only the keys a reading selects are read (`ModuleSelection`); integer and bool tensors
@@ -84,7 +85,7 @@ enum PyTorchReader {
     /// one note counts them (`LoadedModel.notes`). A file that holds several modules and
     /// neither is refused with the modules found and a skeleton to edit (`ModelConfigSkeleton`).
     static func read(_ container: TensorContainer, layout: Layout = .pytorch,
-                     architecture: ModelConfigDocument? = nil, modules: [String]? = nil) throws -> LoadedModel {
+                     architecture: ModelConfigDocument? = nil, modules: [String]? = nil) throws -> ModelReading {
         let file = container.file
         var document = architecture
         if let configText = try container.stringAttribute("model_config", at: "") {
@@ -123,10 +124,32 @@ enum PyTorchReader {
         }
         let loaded = try readBare(prefix: prefix, dict: &dict, summaries: &summaries)
         try dict.checkAllUsed()
-        return try LoadedModel(file: file, layout: layout, model: loaded.model, isBareRecurrentModule: true,
+        return ModelReading(file: file, layout: layout, model: loaded.model, isBareRecurrentModule: true,
                                summaries: summaries, storedTypes: store.storedTypes,
                                compressed: store.tensors.values.contains { $0.compressed },
                                pytorchSource: PyTorchSource(document: nil, barePrefix: prefix), moduleLabels: loaded.labels)
+    }
+
+    /// A `model_config` JSON built against the state_dict in `stateDict` (an HDF5 root) with
+    /// every key used, or only parsed when nil: the config reader on its own, for the fuzz
+    /// target `FuzzPyTorchModelConfig`.
+    package static func build(configJSON: String, file: String, stateDict: HDF5Group?) throws -> Model? {
+        let config = try PyTorchModelConfig(json: configJSON, file: file)
+        guard let stateDict else { return nil }
+        let store = try WeightStore(container: HDF5Container(root: stateDict, file: file))
+        var dict = try StateDict(store: store, file: file)
+        var summaries: [LayerSummary] = []
+        let model = try build(config, dict: &dict, summaries: &summaries)
+        try dict.checkAllUsed()
+        return model
+    }
+
+    /// True for a state_dict without a `model_config` that is not one bare recurrent module:
+    /// it needs an architecture given beside it (`LoadedModel.needsArchitecture`).
+    static func needsArchitecture(_ container: TensorContainer) throws -> Bool {
+        guard try container.stringAttribute("model_config", at: "") == nil else { return false }
+        let dict = try StateDict(store: try WeightStore(container: container), file: container.file)
+        return (try? bareModulePrefix(dict, file: container.file)) == nil
     }
 
     /// One bare recurrent module under `prefix`, named as its keys name it (or `name`).
@@ -162,7 +185,7 @@ enum PyTorchReader {
 
     /// Reads the model `document` describes, reading only the keys of its modules.
     static func read(_ container: TensorContainer, keys: [String], document: ModelConfigDocument, origin: Origin,
-                     layout: Layout) throws -> LoadedModel {
+                     layout: Layout) throws -> ModelReading {
         let file = container.file
         var config = PyTorchModelConfig(document: document)
         let selection = ModuleSelection(keys: keys, moduleKeyPrefixes: config.moduleKeyPrefixes)
@@ -176,7 +199,7 @@ enum PyTorchReader {
         // How the model takes lengths: PyTorch's packing, or Keras's for a model converted from Keras.
         model.lengthsRule = document.lengthsRule
         try dict.checkAllUsed()
-        return try LoadedModel(file: file, layout: layout, model: model, isBareRecurrentModule: false,
+        return ModelReading(file: file, layout: layout, model: model, isBareRecurrentModule: false,
                                summaries: summaries, storedTypes: store.storedTypes,
                                compressed: store.tensors.values.contains { $0.compressed },
                                pytorchSource: PyTorchSource(document: document, barePrefix: ""),
@@ -187,7 +210,7 @@ enum PyTorchReader {
     /// recurrent module is read as a bare module; several form a chain applied to every step,
     /// described by a `model_config` made from their keys and shapes.
     static func readSelected(_ container: TensorContainer, keys: [String], prefixes given: [String],
-                             layout: Layout) throws -> LoadedModel {
+                             layout: Layout) throws -> ModelReading {
         let file = container.file
         let prefixes = try ModuleSelection.checkedPrefixes(given, file: file)
         let wrapper = ModuleSelection.wrapper(of: keys)
@@ -228,7 +251,7 @@ enum PyTorchReader {
                                       dict: &dict, summaries: &summaries)
             try dict.checkAllUsed()
             notes += unread
-            return try LoadedModel(file: file, layout: layout, model: loaded.model, isBareRecurrentModule: true,
+            return ModelReading(file: file, layout: layout, model: loaded.model, isBareRecurrentModule: true,
                                    summaries: summaries, storedTypes: store.storedTypes,
                                    compressed: store.tensors.values.contains { $0.compressed },
                                    pytorchSource: PyTorchSource(document: nil, barePrefix: String(prefix.dropFirst(implied.count))),

@@ -1,6 +1,7 @@
 // libFuzzer target: bytes as a fixture or input file, read as `verify` and `run` read them.
 // Built and run by scripts/fuzz.sh.
 import Foundation
+import FuzzEntryPoints
 import FuzzSupport
 import RecurrentKit
 

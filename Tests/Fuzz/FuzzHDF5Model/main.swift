@@ -1,5 +1,6 @@
 // libFuzzer target: bytes as an HDF5 model file (PyTorch or Keras), read in memory the way
 // `inspect` reads a file. Built and run by scripts/fuzz.sh.
+import FuzzEntryPoints
 import FuzzSupport
 import RecurrentKit
 

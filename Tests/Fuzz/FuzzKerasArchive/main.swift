@@ -1,6 +1,7 @@
 // libFuzzer target: bytes as a `.keras` archive, read as `inspect` and `--architecture`
 // read one. Built and run by scripts/fuzz.sh.
 import Foundation
+import FuzzEntryPoints
 import FuzzSupport
 import RecurrentKit
 

@@ -3,6 +3,7 @@
 // scripts/fuzz.sh, from the repository root (RECURRENTKIT_FUZZ_FIXTURES names another).
 import Foundation
 import HDF5
+import FuzzEntryPoints
 import FuzzSupport
 import RecurrentKit
 

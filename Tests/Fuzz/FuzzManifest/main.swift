@@ -1,5 +1,6 @@
 // libFuzzer target: one selector byte, then a `verify --manifest` file, JSON or YAML, parsed
 // into cases as `verify` does (FuzzEntry.manifest). Built and run by scripts/fuzz.sh.
+import FuzzEntryPoints
 import FuzzSupport
 import RecurrentKit
 

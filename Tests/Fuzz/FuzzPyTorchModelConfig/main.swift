@@ -4,6 +4,7 @@
 // root (RECURRENTKIT_FUZZ_FIXTURES names another).
 import Foundation
 import HDF5
+import FuzzEntryPoints
 import FuzzSupport
 import RecurrentKit
 

@@ -1,6 +1,7 @@
 // libFuzzer target: bytes as a safetensors file, read as `inspect` reads one: header,
 // offsets, dtypes, metadata and the PyTorch layout (FuzzEntry.safetensors). Built and run
 // by scripts/fuzz.sh.
+import FuzzEntryPoints
 import FuzzSupport
 import RecurrentKit
 

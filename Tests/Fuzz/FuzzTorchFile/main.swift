@@ -1,6 +1,7 @@
 // libFuzzer target: bytes as a torch.save file (`.pt`/`.pth`), read as `inspect` reads one:
 // the restricted pickle reader and the PyTorch layout (FuzzEntry.torchFile). Built and run
 // by scripts/fuzz.sh.
+import FuzzEntryPoints
 import FuzzSupport
 import RecurrentKit
 

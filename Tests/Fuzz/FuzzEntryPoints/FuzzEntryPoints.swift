@@ -1,6 +1,7 @@
 import Foundation
 import HDF5
 import RecurrentEngine
+import RecurrentKit
 
 /// Entry points for the fuzz targets (Tests/Fuzz) and the regression replay
 /// (FuzzRegressionTests): bytes in, the reader's work done, every refusal returned as text.
@@ -8,26 +9,21 @@ import RecurrentEngine
 /// Each function does what a command does with a file of these bytes and returns normally
 /// whether the reader accepted or refused them (the refusal, rendered as the command line
 /// would print it, or nil); a trap, a fault, a leak, an HDF5 handle left open or an
-/// allocation over the fuzzer's limit is the finding. Package access only: nothing here is
-/// public API.
-package enum FuzzEntry {
+/// allocation over the fuzzer's limit is the finding. A target of its own, outside the
+/// library (built for the fuzz targets and the tests, never for a client of RecurrentKit):
+/// it reads through the format registry (`Formats`) and the package-access seams of the
+/// layouts.
+public enum FuzzEntry {
     /// The name errors give the fuzzed file.
     static let name = "fuzz-input"
 
-    /// An HDF5 model file as `inspect` reads it: content sniffing (Keras or PyTorch), the
-    /// reader, the summaries it prints and the engine `run` would prepare.
+    /// An HDF5 model file as `inspect` reads it, through the registry (`Formats.read`): the
+    /// form, the format that claims it (Keras or PyTorch), the reader, the summaries it
+    /// prints and the engine `run` would prepare.
     @discardableResult
-    package static func hdf5Model(_ bytes: [UInt8]) -> String? {
+    public static func hdf5Model(_ bytes: [UInt8]) -> String? {
         return checked {
-            let hdf5 = try HDF5File.open(image: bytes, name: name)
-            let loaded: LoadedModel
-            let container = HDF5Container(hdf5)
-            if try KerasFile.isKeras(container) {
-                loaded = try KerasFile.read(container, architecture: nil)
-            } else {
-                loaded = try PyTorchReader.read(container)
-            }
-            try touch(loaded)
+            try touch(LoadedModel(try Formats.read(FormatSource(bytes: bytes, name: name), options: ReadOptions())))
         }
     }
 
@@ -38,28 +34,20 @@ package enum FuzzEntry {
     /// choice being none (the reader stops at the first layer that has weights). The rest
     /// is the JSON text.
     @discardableResult
-    package static func kerasConfig(_ bytes: [UInt8], weights: [HDF5File]) -> String? {
+    public static func kerasConfig(_ bytes: [UInt8], weights: [HDF5File]) -> String? {
         guard let selector = bytes.first else { return "empty" }
         let text = String(decoding: bytes.dropFirst(), as: UTF8.self)
         return checked {
-            let config = try KerasConfig(json: text, file: name, path: "config.json")
             let choice = Int(selector) % (weights.count + 1)
-            let source: KerasWeightSource
-            if choice < weights.count {
-                source = Keras3Weights(container: HDF5Container(root: weights[choice].root, file: name), layers: config.allLayers)
-            } else {
-                source = NoWeights()
-            }
-            let loaded = try KerasReader.read(config: config, file: name, layout: .kerasWeights, version: .init(version: .keras3),
-                                              source: source)
-            try touch(loaded)
+            try touch(LoadedModel(try KerasReader.read(configJSON: text, file: name,
+                                                       keras3Weights: choice < weights.count ? weights[choice].root : nil)))
         }
     }
 
     /// A `.keras` archive as `inspect` reads one (and as `--architecture` reads one), from a
     /// file at `path` that holds the bytes.
     @discardableResult
-    package static func kerasArchive(_ bytes: [UInt8], path: String) -> String? {
+    public static func kerasArchive(_ bytes: [UInt8], path: String) -> String? {
         return checked {
             try Data(bytes).write(to: URL(fileURLWithPath: path))
             defer { try? FileManager.default.removeItem(atPath: path) }
@@ -74,25 +62,21 @@ package enum FuzzEntry {
     /// The first byte picks the state_dict: `stateDicts[byte % stateDicts.count]` (with
     /// none given, the config is only parsed). The rest is the JSON text.
     @discardableResult
-    package static func pytorchModelConfig(_ bytes: [UInt8], stateDicts: [HDF5File]) -> String? {
+    public static func pytorchModelConfig(_ bytes: [UInt8], stateDicts: [HDF5File]) -> String? {
         guard let selector = bytes.first else { return "empty" }
         let text = String(decoding: bytes.dropFirst(), as: UTF8.self)
         return checked {
-            let config = try PyTorchModelConfig(json: text, file: name)
-            guard !stateDicts.isEmpty else { return }
-            let store = try WeightStore(container: HDF5Container(root: stateDicts[Int(selector) % stateDicts.count].root, file: name))
-            var dict = try PyTorchReader.StateDict(store: store, file: name)
-            var summaries: [LayerSummary] = []
-            let model = try PyTorchReader.build(config, dict: &dict, summaries: &summaries)
-            try dict.checkAllUsed()
-            _ = try Engine(model: model)
+            let stateDict = stateDicts.isEmpty ? nil : stateDicts[Int(selector) % stateDicts.count].root
+            if let model = try PyTorchReader.build(configJSON: text, file: name, stateDict: stateDict) {
+                _ = try Engine(model: model)
+            }
         }
     }
 
     /// A fixture (and an input file, which is its `/inputs` and `/lengths`) as `verify` and
     /// `run` read them, from a file at `path` that holds the bytes.
     @discardableResult
-    package static func fixture(_ bytes: [UInt8], path: String) -> String? {
+    public static func fixture(_ bytes: [UInt8], path: String) -> String? {
         return checked {
             try Data(bytes).write(to: URL(fileURLWithPath: path))
             defer { try? FileManager.default.removeItem(atPath: path) }
@@ -106,29 +90,32 @@ package enum FuzzEntry {
     /// A `torch.save` file (`.pt`, `.pth`) as `inspect` reads it: the restricted pickle
     /// reader, the state_dict chosen (a checkpoint's too), the PyTorch layout and the engine.
     @discardableResult
-    package static func torchFile(_ bytes: [UInt8]) -> String? {
+    public static func torchFile(_ bytes: [UInt8]) -> String? {
         // The form decision runs on every input too; it must return, whatever the bytes.
-        _ = ModelFileForm(bytes: bytes)
+        _ = try? Formats.format(of: FormatSource(bytes: bytes, name: name))
         // Every member through the zip reader, those torch never reads included.
         if let archive = try? ZipArchive(bytes: bytes, name: name) {
             for member in archive.names { _ = try? archive.member(member, limit: 1 << 22, bound: "4 MiB") }
         }
         return checked {
-            try touch(try PyTorchReader.read(try TorchSaveFile.read(bytes: bytes, name: name), layout: .pytorchSave))
+            try touch(LoadedModel(try torchSave.read(FormatSource(bytes: bytes, name: name), options: ReadOptions())))
         }
     }
 
     /// A safetensors file as `inspect` reads it: header, offsets, dtypes, metadata's
     /// `model_config`, the PyTorch layout and the engine.
     @discardableResult
-    package static func safetensors(_ bytes: [UInt8]) -> String? {
+    public static func safetensors(_ bytes: [UInt8]) -> String? {
         checked {
-            let container = try SafetensorsFile.read(bytes: bytes, name: name)
+            let source = FormatSource(bytes: bytes, name: name)
+            try Formats.readContainer(safetensors, source)
             // Bytes the safetensors reader accepts are a safetensors file to the form decision
             // too (spec/architecture.md, "Which container"); anything else is a finding.
-            let form = ModelFileForm(bytes: bytes)
-            if form != .safetensors { fatalError("a safetensors file the reader accepts is sniffed as \(form.title)") }
-            try touch(try PyTorchReader.read(container, layout: .pytorchSafetensors))
+            let container = try? Formats.container(of: source)
+            if container != .safetensors {
+                fatalError("a safetensors file the reader accepts is sniffed as \(container?.rawValue ?? "no container")")
+            }
+            try touch(LoadedModel(try safetensors.read(source, options: ReadOptions())))
         }
     }
 
@@ -139,7 +126,7 @@ package enum FuzzEntry {
     /// The first byte picks the name the text is read under (even: `fuzz-input.yml`, odd:
     /// `fuzz-input.json`, which forces JSON); the rest is the text.
     @discardableResult
-    package static func manifest(_ bytes: [UInt8]) -> String? {
+    public static func manifest(_ bytes: [UInt8]) -> String? {
         guard let selector = bytes.first else { return "empty" }
         let file = selector % 2 == 0 ? name + ".yml" : name + ".json"
         return checked {
@@ -153,14 +140,14 @@ package enum FuzzEntry {
 
     /// The `model.weights.h5` members of the `.keras` archives in `folder`, in name order,
     /// opened in memory: the weights `kerasConfig` plans against.
-    package static func archiveWeights(folder: String) -> [HDF5File] {
+    public static func archiveWeights(folder: String) -> [HDF5File] {
         files(in: folder, suffix: ".keras").compactMap { path in
             member("model.weights.h5", of: path).flatMap { try? HDF5File.open(image: $0, name: path + "!model.weights.h5") }
         }
     }
 
     /// The `config.json` members of the same archives, in the same order.
-    package static func archiveConfigs(folder: String) -> [[UInt8]] {
+    public static func archiveConfigs(folder: String) -> [[UInt8]] {
         files(in: folder, suffix: ".keras").compactMap { member("config.json", of: $0) }
     }
 
@@ -170,7 +157,7 @@ package enum FuzzEntry {
 
     /// The PyTorch files in `folder` that carry a `model_config`, in name order: the
     /// state_dicts `pytorchModelConfig` builds against.
-    package static func configuredStateDicts(folder: String) -> [HDF5File] {
+    public static func configuredStateDicts(folder: String) -> [HDF5File] {
         files(in: folder, suffix: ".h5").filter { !$0.hasSuffix(".fixture.h5") }.compactMap { path in
             guard let file = try? HDF5File.open(path), (try? file.root.hasAttribute("model_config")) == true else { return nil }
             return file
@@ -214,8 +201,7 @@ package enum FuzzEntry {
         var description: String { text }
     }
 
-    /// A source with no weights at all.
-    private struct NoWeights: KerasWeightSource {
-        func weights(of node: KerasConfig.Node) throws -> [KerasWeight] { [] }
-    }
+    /// The formats the torch and safetensors targets read with, whatever the form decides.
+    private static let torchSave = Formats.named("torch-save")!
+    private static let safetensors = Formats.named("safetensors")!
 }

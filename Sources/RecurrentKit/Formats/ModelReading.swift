@@ -1,0 +1,48 @@
+import RecurrentEngine
+
+/// What a format's read gives: the neutral model and what the file says of it (what
+/// `inspect` shows). `LoadedModel` is made from it in one place (`LoadedModel.init(_:)`).
+package struct ModelReading: Sendable {
+    /// The file as the caller named it.
+    package var file: String
+    package var layout: Layout
+    /// The framework-neutral model.
+    package var model: Model
+    /// True for a file that is one nn.RNN / nn.LSTM / nn.GRU.
+    package var isBareRecurrentModule: Bool
+    /// Each layer or module as the file describes it.
+    package var summaries: [LayerSummary]
+    /// On-disk element types of the weights (`float32`, `float16 (big-endian)`).
+    package var storedTypes: [String]
+    /// True when any weight is stored compressed.
+    package var compressed: Bool
+    /// The model class a Keras config names (`Sequential`, `Functional`); nil for PyTorch.
+    package var modelClass: String?
+    /// The Keras major version whose semantics the model carries (2 or 3); nil for PyTorch.
+    package var kerasVersion: Int?
+    /// For a PyTorch file: its module structure and key names, which a PyTorch target keeps.
+    var pytorchSource: PyTorchReader.PyTorchSource?
+    /// How errors name each layer of `model.layers`, when the reader knows better than the
+    /// layer names; nil otherwise.
+    var moduleLabels: [String?]?
+    /// What reading the file did that its user should know, one line each (`LoadedModel.notes`).
+    package var notes: [String]
+
+    init(file: String, layout: Layout, model: Model, isBareRecurrentModule: Bool, summaries: [LayerSummary],
+         storedTypes: [String], compressed: Bool, modelClass: String? = nil, kerasVersion: Int? = nil,
+         pytorchSource: PyTorchReader.PyTorchSource? = nil, moduleLabels: [String?]? = nil,
+         notes: [String] = []) {
+        self.file = file
+        self.layout = layout
+        self.model = model
+        self.isBareRecurrentModule = isBareRecurrentModule
+        self.summaries = summaries
+        self.storedTypes = storedTypes
+        self.compressed = compressed
+        self.modelClass = modelClass
+        self.kerasVersion = kerasVersion
+        self.pytorchSource = pytorchSource
+        self.moduleLabels = moduleLabels
+        self.notes = notes
+    }
+}

@@ -1,0 +1,84 @@
+/// An ONNX model: a protobuf `ModelProto` (onnx.proto). Recognised so that it is refused as
+/// what it is, never read as another form; rnnkit does not read ONNX files yet.
+struct ONNXFormat: ModelFormat {
+    var name: String { "onnx" }
+    var container: ModelContainer { .onnx }
+    var framework: ModelFramework { .onnx }
+    var layouts: [Layout] { [] }
+
+    var signatures: [FormatSignature] {
+        [FormatSignature(rank: 60, name: "ONNX ModelProto") { try Self.isONNXModel($0.probe) }]
+    }
+
+    var readOptions: Set<ReadOption> { [] }
+
+    func read(_ source: FormatSource, options: ReadOptions) throws -> ModelReading {
+        throw ModelError(.unsupported, file: source.file, message: "is an ONNX model; rnnkit does not read ONNX files yet")
+    }
+
+    // MARK: Recognition
+
+    /// `ModelProto`'s fields (onnx.proto) and their wire types: 1 `ir_version` (varint),
+    /// 2 `producer_name`, 3 `producer_version`, 4 `domain` (strings), 5 `model_version`
+    /// (varint), 6 `doc_string`, 7 `graph`, 8 `opset_import`, 14 `metadata_props`,
+    /// 20 `training_info`, 25 `functions`, 26 `configuration` (length-delimited).
+    private static let modelFields: [UInt64: UInt64] = [
+        1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2,
+    ]
+
+    /// True for a protobuf `ModelProto`: `ir_version` first (tag `0x08`, a version from 1
+    /// to 255), then only `ModelProto`'s fields with their wire types, each within the file,
+    /// up to a `graph` field that ends within the file. At most 64 fields are looked at.
+    static func isONNXModel(_ probe: FileProbe) throws -> Bool {
+        var offset = 0
+        var fields = 0
+        while fields < 64, offset < probe.size {
+            let window = try probe.bytes(at: offset, count: 20)
+            var cursor = 0
+            guard let tag = varint(window, &cursor), let wireType = modelFields[tag >> 3], tag & 7 == wireType else {
+                return false
+            }
+            if fields == 0 && tag != 0x08 { return false }
+            if wireType == 0 {
+                guard let value = varint(window, &cursor) else { return false }
+                if fields == 0 && !(1...255).contains(value) { return false }
+                offset += cursor
+            } else {
+                guard let length = varint(window, &cursor), length <= UInt64(probe.size - offset - cursor) else {
+                    return false
+                }
+                offset += cursor + Int(length)
+                if tag >> 3 == 7 { return true }
+            }
+            fields += 1
+        }
+        return false
+    }
+
+    /// A protobuf varint at `cursor` in `bytes` (at most 10 bytes), or nil.
+    private static func varint(_ bytes: [UInt8], _ cursor: inout Int) -> UInt64? {
+        var value: UInt64 = 0
+        for shift in stride(from: 0, to: 70, by: 7) {
+            guard cursor < bytes.count else { return nil }
+            let byte = bytes[cursor]
+            cursor += 1
+            if shift == 63 && byte > 1 { return nil }
+            value |= UInt64(byte & 0x7F) << UInt64(shift)
+            if byte & 0x80 == 0 { return value }
+        }
+        return nil
+    }
+}
+
+extension ModelContainer {
+    /// A protobuf `ModelProto`.
+    public static let onnx = ModelContainer(rawValue: "onnx", title: "ONNX (protobuf)", fileTitle: "an ONNX model")
+}
+
+extension ModelFramework {
+    public static let onnx = ModelFramework(rawValue: "onnx", title: "ONNX")
+}
+
+extension ModelFileForm {
+    static var onnx: ModelFileForm { .container(.onnx) }
+}
