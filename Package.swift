@@ -70,7 +70,8 @@ let package = Package(
         .testTarget(name: "RecurrentEngineTests", dependencies: ["RecurrentEngine"]),
         .testTarget(name: "CPUFeaturesTests", dependencies: ["CPUFeatures"]),
         .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5", "TestSupport", "TextSafety", "rnnkit",
-                                                              "FuzzEntryPoints"]),
+                                                              "FuzzEntryPoints",
+                                                              .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     ]
 )
 

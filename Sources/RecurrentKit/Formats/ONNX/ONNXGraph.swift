@@ -31,6 +31,17 @@ struct ONNXGraph {
         /// An axis of size 1 that means nothing (an Unsqueeze).
         case unit
 
+        var text: String {
+            switch self {
+            case .batch: return "batch"
+            case .time: return "time"
+            case let .features(n): return "features \(n)"
+            case let .directions(n): return "directions \(n)"
+            case let .hidden(n): return "hidden \(n)"
+            case .unit: return "1"
+            }
+        }
+
         var size: Dim {
             switch self {
             case .batch: return .batch
@@ -40,6 +51,9 @@ struct ONNXGraph {
             }
         }
     }
+
+    /// Axes as messages write them: `[time, batch, features 3]`.
+    static func text(_ axes: [Axis]) -> String { "[" + axes.map(\.text).joined(separator: ", ") + "]" }
 
     /// Data that depends on the graph's inputs.
     struct Flow {
@@ -308,7 +322,7 @@ struct ONNXGraph {
 
     private mutating func appendDense(_ flow: inout Flow, weight: Tensor, bias: Tensor?, node: Onnx_NodeProto, index: Int) throws {
         guard case let .features(width)? = flow.axes.last, width == weight.shape[1] else {
-            throw refusal(node, index, "takes \(weight.shape[1]) features; the data it is given has axes \(flow.axes)", kind: .invalidModel)
+            throw refusal(node, index, "takes \(weight.shape[1]) features; the data it is given has axes \(Self.text(flow.axes))", kind: .invalidModel)
         }
         flow.layers.append(.dense(Dense(weight: weight, bias: bias)))
         flow.layerNames.append(node.name)
@@ -370,7 +384,7 @@ struct ONNXGraph {
     private func reshaped(_ axes: [Axis], _ target: [Dim], allowZero: Bool, refuse: (String) -> ModelError) throws -> [Axis] {
         var result: [Axis] = []
         var p = 0
-        func fail() -> ModelError { refuse("reshapes axes \(axes) to \(target); rnnkit follows reshapes that merge [directions, hidden] or add and remove size-1 axes") }
+        func fail() -> ModelError { refuse("reshapes axes \(Self.text(axes)) to \(target); rnnkit follows reshapes that merge [directions, hidden] or add and remove size-1 axes") }
         for (i, dim) in target.enumerated() {
             // Size-1 axes of the input before a non-1 target are dropped.
             switch dim {

@@ -80,11 +80,11 @@ enum ONNXLayout {
         case "Affine" where alpha == 1 && beta == 0: return .success(.linear)
         case "ScaledTanh" where alpha == 1 && beta == 1: return .success(.tanh)
         case "HardSigmoid", "Elu", "Affine", "ScaledTanh":
-            return .failure(ActivationRefusal(text: "\(name) with alpha \(alpha.map { "\($0)" } ?? "-"), beta \(beta.map { "\($0)" } ?? "-") is not an activation the engine computes"))
+            return .failure(ActivationRefusal(text: "\(name) with alpha \(alpha.map { "\($0)" } ?? "-"), beta \(beta.map { "\($0)" } ?? "-"), which the engine does not compute"))
         case "LeakyRelu", "ThresholdedRelu":
-            return .failure(ActivationRefusal(text: "\(name) is not an activation the engine computes"))
+            return .failure(ActivationRefusal(text: "\(name), which the engine does not compute"))
         default:
-            return .failure(ActivationRefusal(text: "\(shown(name)) is not an ONNX recurrent activation"))
+            return .failure(ActivationRefusal(text: "\(shown(name)), which is not an ONNX recurrent activation"))
         }
     }
 

@@ -20,6 +20,18 @@ struct ONNXReading {
     var dataInput: String
     var lengthsInput: String?
     var stateInputs: [(input: String, cell: Bool)]
+
+    /// What `inspect` shows: the graph (opset, IR version, producer, operators, inputs), then
+    /// each recurrent node and head as the graph has them.
+    var provenance: [LayerSummary] {
+        var details: [(String, DetailValue)] = [("ir_version", .integer(irVersion)), ("opset", .integer(opset))]
+        if !producer.isEmpty { details.append(("producer", .text(producer))) }
+        details.append(("operators", .text(operators.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))))
+        details.append(("input", .text(dataInput)))
+        if let lengthsInput { details.append(("sequence_lens", .text(lengthsInput))) }
+        for state in stateInputs { details.append((state.cell ? "initial_c" : "initial_h", .text(state.input))) }
+        return [LayerSummary(name: model.name, type: "ONNX graph", details: details, gateOrder: nil, parameterCount: 0)] + summaries
+    }
 }
 
 /// Reads `.onnx` files (spec/onnx-layout.md): a bounded protobuf decode, then the graph by
@@ -116,7 +128,7 @@ enum ONNXReader {
             } catch let second as ONNXInputOrder {
                 _ = first
                 throw ModelError(.unsupported, file: file, path: second.node,
-                                 message: "takes X with axes \(second.axes), expected \(second.expected) for its layout; rnnkit cannot follow the graph's input to it")
+                                 message: "takes X with axes \(ONNXGraph.text(second.axes)), expected \(ONNXGraph.text(second.expected)) first for its layout; rnnkit cannot follow the graph's input to it")
             }
         }
 
@@ -137,14 +149,15 @@ enum ONNXReader {
         var notes: [String] = []
         var outputAxes = output.axes
         // A recurrent node's raw Y: [time, directions, batch, hidden] (layout 0) or [batch, time, directions, hidden].
-        if outputAxes.count == 4, case let .directions(d) = outputAxes[outputAxes.count - 2], case let .hidden(h) = outputAxes[3] {
-            outputAxes = Array(outputAxes[0..<2]) + [.features(d * h)]
+        if outputAxes.count == 4, case let .hidden(h) = outputAxes[3],
+           let d = [1, 2].lazy.compactMap({ i -> Int? in if case let .directions(d) = outputAxes[i] { return d } else { return nil } }).first {
+            outputAxes = outputAxes.filter { if case .directions = $0 { return false }; return true }.dropLast() + [.features(d * h)]
             notes.append("the output \(shown(firstOutput.name)) is a recurrent node's Y; rnnkit gives it as [batch, time, directions·hidden]")
         }
         let shapes: Set<[ONNXGraph.Axis]> = [[.batch, .time], [.time, .batch], [.batch]]
         guard shapes.contains(outputAxes.filter { if case .features = $0 { return false } else { return true } }),
               case .features? = outputAxes.last else {
-            throw refuseOutput(firstOutput.name, "has axes \(output.axes), which rnnkit cannot give as [batch, time, features] or [batch, features]")
+            throw refuseOutput(firstOutput.name, "has axes \(ONNXGraph.text(output.axes)), which rnnkit cannot give as [batch, time, features] or [batch, features]")
         }
         if outputAxes.first == .time {
             notes.append("the graph takes and gives time-major tensors [time, batch, …]; rnnkit's inputs and outputs are batch-first")
@@ -166,7 +179,7 @@ enum ONNXReader {
             case let .finalStates(cell): matches = cell == expectedCell && recurrentCount == 1
             default: matches = false
             }
-            guard isBare, i <= 2, matches, f.axes.first.map({ if case .directions = $0 { return true } else { return false } }) ?? false else {
+            guard isBare, i <= 2, matches, f.axes.contains(where: { if case .directions = $0 { return true } else { return false } }) else {
                 throw refuseOutput(extra.name, "is a second output rnnkit cannot match: it reads one output, or a bare module's output, h_n and c_n (every layer's final states stacked, as [layers·directions, batch, hidden])")
             }
         }
