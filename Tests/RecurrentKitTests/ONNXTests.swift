@@ -68,7 +68,8 @@ final class ONNXTests: XCTestCase {
         let result = try rnnkit(["inspect", folder + "/node_gru_lbr1_bi_lengths.onnx"])
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stdout.contains("ir_version=10 opset=22 producer=rnnkit-fixtures operators=GRU 1 input=X sequence_lens=sequence_lens"), result.stdout)
-        XCTAssertTrue(result.stdout.contains("(GRU): input=3 hidden_size=4 direction=bidirectional layout=0 activations=Sigmoid, Tanh, Sigmoid, Tanh bias (B)=true linear_before_reset=1 gates=[update,reset,new]"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("#0 (GRU): input=3 hidden_size=4 direction=bidirectional layout=0 activations=Sigmoid, Tanh, Sigmoid, Tanh bias (B)=true linear_before_reset=1 gates=[update,reset,new]"), result.stdout)
+        XCTAssertEqual(result.stderr, "note: the graph takes time-major input [time, batch, features] and gives a recurrent node's Y [time, directions 2, batch, hidden 4]; rnnkit takes and gives batch-first tensors, [batch, time, features] with the directions side by side\n")
     }
 
     /// Each refused graph gives one line naming the node, its operator and the reason; exit 2.
@@ -130,7 +131,7 @@ final class ONNXTests: XCTestCase {
                        "M: is not a readable ONNX model: the protobuf data ends inside a field (truncated, or a length past the end)")
         // A length of 2^62.
         XCTAssertEqual(try refusal(model(graph: [0x0A] + varint(1 << 62))).error,
-                       "M: is not a readable ONNX model: the protobuf data ends inside a field (truncated, or a length past the end)")
+                       "M: is not a readable ONNX model: malformed protobuf data")
         // Graphs nested 40 deep: node (1) → attribute (5) → g (6) → node …
         var nested: [UInt8] = []
         for _ in 0..<40 {

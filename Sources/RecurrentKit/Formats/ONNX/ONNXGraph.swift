@@ -671,7 +671,7 @@ struct ONNXGraph {
                                                 ("direction", .text(direction)), ("layout", .integer(layout)),
                                                 ("activations", .text(names.joined(separator: ", "))), ("bias (B)", .flag(b != nil))]
         if kind == .gru { details.append(("linear_before_reset", .integer(resetRule == .afterMatmul ? 1 : 0))) }
-        summaries.append(LayerSummary(name: node.name, type: node.opType, details: details, gateOrder: order,
+        summaries.append(LayerSummary(name: node.name.isEmpty ? "#\(index)" : node.name, type: node.opType, details: details, gateOrder: order,
                                       parameterCount: w.count + r.count + (b?.count ?? 0)))
 
         let y: [Axis] = layout == 0 ? [.time, .directions(directions), .batch, .hidden(hidden)]

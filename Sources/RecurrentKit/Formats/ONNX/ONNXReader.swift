@@ -152,17 +152,20 @@ enum ONNXReader {
         if outputAxes.count == 4, case let .hidden(h) = outputAxes[3],
            let d = [1, 2].lazy.compactMap({ i -> Int? in if case let .directions(d) = outputAxes[i] { return d } else { return nil } }).first {
             outputAxes = outputAxes.filter { if case .directions = $0 { return false }; return true }.dropLast() + [.features(d * h)]
-            notes.append("the output \(shown(firstOutput.name)) is a recurrent node's Y; rnnkit gives it as [batch, time, directions·hidden]")
         }
+        let rawY = outputAxes.count != output.axes.count
         let shapes: Set<[ONNXGraph.Axis]> = [[.batch, .time], [.time, .batch], [.batch]]
         guard shapes.contains(outputAxes.filter { if case .features = $0 { return false } else { return true } }),
               case .features? = outputAxes.last else {
             throw refuseOutput(firstOutput.name, "has axes \(ONNXGraph.text(output.axes)), which rnnkit cannot give as [batch, time, features] or [batch, features]")
         }
-        if outputAxes.first == .time {
-            notes.append("the graph takes and gives time-major tensors [time, batch, …]; rnnkit's inputs and outputs are batch-first")
-        } else if timeMajor {
-            notes.append("the graph takes time-major input [time, batch, features]; rnnkit's inputs are batch-first")
+        // How the graph's own tensors differ from rnnkit's batch-first ones, in one line.
+        var differences: [String] = []
+        if timeMajor { differences.append("takes time-major input [time, batch, features]") }
+        if rawY { differences.append("gives a recurrent node's Y \(ONNXGraph.text(output.axes))") }
+        else if outputAxes.first == .time { differences.append("gives time-major output") }
+        if !differences.isEmpty {
+            notes.append("the graph \(differences.joined(separator: " and ")); rnnkit takes and gives batch-first tensors, [batch, time, features] with the directions side by side")
         }
 
         // A bare module: only recurrent layers of one kind and size, outputs `output, h_n[, c_n]`.
