@@ -21,7 +21,7 @@ final class ONNXTests: XCTestCase {
     /// rtol 1e-4, each expected dataset compared (a fixture without one fails).
     func testEveryFixtureMatchesONNXRuntime() throws {
         let paths = try fixtures()
-        XCTAssertEqual(paths.count, 35, "fixtures/onnx lost or gained fixtures")
+        XCTAssertEqual(paths.count, 39, "fixtures/onnx lost or gained fixtures")
         var exercised: Set<String> = []
         for path in paths {
             let fixture = try Fixture(contentsOf: path)
@@ -37,7 +37,7 @@ final class ONNXTests: XCTestCase {
             if fixture.exercises.contains("initial-state") { XCTAssertNotNil(fixture.h0, path) }
         }
         for tag in ["lstm", "gru", "rnn", "rnn-relu", "bidirectional", "multilayer", "lengths", "initial-state", "tokens",
-                    "no-bias", "constant-folding", "no-constant-folding", "layout1", "linear-before-reset-0", "hard-sigmoid"] {
+                    "no-bias", "constant-folding", "no-constant-folding", "layout1", "packed", "linear-before-reset-0", "hard-sigmoid"] {
             XCTAssertTrue(exercised.contains(tag), "no fixture exercises \(tag)")
         }
     }
@@ -46,7 +46,7 @@ final class ONNXTests: XCTestCase {
     func testVerifyFolder() throws {
         let result = try rnnkit(["verify", folder])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("35 passed, 0 failed, 0 errors\n"), result.stdout)
+        XCTAssertTrue(result.stdout.hasSuffix("39 passed, 0 failed, 0 errors\n"), result.stdout)
     }
 
     /// A fixture's model read with another gate order gives other numbers: the fixtures can fail.

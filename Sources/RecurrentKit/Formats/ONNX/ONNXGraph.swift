@@ -64,6 +64,8 @@ struct ONNXGraph {
         var axes: [Axis]
         /// What the tensor is.
         var role: Role
+        /// True between a packed export's sort of the batch by length and its unsort.
+        var sorted = false
         enum Role: Equatable {
             /// The model's output at every step (or, after a readout, per sequence).
             case data
@@ -88,8 +90,14 @@ struct ONNXGraph {
         /// Zeros of a shape known only with the run's batch (`ConstantOfShape` of a shape).
         case zeros([Dim])
         case flow(Flow)
-        /// The graph's lengths input (`sequence_lens`), perhaps cast.
-        case lengths(input: String)
+        /// The graph's lengths input (`sequence_lens`), perhaps cast; `sorted` after the
+        /// TopK of a packed export (`enforce_sorted=False`).
+        case lengths(input: String, sorted: Bool)
+        /// The order that sorts the lengths (TopK's indices), or its inverse (ScatterElements
+        /// of `0..<batch` at those indices): a packed export sorts the batch and unsorts it.
+        case permutation(inverse: Bool)
+        /// `Range(0, batch, 1)`.
+        case range
         /// An optional input left out (`""`).
         case absent
     }
@@ -176,10 +184,36 @@ struct ONNXGraph {
         case "Cast":
             let to = attribute(node, "to")?.i ?? 1
             switch args[0] {
-            case .lengths, .shape: return [args[0]]
+            case .lengths, .shape, .permutation: return [args[0]]
             case .flow where to == 1: return [args[0]]
             default: throw refuse("casts data to element type \(to); rnnkit computes in float32")
             }
+        case "Shape" where { if case .lengths = args[0] { return true }; if case .permutation = args[0] { return true }; return false }():
+            return [.shape([.batch], scalar: false)]
+        case "ReduceProd":
+            guard case let .shape(dims, false) = args[0], dims.count == 1, (attribute(node, "keepdims")?.i ?? 1) == 0 else {
+                throw refuse("multiplies values rnnkit cannot follow")
+            }
+            return [.shape(dims, scalar: true)]
+        case "TopK":
+            // A packed export's sort by length: TopK(lengths, batch, largest).
+            guard case let .lengths(input, false) = args[0], case .shape([.batch], _) = args[1],
+                  (attribute(node, "largest")?.i ?? 1) == 1, (attribute(node, "sorted")?.i ?? 1) == 1 else {
+                throw refuse("is a TopK rnnkit does not follow (it follows the sort of the lengths of a packed export)")
+            }
+            return [.lengths(input: input, sorted: true), .permutation(inverse: false)]
+        case "Range":
+            guard case let .constant(start) = args[0], start.ints == [0], case .shape([.batch], true) = args[1],
+                  case let .constant(step)? = args[safe: 2], step.ints == [1] else {
+                throw refuse("is a Range rnnkit does not follow (it follows 0..<batch)")
+            }
+            return [.range]
+        case "ScatterElements":
+            guard case .zeros([.batch]) = args[0], case .permutation(false) = args[1], case .range? = args[safe: 2],
+                  (attribute(node, "axis")?.i ?? 0) == 0 else {
+                throw refuse("is a ScatterElements rnnkit does not follow (it follows the inverse of a packed export's sort)")
+            }
+            return [.permutation(inverse: true)]
         case "Shape":
             guard case let .flow(flow) = args[0] else { throw refuse("takes the shape of a value rnnkit cannot follow") }
             let start = Int(attribute(node, "start")?.i ?? 0), end = attribute(node, "end").map { Int($0.i) }
@@ -280,6 +314,12 @@ struct ONNXGraph {
             }
             dense.bias = Tensor(unchecked: [values.count], values: values)
             flow.layers[flow.layers.count - 1] = .dense(dense)
+            // The MatMul's summary gains its bias.
+            if let last = summaries.indices.last, summaries[last].type == "MatMul" {
+                summaries[last].type = "MatMul + Add"
+                summaries[last].details = summaries[last].details.map { $0.0 == "bias" ? ("bias", .flag(true)) : $0 }
+                summaries[last].parameterCount += values.count
+            }
             return [.flow(flow)]
         case "Relu", "Tanh", "Sigmoid", "Softmax":
             guard var flow = try dataFlow(args[0], refuse: refuse) else { throw refuse("applies to a value rnnkit cannot follow") }
@@ -453,6 +493,16 @@ struct ONNXGraph {
                                           details: [("vocabulary", .integer(table.shape[0])), ("dim", .integer(table.shape[1]))],
                                           gateOrder: nil, parameterCount: tableTensor.count))
             return .flow(flow)
+        case let (.flow(flow), .permutation(inverse)):
+            if axis < 0 { axis += flow.axes.count }
+            guard flow.axes[safe: axis] == .batch, flow.sorted == inverse else {
+                throw refuse("reorders data in a way rnnkit does not follow (a packed export sorts the batch by length, then unsorts it)")
+            }
+            var result = flow
+            result.sorted = !inverse
+            return .flow(result)
+        case let (.lengths(input, false), .permutation(false)) where axis == 0:
+            return .lengths(input: input, sorted: true)
         case let (.flow(flow), .constant(c)):
             guard let ints = c.ints, c.shape.isEmpty, let i = ints.first else { throw refuse("gathers data with indices rnnkit cannot follow (one constant index only)") }
             if axis < 0 { axis += flow.axes.count }
@@ -636,7 +686,10 @@ struct ONNXGraph {
         // sequence_lens, initial_h, initial_c.
         switch args[safe: 4] {
         case nil, .absent?: nodesWithoutLengths += 1
-        case let .lengths(input)?:
+        case let .lengths(input, sorted)?:
+            guard sorted == x.sorted else {
+                throw refuse("takes sequence_lens \(sorted ? "sorted" : "unsorted") by length and X \(x.sorted ? "sorted" : "unsorted"); rnnkit follows a packed export's sort of both")
+            }
             nodesWithLengths += 1
             lengthsInput = input
         default: throw refuse("takes sequence_lens that rnnkit cannot follow to a graph input (lengths)")
@@ -678,10 +731,12 @@ struct ONNXGraph {
                                     : [.batch, .time, .directions(directions), .hidden(hidden)]
         let states: [Axis] = layout == 0 ? [.directions(directions), .batch, .hidden(hidden)]
                                          : [.batch, .directions(directions), .hidden(hidden)]
-        var outputs: [Value] = [.flow(Flow(layers: x.layers, layerNames: x.layerNames, axes: y, role: .data)),
-                                .flow(Flow(layers: x.layers, layerNames: x.layerNames, axes: states, role: .finalStates(cell: false)))]
+        var outputs: [Value] = [.flow(Flow(layers: x.layers, layerNames: x.layerNames, axes: y, role: .data, sorted: x.sorted)),
+                                .flow(Flow(layers: x.layers, layerNames: x.layerNames, axes: states, role: .finalStates(cell: false),
+                                           sorted: x.sorted))]
         if kind == .lstm {
-            outputs.append(.flow(Flow(layers: x.layers, layerNames: x.layerNames, axes: states, role: .finalStates(cell: true))))
+            outputs.append(.flow(Flow(layers: x.layers, layerNames: x.layerNames, axes: states, role: .finalStates(cell: true),
+                                      sorted: x.sorted)))
         }
         return outputs
     }

@@ -53,7 +53,8 @@ enum ONNXReader {
         // Which graph inputs the recurrent nodes take as sequence_lens and initial states
         // (directly or through a Cast).
         var castOf: [String: String] = [:]
-        for node in graph.node where node.opType == "Cast" || node.opType == "Identity" {
+        // Cast, Identity and a packed export's TopK (sorted lengths) hand the lengths on.
+        for node in graph.node where ["Cast", "Identity", "TopK"].contains(node.opType) {
             if let input = node.input.first, let output = node.output.first { castOf[output] = input }
         }
         func source(_ name: String) -> String { var n = name; var hops = 0; while let s = castOf[n], hops < 8 { n = s; hops += 1 }; return n }
@@ -108,7 +109,7 @@ enum ONNXReader {
             reader.values[dataInput.name] = .flow(ONNXGraph.Flow(
                 layers: [], layerNames: [], axes: dataInput.ids ? order : order + [.features(dataInput.features ?? -1)],
                 role: dataInput.ids ? .tokenIDs : .data))
-            for name in lengthNames { reader.values[name] = .lengths(input: name) }
+            for name in lengthNames { reader.values[name] = .lengths(input: name, sorted: false) }
             for name in stateNames {
                 reader.values[name] = .flow(ONNXGraph.Flow(layers: [], layerNames: [], axes: [], role: .initialState(input: name)))
             }
@@ -143,6 +144,9 @@ enum ONNXReader {
         let refuseOutput = { (name: String, message: String) in ModelError(.unsupported, file: file, path: "graph output \(shown(name))", message: message) }
         guard var output = try reader.dataFlow(.flow(try flow(firstOutput.name)), refuse: { refuseOutput(firstOutput.name, $0) }) else {
             throw refuseOutput(firstOutput.name, "is not the model's data (a final state alone is read only as h_n[-1])")
+        }
+        if output.sorted {
+            throw refuseOutput(firstOutput.name, "is still sorted by length (a packed export's batch order); rnnkit reads a graph that gives the batch in its own order")
         }
         let recurrentCount = output.layers.filter { if case .recurrent = $0 { return true } else { return false } }.count
         guard recurrentCount > 0 else { throw refuseOutput(firstOutput.name, "does not come through a recurrent node") }
