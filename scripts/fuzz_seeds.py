@@ -4,7 +4,7 @@
 Usage: fuzz_seeds.py FIXTURES OUT
 
 OUT/<target>/ receives one file per seed, named after its source. The config targets take a
-selector byte before the JSON text (see FuzzEntry in Sources/RecurrentKit/Common): it picks
+selector byte before the JSON text (see FuzzEntry in Tests/Fuzz/FuzzEntryPoints): it picks
 the weights or state_dict the config is planned against, in the same name order FuzzEntry
 lists them, so that each seed starts paired with its own weights. JSON attributes are found
 in an HDF5 file's bytes (they are stored contiguously) rather than read through HDF5, which

@@ -111,7 +111,7 @@ struct InspectReport: Encodable {
     init(_ loaded: LoadedModel) { self.loaded = loaded }
 
     private enum Key: String, CodingKey {
-        case file, layout, dtypes, compressed, parameters, input, layers, notes
+        case file, layout, container, framework, content, dtypes, compressed, parameters, input, layers, notes
         case modelClass = "model_class", kerasVersion = "keras_version", bareRecurrentModule = "bare_recurrent_module"
     }
 
@@ -119,6 +119,7 @@ struct InspectReport: Encodable {
         var container = encoder.container(keyedBy: Key.self)
         try container.encode(loaded.file, forKey: .file)
         try container.encode(loaded.layout.rawValue, forKey: .layout)
+        try encodeIdentity(loaded.layout, into: &container, container: .container, framework: .framework, content: .content)
         try container.encode(loaded.modelClass, forKey: .modelClass)
         try container.encode(loaded.kerasVersion, forKey: .kerasVersion)
         try container.encode(loaded.storedTypes, forKey: .dtypes)
@@ -158,12 +159,13 @@ struct ListingReport: Encodable {
 
     private struct Layer: Encodable { let name: String; let weights: [Weight] }
     private struct Weight: Encodable { let name: String; let shape: [Int]; let dtype: String }
-    private enum Key: String, CodingKey { case file, layout, form, parameters, layers }
+    private enum Key: String, CodingKey { case file, layout, container, framework, content, form, parameters, layers }
 
     func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: Key.self)
         try container.encode(listing.file, forKey: .file)
-        try container.encode("keras-weights-h5", forKey: .layout)
+        try container.encode(Layout.kerasWeights.rawValue, forKey: .layout)
+        try encodeIdentity(.kerasWeights, into: &container, container: .container, framework: .framework, content: .content)
         try container.encode(listing.form, forKey: .form)
         try container.encode(listing.parameterCount, forKey: .parameters)
         try container.encode(listing.layers.map { layer in
@@ -179,16 +181,28 @@ struct StateDictListingReport: Encodable {
     init(_ listing: StateDictListing) { self.listing = listing }
 
     private struct Module: Encodable { let name: String; let summary: String }
-    private enum Key: String, CodingKey { case file, layout, modules, skeleton = "model_config_skeleton", leftOut = "left_out" }
+    private enum Key: String, CodingKey {
+        case file, layout, container, framework, content, modules, skeleton = "model_config_skeleton", leftOut = "left_out"
+    }
 
     func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: Key.self)
         try container.encode(listing.file, forKey: .file)
         try container.encode(listing.layout, forKey: .layout)
+        try encodeIdentity(listing.identity, into: &container, container: .container, framework: .framework, content: .content)
         try container.encode(listing.modules.map { Module(name: $0.name, summary: $0.summary) }, forKey: .modules)
         try container.encode(listing.skeleton, forKey: .skeleton)
         try container.encode(listing.leftOut, forKey: .leftOut)
     }
+}
+
+/// A file's container, framework and content under their keys (`hdf5`, `pytorch`,
+/// `state_dict`): the identity `layout` names as one.
+func encodeIdentity<Key: CodingKey>(_ layout: Layout, into container: inout KeyedEncodingContainer<Key>,
+                                    container containerKey: Key, framework: Key, content: Key) throws {
+    try container.encode(layout.container.rawValue, forKey: containerKey)
+    try container.encode(layout.framework.rawValue, forKey: framework)
+    try container.encode(layout.content.rawValue, forKey: content)
 }
 
 /// A coding key made from any string (a detail's option name).

@@ -17,6 +17,13 @@ package enum Formats {
         ONNXFormat(),
     ]
 
+    /// The refusal of a file no rule recognises: what rnnkit reads, one line after the
+    /// file's name (a format that reads adds itself here).
+    static let unrecognizedRefusal = "is none of the files rnnkit reads (HDF5: a PyTorch state_dict or a Keras model or weights; a Keras 3 .keras archive; a torch.save .pt/.pth file; a safetensors file): its first bytes match none of them"
+
+    /// The refusal of a zip no format claims (`otherZip`).
+    static let otherZipRefusal = "is a zip archive, but neither a Keras 3 .keras archive (config.json) nor a torch.save file (data.pkl)"
+
     /// The registry's own rule: a zip archive no format's rule claimed (rank 29, after the
     /// zip formats' 20–28) is refused as one, not tried as anything else.
     static let otherZip = FormatSignature(rank: 29, name: "any other zip archive") { $0.isZip }

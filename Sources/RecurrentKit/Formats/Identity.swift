@@ -85,11 +85,17 @@ public struct Layout: Hashable, Sendable, Codable, CustomStringConvertible {
         try container.encode(rawValue)
     }
 
+    /// One of the layouts of the formats rnnkit knows, by its ``rawValue``; nil for none.
+    public init?(rawValue: String) {
+        guard let layout = Formats.all.flatMap(\.layouts).first(where: { $0.rawValue == rawValue }) else { return nil }
+        self = layout
+    }
+
     /// Decoded from its ``rawValue``: one of the layouts of the formats rnnkit knows.
     public init(from decoder: Decoder) throws {
         let container = try decoder.singleValueContainer()
         let name = try container.decode(String.self)
-        guard let layout = Formats.all.flatMap(\.layouts).first(where: { $0.rawValue == name }) else {
+        guard let layout = Layout(rawValue: name) else {
             throw DecodingError.dataCorruptedError(in: container, debugDescription: "no layout is named \(name)")
         }
         self = layout

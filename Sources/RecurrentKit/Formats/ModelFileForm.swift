@@ -5,22 +5,10 @@
 ///
 /// Each form is recognised by what only it has, so that no form is read as another: a
 /// safetensors file whose header length starts with the byte `0x80` is not a pickle, an
-/// ONNX model is not an HDF5 file that failed to open. The ranks settle the rare file that
-/// could pass two:
-///
-/// 1. HDF5 at offset 0: the superblock signature `\x89HDF\r\n\x1a\n`;
-/// 2. a zip: `PK\x03\x04`, then its member names (`config.json` → `.keras`, `…/data.pkl` →
-///    `torch.save`);
-/// 3. safetensors, whole: an 8-byte little-endian header length N with `8 + N` within the
-///    file, `{` at byte 8 and the header's last byte that is not JSON whitespace `}`;
-/// 4. HDF5 with a user block: the signature at 512, 1024, 2048, … (where HDF5 looks; the
-///    user block before it may hold anything);
-/// 5. a pickle stream: `0x80` (PROTO), a protocol 2 to 5, and a pickle opcode after it
-///    (torch's legacy format, or a bare pickle: the torch reader refuses both, saying which);
-/// 6. ONNX: a protobuf `ModelProto` (`Formats/ONNX/ONNXFormat.swift`);
-/// 7. a damaged safetensors file: `{` at byte 8 alone (the reader says what is wrong).
-///
-/// Anything else is `.unrecognized`.
+/// ONNX model is not an HDF5 file that failed to open. The rules' ranks settle the rare file
+/// that could pass two (the table in spec/architecture.md, "Which container";
+/// `FormatRegistryTests.testPrecedence` holds the same list). Anything no rule recognises
+/// is `.unrecognized`.
 enum ModelFileForm: Equatable {
     /// A container the registry's formats read.
     case container(ModelContainer)
@@ -41,9 +29,9 @@ enum ModelFileForm: Equatable {
     var refusal: String? {
         switch self {
         case .otherZip:
-            return "is a zip archive, but neither a Keras 3 .keras archive (config.json) nor a torch.save file (data.pkl)"
+            return Formats.otherZipRefusal
         case .unrecognized:
-            return "is none of the files rnnkit reads (HDF5: a PyTorch state_dict or a Keras model or weights; a Keras 3 .keras archive; a torch.save .pt/.pth file; a safetensors file): its first bytes match none of them"
+            return Formats.unrecognizedRefusal
         case .container:
             return nil
         }

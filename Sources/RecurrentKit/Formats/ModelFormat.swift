@@ -74,9 +74,7 @@ extension StateDictFormat {
 /// registry tries every format's rules in increasing `rank` (rules of equal rank in
 /// ``Formats/all``'s order), and the first that holds decides the file's form.
 ///
-/// Ranks today (spec/architecture.md, "Which container"): 10 HDF5 at offset 0, 20–29 zip
-/// (by member names), 30 safetensors whole, 40 HDF5 with a user block, 50 pickle stream,
-/// 60 ONNX, 70 damaged safetensors.
+/// The ranks in use are listed in spec/architecture.md, "Which container".
 package struct FormatSignature: Sendable {
     package var rank: Int
     /// What the rule recognises, for tests and the spec (`HDF5 signature at 0`).
@@ -174,6 +172,8 @@ package final class FormatSource {
     package let file: String
     private let bytes: [UInt8]?
     private var openedHDF5: HDF5Container?
+    /// A zip's member names, once listed (nil inside: bytes the zip reader refused).
+    private var listedNames: [String]??
 
     /// A file on disk.
     package init(path: String) {
@@ -201,8 +201,15 @@ package final class FormatSource {
     /// A zip's member names through the one zip reader: its refusal for a file on disk,
     /// nil for bytes it refuses.
     func zipNames() throws -> [String]? {
-        guard let bytes else { return try ZipArchive(path: file).names }
-        return (try? ZipArchive(bytes: bytes, name: file))?.names
+        if let listedNames { return listedNames }
+        let names: [String]?
+        if let bytes {
+            names = (try? ZipArchive(bytes: bytes, name: file))?.names
+        } else {
+            names = try ZipArchive(path: file).names
+        }
+        listedNames = .some(names)
+        return names
     }
 
     /// The file opened as HDF5 (once; the formats of an HDF5 file share it).

@@ -295,6 +295,8 @@ struct ModelConfigSkeleton {
 package struct StateDictListing {
     package var file: String
     package var layout: String
+    /// The layout `layout` titles: its container, framework and content.
+    package var identity: Layout
     /// `(key prefix, what it looks like)` per module, in the file's order.
     package var modules: [(name: String, summary: String)]
     /// The skeleton `model_config`, one module per line.
@@ -316,7 +318,7 @@ package struct StateDictListing {
         let names = try container.tensorNames(below: "").map { $0.replacingOccurrences(of: "/", with: ".") }
         let skeleton = ModelConfigSkeleton(keys: names, dict: dict, keysInRegistrationOrder: container.keysInRegistrationOrder)
         guard skeleton.modules.count >= 2, skeleton.modules.contains(where: { $0.entry != nil }) else { return nil }
-        return StateDictListing(file: path, layout: layout.title, modules: skeleton.modules.map { ($0.name, $0.summary) },
+        return StateDictListing(file: path, layout: layout.title, identity: layout, modules: skeleton.modules.map { ($0.name, $0.summary) },
                                 skeleton: skeleton.json(pretty: true), leftOut: skeleton.leftOut.map(\.described))
     }
 }

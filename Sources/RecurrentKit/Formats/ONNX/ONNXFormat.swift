@@ -12,7 +12,9 @@ struct ONNXFormat: ModelFormat {
         [FormatSignature(rank: 60, name: "ONNX ModelProto") { try Self.isONNXModel($0.probe) }]
     }
 
-    var readOptions: Set<ReadOption> { [] }
+    /// A key or name matching is refused naming the file; an architecture or modules pass
+    /// the check and meet the refusal of the file itself (as before the registry).
+    var readOptions: Set<ReadOption> { [.architecture, .modules] }
 
     func read(_ source: FormatSource, options: ReadOptions) throws -> ModelReading {
         try options.check(taken: readOptions, title: title(refusing:), file: source.file)
