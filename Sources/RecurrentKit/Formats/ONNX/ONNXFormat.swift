@@ -12,9 +12,9 @@ struct ONNXFormat: ModelFormat {
         [FormatSignature(rank: 60, name: "ONNX ModelProto") { try Self.isONNXModel($0.probe) }]
     }
 
-    /// A key or name matching is refused naming the file; an architecture or modules pass
-    /// the check and meet the refusal of the file itself (as before the registry).
-    var readOptions: Set<ReadOption> { [.architecture, .modules] }
+    /// An ONNX model carries its whole graph: an architecture, modules, a key or a name
+    /// matching given beside it is refused naming the file, never ignored.
+    var readOptions: Set<ReadOption> { [] }
 
     func read(_ source: FormatSource, options: ReadOptions) throws -> ModelReading {
         try options.check(taken: readOptions, title: title(refusing:), file: source.file)
