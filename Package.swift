@@ -83,7 +83,7 @@ if ProcessInfo.processInfo.environment["RECURRENTKIT_FUZZ"] != nil {
     package.targets.append(.target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport",
                                    swiftSettings: [.enableExperimentalFeature("Extern")]))
     for name in ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture",
-                 "FuzzTorchFile", "FuzzSafetensors", "FuzzManifest"] {
+                 "FuzzTorchFile", "FuzzSafetensors", "FuzzManifest", "FuzzONNX"] {
         // A target's libFuzzer dictionary (`*.dict`, scripts/fuzz.sh passes it) is not a source.
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Tests/Fuzz/\(name)")
         let dictionaries = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])

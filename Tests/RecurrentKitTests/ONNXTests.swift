@@ -1,4 +1,5 @@
 import Foundation
+import FuzzEntryPoints
 import RecurrentEngine
 import SwiftProtobuf
 import TestSupport
@@ -93,6 +94,47 @@ final class ONNXTests: XCTestCase {
             let result = try rnnkit(["inspect", path])
             XCTAssertEqual(result.status, 2, name)
             XCTAssertEqual(result.stderr, "rnnkit: error: \(path): \(message)\n")
+        }
+    }
+
+    /// What the fuzz target does (FuzzEntry.onnx), over every committed ONNX file cut short at
+    /// many lengths and with bytes changed: each one read or refused, never a trap.
+    func testCutAndChangedModelsReadOrRefuse() throws {
+        var files: [String] = []
+        for sub in ["", "refused", "reverse"] {
+            let path = sub.isEmpty ? folder : folder + "/" + sub
+            files += try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".onnx") }.sorted()
+                .map { path + "/" + $0 }
+        }
+        XCTAssertGreaterThan(files.count, 40)
+        var generator = SplitMix(seed: 20261207)
+        var refused = 0, read = 0
+        for path in files {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            var inputs: [[UInt8]] = [bytes]
+            for cut in stride(from: 1, to: bytes.count, by: max(bytes.count / 24, 1)) { inputs.append(Array(bytes.prefix(cut))) }
+            for _ in 0..<24 {
+                var changed = bytes
+                changed[Int(generator.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: generator.next())
+                inputs.append(changed)
+            }
+            for input in inputs {
+                if FuzzEntry.onnx(input) == nil { read += 1 } else { refused += 1 }
+            }
+        }
+        XCTAssertGreaterThan(read, 40)
+        XCTAssertGreaterThan(refused, 1000)
+    }
+
+    private struct SplitMix {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
         }
     }
 
