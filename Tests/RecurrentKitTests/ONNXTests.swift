@@ -73,6 +73,21 @@ final class ONNXTests: XCTestCase {
         XCTAssertEqual(result.stderr, "note: the graph takes time-major input [time, batch, features] and gives a recurrent node's Y [time, directions 2, batch, hidden 4]; rnnkit takes and gives batch-first tensors, [batch, time, features] with the directions side by side\n")
     }
 
+    /// `convert` writes an ONNX model as PyTorch where nn modules compute the same (read back
+    /// and compared weight for weight), and the written file matches ONNX Runtime's fixture;
+    /// a GRU with `linear_before_reset = 0` is refused.
+    func testConvertToPyTorchWhereExact() throws {
+        let out = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("rnnkit-onnx-\(UUID().uuidString).pt").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let converted = try rnnkit(["convert", folder + "/torch_packed_lstm_bi_linear_fold.onnx", out, "--to", "pytorch"])
+        XCTAssertEqual(converted.status, 0, converted.stderr)
+        let verified = try rnnkit(["verify", out, folder + "/torch_packed_lstm_bi_linear_fold.fixture.h5"])
+        XCTAssertEqual(verified.status, 0, verified.stdout + verified.stderr)
+        let refused = try rnnkit(["convert", folder + "/node_gru_lbr0.onnx", out + ".2.pt", "--to", "pytorch"])
+        XCTAssertEqual(refused.status, 2)
+        XCTAssertTrue(refused.stderr.contains("nn.GRU cannot express"), refused.stderr)
+    }
+
     /// Each refused graph gives one line naming the node, its operator and the reason; exit 2.
     func testRefusals() throws {
         let cases: [(String, String)] = [
