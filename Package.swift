@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // `swift package generate-documentation --target RecurrentKit` (the DocC catalog).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // ONNX models are protobuf: Swift generated from onnx.proto (scripts/generate_onnx_proto.sh).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // libhdf5 through pkg-config (`hdf5`, Debian's libhdf5-dev) and a shim for its macros.
@@ -44,7 +46,10 @@ let package = Package(
         .target(name: "RecurrentEngine", dependencies: ["TextSafety", "CCPUFeatures"]),
         // File layouts (PyTorch, Keras), fixtures, and the public facade.
         .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "TextSafety", "CSystemZlib", "ZIPFoundation",
-                                                    .product(name: "Yams", package: "Yams")]),
+                                                    .product(name: "Yams", package: "Yams"),
+                                                    .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                // The proto the ONNX reader's Swift was generated from, kept beside it.
+                exclude: ["Formats/ONNX/onnx.proto"]),
         .executableTarget(
             name: "rnnkit",
             dependencies: [
@@ -65,7 +70,8 @@ let package = Package(
         .testTarget(name: "RecurrentEngineTests", dependencies: ["RecurrentEngine"]),
         .testTarget(name: "CPUFeaturesTests", dependencies: ["CPUFeatures"]),
         .testTarget(name: "RecurrentKitTests", dependencies: ["RecurrentKit", "HDF5", "TestSupport", "TextSafety", "rnnkit",
-                                                              "FuzzEntryPoints"]),
+                                                              "FuzzEntryPoints",
+                                                              .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     ]
 )
 
@@ -77,7 +83,7 @@ if ProcessInfo.processInfo.environment["RECURRENTKIT_FUZZ"] != nil {
     package.targets.append(.target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport",
                                    swiftSettings: [.enableExperimentalFeature("Extern")]))
     for name in ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture",
-                 "FuzzTorchFile", "FuzzSafetensors", "FuzzManifest"] {
+                 "FuzzTorchFile", "FuzzSafetensors", "FuzzManifest", "FuzzONNX"] {
         // A target's libFuzzer dictionary (`*.dict`, scripts/fuzz.sh passes it) is not a source.
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Tests/Fuzz/\(name)")
         let dictionaries = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])

@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh --build       build only
 #
 # Targets: FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture
-# FuzzTorchFile FuzzSafetensors FuzzManifest.
+# FuzzTorchFile FuzzSafetensors FuzzManifest FuzzONNX.
 #
 # For each target: the committed regressions (fixtures/fuzz/regressions/TARGET) are run first
 # and must all pass; then the target fuzzes for SECONDS, starting from the merged corpus kept
@@ -30,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture FuzzTorchFile FuzzSafetensors FuzzManifest)
+TARGETS=(FuzzHDF5Model FuzzKerasConfig FuzzKerasArchive FuzzPyTorchModelConfig FuzzFixture FuzzTorchFile FuzzSafetensors FuzzManifest FuzzONNX)
 SWIFT=${SWIFT:-swift}
 SCRATCH=${FUZZ_SCRATCH:-.build-fuzz}
 WORK=${FUZZ_WORK:-.build-fuzz-work}
@@ -49,7 +49,7 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/scripts/fuzz-lsan.supp:pri
 
 max_len() {
     case $1 in
-        FuzzHDF5Model|FuzzKerasArchive|FuzzTorchFile|FuzzSafetensors) echo 131072 ;;
+        FuzzHDF5Model|FuzzKerasArchive|FuzzTorchFile|FuzzSafetensors|FuzzONNX) echo 131072 ;;
         FuzzFixture) echo 65536 ;;
         *) echo 65536 ;;
     esac

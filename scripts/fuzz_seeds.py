@@ -148,6 +148,8 @@ def main(fixtures, out):
                 torch_files.append(path)
             elif name.endswith(".safetensors"):
                 write(out, "FuzzSafetensors", seed, read(path))
+            elif name.endswith(".onnx"):
+                write(out, "FuzzONNX", seed, read(path))
     zip64_seeds(out, "FuzzTorchFile", sorted(torch_files, key=lambda p: (os.path.getsize(p), p)))
 
     # Keras configs: each archive's config.json with its own weights (selector = its index);

@@ -122,7 +122,7 @@ final class FormatRegistryTests: XCTestCase {
         XCTAssertEqual(try JSONDecoder().decode([Layout].self, from: data), [.kerasArchive])
         XCTAssertThrowsError(try JSONDecoder().decode([Layout].self, from: Data(#"["nope"]"#.utf8)))
         XCTAssertEqual(Layout(rawValue: "pytorch-pt"), .pytorchSave)
-        XCTAssertNil(Layout(rawValue: "onnx"))
+        XCTAssertEqual(Layout(rawValue: "onnx"), .onnx)
     }
 
     /// One check of the read options: each format refuses what it does not take, naming
@@ -150,13 +150,13 @@ final class FormatRegistryTests: XCTestCase {
                        "a selection of modules by key prefix reads a PyTorch state_dict; this file is a Keras 3 .keras archive")
         XCTAssertEqual(refusal("keras/tfk_gru_reset.h5", modules: ["rnn"]),
                        "a selection of modules by key prefix reads a PyTorch state_dict; this file is a Keras model")
-        XCTAssertEqual(refusal("onnx/lstm.onnx"), "is an ONNX model; rnnkit does not read ONNX files yet")
+        XCTAssertEqual(refusal("onnx/lstm.onnx"), "read")
         XCTAssertEqual(refusal("onnx/lstm.onnx", key: "model"),
                        "--key picks a state_dict inside a torch.save checkpoint; this file is an ONNX model")
-        XCTAssertEqual(refusal("onnx/lstm.onnx", modules: ["rnn"]), "is an ONNX model; rnnkit does not read ONNX files yet")
-        XCTAssertThrowsError(try LoadedModel(contentsOf: fixture("onnx/lstm.onnx"))) { error in
-            XCTAssertEqual((error as? ModelError)?.kind, .unsupported)
-        }
+        XCTAssertEqual(refusal("onnx/lstm.onnx", modules: ["rnn"]),
+                       "a selection of modules by key prefix reads a PyTorch state_dict; this file is an ONNX model")
+        XCTAssertEqual(refusal("onnx/lstm.onnx", architecture: fixture("onnx/lstm.onnx")),
+                       "an architecture given beside a file is for weights that carry none; this file is an ONNX model")
         // A form no format reads is refused as what it is; a key is refused before that, as before.
         XCTAssertEqual(refusal("hdf5/random.h5", key: "model"),
                        "--key picks a state_dict inside a torch.save checkpoint; this file is a file of no form rnnkit reads")

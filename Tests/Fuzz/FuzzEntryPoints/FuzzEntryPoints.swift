@@ -119,6 +119,22 @@ public enum FuzzEntry {
         }
     }
 
+    /// An ONNX model as `inspect` reads it and `run` prepares it: the bounded protobuf decode,
+    /// the tensors, the graph interpretation (spec/onnx-layout.md) and the engine. Bytes the
+    /// ONNX reader accepts must be an ONNX model to the form decision too.
+    @discardableResult
+    public static func onnx(_ bytes: [UInt8]) -> String? {
+        checked {
+            let source = FormatSource(bytes: bytes, name: name)
+            let loaded = try LoadedModel(try onnxFormat.read(source, options: ReadOptions()))
+            let container = try? Formats.container(of: source)
+            if container != .onnx {
+                fatalError("an ONNX model the reader accepts is sniffed as \(container?.rawValue ?? "no container")")
+            }
+            try touch(loaded)
+        }
+    }
+
     /// A `verify --manifest` file (JSON or YAML), parsed and turned into cases as `verify`
     /// does before running any: the size, node and case bounds, the refusal of YAML anchors and aliases,
     /// libyaml through Yams, the fields of each entry. Nothing is read from the paths named.
@@ -204,4 +220,5 @@ public enum FuzzEntry {
     /// The formats the torch and safetensors targets read with, whatever the form decides.
     private static let torchSave = Formats.named("torch-save")!
     private static let safetensors = Formats.named("safetensors")!
+    private static let onnxFormat = Formats.named("onnx")!
 }

@@ -1,21 +1,29 @@
-/// An ONNX model: a protobuf `ModelProto` (onnx.proto). Recognised so that it is refused as
-/// what it is, never read as another form; rnnkit does not read ONNX files yet.
+import Foundation
+
+/// An ONNX model: a protobuf `ModelProto` (onnx.proto), read by `ONNXReader` into the neutral
+/// model (spec/onnx-layout.md).
 struct ONNXFormat: ModelFormat {
     var name: String { "onnx" }
     var container: ModelContainer { .onnx }
     var framework: ModelFramework { .onnx }
-    var layouts: [Layout] { [] }
+    var layouts: [Layout] { [.onnx] }
 
     var signatures: [FormatSignature] {
         [FormatSignature(rank: 60, name: "ONNX ModelProto") { try Self.isONNXModel($0.probe) }]
     }
 
-    /// A key or name matching is refused naming the file; an architecture or modules pass
-    /// the check and meet the refusal of the file itself (as before the registry).
-    var readOptions: Set<ReadOption> { [.architecture, .modules] }
+    /// An ONNX model carries its whole graph: an architecture, modules, a key or a name
+    /// matching given beside it is refused naming the file, never ignored.
+    var readOptions: Set<ReadOption> { [] }
 
     func read(_ source: FormatSource, options: ReadOptions) throws -> ModelReading {
-        throw ModelError(.unsupported, file: source.file, message: "is an ONNX model; rnnkit does not read ONNX files yet")
+        try options.check(taken: readOptions, title: title(refusing:), file: source.file)
+        let proto = try source.image.map { try ONNXProtobuf.decodeModel(Data($0), file: source.file) }
+            ?? ONNXProtobuf.readModel(source.file)
+        let reading = try ONNXReader.read(proto, file: source.file)
+        return ModelReading(file: source.file, layout: .onnx, model: reading.model,
+                            isBareRecurrentModule: reading.isBareRecurrentModule, summaries: reading.provenance,
+                            storedTypes: reading.storedTypes, compressed: false, notes: reading.notes)
     }
 
     // MARK: Recognition
@@ -79,6 +87,12 @@ extension ModelContainer {
 
 extension ModelFramework {
     public static let onnx = ModelFramework(rawValue: "onnx", title: "ONNX")
+}
+
+extension Layout {
+    /// An ONNX graph of LSTM / GRU / RNN operators (spec/onnx-layout.md).
+    public static let onnx = Layout(rawValue: "onnx", title: "ONNX model (protobuf)", container: .onnx, framework: .onnx,
+                                    content: .fullModel)
 }
 
 extension ModelFileForm {

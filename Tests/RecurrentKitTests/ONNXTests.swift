@@ -1,0 +1,228 @@
+import Foundation
+import FuzzEntryPoints
+import RecurrentEngine
+import SwiftProtobuf
+import TestSupport
+import XCTest
+@testable import RecurrentKit
+
+/// The ONNX reader (spec/onnx-layout.md): the graphs `torch.onnx.export` and `onnx.helper`
+/// write (fixtures/onnx/generate_models.py, expected outputs from ONNX Runtime), the graphs
+/// it refuses naming the node, and hostile protobufs.
+final class ONNXTests: XCTestCase {
+    private var folder: String { fixture("onnx") }
+
+    private func fixtures(in subfolder: String = "") throws -> [String] {
+        let path = subfolder.isEmpty ? folder : folder + "/" + subfolder
+        return try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".fixture.h5") }.sorted()
+            .map { path + "/" + $0 }
+    }
+
+    /// Every fixture's model reads as ONNX and computes ONNX Runtime's outputs at atol 1e-5,
+    /// rtol 1e-4, each expected dataset compared (a fixture without one fails).
+    func testEveryFixtureMatchesONNXRuntime() throws {
+        let paths = try fixtures()
+        XCTAssertEqual(paths.count, 39, "fixtures/onnx lost or gained fixtures")
+        var exercised: Set<String> = []
+        for path in paths {
+            let fixture = try Fixture(contentsOf: path)
+            let model = try LoadedModel(contentsOf: try XCTUnwrap(fixture.modelPath, path))
+            XCTAssertEqual(model.layout, .onnx, path)
+            let verification = try Verification(model: model, fixture: fixture)
+            XCTAssertFalse(verification.comparisons.isEmpty, path)
+            for comparison in verification.comparisons {
+                XCTAssertTrue(comparison.passed, "\(path) \(comparison.name): max abs error \(comparison.maxAbsoluteError)")
+            }
+            exercised.formUnion(fixture.exercises)
+            if fixture.exercises.contains("lengths") { XCTAssertNotNil(fixture.lengths, path) }
+            if fixture.exercises.contains("initial-state") { XCTAssertNotNil(fixture.h0, path) }
+        }
+        for tag in ["lstm", "gru", "rnn", "rnn-relu", "bidirectional", "multilayer", "lengths", "initial-state", "tokens",
+                    "no-bias", "constant-folding", "no-constant-folding", "layout1", "packed", "linear-before-reset-0", "hard-sigmoid"] {
+            XCTAssertTrue(exercised.contains(tag), "no fixture exercises \(tag)")
+        }
+    }
+
+    /// The command line verifies the whole folder: every case passes.
+    func testVerifyFolder() throws {
+        let result = try rnnkit(["verify", folder])
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.hasSuffix("39 passed, 0 failed, 0 errors\n"), result.stdout)
+    }
+
+    /// A fixture's model read with another gate order gives other numbers: the fixtures can fail.
+    func testSwappedGateOrderFails() throws {
+        let path = folder + "/torch_lstm_bare_fold.fixture.h5"
+        let fixture = try Fixture(contentsOf: path)
+        let model = try LoadedModel(contentsOf: try XCTUnwrap(fixture.modelPath))
+        guard case var .recurrent(layer) = model.model.layers[0] else { return XCTFail("not recurrent") }
+        for d in layer.directions.indices { layer.directions[d].gateOrder = [.input, .forget, .cell, .output] }
+        let engine = try Engine(model: Model(layers: [.recurrent(layer)]))
+        let result = try engine.run(fixture.input)
+        let expected = try XCTUnwrap(fixture.expected.first { $0.name == "output" }?.tensor)
+        XCTAssertFalse(Comparison(name: "output", actual: result.output, expected: expected, atol: 1e-5, rtol: 1e-4).passed)
+    }
+
+    /// `inspect` shows the graph (opset, producer, operators) and each node with its ONNX
+    /// attributes and gate order.
+    func testInspectShowsTheGraph() throws {
+        let result = try rnnkit(["inspect", folder + "/node_gru_lbr1_bi_lengths.onnx"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("ir_version=10 opset=22 producer=rnnkit-fixtures operators=GRU 1 input=X sequence_lens=sequence_lens"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("#0 (GRU): input=3 hidden_size=4 direction=bidirectional layout=0 activations=Sigmoid, Tanh, Sigmoid, Tanh bias (B)=true linear_before_reset=1 gates=[update,reset,new]"), result.stdout)
+        XCTAssertEqual(result.stderr, "note: the graph takes time-major input [time, batch, features] and gives a recurrent node's Y [time, directions 2, batch, hidden 4]; rnnkit takes and gives batch-first tensors, [batch, time, features] with the directions side by side\n")
+    }
+
+    /// `convert` writes an ONNX model as PyTorch where nn modules compute the same (read back
+    /// and compared weight for weight), and the written file matches ONNX Runtime's fixture;
+    /// a GRU with `linear_before_reset = 0` is refused.
+    func testConvertToPyTorchWhereExact() throws {
+        let out = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("rnnkit-onnx-\(UUID().uuidString).pt").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let converted = try rnnkit(["convert", folder + "/torch_packed_lstm_bi_linear_fold.onnx", out, "--to", "pytorch"])
+        XCTAssertEqual(converted.status, 0, converted.stderr)
+        let verified = try rnnkit(["verify", out, folder + "/torch_packed_lstm_bi_linear_fold.fixture.h5"])
+        XCTAssertEqual(verified.status, 0, verified.stdout + verified.stderr)
+        let refused = try rnnkit(["convert", folder + "/node_gru_lbr0.onnx", out + ".2.pt", "--to", "pytorch"])
+        XCTAssertEqual(refused.status, 2)
+        XCTAssertTrue(refused.stderr.contains("nn.GRU cannot express"), refused.stderr)
+    }
+
+    /// Each refused graph gives one line naming the node, its operator and the reason; exit 2.
+    func testRefusals() throws {
+        let cases: [(String, String)] = [
+            ("refused/dynamic_quantize_lstm.onnx", "node #0 → Y (com.microsoft.DynamicQuantizeLSTM): is a quantized model (int8 weights, activations quantized at run time); its results cannot be exact in float, so rnnkit does not read it"),
+            ("refused/gru_leakyrelu.onnx", "node #0 → Y (GRU): has the activation LeakyRelu, which the engine does not compute"),
+            ("refused/loop.onnx", "node while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
+            ("refused/lstm_clip.onnx", "node #0 → Y (LSTM): clips its cell inputs to ±3.0 (clip); the engine has no clip, so rnnkit does not read it"),
+            ("refused/lstm_input_forget.onnx", "node #0 → Y (LSTM): couples its input and forget gates (input_forget = 1); the engine has no such coupling, so rnnkit does not read it"),
+            ("refused/lstm_mixed_activations.onnx", "node #0 → Y (LSTM): applies Relu to its cell state and Tanh to its candidate; the engine applies one activation to both"),
+            ("refused/lstm_opset1_output_sequence.onnx", "node #0 → Y (LSTM): has output_sequence, an attribute of opset 1 that later opsets dropped; rnnkit reads the recurrent operators of opset 7 and later"),
+            ("refused/lstm_peepholes.onnx", "node #0 → Y (LSTM): has peepholes (P); the engine has no peephole connections, so rnnkit does not read it"),
+            ("reverse/node_lstm_reverse.onnx", "node #0 → Y (LSTM): runs in reverse alone (direction = reverse, outputs at their own steps); the engine runs a reverse direction only inside a bidirectional layer, so rnnkit does not read it"),
+        ]
+        for (name, message) in cases {
+            let path = folder + "/" + name
+            XCTAssertThrowsError(try LoadedModel(contentsOf: path), name) { error in
+                XCTAssertEqual("\(error)", "\(path): \(message)")
+            }
+            let result = try rnnkit(["inspect", path])
+            XCTAssertEqual(result.status, 2, name)
+            XCTAssertEqual(result.stderr, "rnnkit: error: \(path): \(message)\n")
+        }
+    }
+
+    /// What the fuzz target does (FuzzEntry.onnx), over every committed ONNX file cut short at
+    /// many lengths and with bytes changed: each one read or refused, never a trap.
+    func testCutAndChangedModelsReadOrRefuse() throws {
+        var files: [String] = []
+        for sub in ["", "refused", "reverse"] {
+            let path = sub.isEmpty ? folder : folder + "/" + sub
+            files += try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".onnx") }.sorted()
+                .map { path + "/" + $0 }
+        }
+        XCTAssertGreaterThan(files.count, 40)
+        var generator = SplitMix(seed: 20261207)
+        var refused = 0, read = 0
+        for path in files {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            var inputs: [[UInt8]] = [bytes]
+            for cut in stride(from: 1, to: bytes.count, by: max(bytes.count / 24, 1)) { inputs.append(Array(bytes.prefix(cut))) }
+            for _ in 0..<24 {
+                var changed = bytes
+                changed[Int(generator.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: generator.next())
+                inputs.append(changed)
+            }
+            for input in inputs {
+                if FuzzEntry.onnx(input) == nil { read += 1 } else { refused += 1 }
+            }
+        }
+        XCTAssertGreaterThan(read, 40)
+        XCTAssertGreaterThan(refused, 1000)
+    }
+
+    private struct SplitMix {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    // MARK: - Hostile protobufs
+
+    /// A `ModelProto` whose header the form decision accepts (`ir_version`, then a `graph`
+    /// field of `graph.count` bytes that ends within the file) around `graph`.
+    private func model(graph: [UInt8]) -> [UInt8] {
+        [0x08, 0x08] + [0x3A] + varint(UInt64(graph.count)) + graph
+    }
+
+    private func varint(_ value: UInt64) -> [UInt8] {
+        var v = value, bytes: [UInt8] = []
+        repeat {
+            bytes.append(UInt8(v & 0x7F) | (v >= 0x80 ? 0x80 : 0))
+            v >>= 7
+        } while v > 0
+        return bytes
+    }
+
+    private func refusal(_ bytes: [UInt8], _ test: String = #function) throws -> (error: String, cli: CommandResult) {
+        let url = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("rnnkit-onnx-\(UUID().uuidString).onnx")
+        try Data(bytes).write(to: url)
+        defer { try? FileManager.default.removeItem(at: url) }
+        var message = ""
+        XCTAssertThrowsError(try LoadedModel(contentsOf: url.path)) { message = "\($0)".replacingOccurrences(of: url.path, with: "M") }
+        let cli = try rnnkit(["inspect", url.path])
+        XCTAssertEqual(cli.status, 2, test)
+        XCTAssertEqual(cli.stderr.split(separator: "\n").count, 1, cli.stderr)
+        return (message, cli)
+    }
+
+    func testHostileProtobufsAreOneLineRefusals() throws {
+        // A node field whose length runs past the end of the graph.
+        XCTAssertEqual(try refusal(model(graph: [0x0A, 0x64, 0x01, 0x02])).error,
+                       "M: is not a readable ONNX model: the protobuf data ends inside a field (truncated, or a length past the end)")
+        // A length of 2^62.
+        XCTAssertEqual(try refusal(model(graph: [0x0A] + varint(1 << 62))).error,
+                       "M: is not a readable ONNX model: malformed protobuf data")
+        // Graphs nested 40 deep: node (1) → attribute (5) → g (6) → node …
+        var nested: [UInt8] = []
+        for _ in 0..<40 {
+            let attribute = [0x32] + varint(UInt64(nested.count)) + nested   // AttributeProto.g
+            let node = [0x2A] + varint(UInt64(attribute.count)) + attribute   // NodeProto.attribute
+            nested = [0x0A] + varint(UInt64(node.count)) + node               // GraphProto.node
+        }
+        XCTAssertEqual(try refusal(model(graph: nested)).error, "M: is not a readable ONNX model: messages nest deeper than 32")
+    }
+
+    /// Tensors are checked before their values are read: external data, values in two places,
+    /// counts that do not fit the dims, dims whose product overflows.
+    func testHostileTensors() throws {
+        func file(_ edit: (inout Onnx_TensorProto) -> Void) throws -> String {
+            var proto = try Onnx_ModelProto(serializedBytes: Data(contentsOf: URL(fileURLWithPath: folder + "/lstm.onnx")))
+            let index = try XCTUnwrap(proto.graph.initializer.firstIndex { $0.name == "W" })
+            edit(&proto.graph.initializer[index])
+            return try refusal([UInt8](proto.serializedData())).error
+        }
+        XCTAssertEqual(try file { t in
+            t.dataLocation = .external
+            var entry = Onnx_StringStringEntryProto()
+            entry.key = "location"
+            entry.value = "../../etc/passwd"
+            t.externalData = [entry]
+            t.rawData = Data()
+        }, "M: initializer W: keeps its values in external data (data_location = EXTERNAL); rnnkit reads only tensors stored in the model")
+        XCTAssertEqual(try file { t in t.floatData = [1, 2] },
+                       "M: initializer W: holds its values both in raw_data and in a typed field; refused")
+        XCTAssertEqual(try file { t in t.rawData = Data(count: 8) },
+                       "M: initializer W: dims [1, 12, 2] hold 24 values, the tensor stores 2")
+        XCTAssertEqual(try file { t in t.dims = [1 << 40, 1 << 40, 1 << 40] },
+                       "M: initializer W: dims [1099511627776, 1099511627776, 1099511627776] have a negative dimension or more elements than Int.max")
+        XCTAssertEqual(try file { t in t.dims = [-1, 12, 2] },
+                       "M: initializer W: dims [-1, 12, 2] have a negative dimension or more elements than Int.max")
+    }
+}
