@@ -139,9 +139,9 @@ final class FormatRegistryTests: XCTestCase {
             }
         }
         XCTAssertEqual(refusal("pytorch/gru_basic.h5", key: "model"),
-                       "--key picks a state_dict inside a torch.save checkpoint; this file is an HDF5 file")
+                       "key picks a state_dict inside a torch.save checkpoint; this file is an HDF5 file")
         XCTAssertEqual(refusal("keras/k3_gru_reset.keras", key: "model"),
-                       "--key picks a state_dict inside a torch.save checkpoint; this file is a .keras archive")
+                       "key picks a state_dict inside a torch.save checkpoint; this file is a .keras archive")
         XCTAssertEqual(refusal("pytorch/gru_basic.h5", matching: .name),
                        "matching weights to layers by name applies to a legacy HDF5 weights-only file (layer_names), as Keras's load_weights(by_name=True) does; this file is a PyTorch state_dict")
         XCTAssertEqual(refusal("pytorch-files/gru_float16.pt", matching: .name),
@@ -152,14 +152,14 @@ final class FormatRegistryTests: XCTestCase {
                        "a selection of modules by key prefix reads a PyTorch state_dict; this file is a Keras model")
         XCTAssertEqual(refusal("onnx/lstm.onnx"), "read")
         XCTAssertEqual(refusal("onnx/lstm.onnx", key: "model"),
-                       "--key picks a state_dict inside a torch.save checkpoint; this file is an ONNX model")
+                       "key picks a state_dict inside a torch.save checkpoint; this file is an ONNX model")
         XCTAssertEqual(refusal("onnx/lstm.onnx", modules: ["rnn"]),
                        "a selection of modules by key prefix reads a PyTorch state_dict; this file is an ONNX model")
         XCTAssertEqual(refusal("onnx/lstm.onnx", architecture: fixture("onnx/lstm.onnx")),
                        "an architecture given beside a file is for weights that carry none; this file is an ONNX model")
         // A form no format reads is refused as what it is; a key is refused before that, as before.
         XCTAssertEqual(refusal("hdf5/random.h5", key: "model"),
-                       "--key picks a state_dict inside a torch.save checkpoint; this file is a file of no form rnnkit reads")
+                       "key picks a state_dict inside a torch.save checkpoint; this file is a file of no form rnnkit reads")
     }
 
     /// The conversion targets are the registry's, in its order, with the same names; each

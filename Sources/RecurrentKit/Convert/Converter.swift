@@ -291,6 +291,6 @@ package struct WrittenModel {
     var modelConfig: ModelConfigDocument?
     /// A bare module's emitted Python, made while its layers are in memory.
     var barePython: String?
-    /// What a user of the written model should know.
-    var notes: [String] = []
+    /// What a user of the written model should know (options named as typed pieces).
+    var notes: [ModelError.Message] = []
 }

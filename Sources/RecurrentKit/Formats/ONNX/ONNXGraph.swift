@@ -168,7 +168,7 @@ struct ONNXGraph {
         switch op {
         case "Loop", "Scan", "If":
             throw refuse("is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)")
-        case "LSTM", "GRU", "RNN":
+        case _ where ONNXLayout.cellKind(opType: op) != nil:
             return try recurrent(node, index, args)
         default:
             break
