@@ -131,7 +131,7 @@ struct KerasVersionResolver {
     /// Keras 2) and `1.x`, whose `hard_sigmoid` is the same function, are Keras 2; anything
     /// else is not understood (nil).
     static func major(_ text: String) -> KerasVersion? {
-        switch text.prefix { $0.isNumber } {
+        switch text.prefix(while: { $0.isNumber }) {
         case "3": return .keras3
         case "1", "2": return .keras2
         default: return nil
