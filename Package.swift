@@ -45,10 +45,13 @@ let package = Package(
         // File layouts (PyTorch, Keras), fixtures, and the public facade.
         .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "TextSafety", "CSystemZlib", "ZIPFoundation",
                                                     .product(name: "Yams", package: "Yams")]),
+        // `rnnkit bench`: timed forward passes of a loaded model on random inputs.
+        .target(name: "RecurrentBenchmark", dependencies: ["RecurrentKit"]),
         .executableTarget(
             name: "rnnkit",
             dependencies: [
                 "RecurrentKit",
+                "RecurrentBenchmark",
                 "TextSafety",
                 "CPUFeatures",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
