@@ -170,7 +170,7 @@ struct KerasVersionResolver {
     /// `recurrent_activation` was `hard_sigmoid` (Keras 1 and 2 before 2.3.0, and tf.keras
     /// under TensorFlow 1, all of which record a version below 2.3) while the architecture
     /// — from a later Keras, or one that does not say — gives such a layer `sigmoid`: a model
-    /// built with the defaults then, rebuilt with today's, is a different model, and nothing
+    /// built with those defaults, rebuilt with the later ones, is a different model, and nothing
     /// in the files shows which the user meant.
     ///
     /// GRU's `reset_after` (False in Keras 2, True in TensorFlow 2's tf.keras) changes the
