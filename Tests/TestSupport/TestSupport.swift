@@ -113,7 +113,7 @@ public func python3(_ arguments: [String], input: Data? = nil, file: StaticStrin
     return result
 }
 
-/// Skips the test for `what` is missing, or fails it when `RNNKIT_REQUIRE_PYTHON=1`.
+/// Skips the test because `what` is missing, or fails it when `RNNKIT_REQUIRE_PYTHON=1`.
 public func missing(_ what: String, file: StaticString = #filePath, line: UInt = #line) throws -> Never {
     if ProcessInfo.processInfo.environment["RNNKIT_REQUIRE_PYTHON"] == "1" {
         XCTFail("\(what), and RNNKIT_REQUIRE_PYTHON=1 requires it", file: file, line: line)
