@@ -1,8 +1,9 @@
 # RecurrentKit: the two commands a new user needs, on a fresh Debian machine with Swift.
 #   make demo   set up, convert a committed Keras model to PyTorch, verify it against Keras's outputs
-#   make test   set up, then run the whole test suite, verify every committed fixture through
-#               `rnnkit verify` with a JUnit report, run the Python checks and a short fuzz pass
-#               (what CI runs)
+#   make test   set up, then run the whole test suite, build the DocC catalog, verify every
+#               committed fixture through `rnnkit verify` with a JUnit report, run the Python
+#               checks and a short fuzz pass (what CI runs); a compiler warning in Sources/ or
+#               a DocC warning fails it
 
 SWIFT ?= swift
 CLANG ?= clang
@@ -15,7 +16,7 @@ DEMO_FIXTURE := fixtures/keras/tfk_text_bilstm.fixture.h5
 DEMO_OUT := out/text_bilstm.pytorch.h5
 
 .PHONY: deps build demo test release clean fuzz fuzz-ci ci-python check-fixtures frameworks-venv \
-	differential differential-ci
+	differential differential-ci docs python
 
 # libhdf5, zlib and pkg-config from Debian, installed only when missing.
 deps:
@@ -66,8 +67,13 @@ FUZZ ?= 1
 # the baseline build, in its own folder).
 TEST_SCRATCH := $(if $(filter native,$(CPU)),.build-test,.build-test-$(CPU))
 
-test: deps
-	$(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path $(TEST_SCRATCH) --disable-swift-testing $(CPU_FLAGS)
+# RECURRENTKIT_WARNINGS_AS_ERRORS (Package.swift): a compiler warning in Sources/ fails the
+# build. RNNKIT_REQUIRE_PYTHON: a test that needs python3 fails where it is missing instead
+# of skipping (`python` installs it first).
+test: deps python
+	RECURRENTKIT_WARNINGS_AS_ERRORS=1 RNNKIT_REQUIRE_PYTHON=1 \
+		$(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path $(TEST_SCRATCH) --disable-swift-testing $(CPU_FLAGS)
+	$(MAKE) docs
 	$(MAKE) check-fixtures RNNKIT_UNDER_TEST=$(TEST_SCRATCH)/release/rnnkit
 	$(MAKE) differential-ci RNNKIT_UNDER_TEST=$(TEST_SCRATCH)/release/rnnkit
 ifneq ($(FUZZ),0)
@@ -85,8 +91,10 @@ RNNKIT_UNDER_TEST ?= $(RNNKIT)
 PYTHON ?= python3
 CI_VENV := .venv-ci
 
-ci-python:
+python:
 	@command -v $(PYTHON) >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3 python3-venv; }
+
+ci-python: python
 	@if ! [ -x $(CI_VENV)/bin/python ]; then \
 		$(PYTHON) -m venv $(CI_VENV) 2>/dev/null || { rm -rf $(CI_VENV); \
 			$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(CI_VENV); }; \
@@ -135,7 +143,10 @@ frameworks-venv:
 		&& cp $(FRAMEWORKS_REQUIREMENTS) $(FRAMEWORKS_VENV)/installed-requirements.txt; \
 	fi
 
+# The Python fixture writer's from_torch and from_keras tests, which .venv-ci (no framework)
+# skips, run here with the frameworks, where a skip would be a failure.
 differential-ci: frameworks-venv
+	RNNKIT=$(RNNKIT_UNDER_TEST) RNNKIT_REQUIRE_FRAMEWORKS=1 $(FRAMEWORKS_VENV)/bin/python -m unittest discover -s python
 	@mkdir -p out/differential
 	RNNKIT=$(RNNKIT_UNDER_TEST) $(FRAMEWORKS_VENV)/bin/python fixtures/convert/differential.py --subset \
 		--jobs $(DIFFERENTIAL_JOBS) --keep out/differential/subset
@@ -156,6 +167,15 @@ fuzz: deps
 
 fuzz-ci: deps
 	SWIFT=$(SWIFT) scripts/fuzz.sh --ci
+
+# The DocC catalog (Sources/RecurrentKit/RecurrentKit.docc) with swift-docc-plugin and the
+# toolchain's docc: a link to a symbol that does not exist, an undocumented parameter or any
+# other DocC warning fails it. It builds the library's symbol graph in TEST_SCRATCH (debug),
+# beside the suite's build, with the same checkouts; the archive goes to
+# $(TEST_SCRATCH)/plugins/Swift-DocC/outputs/RecurrentKit.doccarchive.
+docs: deps
+	RECURRENTKIT_WARNINGS_AS_ERRORS=1 $(SWIFT) package --scratch-path $(TEST_SCRATCH) \
+		generate-documentation --target RecurrentKit --warnings-as-errors
 
 clean:
 	rm -rf .build .build-fuzz .build-test .build-test-* .build-cpu-*

@@ -50,10 +50,13 @@ let package = Package(
                                                     .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 // The proto the ONNX reader's Swift was generated from, kept beside it.
                 exclude: ["Formats/ONNX/onnx.proto"]),
+        // `rnnkit bench`: timed forward passes of a loaded model on random inputs.
+        .target(name: "RecurrentBenchmark", dependencies: ["RecurrentKit"]),
         .executableTarget(
             name: "rnnkit",
             dependencies: [
                 "RecurrentKit",
+                "RecurrentBenchmark",
                 "TextSafety",
                 "CPUFeatures",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -91,5 +94,21 @@ if ProcessInfo.processInfo.environment["RECURRENTKIT_FUZZ"] != nil {
         package.targets.append(.executableTarget(name: name, dependencies: ["FuzzSupport", "FuzzEntryPoints", "RecurrentKit", "HDF5"],
                                                   path: "Tests/Fuzz/\(name)", exclude: dictionaries))
         package.products.append(.executable(name: name, targets: [name]))
+    }
+}
+
+// `make test` sets RECURRENTKIT_WARNINGS_AS_ERRORS: then a compiler warning in Sources/ fails
+// the build (Swift and C targets there; not the tests' targets, not the dependencies').
+// A warning made an error stops its file's compilation, so an incremental build that finds
+// nothing else to do still fails on it.
+if ProcessInfo.processInfo.environment["RECURRENTKIT_WARNINGS_AS_ERRORS"] != nil {
+    let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Sources")
+    for target in package.targets where target.path == nil && [.regular, .executable].contains(target.type) {
+        let files = (try? FileManager.default.subpathsOfDirectory(atPath: sources.appendingPathComponent(target.name).path)) ?? []
+        if files.contains(where: { $0.hasSuffix(".c") }) {
+            target.cSettings = (target.cSettings ?? []) + [.unsafeFlags(["-Werror"])]
+        } else {
+            target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-warnings-as-errors"])]
+        }
     }
 }

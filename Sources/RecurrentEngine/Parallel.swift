@@ -7,11 +7,11 @@
 // member always meets its partners.
 //
 // The worker threads are kept for the life of the process (`_WorkerPool`): creating a thread
-// measured 60–150 µs here, paid per layer per run, which is 3–5 % of a batch-1 run. An idle
-// worker spins for about a millisecond, so that back-to-back layers and runs hand over work
-// within a cache-line transfer, then sleeps on a condition variable. One fork–join uses the
-// pool at a time; a concurrent one (another thread's run) starts threads of its own, as
-// before, so that two runs never wait on each other's members.
+// costs tens to hundreds of microseconds, paid per layer per run, a few percent of a batch-1
+// run. An idle worker spins for about a millisecond, so that back-to-back layers and runs hand
+// over work within a cache-line transfer, then sleeps on a condition variable. One fork–join
+// uses the pool at a time; a concurrent one (another thread's run) starts threads of its own,
+// so that two runs never wait on each other's members.
 
 #if canImport(Glibc)
 import Glibc

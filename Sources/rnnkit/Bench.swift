@@ -1,6 +1,7 @@
 import ArgumentParser
 import CPUFeatures
 import Foundation
+import RecurrentBenchmark
 import RecurrentKit
 import TextSafety
 

@@ -81,7 +81,7 @@ struct Verify: ParsableCommand {
         }
     }
 
-    /// A model and its fixture (today's form): two paths, no manifest, the first neither a
+    /// A model and its fixture: two paths, no manifest, the first neither a
     /// folder nor named `*.fixture.h5`.
     private var isPair: Bool {
         guard paths.count == 2, manifest == nil else { return false }

@@ -126,12 +126,24 @@ struct ReferenceCell {
         }
     }
 
+    /// The element-wise activations from their definitions (Keras's and PyTorch's
+    /// documentation), in Double.
     func activation(_ a: Activation, _ v: Double) -> Double {
         switch a {
+        case .linear: return v
         case .tanh: return Foundation.tanh(v)
         case .sigmoid: return 1 / (1 + Foundation.exp(-v))
         case .relu: return max(0, v)
-        default: preconditionFailure("the reference has no \(a)")
+        case .hardSigmoidKeras2: return min(max(0.2 * v + 0.5, 0), 1)
+        case .hardSigmoid: return min(max(v / 6 + 0.5, 0), 1)
+        case .elu: return v > 0 ? v : Foundation.exp(v) - 1
+        case .selu: return 1.0507009873554805 * (v > 0 ? v : 1.6732632423543772 * (Foundation.exp(v) - 1))
+        case .softplus: return Foundation.log(1 + Foundation.exp(v))
+        case .softsign: return v / (1 + abs(v))
+        case .swish: return v / (1 + Foundation.exp(-v))
+        case .gelu: return 0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot()))
+        case .geluTanh: return 0.5 * v * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
+        case .softmax: preconditionFailure("softmax is not element-wise")
         }
     }
 }

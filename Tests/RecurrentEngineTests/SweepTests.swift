@@ -109,11 +109,23 @@ final class SweepTests: XCTestCase {
             let out = try engine.run(.features(rng.tensor([2, 4, 2], scale: 3)))
             XCTAssertEqual(out.output.shape, [2, 4, 3])
             XCTAssertTrue(out.output.values.allSatisfy(\.isFinite), "\(activation)")
-            if activation.isElementwise {
-                var layer = randomLayer(.lstm, inputSize: 2, hiddenSize: 2, using: &rng)
+            guard activation.isElementwise else { continue }
+            // Every cell with the activation as σ and φ (the engine's general path, not its
+            // σ/tanh one), against the cell equations computed one unit at a time.
+            for variant in CellVariant.allCases {
+                var layer = randomLayer(variant, inputSize: 2, hiddenSize: 3, directions: 2, using: &rng)
                 layer.activation = activation
                 layer.recurrentActivation = activation
-                XCTAssertNoThrow(try Engine(model: Model(layers: [.recurrent(layer)])).run(.features(rng.tensor([1, 3, 2]))))
+                let x = rng.tensor([2, 3, 2])
+                let label = "\(variant) σ = φ = \(activation)"
+                let engine = try Engine(model: Model(layers: [.recurrent(layer)]))
+                let result = try engine.run(.features(x), lengths: [3, 2])
+                let reference = referenceRun(engine.recurrentLayers, x: x, lengths: [3, 2])
+                XCTAssertNil(referenceMismatch(result.output.values, reference.output), "\(label) output")
+                XCTAssertNil(referenceMismatch(result.finalStates[0].h.values, reference.h[0]), "\(label) h")
+                if let c = result.finalStates[0].c, let expected = reference.c[0] {
+                    XCTAssertNil(referenceMismatch(c.values, expected), "\(label) c")
+                }
             }
         }
     }

@@ -12,9 +12,17 @@ final class FuzzRegressionTests: XCTestCase {
     static let targets = ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture",
                           "FuzzTorchFile"]
 
-    private func files(_ folder: String, suffix: String = "") -> [String] {
+    /// The files of `fixtures/<folder>` whose names end in `suffix`. A folder that is missing
+    /// or cannot be listed fails the test: a replay of nothing would pass.
+    private func files(_ folder: String, suffix: String = "", file: StaticString = #filePath, line: UInt = #line) -> [String] {
         let path = fixture(folder)
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: path)
+        } catch {
+            XCTFail("\(path): cannot list the folder (\(error.localizedDescription))", file: file, line: line)
+            return []
+        }
         return names.filter { $0.hasSuffix(suffix) && !$0.hasPrefix(".") && $0 != "README.md" }.sorted().map { path + "/" + $0 }
     }
 
@@ -47,9 +55,13 @@ final class FuzzRegressionTests: XCTestCase {
     /// HDF5 handle left open (FuzzEntry traps on that).
     func testRegressionsReturn() throws {
         let scratch = try temporaryFolder(self)
-        for folder in files("fuzz/regressions") {
+        let folders = files("fuzz/regressions")
+        XCTAssertFalse(folders.isEmpty, "fixtures/fuzz/regressions holds no target's folder")
+        for folder in folders {
             let target = URL(fileURLWithPath: folder).lastPathComponent
-            for path in files("fuzz/regressions/\(target)") {
+            let inputs = files("fuzz/regressions/\(target)")
+            XCTAssertFalse(inputs.isEmpty, "\(folder): no input to replay")
+            for path in inputs {
                 let refusal = replay(target, try bytes(path), scratch: scratch)
                 // A refusal is one line, as the command line prints it.
                 XCTAssertFalse(refusal?.contains("\n") ?? false, "\(path): \(refusal ?? "")")
@@ -60,7 +72,9 @@ final class FuzzRegressionTests: XCTestCase {
     /// Inputs that fault inside libhdf5 itself cannot be replayed in this process; through
     /// the command line each gives a result or one error line with status 2, never a crash.
     func testLibraryFaultsThroughTheCommandLine() throws {
-        for path in files("fuzz/library-faults/FuzzHDF5Model") {
+        let paths = files("fuzz/library-faults/FuzzHDF5Model")
+        XCTAssertFalse(paths.isEmpty, "fixtures/fuzz/library-faults/FuzzHDF5Model holds no input")
+        for path in paths {
             let result = try rnnkit("inspect", path)
             XCTAssert([0, 2].contains(result.status), "\(path): status \(result.status), \(result.stderr)")
             if result.status == 2 {

@@ -47,26 +47,16 @@ final class HostileReadTests: XCTestCase {
             executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rnnkit")
         }
         let temporary = try temporaryFolder(self)
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.currentDirectoryURL = try folder ?? temporaryFolder(self)
-        process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": temporary.path]) { $1 }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let watchdog = DispatchWorkItem { [process] in
-            if process.isRunning { process.terminate() }
+        let directory = try folder ?? temporaryFolder(self)
+        let result = try runCommand(executable, arguments) { process in
+            process.currentDirectoryURL = directory
+            process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": temporary.path]) { $1 }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 30) { [process] in
+                if process.isRunning { process.terminate() }
+            }
         }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        watchdog.cancel()
-        XCTAssertEqual(process.terminationReason, .exit, "\(arguments) hung or crashed", file: sourceFile, line: line)
-        return (Outcome(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                        stderr: String(decoding: errData, as: UTF8.self)), temporary)
+        XCTAssertEqual(result.reason, .exit, "\(arguments) hung or crashed", file: sourceFile, line: line)
+        return (Outcome(status: result.status, stdout: result.stdout, stderr: result.stderr), temporary)
     }
 
     /// `rnnkit arguments` exits 2 with one line `rnnkit: error: FILE: ...` mentioning each of

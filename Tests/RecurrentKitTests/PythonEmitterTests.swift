@@ -239,28 +239,12 @@ else:
 """#
 
     private func python(_ mode: String, _ source: String) throws -> Data {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", Self.structureScript, mode]
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        do { try process.run() } catch { throw XCTSkip("python3 is not available: \(error)") }
-        let writer = Thread {
-            input.fileHandleForWriting.write(Data(source.utf8))
-            try? input.fileHandleForWriting.close()
-        }
-        writer.start()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        if process.terminationStatus == 127 { throw XCTSkip("python3 is not available") }
-        guard process.terminationStatus == 0 else {
-            XCTFail("python3 could not read the source: \(message)")
+        let result = try python3(["-c", Self.structureScript, mode], input: Data(source.utf8))
+        guard result.status == 0 else {
+            XCTFail("python3 could not read the source: \(result.stderr)")
             throw CocoaError(.fileReadCorruptFile)
         }
-        return data
+        return Data(result.stdout.utf8)
     }
 
     /// The emitted module as Python's parser reads it (so it also parses as Python).
@@ -664,7 +648,7 @@ else:
     }
 
     /// Parses `source` with Python's own parser (`ast.parse`): the emitted module is valid
-    /// Python. Skipped only where python3 is missing.
+    /// Python. Skipped where python3 is missing, unless RNNKIT_REQUIRE_PYTHON=1.
     private func assertParsesAsPython(_ source: String, file: StaticString = #filePath, line: UInt = #line) throws {
         _ = try parsed(source)
     }
@@ -779,27 +763,12 @@ else:
     /// Runs `tokenize` from `block` on each of `texts` alone, in python3: the ids of each.
     private func runTokenizer(_ block: String, _ texts: [String]) throws -> [[Int]] {
         let script = block + "\nimport json, sys\nprint(json.dumps([tokenize([t])[0] for t in json.loads(sys.stdin.read())]))\n"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script]
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        (process.standardInput, process.standardOutput, process.standardError) = (input, output, errors)
-        do { try process.run() } catch { throw XCTSkip("python3 is not available: \(error)") }
-        let data = try JSONSerialization.data(withJSONObject: texts)
-        let writer = Thread {
-            input.fileHandleForWriting.write(data)
-            try? input.fileHandleForWriting.close()
-        }
-        writer.start()
-        let result = output.fileHandleForReading.readDataToEndOfFile()
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        if process.terminationStatus == 127 { throw XCTSkip("python3 is not available") }
-        guard process.terminationStatus == 0 else {
-            XCTFail("python3 failed on the tokenizer: \(message)")
+        let result = try python3(["-c", script], input: try JSONSerialization.data(withJSONObject: texts))
+        guard result.status == 0 else {
+            XCTFail("python3 failed on the tokenizer: \(result.stderr)")
             throw CocoaError(.fileReadCorruptFile)
         }
-        return try XCTUnwrap(JSONSerialization.jsonObject(with: result) as? [[Int]])
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[Int]])
     }
 
     /// The emitted `tokenize`, run in python3 from its block alone, gives real Keras's ids

@@ -1,7 +1,7 @@
 /// A container: the storage a file form gives a layout, as named tensors and attributes.
 ///
-/// A container knows how bytes are kept (HDF5 today; a `torch.save` zip or a safetensors
-/// file next) and nothing of what they mean; a layout (PyTorch, Keras 2, Keras 3) knows
+/// A container knows how bytes are kept (HDF5, a `torch.save` zip, a safetensors file) and
+/// nothing of what they mean; a layout (PyTorch, Keras 2, Keras 3) knows
 /// what the names mean and nothing of how they are kept. See spec/architecture.md.
 ///
 /// Names are `/`-separated paths from the container's root (`lstm/weight_ih_l0`,

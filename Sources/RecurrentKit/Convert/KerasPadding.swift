@@ -51,7 +51,7 @@ enum KerasPadding {
         let option = paddingID.map(Self.argument) ?? ""
         // A model that takes lengths as Keras does (a version-2 document converted from Keras,
         // `"lengths": "keras_mask"`) is a Keras source here: its masks are its own.
-        guard let pytorch, source.lengthsRule == .packed else {
+        guard pytorch != nil, source.lengthsRule == .packed else {
             if paddingID != nil {
                 throw invalid(nil, pytorch == nil
                     ? "\(option: .paddingID, option) applies to a PyTorch model converted to Keras; a Keras model's masks are its own"

@@ -315,7 +315,9 @@ public enum VerificationSuite {
     /// the fixture's `model` attribute, else the one found by name), runs it on the
     /// fixture's inputs and compares. Never throws: a failure is an `.error` result.
     ///
-    /// - Parameter threads: threads the run may use (the outputs do not depend on it).
+    /// - Parameters:
+    ///   - verificationCase: the fixture, and the model and options to read it with.
+    ///   - threads: threads the run may use (the outputs do not depend on it).
     public static func run(_ verificationCase: VerificationCase, threads: Int = 1) -> CaseResult {
         let start = DispatchTime.now()
         var used = verificationCase

@@ -140,7 +140,7 @@ struct KerasVersionResolver {
     /// Keras 2) and `1.x`, whose `hard_sigmoid` is the same function, are Keras 2; anything
     /// else is not understood (nil).
     static func major(_ text: String) -> KerasVersion? {
-        switch text.prefix { $0.isNumber } {
+        switch text.prefix(while: { $0.isNumber }) {
         case "3": return .keras3
         case "1", "2": return .keras2
         default: return nil
@@ -179,7 +179,7 @@ struct KerasVersionResolver {
     /// `recurrent_activation` was `hard_sigmoid` (Keras 1 and 2 before 2.3.0, and tf.keras
     /// under TensorFlow 1, all of which record a version below 2.3) while the architecture
     /// — from a later Keras, or one that does not say — gives such a layer `sigmoid`: a model
-    /// built with the defaults then, rebuilt with today's, is a different model, and nothing
+    /// built with those defaults, rebuilt with the later ones, is a different model, and nothing
     /// in the files shows which the user meant.
     ///
     /// GRU's `reset_after` (False in Keras 2, True in TensorFlow 2's tf.keras) changes the

@@ -1,4 +1,5 @@
 import Foundation
+import RecurrentKit
 
 /// `rnnkit bench`: forward passes of a loaded model on random inputs, timed in process.
 ///
