@@ -13,14 +13,11 @@ final class LibraryLanguageTests: XCTestCase {
     /// no line of the library (code, doc comments, DocC articles) names a flag.
     func testTheLibrarySourcesNameNoCommandLineFlag() throws {
         let library = fixturesFolder.deletingLastPathComponent().appendingPathComponent("Sources/RecurrentKit")
-        // Moved out of the library by other parts of issue 22 (fuzz entry points, benchmark):
-        // remove each from this list once it is gone.
-        let leaving: Set<String> = ["Common/FuzzEntryPoints.swift", "Bench/Benchmark.swift"]
         let flag = try NSRegularExpression(pattern: "--[a-z][a-z-]+")
         let files = try XCTUnwrap(FileManager.default.subpathsOfDirectory(atPath: library.path))
         var hits: [String] = []
         var read = 0
-        for file in files.sorted() where !leaving.contains(file) {
+        for file in files.sorted() {
             var isFolder: ObjCBool = false
             let path = library.appendingPathComponent(file).path
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue,

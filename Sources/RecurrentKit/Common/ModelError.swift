@@ -58,16 +58,9 @@ func shapeText(_ shape: [Int]) -> String {
     "[" + shape.map(String.init).joined(separator: ", ") + "]"
 }
 
-/// A name, key, class name or attribute value from a file, as a message quotes it:
-/// controls, C1 controls and bidirectional overrides escaped, long text shortened with its
-/// length noted.
-func shown(_ text: String) -> String {
-    escapedForDisplay(text)
-}
-
-/// Names from a file, as a message lists them: each `shown(_:)`, at most `limit` of them,
+/// Names from a file, as a message lists them: each `escapedForDisplay(_:)`, at most `limit` of them,
 /// the rest counted (`a, b, c (and 9997 more)`).
 func shownList(_ names: [String], limit: Int = 10) -> String {
-    let listed = names.prefix(limit).map(shown).joined(separator: ", ")
+    let listed = names.prefix(limit).map { escapedForDisplay($0) }.joined(separator: ", ")
     return names.count > limit ? listed + " (and \(names.count - limit) more)" : listed
 }

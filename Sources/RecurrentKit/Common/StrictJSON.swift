@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 
 /// The one JSON reader for every JSON document RecurrentKit reads: Keras configs
 /// (`model_config`, `config.json`, `metadata.json`, `to_json()` architectures), PyTorch
@@ -97,7 +98,7 @@ indirect enum JSONValue {
         case .object: return "an object"
         case .array: return "an array"
         case let .string(text): return text.isEmpty ? "an empty string" : "a string"
-        case let .number(text): return shown(text)
+        case let .number(text): return escapedForDisplay(text)
         case let .bool(value): return "\(value)"
         case .null: return "null"
         }
@@ -209,7 +210,7 @@ extension StrictJSON {
                 guard scanner.next == UInt8(ascii: "\"") else { throw scanner.failure("expected a key") }
                 let key = try scanner.string()
                 guard seen.insert(key).inserted else {
-                    throw scanner.refusal("holds key '\(shown(key))' twice in one object; refused (JSON readers keep only one)")
+                    throw scanner.refusal("holds key '\(escapedForDisplay(key))' twice in one object; refused (JSON readers keep only one)")
                 }
                 scanner.skipWhitespace()
                 try scanner.expect(UInt8(ascii: ":"), "':'")
@@ -284,7 +285,7 @@ extension StrictJSON {
             }
             let text = String(decoding: bytes[start..<index], as: UTF8.self)
             guard Double(text)?.isFinite == true else {
-                throw refusal("the number \(shown(text)) is beyond a double's range")
+                throw refusal("the number \(escapedForDisplay(text)) is beyond a double's range")
             }
             return .number(text)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 
 /// Decodes a `Decodable` value from parsed JSON (`StrictJSON`'s Foundation tree) strictly,
 /// where `JSONDecoder` would convert or approximate:
@@ -53,7 +54,7 @@ package struct StrictJSONDecoder {
             if let index = key.intValue {
                 out += "[\(index)]"
             } else {
-                out += (out.isEmpty ? "" : ".") + shown(key.stringValue)
+                out += (out.isEmpty ? "" : ".") + escapedForDisplay(key.stringValue)
             }
         }
         return out
@@ -82,7 +83,7 @@ extension Decoder {
         let keys = try container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue)
         if let unknown = keys.sorted().first(where: { !known.contains($0) }) {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath,
-                                                    debugDescription: "unknown field '\(shown(unknown))'"))
+                                                    debugDescription: "unknown field '\(escapedForDisplay(unknown))'"))
         }
     }
 }

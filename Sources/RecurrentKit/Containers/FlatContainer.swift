@@ -1,3 +1,5 @@
+import TextSafety
+
 /// A container whose names are a state_dict's dotted keys, with no groups: a `torch.save`
 /// file or a safetensors file, read into memory.
 ///
@@ -29,7 +31,7 @@ struct FlatContainer: TensorContainer {
                 throw ModelError(file: file, path: location, message: "holds a tensor with an empty name")
             }
             guard byName.updateValue(tensor, forKey: tensor.name) == nil else {
-                throw ModelError(file: file, path: tensor.location, message: "key '\(shown(tensor.name))' appears twice")
+                throw ModelError(file: file, path: tensor.location, message: "key '\(escapedForDisplay(tensor.name))' appears twice")
             }
         }
         self.byName = byName

@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 import RecurrentEngine
 
 /// A safetensors file (Hugging Face's format) as a flat container: an 8-byte little-endian
@@ -60,7 +61,7 @@ enum SafetensorsFile {
                                  message: "cannot write a tensor named '\(metadataKey)': the header keeps metadata under that key")
             }
             guard seen.insert(key).inserted else {
-                throw ModelError(.invalidInput, file: file, message: "cannot write key '\(shown(key))' twice")
+                throw ModelError(.invalidInput, file: file, message: "cannot write key '\(escapedForDisplay(key))' twice")
             }
         }
         var members: [[UInt8]] = []
@@ -163,7 +164,7 @@ enum SafetensorsFile {
                 }
                 for (name, item) in pairs {
                     guard case let .string(text) = item else {
-                        throw fail("\(metadataKey) entry '\(shown(name))': expected a string, found \(item.described)")
+                        throw fail("\(metadataKey) entry '\(escapedForDisplay(name))': expected a string, found \(item.described)")
                     }
                     metadata[name] = text
                 }
@@ -176,13 +177,13 @@ enum SafetensorsFile {
 
     /// One tensor's `{"dtype", "shape", "data_offsets"}`, exactly those fields.
     private static func entry(_ key: String, _ value: JSONValue, fail: (String) -> ModelError) throws -> Entry {
-        let tensor = "tensor '\(shown(key))'"
+        let tensor = "tensor '\(escapedForDisplay(key))'"
         guard case let .object(fields) = value else {
             throw fail("\(tensor): expected an object with dtype, shape and data_offsets, found \(value.described)")
         }
         let known = ["dtype", "shape", "data_offsets"]
         if let unknown = fields.first(where: { !known.contains($0.key) }) {
-            throw fail("\(tensor): unknown field '\(shown(unknown.key))'")
+            throw fail("\(tensor): unknown field '\(escapedForDisplay(unknown.key))'")
         }
         func field(_ name: String) throws -> JSONValue {
             guard let found = fields.first(where: { $0.key == name }) else { throw fail("\(tensor): missing '\(name)'") }
@@ -206,7 +207,7 @@ enum SafetensorsFile {
             throw fail("\(tensor): dtype: expected a string, found \(dtypeValue.described)")
         }
         guard let known = Self.dtype(dtypeName) else {
-            throw fail("\(tensor) has dtype '\(shown(dtypeName))', which rnnkit does not read "
+            throw fail("\(tensor) has dtype '\(escapedForDisplay(dtypeName))', which rnnkit does not read "
                 + "(F16, BF16, F32 and F64 are read; I8 to I64, U8 to U64 and BOOL are listed)")
         }
         let (dtype, size) = known
@@ -262,7 +263,7 @@ enum SafetensorsFile {
     /// gap, an overlap or trailing bytes, and so does rnnkit, naming the tensors on either side.
     private static func checkCoverage(_ entries: [Entry], dataSize: Int, fail: (String) -> ModelError) throws {
         for entry in entries where entry.end > dataSize {
-            throw fail("tensor '\(shown(entry.key))': data_offsets [\(entry.begin), \(entry.end)] reach past "
+            throw fail("tensor '\(escapedForDisplay(entry.key))': data_offsets [\(entry.begin), \(entry.end)] reach past "
                 + "the data section's \(dataSize) bytes")
         }
         // A stable sort: empty tensors at one offset keep the file's order.
@@ -273,21 +274,21 @@ enum SafetensorsFile {
         var previous: Entry?
         for entry in sorted {
             if entry.begin < cursor, let previous {
-                throw fail("tensors '\(shown(previous.key))' [\(previous.begin), \(previous.end)] and "
-                    + "'\(shown(entry.key))' [\(entry.begin), \(entry.end)] overlap")
+                throw fail("tensors '\(escapedForDisplay(previous.key))' [\(previous.begin), \(previous.end)] and "
+                    + "'\(escapedForDisplay(entry.key))' [\(entry.begin), \(entry.end)] overlap")
             }
             if entry.begin > cursor {
                 if let previous {
-                    throw fail("bytes [\(cursor), \(entry.begin)) between tensors '\(shown(previous.key))' and "
-                        + "'\(shown(entry.key))' belong to no tensor")
+                    throw fail("bytes [\(cursor), \(entry.begin)) between tensors '\(escapedForDisplay(previous.key))' and "
+                        + "'\(escapedForDisplay(entry.key))' belong to no tensor")
                 }
-                throw fail("bytes [0, \(entry.begin)) before tensor '\(shown(entry.key))' belong to no tensor")
+                throw fail("bytes [0, \(entry.begin)) before tensor '\(escapedForDisplay(entry.key))' belong to no tensor")
             }
             cursor = entry.end
             previous = entry
         }
         guard cursor == dataSize else {
-            let after = previous.map { " after tensor '\(shown($0.key))'" } ?? ""
+            let after = previous.map { " after tensor '\(escapedForDisplay($0.key))'" } ?? ""
             throw fail("bytes [\(cursor), \(dataSize)) of the data section\(after) belong to no tensor")
         }
     }
@@ -299,7 +300,7 @@ enum SafetensorsFile {
         let dtype = entry.dtype
         guard entry.decodable else {
             let refusal = ModelError(.invalidModel, file: file, path: key,
-                                     message: "tensor '\(shown(key))' holds \(entry.dtypeName) (\(dtype)), "
+                                     message: "tensor '\(escapedForDisplay(key))' holds \(entry.dtypeName) (\(dtype)), "
                                          + "not floating-point values; only F16, BF16, F32 and F64 are read as weights")
             return NamedTensor(name: key, location: key, shape: shape, count: RawTensor.count(shape) ?? 0, dtype: dtype,
                                compressed: false, readFloats: { throw refusal }, readColumns: { _ in throw refusal })
@@ -310,7 +311,7 @@ enum SafetensorsFile {
             var raw = RawTensor(bytes: [UInt8](bytes[range]), dtype: dtype, shape: shape)
             view(&raw)
             if let problem = raw.problem() {
-                throw ModelError(.unreadableFile, file: file, path: key, message: "tensor '\(shown(key))' \(problem)")
+                throw ModelError(.unreadableFile, file: file, path: key, message: "tensor '\(escapedForDisplay(key))' \(problem)")
             }
             return raw.floats()
         }

@@ -1,5 +1,6 @@
 import CSystemZlib
 import Foundation
+import TextSafety
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -204,7 +205,7 @@ package struct ZipArchive {
             var localOffset = try header.u32(42)
             var startDisk = try header.u16(34)
             let extra = Fields(directory, base: position + 46 + nameLength, count: extraLength,
-                               what: "the extra field of '\(shown(path))'", damaged: damaged)
+                               what: "the extra field of '\(escapedForDisplay(path))'", damaged: damaged)
             if let zip64 = try extra.zip64Field() {
                 // Only the fields whose 32-bit value escapes are in it, in this order.
                 var cursor = 0
@@ -252,7 +253,7 @@ package struct ZipArchive {
             let limit = rank + 1 < order.count ? entries[order[rank + 1]].localOffset : directoryStart
             // Each term is at most the file's size, so the sum cannot overflow.
             guard entry.localOffset + 30 + entry.nameBytes.count + entry.compressedSize <= limit else {
-                let what = rank + 1 < order.count ? "member '\(shown(entries[order[rank + 1]].name))'" : "the central directory"
+                let what = rank + 1 < order.count ? "member '\(escapedForDisplay(entries[order[rank + 1]].name))'" : "the central directory"
                 throw ModelError(.unreadableFile, file: name, path: entry.name, message: "overlaps \(what): its header and \(entry.compressedSize) bytes of data at byte \(entry.localOffset) run past byte \(limit); the archive is damaged")
             }
             entries[number].end = limit

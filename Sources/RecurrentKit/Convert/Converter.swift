@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 
 /// The framework a conversion writes for: `pytorch`, `keras`,
 /// `keras3`. Each is written by the formats of the registry that name it
@@ -227,7 +228,7 @@ public enum Converter {
         guard let config, let refusal = Limits.checkJSONSize(config) else { return }
         let vectorizer = model.textVectorizer
         throw ModelError(.unsupported, file: file,
-                         layer: vectorizer.map { "\(shown($0.name)) (TextVectorization)" },
+                         layer: vectorizer.map { "\(escapedForDisplay($0.name)) (TextVectorization)" },
                          message: "cannot be converted to \(target.rawValue): the written config \(refusal)"
                              + (vectorizer.map { ", with the vocabulary's \($0.tokens.count) tokens in it" } ?? "")
                              + "; nothing was written")

@@ -140,14 +140,14 @@ enum PyTorchWriter {
                 func key(_ role: PyTorchLayout.ParameterName.Role) -> String {
                     keyPrefix + PyTorchLayout.ParameterName(role: role, layer: k, reverse: d == 1).text
                 }
-                tensors.append((key(.weight_ih), { pytorch(direction.inputWeight) }))
-                tensors.append((key(.weight_hh), { pytorch(direction.recurrentWeight) }))
+                tensors.append((key(.weightIH), { pytorch(direction.inputWeight) }))
+                tensors.append((key(.weightHH), { pytorch(direction.recurrentWeight) }))
                 if layer.hasBias {
                     let zeros = Tensor(uncheckedZeros: [order.count * layer.hiddenSize])
-                    tensors.append((key(.bias_ih), { pytorch(direction.inputBias ?? zeros) }))
-                    tensors.append((key(.bias_hh), { pytorch(direction.recurrentBias ?? zeros) }))
+                    tensors.append((key(.biasIH), { pytorch(direction.inputBias ?? zeros) }))
+                    tensors.append((key(.biasHH), { pytorch(direction.recurrentBias ?? zeros) }))
                 }
-                if let projection = direction.projection { tensors.append((key(.weight_hr), { projection })) }
+                if let projection = direction.projection { tensors.append((key(.weightHR), { projection })) }
             }
         }
         return tensors

@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 
 /// Writes Python source that rebuilds a PyTorch-layout model as real `torch.nn` modules.
 ///
@@ -169,10 +170,10 @@ private struct _Plan {
     /// exactly that module (`_pythonIdentifierProblem(_:)`), and that no other module has it.
     private mutating func attribute(_ name: String, index: Int, label: String) throws -> String {
         if let problem = _pythonIdentifierProblem(name) {
-            throw refuse(index, label, "the name '\(shown(name))' \(problem)")
+            throw refuse(index, label, "the name '\(escapedForDisplay(name))' \(problem)")
         }
         guard usedNames.insert(name).inserted else {
-            throw refuse(index, label, "the name '\(shown(name))' is used by an earlier module")
+            throw refuse(index, label, "the name '\(escapedForDisplay(name))' is used by an earlier module")
         }
         attributeNames.append(name)
         return name
@@ -477,7 +478,7 @@ private let _moduleAttributes: Set<String> = _torchModuleAttributes.union(["regi
 func _pythonIdentifierProblem(_ name: String) -> String? {
     let normalised = name.precomposedStringWithCompatibilityMapping
     guard normalised.unicodeScalars.elementsEqual(name.unicodeScalars) else {
-        return "is not in NFKC form: Python reads it as '\(shown(normalised))'"
+        return "is not in NFKC form: Python reads it as '\(escapedForDisplay(normalised))'"
     }
     guard let first = name.unicodeScalars.first,
           first == "_" || first.properties.isXIDStart,

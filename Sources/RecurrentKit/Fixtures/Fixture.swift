@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 import HDF5
 
 /// A fixture: inputs and the outputs a real framework computed for them.
@@ -106,7 +107,7 @@ public struct Fixture: Sendable {
         }
         if let value = try root.attribute("weights_matching") {
             guard let text = value.stringValue, let matching = KerasWeightsMatching(rawValue: text) else {
-                throw ModelError(file: path, path: "weights_matching", message: "is \(shown(String(describing: value))); it is \"order\" or \"name\"")
+                throw ModelError(file: path, path: "weights_matching", message: "is \(escapedForDisplay(String(describing: value))); it is \"order\" or \"name\"")
             }
             weightsMatching = matching
         } else {
@@ -130,7 +131,7 @@ public struct Fixture: Sendable {
     static func tolerance(_ value: AttributeValue?, attribute: String, fixture: String) throws -> Double? {
         guard let value else { return nil }
         guard let number = value.doubleValue else {
-            throw ModelError(file: fixture, path: attribute, message: "is not a number (\(shown(String(describing: value)))); a tolerance is a non-negative number")
+            throw ModelError(file: fixture, path: attribute, message: "is not a number (\(escapedForDisplay(String(describing: value)))); a tolerance is a non-negative number")
         }
         guard number.isFinite, number >= 0 else {
             throw ModelError(file: fixture, path: attribute, message: "is \(number); a tolerance is a finite non-negative number")
@@ -148,7 +149,7 @@ public struct Fixture: Sendable {
             throw ModelError(file: fixture, path: attribute, message: "is not a file name")
         }
         func refuse(_ reason: String) -> ModelError {
-            ModelError(file: fixture, path: attribute, message: "names '\(shown(name))', \(reason); refused")
+            ModelError(file: fixture, path: attribute, message: "names '\(escapedForDisplay(name))', \(reason); refused")
         }
         guard !name.hasPrefix("/") else { throw refuse("an absolute path (it must name a file in the fixture's folder)") }
         guard !name.utf8.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) }) else {

@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 import HDF5
 
 // The states `rnnkit run` reads from IN and writes to OUT (spec/fixture-format.md, "States of
@@ -29,7 +30,7 @@ package enum StateDatasets {
             var tensors: [String: Tensor] = [:]
             for member in members {
                 guard try group.kind(of: member) == .dataset else {
-                    throw ModelError(.invalidInput, file: file, path: "/\(name)/\(shown(member))",
+                    throw ModelError(.invalidInput, file: file, path: "/\(name)/\(escapedForDisplay(member))",
                                      message: "is not a dataset; /\(name) holds one dataset per recurrent layer")
                 }
                 tensors[member] = try Fixture.optionalFloats(group, member)
@@ -107,7 +108,7 @@ extension LoadedModel {
         func take(_ group: [String: Tensor]?, _ name: String) throws -> [Tensor?] {
             var byLayer = [Tensor?](repeating: nil, count: layers.count)
             for (member, tensor) in (group ?? [:]).sorted(by: { $0.key < $1.key }) {
-                let path = "/\(name)/\(shown(member))"
+                let path = "/\(name)/\(escapedForDisplay(member))"
                 guard let k = Int(member), String(k) == member, layers.indices.contains(k) else {
                     throw ModelError(.invalidInput, file: inputPath, path: path,
                                      message: layers.isEmpty ? "given, but the model has no recurrent layer"

@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 
 /// A Keras model config (`model_config` in HDF5, `config.json` in an archive), reduced to
 /// the chain of layers it computes. Sequential and Functional, Keras 2 and Keras 3 forms.
@@ -44,7 +45,7 @@ struct KerasConfig {
         self.name = config["name"] as? String ?? "model"
         self.kerasVersion = KerasVersionResolver.version(in: root)
         guard let list = config["layers"] as? [Any] else {
-            throw fail("\(shown(className)) config has no layers list")
+            throw fail("\(escapedForDisplay(className)) config has no layers list")
         }
         // Counted before any per-layer work (inbound references, weight lookups, summaries).
         guard list.count <= Limits.layers else {
@@ -69,7 +70,7 @@ struct KerasConfig {
         case "Functional", "Model":
             layers = try Self.chain(nodes, config: config, fail: fail)
         default:
-            throw fail("model class '\(shown(className))' is not supported (Sequential and Functional are)")
+            throw fail("model class '\(escapedForDisplay(className))' is not supported (Sequential and Functional are)")
         }
     }
 
@@ -122,14 +123,14 @@ struct KerasConfig {
         var seen = Set<String>()
         while true {
             guard var node = byName[current.name], seen.insert(current.name).inserted else {
-                throw fail("Functional model refers to layer '\(shown(current.name))', which its layer list lacks (or a cycle)")
+                throw fail("Functional model refers to layer '\(escapedForDisplay(current.name))', which its layer list lacks (or a cycle)")
             }
             node.consumedOutput = current.tensor
             chain.append(node)
             if current.name == inputs[0].name { break }
             let sources = Set(node.inbound.map(\.name))
             guard sources.count == 1, node.inbound.allSatisfy({ $0.tensor == node.inbound[0].tensor }) else {
-                throw fail("layer '\(shown(node.name))' (\(shown(node.className))) takes \(node.inbound.count) inputs (\(shownList(sources.sorted()))); graphs that are not a chain are not supported")
+                throw fail("layer '\(escapedForDisplay(node.name))' (\(escapedForDisplay(node.className))) takes \(node.inbound.count) inputs (\(shownList(sources.sorted()))); graphs that are not a chain are not supported")
             }
             current = node.inbound[0]
         }
@@ -138,7 +139,7 @@ struct KerasConfig {
         // next layer's `mask` keyword; the engine derives the same mask from Masking.
         let maskBookkeeping: Set<String> = ["NotEqual", "Any"]
         if let unused = nodes.first(where: { !used.contains($0.name) && !maskBookkeeping.contains($0.className) }) {
-            throw fail("layer '\(shown(unused.name))' (\(shown(unused.className))) is not on the chain from input to output; graphs that are not a chain are not supported")
+            throw fail("layer '\(escapedForDisplay(unused.name))' (\(escapedForDisplay(unused.className))) is not on the chain from input to output; graphs that are not a chain are not supported")
         }
         return chain.reversed()
     }
@@ -166,10 +167,10 @@ struct KerasConfig {
     /// value is and why.
     static func integer(_ value: Any, in range: ClosedRange<Int>) -> Result<Int, FieldError> {
         guard let number = value as? NSNumber, !JSONValue.isBoolean(number) else {
-            let text = (value as? NSNumber).map { $0.boolValue ? "true" : "false" } ?? shown("\(value)")
+            let text = (value as? NSNumber).map { $0.boolValue ? "true" : "false" } ?? escapedForDisplay("\(value)")
             return .failure(FieldError(message: "is \(text), expected an integer in \(range.lowerBound)...\(range.upperBound)"))
         }
-        let text = shown(number.stringValue)
+        let text = escapedForDisplay(number.stringValue)
         // Digits beyond 64 bits (an NSDecimalNumber) are a whole number past every bound.
         let beyond64Bits = number is NSDecimalNumber
         guard beyond64Bits || JSONValue.isWrittenAsInteger(number) else {

@@ -137,7 +137,7 @@ package enum KerasFile {
     private static func requireAgreement(_ own: ModelReading, architecture: Architecture,
                                          given: () throws -> ModelReading) throws {
         let file = own.file
-        let shownArchitecture = shown(architecture.path)
+        let shownArchitecture = escapedForDisplay(architecture.path)
         let other: ModelReading
         do {
             other = try given()

@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 import HDF5
 
 /// Maps a Keras model (config + weights) onto the neutral model, layer by layer. Anything
@@ -54,7 +55,7 @@ package struct KerasReader {
         }
         if reader.vectorizer != nil, let node = config.layers.first(where: { $0.className == "TextVectorization" }) {
             guard case .embedding = reader.layers[0] else {
-                throw reader.fail(node, "feeds '\(shown(reader.names[0]))', not an Embedding; its token ids are supported only as an Embedding's input")
+                throw reader.fail(node, "feeds '\(escapedForDisplay(reader.names[0]))', not an Embedding; its token ids are supported only as an Embedding's input")
             }
         }
         // A Keras model takes lengths as Keras takes a caller's mask (spec/fixture-format.md).
@@ -101,8 +102,8 @@ package struct KerasReader {
     /// The layer as errors name it; with weights paired in order from a layer the file
     /// names otherwise, both names (`lstm (LSTM), paired in order with the file's layer lstm_1`).
     private func fail(_ node: KerasConfig.Node, _ message: String, path: String? = nil) -> ModelError {
-        var layer = "\(shown(node.name)) (\(shown(node.className)))"
-        if let fileName = source.fileLayerName(of: node) { layer += ", paired in order with the file's layer \(shown(fileName))" }
+        var layer = "\(escapedForDisplay(node.name)) (\(escapedForDisplay(node.className)))"
+        if let fileName = source.fileLayerName(of: node) { layer += ", paired in order with the file's layer \(escapedForDisplay(fileName))" }
         return ModelError(file: file, path: path, layer: layer, message: message)
     }
 
@@ -121,7 +122,7 @@ package struct KerasReader {
         for item in stored {
             let (total, overflow) = parameterTotal.addingReportingOverflow(item.count)
             guard !overflow, total <= Limits.parameters else {
-                throw fail(node, "the model's weights reach \(overflow ? "more than \(Int.max)" : "\(total)") elements at \(shown(item.path)), \(overflow ? "over the limit of \(Limits.parameters)" : Limits.excess(total, over: Limits.parameters)) (Limits.parameters)")
+                throw fail(node, "the model's weights reach \(overflow ? "more than \(Int.max)" : "\(total)") elements at \(escapedForDisplay(item.path)), \(overflow ? "over the limit of \(Limits.parameters)" : Limits.excess(total, over: Limits.parameters)) (Limits.parameters)")
             }
             parameterTotal = total
         }
@@ -150,17 +151,17 @@ package struct KerasReader {
             // A serialized function object with no options: `{"class_name": "relu", ...}`.
             name = className
         } else {
-            throw fail(node, "\(key) \(shown("\(value!)")) is not a plain activation name")
+            throw fail(node, "\(key) \(escapedForDisplay("\(value!)")) is not a plain activation name")
         }
         switch ActivationNames.keras(name, version: version) {
         case .activation(let activation):
             return activation
         case .unknownName:
-            throw fail(node, "\(key) '\(shown(name))' is not supported")
+            throw fail(node, "\(key) '\(escapedForDisplay(name))' is not supported")
         case .needsVersion:
             let doubt = versionConflict.map { "the files disagree on which Keras the model is for: \($0)" }
                 ?? "nothing says which Keras the model is for (looked in \(KerasVersionResolver.placesSearched)); add \"\(KerasVersionResolver.field)\" to the architecture"
-            throw fail(node, "\(key) '\(shown(name))' is a different function in Keras 2 (clip(0.2x + 0.5, 0, 1)) and Keras 3 (relu6(x + 3)/6), and \(doubt)")
+            throw fail(node, "\(key) '\(escapedForDisplay(name))' is a different function in Keras 2 (clip(0.2x + 0.5, 0, 1)) and Keras 3 (relu6(x + 3)/6), and \(doubt)")
         }
     }
 
@@ -222,7 +223,7 @@ package struct KerasReader {
                 throw fail(node, "config lacks the wrapped layer")
             }
             guard innerClass == "Dense" else {
-                throw fail(node, "TimeDistributed(\(shown(innerClass))) is not supported (TimeDistributed(Dense) is)")
+                throw fail(node, "TimeDistributed(\(escapedForDisplay(innerClass))) is not supported (TimeDistributed(Dense) is)")
             }
             guard isSequence else { throw fail(node, "TimeDistributed needs [batch, time, features] data") }
             try addDense(node, config: innerConfig, path: node.configPath + ".layer.config")
@@ -241,7 +242,7 @@ package struct KerasReader {
         case "Lambda":
             throw fail(node, "Lambda layers hold Python code, which RecurrentKit never runs; rebuild the model without them")
         default:
-            throw fail(node, "layer class '\(shown(node.className))' is not supported")
+            throw fail(node, "layer class '\(escapedForDisplay(node.className))' is not supported")
         }
     }
 
@@ -304,17 +305,17 @@ package struct KerasReader {
         case let list as [Any]:
             entries = try list.enumerated().map { index, item in
                 guard let token = item as? String else {
-                    throw fail(node, "\(node.configPath).vocabulary[\(index)] is \(shown("\(item)")), not a string")
+                    throw fail(node, "\(node.configPath).vocabulary[\(index)] is \(escapedForDisplay("\(item)")), not a string")
                 }
                 return token
             }
             source = "config"
         case let path as String:
-            throw fail(node, "\(node.configPath).vocabulary names a file ('\(shown(path))') outside the model file; rnnkit reads nothing outside its input (Keras itself loads it only with safe_mode off)")
+            throw fail(node, "\(node.configPath).vocabulary names a file ('\(escapedForDisplay(path))') outside the model file; rnnkit reads nothing outside its input (Keras itself loads it only with safe_mode off)")
         case let other?:
-            throw fail(node, "\(node.configPath).vocabulary is \(shown("\(other)")), neither a list of strings nor None")
+            throw fail(node, "\(node.configPath).vocabulary is \(escapedForDisplay("\(other)")), neither a list of strings nor None")
         }
-        let place = source == "config" ? "\(node.configPath).vocabulary" : shown(source)
+        let place = source == "config" ? "\(node.configPath).vocabulary" : escapedForDisplay(source)
         guard !entries.isEmpty else {
             throw fail(node, "\(place) is empty (Keras refuses an empty vocabulary)")
         }
@@ -427,7 +428,7 @@ package struct KerasReader {
             throw fail(node, "config lacks the wrapped layer")
         }
         guard KerasLayout.isRecurrentClass(innerClass) else {
-            throw fail(node, "Bidirectional(\(shown(innerClass))) is not supported")
+            throw fail(node, "Bidirectional(\(escapedForDisplay(innerClass))) is not supported")
         }
         if let backward = node.config["backward_layer"] as? [String: Any] {
             let backwardConfig = backward["config"] as? [String: Any] ?? [:]
@@ -444,7 +445,7 @@ package struct KerasReader {
         case "mul"?: merge = .mul
         case "ave"?: merge = .ave
         default:
-            throw fail(node, "merge_mode \(shown(mergeText ?? "None")) is not supported (it returns two outputs); use concat, sum, mul or ave")
+            throw fail(node, "merge_mode \(escapedForDisplay(mergeText ?? "None")) is not supported (it returns two outputs); use concat, sum, mul or ave")
         }
         let innerPath = node.configPath + ".layer.config"
         let weightCount = try bool(node, "use_bias", config: innerConfig, path: innerPath, default: true) ? 3 : 2

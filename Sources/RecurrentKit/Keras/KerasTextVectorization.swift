@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 
 /// Keras's `TextVectorization` as files keep it: its config's settings, checked one by one,
 /// and its vocabulary, from the config (given with `vocabulary=`) or from a `.keras`
@@ -34,7 +35,7 @@ enum KerasTextVectorization {
         func refuse(_ key: String, _ why: String) -> Result<Settings, Refusal> {
             .failure(Refusal(message: "\(path).\(key) \(why)"))
         }
-        func text(_ value: Any?) -> String { shown(value.map { "\($0)" } ?? "None") }
+        func text(_ value: Any?) -> String { escapedForDisplay(value.map { "\($0)" } ?? "None") }
 
         let mode = config["output_mode"] ?? "int"
         guard mode as? String == "int" else {
@@ -172,8 +173,8 @@ struct KerasArchiveAssets: KerasAssets {
         }
         if found.count == 2, found[0].bytes != found[1].bytes {
             throw ModelError(file: archive.path, path: found[1].member,
-                             layer: "\(shown(node.name)) (\(shown(node.className)))",
-                             message: "differs from \(shown(found[0].member)); the archive's two copies of the vocabulary disagree, so it is refused")
+                             layer: "\(escapedForDisplay(node.name)) (\(escapedForDisplay(node.className)))",
+                             message: "differs from \(escapedForDisplay(found[0].member)); the archive's two copies of the vocabulary disagree, so it is refused")
         }
         return found.first
     }

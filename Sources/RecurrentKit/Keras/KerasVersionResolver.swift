@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 
 /// Decides which Keras version's semantics a model carries: the one place that reads
 /// `keras_version`, wherever a file form keeps it, and the evidence only one version writes
@@ -35,7 +36,7 @@ struct KerasVersionResolver {
 
         /// As a message names it: `keras_version '2.21.0' (file: keras_version attribute)`.
         var described: String {
-            evidence == nil ? "keras_version '\(shown(text))' (\(shown(place)))" : "\(text) (\(shown(place)))"
+            evidence == nil ? "keras_version '\(escapedForDisplay(text))' (\(escapedForDisplay(place)))" : "\(text) (\(escapedForDisplay(place)))"
         }
     }
 
@@ -109,7 +110,7 @@ struct KerasVersionResolver {
             guard depth < 8 else { return }
             if let dtype = config["dtype"] as? [String: Any], let policy = dtype["class_name"] as? String,
                policy.hasSuffix("DTypePolicy") || policy == "DTypePolicyMap" {
-                found.append((.keras3, "Keras 3's serialization: a \(shown(policy)) object at \(path).dtype"))
+                found.append((.keras3, "Keras 3's serialization: a \(escapedForDisplay(policy)) object at \(path).dtype"))
             }
             if className == "InputLayer", config["batch_shape"] != nil {
                 found.append((.keras3, "Keras 3's serialization: an InputLayer's batch_shape at \(path).batch_shape"))
@@ -154,7 +155,7 @@ struct KerasVersionResolver {
         var result: (version: KerasVersion, finding: Finding)?
         for finding in findings {
             guard let version = finding.version else {
-                throw ModelError(file: file, message: "keras_version '\(shown(finding.text))' (\(shown(finding.place))) names no Keras version this build reads (1, 2 or 3)")
+                throw ModelError(file: file, message: "keras_version '\(escapedForDisplay(finding.text))' (\(escapedForDisplay(finding.place))) names no Keras version this build reads (1, 2 or 3)")
             }
             if let result, result.version != version {
                 return Resolution(version: nil, conflict: "\(result.finding.described) and \(finding.described) disagree")
@@ -208,7 +209,7 @@ struct KerasVersionResolver {
         }
         guard !names.isEmpty else { return nil }
         let kinds = classes.sorted().joined(separator: " and ")
-        let text = shown(written.text)
+        let text = escapedForDisplay(written.text)
         let then: String
         if text.hasSuffix("-tf") {
             then = "weights written by tf.keras \(text), whose \(kinds) default recurrent_activation under TensorFlow 1 was hard_sigmoid (sigmoid in TensorFlow 2, whose 2.0 and 2.1 also record 2.2.4-tf)"

@@ -1,3 +1,5 @@
+import TextSafety
+
 /// Where a Keras layer's weights are in a container, in the order `layer.get_weights()`
 /// returns them (for Bidirectional: the forward layer's, then the backward layer's): the
 /// Keras 2 and Keras 3 ways of naming a layer's tensors.
@@ -86,8 +88,8 @@ struct LegacyH5Weights: KerasWeightSource {
                 if let written = KerasLayout.WrittenBy(weightNames: fileLayer.weights),
                    let taking = KerasLayout.WrittenBy(node: node), !written.fits(taking) {
                     throw ModelError(file: file, path: "/" + fileLayer.name,
-                                     layer: "\(shown(node.name)) (\(shown(node.className))), paired in order with the file's layer \(shown(fileLayer.name))",
-                                     message: "the file's layer holds \(written.title) weights (\(shownList(fileLayer.weights, limit: 3))), which a \(shown(node.className)) layer does not take")
+                                     layer: "\(escapedForDisplay(node.name)) (\(escapedForDisplay(node.className))), paired in order with the file's layer \(escapedForDisplay(fileLayer.name))",
+                                     message: "the file's layer holds \(written.title) weights (\(shownList(fileLayer.weights, limit: 3))), which a \(escapedForDisplay(node.className)) layer does not take")
                 }
             }
             ordered = pairs
@@ -97,7 +99,7 @@ struct LegacyH5Weights: KerasWeightSource {
     /// A layer group's `weight_names`; refused when `layer_names` lists a group the file lacks.
     private func weightNames(of name: String) throws -> [String] {
         guard try container.kind(of: name) == .group else {
-            throw ModelError(file: file, path: container.location, message: "layer_names lists \(shown(name)), but the file has no group of that name")
+            throw ModelError(file: file, path: container.location, message: "layer_names lists \(escapedForDisplay(name)), but the file has no group of that name")
         }
         return try container.scoped(to: name).stringListAttribute("weight_names", at: "") ?? []
     }
@@ -122,15 +124,15 @@ struct LegacyH5Weights: KerasWeightSource {
         let fileName: String
         if let ordered {
             guard let paired = ordered[node.name] else {
-                let reason = unknownClass.map { "the layer class '\(shown($0.className))' of \(shown($0.name)) comes before it, and whether it holds weights is not known here" }
+                let reason = unknownClass.map { "the layer class '\(escapedForDisplay($0.className))' of \(escapedForDisplay($0.name)) comes before it, and whether it holds weights is not known here" }
                     ?? "it is not among the layers with weights"
-                throw ModelError(file: file, path: container.location, layer: "\(shown(node.name)) (\(shown(node.className)))",
+                throw ModelError(file: file, path: container.location, layer: "\(escapedForDisplay(node.name)) (\(escapedForDisplay(node.className)))",
                                  message: "cannot be paired in order with the file's layers: \(reason)")
             }
             fileName = paired
         } else {
             guard layerNameSet.contains(node.name) else {
-                throw ModelError(file: file, path: container.location, layer: "\(shown(node.name)) (\(shown(node.className)))",
+                throw ModelError(file: file, path: container.location, layer: "\(escapedForDisplay(node.name)) (\(escapedForDisplay(node.className)))",
                                  message: "the file's layer_names (\(shownList(layerNames))) lack this layer" + (byNameWeightsOnly
                                     ? "; paired by name, Keras's load_weights(by_name=True) would leave its weights as initialised (random), so it is refused"
                                     : ""))
@@ -139,7 +141,7 @@ struct LegacyH5Weights: KerasWeightSource {
         }
         let layer = try container.scoped(to: fileName)
         let weightNames = try layer.stringListAttribute("weight_names", at: "") ?? []
-        let label = "\(shown(node.name)) (\(shown(node.className)))" + (fileName == node.name ? "" : ", paired in order with the file's layer \(shown(fileName))")
+        let label = "\(escapedForDisplay(node.name)) (\(escapedForDisplay(node.className)))" + (fileName == node.name ? "" : ", paired in order with the file's layer \(escapedForDisplay(fileName))")
         return try weightNames.map { weightName in
             guard try layer.kind(of: weightName) == .tensor, let tensor = try layer.tensor(weightName) else {
                 throw ModelError(file: file, path: "\(layer.location)/\(weightName)", layer: label,
@@ -195,7 +197,7 @@ struct Keras3Weights: KerasWeightSource {
             let full = "\(path)/\(subgroup)"
             guard try container.kind(of: full) == .group else {
                 if node.className == "Bidirectional" || KerasLayout.isRecurrentClass(node.className) {
-                    throw ModelError(file: file, path: "/" + full, layer: "\(shown(node.name)) (\(shown(node.className)))", message: "missing group")
+                    throw ModelError(file: file, path: "/" + full, layer: "\(escapedForDisplay(node.name)) (\(escapedForDisplay(node.className)))", message: "missing group")
                 }
                 continue
             }
@@ -203,7 +205,7 @@ struct Keras3Weights: KerasWeightSource {
             let names = try vars.memberNames(of: "").sorted { (Int($0) ?? .max, $0) < (Int($1) ?? .max, $1) }
             tensors += try names.map { name in
                 guard let tensor = try vars.tensor(name) else {
-                    throw ModelError(file: file, path: "\(vars.location)/\(name)", layer: "\(shown(node.name)) (\(shown(node.className)))",
+                    throw ModelError(file: file, path: "\(vars.location)/\(name)", layer: "\(escapedForDisplay(node.name)) (\(escapedForDisplay(node.className)))",
                                      message: "is missing")
                 }
                 return try KerasWeight(tensor, file: file)

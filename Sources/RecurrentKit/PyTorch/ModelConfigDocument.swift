@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 
 /// RecurrentKit's own `model_config`: the JSON document stored as an attribute beside a
 /// PyTorch `state_dict` that describes the whole model, module by module.
@@ -56,7 +57,7 @@ struct ModelConfigDocument: Codable, Equatable, Sendable {
         let fields = try _Fields(decoder)
         format = try fields.string("format")
         if let format, format != Self.format {
-            throw fields.refusal(at: nil, "format is '\(shown(format))', expected '\(Self.format)'")
+            throw fields.refusal(at: nil, "format is '\(escapedForDisplay(format))', expected '\(Self.format)'")
         }
         version = try fields.size("version")
         if let version, !Self.versions.contains(version) {
@@ -65,7 +66,7 @@ struct ModelConfigDocument: Codable, Equatable, Sendable {
         prefix = try fields.string("prefix")
         lengths = try fields.string("lengths")
         if let lengths, !Self.lengthsRules.contains(lengths) {
-            throw fields.refusal(at: "lengths", "'\(shown(lengths))' is not one of \(Self.lengthsRules.joined(separator: ", "))")
+            throw fields.refusal(at: "lengths", "'\(escapedForDisplay(lengths))' is not one of \(Self.lengthsRules.joined(separator: ", "))")
         }
         if let version, version < 2, lengths != nil {
             throw fields.refusal(at: "lengths", "needs version 2, but the document says version \(version)")
@@ -168,7 +169,7 @@ extension ModelConfigDocument {
             let fields = try _Fields(decoder)
             let type = try fields.require(fields.string("type"), "type")
             guard let allowed = Self.fields(ofType: type) else {
-                throw fields.refusal(at: "type", "module type '\(shown(type))' is not supported")
+                throw fields.refusal(at: "type", "module type '\(escapedForDisplay(type))' is not supported")
             }
             try decoder.refuseUnknownFields(["type"] + allowed)
             switch type {
@@ -259,11 +260,11 @@ extension ModelConfigDocument {
             name = try fields.optionalName()
             standardize = try fields.string("standardize")
             if let standardize, !Self.standardizeModes.contains(standardize) {
-                throw fields.refusal(at: "standardize", "'\(shown(standardize))' is not one of \(Self.standardizeModes.joined(separator: ", "))")
+                throw fields.refusal(at: "standardize", "'\(escapedForDisplay(standardize))' is not one of \(Self.standardizeModes.joined(separator: ", "))")
             }
             split = try fields.string("split")
             if let split, !Self.splitModes.contains(split) {
-                throw fields.refusal(at: "split", "'\(shown(split))' is not one of \(Self.splitModes.joined(separator: ", "))")
+                throw fields.refusal(at: "split", "'\(escapedForDisplay(split))' is not one of \(Self.splitModes.joined(separator: ", "))")
             }
             outputSequenceLength = try fields.size("output_sequence_length")
             if outputSequenceLength == 0 {
@@ -570,7 +571,7 @@ extension ModelConfigDocument {
         fileprivate init(_ fields: _Fields) throws {
             let text = try fields.require(fields.string("mode"), "mode")
             guard let mode = Self.modes.first(where: { $0.name == text })?.readout else {
-                throw fields.refusal(at: "mode", "mode '\(shown(text))' is not one of \(Self.modes.map(\.name).joined(separator: ", "))")
+                throw fields.refusal(at: "mode", "mode '\(escapedForDisplay(text))' is not one of \(Self.modes.map(\.name).joined(separator: ", "))")
             }
             self.mode = mode
         }
@@ -698,7 +699,7 @@ private struct _Fields {
     func activation(_ field: String, _ table: ActivationNames.Table) throws -> Activation? {
         guard let text = try string(field) else { return nil }
         guard let activation = table.activation(text) else {
-            throw refusal(at: field, "'\(shown(text))' is not one of \(table.entries.map(\.name).joined(separator: ", "))")
+            throw refusal(at: field, "'\(escapedForDisplay(text))' is not one of \(table.entries.map(\.name).joined(separator: ", "))")
         }
         return activation
     }
@@ -707,7 +708,7 @@ private struct _Fields {
     func choice<T: RawRepresentable>(_ field: String, _ choices: [T]) throws -> T? where T.RawValue == String {
         guard let text = try string(field) else { return nil }
         guard let value = choices.first(where: { $0.rawValue == text }) else {
-            throw refusal(at: field, "'\(shown(text))' is not one of \(choices.map(\.rawValue).joined(separator: ", "))")
+            throw refusal(at: field, "'\(escapedForDisplay(text))' is not one of \(choices.map(\.rawValue).joined(separator: ", "))")
         }
         return value
     }

@@ -1,5 +1,6 @@
 import HDF5
 import Foundation
+import TextSafety
 
 /// What a state_dict holds, module by module, when it is not one bare recurrent module and
 /// carries no `model_config`, and a `model_config` to start from.
@@ -42,7 +43,7 @@ struct ModelConfigSkeleton {
         var name: String
         var reason: String
 
-        var described: String { "\(shown(name)) (\(reason))" }
+        var described: String { "\(escapedForDisplay(name)) (\(reason))" }
     }
 
     /// Every module found, in the file's order.
@@ -114,7 +115,7 @@ struct ModelConfigSkeleton {
         var found = order.map { module($0, leaves: groups[$0] ?? [], dict: dict) }
         for custom in found where custom.entry == nil && !custom.keyPrefix.isEmpty {
             for index in found.indices where found[index].entry != nil && found[index].keyPrefix.hasPrefix(custom.keyPrefix + ".") {
-                found[index].summary += ", part of \(shown(custom.name)), which has parameters of its own"
+                found[index].summary += ", part of \(escapedForDisplay(custom.name)), which has parameters of its own"
                 found[index].entry = nil
                 found[index].isRecurrent = false
             }
@@ -283,7 +284,7 @@ struct ModelConfigSkeleton {
     func refusal(file: String, reading error: ModelError) -> ModelError {
         // One group of keys is one module gone wrong: the bare reader's reason says what.
         guard modules.count >= 2, modules.contains(where: { $0.entry != nil }) else { return error }
-        let listed = modules.prefix(12).map { "\(shown($0.name)) (\($0.summary))" }.joined(separator: ", ")
+        let listed = modules.prefix(12).map { "\(escapedForDisplay($0.name)) (\($0.summary))" }.joined(separator: ", ")
             + (modules.count > 12 ? " (and \(modules.count - 12) more)" : "")
         return ModelError(.invalidModel, file: file,
                           message: "holds \(modules.count) modules and no model_config (a state_dict keeps weights, not the forward pass): \(listed); describe the model in a model_config (spec/pytorch-layout.md) and pass it as \(option: .architecture, "CONFIG.json"). A skeleton to edit, the readout left to choose (`rnnkit inspect` prints it formatted)\(leftOutText.map { ", \($0)" } ?? ""): \(json(pretty: false))")

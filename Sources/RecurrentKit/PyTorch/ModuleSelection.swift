@@ -1,3 +1,5 @@
+import TextSafety
+
 /// Which keys of a state_dict a model reads, and the notes that say what it did not read.
 ///
 /// A `model_config` names the modules it uses, and that is the selection: the keys read are
@@ -84,7 +86,7 @@ struct ModuleSelection {
         case .modelConfig: subject = "the model_config's prefix does not state it"
         case .selection: subject = "the selected prefixes do not state it"
         }
-        return ["every key starts with '\(shown(implied))' (the prefix \(owners) adds) and \(subject): the modules were read under it"]
+        return ["every key starts with '\(escapedForDisplay(implied))' (the prefix \(owners) adds) and \(subject): the modules were read under it"]
     }
 
     // MARK: Keys not read
@@ -95,7 +97,7 @@ struct ModuleSelection {
         guard !unread.isEmpty else { return [] }
         let groups = groups(unread, wrapper: wrapper)
         let shownGroups = 8
-        let listed = groups.prefix(shownGroups).map { "\(shown($0.name)) \($0.count)" }.joined(separator: ", ")
+        let listed = groups.prefix(shownGroups).map { "\(escapedForDisplay($0.name)) \($0.count)" }.joined(separator: ", ")
             + (groups.count > shownGroups ? ", and \(groups.count - shownGroups) more" : "")
         let subject: String
         switch origin {
@@ -134,7 +136,7 @@ struct ModuleSelection {
                 throw ModelError(.invalidInput, file: file, message: "a module prefix is empty; name the module by its keys' prefix (SequenceModeling, rnn)")
             }
             for other in prefixes[..<index] where other == prefix || other.hasPrefix(prefix + ".") || prefix.hasPrefix(other + ".") {
-                throw ModelError(.invalidInput, file: file, message: "the module prefixes '\(shown(other))' and '\(shown(prefix))' overlap; name each module once")
+                throw ModelError(.invalidInput, file: file, message: "the module prefixes '\(escapedForDisplay(other))' and '\(escapedForDisplay(prefix))' overlap; name each module once")
             }
         }
         return prefixes

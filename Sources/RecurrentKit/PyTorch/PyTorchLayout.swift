@@ -31,7 +31,9 @@ enum PyTorchLayout {
 
     /// A recurrent parameter name: `weight_ih_l0`, `bias_hh_l1_reverse`, `weight_hr_l0`.
     struct ParameterName: Hashable {
-        enum Role: String, CaseIterable { case weight_ih, weight_hh, bias_ih, bias_hh, weight_hr }
+        enum Role: String, CaseIterable {
+            case weightIH = "weight_ih", weightHH = "weight_hh", biasIH = "bias_ih", biasHH = "bias_hh", weightHR = "weight_hr"
+        }
         var role: Role
         var layer: Int
         var reverse: Bool
@@ -87,10 +89,10 @@ enum PyTorchLayout {
         let recurrent = projectionSize > 0 ? projectionSize : hiddenSize
         let input = layer == 0 ? inputSize : mergedDirections * recurrent
         switch role {
-        case .weight_ih: return [rows, input]
-        case .weight_hh: return [rows, recurrent]
-        case .bias_ih, .bias_hh: return [rows]
-        case .weight_hr: return [projectionSize, hiddenSize]
+        case .weightIH: return [rows, input]
+        case .weightHH: return [rows, recurrent]
+        case .biasIH, .biasHH: return [rows]
+        case .weightHR: return [projectionSize, hiddenSize]
         }
     }
 }

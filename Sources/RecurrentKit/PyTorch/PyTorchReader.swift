@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 import HDF5
 
 /// Reads the PyTorch layout (a state_dict, optionally with `model_config`) from any
@@ -25,7 +26,7 @@ package enum PyTorchReader {
                 let key = path.replacingOccurrences(of: "/", with: ".")
                 if let other = paths.updateValue(location, forKey: key) {
                     throw ModelError(file: file, path: location,
-                                     message: "key '\(shown(key))' is stored twice (also at \(shown(other)))")
+                                     message: "key '\(escapedForDisplay(key))' is stored twice (also at \(escapedForDisplay(other)))")
                 }
                 return key
             }
@@ -220,7 +221,7 @@ package enum PyTorchReader {
         for (index, prefix) in full.enumerated() where !keys.contains(where: { selecting($0) == index }) {
             let tops = ModuleSelection.groups(keys, wrapper: wrapper.joined()).map(\.name)
             throw ModelError(.invalidInput, file: file,
-                             message: "the module prefix '\(shown(prefixes[index]))' selects no key (looked for '\(shown(prefix)).…'); the state_dict's keys start with \(shownList(tops, limit: 8))")
+                             message: "the module prefix '\(escapedForDisplay(prefixes[index]))' selects no key (looked for '\(escapedForDisplay(prefix)).…'); the state_dict's keys start with \(shownList(tops, limit: 8))")
         }
         let selected = keys.filter { selecting($0) != nil }
         let store = try WeightStore(container: container) { selecting($0.replacingOccurrences(of: "/", with: ".")) == nil }
@@ -387,11 +388,11 @@ package enum PyTorchReader {
                 }
                 weights.append(DirectionWeights(
                     gateOrder: order,
-                    inputWeight: try take(.weight_ih),
-                    recurrentWeight: try take(.weight_hh),
-                    inputBias: bias ? try take(.bias_ih) : nil,
-                    recurrentBias: bias ? try take(.bias_hh) : nil,
-                    projection: projection > 0 ? try take(.weight_hr) : nil))
+                    inputWeight: try take(.weightIH),
+                    recurrentWeight: try take(.weightHH),
+                    inputBias: bias ? try take(.biasIH) : nil,
+                    recurrentBias: bias ? try take(.biasHH) : nil,
+                    projection: projection > 0 ? try take(.weightHR) : nil))
             }
             // Layers above the first read the merged output of the one below.
             let layerInput = k == 0 ? inputSize : mergedWidth * (projection > 0 ? projection : hidden)
@@ -497,7 +498,7 @@ package enum PyTorchReader {
             }
             switch module {
             case let .textVectorization(settings, index):
-                let label = settings.name.map { "\(shown($0)) (TextVectorization)" } ?? "TextVectorization"
+                let label = settings.name.map { "\(escapedForDisplay($0)) (TextVectorization)" } ?? "TextVectorization"
                 func fail(_ message: String) -> ModelError {
                     ModelError(file: file, path: "model_config modules[\(index)]", layer: label, message: message)
                 }

@@ -1,3 +1,5 @@
+import TextSafety
+
 /// A value the restricted unpickler produced.
 ///
 /// Tuples, lists and dicts live in the unpickler's arena (`Unpickled.objects`) and a value
@@ -208,9 +210,9 @@ enum PickleRefusal: Error, Equatable {
     var message: String {
         switch self {
         case let .call(name):
-            return "names the global '\(shown(name))': the file asks pickle to import and call it, and rnnkit never imports or calls anything a file names; refused"
+            return "names the global '\(escapedForDisplay(name))': the file asks pickle to import and call it, and rnnkit never imports or calls anything a file names; refused"
         case let .wholeModule(name):
-            return "names the class '\(shown(name))': the file is a whole pickled module (torch.save(model)), which only Python with that class can load; save the weights with torch.save(model.state_dict(), \"m.pt\") and read that file"
+            return "names the class '\(escapedForDisplay(name))': the file is a whole pickled module (torch.save(model)), which only Python with that class can load; save the weights with torch.save(model.state_dict(), \"m.pt\") and read that file"
         }
     }
 }
@@ -698,7 +700,7 @@ struct PickleMachine {
         }
         if let index = storageByKey[key] {
             guard storages[index].type == type, storages[index].count == count else {
-                throw damaged("names storage '\(shown(key))' twice with different types or sizes")
+                throw damaged("names storage '\(escapedForDisplay(key))' twice with different types or sizes")
             }
             return .storage(index)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 import RecurrentEngine
 
 /// `torch.save` files (the zip format of PyTorch ≥ 1.6), read as the state_dict they hold and
@@ -41,7 +42,7 @@ enum TorchSaveFile {
             throw ModelError(.invalidInput, file: path, path: "_metadata['rnnkit']['model_config']", message: problem)
         }
         if let long = tensors.first(where: { $0.key.utf8.count > Limits.nameCharacters }) {
-            throw ModelError(.invalidInput, file: path, path: "state_dict key '\(shown(long.key))'", message: "is longer than \(Limits.nameCharacters) bytes (Limits.nameCharacters)")
+            throw ModelError(.invalidInput, file: path, path: "state_dict key '\(escapedForDisplay(long.key))'", message: "is longer than \(Limits.nameCharacters) bytes (Limits.nameCharacters)")
         }
         var pickle = PickleWriter()
         pickle.emptyOrderedDict()
@@ -143,7 +144,7 @@ enum TorchSaveFile {
         }
         let versionText = String(decoding: version, as: UTF8.self).trimmingCharacters(in: .newlines)
         guard !versionText.isEmpty, versionText.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            throw ModelError(.unreadableFile, file: name, path: "\(prefix)/version", message: "holds '\(shown(versionText))', not a version number")
+            throw ModelError(.unreadableFile, file: name, path: "\(prefix)/version", message: "holds '\(escapedForDisplay(versionText))', not a version number")
         }
         var order = TensorDType.ByteOrder.little
         if let bytes = try archive.member("\(prefix)/byteorder", limit: 16, bound: "the size of a byte order record") {
@@ -151,7 +152,7 @@ enum TorchSaveFile {
             case "little": order = .little
             case "big": order = .big
             case let other:
-                throw ModelError(.unreadableFile, file: name, path: "\(prefix)/byteorder", message: "holds '\(shown(other))', not 'little' or 'big'")
+                throw ModelError(.unreadableFile, file: name, path: "\(prefix)/byteorder", message: "holds '\(escapedForDisplay(other))', not 'little' or 'big'")
             }
         }
         guard let pickle = try archive.member(pickleName, limit: Limits.torchPickleBytes, bound: "Limits.torchPickleBytes") else {
@@ -166,7 +167,7 @@ enum TorchSaveFile {
         var tensors: [NamedTensor] = []
         for (entryKey, value) in zip(stateDict.keys, stateDict.values) {
             let tensorName = entryKey.text
-            let location = "state_dict key '\(shown(tensorName))'"
+            let location = "state_dict key '\(escapedForDisplay(tensorName))'"
             guard case let .tensor(index) = value else {
                 throw ModelError(file: name, path: location, message: "holds \(value.kindName), not a tensor")
             }
@@ -183,7 +184,7 @@ enum TorchSaveFile {
             } else {
                 guard let size = Limits.product([storage.count, storage.type.elementSize], within: Limits.torchStorageBytes),
                       size <= Limits.torchStorageBytes - totalBytes else {
-                    throw ModelError(.unreadableFile, file: name, path: location, message: "needs storage '\(shown(storage.key))' of \(storage.count) \(dtype) elements; the storages together pass \(Limits.torchStorageBytes) bytes (Limits.torchStorageBytes)")
+                    throw ModelError(.unreadableFile, file: name, path: location, message: "needs storage '\(escapedForDisplay(storage.key))' of \(storage.count) \(dtype) elements; the storages together pass \(Limits.torchStorageBytes) bytes (Limits.torchStorageBytes)")
                 }
                 let record = "\(prefix)/data/\(storage.key)"
                 guard let read = try archive.member(record, limit: size, bound: "the bytes its \(storage.count) \(dtype) elements need") else {
@@ -276,12 +277,12 @@ enum TorchSaveFile {
             var value = unpickled.root
             for part in key.split(separator: "/", omittingEmptySubsequences: false) {
                 guard let dict = unpickled.dict(value), let child = dict[String(part)] else {
-                    throw ModelError(.invalidInput, file: file, path: location, message: "has no entry '\(shown(key))'; state_dicts in the file: \(listing)")
+                    throw ModelError(.invalidInput, file: file, path: location, message: "has no entry '\(escapedForDisplay(key))'; state_dicts in the file: \(listing)")
                 }
                 value = child
             }
             guard let dict = unpickled.dict(value), isStateDict(dict) else {
-                throw ModelError(.invalidInput, file: file, path: location, message: "entry '\(shown(key))' holds \(describe(value, in: unpickled)), not a state_dict (a dict of string keys to tensors); state_dicts in the file: \(listing)")
+                throw ModelError(.invalidInput, file: file, path: location, message: "entry '\(escapedForDisplay(key))' holds \(describe(value, in: unpickled)), not a state_dict (a dict of string keys to tensors); state_dicts in the file: \(listing)")
             }
             return dict
         }
@@ -344,7 +345,7 @@ private struct TorchArchive {
         }
         prefix = String(first[..<slash])
         for path in zip.names.sorted() where !path.hasPrefix(prefix + "/") {
-            throw ModelError(.unreadableFile, file: name, path: path, message: "is outside the archive's folder '\(shown(prefix))/'; torch.load refuses such an archive too")
+            throw ModelError(.unreadableFile, file: name, path: path, message: "is outside the archive's folder '\(escapedForDisplay(prefix))/'; torch.load refuses such an archive too")
         }
         if zip.entry("\(prefix)/constants.pkl") != nil || zip.names.contains(where: { $0.hasPrefix("\(prefix)/code/") }) {
             throw ModelError(.unsupported, file: name, message: "is a TorchScript archive (torch.jit.save); save the weights with torch.save(model.state_dict(), \"m.pt\") and read that file")

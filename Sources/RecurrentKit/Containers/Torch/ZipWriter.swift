@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 import ZIPFoundation
 #if canImport(Glibc)
 import Glibc
@@ -41,7 +42,7 @@ final class ZipWriter {
     func add(_ name: String, _ data: [UInt8]) throws {
         let nameBytes = Array(name.utf8)
         guard nameBytes.count <= Int(UInt16.max), entries < Int(UInt16.max) else {
-            throw failure("cannot hold entry '\(shown(name))': more than 65535 entries or a name that long")
+            throw failure("cannot hold entry '\(escapedForDisplay(name))': more than 65535 entries or a name that long")
         }
         // Pad so that the data after header, name and extra field starts on the alignment.
         let unpadded = offset + 30 + nameBytes.count
@@ -52,7 +53,7 @@ final class ZipWriter {
         }
         let dataStart = unpadded + extra.count
         guard dataStart <= Self.zip32Limit, data.count <= Self.zip32Limit - dataStart else {
-            throw failure("would pass 4 GiB at entry '\(shown(name))'; zip64 archives are not written")
+            throw failure("would pass 4 GiB at entry '\(escapedForDisplay(name))'; zip64 archives are not written")
         }
         let crc = Int(Data(data).crc32(checksum: 0))
         // Version 2.0, UTF-8 names (flag bit 11), stored, 1980-01-01 00:00.

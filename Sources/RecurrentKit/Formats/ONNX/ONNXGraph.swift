@@ -1,4 +1,5 @@
 import RecurrentEngine
+import TextSafety
 
 /// Reads an ONNX graph by what its nodes compute, never by their names: every value the
 /// graph's outputs depend on is interpreted as one of a few kinds (``ONNXGraph/Value``) —
@@ -130,7 +131,7 @@ struct ONNXGraph {
     static func label(_ node: Onnx_NodeProto, _ index: Int) -> String {
         let type = (node.domain.isEmpty || node.domain == "ai.onnx" ? "" : node.domain + ".") + node.opType
         let name = node.name.isEmpty ? "#\(index)" + (node.output.first.map { " → \($0)" } ?? "") : node.name
-        return "node \(shown(name)) (\(shown(type)))"
+        return "node \(escapedForDisplay(name)) (\(escapedForDisplay(type)))"
     }
 
     // MARK: - Nodes
@@ -140,7 +141,7 @@ struct ONNXGraph {
         operators[node.opType, default: 0] += 1
         let inputs = node.input.map { name -> Value? in name.isEmpty ? .absent : values[name] }
         if let missing = node.input.indices.first(where: { inputs[$0] == nil }) {
-            throw refusal(node, index, "reads \(shown(node.input[missing])), which no node, initializer or graph input makes", kind: .unreadableFile)
+            throw refusal(node, index, "reads \(escapedForDisplay(node.input[missing])), which no node, initializer or graph input makes", kind: .unreadableFile)
         }
         let args = inputs.map { $0! }
         let outputs = try compute(node, index, args)
@@ -162,7 +163,7 @@ struct ONNXGraph {
             case ("com.microsoft", let name) where name.contains("Attention"):
                 throw refuse("is an attention operator, which the neutral model does not have")
             default:
-                throw refuse("is an operator of the domain \(shown(domain)), which rnnkit does not read")
+                throw refuse("is an operator of the domain \(escapedForDisplay(domain)), which rnnkit does not read")
             }
         }
         switch op {
@@ -593,7 +594,7 @@ struct ONNXGraph {
         }
         for name in attributes.keys where !["activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size",
                                                "input_forget", "layout", "linear_before_reset"].contains(name) {
-            throw refuse("has the attribute \(shown(name)), which \(node.opType) does not define")
+            throw refuse("has the attribute \(escapedForDisplay(name)), which \(node.opType) does not define")
         }
         if let clip = attributes["clip"] {
             throw refuse("clips its cell inputs to ±\(clip.f) (clip); the engine has no clip, so rnnkit does not read it")
@@ -602,7 +603,7 @@ struct ONNXGraph {
             throw refuse("couples its input and forget gates (input_forget = 1); the engine has no such coupling, so rnnkit does not read it")
         }
         let direction = attributes["direction"].map { String(decoding: $0.s, as: UTF8.self) } ?? "forward"
-        guard ["forward", "reverse", "bidirectional"].contains(direction) else { throw invalid("has direction \(shown(direction))") }
+        guard ["forward", "reverse", "bidirectional"].contains(direction) else { throw invalid("has direction \(escapedForDisplay(direction))") }
         if direction == "reverse" {
             throw refuse("runs in reverse alone (direction = reverse, outputs at their own steps); the engine runs a reverse direction only inside a bidirectional layer, so rnnkit does not read it")
         }

@@ -1,4 +1,5 @@
 import RecurrentEngine
+import TextSafety
 
 /// The ONNX layout's rules for the recurrent operators, declared once (spec/onnx-layout.md).
 ///
@@ -84,7 +85,7 @@ enum ONNXLayout {
         case "LeakyRelu", "ThresholdedRelu":
             return .failure(ActivationRefusal(text: "\(name), which the engine does not compute"))
         default:
-            return .failure(ActivationRefusal(text: "\(shown(name)), which is not an ONNX recurrent activation"))
+            return .failure(ActivationRefusal(text: "\(escapedForDisplay(name)), which is not an ONNX recurrent activation"))
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TextSafety
 import RecurrentEngine
 
 /// An ONNX model read into the neutral model, with what `inspect` shows of it.
@@ -68,7 +69,7 @@ enum ONNXReader {
         var initializerBytes = 0
         for (i, tensor) in graph.initializer.enumerated() {
             let name = tensor.name.isEmpty ? "initializer \(i)" : tensor.name
-            let value = try ONNXConstant(tensor, file: file, what: "initializer \(shown(name))")
+            let value = try ONNXConstant(tensor, file: file, what: "initializer \(escapedForDisplay(name))")
             initializerBytes += value.count
             guard initializerBytes <= Limits.parameters else {
                 throw ModelError(.unsupported, file: file, message: "its initializers hold more than \(Limits.parameters) values (Limits.parameters)")
@@ -83,7 +84,7 @@ enum ONNXReader {
             if lengthNames.contains(input.name) || stateNames.contains(input.name) { continue }
             let isFloat = [1, 10, 11].contains(type.elemType), isInt = [6, 7].contains(type.elemType)
             guard dataInput == nil, (isFloat && rank == 3) || (isInt && rank == 2) else {
-                throw ModelError(.unsupported, file: file, path: "graph input \(shown(input.name))",
+                throw ModelError(.unsupported, file: file, path: "graph input \(escapedForDisplay(input.name))",
                                  message: "is a second data input or of a type rnnkit does not read (float [batch, time, features] or integer token ids [batch, time]; sequence_lens and initial states)")
             }
             var features: Int?
@@ -137,11 +138,11 @@ enum ONNXReader {
         guard let firstOutput = graph.output.first else { throw ModelError(.invalidModel, file: file, message: "its graph has no output") }
         func flow(_ name: String) throws -> ONNXGraph.Flow {
             guard case let .flow(f)? = reader.values[name] else {
-                throw ModelError(.unsupported, file: file, path: "graph output \(shown(name))", message: "does not depend on the graph's input; rnnkit reads models whose output does")
+                throw ModelError(.unsupported, file: file, path: "graph output \(escapedForDisplay(name))", message: "does not depend on the graph's input; rnnkit reads models whose output does")
             }
             return f
         }
-        let refuseOutput = { (name: String, message: String) in ModelError(.unsupported, file: file, path: "graph output \(shown(name))", message: message) }
+        let refuseOutput = { (name: String, message: String) in ModelError(.unsupported, file: file, path: "graph output \(escapedForDisplay(name))", message: message) }
         guard var output = try reader.dataFlow(.flow(try flow(firstOutput.name)), refuse: { refuseOutput(firstOutput.name, $0) }) else {
             throw refuseOutput(firstOutput.name, "is not the model's data (a final state alone is read only as h_n[-1])")
         }
@@ -201,7 +202,7 @@ enum ONNXReader {
                              message: "reads step time − 1 of outputs that ONNX Runtime zeroes past each sequence's length; the neutral model's readout is each sequence's last valid step")
         }
         if !reader.stateInputs.isEmpty && !(isBare && recurrentCount == 1) {
-            throw ModelError(.unsupported, file: file, path: "graph input \(shown(reader.stateInputs[0].input))",
+            throw ModelError(.unsupported, file: file, path: "graph input \(escapedForDisplay(reader.stateInputs[0].input))",
                              message: "starts a recurrent node of a model that is not one recurrent node; rnnkit takes initial states as graph inputs for one node only")
         }
         if isBare, recurrentCount == 1, let layer = recurrentLayers.first, !output.layers.isEmpty {
