@@ -256,7 +256,7 @@ struct KerasReader {
         if settings.split == .none && inputRank == 1 {
             throw fail(node, "split=None on input shape () gives one id per text and no time axis; a recurrent model needs input shape (1,)")
         }
-        let entries: [String]
+        let entries: TokenList
         let source: String
         switch node.config["vocabulary"] {
         case nil, is NSNull:
@@ -270,12 +270,12 @@ struct KerasReader {
             }
             (entries, source) = (lines, vocabularyFile.member)
         case let list as [Any]:
-            entries = try list.enumerated().map { index, item in
+            entries = TokenList(try list.enumerated().map { index, item in
                 guard let token = item as? String else {
                     throw fail(node, "\(node.configPath).vocabulary[\(index)] is \(shown("\(item)")), not a string")
                 }
                 return token
-            }
+            })
             source = "config"
         case let path as String:
             throw fail(node, "\(node.configPath).vocabulary names a file ('\(shown(path))') outside the model file; rnnkit reads nothing outside its input (Keras itself loads it only with safe_mode off)")
