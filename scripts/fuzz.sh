@@ -86,7 +86,9 @@ regressions() {
 # Replays one artifact and prints "libhdf5" or "ours", with the top frames.
 classify() {
     local target=$1 artifact=$2 report
-    report=$("$SCRATCH/debug/$target" "${LIMITS[@]}" "$artifact" 2>&1 || true)
+    # libFuzzer's own "Running: PATH" and "Executed PATH" lines are left out: the artifact's
+    # name (timeout-…, oom-…) would otherwise read as the finding it names.
+    report=$("$SCRATCH/debug/$target" "${LIMITS[@]}" "$artifact" 2>&1 | grep -vE '^(Running: |Executed )' || true)
     # The first frames after the sanitizer's and libc's own (the allocator, abort, signal
     # trampolines), that is, where the fault happened.
     local top

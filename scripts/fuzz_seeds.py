@@ -10,6 +10,7 @@ lists them, so that each seed starts paired with its own weights. JSON attribute
 in an HDF5 file's bytes (they are stored contiguously) rather than read through HDF5, which
 would need h5py.
 """
+import io
 import json
 import os
 import struct
@@ -136,6 +137,22 @@ def main(fixtures, out):
 
     # The archives in ZIP64 form, and with the extreme values in their ZIP64 fields.
     zip64_seeds(out, "FuzzKerasArchive", archives)
+
+    # An adapted vocabulary whose lines end in every separator Keras splits at (the line
+    # splitter and the lookup table of issue 26), and one repeating a token.
+    lesson = os.path.join(fixtures, "keras", "k3_text_lesson.keras")
+    if os.path.exists(lesson):
+        lines = (b"\n[UNK]\nthe\r\nwas\rgreat\x0bfilm\x0cterrible\x1cstory\x1dmovie\x1eand\xc2\x85a"
+                 b"\xe2\x80\xa8loved\xe2\x80\xa9long\xc2\xa2\xe2\x80\xa6\n\n")
+        for name, vocabulary in (("separators", lines), ("repeated", lines.rstrip(b"\n") + b"\nthe\n")):
+            image = io.BytesIO()
+            with zipfile.ZipFile(lesson) as source, zipfile.ZipFile(image, "w") as target:
+                for info in source.infolist():
+                    data = source.read(info)
+                    if info.filename.endswith("vocabulary.txt"):
+                        data = vocabulary
+                    target.writestr(info, data)
+            write(out, "FuzzKerasArchive", f"k3_text_lesson_vocabulary_{name}.keras", image.getvalue())
 
     # PyTorch's own files, wherever the fixtures keep them (unit folders included).
     torch_files = []

@@ -117,7 +117,7 @@ package struct Benchmark: Sendable {
         if let vectorizer = model.model.textVectorizer {
             // Texts of `time` vocabulary tokens (with split=None, one token each), which the
             // vectorizer's rules leave as they are.
-            let words = Array(vectorizer.vocabulary.dropFirst(TextVectorizer.firstTokenIndex))
+            let words = vectorizer.tokens
             let perText = vectorizer.split == .whitespace ? time : 1
             let texts = (0..<batch).map { _ in
                 (0..<perText).map { _ in words.isEmpty ? "x" : words[Int.random(in: 0..<words.count, using: &generator)] }

@@ -42,11 +42,15 @@ package struct TextVectorizer: Sendable, Equatable {
     /// was checked against, or nil. It changes no id; it is kept so that a conversion writes
     /// the setting back.
     package var maxTokens: Int?
-    /// The token of every id: the mask token at ``maskIndex``, the out-of-vocabulary token at
-    /// ``oovIndex``, then the vocabulary's own tokens from ``firstTokenIndex``.
-    package private(set) var vocabulary: [String]
-    /// Token bytes → id, for ids from ``firstTokenIndex``.
-    private var ids: [[UInt8]: Int]
+    /// Id 0's token and id 1's.
+    private var maskToken: String
+    private var oovToken: String
+    /// The vocabulary's own tokens, ids from ``firstTokenIndex``, in one buffer (a vocabulary
+    /// file holds up to 2^24 tokens: their bytes and 4 more each, not a `String` and a
+    /// dictionary entry each).
+    package private(set) var tokens: TokenList
+    /// Token bytes → position in ``tokens``.
+    private var index: TokenIndex
 
     /// The id of the mask token, which is also the padding id.
     package static let maskIndex = 0
@@ -64,35 +68,74 @@ package struct TextVectorizer: Sendable, Equatable {
     package init(name: String = "", lowercase: Bool, stripPunctuation: Bool, split: Split, tokens: [String],
                  maskToken: String = "", oovToken: String = "[UNK]", outputSequenceLength: Int? = nil,
                  maxTokens: Int? = nil) throws {
+        try self.init(name: name, lowercase: lowercase, stripPunctuation: stripPunctuation, split: split,
+                      tokens: TokenList(tokens), maskToken: maskToken, oovToken: oovToken,
+                      outputSequenceLength: outputSequenceLength, maxTokens: maxTokens)
+    }
+
+    /// The same from tokens already in a ``TokenList`` (a vocabulary file's lines), which is
+    /// kept as it is: no string is made per token.
+    package init(name: String = "", lowercase: Bool, stripPunctuation: Bool, split: Split, tokens: TokenList,
+                 maskToken: String = "", oovToken: String = "[UNK]", outputSequenceLength: Int? = nil,
+                 maxTokens: Int? = nil) throws {
         self.name = name
         self.lowercase = lowercase
         self.stripPunctuation = stripPunctuation
         self.split = split
         self.outputSequenceLength = outputSequenceLength
         self.maxTokens = maxTokens
-        vocabulary = [maskToken, oovToken] + tokens
-        ids = [:]
-        ids.reserveCapacity(tokens.count)
-        let mask = Array(maskToken.utf8)
-        for (offset, token) in tokens.enumerated() {
-            let bytes = Array(token.utf8)
-            let id = Self.firstTokenIndex + offset
-            guard bytes != mask else {
-                throw EngineError(layerKind: "text vectorizer", message: "vocabulary entry \(id) is the mask token '\(escapedForDisplay(maskToken))', which only id \(Self.maskIndex) may be")
+        self.maskToken = maskToken
+        self.oovToken = oovToken
+        self.tokens = tokens
+        // The first entry that is the mask token or repeats an earlier one is refused.
+        func maskProblem(at position: Int) -> EngineError {
+            EngineError(layerKind: "text vectorizer", message: "vocabulary entry \(Self.firstTokenIndex + position) is the mask token '\(escapedForDisplay(maskToken))', which only id \(Self.maskIndex) may be")
+        }
+        do {
+            index = try TokenIndex(tokens)
+        } catch {
+            // A mask token before the repeat is the first problem (a repeated mask token too).
+            if let position = tokens[..<error.second].indices.first(where: { tokens.withBytes(at: $0) { $0.elementsEqual(maskToken.utf8) } }) {
+                throw maskProblem(at: position)
             }
-            if let first = ids.updateValue(id, forKey: bytes) {
-                throw EngineError(layerKind: "text vectorizer", message: "vocabulary entries \(first) and \(id) are the same token '\(escapedForDisplay(token))'")
-            }
+            throw EngineError(layerKind: "text vectorizer", message: "vocabulary entries \(Self.firstTokenIndex + error.first) and \(Self.firstTokenIndex + error.second) are the same token '\(escapedForDisplay(tokens[error.second]))'")
+        }
+        if let position = Array(maskToken.utf8).withUnsafeBufferPointer({ index.position(of: $0, in: tokens) }) {
+            throw maskProblem(at: position)
         }
     }
 
     /// Ids in all, the mask and out-of-vocabulary ids included: the embedding needs at least
     /// this many rows.
-    package var vocabularySize: Int { vocabulary.count }
+    package var vocabularySize: Int { Self.firstTokenIndex + tokens.count }
 
-    /// The vocabulary's own tokens, ids from ``firstTokenIndex`` in order (what Keras's
-    /// `vocabulary=` takes).
-    package var tokens: ArraySlice<String> { vocabulary.dropFirst(Self.firstTokenIndex) }
+    /// The token of every id: the mask token at ``maskIndex``, the out-of-vocabulary token at
+    /// ``oovIndex``, then the vocabulary's own tokens (``tokens``) from ``firstTokenIndex``.
+    package var vocabulary: Vocabulary { Vocabulary(maskToken: maskToken, oovToken: oovToken, tokens: tokens) }
+
+    /// The token of every id, each decoded when read.
+    package struct Vocabulary: RandomAccessCollection, Sendable {
+        fileprivate var maskToken: String
+        fileprivate var oovToken: String
+        fileprivate var tokens: TokenList
+
+        package var startIndex: Int { 0 }
+        package var endIndex: Int { TextVectorizer.firstTokenIndex + tokens.count }
+        package subscript(id: Int) -> String {
+            switch id {
+            case TextVectorizer.maskIndex: return maskToken
+            case TextVectorizer.oovIndex: return oovToken
+            default: return tokens[id - TextVectorizer.firstTokenIndex]
+            }
+        }
+    }
+
+    package static func == (lhs: TextVectorizer, rhs: TextVectorizer) -> Bool {
+        lhs.name == rhs.name && lhs.lowercase == rhs.lowercase && lhs.stripPunctuation == rhs.stripPunctuation
+            && lhs.split == rhs.split && lhs.outputSequenceLength == rhs.outputSequenceLength
+            && lhs.maxTokens == rhs.maxTokens && lhs.maskToken.utf8.elementsEqual(rhs.maskToken.utf8)
+            && lhs.oovToken.utf8.elementsEqual(rhs.oovToken.utf8) && lhs.tokens == rhs.tokens
+    }
 
     /// A text's tokens after standardizing and splitting, before lookup.
     package func tokens(of text: String) -> [String] {
@@ -129,8 +172,9 @@ package struct TextVectorizer: Sendable, Equatable {
     }
 
     private func id(_ token: [UInt8]) -> Int {
-        if token.elementsEqual(vocabulary[Self.maskIndex].utf8) { return Self.maskIndex }
-        return ids[token] ?? Self.oovIndex
+        if token.elementsEqual(maskToken.utf8) { return Self.maskIndex }
+        return token.withUnsafeBufferPointer { index.position(of: $0, in: tokens) }.map { Self.firstTokenIndex + $0 }
+            ?? Self.oovIndex
     }
 
     /// Standardizes and splits one text's UTF-8 bytes. Only ASCII bytes change or separate,

@@ -178,6 +178,7 @@ public enum Converter {
         let loaded = try LoadedModel(contentsOf: input, architecture: options.architecture, key: options.key,
                                      modules: options.modules, weightsMatching: options.weightsMatching)
         readingNotes = loaded.notes
+        try checkVocabularySize(of: loaded.model, file: input, target: target)
         guard let writing = try writingFormat(output, target: target).writing else {
             throw ModelError(.unsupported, file: output, message: target.extensionRefusal(target))
         }
@@ -226,6 +227,27 @@ public enum Converter {
     /// is written, naming the vectorizer when there is one.
     private static func checkConfigSize(_ config: String?, of model: Model, file: String, target: ConversionTarget) throws {
         guard let config, let refusal = Limits.checkJSONSize(config) else { return }
+        try refuseConfig(refusal, of: model, file: file, target: target)
+    }
+
+    /// The same refusal from the vocabulary alone, before the config is made: every target's
+    /// config holds each token as a JSON string (its bytes, two quotes and a comma at
+    /// least), so a vocabulary file of millions of tokens is refused without first becoming
+    /// millions of strings and a config of hundreds of megabytes.
+    private static func checkVocabularySize(of model: Model, file: String, target: ConversionTarget) throws {
+        guard let tokens = model.textVectorizer?.tokens else { return }
+        let bytes = tokens.totalBytes + 3 * tokens.count
+        if bytes > Limits.configJSONBytes {
+            try refuseConfig("is at least \(bytes) bytes of JSON, \(Limits.excess(bytes, over: Limits.configJSONBytes)) (Limits.configJSONBytes)",
+                             of: model, file: file, target: target)
+        }
+        if tokens.count > Limits.configJSONItems {
+            try refuseConfig("holds more than \(Limits.configJSONItems) JSON keys and values (Limits.configJSONItems)",
+                             of: model, file: file, target: target)
+        }
+    }
+
+    private static func refuseConfig(_ refusal: String, of model: Model, file: String, target: ConversionTarget) throws {
         let vectorizer = model.textVectorizer
         throw ModelError(.unsupported, file: file,
                          layer: vectorizer.map { "\(escapedForDisplay($0.name)) (TextVectorization)" },

@@ -142,7 +142,7 @@ struct KerasPlan {
             ("max_tokens", orNull(vectorizer.maxTokens)), ("standardize", orNull(vectorizer.standardizeName)),
             ("split", orNull(vectorizer.splitName)), ("ngrams", NSNull()), ("output_mode", "int"),
             ("output_sequence_length", orNull(vectorizer.outputSequenceLength)), ("pad_to_max_tokens", false),
-            ("sparse", false), ("ragged", false), ("vocabulary", vectorizer.vocabulary), ("idf_weights", NSNull()),
+            ("sparse", false), ("ragged", false), ("vocabulary", Array(vectorizer.vocabulary)), ("idf_weights", NSNull()),
             ("encoding", "utf-8"), ("vocabulary_size", vectorizer.vocabularySize),
         ]
         // tf-keras's layer computes on strings; Keras 3 writes its default policy.

@@ -65,9 +65,17 @@ struct ModelFingerprint: Equatable {
                 hash ^= word
                 hash = hash &* 0x0000_0100_0000_01B3
             }
-            for token in vectorizer.vocabulary {
+            for token in vectorizer.vocabulary.prefix(TextVectorizer.firstTokenIndex) {
                 mix(UInt64(token.utf8.count) | 1 << 63)
                 for byte in token.utf8 { mix(UInt64(byte)) }
+            }
+            // The vocabulary's own tokens from their buffer, no string made.
+            let tokens = vectorizer.tokens
+            for position in tokens.indices {
+                tokens.withBytes(at: position) { bytes in
+                    mix(UInt64(bytes.count) | 1 << 63)
+                    for byte in bytes { mix(UInt64(byte)) }
+                }
             }
             vocabulary = hash
         }

@@ -289,7 +289,7 @@ package struct KerasReader {
         if settings.split == .none && inputRank == 1 {
             throw fail(node, "split=None on input shape () gives one id per text and no time axis; a recurrent model needs input shape (1,)")
         }
-        let entries: [String]
+        let entries: TokenList
         let source: String
         switch node.config["vocabulary"] {
         case nil, is NSNull:
@@ -303,12 +303,12 @@ package struct KerasReader {
             }
             (entries, source) = (lines, vocabularyFile.member)
         case let list as [Any]:
-            entries = try list.enumerated().map { index, item in
+            entries = TokenList(try list.enumerated().map { index, item in
                 guard let token = item as? String else {
                     throw fail(node, "\(node.configPath).vocabulary[\(index)] is \(escapedForDisplay("\(item)")), not a string")
                 }
                 return token
-            }
+            })
             source = "config"
         case let path as String:
             throw fail(node, "\(node.configPath).vocabulary names a file ('\(escapedForDisplay(path))') outside the model file; rnnkit reads nothing outside its input (Keras itself loads it only with safe_mode off)")

@@ -105,27 +105,45 @@ enum KerasTextVectorization {
     /// Keras writes the file as `"\n".join(vocabulary)`, so a token holding one of those
     /// characters comes back as several lines, in Keras too: the entries are what Keras
     /// itself reloads.
-    static func vocabularyLines(_ bytes: [UInt8]) -> [String]? {
-        guard let text = String(validating: bytes, as: UTF8.self) else { return nil }
-        var lines: [String] = []
-        var current = String.UnicodeScalarView()
-        var scalars = text.unicodeScalars.makeIterator()
-        var pending = scalars.next()
-        while let scalar = pending {
-            pending = scalars.next()
-            switch scalar.value {
-            case 0x0D:
-                if pending == "\n" { pending = scalars.next() }
-                fallthrough
-            case 0x0A, 0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029:
-                lines.append(String(current))
-                current = String.UnicodeScalarView()
-            default:
-                current.append(scalar)
+    ///
+    /// One pass over the bytes into a ``TokenList`` (no string per line): in valid UTF-8 the
+    /// bytes of those separators (`C2 85`, `E2 80 A8`, `E2 80 A9` and the single ASCII bytes)
+    /// occur only as those characters, so each line is the bytes between two of them.
+    static func vocabularyLines(_ bytes: [UInt8]) -> TokenList? {
+        guard String(validating: bytes, as: UTF8.self) != nil else { return nil }
+        var lines = TokenList()
+        bytes.withUnsafeBufferPointer { text in
+            let count = text.count
+            // Lines are at most one more than the bytes that may end one.
+            var breaks = 0
+            for byte in text where byte <= 0x1E || byte == 0x85 || byte == 0xA8 || byte == 0xA9 { breaks += 1 }
+            lines.reserveCapacity(tokens: breaks + 1, bytes: count)
+            var start = 0, position = 0
+            while position < count {
+                let byte = text[position]
+                var separator = 0
+                switch byte {
+                case 0x0D: separator = position + 1 < count && text[position + 1] == 0x0A ? 2 : 1
+                case 0x0A, 0x0B, 0x0C, 0x1C, 0x1D, 0x1E: separator = 1
+                case 0xC2: separator = position + 1 < count && text[position + 1] == 0x85 ? 2 : 0
+                case 0xE2:
+                    separator = position + 2 < count && text[position + 1] == 0x80
+                        && (text[position + 2] == 0xA8 || text[position + 2] == 0xA9) ? 3 : 0
+                default: break
+                }
+                if separator > 0 {
+                    lines.append(utf8: UnsafeBufferPointer(rebasing: text[start ..< position]))
+                    position += separator
+                    start = position
+                } else {
+                    position += 1
+                }
             }
+            if start < count { lines.append(utf8: UnsafeBufferPointer(rebasing: text[start ..< count])) }
         }
-        if !current.isEmpty { lines.append(String(current)) }
-        while lines.last?.isEmpty == true { lines.removeLast() }
+        var kept = lines.count
+        while kept > 0 && lines.byteCount(at: kept - 1) == 0 { kept -= 1 }
+        if kept < lines.count { lines.removeLast(lines.count - kept) }
         return lines
     }
 
@@ -135,6 +153,17 @@ enum KerasTextVectorization {
     static func tokens(fromVocabulary entries: [String]) -> [String] {
         if entries.count >= 2, entries[0].utf8.isEmpty, entries[1].utf8.elementsEqual("[UNK]".utf8) {
             return Array(entries.dropFirst(2))
+        }
+        return entries
+    }
+
+    /// The same for a vocabulary file's lines, which stay in their buffer.
+    static func tokens(fromVocabulary entries: TokenList) -> TokenList {
+        if entries.count >= 2, entries.byteCount(at: 0) == 0,
+           entries.withBytes(at: 1, { $0.elementsEqual("[UNK]".utf8) }) {
+            var tokens = entries
+            tokens.removeFirst(2)
+            return tokens
         }
         return entries
     }
