@@ -1,5 +1,5 @@
 // Activation functions in Float. tanh and the logistic sigmoid, which every LSTM and GRU step
-// applies to every gate, use branch-free approximations (`_tanh`, `_sigmoid` below) that LLVM
+// applies to every gate, use branch-free approximations (`tanhOf`, `sigmoidOf` below) that LLVM
 // vectorises over a buffer; measured against float64 over [-40, 40] their relative error is
 // at most 1.5e-7 for tanh (glibc's `tanhf`: 1.7e-7) and 0.8e-7 for exp. The rarer functions
 // use the C library's `expm1f`, `erff` and friends.
@@ -30,11 +30,11 @@ extension Activation {
             guard rowLength > 0 else { return }
             var start = 0
             while start + rowLength <= buffer.count {
-                _softmaxRow(buffer, start: start, count: rowLength)
+                softmaxRow(buffer, start: start, count: rowLength)
                 start += rowLength
             }
         default:
-            if let base = buffer.baseAddress { _apply(base, count: buffer.count) }
+            if let base = buffer.baseAddress { applyInPlace(base, count: buffer.count) }
         }
     }
 
@@ -42,13 +42,13 @@ extension Activation {
     ///
     /// One loop per case, so that the common cases vectorise. Must not be called for `.softmax`.
     @inline(__always)
-    func _apply(_ p: UnsafeMutablePointer<Float>, count: Int) {
+    func applyInPlace(_ p: UnsafeMutablePointer<Float>, count: Int) {
         switch self {
         case .linear: return
-        case .tanh: for i in 0..<count { p[i] = _tanh(p[i]) }
-        case .sigmoid: for i in 0..<count { p[i] = _sigmoid(p[i]) }
-        case .relu: for i in 0..<count { p[i] = Activation.relu._elementwise(p[i]) }
-        default: for i in 0..<count { p[i] = _elementwise(p[i]) }
+        case .tanh: for i in 0..<count { p[i] = tanhOf(p[i]) }
+        case .sigmoid: for i in 0..<count { p[i] = sigmoidOf(p[i]) }
+        case .relu: for i in 0..<count { p[i] = Activation.relu.elementwise(p[i]) }
+        default: for i in 0..<count { p[i] = elementwise(p[i]) }
         }
     }
 
@@ -59,12 +59,12 @@ extension Activation {
 
     /// The element-wise function at `x`. Must not be called for `.softmax`.
     @inline(__always)
-    func _elementwise(_ x: Float) -> Float {
+    func elementwise(_ x: Float) -> Float {
         switch self {
         case .linear: return x
         case .relu: return x > 0 ? x : (x.isNaN ? x : 0)
-        case .tanh: return _tanh(x)
-        case .sigmoid: return _sigmoid(x)
+        case .tanh: return tanhOf(x)
+        case .sigmoid: return sigmoidOf(x)
         case .hardSigmoidKeras2:
             // Keras 2: clip(0.2·x + 0.5, 0, 1).
             return Swift.min(Swift.max(0.2 * x + 0.5, 0), 1)
@@ -84,7 +84,7 @@ extension Activation {
         case .softsign:
             return x / (1 + Swift.abs(x))
         case .swish:
-            return x * _sigmoid(x)
+            return x * sigmoidOf(x)
         case .gelu:
             // 0.5·x·(1 + erf(x/√2)).
             return 0.5 * x * (1 + erff(x * 0.70710678118654752440))
@@ -102,7 +102,7 @@ extension Activation {
 /// and a sum. The activations below use it for their polynomials and reductions, scalar and
 /// sixteen-lane alike, so both forms give the same bits in either build.
 @inline(__always)
-func _mulAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
+func mulAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
     #if arch(arm64) || RECURRENTKIT_FMA
     c.addingProduct(a, b)
     #else
@@ -111,17 +111,17 @@ func _mulAdd(_ a: Float, _ b: Float, _ c: Float) -> Float {
 }
 
 @inline(__always)
-func _mulAdd(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ c: SIMD16<Float>) -> SIMD16<Float> {
-    _madd(c, a, b)
+func mulAdd(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ c: SIMD16<Float>) -> SIMD16<Float> {
+    madd(c, a, b)
 }
 
-/// The logistic function `σ(x) = 1 / (1 + exp(−x))`, with `_exp`.
+/// The logistic function `σ(x) = 1 / (1 + exp(−x))`, with `expOf`.
 ///
 /// Relative error at most about 1.5e-7 where `σ(x)` is a normal float (`x > −87`); below
 /// that it returns about 1e-38 instead of a subnormal or zero.
 @inline(__always)
-func _sigmoid(_ x: Float) -> Float {
-    1 / (1 + _exp(-x))
+func sigmoidOf(_ x: Float) -> Float {
+    1 / (1 + expOf(-x))
 }
 
 /// `tanh x` as `numerator / denominator`: for `|x| < 0.625` the odd polynomial
@@ -129,23 +129,23 @@ func _sigmoid(_ x: Float) -> Float {
 /// cancellation there, as `e < 0.29`). Coefficients from Cephes `tanhf`. Both branches are
 /// computed and one is selected, so a loop over a buffer vectorises. NaN propagates.
 @inline(__always)
-func _tanhFraction(_ x: Float) -> (numerator: Float, denominator: Float) {
+func tanhFraction(_ x: Float) -> (numerator: Float, denominator: Float) {
     let a = Swift.abs(x)
     let z = x * x
     var p: Float = -5.70498872745e-3
-    p = _mulAdd(p, z, 2.06390887954e-2)
-    p = _mulAdd(p, z, -5.37397155531e-2)
-    p = _mulAdd(p, z, 1.33314422036e-1)
-    p = _mulAdd(p, z, -3.33332819422e-1)
-    let small = _mulAdd(p * z, x, x)
-    let e = _exp(-2 * a)
+    p = mulAdd(p, z, 2.06390887954e-2)
+    p = mulAdd(p, z, -5.37397155531e-2)
+    p = mulAdd(p, z, 1.33314422036e-1)
+    p = mulAdd(p, z, -3.33332819422e-1)
+    let small = mulAdd(p * z, x, x)
+    let e = expOf(-2 * a)
     return a < 0.625 ? (small, 1) : (Float(signOf: x, magnitudeOf: 1 - e), 1 + e)
 }
 
-/// `tanh x`, relative error at most about 1.5e-7 (`_tanhFraction`).
+/// `tanh x`, relative error at most about 1.5e-7 (`tanhFraction`).
 @inline(__always)
-func _tanh(_ x: Float) -> Float {
-    let (numerator, denominator) = _tanhFraction(x)
+func tanhOf(_ x: Float) -> Float {
+    let (numerator, denominator) = tanhFraction(x)
     return numerator / denominator
 }
 
@@ -156,28 +156,28 @@ func _tanh(_ x: Float) -> Float {
 /// degree-5 `P`, and `2ⁿ` built from its exponent bits. No branches and no float-to-integer
 /// conversion (which traps on NaN in Swift), so it vectorises; NaN propagates.
 @inline(__always)
-func _exp(_ x: Float) -> Float {
+func expOf(_ x: Float) -> Float {
     var v = x < -87.33 ? -87.33 : x
     v = v > 88.37 ? 88.37 : v
-    let t = _mulAdd(v, 1.44269504088896341, 12582912.0)
+    let t = mulAdd(v, 1.44269504088896341, 12582912.0)
     let n = t - 12582912.0
-    var r = _mulAdd(n, -0.693359375, v)
-    r = _mulAdd(n, 2.12194440e-4, r)
+    var r = mulAdd(n, -0.693359375, v)
+    r = mulAdd(n, 2.12194440e-4, r)
     let z = r * r
     var p: Float = 1.9875691500e-4
-    p = _mulAdd(p, r, 1.3981999507e-3)
-    p = _mulAdd(p, r, 8.3334519073e-3)
-    p = _mulAdd(p, r, 4.1665795894e-2)
-    p = _mulAdd(p, r, 1.6666665459e-1)
-    p = _mulAdd(p, r, 5.0000001201e-1)
-    let y = _mulAdd(p, z, r) + 1
+    p = mulAdd(p, r, 1.3981999507e-3)
+    p = mulAdd(p, r, 8.3334519073e-3)
+    p = mulAdd(p, r, 4.1665795894e-2)
+    p = mulAdd(p, r, 1.6666665459e-1)
+    p = mulAdd(p, r, 5.0000001201e-1)
+    let y = mulAdd(p, z, r) + 1
     // t's low mantissa bits hold n (|n| ≤ 127); 2ⁿ has biased exponent n + 127.
     let scale = Float(bitPattern: (t.bitPattern &- 0x4B40_0000 &+ 127) &<< 23)
     return y * scale
 }
 
 /// Softmax of `count` values from `start`, in place, shifted by the maximum for stability.
-private func _softmaxRow(_ buffer: UnsafeMutableBufferPointer<Float>, start: Int, count: Int) {
+private func softmaxRow(_ buffer: UnsafeMutableBufferPointer<Float>, start: Int, count: Int) {
     var maximum = -Float.infinity
     for i in start..<(start + count) { maximum = Swift.max(maximum, buffer[i]) }
     var sum: Float = 0
@@ -194,43 +194,43 @@ private func _softmaxRow(_ buffer: UnsafeMutableBufferPointer<Float>, start: Int
 // a value goes through.
 
 @inline(__always)
-func _exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
+func expOf(_ x: SIMD16<Float>) -> SIMD16<Float> {
     var v = x.replacing(with: -87.33, where: x .< -87.33)
     v = v.replacing(with: 88.37, where: v .> 88.37)
-    let t = _mulAdd(v, SIMD16(repeating: 1.44269504088896341), SIMD16(repeating: 12582912.0))
+    let t = mulAdd(v, SIMD16(repeating: 1.44269504088896341), SIMD16(repeating: 12582912.0))
     let n = t - 12582912.0
-    var r = _mulAdd(n, SIMD16(repeating: -0.693359375), v)
-    r = _mulAdd(n, SIMD16(repeating: 2.12194440e-4), r)
+    var r = mulAdd(n, SIMD16(repeating: -0.693359375), v)
+    r = mulAdd(n, SIMD16(repeating: 2.12194440e-4), r)
     let z = r * r
     var p = SIMD16<Float>(repeating: 1.9875691500e-4)
-    p = _mulAdd(p, r, SIMD16(repeating: 1.3981999507e-3))
-    p = _mulAdd(p, r, SIMD16(repeating: 8.3334519073e-3))
-    p = _mulAdd(p, r, SIMD16(repeating: 4.1665795894e-2))
-    p = _mulAdd(p, r, SIMD16(repeating: 1.6666665459e-1))
-    p = _mulAdd(p, r, SIMD16(repeating: 5.0000001201e-1))
-    let y = _mulAdd(p, z, r) + 1
+    p = mulAdd(p, r, SIMD16(repeating: 1.3981999507e-3))
+    p = mulAdd(p, r, SIMD16(repeating: 8.3334519073e-3))
+    p = mulAdd(p, r, SIMD16(repeating: 4.1665795894e-2))
+    p = mulAdd(p, r, SIMD16(repeating: 1.6666665459e-1))
+    p = mulAdd(p, r, SIMD16(repeating: 5.0000001201e-1))
+    let y = mulAdd(p, z, r) + 1
     let bits = unsafeBitCast(t, to: SIMD16<UInt32>.self)
     let scale = unsafeBitCast((bits &- 0x4B40_0000 &+ 127) &<< 23, to: SIMD16<Float>.self)
     return y * scale
 }
 
 @inline(__always)
-func _sigmoid(_ x: SIMD16<Float>) -> SIMD16<Float> {
-    1 / (1 + _exp(-x))
+func sigmoidOf(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    1 / (1 + expOf(-x))
 }
 
 @_transparent
-func _tanhFraction(_ x: SIMD16<Float>) -> (numerator: SIMD16<Float>, denominator: SIMD16<Float>) {
+func tanhFraction(_ x: SIMD16<Float>) -> (numerator: SIMD16<Float>, denominator: SIMD16<Float>) {
     let xBits = unsafeBitCast(x, to: SIMD16<UInt32>.self)
     let a = unsafeBitCast(xBits & 0x7FFF_FFFF, to: SIMD16<Float>.self)
     let z = x * x
     var p = SIMD16<Float>(repeating: -5.70498872745e-3)
-    p = _mulAdd(p, z, SIMD16(repeating: 2.06390887954e-2))
-    p = _mulAdd(p, z, SIMD16(repeating: -5.37397155531e-2))
-    p = _mulAdd(p, z, SIMD16(repeating: 1.33314422036e-1))
-    p = _mulAdd(p, z, SIMD16(repeating: -3.33332819422e-1))
-    let small = _mulAdd(p * z, x, x)
-    let e = _exp(-2 * a)
+    p = mulAdd(p, z, SIMD16(repeating: 2.06390887954e-2))
+    p = mulAdd(p, z, SIMD16(repeating: -5.37397155531e-2))
+    p = mulAdd(p, z, SIMD16(repeating: 1.33314422036e-1))
+    p = mulAdd(p, z, SIMD16(repeating: -3.33332819422e-1))
+    let small = mulAdd(p * z, x, x)
+    let e = expOf(-2 * a)
     let oneMinus = unsafeBitCast(1 - e, to: SIMD16<UInt32>.self)
     let large = unsafeBitCast((oneMinus & 0x7FFF_FFFF) | (xBits & 0x8000_0000), to: SIMD16<Float>.self)
     return (large.replacing(with: small, where: a .< 0.625),
@@ -238,46 +238,46 @@ func _tanhFraction(_ x: SIMD16<Float>) -> (numerator: SIMD16<Float>, denominator
 }
 
 @_transparent
-func _tanh(_ x: SIMD16<Float>) -> SIMD16<Float> {
-    let (numerator, denominator) = _tanhFraction(x)
+func tanhOf(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    let (numerator, denominator) = tanhFraction(x)
     return numerator / denominator
 }
 
 // Products with σ, each with one division: the LSTM cell needs `σ(f)·c`, `σ(i)·tanh(g)` and
 // `σ(o)·tanh(c')`, five divisions if σ and tanh are taken apart and three this way. With
-// tanh as `num / den` (`_tanhFraction`, `den = 1` on the polynomial branch),
+// tanh as `num / den` (`tanhFraction`, `den = 1` on the polynomial branch),
 // `σ(a)·tanh(b) = num / ((1 + e^−a)·den)`; `den ≤ 2`, so the denominator overflows only where
 // σ(a) underflows anyway, giving 0. Relative error at most about 2.5e-7 (tested); NaN
 // propagates.
 
 /// `x · σ(a) = x / (1 + e^−a)`.
 @inline(__always)
-func _timesSigmoid(_ x: Float, _ a: Float) -> Float {
-    x / (1 + _exp(-a))
+func timesSigmoid(_ x: Float, _ a: Float) -> Float {
+    x / (1 + expOf(-a))
 }
 
 /// `σ(a) · tanh(b)` with one division.
 @inline(__always)
-func _sigmoidTimesTanh(_ a: Float, _ b: Float) -> Float {
-    let (numerator, denominator) = _tanhFraction(b)
-    return numerator / ((1 + _exp(-a)) * denominator)
+func sigmoidTimesTanh(_ a: Float, _ b: Float) -> Float {
+    let (numerator, denominator) = tanhFraction(b)
+    return numerator / ((1 + expOf(-a)) * denominator)
 }
 
 @_transparent
-func _timesSigmoid(_ x: SIMD16<Float>, _ a: SIMD16<Float>) -> SIMD16<Float> {
-    x / (1 + _exp(-a))
+func timesSigmoid(_ x: SIMD16<Float>, _ a: SIMD16<Float>) -> SIMD16<Float> {
+    x / (1 + expOf(-a))
 }
 
 @_transparent
-func _sigmoidTimesTanh(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
-    let (numerator, denominator) = _tanhFraction(b)
-    return numerator / ((1 + _exp(-a)) * denominator)
+func sigmoidTimesTanh(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+    let (numerator, denominator) = tanhFraction(b)
+    return numerator / ((1 + expOf(-a)) * denominator)
 }
 
 /// The LSTM cell arithmetic on one value and on sixteen lanes, as a type, so that the state
 /// updates are specialised (no dispatch inside their loops):
 /// `cell = σ(f) ⊙ c + σ(i) ⊙ φ(g)` and `output = σ(o) ⊙ φ(cell)`.
-protocol _LSTMArithmetic {
+protocol LSTMArithmetic {
     func cell(forget f: Float, state c: Float, input i: Float, candidate g: Float) -> Float
     func output(_ o: Float, cell: Float) -> Float
     func cell(forget f: SIMD16<Float>, state c: SIMD16<Float>, input i: SIMD16<Float>,
@@ -286,24 +286,24 @@ protocol _LSTMArithmetic {
 }
 
 /// σ = the logistic function and φ = tanh, with three divisions per unit.
-struct _SigmoidTanhLSTM: _LSTMArithmetic {
+struct SigmoidTanhLSTM: LSTMArithmetic {
     @inline(__always)
     func cell(forget f: Float, state c: Float, input i: Float, candidate g: Float) -> Float {
-        _timesSigmoid(c, f) + _sigmoidTimesTanh(i, g)
+        timesSigmoid(c, f) + sigmoidTimesTanh(i, g)
     }
     @inline(__always)
-    func output(_ o: Float, cell: Float) -> Float { _sigmoidTimesTanh(o, cell) }
+    func output(_ o: Float, cell: Float) -> Float { sigmoidTimesTanh(o, cell) }
     @inline(__always)
     func cell(forget f: SIMD16<Float>, state c: SIMD16<Float>, input i: SIMD16<Float>,
               candidate g: SIMD16<Float>) -> SIMD16<Float> {
-        _timesSigmoid(c, f) + _sigmoidTimesTanh(i, g)
+        timesSigmoid(c, f) + sigmoidTimesTanh(i, g)
     }
     @inline(__always)
-    func output(_ o: SIMD16<Float>, cell: SIMD16<Float>) -> SIMD16<Float> { _sigmoidTimesTanh(o, cell) }
+    func output(_ o: SIMD16<Float>, cell: SIMD16<Float>) -> SIMD16<Float> { sigmoidTimesTanh(o, cell) }
 }
 
 /// Any element-wise σ and φ, applied apart.
-struct _GeneralLSTM<S: _LaneFunction, P: _LaneFunction>: _LSTMArithmetic {
+struct GeneralLSTM<S: LaneFunction, P: LaneFunction>: LSTMArithmetic {
     var sigma: S
     var phi: P
     @inline(__always)
@@ -323,41 +323,41 @@ struct _GeneralLSTM<S: _LaneFunction, P: _LaneFunction>: _LSTMArithmetic {
 
 /// An element-wise function on one value and on sixteen lanes, as a type, so that the state
 /// updates are specialised for the common activations (no dispatch inside their loops).
-protocol _LaneFunction {
+protocol LaneFunction {
     func callAsFunction(_ x: Float) -> Float
     func callAsFunction(_ x: SIMD16<Float>) -> SIMD16<Float>
 }
 
-struct _SigmoidFunction: _LaneFunction {
-    @inline(__always) func callAsFunction(_ x: Float) -> Float { _sigmoid(x) }
-    @inline(__always) func callAsFunction(_ x: SIMD16<Float>) -> SIMD16<Float> { _sigmoid(x) }
+struct SigmoidFunction: LaneFunction {
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { sigmoidOf(x) }
+    @inline(__always) func callAsFunction(_ x: SIMD16<Float>) -> SIMD16<Float> { sigmoidOf(x) }
 }
 
-struct _TanhFunction: _LaneFunction {
-    @inline(__always) func callAsFunction(_ x: Float) -> Float { _tanh(x) }
-    @inline(__always) func callAsFunction(_ x: SIMD16<Float>) -> SIMD16<Float> { _tanh(x) }
+struct TanhFunction: LaneFunction {
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { tanhOf(x) }
+    @inline(__always) func callAsFunction(_ x: SIMD16<Float>) -> SIMD16<Float> { tanhOf(x) }
 }
 
 /// Any element-wise activation, lane by lane.
-struct _ActivationFunction: _LaneFunction {
+struct ActivationFunction: LaneFunction {
     var activation: Activation
     init(_ activation: Activation) { self.activation = activation }
-    @inline(__always) func callAsFunction(_ x: Float) -> Float { activation._elementwise(x) }
+    @inline(__always) func callAsFunction(_ x: Float) -> Float { activation.elementwise(x) }
     func callAsFunction(_ x: SIMD16<Float>) -> SIMD16<Float> {
         var y = x
-        for i in 0..<16 { y[i] = activation._elementwise(x[i]) }
+        for i in 0..<16 { y[i] = activation.elementwise(x[i]) }
         return y
     }
 }
 
-/// A test hook: `_tanh`, `_sigmoid` and `_exp` over a buffer, sixteen at a time, the tail
+/// A test hook: `tanhOf`, `sigmoidOf` and `expOf` over a buffer, sixteen at a time, the tail
 /// through the scalar functions.
-func _applyVectorised(_ function: (SIMD16<Float>) -> SIMD16<Float>, _ scalar: (Float) -> Float,
+func applyVectorised(_ function: (SIMD16<Float>) -> SIMD16<Float>, _ scalar: (Float) -> Float,
                       _ values: inout [Float]) {
     var i = 0
     values.withUnsafeMutableBufferPointer { p in
         while i + 16 <= p.count {
-            _store(function(_load(p.baseAddress! + i)), p.baseAddress! + i)
+            storeLanes(function(loadLanes(p.baseAddress! + i)), p.baseAddress! + i)
             i += 16
         }
         while i < p.count { p[i] = scalar(p[i]); i += 1 }

@@ -31,7 +31,7 @@ package final class Engine: Sendable {
     /// that needs a time axis after one that removed it.
     package init(model: Model) throws {
         self.model = model
-        self.layers = try _prepare(model)
+        self.layers = try prepareLayers(model)
         self.recurrentIndices = model.layers.indices.filter {
             if case .recurrent = model.layers[$0] { return true }
             return false
@@ -77,12 +77,12 @@ package final class Engine: Sendable {
     ///   state of every recurrent layer.
     package func run(_ input: ModelInput, lengths: [Int]? = nil,
                     initialStates: [RecurrentState]? = nil, threads: Int = 1) throws -> RunResult {
-        let start = try _start(input)
+        let start = try startInput(input)
         try checkRunSize(batch: start.batch, time: start.time)
         var lengthMask: [Bool]?
         if let lengths {
             guard let time = start.time else {
-                throw EngineError(message: "lengths given, but the input \(_shapeString(start.shape)) has no time axis")
+                throw EngineError(message: "lengths given, but the input \(shapeString(start.shape)) has no time axis")
             }
             guard lengths.count == start.batch else {
                 throw EngineError(message: "lengths has \(lengths.count) entries, expected one per batch row (\(start.batch))")
@@ -96,17 +96,17 @@ package final class Engine: Sendable {
             }
             lengthMask = mask
         }
-        var states = try _layerStates(initialStates, batch: start.batch)
-        let output = try _forward(start, mask: lengthMask, states: &states, threads: threads)
+        var states = try preparedLayerStates(initialStates, batch: start.batch)
+        let output = try forwardLayers(start, mask: lengthMask, states: &states, threads: threads)
         return RunResult(output: Tensor(unchecked: output.shape, values: output.values),
-                         finalStates: _publicStates(states, batch: start.batch))
+                         finalStates: publicStates(states, batch: start.batch))
     }
 
     // MARK: - Internals shared with streaming
 
     /// The input before the first layer.
-    enum _Start {
-        case features(_Flow)
+    enum Start {
+        case features(LayerFlow)
         case tokens(ids: [Int], batch: Int, time: Int)
 
         var batch: Int {
@@ -130,7 +130,7 @@ package final class Engine: Sendable {
     }
 
     /// Checks the input's own consistency and its kind against the first layer.
-    func _start(_ input: ModelInput) throws -> _Start {
+    func startInput(_ input: ModelInput) throws -> Start {
         if let vectorizer = model.textVectorizer {
             // Texts go through the vectorizer; ids or features would skip its rules.
             guard case .texts(let texts) = input else {
@@ -146,20 +146,20 @@ package final class Engine: Sendable {
                               message: "takes \(model.takesTokenIDs ? "token ids [batch, time]" : "float features [batch, time, features]"), but the input is \(input.kindDescription): only a model with a text vectorizer takes texts")
         case .features(let tensor):
             if model.takesTokenIDs {
-                throw EngineError(layerIndex: 0, layerKind: "embedding", message: "the model takes token ids [batch, time] (integers), but the input is float features \(_shapeString(tensor.shape))")
+                throw EngineError(layerIndex: 0, layerKind: "embedding", message: "the model takes token ids [batch, time] (integers), but the input is float features \(shapeString(tensor.shape))")
             }
-            guard tensor.values.count == _elementCount(tensor.shape) else {
-                throw EngineError(message: "input has \(tensor.values.count) values for shape \(_shapeString(tensor.shape))")
+            guard tensor.values.count == elementCount(tensor.shape) else {
+                throw EngineError(message: "input has \(tensor.values.count) values for shape \(shapeString(tensor.shape))")
             }
             switch tensor.shape.count {
             case 3:
-                return .features(_Flow(values: tensor.values, batch: tensor.shape[0], time: tensor.shape[1],
+                return .features(LayerFlow(values: tensor.values, batch: tensor.shape[0], time: tensor.shape[1],
                                        features: tensor.shape[2], mask: nil))
             case 2:
-                return .features(_Flow(values: tensor.values, batch: tensor.shape[0], time: nil,
+                return .features(LayerFlow(values: tensor.values, batch: tensor.shape[0], time: nil,
                                        features: tensor.shape[1], mask: nil))
             default:
-                throw EngineError(message: "input has shape \(_shapeString(tensor.shape)), expected [batch, time, features] or [batch, features]")
+                throw EngineError(message: "input has shape \(shapeString(tensor.shape)), expected [batch, time, features] or [batch, features]")
             }
         case .tokens(let ids, let batch, let time):
             guard model.takesTokenIDs else {
@@ -174,7 +174,7 @@ package final class Engine: Sendable {
                 throw EngineError(layerIndex: model.layers.isEmpty ? nil : 0, layerKind: model.layers.first?.kindName,
                                   message: "the model takes float features [batch, time, \(features)], but the input is token ids [\(batch), \(time)] (integers): the model does not start with an embedding")
             }
-            guard batch >= 0, time >= 0, ids.count == _elementCount([batch, time]) else {
+            guard batch >= 0, time >= 0, ids.count == elementCount([batch, time]) else {
                 throw EngineError(message: "\(ids.count) token ids for [batch, time] = [\(batch), \(time)]")
             }
             return .tokens(ids: ids, batch: batch, time: time)
@@ -189,9 +189,9 @@ package final class Engine: Sendable {
         let steps = max(time ?? 1, 1)
         func check(_ width: Int, _ what: String, index: Int?, kind: String?) throws {
             let factors = [batch, steps, width]
-            guard let count = _elementCount(factors), count <= Self.runElementLimit else {
+            guard let count = elementCount(factors), count <= Self.runElementLimit else {
                 let text = factors.map(String.init).joined(separator: " × ")
-                let total = _elementCount(factors).map { "= \($0) floats, over the limit of \(Self.runElementLimit) by \($0 - Self.runElementLimit)" }
+                let total = elementCount(factors).map { "= \($0) floats, over the limit of \(Self.runElementLimit) by \($0 - Self.runElementLimit)" }
                     ?? "floats (more than \(Int.max)), over the limit of \(Self.runElementLimit)"
                 throw EngineError(layerIndex: index, layerKind: kind,
                                   message: "\(what) for batch \(batch) and \(time.map { "\($0) steps" } ?? "no time axis") need batch × steps × width = \(text) \(total) (Engine.runElementLimit)")
@@ -218,7 +218,7 @@ package final class Engine: Sendable {
                 try check(dense.outputSize, "the output", index: index, kind: kind)
                 features = dense.outputSize
             case .flatten:
-                if let width = features { features = _elementCount([steps, width]) ?? Int.max }
+                if let width = features { features = elementCount([steps, width]) ?? Int.max }
             case .readout(let readout) where readout == .lastHidden || readout == .lastHiddenAllDirections:
                 features = nil
             case .masking, .activation, .readout:
@@ -229,19 +229,19 @@ package final class Engine: Sendable {
     }
 
     /// Validates initial states (or makes zeros) as flat per-layer arrays.
-    func _layerStates(_ given: [RecurrentState]?, batch: Int) throws -> [_LayerState] {
+    func preparedLayerStates(_ given: [RecurrentState]?, batch: Int) throws -> [LayerState] {
         let recurrent = recurrentLayers
         if let given, given.count != recurrent.count {
             throw EngineError(message: "\(given.count) initial states given, expected one per recurrent layer (\(recurrent.count))")
         }
-        var states: [_LayerState] = []
+        var states: [LayerState] = []
         for (k, layer) in recurrent.enumerated() {
             let d = layer.directions.count
             let hShape = [d, batch, layer.outputSize]
             let cShape = [d, batch, layer.hiddenSize]
-            let checker = _LayerChecker(index: recurrentIndices[k], kind: layer.kind.rawValue)
+            let checker = LayerChecker(index: recurrentIndices[k], kind: layer.kind.rawValue)
             guard let state = given?[k] else {
-                states.append(_LayerState(
+                states.append(LayerState(
                     h: [Float](repeating: 0, count: hShape.reduce(1, *)),
                     c: layer.kind == .lstm ? [Float](repeating: 0, count: cShape.reduce(1, *)) : nil,
                     carried: [Float](repeating: 0, count: hShape.reduce(1, *))))
@@ -250,20 +250,20 @@ package final class Engine: Sendable {
             try checker.check(state.h, hShape, "initial state h")
             if layer.kind == .lstm {
                 guard let c = state.c else {
-                    throw checker.error("initial state has no c; an LSTM needs c \(_shapeString(cShape))")
+                    throw checker.error("initial state has no c; an LSTM needs c \(shapeString(cShape))")
                 }
                 try checker.check(c, cShape, "initial state c")
             } else if let c = state.c {
-                throw checker.error("initial state has c \(_shapeString(c.shape)), but a \(layer.kind.rawValue) layer has no cell state")
+                throw checker.error("initial state has c \(shapeString(c.shape)), but a \(layer.kind.rawValue) layer has no cell state")
             }
-            states.append(_LayerState(h: state.h.values, c: state.c?.values,
+            states.append(LayerState(h: state.h.values, c: state.c?.values,
                                       carried: [Float](repeating: 0, count: hShape.reduce(1, *))))
         }
         return states
     }
 
     /// Turns internal states into `RecurrentState`s.
-    func _publicStates(_ states: [_LayerState], batch: Int) -> [RecurrentState] {
+    func publicStates(_ states: [LayerState], batch: Int) -> [RecurrentState] {
         zip(recurrentLayers, states).map { layer, state in
             let d = layer.directions.count
             return RecurrentState(h: Tensor(unchecked: [d, batch, layer.outputSize], values: state.h),
@@ -272,64 +272,64 @@ package final class Engine: Sendable {
     }
 
     /// Applies every layer in order. `mask` (`[batch, time]`) is the mask from lengths, if any.
-    func _forward(_ start: _Start, mask: [Bool]?, states: inout [_LayerState], threads: Int = 1) throws -> _Flow {
-        var (flow, tokens, index) = try _enter(start)
-        // Keras: an embedding (the first layer, applied by `_enter`) makes the mask, whatever
+    func forwardLayers(_ start: Start, mask: [Bool]?, states: inout [LayerState], threads: Int = 1) throws -> LayerFlow {
+        var (flow, tokens, index) = try enterModel(start)
+        // Keras: an embedding (the first layer, applied by `enterModel`) makes the mask, whatever
         // the caller gave.
         let keras = model.lengthsRule == .kerasCallMask
         if let mask, !(keras && index > 0) { flow.intersectMask(mask) }
         var recurrentOrdinal = 0
         // Final h ([D, B, R]) of the most recent recurrent layer, for `.lastHidden` readouts.
-        var lastFinal: _FinalState?
+        var lastFinal: FinalState?
         while index < layers.endIndex {
-            let checker = _LayerChecker(index: index, kind: model.layers[index].kindName)
+            let checker = LayerChecker(index: index, kind: model.layers[index].kindName)
             switch layers[index] {
             case .embedding:
                 throw checker.error("an embedding must be the first layer")
             case .masking(let value):
-                try _mask(&flow, value: value, replacing: keras, checker: checker)
+                try applyMasking(&flow, value: value, replacing: keras, checker: checker)
             case .recurrent:
                 // This layer and those that run with it as a pipeline.
-                let stack = try _recurrentStack(at: index, flow: flow, threads: threads, checker: checker)
+                let stack = try recurrentStack(at: index, flow: flow, threads: threads, checker: checker)
                 let ordinals = recurrentOrdinal..<(recurrentOrdinal + stack.count)
                 var stackStates = Array(states[ordinals])
-                flow = _runRecurrentStack(stack, flow: flow, states: &stackStates, threads: threads,
+                flow = runRecurrentStack(stack, flow: flow, states: &stackStates, threads: threads,
                                           tokens: index == 1 ? tokens : nil)
                 states.replaceSubrange(ordinals, with: stackStates)
                 let last = stack[stack.count - 1]
-                lastFinal = _FinalState(h: stackStates[stackStates.count - 1].h, directions: last.directionCount,
+                lastFinal = FinalState(h: stackStates[stackStates.count - 1].h, directions: last.directionCount,
                                         size: last.outputSize)
                 recurrentOrdinal += stack.count
                 index += stack.count - 1
             case .dense(let dense):
-                try _dense(&flow, dense, checker: checker)
+                try runDense(&flow, dense, checker: checker)
             case .activation(let activation):
                 activation.apply(to: &flow.values, rowLength: flow.features)
             case .readout(let readout):
-                flow = try _readout(readout, flow, lastFinal: lastFinal, checker: checker)
+                flow = try runReadout(readout, flow, lastFinal: lastFinal, checker: checker)
             case .flatten:
                 guard let time = flow.time else { throw checker.needsTime(flow) }
-                flow = _Flow(values: flow.values, batch: flow.batch, time: nil, features: time * flow.features, mask: nil)
+                flow = LayerFlow(values: flow.values, batch: flow.batch, time: nil, features: time * flow.features, mask: nil)
             }
             index += 1
         }
         return flow
     }
 
-    /// The flow entering the first layer that `_forward` applies, that layer's index, and the
+    /// The flow entering the first layer that `forwardLayers` applies, that layer's index, and the
     /// token ids for a recurrent layer that looks up its input projection per token
-    /// (`_foldEmbedding`); the embedding's rows are then not gathered at all.
-    private func _enter(_ start: _Start) throws -> (flow: _Flow, tokens: [Int]?, index: Int) {
+    /// (`foldEmbedding`); the embedding's rows are then not gathered at all.
+    private func enterModel(_ start: Start) throws -> (flow: LayerFlow, tokens: [Int]?, index: Int) {
         switch start {
         case .features(let input):
             return (input, nil, 0)
         case .tokens(let ids, let batch, let time):
             guard case .embedding(let table, let vocabulary, let dimension, let maskZero) = layers.first else {
-                preconditionFailure("checked by _start")
+                preconditionFailure("checked by startInput")
             }
             var folded = false
             if layers.count > 1, case .recurrent(let next) = layers[1] { folded = next.directions[0].tokenProjection != nil }
-            let flow = try _embed(ids: ids, batch: batch, time: time, table: table, vocabulary: vocabulary,
+            let flow = try embedTokens(ids: ids, batch: batch, time: time, table: table, vocabulary: vocabulary,
                                   dimension: dimension, maskZero: maskZero, gather: !folded)
             return (flow, folded ? ids : nil, 1)
         }
@@ -338,7 +338,7 @@ package final class Engine: Sendable {
     /// Keras's Masking: a step whose features all equal `value` is masked, and its features
     /// become 0 (the layer outputs `x · mask`). With `replacing` (Keras), the layer's mask replaces the incoming one (Keras's
     /// `Masking.compute_mask` ignores the mask it is given); else they combine by logical and.
-    private func _mask(_ flow: inout _Flow, value: Float, replacing: Bool, checker: _LayerChecker) throws {
+    private func applyMasking(_ flow: inout LayerFlow, value: Float, replacing: Bool, checker: LayerChecker) throws {
         guard let time = flow.time else { throw checker.needsTime(flow) }
         var stepMask = [Bool](repeating: false, count: flow.batch * time)
         let f = flow.features
@@ -352,9 +352,9 @@ package final class Engine: Sendable {
     }
 
     /// The recurrent layer at `index` and the recurrent layers right after it that run with it
-    /// as a pipeline (`_pipelineLength`), after checking that `flow` fits the first.
-    private func _recurrentStack(at index: Int, flow: _Flow, threads: Int,
-                                 checker: _LayerChecker) throws -> [PreparedRecurrent] {
+    /// as a pipeline (`pipelineLength`), after checking that `flow` fits the first.
+    private func recurrentStack(at index: Int, flow: LayerFlow, threads: Int,
+                                 checker: LayerChecker) throws -> [PreparedRecurrent] {
         guard case .recurrent(let layer) = layers[index] else { preconditionFailure("not recurrent") }
         guard flow.time != nil else { throw checker.needsTime(flow) }
         guard flow.features == layer.inputSize else {
@@ -367,11 +367,11 @@ package final class Engine: Sendable {
             stack.append(following)
             next += 1
         }
-        return Array(stack.prefix(_pipelineLength(stack[...], threads: threads, batch: flow.batch)))
+        return Array(stack.prefix(pipelineLength(stack[...], threads: threads, batch: flow.batch)))
     }
 
     /// `y = act(x Wᵀ + b)` on every row of `flow`.
-    private func _dense(_ flow: inout _Flow, _ dense: PreparedDense, checker: _LayerChecker) throws {
+    private func runDense(_ flow: inout LayerFlow, _ dense: PreparedDense, checker: LayerChecker) throws {
         guard flow.features == dense.inputSize else {
             throw checker.error("input has \(flow.features) features, expected \(dense.inputSize) (input size)")
         }
@@ -379,8 +379,8 @@ package final class Engine: Sendable {
         var y = [Float](repeating: 0, count: rows * dense.outputSize)
         if rows > 0 { y.withUnsafeMutableBufferPointer { yp in
             flow.values.withUnsafeBufferPointer { x in
-                _withOptionalBuffer(dense.bias) { bias in
-                    _affine(x: x.baseAddress, rows: rows, weight: dense.weight, bias: bias, into: yp.baseAddress!)
+                withOptionalBuffer(dense.bias) { bias in
+                    affine(x: x.baseAddress, rows: rows, weight: dense.weight, bias: bias, into: yp.baseAddress!)
                 }
             }
             dense.activation.apply(to: yp, rowLength: dense.outputSize)
@@ -391,8 +391,8 @@ package final class Engine: Sendable {
 
     /// A readout: the last recurrent layer's final `h` (`.lastHidden`: the last direction's,
     /// `.lastHiddenAllDirections`: every direction's side by side), or a pooling over steps.
-    private func _readout(_ readout: Readout, _ flow: _Flow, lastFinal: _FinalState?,
-                          checker: _LayerChecker) throws -> _Flow {
+    private func runReadout(_ readout: Readout, _ flow: LayerFlow, lastFinal: FinalState?,
+                          checker: LayerChecker) throws -> LayerFlow {
         guard let time = flow.time else { throw checker.needsTime(flow) }
         switch readout {
         case .lastHidden, .lastHiddenAllDirections:
@@ -407,24 +407,24 @@ package final class Engine: Sendable {
                     }
                 }
             }
-            return _Flow(values: values, batch: flow.batch, time: nil, features: width, mask: nil)
+            return LayerFlow(values: values, batch: flow.batch, time: nil, features: width, mask: nil)
         case .meanOverValidSteps, .maxOverValidSteps, .maxOverAllSteps, .lastValidStep:
-            return _pool(flow, time: time, readout: readout)
+            return poolReadout(flow, time: time, readout: readout)
         }
     }
 }
 
 /// A recurrent layer's final `h` `[D, B, R]` (`size` = `R`), which `.lastHidden` readouts read.
-struct _FinalState {
+struct FinalState {
     var h: [Float]
     var directions: Int
     var size: Int
 }
 
-extension _LayerChecker {
+extension LayerChecker {
     /// The error for a layer that needs a time axis and got `flow` without one.
-    func needsTime(_ flow: _Flow) -> EngineError {
-        error("needs data with a time axis [batch, time, features], got \(_shapeString(flow.shape))")
+    func needsTime(_ flow: LayerFlow) -> EngineError {
+        error("needs data with a time axis [batch, time, features], got \(shapeString(flow.shape))")
     }
 }
 
@@ -432,14 +432,14 @@ extension _LayerChecker {
 ///
 /// With `maskZero`, id 0 marks a masked step (Keras `mask_zero`). Without `gather` the ids
 /// are only checked and the flow carries no values (the next layer reads the ids).
-func _embed(ids: [Int], batch: Int, time: Int, table: [Float], vocabulary: Int, dimension: Int,
-            maskZero: Bool, gather: Bool = true) throws -> _Flow {
+func embedTokens(ids: [Int], batch: Int, time: Int, table: [Float], vocabulary: Int, dimension: Int,
+            maskZero: Bool, gather: Bool = true) throws -> LayerFlow {
     for (position, id) in ids.enumerated() where !(0..<vocabulary).contains(id) {
         throw EngineError(layerIndex: 0, layerKind: "embedding",
                           message: "token id \(id) at [\(position / max(1, time)), \(position % max(1, time))] is outside the vocabulary 0..<\(vocabulary)")
     }
     guard gather else {
-        return _Flow(values: [], batch: batch, time: time, features: dimension,
+        return LayerFlow(values: [], batch: batch, time: time, features: dimension,
                      mask: maskZero ? ids.map { $0 != 0 } : nil)
     }
     // Every row is written: no zero fill first, and one block copy per token.
@@ -452,7 +452,7 @@ func _embed(ids: [Int], batch: Int, time: Int, table: [Float], vocabulary: Int, 
         } }
         initialized = ids.count * dimension
     }
-    return _Flow(values: values, batch: batch, time: time, features: dimension,
+    return LayerFlow(values: values, batch: batch, time: time, features: dimension,
                  mask: maskZero ? ids.map { $0 != 0 } : nil)
 }
 
@@ -461,7 +461,7 @@ func _embed(ids: [Int], batch: Int, time: Int, table: [Float], vocabulary: Int, 
 /// mean: `Σ_valid x_t / n_valid` (zeros when `n_valid = 0`); max: element-wise maximum over
 /// valid steps (zeros when none); maxOverAllSteps: the same over every step, ignoring the
 /// mask; lastValidStep: `x` at the last valid step (zeros when none).
-func _pool(_ flow: _Flow, time: Int, readout: Readout) -> _Flow {
+func poolReadout(_ flow: LayerFlow, time: Int, readout: Readout) -> LayerFlow {
     let f = flow.features
     var out = [Float](repeating: 0, count: flow.batch * f)
     for b in 0..<flow.batch {
@@ -485,5 +485,5 @@ func _pool(_ flow: _Flow, time: Int, readout: Readout) -> _Flow {
             }
         }
     }
-    return _Flow(values: out, batch: flow.batch, time: nil, features: f, mask: nil)
+    return LayerFlow(values: out, batch: flow.batch, time: nil, features: f, mask: nil)
 }

@@ -85,6 +85,6 @@ extension Layer {
 }
 
 /// Formats a shape as `[2, 3, 4]`.
-func _shapeString(_ shape: [Int]) -> String {
+func shapeString(_ shape: [Int]) -> String {
     "[" + shape.map(String.init).joined(separator: ", ") + "]"
 }

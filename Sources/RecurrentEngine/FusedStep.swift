@@ -8,7 +8,7 @@
 // with the loads of the next, instead of running them in a separate pass.
 //
 // Each value is computed with exactly the operations, in the same order, of the unfused path
-// (`_gemm` then `_lstmCells` / `_gruCells`): every accumulator starts from the same initial
+// (`gemm` then `lstmCells` / `gruCells`): every accumulator starts from the same initial
 // value and adds `h_p · U[p, j]` for `p` ascending, and the cell expressions are the same.
 // Results are bit-identical either way.
 
@@ -16,8 +16,8 @@
 /// each member's slice of `h` is needed only when the product reaches it, so a member starts
 /// on the slices already there (its own among them) instead of waiting for every partner at
 /// the end of the previous step. The product still runs over `p` ascending.
-struct _StepWait {
-    let barrier: _SpinBarrier
+struct StepWait {
+    let barrier: SpinBarrier
     let member: Int
     /// The arrivals a partner has made once its part of this step's `h` is written.
     let rounds: Int
@@ -39,46 +39,46 @@ struct _StepWait {
 /// `newC = σ(f) ⊙ c + σ(i) ⊙ φ(g)`, `out = σ(o) ⊙ φ(newC)`. `H` and the bounds of `units`
 /// are multiples of 32; `newC` may be `c`.
 @inline(__always)
-func _lstmStepRow<A: _LSTMArithmetic>(
+func lstmStepRow<A: LSTMArithmetic>(
     _ arithmetic: A, h: UnsafePointer<Float>, k: Int, u: UnsafePointer<Float>, hidden: Int,
     units: Range<Int>, gates: UnsafePointer<Float>, c: UnsafePointer<Float>,
-    newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, wait: _StepWait?,
-    tiling: _Tiling = .build
+    newC: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, wait: StepWait?,
+    tiling: Tiling = .build
 ) {
-    let width = _PackedMatrix.panelWidth
+    let width = PackedMatrix.panelWidth
     let gateStride = (hidden / width) * k * width  // floats from one gate's panel to the next
     var j = units.lowerBound
     if tiling.stepBlock == 16 {
         // Half a panel per block: 4 accumulators of 16 lanes, 8 of AVX2's 16 registers.
         while j < units.upperBound {
             let panel = u + (j / width) * k * width + j % width
-            var i = _PanelColumn(panel: panel, initial: gates + j)
-            var f = _PanelColumn(panel: panel + gateStride, initial: gates + hidden + j)
-            var g = _PanelColumn(panel: panel + 2 * gateStride, initial: gates + 2 * hidden + j)
-            var o = _PanelColumn(panel: panel + 3 * gateStride, initial: gates + 3 * hidden + j)
-            _accumulate(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
+            var i = PanelColumn(panel: panel, initial: gates + j)
+            var f = PanelColumn(panel: panel + gateStride, initial: gates + hidden + j)
+            var g = PanelColumn(panel: panel + 2 * gateStride, initial: gates + 2 * hidden + j)
+            var o = PanelColumn(panel: panel + 3 * gateStride, initial: gates + 3 * hidden + j)
+            accumulateStep(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
                 i.add(s); f.add(s); g.add(s); o.add(s)
             }
-            let cell = arithmetic.cell(forget: f.value, state: _load(c + j), input: i.value, candidate: g.value)
-            _store(cell, newC + j)
-            _store(arithmetic.output(o.value, cell: cell), out + j)
+            let cell = arithmetic.cell(forget: f.value, state: loadLanes(c + j), input: i.value, candidate: g.value)
+            storeLanes(cell, newC + j)
+            storeLanes(arithmetic.output(o.value, cell: cell), out + j)
             j += 16
         }
         return
     }
     while j < units.upperBound {
         let panel = u + (j / width) * k * width
-        var i = _PanelColumns(panel: panel, initial: gates + j)
-        var f = _PanelColumns(panel: panel + gateStride, initial: gates + hidden + j)
-        var g = _PanelColumns(panel: panel + 2 * gateStride, initial: gates + 2 * hidden + j)
-        var o = _PanelColumns(panel: panel + 3 * gateStride, initial: gates + 3 * hidden + j)
-        _accumulate(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
+        var i = PanelColumns(panel: panel, initial: gates + j)
+        var f = PanelColumns(panel: panel + gateStride, initial: gates + hidden + j)
+        var g = PanelColumns(panel: panel + 2 * gateStride, initial: gates + 2 * hidden + j)
+        var o = PanelColumns(panel: panel + 3 * gateStride, initial: gates + 3 * hidden + j)
+        accumulateStep(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
             i.add(s); f.add(s); g.add(s); o.add(s)
         }
-        let cell0 = arithmetic.cell(forget: f.low, state: _load(c + j), input: i.low, candidate: g.low)
-        let cell1 = arithmetic.cell(forget: f.high, state: _load(c + j + 16), input: i.high, candidate: g.high)
-        _store(cell0, newC + j); _store(cell1, newC + j + 16)
-        _store(arithmetic.output(o.low, cell: cell0), out + j); _store(arithmetic.output(o.high, cell: cell1), out + j + 16)
+        let cell0 = arithmetic.cell(forget: f.low, state: loadLanes(c + j), input: i.low, candidate: g.low)
+        let cell1 = arithmetic.cell(forget: f.high, state: loadLanes(c + j + 16), input: i.high, candidate: g.high)
+        storeLanes(cell0, newC + j); storeLanes(cell1, newC + j + 16)
+        storeLanes(arithmetic.output(o.low, cell: cell0), out + j); storeLanes(arithmetic.output(o.high, cell: cell1), out + j + 16)
         j += width
     }
 }
@@ -88,92 +88,92 @@ func _lstmStepRow<A: _LSTMArithmetic>(
 /// (`un` packed `[H, H]`), `n = φ(g_n + r ⊙ m)`, `out = n + z ⊙ (h − n)`. `H` and the bounds
 /// of `units` are multiples of 32.
 @inline(__always)
-func _gruStepRow<S: _LaneFunction, P: _LaneFunction>(
+func gruStepRow<S: LaneFunction, P: LaneFunction>(
     _ sigma: S, _ phi: P, h: UnsafePointer<Float>, u: UnsafePointer<Float>, un: UnsafePointer<Float>,
     newBias: UnsafePointer<Float>, hidden: Int, units: Range<Int>, gates: UnsafePointer<Float>,
-    out: UnsafeMutablePointer<Float>, wait: _StepWait?, tiling: _Tiling = .build
+    out: UnsafeMutablePointer<Float>, wait: StepWait?, tiling: Tiling = .build
 ) {
-    let width = _PackedMatrix.panelWidth
+    let width = PackedMatrix.panelWidth
     let k = hidden
     let gateStride = (hidden / width) * k * width
     var j = units.lowerBound
     if tiling.stepBlock == 16 {
         while j < units.upperBound {
             let panel = u + (j / width) * k * width + j % width
-            var r = _PanelColumn(panel: panel, initial: gates + j)
-            var z = _PanelColumn(panel: panel + gateStride, initial: gates + hidden + j)
-            var m = _PanelColumn(panel: un + (j / width) * k * width + j % width, initial: newBias + j)
-            _accumulate(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
+            var r = PanelColumn(panel: panel, initial: gates + j)
+            var z = PanelColumn(panel: panel + gateStride, initial: gates + hidden + j)
+            var m = PanelColumn(panel: un + (j / width) * k * width + j % width, initial: newBias + j)
+            accumulateStep(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
                 r.add(s); z.add(s); m.add(s)
             }
-            let next = phi(_load(gates + 2 * hidden + j) + sigma(r.value) * m.value)
-            _store(next + sigma(z.value) * (_load(h + j) - next), out + j)
+            let next = phi(loadLanes(gates + 2 * hidden + j) + sigma(r.value) * m.value)
+            storeLanes(next + sigma(z.value) * (loadLanes(h + j) - next), out + j)
             j += 16
         }
         return
     }
     while j < units.upperBound {
         let panel = u + (j / width) * k * width
-        var r = _PanelColumns(panel: panel, initial: gates + j)
-        var z = _PanelColumns(panel: panel + gateStride, initial: gates + hidden + j)
-        var m = _PanelColumns(panel: un + (j / width) * k * width, initial: newBias + j)
-        _accumulate(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
+        var r = PanelColumns(panel: panel, initial: gates + j)
+        var z = PanelColumns(panel: panel + gateStride, initial: gates + hidden + j)
+        var m = PanelColumns(panel: un + (j / width) * k * width, initial: newBias + j)
+        accumulateStep(h: h, k: k, first: j == units.lowerBound, wait: wait) { s in
             r.add(s); z.add(s); m.add(s)
         }
         let candidate = gates + 2 * hidden + j
-        let next0 = phi(_load(candidate) + sigma(r.low) * m.low)
-        let next1 = phi(_load(candidate + 16) + sigma(r.high) * m.high)
-        _store(next0 + sigma(z.low) * (_load(h + j) - next0), out + j)
-        _store(next1 + sigma(z.high) * (_load(h + j + 16) - next1), out + j + 16)
+        let next0 = phi(loadLanes(candidate) + sigma(r.low) * m.low)
+        let next1 = phi(loadLanes(candidate + 16) + sigma(r.high) * m.high)
+        storeLanes(next0 + sigma(z.low) * (loadLanes(h + j) - next0), out + j)
+        storeLanes(next1 + sigma(z.high) * (loadLanes(h + j + 16) - next1), out + j + 16)
         j += width
     }
 }
 
 /// 32 columns of one packed panel: two accumulators and the panel row they read next.
-struct _PanelColumns {
+struct PanelColumns {
     var low: SIMD16<Float>
     var high: SIMD16<Float>
     var row: UnsafePointer<Float>
 
     @inline(__always)
     init(panel: UnsafePointer<Float>, initial: UnsafePointer<Float>) {
-        low = _load(initial)
-        high = _load(initial + 16)
+        low = loadLanes(initial)
+        high = loadLanes(initial + 16)
         row = panel
     }
 
     /// Adds `s` times the current row and moves to the next.
     @inline(__always)
     mutating func add(_ s: SIMD16<Float>) {
-        low = _madd(low, s, _load(row))
-        high = _madd(high, s, _load(row + 16))
-        row += _PackedMatrix.panelWidth
+        low = madd(low, s, loadLanes(row))
+        high = madd(high, s, loadLanes(row + 16))
+        row += PackedMatrix.panelWidth
     }
 }
 
 /// 16 columns of one packed panel: one accumulator and the panel row it reads next.
-struct _PanelColumn {
+struct PanelColumn {
     var value: SIMD16<Float>
     var row: UnsafePointer<Float>
 
     @inline(__always)
     init(panel: UnsafePointer<Float>, initial: UnsafePointer<Float>) {
-        value = _load(initial)
+        value = loadLanes(initial)
         row = panel
     }
 
     /// Adds `s` times the current row and moves to the next.
     @inline(__always)
     mutating func add(_ s: SIMD16<Float>) {
-        value = _madd(value, s, _load(row))
-        row += _PackedMatrix.panelWidth
+        value = madd(value, s, loadLanes(row))
+        row += PackedMatrix.panelWidth
     }
 }
 
 /// Calls `add(h[p])` for `p` in `0 ..< k`, ascending. In a step's first block (`first`), a
 /// member that shares the step meets each partner's slice of `h` as the product gets there.
 @inline(__always)
-func _accumulate(h: UnsafePointer<Float>, k: Int, first: Bool, wait: _StepWait?, _ add: (SIMD16<Float>) -> Void) {
+func accumulateStep(h: UnsafePointer<Float>, k: Int, first: Bool, wait: StepWait?, _ add: (SIMD16<Float>) -> Void) {
     var p = 0, owner = 0
     while p < k {
         let end = first ? wait?.slice(from: p, owner: &owner) ?? k : k

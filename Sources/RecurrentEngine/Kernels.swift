@@ -1,12 +1,12 @@
 // Matrix kernels.
 //
 // Every weight the engine multiplies by is packed once, at load, into column panels of
-// `_PackedMatrix.panelWidth` (32) output columns: panel `q` holds `[k, 32]` contiguously, so
+// `PackedMatrix.panelWidth` (32) output columns: panel `q` holds `[k, 32]` contiguously, so
 // the kernel streams panel rows in order along the reduction, and a panel slice stays in the
 // L1 cache while every row block of the left operand passes over it.
 //
 // The register tile is chosen at compile time for the vector registers the build targets
-// (`_Tiling.build`, from `-target-cpu` through CCPUFeatures.h); the packed layout is the same
+// (`Tiling.build`, from `-target-cpu` through CCPUFeatures.h); the packed layout is the same
 // for all:
 // - AVX-512 (32 × 512-bit registers): 8 rows × 32 columns, 16 `SIMD16<Float>` accumulators,
 //   2 vector loads and 8 broadcasts per 16 multiply-adds;
@@ -36,20 +36,20 @@ import Glibc
 #if arch(arm64) || RECURRENTKIT_FMA
 /// `acc + a · b`, fused (one rounding).
 @inline(__always)
-func _madd(_ acc: SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+func madd(_ acc: SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
     acc.addingProduct(a, b)
 }
 #else
 /// `acc + a · b`, two roundings (a CPU without FMA, or a build that did not opt in).
 @inline(__always)
-func _madd(_ acc: SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+func madd(_ acc: SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
     acc + a * b
 }
 #endif
 
-/// The register tiles of `_gemm` and of the fused one-row steps (FusedStep.swift). Every
+/// The register tiles of `gemm` and of the fused one-row steps (FusedStep.swift). Every
 /// tiling computes the same bits on a build; `build` is the one for the build's registers.
-enum _Tiling: CaseIterable, Sendable {
+enum Tiling: CaseIterable, Sendable {
     /// 8 rows × 32 columns in `SIMD16` accumulators: AVX-512's 32 registers of 16 lanes.
     case wide
     /// 6 rows × 16 columns in `SIMD8`: AVX2's 16 registers of 8 lanes (arm64: pairs of its 32).
@@ -59,7 +59,7 @@ enum _Tiling: CaseIterable, Sendable {
 
     /// The tiling for the registers the build targets (`-target-cpu`).
     @inline(__always)
-    static var build: _Tiling {
+    static var build: Tiling {
         #if arch(arm64)
         return .medium
         #else
@@ -76,16 +76,16 @@ enum _Tiling: CaseIterable, Sendable {
 
 /// A float vector the generic tiles run on. Each conformance implements the operations with its
 /// concrete type's own operators (generic `SIMD` arithmetic goes lane by lane).
-protocol _Lanes {
+protocol Lanes {
     static var laneCount: Int { get }
     init(broadcast value: Float)
     init(loading p: UnsafePointer<Float>)
     func store(to p: UnsafeMutablePointer<Float>)
-    /// `self + a · b`, as `_madd`.
+    /// `self + a · b`, as `madd`.
     func adding(_ a: Self, times b: Self) -> Self
 }
 
-extension SIMD8: _Lanes where Scalar == Float {
+extension SIMD8: Lanes where Scalar == Float {
     static var laneCount: Int { 8 }
     @inline(__always) init(broadcast value: Float) { self.init(repeating: value) }
     @inline(__always) init(loading p: UnsafePointer<Float>) { self = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
@@ -99,7 +99,7 @@ extension SIMD8: _Lanes where Scalar == Float {
     }
 }
 
-extension SIMD4: _Lanes where Scalar == Float {
+extension SIMD4: Lanes where Scalar == Float {
     static var laneCount: Int { 4 }
     @inline(__always) init(broadcast value: Float) { self.init(repeating: value) }
     @inline(__always) init(loading p: UnsafePointer<Float>) { self = UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self) }
@@ -114,12 +114,12 @@ extension SIMD4: _Lanes where Scalar == Float {
 }
 
 @inline(__always)
-func _load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+func loadLanes(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
 }
 
 @inline(__always)
-func _store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+func storeLanes(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
 }
 
@@ -129,9 +129,9 @@ func _store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
 /// split, which measured about 1.8× slower when the panels stream from the L2 cache.)
 ///
 /// `@unchecked Sendable`: the floats are written only while their owner is built (a
-/// `_PackedMatrix` packs into its storage in its `init`, before anything can share it) and
+/// `PackedMatrix` packs into its storage in its `init`, before anything can share it) and
 /// are read-only afterwards, so threads that share a matrix only ever read it.
-final class _AlignedFloats: @unchecked Sendable {
+final class AlignedFloats: @unchecked Sendable {
     static let alignment = 64
     let base: UnsafeMutablePointer<Float>
     let count: Int
@@ -139,7 +139,7 @@ final class _AlignedFloats: @unchecked Sendable {
     /// `count` zeros.
     init(zeros count: Int) {
         self.count = count
-        base = _allocateAligned(count)
+        base = allocateAligned(count)
         base.initialize(repeating: 0, count: Swift.max(1, count))
     }
 
@@ -147,16 +147,16 @@ final class _AlignedFloats: @unchecked Sendable {
 }
 
 /// Allocates `count` floats (at least one) aligned to 64 bytes; free with `deallocate()`.
-func _allocateAligned(_ count: Int) -> UnsafeMutablePointer<Float> {
+func allocateAligned(_ count: Int) -> UnsafeMutablePointer<Float> {
     UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * MemoryLayout<Float>.stride,
-                                     alignment: _AlignedFloats.alignment)
+                                     alignment: AlignedFloats.alignment)
         .bindMemory(to: Float.self, capacity: Swift.max(1, count))
 }
 
 /// Asks the kernel to back the whole 2 MB pages inside `count` floats at `base`, not yet
 /// touched, with huge pages: a large output is then faulted in a few hundred times instead of
 /// once per 4 KB page. A hint only; nothing changes where the kernel does not take it.
-func _adviseHugePages(_ base: UnsafeMutablePointer<Float>, count: Int) {
+func adviseHugePages(_ base: UnsafeMutablePointer<Float>, count: Int) {
     #if canImport(Glibc)
     let huge = 2 << 20
     guard count * MemoryLayout<Float>.stride >= 2 * huge else { return }
@@ -170,12 +170,12 @@ func _adviseHugePages(_ base: UnsafeMutablePointer<Float>, count: Int) {
 /// A matrix `B` `[k, n]` (the right operand of `C = A · B`) packed into column panels.
 ///
 /// Panel `q` covers columns `32q ..< 32q + 32` and holds `[k, 32]` row-major; columns past
-/// `n` in the last panel are zero. The storage is 64-byte aligned (`_AlignedFloats`), and so
+/// `n` in the last panel are zero. The storage is 64-byte aligned (`AlignedFloats`), and so
 /// is every panel row.
-struct _PackedMatrix: Sendable, Equatable {
+struct PackedMatrix: Sendable, Equatable {
     static let panelWidth = 32
     /// `panelCount · k · 32` values.
-    let storage: _AlignedFloats
+    let storage: AlignedFloats
     /// The reduction size `k` (rows of `B`).
     var rows: Int
     /// The output size `n` (columns of `B`).
@@ -196,7 +196,7 @@ struct _PackedMatrix: Sendable, Equatable {
     init(rows k: Int, columns n: Int, element: (_ column: Int, _ row: Int) -> Float) {
         let width = Self.panelWidth
         let panels = (n + width - 1) / width
-        storage = _AlignedFloats(zeros: panels * k * width)
+        storage = AlignedFloats(zeros: panels * k * width)
         let out = storage.base
         for q in 0..<panels {
             for l in 0..<Swift.min(width, n - q * width) {
@@ -219,7 +219,7 @@ struct _PackedMatrix: Sendable, Equatable {
         return storage.base[((j / width) * rows + p) * width + j % width]
     }
 
-    static func == (a: _PackedMatrix, b: _PackedMatrix) -> Bool {
+    static func == (a: PackedMatrix, b: PackedMatrix) -> Bool {
         a.rows == b.rows && a.columns == b.columns
             && (a.storage === b.storage || a.values == b.values)
     }
@@ -236,11 +236,11 @@ struct _PackedMatrix: Sendable, Equatable {
 ///
 /// Either way each element is `c₀ + Σ_p a_p · b_p` accumulated for `p` ascending from its
 /// initial value `c₀`, so `initial: bias` gives the same bits as copying the bias into C first.
-func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int, n: Int,
+func gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int, n: Int,
            panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, initial: UnsafePointer<Float>? = nil,
-           tiling: _Tiling = .build) {
+           tiling: Tiling = .build) {
     guard m > 0, !panels.isEmpty else { return }
-    let width = _PackedMatrix.panelWidth
+    let width = PackedMatrix.panelWidth
     guard k > 0 else {
         // Nothing to accumulate: C = initial, or unchanged.
         if let initial {
@@ -269,11 +269,11 @@ func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k
                     let bRow = b + (q * k + p0) * width
                     switch tiling {
                     case .wide:
-                        _kernel1x128(a: a + p0, b: bRow, panelStride: k * width, k: kb, cIn: start + q * width, c: c + q * width)
+                        kernel1x128(a: a + p0, b: bRow, panelStride: k * width, k: kb, cIn: start + q * width, c: c + q * width)
                     case .medium:
-                        _row8(SIMD8<Float>.self, a: a + p0, b: bRow, panelStride: k * width, k: kb, cIn: start + q * width, c: c + q * width)
+                        row8(SIMD8<Float>.self, a: a + p0, b: bRow, panelStride: k * width, k: kb, cIn: start + q * width, c: c + q * width)
                     case .narrow:
-                        _row8(SIMD4<Float>.self, a: a + p0, b: bRow, panelStride: k * width, k: kb, cIn: start + q * width, c: c + q * width)
+                        row8(SIMD4<Float>.self, a: a + p0, b: bRow, panelStride: k * width, k: kb, cIn: start + q * width, c: c + q * width)
                     }
                     q += span
                     continue
@@ -282,7 +282,7 @@ func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k
             let bPanel = b + (q * k + p0) * width
             let columns = Swift.min(width, n - q * width)
             if columns == width {
-                _panel(tiling, m: m, a: a + p0, lda: lda, b: bPanel, k: kb, cIn: start + q * width, ldcIn: ldStart,
+                gemmPanel(tiling, m: m, a: a + p0, lda: lda, b: bPanel, k: kb, cIn: start + q * width, ldcIn: ldStart,
                        c: c + q * width, ldc: ldc)
             } else {
                 // The last, partial panel: eight rows at a time through a zero-padded tile.
@@ -296,7 +296,7 @@ func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k
                         for r in 0..<rows {
                             for l in 0..<width { t[r * width + l] = l < columns ? inBlock[r * ldStart + l] : 0 }
                         }
-                        _panel(tiling, m: rows, a: a + i * lda + p0, lda: lda, b: bPanel, k: kb, cIn: t, ldcIn: width,
+                        gemmPanel(tiling, m: rows, a: a + i * lda + p0, lda: lda, b: bPanel, k: kb, cIn: t, ldcIn: width,
                                c: t, ldc: width)
                         for r in 0..<rows {
                             for l in 0..<columns { cBlock[r * ldc + l] = t[r * width + l] }
@@ -316,39 +316,39 @@ func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k
 /// 16 or 8, each with row blocks of 6 (then 4, 2, 1), so that one slice of the panel stays in
 /// L1 while the row blocks pass over it.
 @inline(__always)
-private func _panel(_ tiling: _Tiling, m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+private func gemmPanel(_ tiling: Tiling, m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
                     cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
     switch tiling {
     case .wide:
         var i = 0
         while i < m {
             let rows = m - i >= 8 ? 8 : (m - i >= 4 ? 4 : (m - i >= 2 ? 2 : 1))
-            _kernel(rows: rows, a: a + i * lda, lda: lda, b: b, k: k, cIn: cIn + i * ldcIn, ldcIn: ldcIn,
+            gemmKernel(rows: rows, a: a + i * lda, lda: lda, b: b, k: k, cIn: cIn + i * ldcIn, ldcIn: ldcIn,
                     c: c + i * ldc, ldc: ldc)
             i += rows
         }
     case .medium:
-        _slices(SIMD8<Float>.self, m: m, a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
+        gemmSlices(SIMD8<Float>.self, m: m, a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
     case .narrow:
-        _slices(SIMD4<Float>.self, m: m, a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
+        gemmSlices(SIMD4<Float>.self, m: m, a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
     }
 }
 
 /// One full panel in column slices of two vectors (`2 · V.laneCount` columns).
-private func _slices<V: _Lanes>(_: V.Type, m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+private func gemmSlices<V: Lanes>(_: V.Type, m: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
                                 cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let slice = 2 * V.laneCount
     var j = 0
-    while j < _PackedMatrix.panelWidth {
+    while j < PackedMatrix.panelWidth {
         var i = 0
         while i < m {
             let rows = m - i >= 6 ? 6 : (m - i >= 4 ? 4 : (m - i >= 2 ? 2 : 1))
             let ai = a + i * lda, ci = cIn + i * ldcIn + j, co = c + i * ldc + j
             switch rows {
-            case 6: _tile6(V.self, a: ai, lda: lda, b: b + j, k: k, cIn: ci, ldcIn: ldcIn, c: co, ldc: ldc)
-            case 4: _tile4(V.self, a: ai, lda: lda, b: b + j, k: k, cIn: ci, ldcIn: ldcIn, c: co, ldc: ldc)
-            case 2: _tile2(V.self, a: ai, lda: lda, b: b + j, k: k, cIn: ci, ldcIn: ldcIn, c: co, ldc: ldc)
-            default: _tile1(V.self, a: ai, b: b + j, k: k, cIn: ci, c: co)
+            case 6: tile6(V.self, a: ai, lda: lda, b: b + j, k: k, cIn: ci, ldcIn: ldcIn, c: co, ldc: ldc)
+            case 4: tile4(V.self, a: ai, lda: lda, b: b + j, k: k, cIn: ci, ldcIn: ldcIn, c: co, ldc: ldc)
+            case 2: tile2(V.self, a: ai, lda: lda, b: b + j, k: k, cIn: ci, ldcIn: ldcIn, c: co, ldc: ldc)
+            default: tile1(V.self, a: ai, b: b + j, k: k, cIn: ci, c: co)
             }
             i += rows
         }
@@ -358,7 +358,7 @@ private func _slices<V: _Lanes>(_: V.Type, m: Int, a: UnsafePointer<Float>, lda:
 
 /// `C[6, 2L] = Cin[6, 2L] + A[6, k] · B[k, 2L]` (`L` lanes, `B` a slice of a packed panel, rows
 /// 32 floats apart) with the tile in 12 registers.
-private func _tile6<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+private func tile6<V: Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
                                cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let l = V.laneCount
     let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda
@@ -369,7 +369,7 @@ private func _tile6<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: 
     var bp = b
     for p in 0..<k {
         let b0 = V(loading: bp), b1 = V(loading: bp + l)
-        bp += _PackedMatrix.panelWidth
+        bp += PackedMatrix.panelWidth
         var s = V(broadcast: a0[p]); x00 = x00.adding(s, times: b0); x01 = x01.adding(s, times: b1)
         s = V(broadcast: a1[p]); x10 = x10.adding(s, times: b0); x11 = x11.adding(s, times: b1)
         s = V(broadcast: a2[p]); x20 = x20.adding(s, times: b0); x21 = x21.adding(s, times: b1)
@@ -384,7 +384,7 @@ private func _tile6<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: 
 }
 
 /// `C[4, 2L] = Cin[4, 2L] + A[4, k] · B[k, 2L]`.
-private func _tile4<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+private func tile4<V: Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
                                cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let l = V.laneCount
     let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
@@ -394,7 +394,7 @@ private func _tile4<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: 
     var bp = b
     for p in 0..<k {
         let b0 = V(loading: bp), b1 = V(loading: bp + l)
-        bp += _PackedMatrix.panelWidth
+        bp += PackedMatrix.panelWidth
         var s = V(broadcast: a0[p]); x00 = x00.adding(s, times: b0); x01 = x01.adding(s, times: b1)
         s = V(broadcast: a1[p]); x10 = x10.adding(s, times: b0); x11 = x11.adding(s, times: b1)
         s = V(broadcast: a2[p]); x20 = x20.adding(s, times: b0); x21 = x21.adding(s, times: b1)
@@ -406,7 +406,7 @@ private func _tile4<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: 
 }
 
 /// `C[2, 2L] = Cin[2, 2L] + A[2, k] · B[k, 2L]`.
-private func _tile2<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+private func tile2<V: Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
                                cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let l = V.laneCount
     let a0 = a, a1 = a + lda
@@ -414,7 +414,7 @@ private func _tile2<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: 
     var bp = b
     for p in 0..<k {
         let b0 = V(loading: bp), b1 = V(loading: bp + l)
-        bp += _PackedMatrix.panelWidth
+        bp += PackedMatrix.panelWidth
         var s = V(broadcast: a0[p]); x00 = x00.adding(s, times: b0); x01 = x01.adding(s, times: b1)
         s = V(broadcast: a1[p]); x10 = x10.adding(s, times: b0); x11 = x11.adding(s, times: b1)
     }
@@ -422,7 +422,7 @@ private func _tile2<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, lda: Int, b: 
 }
 
 /// `C[1, 2L] = Cin[1, 2L] + A[1, k] · B[k, 2L]`.
-private func _tile1<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, b: UnsafePointer<Float>, k: Int,
+private func tile1<V: Lanes>(_: V.Type, a: UnsafePointer<Float>, b: UnsafePointer<Float>, k: Int,
                                cIn: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
     let l = V.laneCount
     var x0 = V(loading: cIn), x1 = V(loading: cIn + l)
@@ -430,16 +430,16 @@ private func _tile1<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, b: UnsafePoin
     for p in 0..<k {
         let s = V(broadcast: a[p])
         x0 = x0.adding(s, times: V(loading: bp)); x1 = x1.adding(s, times: V(loading: bp + l))
-        bp += _PackedMatrix.panelWidth
+        bp += PackedMatrix.panelWidth
     }
     x0.store(to: c); x1.store(to: c + l)
 }
 
 /// `C[1, 8L] = Cin[1, 8L] + A[1, k] · B[k, 8L]`: eight accumulators over `8L / 32` consecutive
 /// full panels `panelStride` apart (two for `SIMD8`, one for `SIMD4`).
-private func _row8<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, b: UnsafePointer<Float>, panelStride: Int, k: Int,
+private func row8<V: Lanes>(_: V.Type, a: UnsafePointer<Float>, b: UnsafePointer<Float>, panelStride: Int, k: Int,
                               cIn: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
-    let l = V.laneCount, width = _PackedMatrix.panelWidth
+    let l = V.laneCount, width = PackedMatrix.panelWidth
     // Accumulator t covers columns t·L ..< (t + 1)·L: panel t·L / 32, offset t·L % 32.
     @inline(__always) func at(_ t: Int) -> Int { (t * l / width) * panelStride + t * l % width }
     var x0 = V(loading: cIn), x1 = V(loading: cIn + l), x2 = V(loading: cIn + 2 * l), x3 = V(loading: cIn + 3 * l)
@@ -459,122 +459,122 @@ private func _row8<V: _Lanes>(_: V.Type, a: UnsafePointer<Float>, b: UnsafePoint
 }
 
 @inline(__always)
-private func _kernel(rows: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+private func gemmKernel(rows: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
                      cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
     switch rows {
-    case 8: _kernel8x32(a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
-    case 4: _kernel4x32(a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
-    case 2: _kernel2x32(a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
-    default: _kernel1x32(a: a, b: b, k: k, cIn: cIn, c: c)
+    case 8: kernel8x32(a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
+    case 4: kernel4x32(a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
+    case 2: kernel2x32(a: a, lda: lda, b: b, k: k, cIn: cIn, ldcIn: ldcIn, c: c, ldc: ldc)
+    default: kernel1x32(a: a, b: b, k: k, cIn: cIn, c: c)
     }
 }
 
 /// `C[8, 32] = Cin[8, 32] + A[8, k] · Bpanel[k, 32]` with the tile in 16 registers (`Cin` may
 /// be `C`, or a bias row with `ldcIn = 0`).
-private func _kernel8x32(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+private func kernel8x32(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
                          cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
     let a4 = a + 4 * lda, a5 = a + 5 * lda, a6 = a + 6 * lda, a7 = a + 7 * lda
     let i0 = cIn, i1 = cIn + ldcIn, i2 = cIn + 2 * ldcIn, i3 = cIn + 3 * ldcIn
     let i4 = cIn + 4 * ldcIn, i5 = cIn + 5 * ldcIn, i6 = cIn + 6 * ldcIn, i7 = cIn + 7 * ldcIn
-    var x00 = _load(i0), x01 = _load(i0 + 16), x10 = _load(i1), x11 = _load(i1 + 16)
-    var x20 = _load(i2), x21 = _load(i2 + 16), x30 = _load(i3), x31 = _load(i3 + 16)
-    var x40 = _load(i4), x41 = _load(i4 + 16), x50 = _load(i5), x51 = _load(i5 + 16)
-    var x60 = _load(i6), x61 = _load(i6 + 16), x70 = _load(i7), x71 = _load(i7 + 16)
+    var x00 = loadLanes(i0), x01 = loadLanes(i0 + 16), x10 = loadLanes(i1), x11 = loadLanes(i1 + 16)
+    var x20 = loadLanes(i2), x21 = loadLanes(i2 + 16), x30 = loadLanes(i3), x31 = loadLanes(i3 + 16)
+    var x40 = loadLanes(i4), x41 = loadLanes(i4 + 16), x50 = loadLanes(i5), x51 = loadLanes(i5 + 16)
+    var x60 = loadLanes(i6), x61 = loadLanes(i6 + 16), x70 = loadLanes(i7), x71 = loadLanes(i7 + 16)
     var bp = b
     for p in 0..<k {
-        let b0 = _load(bp), b1 = _load(bp + 16)
+        let b0 = loadLanes(bp), b1 = loadLanes(bp + 16)
         bp += 32
-        var s = SIMD16<Float>(repeating: a0[p]); x00 = _madd(x00, s, b0); x01 = _madd(x01, s, b1)
-        s = SIMD16<Float>(repeating: a1[p]); x10 = _madd(x10, s, b0); x11 = _madd(x11, s, b1)
-        s = SIMD16<Float>(repeating: a2[p]); x20 = _madd(x20, s, b0); x21 = _madd(x21, s, b1)
-        s = SIMD16<Float>(repeating: a3[p]); x30 = _madd(x30, s, b0); x31 = _madd(x31, s, b1)
-        s = SIMD16<Float>(repeating: a4[p]); x40 = _madd(x40, s, b0); x41 = _madd(x41, s, b1)
-        s = SIMD16<Float>(repeating: a5[p]); x50 = _madd(x50, s, b0); x51 = _madd(x51, s, b1)
-        s = SIMD16<Float>(repeating: a6[p]); x60 = _madd(x60, s, b0); x61 = _madd(x61, s, b1)
-        s = SIMD16<Float>(repeating: a7[p]); x70 = _madd(x70, s, b0); x71 = _madd(x71, s, b1)
+        var s = SIMD16<Float>(repeating: a0[p]); x00 = madd(x00, s, b0); x01 = madd(x01, s, b1)
+        s = SIMD16<Float>(repeating: a1[p]); x10 = madd(x10, s, b0); x11 = madd(x11, s, b1)
+        s = SIMD16<Float>(repeating: a2[p]); x20 = madd(x20, s, b0); x21 = madd(x21, s, b1)
+        s = SIMD16<Float>(repeating: a3[p]); x30 = madd(x30, s, b0); x31 = madd(x31, s, b1)
+        s = SIMD16<Float>(repeating: a4[p]); x40 = madd(x40, s, b0); x41 = madd(x41, s, b1)
+        s = SIMD16<Float>(repeating: a5[p]); x50 = madd(x50, s, b0); x51 = madd(x51, s, b1)
+        s = SIMD16<Float>(repeating: a6[p]); x60 = madd(x60, s, b0); x61 = madd(x61, s, b1)
+        s = SIMD16<Float>(repeating: a7[p]); x70 = madd(x70, s, b0); x71 = madd(x71, s, b1)
     }
     let c0 = c, c1 = c + ldc, c2 = c + 2 * ldc, c3 = c + 3 * ldc
     let c4 = c + 4 * ldc, c5 = c + 5 * ldc, c6 = c + 6 * ldc, c7 = c + 7 * ldc
-    _store(x00, c0); _store(x01, c0 + 16); _store(x10, c1); _store(x11, c1 + 16)
-    _store(x20, c2); _store(x21, c2 + 16); _store(x30, c3); _store(x31, c3 + 16)
-    _store(x40, c4); _store(x41, c4 + 16); _store(x50, c5); _store(x51, c5 + 16)
-    _store(x60, c6); _store(x61, c6 + 16); _store(x70, c7); _store(x71, c7 + 16)
+    storeLanes(x00, c0); storeLanes(x01, c0 + 16); storeLanes(x10, c1); storeLanes(x11, c1 + 16)
+    storeLanes(x20, c2); storeLanes(x21, c2 + 16); storeLanes(x30, c3); storeLanes(x31, c3 + 16)
+    storeLanes(x40, c4); storeLanes(x41, c4 + 16); storeLanes(x50, c5); storeLanes(x51, c5 + 16)
+    storeLanes(x60, c6); storeLanes(x61, c6 + 16); storeLanes(x70, c7); storeLanes(x71, c7 + 16)
 }
 
 /// `C[4, 32] = Cin[4, 32] + A[4, k] · Bpanel[k, 32]`.
-private func _kernel4x32(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+private func kernel4x32(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
                          cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
     let i0 = cIn, i1 = cIn + ldcIn, i2 = cIn + 2 * ldcIn, i3 = cIn + 3 * ldcIn
-    var x00 = _load(i0), x01 = _load(i0 + 16), x10 = _load(i1), x11 = _load(i1 + 16)
-    var x20 = _load(i2), x21 = _load(i2 + 16), x30 = _load(i3), x31 = _load(i3 + 16)
+    var x00 = loadLanes(i0), x01 = loadLanes(i0 + 16), x10 = loadLanes(i1), x11 = loadLanes(i1 + 16)
+    var x20 = loadLanes(i2), x21 = loadLanes(i2 + 16), x30 = loadLanes(i3), x31 = loadLanes(i3 + 16)
     var bp = b
     for p in 0..<k {
-        let b0 = _load(bp), b1 = _load(bp + 16)
+        let b0 = loadLanes(bp), b1 = loadLanes(bp + 16)
         bp += 32
-        var s = SIMD16<Float>(repeating: a0[p]); x00 = _madd(x00, s, b0); x01 = _madd(x01, s, b1)
-        s = SIMD16<Float>(repeating: a1[p]); x10 = _madd(x10, s, b0); x11 = _madd(x11, s, b1)
-        s = SIMD16<Float>(repeating: a2[p]); x20 = _madd(x20, s, b0); x21 = _madd(x21, s, b1)
-        s = SIMD16<Float>(repeating: a3[p]); x30 = _madd(x30, s, b0); x31 = _madd(x31, s, b1)
+        var s = SIMD16<Float>(repeating: a0[p]); x00 = madd(x00, s, b0); x01 = madd(x01, s, b1)
+        s = SIMD16<Float>(repeating: a1[p]); x10 = madd(x10, s, b0); x11 = madd(x11, s, b1)
+        s = SIMD16<Float>(repeating: a2[p]); x20 = madd(x20, s, b0); x21 = madd(x21, s, b1)
+        s = SIMD16<Float>(repeating: a3[p]); x30 = madd(x30, s, b0); x31 = madd(x31, s, b1)
     }
     let c0 = c, c1 = c + ldc, c2 = c + 2 * ldc, c3 = c + 3 * ldc
-    _store(x00, c0); _store(x01, c0 + 16); _store(x10, c1); _store(x11, c1 + 16)
-    _store(x20, c2); _store(x21, c2 + 16); _store(x30, c3); _store(x31, c3 + 16)
+    storeLanes(x00, c0); storeLanes(x01, c0 + 16); storeLanes(x10, c1); storeLanes(x11, c1 + 16)
+    storeLanes(x20, c2); storeLanes(x21, c2 + 16); storeLanes(x30, c3); storeLanes(x31, c3 + 16)
 }
 
 /// `C[2, 32] = Cin[2, 32] + A[2, k] · Bpanel[k, 32]`.
-private func _kernel2x32(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
+private func kernel2x32(a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, k: Int,
                          cIn: UnsafePointer<Float>, ldcIn: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
     let a0 = a, a1 = a + lda
-    var x00 = _load(cIn), x01 = _load(cIn + 16), x10 = _load(cIn + ldcIn), x11 = _load(cIn + ldcIn + 16)
+    var x00 = loadLanes(cIn), x01 = loadLanes(cIn + 16), x10 = loadLanes(cIn + ldcIn), x11 = loadLanes(cIn + ldcIn + 16)
     var bp = b
     for p in 0..<k {
-        let b0 = _load(bp), b1 = _load(bp + 16)
+        let b0 = loadLanes(bp), b1 = loadLanes(bp + 16)
         bp += 32
-        var s = SIMD16<Float>(repeating: a0[p]); x00 = _madd(x00, s, b0); x01 = _madd(x01, s, b1)
-        s = SIMD16<Float>(repeating: a1[p]); x10 = _madd(x10, s, b0); x11 = _madd(x11, s, b1)
+        var s = SIMD16<Float>(repeating: a0[p]); x00 = madd(x00, s, b0); x01 = madd(x01, s, b1)
+        s = SIMD16<Float>(repeating: a1[p]); x10 = madd(x10, s, b0); x11 = madd(x11, s, b1)
     }
-    _store(x00, c); _store(x01, c + 16); _store(x10, c + ldc); _store(x11, c + ldc + 16)
+    storeLanes(x00, c); storeLanes(x01, c + 16); storeLanes(x10, c + ldc); storeLanes(x11, c + ldc + 16)
 }
 
 /// `C[1, 32] = Cin[1, 32] + A[1, k] · Bpanel[k, 32]`.
-private func _kernel1x32(a: UnsafePointer<Float>, b: UnsafePointer<Float>, k: Int, cIn: UnsafePointer<Float>,
+private func kernel1x32(a: UnsafePointer<Float>, b: UnsafePointer<Float>, k: Int, cIn: UnsafePointer<Float>,
                          c: UnsafeMutablePointer<Float>) {
-    var x0 = _load(cIn), x1 = _load(cIn + 16)
+    var x0 = loadLanes(cIn), x1 = loadLanes(cIn + 16)
     var bp = b
     for p in 0..<k {
         let s = SIMD16<Float>(repeating: a[p])
-        x0 = _madd(x0, s, _load(bp)); x1 = _madd(x1, s, _load(bp + 16))
+        x0 = madd(x0, s, loadLanes(bp)); x1 = madd(x1, s, loadLanes(bp + 16))
         bp += 32
     }
-    _store(x0, c); _store(x1, c + 16)
+    storeLanes(x0, c); storeLanes(x1, c + 16)
 }
 
 /// `C[1, 128] = Cin[1, 128] + A[1, k] · B[k, 128]` over four consecutive full panels
 /// `panelStride` apart.
-private func _kernel1x128(a: UnsafePointer<Float>, b: UnsafePointer<Float>, panelStride: Int, k: Int,
+private func kernel1x128(a: UnsafePointer<Float>, b: UnsafePointer<Float>, panelStride: Int, k: Int,
                           cIn: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
-    var x0 = _load(cIn), x1 = _load(cIn + 16), x2 = _load(cIn + 32), x3 = _load(cIn + 48)
-    var x4 = _load(cIn + 64), x5 = _load(cIn + 80), x6 = _load(cIn + 96), x7 = _load(cIn + 112)
+    var x0 = loadLanes(cIn), x1 = loadLanes(cIn + 16), x2 = loadLanes(cIn + 32), x3 = loadLanes(cIn + 48)
+    var x4 = loadLanes(cIn + 64), x5 = loadLanes(cIn + 80), x6 = loadLanes(cIn + 96), x7 = loadLanes(cIn + 112)
     var p0 = b, p1 = b + panelStride, p2 = b + 2 * panelStride, p3 = b + 3 * panelStride
     for p in 0..<k {
         let s = SIMD16<Float>(repeating: a[p])
-        x0 = _madd(x0, s, _load(p0)); x1 = _madd(x1, s, _load(p0 + 16))
-        x2 = _madd(x2, s, _load(p1)); x3 = _madd(x3, s, _load(p1 + 16))
-        x4 = _madd(x4, s, _load(p2)); x5 = _madd(x5, s, _load(p2 + 16))
-        x6 = _madd(x6, s, _load(p3)); x7 = _madd(x7, s, _load(p3 + 16))
+        x0 = madd(x0, s, loadLanes(p0)); x1 = madd(x1, s, loadLanes(p0 + 16))
+        x2 = madd(x2, s, loadLanes(p1)); x3 = madd(x3, s, loadLanes(p1 + 16))
+        x4 = madd(x4, s, loadLanes(p2)); x5 = madd(x5, s, loadLanes(p2 + 16))
+        x6 = madd(x6, s, loadLanes(p3)); x7 = madd(x7, s, loadLanes(p3 + 16))
         p0 += 32; p1 += 32; p2 += 32; p3 += 32
     }
-    _store(x0, c); _store(x1, c + 16); _store(x2, c + 32); _store(x3, c + 48)
-    _store(x4, c + 64); _store(x5, c + 80); _store(x6, c + 96); _store(x7, c + 112)
+    storeLanes(x0, c); storeLanes(x1, c + 16); storeLanes(x2, c + 32); storeLanes(x3, c + 48)
+    storeLanes(x4, c + 64); storeLanes(x5, c + 80); storeLanes(x6, c + 96); storeLanes(x7, c + 112)
 }
 
 /// Accumulates `C[m, n] += A[m, k] · B[k, n]` with `B` packed, over all its columns.
-func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: _PackedMatrix, c: UnsafeMutablePointer<Float>, ldc: Int,
-           tiling: _Tiling = .build) {
+func gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedMatrix, c: UnsafeMutablePointer<Float>, ldc: Int,
+           tiling: Tiling = .build) {
     withExtendedLifetime(b) {
-        _gemm(m: m, a: a, lda: lda, b: b.base, k: b.rows, n: b.columns,
+        gemm(m: m, a: a, lda: lda, b: b.base, k: b.rows, n: b.columns,
               panels: 0..<b.panelCount, c: c, ldc: ldc, tiling: tiling)
     }
 }
@@ -582,13 +582,13 @@ func _gemm(m: Int, a: UnsafePointer<Float>, lda: Int, b: _PackedMatrix, c: Unsaf
 /// Computes `Y[m, n] = X[m, k] · B + bias` into `y` (row stride `n`), `B` packed `[k, n]`.
 ///
 /// - `x`: `[m, k]` (may be nil when `m == 0`); `bias`: `[n]` or nil (zero); `y` is overwritten.
-func _affine(x: UnsafePointer<Float>?, rows m: Int, weight: _PackedMatrix, bias: UnsafePointer<Float>?,
+func affine(x: UnsafePointer<Float>?, rows m: Int, weight: PackedMatrix, bias: UnsafePointer<Float>?,
              into y: UnsafeMutablePointer<Float>) {
     guard m > 0, let x else { return }
     let n = weight.columns
     if bias == nil { y.update(repeating: 0, count: m * n) }
     withExtendedLifetime(weight) {
-        _gemm(m: m, a: x, lda: weight.rows, b: weight.base, k: weight.rows, n: n,
+        gemm(m: m, a: x, lda: weight.rows, b: weight.base, k: weight.rows, n: n,
               panels: 0..<weight.panelCount, c: y, ldc: n, initial: bias)
     }
 }

@@ -51,7 +51,7 @@ package enum Activation: String, Sendable, Hashable, Codable, CaseIterable {
 /// The number of elements of `shape`, without trapping: 0 when any dimension is 0 (a shape
 /// `[2^40, 2^40, 0]` holds nothing), nil when a dimension is negative or the product
 /// overflows.
-package func _elementCount(_ shape: [Int]) -> Int? {
+package func elementCount(_ shape: [Int]) -> Int? {
     guard shape.allSatisfy({ $0 >= 0 }) else { return nil }
     if shape.contains(0) { return 0 }
     var count = 1

@@ -1,12 +1,12 @@
 // Threads for the engine: a fork–join over dedicated worker threads and a spinning barrier.
 //
 // Work is split once per layer (directions, batch rows or column panels, see
-// `_RecurrentPlan`), or once per stack of layers run as a pipeline (`_pipelineLength`). Members of one group that split the columns of a step meet at a barrier
+// `RecurrentLayerPlan`), or once per stack of layers run as a pipeline (`pipelineLength`). Members of one group that split the columns of a step meet at a barrier
 // once per step (microseconds apart at batch 1), which is why the barrier spins instead of
 // sleeping, and why every member of a fork–join runs on a thread of its own: a spinning
 // member always meets its partners.
 //
-// The worker threads are kept for the life of the process (`_WorkerPool`): creating a thread
+// The worker threads are kept for the life of the process (`WorkerPool`): creating a thread
 // costs tens to hundreds of microseconds, paid per layer per run, a few percent of a batch-1
 // run. An idle worker spins for about a millisecond, so that back-to-back layers and runs hand
 // over work within a cache-line transfer, then sleeps on a condition variable. One fork–join
@@ -24,21 +24,21 @@ import Synchronization
 
 /// Runs `body(0)`, ..., `body(count − 1)` concurrently, `body(0)` on the calling thread, and
 /// returns when all have returned.
-func _parallel(_ count: Int, _ body: @Sendable (Int) -> Void) {
+func runParallel(_ count: Int, _ body: @Sendable (Int) -> Void) {
     guard count > 1 else {
         if count == 1 { body(0) }
         return
     }
-    if _WorkerPool.shared.run(count, body) { return }
-    _parallelOnNewThreads(count, body)
+    if WorkerPool.shared.run(count, body) { return }
+    parallelOnNewThreads(count, body)
 }
 
-/// `_parallel` on threads started for this call and joined before it returns.
-func _parallelOnNewThreads(_ count: Int, _ body: @Sendable (Int) -> Void) {
+/// `runParallel` on threads started for this call and joined before it returns.
+func parallelOnNewThreads(_ count: Int, _ body: @Sendable (Int) -> Void) {
     // The threads are joined before `body` goes out of scope.
     withoutActuallyEscaping(body) { body in
         let threads = (1..<count).map { index in
-            guard let thread = _startThread({ body(index) }) else { preconditionFailure("pthread_create failed") }
+            guard let thread = startThread({ body(index) }) else { preconditionFailure("pthread_create failed") }
             return thread
         }
         body(0)
@@ -47,7 +47,7 @@ func _parallelOnNewThreads(_ count: Int, _ body: @Sendable (Int) -> Void) {
 }
 
 /// A started thread.
-struct _Thread {
+struct WorkerThread {
     #if canImport(Darwin)
     let handle: pthread_t?
     func join() { pthread_join(handle!, nil) }
@@ -60,7 +60,7 @@ struct _Thread {
 }
 
 /// Starts a thread running `body`; nil if the system refuses one.
-func _startThread(_ body: @escaping @Sendable () -> Void) -> _Thread? {
+func startThread(_ body: @escaping @Sendable () -> Void) -> WorkerThread? {
     final class Box: Sendable {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
@@ -83,27 +83,27 @@ func _startThread(_ body: @escaping @Sendable () -> Void) -> _Thread? {
         Unmanaged<Box>.fromOpaque(box).release()
         return nil
     }
-    return _Thread(handle: thread)
+    return WorkerThread(handle: thread)
 }
 
 /// Worker threads kept for the process, used by one fork–join at a time.
-final class _WorkerPool: Sendable {
-    static let shared = _WorkerPool()
+final class WorkerPool: Sendable {
+    static let shared = WorkerPool()
 
     /// The workers, grown on demand; held by one fork–join at a time.
-    private let workers = Mutex<[_Worker]>([])
+    private let workers = Mutex<[PoolWorker]>([])
 
     /// Runs `body(1)`, ..., `body(count − 1)` on workers and `body(0)` here, and returns true
     /// once all have returned; returns false at once, running nothing, if the pool is in use.
     func run(_ count: Int, _ body: @Sendable (Int) -> Void) -> Bool {
         let ran = workers.withLockIfAvailable { workers -> Bool in
             while workers.count < count - 1 {
-                guard let worker = _Worker() else { return false }
+                guard let worker = PoolWorker() else { return false }
                 workers.append(worker)
             }
             // The workers have finished with `body` before this returns.
             withoutActuallyEscaping(body) { body in
-                let job = _Job(body: body)
+                let job = Job(body: body)
                 for index in 1..<count { workers[index - 1].post(job, index: index) }
                 body(0)
                 for index in 1..<count { workers[index - 1].waitUntilDone() }
@@ -115,13 +115,13 @@ final class _WorkerPool: Sendable {
 }
 
 /// What a worker runs: `body(index)`.
-final class _Job: Sendable {
+final class Job: Sendable {
     let body: @Sendable (Int) -> Void
     init(body: @escaping @Sendable (Int) -> Void) { self.body = body }
 }
 
 /// One worker thread: waits for a posted job (spinning, then sleeping), runs it, reports done.
-final class _Worker: Sendable {
+final class PoolWorker: Sendable {
     /// Idle spinning before sleeping, in nanoseconds.
     static let spinNanoseconds = 1_000_000
 
@@ -132,17 +132,17 @@ final class _Worker: Sendable {
     /// True while the worker sleeps, or is about to, on `idle`.
     private let sleeping = Atomic<Bool>(false)
     /// The job and index of the latest post; set before `posted` is bumped.
-    private let latest = Mutex<(job: _Job?, index: Int)>((nil, 0))
-    private let idle = _IdleCondition()
+    private let latest = Mutex<(job: Job?, index: Int)>((nil, 0))
+    private let idle = IdleCondition()
 
     /// Starts the thread; nil if the system refuses one.
     init?() {
         // The thread holds the worker for the life of the process.
-        guard let thread = _startThread({ [self] in self.loop() }) else { return nil }
+        guard let thread = startThread({ [self] in self.loop() }) else { return nil }
         thread.detach()
     }
 
-    func post(_ job: _Job, index: Int) {
+    func post(_ job: Job, index: Int) {
         latest.withLock { $0 = (job, index) }
         posted.wrappingAdd(1, ordering: .sequentiallyConsistent)
         if sleeping.load(ordering: .sequentiallyConsistent) { idle.signal() }
@@ -151,7 +151,7 @@ final class _Worker: Sendable {
     /// Spins until the job of the latest `post` has returned.
     func waitUntilDone() {
         let target = posted.load(ordering: .relaxed)
-        _spin { finished.load(ordering: .acquiring) == target }
+        spinWait { finished.load(ordering: .acquiring) == target }
     }
 
     /// Takes the latest job and runs it. Its own function so that the worker's reference to
@@ -171,17 +171,17 @@ final class _Worker: Sendable {
         var seen = 0
         while true {
             var spins = 0
-            var since = _monotonicNanoseconds()
+            var since = monotonicClockNanoseconds()
             while posted.load(ordering: .acquiring) == seen {
                 spins += 1
                 guard spins & 1023 == 0 else { continue }
-                if _monotonicNanoseconds() - since < Self.spinNanoseconds { continue }
+                if monotonicClockNanoseconds() - since < Self.spinNanoseconds { continue }
                 idle.wait {
                     sleeping.store(true, ordering: .sequentiallyConsistent)
                     return posted.load(ordering: .sequentiallyConsistent) != seen
                 }
                 sleeping.store(false, ordering: .relaxed)
-                since = _monotonicNanoseconds()
+                since = monotonicClockNanoseconds()
             }
             seen = posted.load(ordering: .acquiring)
             runLatestJob()
@@ -195,7 +195,7 @@ final class _Worker: Sendable {
 /// `@unchecked Sendable`: pthread mutexes and condition variables exist to be shared between
 /// threads; every access goes through the pthread calls, and the pointers themselves never
 /// change after `init` (the objects live as long as the process's workers).
-final class _IdleCondition: @unchecked Sendable {
+final class IdleCondition: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
@@ -221,7 +221,7 @@ final class _IdleCondition: @unchecked Sendable {
 
 /// Spins until `done()` holds, yielding the core on each try after the first 20 000.
 @inline(__always)
-func _spin(until done: () -> Bool) {
+func spinWait(until done: () -> Bool) {
     var spins = 0
     while !done() {
         spins += 1
@@ -230,7 +230,7 @@ func _spin(until done: () -> Bool) {
 }
 
 /// A monotonic clock in nanoseconds.
-func _monotonicNanoseconds() -> Int {
+func monotonicClockNanoseconds() -> Int {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return Int(now.tv_sec) * 1_000_000_000 + Int(now.tv_nsec)
@@ -242,13 +242,13 @@ func _monotonicNanoseconds() -> Int {
 /// until every other member's count has caught up: one store and, when a partner is already
 /// there, one cache-line transfer per round, instead of a shared counter that every member
 /// modifies.
-final class _SpinBarrier: Sendable {
+final class SpinBarrier: Sendable {
     let count: Int
-    private let slots: [_BarrierSlot]
+    private let slots: [BarrierSlot]
 
     init(count: Int) {
         self.count = count
-        slots = (0..<count).map { _ in _BarrierSlot() }
+        slots = (0..<count).map { _ in BarrierSlot() }
     }
 
     /// Returns once all `count` members have called `wait(member:)` as many times as this
@@ -269,13 +269,13 @@ final class _SpinBarrier: Sendable {
 
     /// Returns once `other` has arrived `rounds` times.
     func wait(for other: Int, rounds: Int) {
-        _spin { slots[other].rounds.load(ordering: .acquiring) >= rounds }
+        spinWait { slots[other].rounds.load(ordering: .acquiring) >= rounds }
     }
 }
 
 /// One member's round count, alone on its cache line (padding on both sides keeps any other
 /// slot's counter at least 64 bytes away).
-final class _BarrierSlot: Sendable {
+final class BarrierSlot: Sendable {
     private let before: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
     let rounds = Atomic<Int>(0)
     private let after: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)

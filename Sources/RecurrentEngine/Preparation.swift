@@ -13,17 +13,17 @@ extension CellKind {
 /// One direction's weights, ready for the recurrence, with `G` gates in internal order,
 /// hidden size `H`, input size `I`, recurrent size `R` and projection size `P`.
 ///
-/// Matrices are packed once, here, into the kernel's panel layout (`_PackedMatrix`), from the
+/// Matrices are packed once, here, into the kernel's panel layout (`PackedMatrix`), from the
 /// model's `[out, in]` tensors with the gate blocks in internal order: the fused gate weights
 /// of all gates are one product per step.
 struct PreparedDirection: Sendable {
     /// `W` as `[I → G·H]`.
-    var inputWeight: _PackedMatrix
+    var inputWeight: PackedMatrix
     /// RNN and LSTM: `U` as `[R → G·H]`. GRU: `[U_r; U_z]` as `[H → 2H]` only; the new gate's
     /// block is `recurrentNewWeight`, because both reset rules treat it apart.
-    var recurrentWeight: _PackedMatrix
+    var recurrentWeight: PackedMatrix
     /// GRU only: `U_n` as `[H → H]`.
-    var recurrentNewWeight: _PackedMatrix?
+    var recurrentNewWeight: PackedMatrix?
     /// `[G·H]`: the bias added to the input projection. Input and recurrent biases are
     /// summed here wherever they only add up, i.e. everywhere except GRU's new-gate
     /// recurrent bias under `.afterMatmul`, which the reset gate multiplies.
@@ -31,9 +31,9 @@ struct PreparedDirection: Sendable {
     /// `[H]`: GRU `.afterMatmul` only, `b_hn` in `n = act(W_n x + b_in + r ⊙ (U_n h + b_hn))`.
     var recurrentNewBias: [Float]?
     /// LSTM with a projection: `W_hr` as `[H → P]`.
-    var projection: _PackedMatrix?
+    var projection: PackedMatrix?
     /// `[V, G·H]`, for a layer right after an embedding of `V` tokens: row `v` is
-    /// `bias + E[v] W`, the input projection of token `v` (see `_foldEmbedding`).
+    /// `bias + E[v] W`, the input projection of token `v` (see `foldEmbedding`).
     var tokenProjection: [Float]? = nil
 }
 
@@ -60,7 +60,7 @@ struct PreparedRecurrent: Sendable {
 /// A dense layer ready to run: `y = act(x Wᵀ + b)`.
 struct PreparedDense: Sendable {
     /// `W` as `[in → out]`.
-    var weight: _PackedMatrix
+    var weight: PackedMatrix
     var bias: [Float]?
     var inputSize: Int
     var outputSize: Int
@@ -79,7 +79,7 @@ enum PreparedLayer: Sendable {
 }
 
 /// Validates tensors of one layer and reports problems with the layer named.
-struct _LayerChecker {
+struct LayerChecker {
     var index: Int
     var kind: String
 
@@ -90,10 +90,10 @@ struct _LayerChecker {
     /// Checks that `tensor` has exactly `expected` shape and a consistent value count.
     func check(_ tensor: Tensor, _ expected: [Int], _ what: String) throws {
         guard tensor.shape == expected else {
-            throw error("\(what) has shape \(_shapeString(tensor.shape)), expected \(_shapeString(expected))")
+            throw error("\(what) has shape \(shapeString(tensor.shape)), expected \(shapeString(expected))")
         }
-        guard tensor.values.count == _elementCount(expected) else {
-            throw error("\(what) has \(tensor.values.count) values for shape \(_shapeString(expected))")
+        guard tensor.values.count == elementCount(expected) else {
+            throw error("\(what) has \(tensor.values.count) values for shape \(shapeString(expected))")
         }
     }
 }
@@ -104,19 +104,19 @@ struct _LayerChecker {
 /// layer against the next one's input size (where it is known statically: after `.flatten`
 /// it depends on the number of steps and is checked at run time), and which layers need a
 /// time axis.
-func _prepare(_ model: Model) throws -> [PreparedLayer] {
-    var chain = _Chain()
+func prepareLayers(_ model: Model) throws -> [PreparedLayer] {
+    var chain = Chain()
     var prepared: [PreparedLayer] = []
     for (index, layer) in model.layers.enumerated() {
-        let checker = _LayerChecker(index: index, kind: layer.kindName)
-        prepared.append(try _prepareLayer(layer, index: index, chain: &chain, checker: checker))
+        let checker = LayerChecker(index: index, kind: layer.kindName)
+        prepared.append(try prepareLayer(layer, index: index, chain: &chain, checker: checker))
     }
-    _foldEmbedding(&prepared)
+    foldEmbedding(&prepared)
     return prepared
 }
 
-/// What `_prepare` knows of the data flowing from one layer to the next.
-struct _Chain {
+/// What `prepareLayers` knows of the data flowing from one layer to the next.
+struct Chain {
     /// Feature count of the data entering the next layer, nil while unknown.
     var features: Int?
     /// Whether the data has a time axis; nil while unknown (the first layer decides).
@@ -124,13 +124,13 @@ struct _Chain {
     /// The most recent recurrent layer (its final state feeds `.lastHidden` readouts).
     var lastRecurrent: RecurrentLayer?
 
-    func requireTime(_ checker: _LayerChecker) throws {
+    func requireTime(_ checker: LayerChecker) throws {
         if hasTime == false {
             throw checker.error("needs data with a time axis [batch, time, features], but the previous layer emits [batch, features]")
         }
     }
 
-    func requireFeatures(_ expected: Int, _ what: String, _ checker: _LayerChecker) throws {
+    func requireFeatures(_ expected: Int, _ what: String, _ checker: LayerChecker) throws {
         if let features, features != expected {
             throw checker.error("\(what) is \(expected), but the incoming data has \(features) features")
         }
@@ -139,14 +139,14 @@ struct _Chain {
 
 /// Validates `layer` (the model's layer `index`) against its own sizes and `chain`, prepares
 /// it, and moves `chain` past it.
-func _prepareLayer(_ layer: Layer, index: Int, chain: inout _Chain, checker: _LayerChecker) throws -> PreparedLayer {
+func prepareLayer(_ layer: Layer, index: Int, chain: inout Chain, checker: LayerChecker) throws -> PreparedLayer {
     switch layer {
     case .embedding(let embedding):
         guard index == 0 else {
             throw checker.error("an embedding must be the first layer (it consumes token ids)")
         }
         guard embedding.table.shape.count == 2, embedding.table.shape[0] >= 1, embedding.table.shape[1] >= 1 else {
-            throw checker.error("table has shape \(_shapeString(embedding.table.shape)), expected [vocabulary, dim] with both at least 1")
+            throw checker.error("table has shape \(shapeString(embedding.table.shape)), expected [vocabulary, dim] with both at least 1")
         }
         try checker.check(embedding.table, embedding.table.shape, "table")
         chain.features = embedding.table.shape[1]
@@ -162,14 +162,14 @@ func _prepareLayer(_ layer: Layer, index: Int, chain: inout _Chain, checker: _La
     case .recurrent(let layer):
         try chain.requireTime(checker)
         try chain.requireFeatures(layer.inputSize, "input size", checker)
-        let prepared = try _prepareRecurrent(layer, checker: checker)
+        let prepared = try prepareRecurrent(layer, checker: checker)
         chain.features = layer.mergedOutputSize
         chain.hasTime = layer.returnSequences
         chain.lastRecurrent = layer
         return .recurrent(prepared)
 
     case .dense(let dense):
-        let prepared = try _prepareDense(dense, chain: chain, checker: checker)
+        let prepared = try prepareDense(dense, chain: chain, checker: checker)
         chain.features = dense.outputSize
         return .dense(prepared)
 
@@ -199,21 +199,21 @@ func _prepareLayer(_ layer: Layer, index: Int, chain: inout _Chain, checker: _La
 }
 
 /// Validates a dense layer's weights and input size, and packs its weight.
-func _prepareDense(_ dense: Dense, chain: _Chain, checker: _LayerChecker) throws -> PreparedDense {
+func prepareDense(_ dense: Dense, chain: Chain, checker: LayerChecker) throws -> PreparedDense {
     guard dense.weight.shape.count == 2, dense.weight.shape[0] >= 1, dense.weight.shape[1] >= 1 else {
-        throw checker.error("weight has shape \(_shapeString(dense.weight.shape)), expected [out, in] with both at least 1")
+        throw checker.error("weight has shape \(shapeString(dense.weight.shape)), expected [out, in] with both at least 1")
     }
     try checker.check(dense.weight, dense.weight.shape, "weight")
     if let bias = dense.bias { try checker.check(bias, [dense.outputSize], "bias") }
     try chain.requireFeatures(dense.inputSize, "input size", checker)
     return PreparedDense(
-        weight: _PackedMatrix(weight: dense.weight.values, out: dense.outputSize, in: dense.inputSize),
+        weight: PackedMatrix(weight: dense.weight.values, out: dense.outputSize, in: dense.inputSize),
         bias: dense.bias?.values, inputSize: dense.inputSize, outputSize: dense.outputSize,
         activation: dense.activation)
 }
 
-/// Most floats `_foldEmbedding` may add (64 MB).
-let _tokenProjectionLimit = 1 << 24
+/// Most floats `foldEmbedding` may add (64 MB).
+let tokenProjectionLimit = 1 << 24
 
 /// For an embedding followed directly by a recurrent layer, computes each direction's input
 /// projection of every vocabulary entry once (`PreparedDirection.tokenProjection`), so that
@@ -221,9 +221,9 @@ let _tokenProjectionLimit = 1 << 24
 ///
 /// Row `v` is `bias + E[v] W` accumulated by the same kernel in the same order as a run's
 /// product, so the values are the same bit for bit. Done only while the tables stay within
-/// `_tokenProjectionLimit` floats: they hold `V·G·H` floats per direction, against `V·dim`
+/// `tokenProjectionLimit` floats: they hold `V·G·H` floats per direction, against `V·dim`
 /// for the embedding itself.
-func _foldEmbedding(_ prepared: inout [PreparedLayer], limit: Int = _tokenProjectionLimit) {
+func foldEmbedding(_ prepared: inout [PreparedLayer], limit: Int = tokenProjectionLimit) {
     guard prepared.count >= 2,
           case .embedding(let table, let vocabulary, let dimension, _) = prepared[0],
           case .recurrent(var layer) = prepared[1] else { return }
@@ -234,7 +234,7 @@ func _foldEmbedding(_ prepared: inout [PreparedLayer], limit: Int = _tokenProjec
         let rows = [Float](unsafeUninitializedCapacity: vocabulary * width) { out, initialized in
             table.withUnsafeBufferPointer { x in
                 direction.bias.withUnsafeBufferPointer { bias in
-                    _affine(x: x.baseAddress, rows: vocabulary, weight: direction.inputWeight, bias: bias.baseAddress,
+                    affine(x: x.baseAddress, rows: vocabulary, weight: direction.inputWeight, bias: bias.baseAddress,
                             into: out.baseAddress!)
                 }
             }
@@ -246,13 +246,13 @@ func _foldEmbedding(_ prepared: inout [PreparedLayer], limit: Int = _tokenProjec
 }
 
 /// Validates one recurrent layer against its declared sizes and prepares its weights.
-func _prepareRecurrent(_ layer: RecurrentLayer, checker: _LayerChecker) throws -> PreparedRecurrent {
-    try _checkRecurrentOptions(layer, checker: checker)
+func prepareRecurrent(_ layer: RecurrentLayer, checker: LayerChecker) throws -> PreparedRecurrent {
+    try checkRecurrentOptions(layer, checker: checker)
     var directions: [PreparedDirection] = []
     for (d, weights) in layer.directions.enumerated() {
         let name = layer.directions.count == 2 ? (d == 0 ? "forward direction" : "backward direction") : "direction 0"
-        try _checkDirection(weights, of: layer, name: name, checker: checker)
-        directions.append(_prepareDirection(weights, of: layer))
+        try checkDirection(weights, of: layer, name: name, checker: checker)
+        directions.append(prepareDirection(weights, of: layer))
     }
     return PreparedRecurrent(
         kind: layer.kind, inputSize: layer.inputSize, hiddenSize: layer.hiddenSize, outputSize: layer.outputSize,
@@ -262,7 +262,7 @@ func _prepareRecurrent(_ layer: RecurrentLayer, checker: _LayerChecker) throws -
 }
 
 /// Checks a recurrent layer's sizes, directions and activations (not its weights).
-func _checkRecurrentOptions(_ layer: RecurrentLayer, checker: _LayerChecker) throws {
+func checkRecurrentOptions(_ layer: RecurrentLayer, checker: LayerChecker) throws {
     let kind = layer.kind
     let hidden = layer.hiddenSize
     guard layer.inputSize >= 1, hidden >= 1 else {
@@ -287,8 +287,8 @@ func _checkRecurrentOptions(_ layer: RecurrentLayer, checker: _LayerChecker) thr
 }
 
 /// Checks one direction's gate order and weight shapes against the layer's declared sizes.
-func _checkDirection(_ weights: DirectionWeights, of layer: RecurrentLayer, name: String,
-                     checker: _LayerChecker) throws {
+func checkDirection(_ weights: DirectionWeights, of layer: RecurrentLayer, name: String,
+                     checker: LayerChecker) throws {
     let kind = layer.kind
     let gateCount = kind.gateCount
     let hidden = layer.hiddenSize
@@ -306,7 +306,7 @@ func _checkDirection(_ weights: DirectionWeights, of layer: RecurrentLayer, name
     case let (size?, projection?):
         try checker.check(projection, [size, hidden], "\(name) projection")
     case (nil, let projection?):
-        throw checker.error("\(name) has a projection \(_shapeString(projection.shape)) but the layer declares no projection size")
+        throw checker.error("\(name) has a projection \(shapeString(projection.shape)) but the layer declares no projection size")
     case (let size?, nil):
         throw checker.error("\(name) has no projection weight but the layer declares projection size \(size)")
     case (nil, nil):
@@ -316,7 +316,7 @@ func _checkDirection(_ weights: DirectionWeights, of layer: RecurrentLayer, name
 
 /// One checked direction's weights ready for the recurrence: gate blocks in internal order,
 /// matrices packed, biases combined.
-func _prepareDirection(_ weights: DirectionWeights, of layer: RecurrentLayer) -> PreparedDirection {
+func prepareDirection(_ weights: DirectionWeights, of layer: RecurrentLayer) -> PreparedDirection {
     let kind = layer.kind
     let hidden = layer.hiddenSize
     let recurrentSize = layer.outputSize
@@ -326,9 +326,9 @@ func _prepareDirection(_ weights: DirectionWeights, of layer: RecurrentLayer) ->
     // the orders agree (PyTorch's and Keras's LSTM), so a copy is only made, one direction
     // at a time, for a layout that declares another order.
     let weights = weights.reordered(to: internalOrder)
-    func packed(_ tensor: Tensor, columns: Int, rows: Range<Int>) -> _PackedMatrix {
+    func packed(_ tensor: Tensor, columns: Int, rows: Range<Int>) -> PackedMatrix {
         tensor.values.withUnsafeBufferPointer { w in
-            _PackedMatrix(rows: columns, columns: rows.count) { j, p in w[(rows.lowerBound + j) * columns + p] }
+            PackedMatrix(rows: columns, columns: rows.count) { j, p in w[(rows.lowerBound + j) * columns + p] }
         }
     }
     // r and z add both biases; under .afterMatmul the new gate keeps b_hn apart because
@@ -344,5 +344,5 @@ func _prepareDirection(_ weights: DirectionWeights, of layer: RecurrentLayer) ->
                                          rows: (2 * hidden)..<rows) : nil,
         bias: bias,
         recurrentNewBias: recurrentNewBias,
-        projection: weights.projection.map { _PackedMatrix(weight: $0.values, out: recurrentSize, in: hidden) })
+        projection: weights.projection.map { PackedMatrix(weight: $0.values, out: recurrentSize, in: hidden) })
 }

@@ -9,12 +9,12 @@
 // product's accumulators go straight into the cell arithmetic. A layer right after an
 // embedding looks its projection up per token (`PreparedDirection.tokenProjection`).
 //
-// Threads (`_RecurrentPlan`): directions run in parallel; within a direction, batch rows are
+// Threads (`RecurrentLayerPlan`): directions run in parallel; within a direction, batch rows are
 // split when there are at least 8 per thread, else the hidden units (their gate columns of
 // every product, and their state update) are split between threads that meet once per step
 // after writing their part of the new `h` (for a single row, inside the next step's product
-// where it reaches a partner's part: `_StepWait`). At such small batches a stack of
-// one-direction layers runs as a pipeline instead (`_pipelineLength`): every layer at once on
+// where it reaches a partner's part: `StepWait`). At such small batches a stack of
+// one-direction layers runs as a pipeline instead (`pipelineLength`): every layer at once on
 // threads of its own, each chunk of a layer's steps starting once the layer before has
 // written the outputs that chunk projects. Step by step the work is the same, so are the bits.
 //
@@ -25,7 +25,7 @@
 // one-row kernels in FusedStep.swift and the threads themselves in Parallel.swift.
 
 /// Data flowing between layers.
-struct _Flow {
+struct LayerFlow {
     /// `[batch, time, features]` when `time` is set, else `[batch, features]`.
     var values: [Float]
     var batch: Int
@@ -48,7 +48,7 @@ struct _Flow {
 }
 
 /// The running state of one recurrent layer, every direction, as flat arrays.
-struct _LayerState: Sendable {
+struct LayerState: Sendable {
     /// `[D, B, R]`.
     var h: [Float]
     /// `[D, B, H]`, LSTM only.
@@ -70,7 +70,7 @@ struct _LayerState: Sendable {
 /// - GRU: `r, z = σ(·)`, `n = φ(W_n x + b_in + r ⊙ (U_n h + b_hn))` (`.afterMatmul`) or
 ///   `n = φ(W_n x + b_n + U_n (r ⊙ h))` (`.beforeMatmul`), `h' = n + z ⊙ (h − n)`.
 ///
-/// More than one layer runs as a pipeline (`_pipelineLength`), with the same results, bit for
+/// More than one layer runs as a pipeline (`pipelineLength`), with the same results, bit for
 /// bit, as running them one after the other.
 ///
 /// Returns `[B, T, merged]` with `returnSequences`, else `[B, merged]` from each
@@ -78,64 +78,64 @@ struct _LayerState: Sendable {
 ///
 /// With `tokens` (`[B, T]` ids, for a first layer whose directions have a `tokenProjection`), the
 /// input projection of each step is looked up by token and `flow.values` is not read.
-func _runRecurrentStack(_ layers: [PreparedRecurrent], flow: _Flow, states: inout [_LayerState], threads: Int,
-                        tokens: [Int]?) -> _Flow {
+func runRecurrentStack(_ layers: [PreparedRecurrent], flow: LayerFlow, states: inout [LayerState], threads: Int,
+                        tokens: [Int]?) -> LayerFlow {
     let batch = flow.batch
     let time = flow.time ?? 0
     let pipelined = layers.count > 1
     // Threads per layer: an even share, the first layers taking what is left over.
     let shares = layers.indices.map { threads / layers.count + ($0 < threads % layers.count ? 1 : 0) }
     let runs = layers.indices.map { i in
-        _LayerRun(layers[i], state: states[i], batch: batch, time: time, threads: shares[i], pipelined: pipelined)
+        LayerRun(layers[i], state: states[i], batch: batch, time: time, threads: shares[i], pipelined: pipelined)
     }
     defer { for run in runs { run.deallocate() } }
 
     // Raw per-step outputs, directions side by side (concat layout), merged at the end.
     // Without a mask every step of every row is written, so no zero fill is needed; masked
     // steps of a `.zero` layer stay zero.
-    let outputs = _withOutputs(runs.map { $0.rawCount }[...], zero: flow.mask != nil) { raws in
+    let outputs = withOutputs(runs.map { $0.rawCount }[...], zero: flow.mask != nil) { raws in
         guard batch > 0 && time > 0 else { return }
         flow.values.withUnsafeBufferPointer { x in
-            _withOptionalBuffer(tokens) { tokens in
-                _withOptionalBuffer(flow.mask) { mask in
+            withOptionalBuffer(tokens) { tokens in
+                withOptionalBuffer(flow.mask) { mask in
                     let tasks = runs.indices.map { i in
                         runs[i].task(x: i == 0 ? x.baseAddress : UnsafePointer(raws[i - 1]), tokens: i == 0 ? tokens : nil,
                                      mask: mask, raw: raws[i], source: i > 0 ? runs[i - 1].progress : nil)
                     }
-                    _runInParallel(tasks, batch: batch, time: time)
+                    runInParallel(tasks, batch: batch, time: time)
                 }
             }
         }
     }
     for i in runs.indices { runs[i].write(to: &states[i]) }
-    return _stackOutput(layers[layers.count - 1], raw: outputs[outputs.count - 1], state: states[states.count - 1],
+    return stackOutput(layers[layers.count - 1], raw: outputs[outputs.count - 1], state: states[states.count - 1],
                         flow: flow)
 }
 
 /// Runs every worker of every layer of `tasks` at once, one thread each (in a pipeline each
 /// worker runs one group member), and returns when all have finished.
-private func _runInParallel(_ tasks: [_LayerTask], batch: Int, time: Int) {
+private func runInParallel(_ tasks: [LayerTask], batch: Int, time: Int) {
     let jobs = tasks.indices.flatMap { i in tasks[i].plan.work.indices.map { (layer: i, worker: $0) } }
-    _parallel(jobs.count) { job in
+    runParallel(jobs.count) { job in
         let (i, worker) = jobs[job]
         for assignment in tasks[i].plan.work[worker] {
-            _runGroup(tasks[i], assignment, batch: batch, time: time)
+            runGroup(tasks[i], assignment, batch: batch, time: time)
         }
     }
 }
 
 /// The stack's output from its last layer: the merged raw outputs `[B, T, merged]` with
 /// `returnSequences`, else each direction's final `h` merged into `[B, merged]`.
-private func _stackOutput(_ layer: PreparedRecurrent, raw: [Float], state: _LayerState, flow: _Flow) -> _Flow {
+private func stackOutput(_ layer: PreparedRecurrent, raw: [Float], state: LayerState, flow: LayerFlow) -> LayerFlow {
     let batch = flow.batch
     let recurrentSize = layer.outputSize
     if layer.returnSequences {
         let time = flow.time ?? 0
-        let merged = _mergeDirections(raw, rows: batch * time, size: recurrentSize,
+        let merged = mergeDirections(raw, rows: batch * time, size: recurrentSize,
                                       directions: layer.directionCount, merge: layer.merge)
         // The mask passes on as it came, also after goBackwards (whose outputs are in
         // reversed order): Keras's RNN.compute_mask does the same.
-        return _Flow(values: merged, batch: batch, time: time, features: layer.mergedOutputSize, mask: flow.mask)
+        return LayerFlow(values: merged, batch: batch, time: time, features: layer.mergedOutputSize, mask: flow.mask)
     }
     // Each direction's final h, [D, B, R] → [B, D·R], then merged.
     let stepWidth = layer.directionCount * recurrentSize
@@ -147,15 +147,15 @@ private func _stackOutput(_ layer: PreparedRecurrent, raw: [Float], state: _Laye
             }
         }
     }
-    let merged = _mergeDirections(last, rows: batch, size: recurrentSize,
+    let merged = mergeDirections(last, rows: batch, size: recurrentSize,
                                   directions: layer.directionCount, merge: layer.merge)
-    return _Flow(values: merged, batch: batch, time: nil, features: layer.mergedOutputSize, mask: nil)
+    return LayerFlow(values: merged, batch: batch, time: nil, features: layer.mergedOutputSize, mask: nil)
 }
 
 /// Merges `[rows, D·size]` (directions side by side) into `[rows, merged]`.
 ///
 /// concat: unchanged; sum: `a + b`; mul: `a ⊙ b`; ave: `(a + b) / 2`.
-func _mergeDirections(_ raw: [Float], rows: Int, size: Int, directions: Int, merge: MergeMode) -> [Float] {
+func mergeDirections(_ raw: [Float], rows: Int, size: Int, directions: Int, merge: MergeMode) -> [Float] {
     guard directions == 2, merge != .concat else { return raw }
     var out = [Float](repeating: 0, count: rows * size)
     for r in 0..<rows {

@@ -1,13 +1,13 @@
-// Planning a recurrent layer's run: how its work is split over threads (`_RecurrentPlan`),
-// which stacks run as a pipeline (`_pipelineLength`), and, per group member, its units, the
-// column panels of its products and the step path it takes (`_MemberPlan`). Pure values:
+// Planning a recurrent layer's run: how its work is split over threads (`RecurrentLayerPlan`),
+// which stacks run as a pipeline (`pipelineLength`), and, per group member, its units, the
+// column panels of its products and the step path it takes (`MemberPlan`). Pure values:
 // nothing here touches memory.
 
 /// How one recurrent layer's work is split over threads.
 ///
 /// A group is one direction over a range of batch rows; its `members` threads split the
 /// columns of every step's product and the hidden units of its state update.
-struct _RecurrentPlan: Equatable, Sendable {
+struct RecurrentLayerPlan: Equatable, Sendable {
     struct Group: Equatable, Sendable {
         var direction: Int
         var rows: Range<Int>
@@ -70,12 +70,12 @@ struct _RecurrentPlan: Equatable, Sendable {
         self.init(threads: threads, directions: layer.directionCount, batch: batch,
                   columnSplittable: !(layer.kind == .lstm && layer.directions[0].projection != nil)
                       && !(layer.kind == .gru && layer.resetRule == .beforeMatmul)
-                      && layer.hiddenSize % _PackedMatrix.panelWidth == 0)
+                      && layer.hiddenSize % PackedMatrix.panelWidth == 0)
     }
 }
 
 /// Member `member`'s share of `0..<total` split into `members` parts on multiples of `granule`.
-func _share(_ total: Int, members: Int, member: Int, granule: Int = 1) -> Range<Int> {
+func shareOf(_ total: Int, members: Int, member: Int, granule: Int = 1) -> Range<Int> {
     guard members > 1 else { return 0..<total }
     let chunks = (total + granule - 1) / granule
     let lower = Swift.min(total, (chunks * member / members) * granule)
@@ -86,9 +86,9 @@ func _share(_ total: Int, members: Int, member: Int, granule: Int = 1) -> Range<
 /// The column panels of `units` of every gate block, for a `[·, gates·H]` packed matrix.
 ///
 /// With one member (`units` is every unit) this is every panel at once; otherwise `H` is a
-/// multiple of the panel width (see `_RecurrentPlan`), so each gate's share is whole panels.
-func _unitPanels(_ units: Range<Int>, hidden: Int, gates: Int, whole: Bool) -> [Range<Int>] {
-    let width = _PackedMatrix.panelWidth
+/// multiple of the panel width (see `RecurrentLayerPlan`), so each gate's share is whole panels.
+func unitPanels(_ units: Range<Int>, hidden: Int, gates: Int, whole: Bool) -> [Range<Int>] {
+    let width = PackedMatrix.panelWidth
     if whole { return [0..<((gates * hidden + width - 1) / width)] }
     return (0..<gates).map { g in
         ((g * hidden + units.lowerBound) / width)..<((g * hidden + units.upperBound) / width)
@@ -104,7 +104,7 @@ func _unitPanels(_ units: Range<Int>, hidden: Int, gates: Int, whole: Bool) -> [
 /// threads that meet at every step. A layer can follow the one before when both have one
 /// direction, the one before returns sequences and this one runs forward (its step `t` reads
 /// output `t`, which the one before writes at its step `t`, forward or `goBackwards`).
-func _pipelineLength(_ layers: ArraySlice<PreparedRecurrent>, threads: Int, batch: Int) -> Int {
+func pipelineLength(_ layers: ArraySlice<PreparedRecurrent>, threads: Int, batch: Int) -> Int {
     guard threads >= 2, batch < 8 * threads, let first = layers.first, first.directionCount == 1 else { return 1 }
     var length = 1
     var previous = first
@@ -117,7 +117,7 @@ func _pipelineLength(_ layers: ArraySlice<PreparedRecurrent>, threads: Int, batc
 }
 
 /// How a group member computes a step's new state.
-enum _StepPath: Equatable {
+enum StepPath: Equatable {
     /// One batch row of an LSTM or `.afterMatmul` GRU without projection, in whole panels:
     /// per block of 32 units, the state product accumulates in registers and the cell
     /// arithmetic runs on them (FusedStep.swift).
@@ -128,31 +128,31 @@ enum _StepPath: Equatable {
 }
 
 /// Where a step's new state goes.
-enum _StepCommit: Equatable {
+enum StepCommit: Equatable {
     /// Every step is valid (no mask) and nothing reads the old state after the update (no
     /// projection, no `.beforeMatmul` GRU): the update writes the new `h` straight into the
     /// next `h` buffer and the new `c` over `c` (each value is read before it is overwritten,
     /// in the same lane). The last emitted output is then the final `h`, set once at the end.
     case inPlace
     /// The update writes into scratch; each row then takes it or keeps its state by the mask
-    /// (`_GroupLoop.commit(row:...)`).
+    /// (`GroupLoop.commit(row:...)`).
     case masked
 }
 
 /// How the members of a group meet once per step, after writing their part of the new `h`.
-enum _StepMeeting: Equatable {
+enum StepMeeting: Equatable {
     /// One member: nobody to wait for.
     case alone
     /// At a barrier at the end of each step.
     case afterStep
     /// A fused one-row step only marks its end; the next step's product waits for each
-    /// partner's slice of `h` where it reaches it (`_StepWait`).
+    /// partner's slice of `h` where it reaches it (`StepWait`).
     case insideNextProduct
 }
 
 /// One group member's share of a layer's work and the way it runs each step, decided once
 /// before the time loop.
-struct _MemberPlan: Equatable {
+struct MemberPlan: Equatable {
     /// The hidden units whose gates, state and outputs this member computes.
     var units: Range<Int>
     /// The units of `h` it commits: `units`, or all of `R` with a projection (never split).
@@ -162,22 +162,22 @@ struct _MemberPlan: Equatable {
     var inputPanels: [Range<Int>]
     var recurrentPanels: [Range<Int>]
     var newPanels: [Range<Int>]
-    var path: _StepPath
-    var commit: _StepCommit
-    var meeting: _StepMeeting
+    var path: StepPath
+    var commit: StepCommit
+    var meeting: StepMeeting
 
     /// - `rows`: the group's batch rows; `masked`: whether the run has a mask.
     init(_ layer: PreparedRecurrent, rows: Int, members: Int, member: Int, masked: Bool) {
         let hidden = layer.hiddenSize
         let projected = layer.directions[0].projection != nil
         let whole = members == 1
-        units = _share(hidden, members: members, member: member, granule: _PackedMatrix.panelWidth)
+        units = shareOf(hidden, members: members, member: member, granule: PackedMatrix.panelWidth)
         outputUnits = projected ? 0..<layer.outputSize : units
-        inputPanels = _unitPanels(units, hidden: hidden, gates: layer.gateCount, whole: whole)
-        recurrentPanels = _unitPanels(units, hidden: hidden, gates: layer.kind == .gru ? 2 : layer.gateCount, whole: whole)
-        newPanels = _unitPanels(units, hidden: hidden, gates: 1, whole: whole)
+        inputPanels = unitPanels(units, hidden: hidden, gates: layer.gateCount, whole: whole)
+        recurrentPanels = unitPanels(units, hidden: hidden, gates: layer.kind == .gru ? 2 : layer.gateCount, whole: whole)
+        newPanels = unitPanels(units, hidden: hidden, gates: 1, whole: whole)
         let gruBefore = layer.kind == .gru && layer.resetRule == .beforeMatmul
-        path = rows == 1 && hidden % _PackedMatrix.panelWidth == 0 && !projected
+        path = rows == 1 && hidden % PackedMatrix.panelWidth == 0 && !projected
             && (layer.kind == .lstm || (layer.kind == .gru && layer.resetRule == .afterMatmul)) ? .fused : .batched
         commit = !masked && !projected && !gruBefore ? .inPlace : .masked
         meeting = members == 1 ? .alone : path == .fused ? .insideNextProduct : .afterStep

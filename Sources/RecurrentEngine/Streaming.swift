@@ -14,7 +14,7 @@ extension Engine {
             throw EngineError(layerKind: vectorizer.displayName, message: "cannot stream texts (each call pads its texts to its own length); run the whole texts at once")
         }
         for (index, layer) in model.layers.enumerated() {
-            let checker = _LayerChecker(index: index, kind: layer.kindName)
+            let checker = LayerChecker(index: index, kind: layer.kindName)
             switch layer {
             case .recurrent(let recurrent):
                 if recurrent.isBidirectional {
@@ -36,7 +36,7 @@ extension Engine {
         }
         guard batch >= 0 else { throw EngineError(message: "batch \(batch) must not be negative") }
         try checkRunSize(batch: batch, time: nil)
-        return StreamingSession(engine: self, batch: batch, states: try _layerStates(initialStates, batch: batch),
+        return StreamingSession(engine: self, batch: batch, states: try preparedLayerStates(initialStates, batch: batch),
                                 threads: threads)
     }
 }
@@ -55,9 +55,9 @@ package final class StreamingSession {
     package let batch: Int
     /// Threads a recurrent layer may use per chunk (see `Engine.run`).
     package let threads: Int
-    var layerStates: [_LayerState]
+    var layerStates: [LayerState]
 
-    init(engine: Engine, batch: Int, states: [_LayerState], threads: Int) {
+    init(engine: Engine, batch: Int, states: [LayerState], threads: Int) {
         self.engine = engine
         self.batch = batch
         self.threads = threads
@@ -66,29 +66,29 @@ package final class StreamingSession {
 
     /// The current state of every recurrent layer, in model order.
     package var states: [RecurrentState] {
-        engine._publicStates(layerStates, batch: batch)
+        engine.publicStates(layerStates, batch: batch)
     }
 
     /// Runs the next chunk and returns its outputs `[batch, t, outputFeatures]`.
     ///
     /// The state is updated only when the chunk runs without error.
     package func step(_ chunk: ModelInput) throws -> Tensor {
-        let start = try engine._start(chunk)
+        let start = try engine.startInput(chunk)
         guard start.batch == batch else {
             throw EngineError(message: "chunk has batch \(start.batch), the session was made for batch \(batch)")
         }
         guard start.time != nil else {
-            throw EngineError(message: "chunk has shape \(_shapeString(start.shape)), expected [batch, time, features]")
+            throw EngineError(message: "chunk has shape \(shapeString(start.shape)), expected [batch, time, features]")
         }
         try engine.checkRunSize(batch: batch, time: start.time)
         var states = layerStates
-        let output = try engine._forward(start, mask: nil, states: &states, threads: threads)
+        let output = try engine.forwardLayers(start, mask: nil, states: &states, threads: threads)
         layerStates = states
         return Tensor(unchecked: output.shape, values: output.values)
     }
 
     /// Restarts from `initialStates` (zeros when nil), validated as in `Engine.run`.
     package func reset(initialStates: [RecurrentState]? = nil) throws {
-        layerStates = try engine._layerStates(initialStates, batch: batch)
+        layerStates = try engine.preparedLayerStates(initialStates, batch: batch)
     }
 }

@@ -14,13 +14,13 @@ public struct Tensor: Sendable, Equatable {
     /// Throws ``ModelError`` (``ModelError/Kind/invalidInput``) when a dimension is negative,
     /// when the product of the dimensions overflows, or when it differs from `values.count`.
     public init(shape: [Int], values: [Float]) throws {
-        guard let count = _elementCount(shape) else {
+        guard let count = elementCount(shape) else {
             throw ModelError(.invalidInput, file: nil,
-                             message: "tensor shape \(_shapeString(shape)) has a negative dimension or more elements than Int.max")
+                             message: "tensor shape \(shapeString(shape)) has a negative dimension or more elements than Int.max")
         }
         guard count == values.count else {
             throw ModelError(.invalidInput, file: nil,
-                             message: "tensor shape \(_shapeString(shape)) holds \(count) values, \(values.count) given")
+                             message: "tensor shape \(shapeString(shape)) holds \(count) values, \(values.count) given")
         }
         self.shape = shape
         self.values = values
@@ -28,9 +28,9 @@ public struct Tensor: Sendable, Equatable {
 
     /// A tensor of zeros. Throws ``ModelError`` as ``init(shape:values:)`` does.
     public init(zeros shape: [Int]) throws {
-        guard let count = _elementCount(shape) else {
+        guard let count = elementCount(shape) else {
             throw ModelError(.invalidInput, file: nil,
-                             message: "tensor shape \(_shapeString(shape)) has a negative dimension or more elements than Int.max")
+                             message: "tensor shape \(shapeString(shape)) has a negative dimension or more elements than Int.max")
         }
         self.shape = shape
         self.values = [Float](repeating: 0, count: count)
@@ -39,14 +39,14 @@ public struct Tensor: Sendable, Equatable {
     /// A tensor whose shape the caller computed together with its values, inside the
     /// package: a mismatch there is a programming error and stops the program.
     package init(unchecked shape: [Int], values: [Float]) {
-        precondition(_elementCount(shape) == values.count, "Tensor: \(values.count) values for shape \(shape)")
+        precondition(elementCount(shape) == values.count, "Tensor: \(values.count) values for shape \(shape)")
         self.shape = shape
         self.values = values
     }
 
     /// Zeros of a shape the package computed itself (see ``init(unchecked:values:)``).
     package init(uncheckedZeros shape: [Int]) {
-        self.init(unchecked: shape, values: [Float](repeating: 0, count: _elementCount(shape) ?? -1))
+        self.init(unchecked: shape, values: [Float](repeating: 0, count: elementCount(shape) ?? -1))
     }
 
     /// The number of elements.

@@ -161,8 +161,8 @@ package struct TextVectorizer: Sendable, Equatable {
             rows.append(row)
         }
         let time = outputSequenceLength ?? rows.map(\.count).max() ?? 0
-        guard let count = _elementCount([texts.count, time]), count <= maxElements else {
-            throw EngineError(layerKind: "text vectorizer", message: "\(texts.count) texts of \(time) tokens: batch × time = \(_elementCount([texts.count, time]).map(String.init) ?? "more than \(Int.max)") token ids, over the limit of \(maxElements)")
+        guard let count = elementCount([texts.count, time]), count <= maxElements else {
+            throw EngineError(layerKind: "text vectorizer", message: "\(texts.count) texts of \(time) tokens: batch × time = \(elementCount([texts.count, time]).map(String.init) ?? "more than \(Int.max)") token ids, over the limit of \(maxElements)")
         }
         var result = [Int](repeating: Self.maskIndex, count: count)
         for (b, row) in rows.enumerated() {
@@ -219,7 +219,7 @@ extension ModelInput {
     /// `float features [2, 6, 4]`, `texts ([3] strings)`.
     package var kindDescription: String {
         switch self {
-        case .features(let tensor): return "float features \(_shapeString(tensor.shape))"
+        case .features(let tensor): return "float features \(shapeString(tensor.shape))"
         case .tokens(_, let batch, let time): return "token ids [\(batch), \(time)]"
         case .texts(let texts): return "texts ([\(texts.count)] strings)"
         }

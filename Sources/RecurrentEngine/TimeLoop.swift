@@ -1,5 +1,5 @@
-// The time loop of one group member (`_runGroup`): per chunk of steps the input projection,
-// then each step along the path its plan chose once (`_MemberPlan`): the new state (fused or
+// The time loop of one group member (`runGroup`): per chunk of steps the input projection,
+// then each step along the path its plan chose once (`MemberPlan`): the new state (fused or
 // batched), where it goes (in place, or committed row by row by the mask), and the meeting
 // with the group's other members.
 
@@ -13,10 +13,10 @@
 /// In a pipeline, `task.source` counts the steps each worker of the layer before has finished
 /// (its outputs are this layer's inputs `x`), and this member arrives at `task.progress` once
 /// per step, after writing its outputs.
-func _runGroup(_ task: _LayerTask, _ assignment: _RecurrentPlan.Assignment, batch: Int, time: Int) {
-    let loop = _GroupLoop(task, assignment, batch: batch, time: time)
+func runGroup(_ task: LayerTask, _ assignment: RecurrentLayerPlan.Assignment, batch: Int, time: Int) {
+    let loop = GroupLoop(task, assignment, batch: batch, time: time)
     loop.loadInitialState()
-    _withPinned(loop.layer.directions[loop.direction]) { weights in
+    withPinned(loop.layer.directions[loop.direction]) { weights in
         for chunkStart in stride(from: 0, to: time, by: loop.scratch.chunk) {
             let steps = Swift.min(loop.scratch.chunk, time - chunkStart)
             loop.project(chunkStart: chunkStart, steps: steps, weights: weights)
@@ -28,9 +28,9 @@ func _runGroup(_ task: _LayerTask, _ assignment: _RecurrentPlan.Assignment, batc
 
 /// One member's view of its group for the time loop: the plan, the sizes, and pointers to
 /// its part of the layer's memory.
-struct _GroupLoop {
+struct GroupLoop {
     let layer: PreparedRecurrent
-    let plan: _MemberPlan
+    let plan: MemberPlan
     let direction: Int
     let member: Int
     /// The group's batch rows; `m` of them.
@@ -39,18 +39,18 @@ struct _GroupLoop {
     let time: Int
     /// Whether step `s` processes time `T − 1 − s` (a backward direction, or `goBackwards`).
     let reversed: Bool
-    let memory: _LayerMemory
-    let scratch: _StepScratch
+    let memory: LayerMemory
+    let scratch: StepScratch
     /// This member's `[chunk, m, I]` part of `scratch.inputs`.
     let inputs: UnsafeMutablePointer<Float>
     /// The group's rows of the layer's `h` `[m, R]`, `c` `[m, H]` and `carried` `[m, R]`.
     let stateH: UnsafeMutablePointer<Float>
     let c: UnsafeMutablePointer<Float>?
     let carried: UnsafeMutablePointer<Float>
-    let barrier: _SpinBarrier?
-    let source: _SpinBarrier?
+    let barrier: SpinBarrier?
+    let source: SpinBarrier?
     /// In a pipeline, where this member arrives after each step.
-    let progress: (barrier: _SpinBarrier, slot: Int)?
+    let progress: (barrier: SpinBarrier, slot: Int)?
 
     var hidden: Int { layer.hiddenSize }
     var recurrentSize: Int { layer.outputSize }
@@ -58,7 +58,7 @@ struct _GroupLoop {
     var gateWidth: Int { layer.gateCount * layer.hiddenSize }
     var stepWidth: Int { layer.directionCount * layer.outputSize }
 
-    init(_ task: _LayerTask, _ assignment: _RecurrentPlan.Assignment, batch: Int, time: Int) {
+    init(_ task: LayerTask, _ assignment: RecurrentLayerPlan.Assignment, batch: Int, time: Int) {
         let group = task.plan.groups[assignment.group]
         let layer = task.layer
         self.layer = layer
@@ -69,7 +69,7 @@ struct _GroupLoop {
         self.time = time
         reversed = direction == 1 || layer.goBackwards
         memory = task.memory
-        plan = _MemberPlan(layer, rows: m, members: group.members, member: member, masked: memory.mask != nil)
+        plan = MemberPlan(layer, rows: m, members: group.members, member: member, masked: memory.mask != nil)
         scratch = memory.scratch[assignment.group]
         inputs = scratch.inputs + member * scratch.chunk * m * layer.inputSize
         let first = direction * batch + rows.lowerBound
@@ -116,7 +116,7 @@ struct _GroupLoop {
 
     /// The input projections of steps `chunkStart ..< chunkStart + steps` into `scratch.gates`
     /// (`[steps, m, G·H]`), this member's columns.
-    func project(chunkStart: Int, steps: Int, weights: _PinnedDirection) {
+    func project(chunkStart: Int, steps: Int, weights: PinnedDirection) {
         if let tokens = memory.tokens, let table = weights.tokenProjection {
             // A fused step reads the token's row of the table in place instead.
             if plan.path == .batched { lookUp(tokens: tokens, table: table, chunkStart: chunkStart, steps: steps) }
@@ -136,7 +136,7 @@ struct _GroupLoop {
             }
             // Their projection for this member's columns: gates[slot, b] = x[b, t] W + bias.
             for panels in plan.inputPanels {
-                _gemm(m: steps * m, a: inputs, lda: inputSize, b: weights.w, k: inputSize, n: gateWidth,
+                gemm(m: steps * m, a: inputs, lda: inputSize, b: weights.w, k: inputSize, n: gateWidth,
                       panels: panels, c: scratch.gates, ldc: gateWidth, initial: weights.bias)
             }
         }
@@ -145,7 +145,7 @@ struct _GroupLoop {
     /// The projection of each step's token, this member's columns:
     /// `gates[slot, b] = tokenProjection[id of x[b, t]]`.
     private func lookUp(tokens: UnsafePointer<Int>, table: UnsafePointer<Float>, chunkStart: Int, steps: Int) {
-        let width = _PackedMatrix.panelWidth
+        let width = PackedMatrix.panelWidth
         for slot in 0..<steps {
             let t = timeIndex(ofStep: chunkStart + slot)
             for b in 0..<m {
@@ -163,7 +163,7 @@ struct _GroupLoop {
 
     /// Step `s` (the chunk's `slot`): the new state of this member's units along the plan's
     /// path, committed, then the meeting with the other members.
-    func step(_ s: Int, slot: Int, weights: _PinnedDirection) {
+    func step(_ s: Int, slot: Int, weights: PinnedDirection) {
         let t = timeIndex(ofStep: s)
         let gates = scratch.gates + slot * m * gateWidth  // [m, G·H]
         let h = hBuffer(s)                                  // [m, R], read
@@ -199,7 +199,7 @@ struct _GroupLoop {
     /// step's projection, or, after an embedding, the token's row of the table, read in place.
     private func fusedState(_ s: Int, t: Int, gates: UnsafeMutablePointer<Float>, h: UnsafePointer<Float>,
                             newH: UnsafeMutablePointer<Float>, newC: UnsafeMutablePointer<Float>?,
-                            weights: _PinnedDirection) {
+                            weights: PinnedDirection) {
         var projected = UnsafePointer(gates)
         if let tokens = memory.tokens, let table = weights.tokenProjection {
             projected = table + tokens[rows.lowerBound * time + t] * gateWidth
@@ -207,13 +207,13 @@ struct _GroupLoop {
         // Each partner's h of this step is written once it has arrived 1 + s times (the first
         // arrival is the meeting before the loop).
         let wait = plan.meeting == .insideNextProduct
-            ? _StepWait(barrier: barrier!, member: member, rounds: 1 + s, bounds: scratch.memberBounds)
+            ? StepWait(barrier: barrier!, member: member, rounds: 1 + s, bounds: scratch.memberBounds)
             : nil
         if layer.kind == .lstm {
-            _fusedLSTMStep(layer, h: h, u: weights.u, units: plan.units, gates: projected, c: c!,
+            fusedLSTMStep(layer, h: h, u: weights.u, units: plan.units, gates: projected, c: c!,
                            newC: newC!, out: newH, wait: wait)
         } else {
-            _fusedGRUStep(layer, h: h, u: weights.u, un: weights.un!, newBias: weights.recurrentNewBias!,
+            fusedGRUStep(layer, h: h, u: weights.u, un: weights.un!, newBias: weights.recurrentNewBias!,
                           units: plan.units, gates: projected, out: newH, wait: wait)
         }
     }
@@ -222,25 +222,25 @@ struct _GroupLoop {
     /// `U_n h + b_hn` apart, in `scratch.work`), then the cell update of this member's units.
     private func batchedState(gates: UnsafeMutablePointer<Float>, h: UnsafePointer<Float>,
                               newH: UnsafeMutablePointer<Float>, newC: UnsafeMutablePointer<Float>?,
-                              weights: _PinnedDirection) {
+                              weights: PinnedDirection) {
         for panels in plan.recurrentPanels {
-            _gemm(m: m, a: h, lda: recurrentSize, b: weights.u, k: recurrentSize, n: weights.recurrentColumns,
+            gemm(m: m, a: h, lda: recurrentSize, b: weights.u, k: recurrentSize, n: weights.recurrentColumns,
                   panels: panels, c: gates, ldc: gateWidth)
         }
         if layer.kind == .gru && layer.resetRule == .afterMatmul {
             for panels in plan.newPanels {
-                _gemm(m: m, a: h, lda: hidden, b: weights.un!, k: hidden, n: hidden, panels: panels,
+                gemm(m: m, a: h, lda: hidden, b: weights.un!, k: hidden, n: hidden, panels: panels,
                       c: scratch.work, ldc: hidden, initial: weights.recurrentNewBias!)
             }
         }
         switch layer.kind {
         case .rnn:
-            _rnnUpdate(layer, rows: m, units: plan.units, gates: gates, out: newH)
+            rnnUpdate(layer, rows: m, units: plan.units, gates: gates, out: newH)
         case .lstm:
-            _lstmUpdate(layer, rows: m, units: plan.units, gates: gates, c: c!, newC: newC!, newH: newH,
+            lstmUpdate(layer, rows: m, units: plan.units, gates: gates, c: c!, newC: newC!, newH: newH,
                         scratch: scratch, projection: weights.projection)
         case .gru:
-            _gruUpdate(layer, rows: m, units: plan.units, gates: gates, h: h, newH: newH, scratch: scratch,
+            gruUpdate(layer, rows: m, units: plan.units, gates: gates, h: h, newH: newH, scratch: scratch,
                        newWeight: weights.un!)
         }
     }

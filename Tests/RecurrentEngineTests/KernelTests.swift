@@ -18,14 +18,14 @@ final class KernelTests: XCTestCase {
         for n in Array(1...17) + [32, 33, 95, 128, 130, 257] {
             for k in [1, 2, 3, 5, 8, 13, 16, 17, 300] {
                 let w = rng.floats(n * k)  // [n, k] as the model stores it
-                let packed = _PackedMatrix(weight: w, out: n, in: k)
+                let packed = PackedMatrix(weight: w, out: n, in: k)
                 for m in 1...17 where (n <= 17 || m <= 9) && (k <= 17 || [1, 2, 3, 4, 7, 8, 9, 15, 17].contains(m)) {
                     let a = rng.floats(m * k)
                     let c0 = rng.floats(m * n)
                     var c = c0
                     a.withUnsafeBufferPointer { ap in
                         c.withUnsafeMutableBufferPointer { cp in
-                            _gemm(m: m, a: ap.baseAddress!, lda: k, b: packed, c: cp.baseAddress!, ldc: n)
+                            gemm(m: m, a: ap.baseAddress!, lda: k, b: packed, c: cp.baseAddress!, ldc: n)
                         }
                     }
                     for i in 0..<m {
@@ -45,7 +45,7 @@ final class KernelTests: XCTestCase {
                     var row = Array(c0[(i * n)..<((i + 1) * n)])
                     a.withUnsafeBufferPointer { ap in
                         row.withUnsafeMutableBufferPointer { rp in
-                            _gemm(m: 1, a: ap.baseAddress! + i * k, lda: k, b: packed, c: rp.baseAddress!, ldc: n)
+                            gemm(m: 1, a: ap.baseAddress! + i * k, lda: k, b: packed, c: rp.baseAddress!, ldc: n)
                         }
                     }
                     XCTAssertEqual(row, Array(c[(i * n)..<((i + 1) * n)]), "m \(m) n \(n) k \(k): row alone")
@@ -61,21 +61,21 @@ final class KernelTests: XCTestCase {
         var rng = SeededGenerator(seed: 6)
         let (m, n, k) = (3, 100, 7)
         let w = rng.floats(n * k), a = rng.floats(m * k)
-        let packed = _PackedMatrix(weight: w, out: n, in: k)
+        let packed = PackedMatrix(weight: w, out: n, in: k)
         var whole = [Float](repeating: 0, count: m * n)
         var parts = [Float](repeating: 0, count: m * n)
         a.withUnsafeBufferPointer { ap in
             withExtendedLifetime(packed) {
                 let bp = UnsafeBufferPointer(start: packed.base, count: packed.panelCount * k * 32)
                 whole.withUnsafeMutableBufferPointer { cp in
-                    _gemm(m: m, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, k: k, n: n,
+                    gemm(m: m, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, k: k, n: n,
                           panels: 0..<packed.panelCount, c: cp.baseAddress!, ldc: n)
                 }
                 parts.withUnsafeMutableBufferPointer { cp in
-                    _gemm(m: m, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, k: k, n: n,
+                    gemm(m: m, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, k: k, n: n,
                           panels: 0..<1, c: cp.baseAddress!, ldc: n)
                     XCTAssertTrue(cp[32..<n].allSatisfy { $0 == 0 })
-                    _gemm(m: m, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, k: k, n: n,
+                    gemm(m: m, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, k: k, n: n,
                           panels: 1..<packed.panelCount, c: cp.baseAddress!, ldc: n)
                 }
             }
@@ -90,7 +90,7 @@ final class KernelTests: XCTestCase {
         var rng = SeededGenerator(seed: 10)
         for (n, k) in [(1, 3), (33, 7), (128, 5), (130, 300), (257, 17), (64, 513)] {
             let w = rng.floats(n * k)
-            let packed = _PackedMatrix(weight: w, out: n, in: k)
+            let packed = PackedMatrix(weight: w, out: n, in: k)
             let bias = rng.floats(n)
             for m in [1, 2, 3, 9, 17] {
                 let a = rng.floats(m * k)
@@ -98,11 +98,11 @@ final class KernelTests: XCTestCase {
                 var direct = [Float](repeating: .nan, count: m * n)  // only written
                 a.withUnsafeBufferPointer { ap in
                     copied.withUnsafeMutableBufferPointer { cp in
-                        _gemm(m: m, a: ap.baseAddress!, lda: k, b: packed, c: cp.baseAddress!, ldc: n)
+                        gemm(m: m, a: ap.baseAddress!, lda: k, b: packed, c: cp.baseAddress!, ldc: n)
                     }
                     bias.withUnsafeBufferPointer { bp in
                         direct.withUnsafeMutableBufferPointer { dp in
-                            _gemm(m: m, a: ap.baseAddress!, lda: k, b: packed.base, k: k, n: n,
+                            gemm(m: m, a: ap.baseAddress!, lda: k, b: packed.base, k: k, n: n,
                                   panels: 0..<packed.panelCount, c: dp.baseAddress!, ldc: n, initial: bp.baseAddress!)
                         }
                     }
@@ -116,17 +116,17 @@ final class KernelTests: XCTestCase {
     /// of a panel row straddles two cache lines.
     func testPackedStorageIsAligned() {
         for (n, k) in [(1, 1), (3, 5), (100, 7), (1024, 256)] {
-            let packed = _PackedMatrix(weight: [Float](repeating: 1, count: n * k), out: n, in: k)
+            let packed = PackedMatrix(weight: [Float](repeating: 1, count: n * k), out: n, in: k)
             XCTAssertEqual(Int(bitPattern: packed.base) % 64, 0)
             XCTAssertEqual(packed.values.count, packed.panelCount * k * 32)
             XCTAssertEqual(packed.element(row: k - 1, column: n - 1), 1)
-            let scratch = _allocateAligned(n * k)
+            let scratch = allocateAligned(n * k)
             XCTAssertEqual(Int(bitPattern: scratch) % 64, 0)
             scratch.deallocate()
         }
-        let a = _PackedMatrix(weight: [1, 2, 3, 4, 5, 6], out: 2, in: 3)
-        XCTAssertEqual(a, _PackedMatrix(weight: [1, 2, 3, 4, 5, 6], out: 2, in: 3))
-        XCTAssertNotEqual(a, _PackedMatrix(weight: [1, 2, 3, 4, 5, 7], out: 2, in: 3))
+        let a = PackedMatrix(weight: [1, 2, 3, 4, 5, 6], out: 2, in: 3)
+        XCTAssertEqual(a, PackedMatrix(weight: [1, 2, 3, 4, 5, 6], out: 2, in: 3))
+        XCTAssertNotEqual(a, PackedMatrix(weight: [1, 2, 3, 4, 5, 7], out: 2, in: 3))
     }
 
     /// The sixteen-lane tanh, σ and exp equal the scalar functions bit for bit (the state
@@ -141,17 +141,17 @@ final class KernelTests: XCTestCase {
         values += (0..<4_000).map { _ in Float.random(in: -120...120, using: &rng) }
         values += (0..<3).map { _ in Float.random(in: -1...1, using: &rng) }  // a scalar tail
         func bits(_ v: [Float]) -> [UInt32] { v.map { $0.isNaN ? 0x7FC0_0000 : $0.bitPattern } }
-        for (name, vector, scalar) in [("tanh", _tanh as (SIMD16<Float>) -> SIMD16<Float>, _tanh as (Float) -> Float),
-                                       ("sigmoid", _sigmoid, _sigmoid), ("exp", _exp, _exp)] {
+        for (name, vector, scalar) in [("tanh", tanhOf as (SIMD16<Float>) -> SIMD16<Float>, tanhOf as (Float) -> Float),
+                                       ("sigmoid", sigmoidOf, sigmoidOf), ("exp", expOf, expOf)] {
             var lanes = values
-            _applyVectorised(vector, scalar, &lanes)
+            applyVectorised(vector, scalar, &lanes)
             XCTAssertEqual(bits(lanes), bits(values.map(scalar)), name)
         }
         // The one-division products of the LSTM cell, pairing each value with a shuffled one.
         let partners = values.shuffled(using: &rng)
-        for (name, vector, scalar) in [("σ·tanh", _sigmoidTimesTanh as (SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>,
-                                        _sigmoidTimesTanh as (Float, Float) -> Float),
-                                       ("x·σ", _timesSigmoid, _timesSigmoid)] {
+        for (name, vector, scalar) in [("σ·tanh", sigmoidTimesTanh as (SIMD16<Float>, SIMD16<Float>) -> SIMD16<Float>,
+                                        sigmoidTimesTanh as (Float, Float) -> Float),
+                                       ("x·σ", timesSigmoid, timesSigmoid)] {
             var lanes: [Float] = []
             var i = 0
             while i + 16 <= values.count {
@@ -166,8 +166,8 @@ final class KernelTests: XCTestCase {
         // The lane-by-lane form for other activations agrees with the element-wise one.
         let x = SIMD16<Float>((0..<16).map { Float($0) / 3 - 2.5 })
         for activation in [Activation.relu, .hardSigmoid, .softsign, .elu] {
-            let y = _ActivationFunction(activation)(x)
-            for i in 0..<16 { XCTAssertEqual(y[i], activation._elementwise(x[i]), "\(activation)") }
+            let y = ActivationFunction(activation)(x)
+            for i in 0..<16 { XCTAssertEqual(y[i], activation.elementwise(x[i]), "\(activation)") }
         }
     }
 
@@ -177,10 +177,10 @@ final class KernelTests: XCTestCase {
         var x: Float = -40
         while x < 40 {
             let d = Double(x)
-            let tanhError = abs(Double(_tanh(x)) - Foundation.tanh(d)) / max(abs(Foundation.tanh(d)), 1e-300)
+            let tanhError = abs(Double(tanhOf(x)) - Foundation.tanh(d)) / max(abs(Foundation.tanh(d)), 1e-300)
             let sigmoid = 1 / (1 + Foundation.exp(-d))
-            let sigmoidError = abs(Double(_sigmoid(x)) - sigmoid) / sigmoid
-            let expError = abs(Double(_exp(x)) - Foundation.exp(d)) / Foundation.exp(d)
+            let sigmoidError = abs(Double(sigmoidOf(x)) - sigmoid) / sigmoid
+            let expError = abs(Double(expOf(x)) - Foundation.exp(d)) / Foundation.exp(d)
             worst = (max(worst.tanh, x == 0 ? 0 : tanhError), max(worst.sigmoid, sigmoidError), max(worst.exp, expError))
             x = x.nextUp + max(abs(x) * 2e-5, 1e-8)
         }
@@ -193,11 +193,11 @@ final class KernelTests: XCTestCase {
             while b < 12 {
                 let exact = Foundation.tanh(Double(b)) / (1 + Foundation.exp(-Double(a)))
                 if exact != 0 && abs(exact) > 1e-30 {
-                    worstProduct = max(worstProduct, abs(Double(_sigmoidTimesTanh(a, b)) - exact) / abs(exact))
+                    worstProduct = max(worstProduct, abs(Double(sigmoidTimesTanh(a, b)) - exact) / abs(exact))
                 }
                 let scaled = Double(b) / (1 + Foundation.exp(-Double(a)))
                 if abs(scaled) > 1e-30 {
-                    worstScaled = max(worstScaled, abs(Double(_timesSigmoid(b, a)) - scaled) / abs(scaled))
+                    worstScaled = max(worstScaled, abs(Double(timesSigmoid(b, a)) - scaled) / abs(scaled))
                 }
                 b += 0.00731
             }
@@ -206,30 +206,30 @@ final class KernelTests: XCTestCase {
         print("σ·tanh worst relative error \(worstProduct), x·σ \(worstScaled)")
         XCTAssertLessThan(worstProduct, 3e-7)
         XCTAssertLessThan(worstScaled, 2e-7)
-        XCTAssertLessThan(_sigmoidTimesTanh(-100, 5), 1e-37)
-        XCTAssertEqual(_sigmoidTimesTanh(100, 100), 1)
-        XCTAssertEqual(_sigmoidTimesTanh(100, -100), -1)
-        XCTAssertTrue(_sigmoidTimesTanh(.nan, 1).isNaN)
-        XCTAssertTrue(_sigmoidTimesTanh(1, .nan).isNaN)
+        XCTAssertLessThan(sigmoidTimesTanh(-100, 5), 1e-37)
+        XCTAssertEqual(sigmoidTimesTanh(100, 100), 1)
+        XCTAssertEqual(sigmoidTimesTanh(100, -100), -1)
+        XCTAssertTrue(sigmoidTimesTanh(.nan, 1).isNaN)
+        XCTAssertTrue(sigmoidTimesTanh(1, .nan).isNaN)
         XCTAssertLessThan(worst.sigmoid, 2e-7)
         XCTAssertLessThan(worst.exp, 2e-7)
-        XCTAssertEqual(_tanh(0), 0)
-        XCTAssertEqual(_tanh(100), 1)
-        XCTAssertEqual(_tanh(-100), -1)
-        XCTAssertEqual(_sigmoid(100), 1)
-        XCTAssertLessThan(_sigmoid(-100), 1e-37)
-        XCTAssertTrue(_tanh(.nan).isNaN)
-        XCTAssertTrue(_sigmoid(.nan).isNaN)
+        XCTAssertEqual(tanhOf(0), 0)
+        XCTAssertEqual(tanhOf(100), 1)
+        XCTAssertEqual(tanhOf(-100), -1)
+        XCTAssertEqual(sigmoidOf(100), 1)
+        XCTAssertLessThan(sigmoidOf(-100), 1e-37)
+        XCTAssertTrue(tanhOf(.nan).isNaN)
+        XCTAssertTrue(sigmoidOf(.nan).isNaN)
         // The buffer form (vectorised) agrees with the scalar form.
         var values = (0..<1000).map { Float($0 - 500) / 37 }
-        let expected = values.map(_tanh)
+        let expected = values.map(tanhOf)
         Activation.tanh.apply(to: &values, rowLength: 1000)
         XCTAssertEqual(values, expected)
     }
 
     /// How work is split for each kind of layer and batch.
     func testPlans() {
-        typealias Plan = _RecurrentPlan
+        typealias Plan = RecurrentLayerPlan
         // Two directions on two threads: one each, the whole batch.
         var plan = Plan(threads: 2, directions: 2, batch: 1, columnSplittable: true)
         XCTAssertEqual(plan.groups.map(\.members), [1, 1])
@@ -249,15 +249,15 @@ final class KernelTests: XCTestCase {
         // ... unless the update needs every unit (projected LSTM, GRU reset before the product).
         plan = Plan(threads: 2, directions: 1, batch: 3, columnSplittable: false)
         XCTAssertEqual(plan.groups.map(\.members), [1])
-        XCTAssertEqual(_share(100, members: 2, member: 0, granule: 16), 0..<48)
-        XCTAssertEqual(_share(100, members: 2, member: 1, granule: 16), 48..<100)
-        XCTAssertEqual(_share(1, members: 3, member: 2), 0..<1)
-        XCTAssertEqual(_share(1, members: 3, member: 0), 0..<0)
+        XCTAssertEqual(shareOf(100, members: 2, member: 0, granule: 16), 0..<48)
+        XCTAssertEqual(shareOf(100, members: 2, member: 1, granule: 16), 48..<100)
+        XCTAssertEqual(shareOf(1, members: 3, member: 2), 0..<1)
+        XCTAssertEqual(shareOf(1, members: 3, member: 0), 0..<0)
         // Units on whole panels, and each member's panels in every gate block.
-        XCTAssertEqual(_share(256, members: 2, member: 1, granule: 32), 128..<256)
-        XCTAssertEqual(_share(64, members: 3, member: 0, granule: 32), 0..<0)
-        XCTAssertEqual(_unitPanels(128..<256, hidden: 256, gates: 4, whole: false), [4..<8, 12..<16, 20..<24, 28..<32])
-        XCTAssertEqual(_unitPanels(0..<40, hidden: 40, gates: 3, whole: true), [0..<4])
+        XCTAssertEqual(shareOf(256, members: 2, member: 1, granule: 32), 128..<256)
+        XCTAssertEqual(shareOf(64, members: 3, member: 0, granule: 32), 0..<0)
+        XCTAssertEqual(unitPanels(128..<256, hidden: 256, gates: 4, whole: false), [4..<8, 12..<16, 20..<24, 28..<32])
+        XCTAssertEqual(unitPanels(0..<40, hidden: 40, gates: 3, whole: true), [0..<4])
     }
 
     /// Two and three threads give the single-threaded result bit for bit, for every cell variant,
@@ -303,7 +303,7 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// Which stacks run as a pipeline (`_pipelineLength`): consecutive one-direction layers,
+    /// Which stacks run as a pipeline (`pipelineLength`): consecutive one-direction layers,
     /// each after one that returns sequences, all but the first forward, as many as there are
     /// threads, at batches too small to split by rows.
     func testPipelineLength() throws {
@@ -318,23 +318,23 @@ final class KernelTests: XCTestCase {
         let b = randomLayer(.gruAfter, inputSize: 4, hiddenSize: 5, using: &rng)
         let c = randomLayer(.rnnTanh, inputSize: 5, hiddenSize: 6, using: &rng)
         let abc = try prepared([a, b, c])
-        XCTAssertEqual(_pipelineLength(abc[...], threads: 1, batch: 1), 1)
-        XCTAssertEqual(_pipelineLength(abc[...], threads: 2, batch: 1), 2)
-        XCTAssertEqual(_pipelineLength(abc[...], threads: 3, batch: 1), 3)
-        XCTAssertEqual(_pipelineLength(abc[...], threads: 8, batch: 63), 3)
-        XCTAssertEqual(_pipelineLength(abc[...], threads: 8, batch: 64), 1)  // rows split instead
-        XCTAssertEqual(_pipelineLength(abc[2...], threads: 2, batch: 1), 1)
+        XCTAssertEqual(pipelineLength(abc[...], threads: 1, batch: 1), 1)
+        XCTAssertEqual(pipelineLength(abc[...], threads: 2, batch: 1), 2)
+        XCTAssertEqual(pipelineLength(abc[...], threads: 3, batch: 1), 3)
+        XCTAssertEqual(pipelineLength(abc[...], threads: 8, batch: 63), 3)
+        XCTAssertEqual(pipelineLength(abc[...], threads: 8, batch: 64), 1)  // rows split instead
+        XCTAssertEqual(pipelineLength(abc[2...], threads: 2, batch: 1), 1)
         var backward = b
         backward.goBackwards = true
-        XCTAssertEqual(_pipelineLength(try prepared([a, backward])[...], threads: 2, batch: 1), 1)
+        XCTAssertEqual(pipelineLength(try prepared([a, backward])[...], threads: 2, batch: 1), 1)
         var backwardFirst = a
         backwardFirst.goBackwards = true
-        XCTAssertEqual(_pipelineLength(try prepared([backwardFirst, b])[...], threads: 2, batch: 1), 2)
+        XCTAssertEqual(pipelineLength(try prepared([backwardFirst, b])[...], threads: 2, batch: 1), 2)
         let bidirectional = randomLayer(.lstm, inputSize: 3, hiddenSize: 2, directions: 2, using: &rng)
-        XCTAssertEqual(_pipelineLength(try prepared([bidirectional, b])[...], threads: 2, batch: 1), 1)
+        XCTAssertEqual(pipelineLength(try prepared([bidirectional, b])[...], threads: 2, batch: 1), 1)
         var lastOnly = abc
         lastOnly[0].returnSequences = false
-        XCTAssertEqual(_pipelineLength(lastOnly[...], threads: 2, batch: 1), 1)
+        XCTAssertEqual(pipelineLength(lastOnly[...], threads: 2, batch: 1), 1)
     }
 
     /// A pipelined stack (each layer on threads of its own, its steps reading the layer before's
@@ -432,7 +432,7 @@ final class KernelTests: XCTestCase {
     }
 
     /// A recurrent layer right after an embedding looks up its input projection per token
-    /// (`_foldEmbedding`); the values equal the gathered-and-multiplied ones bit for bit, for
+    /// (`foldEmbedding`); the values equal the gathered-and-multiplied ones bit for bit, for
     /// every cell kind, one or two directions, masks from lengths and `maskZero`, row and unit
     /// splits over threads. An identity layer in between turns the lookup off.
     func testEmbeddingFoldedIntoInputProjectionMatchesExactly() throws {
@@ -462,7 +462,7 @@ final class KernelTests: XCTestCase {
                     for d in unfolded.directions.indices { unfolded.directions[d].tokenProjection = nil }
                     layers[1] = .recurrent(unfolded)
                 }
-                _foldEmbedding(&layers, limit: vocabulary * layer.kind.gateCount * 32 * directions - 1)
+                foldEmbedding(&layers, limit: vocabulary * layer.kind.gateCount * 32 * directions - 1)
                 guard case .recurrent(let limited) = layers[1] else { return XCTFail("layer 1 is not recurrent") }
                 XCTAssertTrue(limited.directions.allSatisfy { $0.tokenProjection == nil })
             }

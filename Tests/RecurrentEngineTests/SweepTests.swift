@@ -132,7 +132,7 @@ final class SweepTests: XCTestCase {
 
     /// Spot values of the activations, from their definitions.
     func testActivationDefinitions() {
-        func f(_ a: Activation, _ x: Float) -> Float { a._elementwise(x) }
+        func f(_ a: Activation, _ x: Float) -> Float { a.elementwise(x) }
         XCTAssertEqual(f(.hardSigmoidKeras2, 1), 0.7, accuracy: 1e-7)
         XCTAssertEqual(f(.hardSigmoidKeras2, 3), 1)
         XCTAssertEqual(f(.hardSigmoid, 1), 4 / 6, accuracy: 1e-7)

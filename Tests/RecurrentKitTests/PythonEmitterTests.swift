@@ -695,10 +695,10 @@ else:
     /// submodule name; the emitted module lists its names and refuses to import under a torch
     /// whose nn.Module has one of them.
     func testEveryTorchModuleAttributeIsRefusedAndCheckedAgainAtImport() throws {
-        XCTAssertEqual(_torchModuleAttributesVersion, "2.15.0")
-        XCTAssertGreaterThan(_torchModuleAttributes.count, 50)
-        for name in _torchModuleAttributes.sorted() {
-            XCTAssertEqual(_pythonIdentifierProblem(name)?.contains("attribute of torch.nn.Module"), true, name)
+        XCTAssertEqual(torchModuleAttributesVersion, "2.15.0")
+        XCTAssertGreaterThan(torchModuleAttributes.count, 50)
+        for name in torchModuleAttributes.sorted() {
+            XCTAssertEqual(pythonIdentifierProblem(name)?.contains("attribute of torch.nn.Module"), true, name)
         }
         let source = try PythonEmitter.source(modelConfig: linearConfig(named: "fc2"), weightsFile: "m.h5")
         XCTAssertTrue(source.contains("""
@@ -755,8 +755,8 @@ else:
 
     /// The emitted tokenizer block alone (it needs no torch).
     private func tokenizerBlock(_ source: String) throws -> String {
-        let start = try XCTUnwrap(source.range(of: _tokenizerStart), "no tokenizer in the module")
-        let end = try XCTUnwrap(source.range(of: _tokenizerEnd))
+        let start = try XCTUnwrap(source.range(of: tokenizerStart), "no tokenizer in the module")
+        let end = try XCTUnwrap(source.range(of: tokenizerEnd))
         return String(source[start.lowerBound..<end.upperBound])
     }
 

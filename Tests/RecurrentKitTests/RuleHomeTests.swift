@@ -10,7 +10,7 @@ final class RuleHomeTests: XCTestCase {
     private let root = fixturesFolder.deletingLastPathComponent()
 
     /// The table's File column: every path it names, as written (`Sources/RecurrentKit/Keras/KerasLayout.swift`,
-    /// or shortened after a comma: `KerasWeightSource.swift`, `Common/LoadedModel.swift`).
+    /// or shortened after a comma: `KerasWeightSource.swift`, `Model/LoadedModel.swift`).
     private func tableFiles(_ text: String) -> [String] {
         let section = text.components(separatedBy: "## Where each rule lives").dropFirst().first ?? ""
         var files: [String] = []

@@ -34,7 +34,7 @@ package struct StrictJSONDecoder {
     /// and `NSNull` as `JSONValue.foundationObject` gives it.
     static func decode<T: Decodable>(_ type: T.Type, from json: Any) throws -> T {
         do {
-            return try T(from: _StrictDecoder(json, path: []))
+            return try T(from: StrictDecoder(json, path: []))
         } catch let error as DecodingError {
             switch error {
             case let .keyNotFound(key, context):
@@ -96,18 +96,18 @@ func describeJSON(_ value: Any) -> String {
     case let text as String: return text.isEmpty ? "an empty string" : "a string"
     case is [Any]: return "an array"
     case is [String: Any]: return "an object"
-    case let number as NSNumber: return _isBoolean(number) ? (number.boolValue ? "true" : "false") : "\(number)"
+    case let number as NSNumber: return isJSONBoolean(number) ? (number.boolValue ? "true" : "false") : "\(number)"
     default: return "\(type(of: value))"
     }
 }
 
 /// The tree gives NSNumber for numbers and booleans alike (`JSONValue.isBoolean`).
-private func _isBoolean(_ number: NSNumber) -> Bool {
+private func isJSONBoolean(_ number: NSNumber) -> Bool {
     JSONValue.isBoolean(number)
 }
 
 /// One JSON value being decoded, and its single-value container.
-private struct _StrictDecoder: Decoder, SingleValueDecodingContainer {
+private struct StrictDecoder: Decoder, SingleValueDecodingContainer {
     let value: Any
     let codingPath: [CodingKey]
     var userInfo: [CodingUserInfoKey: Any] { [:] }
@@ -123,12 +123,12 @@ private struct _StrictDecoder: Decoder, SingleValueDecodingContainer {
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         guard let object = value as? [String: Any] else { throw mismatch([String: Any].self, "an object") }
-        return KeyedDecodingContainer(_KeyedContainer<Key>(object: object, codingPath: codingPath))
+        return KeyedDecodingContainer(KeyedContainer<Key>(object: object, codingPath: codingPath))
     }
 
     func unkeyedContainer() throws -> UnkeyedDecodingContainer {
         guard let array = value as? [Any] else { throw mismatch([Any].self, "an array") }
-        return _UnkeyedContainer(array: array, codingPath: codingPath)
+        return UnkeyedContainer(array: array, codingPath: codingPath)
     }
 
     func singleValueContainer() throws -> SingleValueDecodingContainer { self }
@@ -136,7 +136,7 @@ private struct _StrictDecoder: Decoder, SingleValueDecodingContainer {
     func decodeNil() -> Bool { value is NSNull }
 
     func decode(_ type: Bool.Type) throws -> Bool {
-        guard let number = value as? NSNumber, _isBoolean(number) else { throw mismatch(type, "true or false") }
+        guard let number = value as? NSNumber, isJSONBoolean(number) else { throw mismatch(type, "true or false") }
         return number.boolValue
     }
 
@@ -146,7 +146,7 @@ private struct _StrictDecoder: Decoder, SingleValueDecodingContainer {
     }
 
     func decode(_ type: Double.Type) throws -> Double {
-        guard let number = value as? NSNumber, !_isBoolean(number) else { throw mismatch(type, "a number") }
+        guard let number = value as? NSNumber, !isJSONBoolean(number) else { throw mismatch(type, "a number") }
         return number.doubleValue
     }
 
@@ -184,7 +184,7 @@ private struct _StrictDecoder: Decoder, SingleValueDecodingContainer {
     func decode<T: Decodable>(_ type: T.Type) throws -> T { try T(from: self) }
 }
 
-private struct _KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
+private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let object: [String: Any]
     let codingPath: [CodingKey]
 
@@ -192,11 +192,11 @@ private struct _KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func contains(_ key: Key) -> Bool { object[key.stringValue] != nil }
 
-    private func child(_ key: Key) throws -> _StrictDecoder {
+    private func child(_ key: Key) throws -> StrictDecoder {
         guard let value = object[key.stringValue] else {
             throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "missing"))
         }
-        return _StrictDecoder(value, path: codingPath + [key])
+        return StrictDecoder(value, path: codingPath + [key])
     }
 
     func decodeNil(forKey key: Key) throws -> Bool { try child(key).decodeNil() }
@@ -225,11 +225,11 @@ private struct _KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         try child(key).unkeyedContainer()
     }
 
-    func superDecoder() throws -> Decoder { _StrictDecoder(object, path: codingPath) }
+    func superDecoder() throws -> Decoder { StrictDecoder(object, path: codingPath) }
     func superDecoder(forKey key: Key) throws -> Decoder { try child(key) }
 }
 
-private struct _UnkeyedContainer: UnkeyedDecodingContainer {
+private struct UnkeyedContainer: UnkeyedDecodingContainer {
     let array: [Any]
     let codingPath: [CodingKey]
     var currentIndex = 0
@@ -242,13 +242,13 @@ private struct _UnkeyedContainer: UnkeyedDecodingContainer {
     var count: Int? { array.count }
     var isAtEnd: Bool { currentIndex >= array.count }
 
-    private mutating func next() throws -> _StrictDecoder {
+    private mutating func next() throws -> StrictDecoder {
         let key = AnyCodingKey(intValue: currentIndex)!
         guard !isAtEnd else {
             throw DecodingError.valueNotFound(Any.self, .init(codingPath: codingPath + [key], debugDescription: "missing"))
         }
         defer { currentIndex += 1 }
-        return _StrictDecoder(array[currentIndex], path: codingPath + [key])
+        return StrictDecoder(array[currentIndex], path: codingPath + [key])
     }
 
     mutating func decodeNil() throws -> Bool {

@@ -1,50 +1,6 @@
 import Foundation
 import HDF5
 
-/// One layer option's value as the file gives it, typed: a JSON writer writes numbers and
-/// booleans as such, a text form writes `description`.
-public enum DetailValue: Sendable, Equatable, Encodable, CustomStringConvertible {
-    case text(String)
-    case integer(Int)
-    case number(Double)
-    case flag(Bool)
-
-    public var description: String {
-        switch self {
-        case let .text(text): return text
-        case let .integer(value): return "\(value)"
-        case let .number(value): return "\(value)"
-        case let .flag(value): return "\(value)"
-        }
-    }
-
-    /// The value itself: a string, an integer, a number or a boolean.
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case let .text(text): try container.encode(text)
-        case let .integer(value): try container.encode(value)
-        case let .number(value): try container.encode(value)
-        case let .flag(value): try container.encode(value)
-        }
-    }
-}
-
-/// One layer or module as the file describes it, for `inspect`.
-public struct LayerSummary: Sendable {
-    /// The layer's name in the file (`lstm_1`), or the module's key prefix; empty when the
-    /// file gives none.
-    public var name: String
-    /// The class or module type (`LSTM`, `Bidirectional`, `nn.GRU`).
-    public var type: String
-    /// Ordered `(option, value)` pairs: sizes and flags as the framework names them
-    /// (`("hidden_size", .integer(64))`, `("bidirectional", .flag(true))`).
-    public var details: [(String, DetailValue)]
-    /// The gate order of the file's layout, for recurrent layers.
-    public var gateOrder: [Gate]?
-    public var parameterCount: Int
-}
-
 /// A model read from a file, ready to run.
 ///
 /// ```swift
@@ -365,48 +321,6 @@ extension RunResult {
         else { return nil }
         let rows = tensors.reduce(0) { $0 + $1.shape[0] }
         return Tensor(unchecked: [rows] + first.shape.dropFirst(), values: tensors.flatMap(\.values))
-    }
-}
-
-/// A causal model run over a sequence delivered in chunks: text generation, real-time use.
-///
-/// Each ``step(_:)`` takes the next chunk `[batch, t, features]` (or token ids `[batch, t]`)
-/// and returns that chunk's outputs `[batch, t, outputFeatures]`; the concatenation of the
-/// chunks' outputs equals one ``LoadedModel/run(_:lengths:initialStates:threads:)`` over the
-/// whole sequence. Masks from masking layers and `mask_zero` embeddings apply per step.
-///
-/// A stream is mutable and not `Sendable`: use it from one task at a time.
-public final class ModelStream {
-    /// The model file the stream runs.
-    public let file: String
-    private let session: StreamingSession
-    /// How errors name each layer (`LoadedModel.layerLabel(_:)`).
-    private let labels: [String?]
-
-    init(file: String, labels: [String?], session: StreamingSession) {
-        self.file = file
-        self.labels = labels
-        self.session = session
-    }
-
-    /// The parallel sequences each chunk holds.
-    public var batch: Int { session.batch }
-
-    /// Threads a recurrent layer may use per chunk (as in ``LoadedModel/run(_:lengths:initialStates:threads:)``).
-    public var threads: Int { session.threads }
-
-    /// The current state of every recurrent layer, in model order.
-    public var states: [RecurrentState] { session.states }
-
-    /// Runs the next chunk and returns its outputs `[batch, t, outputFeatures]`. The state
-    /// is updated only when the chunk runs without error.
-    public func step(_ chunk: ModelInput) throws -> Tensor {
-        try LoadedModel.engineBoundary(file: file, labels: labels) { try session.step(chunk) }
-    }
-
-    /// Restarts from `initialStates` (zeros when nil), checked as in ``LoadedModel/run(_:lengths:initialStates:threads:)``.
-    public func reset(initialStates: [RecurrentState]? = nil) throws {
-        try LoadedModel.engineBoundary(file: file, labels: labels) { try session.reset(initialStates: initialStates) }
     }
 }
 

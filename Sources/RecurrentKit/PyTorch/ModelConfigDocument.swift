@@ -54,7 +54,7 @@ struct ModelConfigDocument: Codable, Equatable, Sendable {
 
     init(from decoder: Decoder) throws {
         try decoder.refuseUnknownFields(Self.fields)
-        let fields = try _Fields(decoder)
+        let fields = try FieldSet(decoder)
         format = try fields.string("format")
         if let format, format != Self.format {
             throw fields.refusal(at: nil, "format is '\(escapedForDisplay(format))', expected '\(Self.format)'")
@@ -166,7 +166,7 @@ extension ModelConfigDocument {
         }
 
         init(from decoder: Decoder) throws {
-            let fields = try _Fields(decoder)
+            let fields = try FieldSet(decoder)
             let type = try fields.require(fields.string("type"), "type")
             guard let allowed = Self.fields(ofType: type) else {
                 throw fields.refusal(at: "type", "module type '\(escapedForDisplay(type))' is not supported")
@@ -191,7 +191,7 @@ extension ModelConfigDocument {
         }
 
         func encode(to encoder: Encoder) throws {
-            var out = _Output(encoder.container(keyedBy: AnyCodingKey.self))
+            var out = Output(encoder.container(keyedBy: AnyCodingKey.self))
             try out.set("type", type)
             switch self {
             case .textVectorization(let module): try module.encode(&out)
@@ -256,7 +256,7 @@ extension ModelConfigDocument {
             (self.outputSequenceLength, self.maxTokens, self.vocabulary) = (outputSequenceLength, maxTokens, vocabulary)
         }
 
-        fileprivate init(_ fields: _Fields) throws {
+        fileprivate init(_ fields: FieldSet) throws {
             name = try fields.optionalName()
             standardize = try fields.string("standardize")
             if let standardize, !Self.standardizeModes.contains(standardize) {
@@ -283,7 +283,7 @@ extension ModelConfigDocument {
             }
         }
 
-        fileprivate func encode(_ out: inout _Output) throws {
+        fileprivate func encode(_ out: inout Output) throws {
             try out.set("name", name)
             try out.set("standardize", standardize)
             try out.set("split", split)
@@ -305,7 +305,7 @@ extension ModelConfigDocument {
 
         static let fields = ["name", "num_embeddings", "embedding_dim", "padding_idx", "mask_zero"]
 
-        fileprivate init(_ fields: _Fields) throws {
+        fileprivate init(_ fields: FieldSet) throws {
             name = try fields.name()
             numEmbeddings = try fields.require(fields.size("num_embeddings"), "num_embeddings")
             embeddingDim = try fields.require(fields.size("embedding_dim"), "embedding_dim")
@@ -318,7 +318,7 @@ extension ModelConfigDocument {
             (self.paddingIdx, self.maskZero) = (paddingIdx, maskZero)
         }
 
-        fileprivate func encode(_ out: inout _Output) throws {
+        fileprivate func encode(_ out: inout Output) throws {
             try out.set("name", name)
             try out.set("num_embeddings", numEmbeddings)
             try out.set("embedding_dim", embeddingDim)
@@ -336,7 +336,7 @@ extension ModelConfigDocument {
 
         static let fields = ["name", "mask_value"]
 
-        fileprivate init(_ fields: _Fields) throws {
+        fileprivate init(_ fields: FieldSet) throws {
             name = try fields.optionalName()
             maskValue = try fields.number("mask_value")
         }
@@ -345,7 +345,7 @@ extension ModelConfigDocument {
             self.maskValue = maskValue
         }
 
-        fileprivate func encode(_ out: inout _Output) throws {
+        fileprivate func encode(_ out: inout Output) throws {
             try out.set("name", name)
             try out.set("mask_value", maskValue)
         }
@@ -359,7 +359,7 @@ extension ModelConfigDocument {
 
         static let fields = ["name", "steps"]
 
-        fileprivate init(_ fields: _Fields) throws {
+        fileprivate init(_ fields: FieldSet) throws {
             name = try fields.optionalName()
             steps = try fields.size("steps")
         }
@@ -368,7 +368,7 @@ extension ModelConfigDocument {
             self.steps = steps
         }
 
-        fileprivate func encode(_ out: inout _Output) throws {
+        fileprivate func encode(_ out: inout Output) throws {
             try out.set("name", name)
             try out.set("steps", steps)
         }
@@ -431,7 +431,7 @@ extension ModelConfigDocument {
             (self.kind, self.name, self.inputSize, self.hiddenSize) = (kind, name, inputSize, hiddenSize)
         }
 
-        fileprivate init(kind: CellKind, _ fields: _Fields) throws {
+        fileprivate init(kind: CellKind, _ fields: FieldSet) throws {
             self.kind = kind
             name = try fields.name()
             inputSize = try fields.require(fields.size("input_size"), "input_size")
@@ -454,7 +454,7 @@ extension ModelConfigDocument {
             maskedOutput = try fields.choice("masked_output", Self.maskedOutputs)
         }
 
-        fileprivate func encode(_ out: inout _Output) throws {
+        fileprivate func encode(_ out: inout Output) throws {
             try out.set("name", name)
             try out.set("input_size", inputSize)
             try out.set("hidden_size", hiddenSize)
@@ -488,14 +488,14 @@ extension ModelConfigDocument {
             (self.name, self.inFeatures, self.outFeatures, self.bias) = (name, inFeatures, outFeatures, bias)
         }
 
-        fileprivate init(_ fields: _Fields) throws {
+        fileprivate init(_ fields: FieldSet) throws {
             name = try fields.name()
             inFeatures = try fields.require(fields.size("in_features"), "in_features")
             outFeatures = try fields.require(fields.size("out_features"), "out_features")
             bias = try fields.bool("bias")
         }
 
-        fileprivate func encode(_ out: inout _Output) throws {
+        fileprivate func encode(_ out: inout Output) throws {
             try out.set("name", name)
             try out.set("in_features", inFeatures)
             try out.set("out_features", outFeatures)
@@ -525,7 +525,7 @@ extension ModelConfigDocument {
             self.dim = dim
         }
 
-        fileprivate init(type: String, _ fields: _Fields) throws {
+        fileprivate init(type: String, _ fields: FieldSet) throws {
             activation = ActivationNames.pytorchModules.activation(type)!
             if type == "GELU" {
                 activation = try fields.activation("approximate", ActivationNames.pytorchGELUApproximation) ?? .gelu
@@ -544,7 +544,7 @@ extension ModelConfigDocument {
 
         var type: String { Self.type(of: activation)! }
 
-        fileprivate func encode(_ out: inout _Output) throws {
+        fileprivate func encode(_ out: inout Output) throws {
             try out.set("name", name)
             if type == "GELU" { try out.set("approximate", activation, ActivationNames.pytorchGELUApproximation) }
             try out.set("dim", dim)
@@ -568,7 +568,7 @@ extension ModelConfigDocument {
             self.mode = mode
         }
 
-        fileprivate init(_ fields: _Fields) throws {
+        fileprivate init(_ fields: FieldSet) throws {
             let text = try fields.require(fields.string("mode"), "mode")
             guard let mode = Self.modes.first(where: { $0.name == text })?.readout else {
                 throw fields.refusal(at: "mode", "mode '\(escapedForDisplay(text))' is not one of \(Self.modes.map(\.name).joined(separator: ", "))")
@@ -579,7 +579,7 @@ extension ModelConfigDocument {
         /// The mode's name.
         var name: String { Self.modes.first { $0.readout == mode }!.name }
 
-        fileprivate func encode(_ out: inout _Output) throws {
+        fileprivate func encode(_ out: inout Output) throws {
             try out.set("mode", name)
         }
     }
@@ -598,13 +598,13 @@ extension ModelConfigDocument {
 
         static let fields = ["name", "p"]
 
-        fileprivate init(kind: Kind, _ fields: _Fields) throws {
+        fileprivate init(kind: Kind, _ fields: FieldSet) throws {
             self.kind = kind
             name = try fields.optionalName()
             p = try fields.number("p")
         }
 
-        fileprivate func encode(_ out: inout _Output) throws {
+        fileprivate func encode(_ out: inout Output) throws {
             try out.set("name", name)
             try out.set("p", p)
         }
@@ -634,7 +634,7 @@ private extension Array where Element: Hashable {
 /// A module's fields as the document defines them: JSON types from the decoder, then this
 /// schema's own rules (sizes within `Limits.dimension`, names within
 /// `Limits.nameCharacters`, choices from their tables), each failure at the field's path.
-private struct _Fields {
+private struct FieldSet {
     let container: KeyedDecodingContainer<AnyCodingKey>
 
     init(_ decoder: Decoder) throws {
@@ -715,7 +715,7 @@ private struct _Fields {
 }
 
 /// A module's fields as written: absent values are left out.
-private struct _Output {
+private struct Output {
     var container: KeyedEncodingContainer<AnyCodingKey>
 
     init(_ container: KeyedEncodingContainer<AnyCodingKey>) {

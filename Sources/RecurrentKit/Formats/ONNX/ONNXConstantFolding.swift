@@ -57,7 +57,7 @@ enum ONNXConstantFolding {
                 guard known > 0, value.count % known == 0 else { throw refuse("reshapes \(shapeText(value.shape)) to \(shapeText(target))") }
                 target[infer] = value.count / known
             }
-            guard _elementCount(target) == value.count else { throw refuse("reshapes \(shapeText(value.shape)) to \(shapeText(target))") }
+            guard elementCount(target) == value.count else { throw refuse("reshapes \(shapeText(value.shape)) to \(shapeText(target))") }
             return reshaped(value, target)
         case "Concat":
             let parts = try args.indices.map(input)
@@ -162,7 +162,7 @@ enum ONNXConstantFolding {
         var strides = [Int](repeating: 1, count: rank)
         for a in stride(from: rank - 2, through: 0, by: -1) { strides[a] = strides[a + 1] * value.shape[a + 1] }
         var offsets: [Int] = []
-        let count = _elementCount(shape) ?? 0
+        let count = elementCount(shape) ?? 0
         offsets.reserveCapacity(count)
         var index = lower
         for _ in 0..<count {

@@ -103,7 +103,7 @@ struct ONNXConstant {
             throw refuse("keeps its values in external data (data_location = EXTERNAL); rnnkit reads only tensors stored in the model")
         }
         let dims = proto.dims.map { Int(clamping: $0) }
-        guard let count = _elementCount(dims) else {
+        guard let count = elementCount(dims) else {
             throw ModelError(.unreadableFile, file: file, path: what, message: "dims \(shapeText(dims)) have a negative dimension or more elements than Int.max")
         }
         guard count <= Limits.parameters else {
