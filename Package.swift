@@ -17,7 +17,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // `swift package generate-documentation --target RecurrentKit` (the DocC catalog).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
-        // ONNX models are protobuf: Swift generated from onnx.proto (scripts/generate_onnx_proto.sh).
+        // ONNX models are protobuf: Swift generated from spec/onnx/onnx.proto (scripts/generate_onnx_proto.sh).
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
@@ -47,9 +47,7 @@ let package = Package(
         // File layouts (PyTorch, Keras), fixtures, and the public facade.
         .target(name: "RecurrentKit", dependencies: ["HDF5", "RecurrentEngine", "TextSafety", "CSystemZlib", "ZIPFoundation",
                                                     .product(name: "Yams", package: "Yams"),
-                                                    .product(name: "SwiftProtobuf", package: "swift-protobuf")],
-                // The proto the ONNX reader's Swift was generated from, kept beside it.
-                exclude: ["Formats/ONNX/onnx.proto"]),
+                                                    .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // `rnnkit bench`: timed forward passes of a loaded model on random inputs.
         .target(name: "RecurrentBenchmark", dependencies: ["RecurrentKit"]),
         .executableTarget(

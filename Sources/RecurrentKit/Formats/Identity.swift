@@ -10,12 +10,6 @@ public struct ModelContainer: Hashable, Sendable, CustomStringConvertible {
     /// How a message names a file of it (`an HDF5 file`).
     let fileTitle: String
 
-    init(rawValue: String, title: String, fileTitle: String) {
-        self.rawValue = rawValue
-        self.title = title
-        self.fileTitle = fileTitle
-    }
-
     public var description: String { rawValue }
 
     public static func == (a: Self, b: Self) -> Bool { a.rawValue == b.rawValue }
@@ -29,11 +23,6 @@ public struct ModelFramework: Hashable, Sendable, CustomStringConvertible {
     public let rawValue: String
     /// Its name for people (`PyTorch`).
     public let title: String
-
-    init(rawValue: String, title: String) {
-        self.rawValue = rawValue
-        self.title = title
-    }
 
     public var description: String { rawValue }
 

@@ -13,11 +13,8 @@ import HDF5
 package protocol ModelFormat: Sendable {
     /// A stable name for tests and messages about the registry (`pytorch-hdf5`).
     var name: String { get }
-    /// The container its files are kept in.
-    var container: ModelContainer { get }
-    /// The framework whose layout it holds.
-    var framework: ModelFramework { get }
-    /// The layouts its reads report (a Keras HDF5 file: Keras 2 or 3 full model, weights).
+    /// The layouts its reads report (a Keras HDF5 file: Keras 2 or 3 full model, weights),
+    /// the first its usual one; they share one container and one framework.
     var layouts: [Layout] { get }
     /// The byte rules that recognise its container, each with its rank in the precedence
     /// (``FormatSignature``). Formats that share a container share its rules.
@@ -42,6 +39,10 @@ package protocol ModelFormat: Sendable {
 }
 
 extension ModelFormat {
+    /// The container its files are kept in (its layouts').
+    package var container: ModelContainer { layouts[0].container }
+    /// The framework whose layout it holds (its layouts').
+    package var framework: ModelFramework { layouts[0].framework }
     package func claims(_ source: FormatSource) throws -> Bool { true }
     package func needsArchitecture(_ source: FormatSource, key: String?) throws -> Bool { false }
     package var writing: FormatWriting? { nil }
@@ -53,11 +54,12 @@ extension ModelFormat {
 protocol StateDictFormat: ModelFormat {
     /// The file's state_dict (a checkpoint's entry `key`), its tensors and attributes.
     func stateDict(_ source: FormatSource, key: String?) throws -> TensorContainer
-    /// The layout a state_dict of this format is shown as.
-    var layout: Layout { get }
 }
 
 extension StateDictFormat {
+    /// The layout a state_dict of this format is shown as.
+    var layout: Layout { layouts[0] }
+
     func needsArchitecture(_ source: FormatSource, key: String?) throws -> Bool {
         try PyTorchReader.needsArchitecture(try stateDict(source, key: key))
     }
@@ -85,6 +87,14 @@ package struct FormatSignature: Sendable {
         self.rank = rank
         self.name = name
         self.holds = holds
+    }
+
+    /// A zip whose member names `members` accepts (a zip the zip reader refuses holds none).
+    package static func zip(rank: Int, name: String, members: @escaping @Sendable ([String]) -> Bool) -> FormatSignature {
+        FormatSignature(rank: rank, name: name) { input in
+            guard input.isZip, let names = try input.zipNames() else { return false }
+            return members(names)
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 import RecurrentEngine
 
 /// What a format's read gives: the neutral model and what the file says of it (what
-/// `inspect` shows). `LoadedModel` is made from it in one place (`LoadedModel.init(_:)`).
+/// `inspect` shows). `LoadedModel` is made from it in one place (`LoadedModel.init(_:)`) and keeps it.
 package struct ModelReading: Sendable {
     /// The file as the caller named it.
     package var file: String
@@ -17,32 +17,14 @@ package struct ModelReading: Sendable {
     /// True when any weight is stored compressed.
     package var compressed: Bool
     /// The model class a Keras config names (`Sequential`, `Functional`); nil for PyTorch.
-    package var modelClass: String?
+    package var modelClass: String? = nil
     /// The Keras major version whose semantics the model carries (2 or 3); nil for PyTorch.
-    package var kerasVersion: Int?
+    package var kerasVersion: Int? = nil
     /// For a PyTorch file: its module structure and key names, which a PyTorch target keeps.
-    var pytorchSource: PyTorchReader.PyTorchSource?
+    var pytorchSource: PyTorchReader.PyTorchSource? = nil
     /// How errors name each layer of `model.layers`, when the reader knows better than the
     /// layer names; nil otherwise.
-    var moduleLabels: [String?]?
+    var moduleLabels: [String?]? = nil
     /// What reading the file did that its user should know, one line each (`LoadedModel.notes`).
-    package var notes: [String]
-
-    init(file: String, layout: Layout, model: Model, isBareRecurrentModule: Bool, summaries: [LayerSummary],
-         storedTypes: [String], compressed: Bool, modelClass: String? = nil, kerasVersion: Int? = nil,
-         pytorchSource: PyTorchReader.PyTorchSource? = nil, moduleLabels: [String?]? = nil,
-         notes: [String] = []) {
-        self.file = file
-        self.layout = layout
-        self.model = model
-        self.isBareRecurrentModule = isBareRecurrentModule
-        self.summaries = summaries
-        self.storedTypes = storedTypes
-        self.compressed = compressed
-        self.modelClass = modelClass
-        self.kerasVersion = kerasVersion
-        self.pytorchSource = pytorchSource
-        self.moduleLabels = moduleLabels
-        self.notes = notes
-    }
+    package var notes: [String] = []
 }

@@ -10,53 +10,44 @@ import HDF5
 ///
 /// Every error it throws is a `ModelError` naming this file.
 public struct LoadedModel: Sendable {
+    /// What the format's read gave (`ModelFormat.read`).
+    let reading: ModelReading
     /// The file as the caller named it.
-    public let file: String
-    public let layout: Layout
+    public var file: String { reading.file }
+    public var layout: Layout { reading.layout }
     /// The framework-neutral model.
-    package let model: Model
+    package var model: Model { reading.model }
     /// True for a file that is one nn.RNN / nn.LSTM / nn.GRU: initial states may be given in
     /// PyTorch's stacked shape (``initialStates(h0:c0:batch:)``) and a run's final states read
     /// as `h_n` and `c_n` (`RunResult.hN`, `RunResult.cN`).
-    public let isBareRecurrentModule: Bool
+    public var isBareRecurrentModule: Bool { reading.isBareRecurrentModule }
     /// Each layer or module as the file describes it.
-    public let summaries: [LayerSummary]
+    public var summaries: [LayerSummary] { reading.summaries }
     /// On-disk element types of the weights (`float32`, `float16 (big-endian)`).
-    public let storedTypes: [String]
+    public var storedTypes: [String] { reading.storedTypes }
     /// True when any weight is stored compressed.
-    public let compressed: Bool
+    public var compressed: Bool { reading.compressed }
     /// The model class a Keras config names (`Sequential`, `Functional`); nil for PyTorch.
-    public let modelClass: String?
+    public var modelClass: String? { reading.modelClass }
     /// The Keras major version whose semantics the model carries (2 or 3); nil for PyTorch.
-    public let kerasVersion: Int?
+    public var kerasVersion: Int? { reading.kerasVersion }
     /// For a PyTorch file: its module structure and key names, which a PyTorch target keeps.
-    let pytorchSource: PyTorchReader.PyTorchSource?
+    var pytorchSource: PyTorchReader.PyTorchSource? { reading.pytorchSource }
     /// What reading the file did that its user should know, one line each: the keys of a
     /// state_dict outside the modules read, counted (`41 keys outside the model_config's
     /// modules were not read (module.FeatureExtraction.* 38, …)`), a wrapper's key prefix
     /// looked under, a weights file's Keras release that defaulted to another recurrent
     /// activation than the architecture states, weights-file layers not used. Empty when
     /// there is nothing to say. The command line prints them as `note:` lines.
-    public internal(set) var notes: [String]
+    public var notes: [String] { reading.notes }
     /// How errors name each layer of `model.layers`, when the reader knows better than the
     /// layer names (a `model_config`'s module names and places); nil otherwise.
-    let moduleLabels: [String?]?
+    var moduleLabels: [String?]? { reading.moduleLabels }
     private var engineCache = EngineCache()
 
     /// The model a format read (`ModelFormat.read`): the one place a `LoadedModel` is made.
     package init(_ reading: ModelReading) {
-        file = reading.file
-        layout = reading.layout
-        model = reading.model
-        isBareRecurrentModule = reading.isBareRecurrentModule
-        summaries = reading.summaries
-        storedTypes = reading.storedTypes
-        compressed = reading.compressed
-        modelClass = reading.modelClass
-        kerasVersion = reading.kerasVersion
-        pytorchSource = reading.pytorchSource
-        moduleLabels = reading.moduleLabels
-        notes = reading.notes
+        self.reading = reading
     }
 
     /// The file's container (`layout.container`).

@@ -2,16 +2,13 @@
 /// `model.weights.h5` (`Keras/KerasFile.swift`, `KerasArchive`).
 struct KerasArchiveFormat: ModelFormat {
     var name: String { "keras-archive" }
-    var container: ModelContainer { .kerasArchive }
-    var framework: ModelFramework { .keras }
     var layouts: [Layout] { [.kerasArchive] }
 
     var signatures: [FormatSignature] {
         [
             // Before the torch.save zip (rank 21): `config.json` or `model.weights.h5` at the root.
-            FormatSignature(rank: 20, name: "zip with config.json") { input in
-                guard input.isZip, let names = try input.zipNames() else { return false }
-                return names.contains("config.json") || names.contains("model.weights.h5")
+            .zip(rank: 20, name: "zip with config.json") { names in
+                names.contains("config.json") || names.contains("model.weights.h5")
             },
         ]
     }

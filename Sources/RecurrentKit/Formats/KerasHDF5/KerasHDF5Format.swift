@@ -3,8 +3,6 @@
 /// read with an architecture given beside them (`Keras/KerasFile.swift`).
 struct KerasHDF5Format: ModelFormat {
     var name: String { "keras-hdf5" }
-    var container: ModelContainer { .hdf5 }
-    var framework: ModelFramework { .keras }
     var layouts: [Layout] { [.keras2H5, .keras3H5, .kerasWeights] }
     var signatures: [FormatSignature] { FormatSignature.hdf5 }
     var readOptions: Set<ReadOption> { [.architecture, .weightsMatching] }

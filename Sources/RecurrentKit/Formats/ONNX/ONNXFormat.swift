@@ -4,8 +4,6 @@ import Foundation
 /// model (spec/onnx-layout.md).
 struct ONNXFormat: ModelFormat {
     var name: String { "onnx" }
-    var container: ModelContainer { .onnx }
-    var framework: ModelFramework { .onnx }
     var layouts: [Layout] { [.onnx] }
 
     var signatures: [FormatSignature] {

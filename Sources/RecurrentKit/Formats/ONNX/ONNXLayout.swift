@@ -12,22 +12,16 @@ enum ONNXLayout {
     /// GRU z, r, h (update, reset, new).
     static let gateOrders = GateOrders(lstm: [.input, .output, .forget, .cell], gru: [.update, .reset, .new])
 
+    /// The operator of each cell kind.
+    static let opTypes: [(kind: CellKind, opType: String)] = [(.rnn, "RNN"), (.lstm, "LSTM"), (.gru, "GRU")]
+
     /// The operator of a cell kind, and back.
     static func opType(_ kind: CellKind) -> String {
-        switch kind {
-        case .rnn: return "RNN"
-        case .lstm: return "LSTM"
-        case .gru: return "GRU"
-        }
+        opTypes.first { $0.kind == kind }!.opType
     }
 
     static func cellKind(opType: String) -> CellKind? {
-        switch opType {
-        case "RNN": return .rnn
-        case "LSTM": return .lstm
-        case "GRU": return .gru
-        default: return nil
-        }
+        opTypes.first { $0.opType == opType }?.kind
     }
 
     /// Activations per direction: LSTM (f, g, h), GRU (f, g), RNN (f).

@@ -4,9 +4,6 @@ import HDF5
 /// (spec/pytorch-layout.md). Claims every HDF5 file the Keras format before it does not.
 struct PyTorchHDF5Format: StateDictFormat {
     var name: String { "pytorch-hdf5" }
-    var container: ModelContainer { .hdf5 }
-    var framework: ModelFramework { .pytorch }
-    var layout: Layout { .pytorch }
     var layouts: [Layout] { [.pytorch] }
     var signatures: [FormatSignature] { FormatSignature.hdf5 }
     var readOptions: Set<ReadOption> { [.architecture, .modules] }

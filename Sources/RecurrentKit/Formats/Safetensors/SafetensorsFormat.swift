@@ -2,9 +2,6 @@
 /// `model_config` in `__metadata__`.
 struct SafetensorsFormat: StateDictFormat {
     var name: String { "safetensors" }
-    var container: ModelContainer { .safetensors }
-    var framework: ModelFramework { .pytorch }
-    var layout: Layout { .pytorchSafetensors }
     var layouts: [Layout] { [.pytorchSafetensors] }
 
     var signatures: [FormatSignature] {

@@ -3,18 +3,14 @@
 /// pickle stream (torch's legacy format), which the reader refuses saying which.
 struct TorchSaveFormat: StateDictFormat {
     var name: String { "torch-save" }
-    var container: ModelContainer { .torchSave }
-    var framework: ModelFramework { .pytorch }
-    var layout: Layout { .pytorchSave }
     var layouts: [Layout] { [.pytorchSave] }
 
     var signatures: [FormatSignature] {
         [
             // A torch.save zip (and a TorchScript archive, which the torch reader refuses)
             // keeps `data.pkl` or `constants.pkl` in one folder.
-            FormatSignature(rank: 21, name: "zip with data.pkl") { input in
-                guard input.isZip, let names = try input.zipNames() else { return false }
-                return names.contains { $0.hasSuffix("/data.pkl") || $0.hasSuffix("/constants.pkl") || $0 == "data.pkl" }
+            .zip(rank: 21, name: "zip with data.pkl") { names in
+                names.contains { $0.hasSuffix("/data.pkl") || $0.hasSuffix("/constants.pkl") || $0 == "data.pkl" }
             },
             FormatSignature(rank: 50, name: "pickle stream") { ModelFileForm.startsLikePickle($0.head) },
         ]
