@@ -43,6 +43,29 @@ final class ONNXTests: XCTestCase {
         }
     }
 
+    /// Lengths and initial states that ONNX Runtime could not be given (a graph without
+    /// `sequence_lens`, without `initial_h`) are refused, not applied: applied, they would give
+    /// numbers the model never computes, and a fixture holding them could verify as ok.
+    func testLengthsAndStatesAGraphDoesNotTakeAreRefused() throws {
+        let model = try LoadedModel(contentsOf: folder + "/torch_gru_bare_fold.onnx")
+        let features = try XCTUnwrap(model.inputFeatures)
+        let x = Tensor(unchecked: [2, 3, features], values: (0..<(6 * features)).map { Float($0 % 7) / 7 })
+        XCTAssertNoThrow(try model.run(.features(x)))
+        XCTAssertThrowsError(try model.run(.features(x), lengths: [3, 2])) { error in
+            XCTAssertEqual("\(error)", folder + "/torch_gru_bare_fold.onnx: lengths: are not taken by this model: the ONNX graph has no sequence_lens input (ONNX Runtime runs it over every step); run it without lengths")
+        }
+        let states = [RecurrentState(h: Tensor(uncheckedZeros: [1, 2, model.recurrentLayers[0].outputSize]), c: nil)]
+        XCTAssertThrowsError(try model.run(.features(x), initialStates: states)) { error in
+            XCTAssertTrue("\(error)".hasSuffix("initial states: are not taken by this model: the ONNX graph has no initial_h or initial_c input (its states start at zero); run it without them"), "\(error)")
+        }
+        XCTAssertThrowsError(try model.makeStream(batch: 2, initialStates: states))
+        // A graph that takes both takes them.
+        let taking = try LoadedModel(contentsOf: folder + "/node_lstm_bi_lengths_states.onnx")
+        let fixture = try Fixture(contentsOf: folder + "/node_lstm_bi_lengths_states.fixture.h5")
+        XCTAssertNotNil(fixture.lengths)
+        XCTAssertTrue(try Verification(model: taking, fixture: fixture).comparisons.allSatisfy(\.passed))
+    }
+
     /// The command line verifies the whole folder: every case passes.
     func testVerifyFolder() throws {
         let result = try rnnkit(["verify", folder])

@@ -27,4 +27,10 @@ package struct ModelReading: Sendable {
     var moduleLabels: [String?]? = nil
     /// What reading the file did that its user should know, one line each (`LoadedModel.notes`).
     package var notes: [String] = []
+    /// Why the model takes no lengths, when its file says so (an ONNX graph without a
+    /// `sequence_lens` input: its framework runs every step); nil when it takes them.
+    package var lengthsRefusal: String? = nil
+    /// Why the model takes no initial states, when its file says so (an ONNX graph without
+    /// `initial_h`/`initial_c` inputs: its states start at zero); nil when it takes them.
+    package var initialStatesRefusal: String? = nil
 }

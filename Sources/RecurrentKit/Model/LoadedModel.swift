@@ -194,11 +194,25 @@ public struct LoadedModel: Sendable {
     ///   (`bidirectional (Bidirectional(LSTM))`).
     public func run(_ input: ModelInput, lengths: [Int]? = nil, initialStates: [RecurrentState]? = nil,
                     threads: Int = 1) throws -> RunResult {
+        try requireTaken(lengths: lengths, initialStates: initialStates)
         let engine = try engine
         return try engineBoundary {
             // Sizes from the input file are checked before any state or output is made.
             try engine.checkRunSize(batch: input.batch, time: input.time)
             return try engine.run(input, lengths: lengths, initialStates: initialStates, threads: threads)
+        }
+    }
+
+    /// Refuses lengths or initial states a model's own framework could not be given (an ONNX
+    /// graph without `sequence_lens` runs every step in ONNX Runtime; one without
+    /// `initial_h` starts at zero): applied here, they would compute what the model never does.
+    private func requireTaken(lengths: [Int]?, initialStates: [RecurrentState]?) throws {
+        if lengths != nil, let why = reading.lengthsRefusal {
+            throw ModelError(.invalidInput, file: file, path: "lengths", message: "are not taken by this model: \(why); run it without lengths")
+        }
+        if initialStates != nil, let why = reading.initialStatesRefusal {
+            throw ModelError(.invalidInput, file: file, path: "initial states",
+                             message: "are not taken by this model: \(why); run it without them")
         }
     }
 
@@ -245,6 +259,7 @@ public struct LoadedModel: Sendable {
     ///   the file names it (a Keras `Bidirectional` by its own name, not the layer it wraps),
     ///   or for initial states that do not fit.
     public func makeStream(batch: Int, initialStates: [RecurrentState]? = nil, threads: Int = 1) throws -> ModelStream {
+        try requireTaken(lengths: nil, initialStates: initialStates)
         let engine = try engine
         let labels = layerLabels
         return try Self.engineBoundary(file: file, labels: labels) {

@@ -21,7 +21,11 @@ struct ONNXFormat: ModelFormat {
         let reading = try ONNXReader.read(proto, file: source.file)
         return ModelReading(file: source.file, layout: .onnx, model: reading.model,
                             isBareRecurrentModule: reading.isBareRecurrentModule, summaries: reading.provenance,
-                            storedTypes: reading.storedTypes, compressed: false, notes: reading.notes)
+                            storedTypes: reading.storedTypes, compressed: false, notes: reading.notes,
+                            lengthsRefusal: reading.lengthsInput == nil
+                                ? "the ONNX graph has no sequence_lens input (ONNX Runtime runs it over every step)" : nil,
+                            initialStatesRefusal: reading.stateInputs.isEmpty
+                                ? "the ONNX graph has no initial_h or initial_c input (its states start at zero)" : nil)
     }
 
     // MARK: Recognition

@@ -557,7 +557,7 @@ struct ONNXGraph {
         let flows = args.compactMap { if case let .flow(f) = $0 { return f } else { return nil } }
         guard flows.count == args.count, let first = flows.first else { throw refuse("concatenates values rnnkit cannot follow") }
         // cat([h_n[-2], h_n[-1]], 1): both directions' final states of the last layer.
-        if flows.count == 2, case let .finalState(0, 2) = flows[0].role, case .finalState(1, 2) = flows[1].role,
+        if flows.count == 2, case .finalState(0, 2) = flows[0].role, case .finalState(1, 2) = flows[1].role,
            axis == 1 || axis == -1, flows[0].layers.count == flows[1].layers.count {
             var result = first
             result.role = .data
