@@ -22,7 +22,7 @@ final class ONNXTests: XCTestCase {
     /// rtol 1e-4, each expected dataset compared (a fixture without one fails).
     func testEveryFixtureMatchesONNXRuntime() throws {
         let paths = try fixtures()
-        XCTAssertEqual(paths.count, 39, "fixtures/onnx lost or gained fixtures")
+        XCTAssertEqual(paths.count, 45, "fixtures/onnx lost or gained fixtures")
         var exercised: Set<String> = []
         for path in paths {
             let fixture = try Fixture(contentsOf: path)
@@ -38,7 +38,8 @@ final class ONNXTests: XCTestCase {
             if fixture.exercises.contains("initial-state") { XCTAssertNotNil(fixture.h0, path) }
         }
         for tag in ["lstm", "gru", "rnn", "rnn-relu", "bidirectional", "multilayer", "lengths", "initial-state", "tokens",
-                    "no-bias", "constant-folding", "no-constant-folding", "layout1", "packed", "linear-before-reset-0", "hard-sigmoid"] {
+                    "no-bias", "constant-folding", "no-constant-folding", "layout1", "packed", "linear-before-reset-0", "hard-sigmoid",
+                    "tf2onnx"] {
             XCTAssertTrue(exercised.contains(tag), "no fixture exercises \(tag)")
         }
     }
@@ -70,7 +71,7 @@ final class ONNXTests: XCTestCase {
     func testVerifyFolder() throws {
         let result = try rnnkit(["verify", folder])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("39 passed, 0 failed, 0 errors\n"), result.stdout)
+        XCTAssertTrue(result.stdout.hasSuffix("45 passed, 0 failed, 0 errors\n"), result.stdout)
     }
 
     /// A fixture's model read with another gate order gives other numbers: the fixtures can fail.
@@ -117,6 +118,9 @@ final class ONNXTests: XCTestCase {
             ("refused/dynamic_quantize_lstm.onnx", "node #0 → Y (com.microsoft.DynamicQuantizeLSTM): is a quantized model (int8 weights, activations quantized at run time); its results cannot be exact in float, so rnnkit does not read it"),
             ("refused/gru_leakyrelu.onnx", "node #0 → Y (GRU): has the activation LeakyRelu, which the engine does not compute"),
             ("refused/loop.onnx", "node while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
+            ("refused/tf2onnx_keras3_embed_lstm.onnx", "node sequential_3_1/embedding_1/add (Add): computes on the token ids (Keras 3's Embedding wraps negative ids, where(ids < 0, ids + vocabulary, ids)); rnnkit reads ids only as the indices of an embedding's Gather"),
+            ("refused/tf2onnx_keras3_gru_last_dense_softmax.onnx", "node sequential_2_1/gru_1/while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
+            ("refused/tf2onnx_tfkeras_gru_reset_before.onnx", "node sequential_4/gru_1/while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
             ("refused/lstm_clip.onnx", "node #0 → Y (LSTM): clips its cell inputs to ±3.0 (clip); the engine has no clip, so rnnkit does not read it"),
             ("refused/lstm_input_forget.onnx", "node #0 → Y (LSTM): couples its input and forget gates (input_forget = 1); the engine has no such coupling, so rnnkit does not read it"),
             ("refused/lstm_mixed_activations.onnx", "node #0 → Y (LSTM): applies Relu to its cell state and Tanh to its candidate; the engine applies one activation to both"),
@@ -133,6 +137,50 @@ final class ONNXTests: XCTestCase {
             XCTAssertEqual(result.status, 2, name)
             XCTAssertEqual(result.stderr, "rnnkit: error: \(path): \(message)\n")
         }
+    }
+
+    /// tf2onnx's patterns are read by what they compute and only so: a bidirectional node's
+    /// directions sliced apart are read only when concatenated back forward first on the
+    /// features, a Slice of steps only as the last step (`[-1:]`), the merge of batch and
+    /// time only when split back in the same order; each other use is refused naming the node.
+    func testTf2onnxPatternsOutsideTheirRulesAreRefused() throws {
+        func edited(_ name: String, _ edit: (inout Onnx_GraphProto) throws -> Void) throws -> String {
+            var proto = try Onnx_ModelProto(serializedBytes: Data(contentsOf: URL(fileURLWithPath: folder + "/" + name)))
+            try edit(&proto.graph)
+            return try refusal([UInt8](proto.serializedData())).error
+        }
+        func ints(_ name: String, _ values: [Int64]) -> Onnx_TensorProto {
+            var t = Onnx_TensorProto()
+            t.name = name
+            t.dataType = Int32(Onnx_TensorProto.DataType.int64.rawValue)
+            t.dims = [Int64(values.count)]
+            t.int64Data = values
+            return t
+        }
+        // Backward direction first.
+        XCTAssertEqual(try edited("tf2onnx_tfkeras_bilstm_concat.onnx") { graph in
+            let i = try XCTUnwrap(graph.node.firstIndex { $0.opType == "Concat" && $0.name.hasSuffix("bidirectional/concat") })
+            graph.node[i].input.reverse()
+        }, "M: node sequential_2/bidirectional/concat (Concat): concatenates data in a way rnnkit does not follow")
+        // The forward direction alone as the output.
+        XCTAssertEqual(try edited("tf2onnx_tfkeras_bilstm_concat.onnx") { graph in
+            let i = try XCTUnwrap(graph.node.firstIndex { $0.opType == "Concat" && $0.name.hasSuffix("bidirectional/concat") })
+            graph.node[i].opType = "Identity"
+            graph.node[i].input = [graph.node[i].input[0]]
+            graph.node[i].attribute = []
+        }, "M: node sequential_2/dense_2/Tensordot/MatMul (MatMul): reads direction 0 of 2 of a recurrent node's output alone; rnnkit reads the directions side by side on the features, forward first")
+        // Steps other than the last.
+        XCTAssertEqual(try edited("tf2onnx_tfkeras_gru_last_dense_softmax.onnx") { graph in
+            let i = try XCTUnwrap(graph.node.firstIndex { $0.opType == "Slice" && $0.name.hasSuffix("strided_slice_2") })
+            graph.initializer.append(ints("minus_two", [-2]))
+            graph.node[i].input[1] = "minus_two"
+        }, "M: node sequential_1/gru/PartitionedCall/strided_slice_2 (Slice): slices steps -2..<2147483647 of the sequence; rnnkit reads the last step ([-1:]) only")
+        // Rows of [batch·time, features] split back as [time, batch, …].
+        XCTAssertEqual(try edited("tf2onnx_tfkeras_lstm_seq_dense.onnx") { graph in
+            let i = try XCTUnwrap(graph.node.firstIndex { $0.opType == "Reshape" && $0.name.hasSuffix("dense/Tensordot") })
+            graph.initializer.append(ints("time_batch", [7, -1, 2]))
+            graph.node[i].input[1] = "time_batch"
+        }, "M: node sequential/dense/Tensordot (Reshape): reshapes axes [batch·time, features 2] to [7, -1, 2]; rnnkit follows reshapes that merge [directions, hidden], merge [batch, time] and split them back, or add and remove size-1 axes")
     }
 
     /// What the fuzz target does (FuzzEntry.onnx), over every committed ONNX file cut short at

@@ -11,11 +11,15 @@ struct ONNXGraph {
     /// A dimension of a tensor as the graph sees it: known, or the run's batch or time.
     enum Dim: Hashable, CustomStringConvertible {
         case known(Int), batch, time
+        /// Batch and time merged into one dimension, batch-major (tf2onnx's Dense on every step
+        /// reshapes `[batch, time, features]` to `[batch·time, features]` and back).
+        case batchTime
         var description: String {
             switch self {
             case let .known(n): return "\(n)"
             case .batch: return "batch"
             case .time: return "time"
+            case .batchTime: return "batch·time"
             }
         }
     }
@@ -31,6 +35,8 @@ struct ONNXGraph {
         case hidden(Int)
         /// An axis of size 1 that means nothing (an Unsqueeze).
         case unit
+        /// The batch and time axes merged, batch-major (``Dim/batchTime``).
+        case batchTime
 
         var text: String {
             switch self {
@@ -40,6 +46,7 @@ struct ONNXGraph {
             case let .directions(n): return "directions \(n)"
             case let .hidden(n): return "hidden \(n)"
             case .unit: return "1"
+            case .batchTime: return "batch·time"
             }
         }
 
@@ -49,6 +56,7 @@ struct ONNXGraph {
             case .time: return .time
             case let .features(n), let .directions(n), let .hidden(n): return .known(n)
             case .unit: return .known(1)
+            case .batchTime: return .batchTime
             }
         }
     }
@@ -80,6 +88,10 @@ struct ONNXGraph {
             case stackedStates(cell: Bool, layers: Int)
             /// A graph input that starts a recurrent node (`initial_h`, `initial_c`).
             case initialState(input: String)
+            /// One direction of a bidirectional node's `Y`, sliced out of its direction axis
+            /// (tf2onnx's Bidirectional): read only when concatenated back, forward first, on
+            /// the features.
+            case directionPart(direction: Int, of: Int)
         }
     }
 
@@ -122,6 +134,8 @@ struct ONNXGraph {
     }
 
     // MARK: - Errors
+
+    static let controlFlowMessage = "is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"
 
     func refusal(_ node: Onnx_NodeProto, _ index: Int, _ message: String, kind: ModelError.Kind = .unsupported) -> ModelError {
         ModelError(kind, file: file, path: Self.label(node, index), message: message)
@@ -168,7 +182,7 @@ struct ONNXGraph {
         }
         switch op {
         case "Loop", "Scan", "If":
-            throw refuse("is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)")
+            throw refuse(Self.controlFlowMessage)
         case _ where ONNXLayout.cellKind(opType: op) != nil:
             return try recurrent(node, index, args)
         default:
@@ -192,10 +206,16 @@ struct ONNXGraph {
         case "Shape" where { if case .lengths = args[0] { return true }; if case .permutation = args[0] { return true }; return false }():
             return [.shape([.batch], scalar: false)]
         case "ReduceProd":
-            guard case let .shape(dims, false) = args[0], dims.count == 1, (attribute(node, "keepdims")?.i ?? 1) == 0 else {
+            guard case let .shape(dims, false) = args[0], (attribute(node, "keepdims")?.i ?? 1) == 0,
+                  (attribute(node, "axes")?.ints ?? [0]) == [0] else {
                 throw refuse("multiplies values rnnkit cannot follow")
             }
-            return [.shape(dims, scalar: true)]
+            // One dim; the batch times the time (rows of a batch-major [batch·time, …]); known sizes.
+            if dims.count == 1 { return [.shape(dims, scalar: true)] }
+            if dims == [.batch, .time] { return [.shape([.batchTime], scalar: true)] }
+            let known = dims.compactMap { if case let .known(n) = $0, n >= 0 { return n } else { return nil } }
+            guard known.count == dims.count, !dims.isEmpty else { throw refuse("multiplies dims \(dims) rnnkit cannot follow") }
+            return [.shape([.known(known.reduce(1, *))], scalar: true)]
         case "TopK":
             // A packed export's sort by length: TopK(lengths, batch, largest).
             guard case let .lengths(input, false) = args[0], case .shape([.batch], _) = args[1],
@@ -245,6 +265,14 @@ struct ONNXGraph {
             switch args[0] {
             case let .shape(dims, scalar) where op == "Unsqueeze" && scalar && axes == [0]:
                 return [.shape(dims, scalar: false)]
+            case let .zeros(dims) where op == "Unsqueeze":
+                // Zero states given a direction axis (tf2onnx's initial states).
+                var result = dims
+                for a in axes.map({ $0 < 0 ? $0 + dims.count + axes.count : $0 }).sorted() {
+                    guard a >= 0, a <= result.count else { throw refuse("unsqueezes axis \(a) of zeros of \(dims.count + axes.count)") }
+                    result.insert(.known(1), at: a)
+                }
+                return [.zeros(result)]
             case var .flow(flow):
                 flow.axes = try op == "Unsqueeze" ? unsqueezed(flow.axes, axes, refuse: refuse) : squeezed(flow.axes, axes, refuse: refuse)
                 return [.flow(flow)]
@@ -264,7 +292,7 @@ struct ONNXGraph {
                 let upper = Int(max(0, min(e < 0 ? e + Int64(rows) : e, Int64(rows))))
                 return [.zeros([.known(max(upper - lower, 0))] + dims.dropFirst())]
             }
-            throw refuse("slices the data; rnnkit reads the slices of constants and of zero states only")
+            return [try slice(node, index, args, refuse: refuse)]
         case "Transpose":
             guard case var .flow(flow) = args[0] else { throw refuse("transposes a value rnnkit cannot follow") }
             let perm = attribute(node, "perm")?.ints.map { Int($0) } ?? Array((0..<flow.axes.count).reversed())
@@ -306,6 +334,8 @@ struct ONNXGraph {
             try appendDense(&flow, weight: transposed(bTensor), bias: nil, node: node, index: index)
             storedTypes.insert(b.storedType)
             return [.flow(flow)]
+        case "Add" where args.contains(where: { if case let .flow(f) = $0 { return f.role == .tokenIDs } else { return false } }):
+            throw refuse("computes on the token ids (Keras 3's Embedding wraps negative ids, where(ids < 0, ids + vocabulary, ids)); rnnkit reads ids only as the indices of an embedding's Gather")
         case "Add":
             let (data, constant): (Value, Value) = { if case .flow = args[0] { return (args[0], args[1]) } else { return (args[1], args[0]) } }()
             guard case var .flow(flow) = data, case let .constant(c) = constant, let values = c.floats,
@@ -353,6 +383,8 @@ struct ONNXGraph {
             flow.layerNames.append("")
             flow.role = .data
             return flow
+        case let .directionPart(direction, count):
+            throw refuse("reads direction \(direction) of \(count) of a recurrent node's output alone; rnnkit reads the directions side by side on the features, forward first")
         default: return nil
         }
     }
@@ -425,7 +457,16 @@ struct ONNXGraph {
     private func reshaped(_ axes: [Axis], _ target: [Dim], allowZero: Bool, refuse: (String) -> ModelError) throws -> [Axis] {
         var result: [Axis] = []
         var p = 0
-        func fail() -> ModelError { refuse("reshapes axes \(Self.text(axes)) to \(target); rnnkit follows reshapes that merge [directions, hidden] or add and remove size-1 axes") }
+        func fail() -> ModelError { refuse("reshapes axes \(Self.text(axes)) to \(target); rnnkit follows reshapes that merge [directions, hidden], merge [batch, time] and split them back, or add and remove size-1 axes") }
+        // [batch, time, …] → [batch·time, …] (a target of -1 or the batch·time product first),
+        // and [batch·time, …] → [batch, time, …]: a Dense on every step as tf2onnx writes it.
+        if axes.count >= 2, axes[0] == .batch, axes[1] == .time, target.count >= 2,
+           target[0] == .batchTime || (target[0] == .known(-1) && !target.dropFirst().contains(.known(-1))) {
+            return [.batchTime] + (try reshaped(Array(axes.dropFirst(2)), Array(target.dropFirst()), allowZero: allowZero, refuse: refuse))
+        }
+        if axes.first == .batchTime, target.count >= 2, target[0] == .batch, target[1] == .time {
+            return [.batch, .time] + (try reshaped(Array(axes.dropFirst()), Array(target.dropFirst(2)), allowZero: allowZero, refuse: refuse))
+        }
         for (i, dim) in target.enumerated() {
             // Size-1 axes of the input before a non-1 target are dropped.
             switch dim {
@@ -543,6 +584,66 @@ struct ONNXGraph {
 
     var lastStepReadouts: [String] = []
 
+    /// `Slice` of a shape (its dims) or of data (zeros are sliced in `compute`):
+    /// one direction of a bidirectional node's `Y`, or the last step (`[-1:]` on the time axis).
+    private mutating func slice(_ node: Onnx_NodeProto, _ index: Int, _ args: [Value], refuse: (String) -> ModelError) throws -> Value {
+        guard case let .constant(startsValue)? = args[safe: 1], case let .constant(endsValue)? = args[safe: 2],
+              let starts = startsValue.ints, let ends = endsValue.ints, starts.count == 1, ends.count == 1 else {
+            throw refuse("slices with starts and ends rnnkit cannot compute (it follows one constant axis)")
+        }
+        var axis: Int64 = 0
+        switch args[safe: 3] {
+        case nil, .absent?: break
+        case let .constant(a)? where a.ints?.count == 1: axis = a.ints![0]
+        default: throw refuse("slices on axes rnnkit cannot compute")
+        }
+        switch args[safe: 4] {
+        case nil, .absent?: break
+        case let .constant(s)? where s.ints == [1]: break
+        default: throw refuse("slices with a step other than 1")
+        }
+        func bounds(_ size: Int) -> Range<Int> {
+            let n = Int64(size)
+            let clamp = { (v: Int64) in Int(max(0, min(v < 0 ? v + n : v, n))) }
+            let lower = clamp(starts[0]), upper = clamp(ends[0])
+            return lower..<max(lower, upper)
+        }
+        switch args[0] {
+        case let .shape(dims, false):
+            guard axis == 0 || axis == -1 else { throw refuse("slices a shape on axis \(axis)") }
+            return .shape(Array(dims[bounds(dims.count)]), scalar: false)
+        case var .flow(flow) where flow.role == .data:
+            let rank = flow.axes.count
+            let k = Int(axis < 0 ? axis + Int64(rank) : axis)
+            guard flow.axes.indices.contains(k) else { throw refuse("slices axis \(axis) of \(rank)") }
+            switch flow.axes[k] {
+            case let .directions(d) where d == 2:
+                let range = bounds(d)
+                guard range.count == 1, flow.axes[(k + 1)...].contains(where: { if case .hidden = $0 { return true } else { return false } }) else {
+                    throw refuse("slices the directions of a recurrent node other than one at a time")
+                }
+                flow.axes[k] = .unit
+                flow.role = .directionPart(direction: range.lowerBound, of: d)
+                return .flow(flow)
+            case .time:
+                // y[-1:] on the time axis: the last step (ends at or past the end).
+                guard starts[0] == -1, ends[0] >= Int64(Int32.max) else {
+                    throw refuse("slices steps \(starts[0])..<\(ends[0]) of the sequence; rnnkit reads the last step ([-1:]) only")
+                }
+                guard case .recurrent? = flow.layers.last else { throw refuse("reads the last step of data that is not a recurrent layer's output") }
+                flow.axes[k] = .unit
+                flow.layers.append(.readout(.lastValidStep))
+                flow.layerNames.append(node.name)
+                lastStepReadouts.append(Self.label(node, index))
+                return .flow(flow)
+            default:
+                throw refuse("slices the data on its \(flow.axes[k].text) axis; rnnkit follows slices of one direction of a recurrent node's output or of its last step")
+            }
+        default:
+            throw refuse("slices the data; rnnkit reads the slices of constants, shapes and zero states, one direction or the last step of a recurrent node's output")
+        }
+    }
+
     private mutating func concat(_ node: Onnx_NodeProto, _ args: [Value], refuse: (String) -> ModelError) throws -> Value {
         let axis = Int(attribute(node, "axis")?.i ?? 0)
         // Shapes: dims and constant integers side by side.
@@ -554,8 +655,34 @@ struct ONNXGraph {
             }
             return .shape(dims, scalar: false)
         }
+        // Zeros side by side (tf2onnx's initial states of both directions): zeros.
+        let zeros = args.compactMap { if case let .zeros(dims) = $0 { return dims } else { return nil } }
+        if zeros.count == args.count, let first = zeros.first {
+            let rank = first.count, k = axis < 0 ? axis + rank : axis
+            guard (0..<rank).contains(k), zeros.allSatisfy({ $0.count == rank && $0.enumerated().allSatisfy { i, d in i == k || d == first[i] } }) else {
+                throw refuse("concatenates zeros of shapes rnnkit cannot match")
+            }
+            let sizes = zeros.compactMap { if case let .known(n) = $0[k] { return n } else { return nil } }
+            guard sizes.count == zeros.count else { throw refuse("concatenates zeros along a dimension known only at run time") }
+            var dims = first
+            dims[k] = .known(sizes.reduce(0, +))
+            return .zeros(dims)
+        }
         let flows = args.compactMap { if case let .flow(f) = $0 { return f } else { return nil } }
         guard flows.count == args.count, let first = flows.first else { throw refuse("concatenates values rnnkit cannot follow") }
+        // A bidirectional node's Y sliced into its directions, put back side by side on the
+        // features, forward first: the neutral features.
+        if flows.count == 2, case .directionPart(0, 2) = flows[0].role, case .directionPart(1, 2) = flows[1].role {
+            let rank = first.axes.count, k = axis < 0 ? axis + rank : axis
+            guard k == rank - 1, flows[0].axes == flows[1].axes, flows[0].layers.count == flows[1].layers.count,
+                  case let .features(h)? = first.axes.last else {
+                throw refuse("concatenates the directions of a recurrent node other than on the features, forward first")
+            }
+            var result = first
+            result.role = .data
+            result.axes[k] = .features(2 * h)
+            return .flow(result)
+        }
         // cat([h_n[-2], h_n[-1]], 1): both directions' final states of the last layer.
         if flows.count == 2, case .finalState(0, 2) = flows[0].role, case .finalState(1, 2) = flows[1].role,
            axis == 1 || axis == -1, flows[0].layers.count == flows[1].layers.count {

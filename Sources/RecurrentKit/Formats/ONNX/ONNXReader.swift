@@ -114,6 +114,12 @@ enum ONNXReader {
             for name in stateNames {
                 reader.values[name] = .flow(ONNXGraph.Flow(layers: [], layerNames: [], axes: [], role: .initialState(input: name)))
             }
+            // Control flow (a Loop, Scan or If the outputs depend on) is refused by name before
+            // the nodes that feed it (tf2onnx's while loop is preceded by its condition's Less).
+            if let i = needed.sorted().first(where: { ["Loop", "Scan", "If"].contains(graph.node[$0].opType)
+                                                      && ["", "ai.onnx"].contains(graph.node[$0].domain) }) {
+                throw reader.refusal(graph.node[i], i, ONNXGraph.controlFlowMessage)
+            }
             for (i, node) in graph.node.enumerated() where needed.contains(i) {
                 try reader.apply(node, i)
             }
