@@ -163,6 +163,15 @@ final class ONNXTests: XCTestCase {
             let i = try XCTUnwrap(graph.node.firstIndex { $0.opType == "Concat" && $0.name.hasSuffix("bidirectional/concat") })
             graph.node[i].input.reverse()
         }, "M: node sequential_2/bidirectional/concat (Concat): concatenates data in a way rnnkit does not follow")
+        // The directions concatenated on the time axis.
+        XCTAssertEqual(try edited("tf2onnx_tfkeras_bilstm_concat.onnx") { graph in
+            let i = try XCTUnwrap(graph.node.firstIndex { $0.opType == "Concat" && $0.name.hasSuffix("bidirectional/concat") })
+            var axis = Onnx_AttributeProto()
+            axis.name = "axis"
+            axis.type = .int
+            axis.i = 0
+            graph.node[i].attribute = [axis]
+        }, "M: node sequential_2/bidirectional/concat (Concat): concatenates directions other than both of one recurrent node on the features, forward first")
         // The forward direction alone as the output.
         XCTAssertEqual(try edited("tf2onnx_tfkeras_bilstm_concat.onnx") { graph in
             let i = try XCTUnwrap(graph.node.firstIndex { $0.opType == "Concat" && $0.name.hasSuffix("bidirectional/concat") })

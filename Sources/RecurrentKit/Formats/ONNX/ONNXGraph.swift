@@ -674,9 +674,11 @@ struct ONNXGraph {
         // features, forward first: the neutral features.
         if flows.count == 2, case .directionPart(0, 2) = flows[0].role, case .directionPart(1, 2) = flows[1].role {
             let rank = first.axes.count, k = axis < 0 ? axis + rank : axis
-            guard k == rank - 1, flows[0].axes == flows[1].axes, flows[0].layers.count == flows[1].layers.count,
+            // Both halves of one node: the same layers (weights included) made them.
+            guard k == rank - 1, flows[0].axes == flows[1].axes, flows[0].layers == flows[1].layers,
+                  flows[0].layerNames == flows[1].layerNames,
                   case let .features(h)? = first.axes.last else {
-                throw refuse("concatenates the directions of a recurrent node other than on the features, forward first")
+                throw refuse("concatenates directions other than both of one recurrent node on the features, forward first")
             }
             var result = first
             result.role = .data
