@@ -10,7 +10,7 @@ import XCTest
 /// a harness that refused every committed model would fuzz nothing but its own first check.
 final class FuzzRegressionTests: XCTestCase {
     static let targets = ["FuzzHDF5Model", "FuzzKerasConfig", "FuzzKerasArchive", "FuzzPyTorchModelConfig", "FuzzFixture",
-                          "FuzzTorchFile"]
+                          "FuzzTorchFile", "FuzzONNX"]
 
     /// The files of `fixtures/<folder>` whose names end in `suffix`. A folder that is missing
     /// or cannot be listed fails the test: a replay of nothing would pass.
@@ -45,6 +45,8 @@ final class FuzzRegressionTests: XCTestCase {
             return FuzzEntry.fixture(input, path: scratch.appendingPathComponent("input.fixture.h5").path)
         case "FuzzTorchFile":
             return FuzzEntry.torchFile(input)
+        case "FuzzONNX":
+            return FuzzEntry.onnx(input)
         default:
             XCTFail("fixtures/fuzz/regressions/\(target): no such fuzz target (expected one of \(Self.targets))")
             return nil

@@ -67,6 +67,23 @@ final class ONNXTests: XCTestCase {
         XCTAssertTrue(try Verification(model: taking, fixture: fixture).comparisons.allSatisfy(\.passed))
     }
 
+    /// Bytes a protobuf parser takes but the recognition does not (a ModelProto field with
+    /// another wire type: the fuzzers' finding, fixtures/fuzz/regressions/FuzzONNX) are
+    /// refused by the ONNX read too: what reads as ONNX is what is recognised as ONNX.
+    func testTheReadRefusesWhatTheRecognitionRefuses() throws {
+        let path = fixture("fuzz/regressions/FuzzONNX/field6_wire_type_0.onnx")
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertNoThrow(try Onnx_ModelProto(serializedBytes: bytes), "a protobuf parser takes it")
+        XCTAssertThrowsError(try LoadedModel(contentsOf: path)) { error in
+            XCTAssertTrue("\(error)".contains("is none of the files rnnkit reads"), "\(error)")
+        }
+        let source = FormatSource(bytes: bytes, name: "m.onnx")
+        XCTAssertThrowsError(try ONNXFormat().read(source, options: ReadOptions())) { error in
+            XCTAssertEqual("\(error)", "m.onnx: is not an ONNX ModelProto as exporters write it: ir_version first, then ModelProto's fields with their wire types up to the graph (spec/architecture.md, \"Which container\")")
+        }
+        XCTAssertNotNil(FuzzEntry.onnx(bytes))
+    }
+
     /// The command line verifies the whole folder: every case passes.
     func testVerifyFolder() throws {
         let result = try rnnkit(["verify", folder])

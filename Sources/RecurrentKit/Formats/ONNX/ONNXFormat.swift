@@ -16,6 +16,12 @@ struct ONNXFormat: ModelFormat {
 
     func read(_ source: FormatSource, options: ReadOptions) throws -> ModelReading {
         try options.check(taken: readOptions, title: title(refusing:), file: source.file)
+        // What is read as ONNX is what is recognised as ONNX (a protobuf parser would also take
+        // fields out of order or with other wire types, which the recognition refuses).
+        guard try source.withProbe(Self.isONNXModel) else {
+            throw ModelError(.unreadableFile, file: source.file,
+                             message: "is not an ONNX ModelProto as exporters write it: ir_version first, then ModelProto's fields with their wire types up to the graph (spec/architecture.md, \"Which container\")")
+        }
         let proto = try source.image.map { try ONNXProtobuf.decodeModel(Data($0), file: source.file) }
             ?? ONNXProtobuf.readModel(source.file)
         let reading = try ONNXReader.read(proto, file: source.file)
