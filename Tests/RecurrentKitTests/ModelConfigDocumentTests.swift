@@ -4,23 +4,25 @@ import XCTest
 import TestSupport
 @testable import RecurrentKit
 
+/// What reading `json` as a `model_config` gives: `decoded`, or the one-line refusal.
+func modelConfigRefusal(_ json: String) -> String {
+    do {
+        _ = try PyTorchModelConfig(json: json, file: "m.h5")
+        return "decoded"
+    } catch {
+        return "\(error)"
+    }
+}
+
+/// A version-2 `model_config` of a Linear and an LSTM whose fields after `input_size` are `fields`.
+func modelConfigWithLSTM(_ fields: String) -> String {
+    #"{"format": "recurrentkit.pytorch", "version": 2, "modules": [{"type": "Linear", "name": "fc", "in_features": 2, "out_features": 2}, {"type": "LSTM", "name": "rnn", "input_size": 4, \#(fields)}]}"#
+}
+
 /// `ModelConfigDocument` decodes strictly (exact integers, JSON types, no unknown fields,
 /// bounds), naming the field's path, and the writer's documents encode to the bytes the
 /// reader reads back as the same document.
 final class ModelConfigDocumentTests: XCTestCase {
-    private func refusal(_ json: String) -> String {
-        do {
-            _ = try PyTorchModelConfig(json: json, file: "m.h5")
-            return "decoded"
-        } catch {
-            return "\(error)"
-        }
-    }
-
-    private func lstm(_ fields: String) -> String {
-        #"{"format": "recurrentkit.pytorch", "version": 2, "modules": [{"type": "Linear", "name": "fc", "in_features": 2, "out_features": 2}, {"type": "LSTM", "name": "rnn", "input_size": 4, \#(fields)}]}"#
-    }
-
     /// Wrong JSON types and inexact integers are refused at the field's path, never
     /// rounded, wrapped or converted.
     func testWrongTypesAndInexactIntegersNameThePath() {
@@ -42,7 +44,7 @@ final class ModelConfigDocumentTests: XCTestCase {
             (#""hidden_size": 4, "colour": "red""#, "modules[1]: unknown field 'colour'"),
         ]
         for (fields, expected) in cases {
-            let text = refusal(lstm(fields))
+            let text = modelConfigRefusal(modelConfigWithLSTM(fields))
             XCTAssertTrue(text.contains(expected), "\(fields): \(text)")
             XCTAssertFalse(text.contains("\n"), text)
         }
@@ -74,19 +76,19 @@ final class ModelConfigDocumentTests: XCTestCase {
             (#"{"modules": [{"type": "Dropout", "p": true}]}"#, "modules[0].p: expected a number, found true"),
         ]
         for (json, expected) in cases {
-            let text = refusal(json)
+            let text = modelConfigRefusal(json)
             XCTAssertTrue(text.contains(expected), "\(json): \(text)")
         }
         let many = #"{"modules": ["# + Array(repeating: #"{"type": "ReLU"}"#, count: Limits.layers + 1).joined(separator: ",") + "]}"
-        XCTAssertTrue(refusal(many).contains("modules: lists 10001 modules, over the limit of 10000 by 1 (Limits.layers)"), refusal(many))
+        XCTAssertTrue(modelConfigRefusal(many).contains("modules: lists 10001 modules, over the limit of 10000 by 1 (Limits.layers)"), modelConfigRefusal(many))
     }
 
     /// Names from the file reach messages escaped.
     func testNamesInMessagesAreEscaped() {
-        let text = refusal(#"{"modules": [{"type": "Linear\u001b]0;x\u0007", "name": "a"}]}"#)
+        let text = modelConfigRefusal(#"{"modules": [{"type": "Linear\u001b]0;x\u0007", "name": "a"}]}"#)
         XCTAssertTrue(text.contains("module type 'Linear"), text)
         XCTAssertFalse(text.unicodeScalars.contains { $0.value < 0x20 }, text.debugDescription)
-        let field = refusal(#"{"modules": [{"type": "ReLU", "\u202Eeman": "a"}]}"#)
+        let field = modelConfigRefusal(#"{"modules": [{"type": "ReLU", "\u202Eeman": "a"}]}"#)
         XCTAssertTrue(field.contains("unknown field '"), field)
         XCTAssertFalse(field.unicodeScalars.contains { $0.value == 0x202E }, field.debugDescription)
     }

@@ -60,34 +60,21 @@ final class StrictJSONTests: XCTestCase {
 
     // MARK: - model_config
 
-    private func modelConfigRefusal(_ json: String) -> String {
-        do {
-            _ = try PyTorchModelConfig(json: json, file: "m.h5")
-            return "decoded"
-        } catch {
-            return "\(error)"
-        }
-    }
-
-    private func lstm(_ fields: String) -> String {
-        #"{"format": "recurrentkit.pytorch", "version": 2, "modules": [{"type": "Linear", "name": "fc", "in_features": 2, "out_features": 2}, {"type": "LSTM", "name": "rnn", "input_size": 4, \#(fields)}]}"#
-    }
-
     func testModelConfigWithADuplicateKeyIsRefusedWithItsPath() {
-        XCTAssertEqual(modelConfigRefusal(lstm(#""hidden_size": 4, "hidden_size": 5"#)),
+        XCTAssertEqual(modelConfigRefusal(modelConfigWithLSTM(#""hidden_size": 4, "hidden_size": 5"#)),
                        "m.h5: model_config: modules[1]: holds key 'hidden_size' twice in one object; refused (JSON readers keep only one)")
         XCTAssertTrue(modelConfigRefusal(#"{"modules": [], "modules": []}"#).hasSuffix("model_config: holds key 'modules' twice in one object; refused (JSON readers keep only one)"))
-        XCTAssertEqual(modelConfigRefusal(lstm(#""hidden_size": 4"#)), "decoded")
+        XCTAssertEqual(modelConfigRefusal(modelConfigWithLSTM(#""hidden_size": 4"#)), "decoded")
     }
 
     /// Forms JSONSerialization reads as whole numbers, and JSONDecoder would round or convert,
     /// are refused where an integer is expected.
     func testModelConfigIntegersMustBeWrittenAsIntegers() {
         for value in ["4.0", "4e0", "0.4E1", "1e308", "-0.0", "18446744073709551620", "true", "\"4\""] {
-            let text = modelConfigRefusal(lstm(#""hidden_size": \#(value)"#))
+            let text = modelConfigRefusal(modelConfigWithLSTM(#""hidden_size": \#(value)"#))
             XCTAssertTrue(text.contains("modules[1].hidden_size: expected an integer, found"), "\(value): \(text)")
         }
-        XCTAssertTrue(modelConfigRefusal(lstm(#""hidden_size": 4, "bidirectional": "yes""#))
+        XCTAssertTrue(modelConfigRefusal(modelConfigWithLSTM(#""hidden_size": 4, "bidirectional": "yes""#))
             .contains("modules[1].bidirectional: expected true or false, found a string"))
     }
 
