@@ -323,4 +323,45 @@ final class ONNXTests: XCTestCase {
         XCTAssertEqual(try file { t in t.dims = [-1, 12, 2] },
                        "M: initializer W: dims [-1, 12, 2] have a negative dimension or more elements than Int.max")
     }
+
+    /// Dims and shape values the file gives are bounded before anything multiplies, adds or
+    /// strides over them: W computed by a Transpose of a tensor of no elements with dims of
+    /// 2^62, or by a Reshape to `[2^40, 2^40, -1]`, is refused, not an arithmetic trap.
+    func testFileGivenDimsAreBoundedBeforeArithmetic() throws {
+        func file(_ node: Onnx_NodeProto, _ edit: (inout Onnx_TensorProto) -> Void, extra: [Onnx_TensorProto] = []) throws -> String {
+            var proto = try Onnx_ModelProto(serializedBytes: Data(contentsOf: URL(fileURLWithPath: folder + "/lstm.onnx")))
+            let index = try XCTUnwrap(proto.graph.initializer.firstIndex { $0.name == "W" })
+            proto.graph.initializer[index].name = "W0"
+            edit(&proto.graph.initializer[index])
+            proto.graph.initializer += extra
+            proto.graph.node.insert(node, at: 0)
+            return try refusal([UInt8](proto.serializedData())).error
+        }
+        var transpose = Onnx_NodeProto()
+        transpose.opType = "Transpose"
+        transpose.name = "t"
+        transpose.input = ["W0"]
+        transpose.output = ["W"]
+        XCTAssertEqual(try file(transpose) { t in t.dims = [1 << 62, 0, 1 << 62]; t.rawData = Data() },
+                       "M: initializer W0: dims [4611686018427387904, 0, 4611686018427387904] hold no values but multiply past 67108864 without their zeros; refused")
+        var reshape = Onnx_NodeProto()
+        reshape.opType = "Reshape"
+        reshape.name = "r"
+        reshape.input = ["W0", "S"]
+        reshape.output = ["W"]
+        var target = Onnx_TensorProto()
+        target.name = "S"
+        target.dataType = 7
+        target.dims = [3]
+        target.int64Data = [1 << 40, 1 << 40, -1]
+        XCTAssertTrue(try file(reshape, { _ in }, extra: [target]).hasSuffix("reshapes [1, 12, 2] to [1099511627776, 1099511627776, -1]"))
+        target.int64Data = [1 << 40, 0, 1 << 40]
+        var allowZero = Onnx_AttributeProto()
+        allowZero.name = "allowzero"
+        allowZero.type = .int
+        allowZero.i = 1
+        reshape.attribute = [allowZero]
+        XCTAssertTrue(try file(reshape, { t in t.dims = [0, 12, 2]; t.rawData = Data() }, extra: [target])
+            .hasSuffix("reshapes [0, 12, 2] to [1099511627776, 0, 1099511627776]"))
+    }
 }

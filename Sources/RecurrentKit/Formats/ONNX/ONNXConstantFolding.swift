@@ -53,11 +53,15 @@ enum ONNXConstantFolding {
                 target[i] = value.shape[i]
             }
             if let infer = target.firstIndex(of: -1) {
-                let known = target.enumerated().filter { $0.offset != infer }.reduce(1) { $0 * $1.element }
-                guard known > 0, value.count % known == 0 else { throw refuse("reshapes \(shapeText(value.shape)) to \(shapeText(target))") }
+                let others = target.enumerated().filter { $0.offset != infer }.map(\.element)
+                guard let known = elementCount(others), known > 0, value.count % known == 0 else {
+                    throw refuse("reshapes \(shapeText(value.shape)) to \(shapeText(target))")
+                }
                 target[infer] = value.count / known
             }
-            guard elementCount(target) == value.count else { throw refuse("reshapes \(shapeText(value.shape)) to \(shapeText(target))") }
+            guard elementCount(target) == value.count, ONNXConstant.isBounded(target) else {
+                throw refuse("reshapes \(shapeText(value.shape)) to \(shapeText(target))")
+            }
             return reshaped(value, target)
         case "Concat":
             let parts = try args.indices.map(input)
@@ -70,13 +74,14 @@ enum ONNXConstantFolding {
             else { throw refuse("concatenates tensors whose shapes or types do not fit") }
             let outer = first.shape[..<axis].reduce(1, *)
             var shape = first.shape
+            // Each part's shape is bounded, so the sum fits; the result must be bounded too.
             shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+            guard ONNXConstant.isBounded(shape) else { throw refuse("concatenates to \(shapeText(shape)), past \(Limits.parameters) elements") }
             func joined<T>(_ values: [[T]]) -> [T] {
                 var result: [T] = []
                 for o in 0..<outer {
-                    for (p, v) in zip(parts, values) {
+                    for v in values {
                         let block = v.count / max(outer, 1)
-                        _ = p
                         result += v[(o * block)..<((o + 1) * block)]
                     }
                 }

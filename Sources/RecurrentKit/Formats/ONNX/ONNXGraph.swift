@@ -215,7 +215,8 @@ struct ONNXGraph {
             if dims == [.batch, .time] { return [.shape([.batchTime], scalar: true)] }
             let known = dims.compactMap { if case let .known(n) = $0, n >= 0 { return n } else { return nil } }
             guard known.count == dims.count, !dims.isEmpty else { throw refuse("multiplies dims \(dims) rnnkit cannot follow") }
-            return [.shape([.known(known.reduce(1, *))], scalar: true)]
+            guard let product = elementCount(known) else { throw refuse("multiplies dims \(dims) past Int.max") }
+            return [.shape([.known(product)], scalar: true)]
         case "TopK":
             // A packed export's sort by length: TopK(lengths, batch, largest).
             guard case let .lengths(input, false) = args[0], case .shape([.batch], _) = args[1],
@@ -487,7 +488,9 @@ struct ONNXGraph {
                 var product = 1
                 while p < axes.count, product < n || (axes[p].size == .known(1) && product == n && group.isEmpty) {
                     guard case let .known(size) = axes[p].size else { throw fail() }
-                    group.append(axes[p]); product *= size; p += 1
+                    let (next, overflow) = product.multipliedReportingOverflow(by: size)
+                    guard !overflow else { throw fail() }
+                    group.append(axes[p]); product = next; p += 1
                 }
                 guard product == n else { throw fail() }
                 result.append(try merged(group, fail))
@@ -665,7 +668,13 @@ struct ONNXGraph {
             let sizes = zeros.compactMap { if case let .known(n) = $0[k] { return n } else { return nil } }
             guard sizes.count == zeros.count else { throw refuse("concatenates zeros along a dimension known only at run time") }
             var dims = first
-            dims[k] = .known(sizes.reduce(0, +))
+            var total = 0
+            for size in sizes {
+                let (next, overflow) = total.addingReportingOverflow(size)
+                guard size >= 0, !overflow else { throw refuse("concatenates zeros of sizes \(sizes)") }
+                total = next
+            }
+            dims[k] = .known(total)
             return .zeros(dims)
         }
         let flows = args.compactMap { if case let .flow(f) = $0 { return f } else { return nil } }
@@ -760,7 +769,7 @@ struct ONNXGraph {
         let hidden = Int(attributes["hidden_size"]?.i ?? Int64(r.shape[2]))
         let (gateRows, overflow) = hidden.multipliedReportingOverflow(by: gates)
         guard hidden > 0, !overflow, r.shape == [directions, gateRows, hidden] else {
-            throw invalid("input R has shape \(shapeText(r.shape)), expected \(shapeText([directions, gates * hidden, hidden]))")
+            throw invalid("input R has shape \(shapeText(r.shape)), expected \(overflow ? "[\(directions), \(gates)·\(hidden), \(hidden)]" : shapeText([directions, gateRows, hidden]))")
         }
         guard w.shape.count == 3, w.shape[0] == directions, w.shape[1] == gateRows, w.shape[2] > 0 else {
             throw invalid("input W has shape \(shapeText(w.shape)), expected [\(directions), \(gateRows), input]")

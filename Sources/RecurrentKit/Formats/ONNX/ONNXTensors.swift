@@ -67,6 +67,15 @@ struct ONNXConstant {
 
     var count: Int { floats?.count ?? ints?.count ?? 0 }
 
+    /// True for a shape whose dimensions are all at least 0 and whose non-zero dimensions
+    /// multiply to at most `Limits.parameters`: every count, stride and sum of dims computed
+    /// from it fits in an `Int` (a tensor of no elements may not carry dims of 2^62). Every
+    /// constant's shape is one (the decoded tensors', and what Reshape and Concat make).
+    static func isBounded(_ shape: [Int]) -> Bool {
+        guard shape.allSatisfy({ $0 >= 0 }), let product = elementCount(shape.filter { $0 != 0 }) else { return false }
+        return product <= Limits.parameters
+    }
+
     init(shape: [Int], floats: [Float], storedType: String = "float32") {
         self.shape = shape
         self.floats = floats
@@ -108,6 +117,9 @@ struct ONNXConstant {
         }
         guard count <= Limits.parameters else {
             throw refuse("holds \(count) values, more than \(Limits.parameters) (Limits.parameters)")
+        }
+        guard Self.isBounded(dims) else {
+            throw ModelError(.unreadableFile, file: file, path: what, message: "dims \(shapeText(dims)) hold no values but multiply past \(Limits.parameters) without their zeros; refused")
         }
         guard let type = ElementType(rawValue: proto.dataType) else {
             throw refuse("has element type \(proto.dataType), which rnnkit does not read (float32, float16, float64 and integers only)")
