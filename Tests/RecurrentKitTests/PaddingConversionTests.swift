@@ -106,6 +106,29 @@ final class PaddingConversionTests: XCTestCase {
         }
     }
 
+    /// The rule follows how a source takes lengths, not its framework: a model run on them as
+    /// packed sequences without a PyTorch structure (an ONNX graph with `sequence_lens`) is
+    /// refused without a padding id as a PyTorch one is; one that takes no lengths (an ONNX
+    /// graph without `sequence_lens`) is written as it is, and a padding id is refused for it.
+    func testThePaddingRuleFollowsHowTheSourceTakesLengths() throws {
+        let model = try LoadedModel(contentsOf: source("lesson_lstm_pack")).model
+        XCTAssertEqual(model.lengthsRule, .packed)
+        XCTAssertThrowsError(try KerasPadding.apply(to: model, pytorch: nil, paddingID: nil, file: "m.onnx", version: .keras3)) { error in
+            XCTAssertEqual((error as? ModelError)?.options, [.paddingID], "\(error)")
+        }
+        let padded = try KerasPadding.apply(to: model, pytorch: nil, paddingID: .id(0), file: "m.onnx", version: .keras3)
+        guard case let .embedding(embedding)? = padded.model.layers.first else { return XCTFail("no embedding first") }
+        XCTAssertTrue(embedding.maskZero)
+        let why = "the ONNX graph has no sequence_lens input (ONNX Runtime runs it over every step)"
+        let unchanged = try KerasPadding.apply(to: model, pytorch: nil, lengthsRefusal: why, paddingID: nil, file: "m.onnx", version: .keras3)
+        XCTAssertEqual(unchanged.model, model)
+        XCTAssertTrue(unchanged.notes.isEmpty)
+        XCTAssertThrowsError(try KerasPadding.apply(to: model, pytorch: nil, lengthsRefusal: why, paddingID: .id(0), file: "m.onnx",
+                                                    version: .keras3)) { error in
+            XCTAssertEqual("\(error)", "m.onnx: a padding id (0) applies to a model run on lengths; this one takes none (\(why)), so the Keras model runs over every step as it does")
+        }
+    }
+
     /// A PyTorch classifier whose padding Keras cannot see is refused, naming the option and
     /// the layer, and writes nothing; options that cannot apply are refused too.
     func testRefusedWithoutAPaddingIDNamingTheOption() throws {

@@ -214,7 +214,8 @@ public enum Converter {
     static func writeKeras(_ request: WriteRequest, version: KerasLayout.Version, config: (KerasPlan) -> [String: Any],
                            store: (_ plan: KerasPlan, _ path: String) throws -> Void) throws -> WrittenModel {
         let loaded = request.loaded
-        let padded = try KerasPadding.apply(to: loaded.model, pytorch: loaded.pytorchSource, paddingID: request.paddingID,
+        let padded = try KerasPadding.apply(to: loaded.model, pytorch: loaded.pytorchSource,
+                                            lengthsRefusal: loaded.reading.lengthsRefusal, paddingID: request.paddingID,
                                             file: request.input, version: version)
         let plan = try KerasPlan(model: padded.model, version: version, file: request.input)
         try checkConfigSize(try json(config(plan)), of: loaded.model, file: request.input, target: request.target)

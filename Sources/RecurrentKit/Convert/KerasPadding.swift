@@ -30,6 +30,9 @@ public enum PaddingID: Sendable, Hashable {
 ///   caller's mask is exact and no layer is added (a `Masking` layer would need the padded
 ///   steps to hold one value that no valid step holds, which PyTorch does not require).
 /// - A Keras source keeps its own masks: nothing changes and nothing is noted.
+/// - An ONNX graph with `sequence_lens` runs on lengths as packed sequences and follows the
+///   PyTorch rule below; one without takes no lengths and is written as it is (a padding id
+///   is refused for it).
 /// - Every PyTorch source follows the same rule, whatever describes it (a bare module, a
 ///   version-1, -2 or -3 `model_config`): PyTorch applies a caller's lengths to every
 ///   layer, so a version-2 document's own masks (`mask_zero`, `Masking`) decide only where
@@ -37,8 +40,12 @@ public enum PaddingID: Sendable, Hashable {
 ///   frameworks; a model starting with `Masking` is masked by its features in both).
 enum KerasPadding {
     /// The model to write for `source` and the notes for its user. `pytorch` is the source's
-    /// structure when it is a PyTorch file.
-    static func apply(to source: Model, pytorch: PyTorchReader.PyTorchSource?, paddingID: PaddingID?, file: String,
+    /// structure when it is a PyTorch file; `lengthsRefusal` says why the source takes no
+    /// lengths at all (`ModelReading.lengthsRefusal`: an ONNX graph without `sequence_lens`).
+    /// The rule follows how the source takes lengths, not its framework: an ONNX graph with
+    /// `sequence_lens` runs on them as packed sequences, as a PyTorch model does.
+    static func apply(to source: Model, pytorch: PyTorchReader.PyTorchSource?, lengthsRefusal: String? = nil,
+                      paddingID: PaddingID?, file: String,
                       version: KerasLayout.Version) throws -> (model: Model, notes: [ModelError.Message]) {
         func refuse(_ layer: String?, _ message: ModelError.Message) -> ModelError {
             // A `Message` (not a `String`), so that the options `message` names stay typed.
@@ -51,7 +58,10 @@ enum KerasPadding {
         let option = paddingID.map(Self.argument) ?? ""
         // A model that takes lengths as Keras does (a version-2 document converted from Keras,
         // `"lengths": "keras_mask"`) is a Keras source here: its masks are its own.
-        guard pytorch != nil, source.lengthsRule == .packed else {
+        guard source.lengthsRule == .packed, lengthsRefusal == nil else {
+            if let lengthsRefusal, paddingID != nil {
+                throw invalid(nil, "a padding id (\(option)) applies to a model run on lengths; this one takes none (\(lengthsRefusal)), so the Keras model runs over every step as it does")
+            }
             if paddingID != nil {
                 throw invalid(nil, pytorch == nil
                     ? "\(option: .paddingID, option) applies to a PyTorch model converted to Keras; a Keras model's masks are its own"
