@@ -895,3 +895,83 @@ def from_keras(keras_model, inputs, /, *, lengths=None, mask=None, path=None, **
     if path is not None:
         fixture.save(path)
     return fixture
+
+
+def from_onnx(model_path, inputs, /, lengths=None, *, h0=None, c0=None, path=None, **attributes):
+    """Runs an ONNX model in ONNX Runtime on `inputs` and returns a `Fixture`.
+
+    `model_path`: the `.onnx` file (recorded as the fixture's `model` unless given).
+    `inputs`: float features `[batch, time, features]` or token ids `[batch, time]`, batch
+    first, right-padded; they go to the graph's first input that is neither the lengths nor
+    an initial state, cast to its element type. `lengths` (`[batch]`) go to the graph's
+    lengths input — the one that reaches the recurrent nodes' `sequence_lens`: `lengths` in
+    the graphs `rnnkit convert --to onnx` writes, any name in others — cast to its type, and
+    are recorded as `/lengths`. A graph whose lengths input is not given `lengths` is run on
+    every step (each sequence's length is `time`) and records no `/lengths`. `h0`, `c0`
+    (`[directions, batch, hidden]`) go to inputs named `initial_h`/`h0` and
+    `initial_c`/`c0` and are recorded. Expected: `output`, the graph's first output.
+
+    The fixture's `generator` is `"onnxruntime <version>"`. Other keyword arguments are the
+    fixture's attributes (`save_fixture`); with `path`, the fixture is also saved there.
+
+    Example, the packed classifier exported by `rnnkit convert clf.pt clf.onnx --to onnx`:
+
+        from rnnkit_fixture import from_onnx
+        from_onnx("clf.onnx", ids, lengths=[3, 2]).save("clf.onnx.fixture.h5")
+    """
+    import onnx
+    import onnxruntime as ort
+
+    stored = _inputs_array(inputs)
+    model = onnx.load(os.fspath(model_path))
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    graph_inputs = [i for i in graph.input if i.name not in initializers]
+    # The graph inputs that reach sequence_lens (directly, or through Cast / Identity).
+    producers = {o: n for n in graph.node for o in n.output}
+
+    def source(name):
+        for _ in range(8):
+            node = producers.get(name)
+            if node is None or node.op_type not in ("Cast", "Identity") or not node.input:
+                return name
+            name = node.input[0]
+        return name
+
+    lengths_names = {source(n.input[4]) for n in graph.node
+                     if n.op_type in ("LSTM", "GRU", "RNN") and len(n.input) > 4 and n.input[4]}
+    state_names = {"initial_h": "h", "h0": "h", "initial_c": "c", "c0": "c"}
+    data_input = next((i for i in graph_inputs
+                       if i.name not in lengths_names and i.name not in state_names), None)
+    if data_input is None:
+        raise ValueError(f"{model_path}: the graph has no data input")
+    onnx_types = {1: np.float32, 6: np.int32, 7: np.int64, 10: np.float16, 11: np.float64}
+
+    def element_type(info):
+        return onnx_types.get(info.type.tensor_type.elem_type, np.float32)
+
+    feeds = {data_input.name: stored.astype(element_type(data_input))}
+    n = None
+    if lengths is not None:
+        n = _lengths_array(lengths, stored)
+    for info in graph_inputs:
+        if info.name in lengths_names:
+            given = n if n is not None else np.full(stored.shape[0], stored.shape[1])
+            feeds[info.name] = np.asarray(given).astype(element_type(info))
+    if n is not None and not any(i.name in lengths_names for i in graph_inputs):
+        raise ValueError(f"lengths: {model_path}'s graph takes no lengths (no sequence_lens input)")
+    for given, kind in ((h0, "h"), (c0, "c")):
+        if given is None:
+            continue
+        names = [i for i in graph_inputs if state_names.get(i.name) == kind]
+        if not names:
+            raise ValueError(f"{'h0' if kind == 'h' else 'c0'}: {model_path}'s graph has no initial state input")
+        feeds[names[0].name] = _to_numpy(given, kind + "0").astype(element_type(names[0]))
+    session = ort.InferenceSession(os.fspath(model_path), providers=["CPUExecutionProvider"])
+    output = session.run([graph.output[0].name], feeds)[0]
+    attributes.setdefault("generator", f"onnxruntime {ort.__version__}")
+    attributes.setdefault("model", os.path.basename(os.fspath(model_path)))
+    fixture = Fixture(stored, {"output": output}, lengths=n, h0=h0, c0=c0, **attributes)
+    if path is not None:
+        fixture.save(path)
+    return fixture

@@ -31,7 +31,8 @@ struct Convert: ParsableCommand {
         --to pytorch writes a PyTorch state_dict in the container OUTPUT's extension names \
         (.pt/.pth as torch.save writes it, .safetensors, .h5/.hdf5), keeping a PyTorch \
         source's own modules and keys; --to keras a tf-keras (Keras 2) .h5 full model; \
-        --to keras3 a Keras 3 .keras archive. The written \
+        --to keras3 a Keras 3 .keras archive; --to onnx an ONNX model (.onnx) with one LSTM, GRU \
+        or RNN operator per recurrent layer (opset 17 unless --opset says otherwise). The written \
         file is read back with the target's reader and compared with the input, weight for \
         weight, before it is put in place; a conversion that cannot be exact is refused with \
         the layer and the reason, and writes nothing.
@@ -43,8 +44,11 @@ struct Convert: ParsableCommand {
     @Argument(help: "The file to write (never an input, by any name; an existing regular file is replaced only with --force).")
     var output: String
 
-    @Option(help: "The target layout: pytorch (.pt, .pth, .safetensors, .h5), keras (tf-keras .h5) or keras3 (.keras).")
+    @Option(help: "The target layout: pytorch (.pt, .pth, .safetensors, .h5), keras (tf-keras .h5), keras3 (.keras) or onnx (.onnx).")
     var to: ConversionTarget
+
+    @Option(help: "With --to onnx: the ai.onnx opset to write, 14 to 22 (default 17).")
+    var opset: Int?
 
     @Flag(help: "Replace OUTPUT (and the --emit-python file) if it exists as a regular file.")
     var force = false
@@ -61,6 +65,9 @@ struct Convert: ParsableCommand {
     @OptionGroup var architecture: ArchitectureOption
 
     func validate() throws {
+        if opset != nil && to != .onnx {
+            throw ValidationError("--opset goes with --to onnx")
+        }
         if emitPython != nil && to != .pytorch {
             throw ValidationError("--emit-python goes with --to pytorch")
         }
@@ -77,7 +84,7 @@ struct Convert: ParsableCommand {
         let report = try Converter.convert(input, to: to, output: output, force: force,
                                            architecture: architecture.architecture, key: architecture.key,
                                            modules: architecture.moduleList, pythonModule: emitPython, paddingID: paddingID,
-                                           weightsMatching: architecture.weightsMatching)
+                                           weightsMatching: architecture.weightsMatching, opset: opset)
         printNotes(report.readingNotes)
         print("wrote \(oneLine(output)) (\(to.rawValue)); read back, it is the same model as \(oneLine(input)), weight for weight")
         for note in report.noteMessages { print("note: \(oneLine(note.commandLineText))") }

@@ -83,11 +83,11 @@ public enum Converter {
     public static func convert(_ input: String, to target: ConversionTarget, output: String, force: Bool = false,
                                architecture: String? = nil, key: String? = nil, modules: [String]? = nil,
                                pythonModule: String? = nil, paddingID: PaddingID? = nil,
-                               weightsMatching: KerasWeightsMatching = .order) throws -> ConversionReport {
+                               weightsMatching: KerasWeightsMatching = .order, opset: Int? = nil) throws -> ConversionReport {
         try ModelError.boundary(file: input, kind: .unsupported) {
             try convertChecked(input, to: target, output: output, force: force,
                                source: SourceOptions(architecture: architecture, key: key, modules: modules,
-                                                     paddingID: paddingID, weightsMatching: weightsMatching),
+                                                     paddingID: paddingID, weightsMatching: weightsMatching, opset: opset),
                                pythonModule: pythonModule)
         }
     }
@@ -114,6 +114,8 @@ public enum Converter {
         var paddingID: PaddingID?
         /// How a legacy Keras weights-only source pairs with its architecture.
         var weightsMatching: KerasWeightsMatching = .order
+        /// The ONNX opset of an ONNX target (nil: the writer's default).
+        var opset: Int?
     }
 
     private static func convertChecked(_ input: String, to target: ConversionTarget, output: String, force: Bool,
@@ -183,7 +185,8 @@ public enum Converter {
             throw ModelError(.unsupported, file: output, message: target.extensionRefusal(target))
         }
         let written = try writing.write(WriteRequest(loaded: loaded, input: input, output: output, path: path, batch: batch,
-                                                     emitting: emitting, paddingID: options.paddingID, target: target))
+                                                     emitting: emitting, paddingID: options.paddingID, target: target,
+                                                     opset: options.opset))
         modelConfig = written.modelConfig
         barePython = written.barePython
         notes = written.notes
@@ -305,6 +308,8 @@ package struct WriteRequest {
     /// How padded batches are marked, for a Keras target (`KerasPadding`).
     let paddingID: PaddingID?
     let target: ConversionTarget
+    /// The ONNX opset to write (ONNX target), nil for the default.
+    var opset: Int? = nil
 }
 
 /// What a format's writer wrote.

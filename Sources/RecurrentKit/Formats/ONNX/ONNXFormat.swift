@@ -34,6 +34,22 @@ struct ONNXFormat: ModelFormat {
                                 ? "the ONNX graph has no initial_h or initial_c input (its states start at zero)" : nil)
     }
 
+    /// An ONNX graph of one recurrent operator per layer (`ONNXWriter`), read back by
+    /// ``ONNXReader`` and compared with the source.
+    var writing: FormatWriting? {
+        FormatWriting(target: .onnx, extensions: ["onnx"]) { request in
+            let loaded = request.loaded
+            // Lengths become a graph input where the source takes them as such (PyTorch's
+            // packed sequences, an ONNX graph's sequence_lens); a Keras model's mask is its layers'.
+            let masks: ONNXWriter.MaskSource = loaded.model.lengthsRule == .packed && loaded.reading.lengthsRefusal == nil
+                ? .lengthsInput : .layers
+            let data = try ONNXWriter.serialized(loaded.model, masks: masks, opset: request.opset ?? ONNXWriter.defaultOpset,
+                                                 file: request.input)
+            try writeNewFile(request.path, contents: data)
+            return WrittenModel(expected: ModelFingerprint(ONNXWriter.expectedModel(loaded.model, masks: masks)))
+        }
+    }
+
     // MARK: Recognition
 
     /// `ModelProto`'s fields (onnx.proto) and their wire types: 1 `ir_version` (varint),
@@ -85,6 +101,13 @@ struct ONNXFormat: ModelFormat {
             if byte & 0x80 == 0 { return value }
         }
         return nil
+    }
+}
+
+extension ConversionTarget {
+    /// An ONNX model (`.onnx`): one LSTM, GRU or RNN operator per recurrent layer.
+    public static let onnx = ConversionTarget(known: "onnx") { _ in
+        "\(option: .target, "onnx") writes an ONNX model: the name must end in .onnx; nothing was written"
     }
 }
 

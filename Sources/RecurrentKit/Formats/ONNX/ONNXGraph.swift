@@ -113,6 +113,8 @@ struct ONNXGraph {
         case range
         /// An optional input left out (`""`).
         case absent
+        /// A value of a graph rnnkit writes: a mask, steps, lengths (``ONNXMaskValue``).
+        case mask(ONNXMaskValue)
     }
 
     let file: String
@@ -127,6 +129,8 @@ struct ONNXGraph {
     var lengthsInput: String?
     var stateInputs: [(input: String, cell: Bool)] = []
     var operators: [String: Int] = [:]
+    /// The lengths the recurrent nodes of a written graph take (``ONNXWrittenMask``).
+    var writtenMask = ONNXWrittenMask()
 
     init(file: String, opset: Int) {
         self.file = file
@@ -193,6 +197,7 @@ struct ONNXGraph {
             return [.constant(try ONNXConstantFolding.evaluate(node, args.map { if case let .constant(c) = $0 { return c } else { return nil } },
                                                                    refuse: refuse, file: file))]
         }
+        if let written = try writtenPattern(node, index, args, refuse: refuse) { return written }
         switch op {
         case "Identity", "Dropout":
             return [args[0]]
@@ -831,6 +836,10 @@ struct ONNXGraph {
             }
             nodesWithLengths += 1
             lengthsInput = input
+            if !sorted { writtenMask.lengths = .input(input) }
+        case let .mask(m)?:
+            let (file, label) = (self.file, Self.label(node, index))
+            try takeWrittenLengths(m, &x, refuse: { ModelError(.unsupported, file: file, path: label, message: $0) })
         default: throw refuse("takes sequence_lens that rnnkit cannot follow to a graph input (lengths)")
         }
         for (i, cell) in [(5, false), (6, true)] where kind == .lstm || !cell {

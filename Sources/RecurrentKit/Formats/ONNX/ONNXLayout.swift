@@ -71,6 +71,8 @@ enum ONNXLayout {
         case "Softsign": return .success(.softsign)
         case "Softplus": return .success(.softplus)
         case "HardSigmoid" where alpha == 0.2 && beta == 0.5: return .success(.hardSigmoidKeras2)
+        // Keras 3's relu6(x + 3) / 6, as rnnkit writes it (within a rounding of x / 6).
+        case "HardSigmoid" where alpha == Float(1.0 / 6.0) && beta == 0.5: return .success(.hardSigmoid)
         case "Elu" where alpha == 1: return .success(.elu)
         case "Affine" where alpha == 1 && beta == 0: return .success(.linear)
         case "ScaledTanh" where alpha == 1 && beta == 1: return .success(.tanh)

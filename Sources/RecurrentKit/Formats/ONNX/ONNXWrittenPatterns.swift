@@ -1,0 +1,269 @@
+import RecurrentEngine
+
+/// Values of the graphs rnnkit writes (`ONNXWriter`) that the exporters' patterns do not
+/// cover: a Keras mask computed from the padding, the steps past each length as Keras gives
+/// them, the merge of a bidirectional node's directions, and pooling over time
+/// (spec/onnx-layout.md, "Writing"). Each is read by what it computes, node by node.
+enum ONNXMaskValue {
+    /// Where each sequence's length comes from.
+    enum Lengths: Equatable {
+        /// The graph's lengths input.
+        case input(String)
+        /// The number of non-zero token ids (Keras `mask_zero`).
+        case ids
+        /// The number of steps whose features are not all `value` (Keras `Masking`).
+        case masking(Float)
+    }
+    /// `Equal(ids, 0)`, `[batch, time]`.
+    case idsPadding
+    /// `Not(Equal(ids, 0))` (bool, or cast to an integer), `[batch, time]`.
+    case idsMask
+    /// `Equal(x, value)` of the graph's input features, `[batch, time, features]`; `Not` of it
+    /// when `differs` (bool, or cast to float).
+    case features(value: Float, differs: Bool)
+    /// `ReduceMax` of the features that differ over the features: the step mask
+    /// `[batch, time, 1]` (float, or int64 when `integer`), `[batch, time]` when squeezed.
+    case stepMask(value: Float, integer: Bool, squeezed: Bool)
+    /// Each sequence's length, `[batch]` int.
+    case lengths(Lengths)
+    /// `lengths − 1`; `[batch, 1]` when `column`.
+    case lastIndex(Lengths, column: Bool)
+    /// `Range(0, time)`; `[1, time]` when `row`.
+    case timeRange(row: Bool)
+    /// `min(t, lengths − 1)`, `[batch, time]`; `[batch, time, 1]` when `unsqueezed`.
+    case carryIndex(Lengths, unsqueezed: Bool)
+    /// `lengths` cast to float (`float`), `[batch, 1]` when `column`.
+    case lengthsAs(Lengths, float: Bool, column: Bool)
+    /// `t < lengths` `[batch, time]`; `[batch, time, 1]` when `unsqueezed`.
+    case validSteps(Lengths, unsqueezed: Bool)
+    /// A sum of `flow` over its time axis (the numerator of a mean over valid steps).
+    case timeSum(ONNXGraph.Flow)
+    /// `flow` with its steps past each length at −∞ (before a maximum over valid steps).
+    case validOnly(ONNXGraph.Flow)
+}
+
+/// What the recurrent nodes of a written graph took as `sequence_lens`.
+struct ONNXWrittenMask {
+    var lengths: ONNXMaskValue.Lengths?
+}
+
+extension ONNXGraph {
+    private func int(_ node: Onnx_NodeProto, _ name: String) -> Int64? {
+        node.attribute.first { $0.name == name }.map(\.i)
+    }
+
+    private func axesOf(_ node: Onnx_NodeProto, _ args: [Value]) -> [Int]? {
+        if let attr = node.attribute.first(where: { $0.name == "axes" }) { return attr.ints.map { Int($0) } }
+        if case let .constant(c)? = args[safe: 1], let ints = c.ints { return ints.map { Int($0) } }
+        return nil
+    }
+
+    private static func isScalar(_ value: Value, _ number: Float) -> Bool {
+        guard case let .constant(c) = value, c.shape.allSatisfy({ $0 == 1 }) else { return false }
+        if let f = c.floats, f.count == 1 { return f[0] == number }
+        if let i = c.ints, i.count == 1 { return Float(i[0]) == number }
+        return false
+    }
+
+    private func lengthsOf(_ value: Value) -> ONNXMaskValue.Lengths? {
+        switch value {
+        case let .lengths(input, false): return .input(input)
+        case let .mask(.lengths(l)): return l
+        default: return nil
+        }
+    }
+
+    /// The values of a written graph's mask, merge and pooling nodes; nil for a node that is
+    /// none of them (the exporters' patterns then read it).
+    mutating func writtenPattern(_ node: Onnx_NodeProto, _ index: Int, _ args: [Value],
+                                 refuse: (String) -> ModelError) throws -> [Value]? {
+        let op = node.opType
+        let keepdims = (int(node, "keepdims") ?? 1) != 0
+        switch (op, args.first) {
+        // Keras mask_zero: Not(Equal(ids, 0)), cast, summed over time.
+        case let ("Equal", .flow(ids)?) where ids.role == .tokenIDs && args.count == 2 && Self.isScalar(args[1], 0):
+            return [.mask(.idsPadding)]
+        case ("Not", .mask(.idsPadding)?):
+            return [.mask(.idsMask)]
+        case ("Cast", .mask(.idsMask)?) where [6, 7].contains(int(node, "to") ?? 0):
+            return [.mask(.idsMask)]
+        case ("ReduceSum", .mask(.idsMask)?) where axesOf(node, args) == [1] && !keepdims:
+            return [.mask(.lengths(.ids))]
+        // Keras Masking of the input features: any(x ≠ value) over the features.
+        case let ("Equal", .flow(x)?) where x.role == .data && x.layers.isEmpty && args.count == 2:
+            guard case let .constant(c) = args[1], let f = c.floats, f.count == 1, c.shape.allSatisfy({ $0 == 1 }) else { return nil }
+            return [.mask(.features(value: f[0], differs: false))]
+        case let ("Not", .mask(.features(value, false))?):
+            return [.mask(.features(value: value, differs: true))]
+        case let ("Cast", .mask(.features(value, true))?) where int(node, "to") == 1:
+            return [.mask(.features(value: value, differs: true))]
+        case let ("ReduceMax", .mask(.features(value, true))?) where axesOf(node, args).map({ $0 == [2] || $0 == [-1] }) ?? false && keepdims:
+            return [.mask(.stepMask(value: value, integer: false, squeezed: false))]
+        case let ("Mul", .flow(x)?) where args.count == 2:
+            guard case let .mask(.stepMask(value, false, false)) = args[1], x.role == .data, x.layers.isEmpty,
+                  x.axes.count == 3 else { return nil }
+            var flow = x
+            flow.layers.append(.masking(maskValue: value))
+            flow.layerNames.append(node.name)
+            return [.flow(flow)]
+        case let ("Cast", .mask(.stepMask(value, _, squeezed))?) where int(node, "to") == 7:
+            return [.mask(.stepMask(value: value, integer: true, squeezed: squeezed))]
+        case let ("Squeeze", .mask(.stepMask(value, true, false))?) where axesOf(node, args).map({ $0 == [2] || $0 == [-1] }) ?? false:
+            return [.mask(.stepMask(value: value, integer: true, squeezed: true))]
+        case let ("ReduceSum", .mask(.stepMask(value, true, true))?) where axesOf(node, args) == [1] && !keepdims:
+            return [.mask(.lengths(.masking(value)))]
+        case let ("Cast", .mask(.lengths(l))?) where [6, 7].contains(int(node, "to") ?? 0):
+            return [.mask(.lengths(l))]
+        // Steps: len − 1, 0..<time, min(t, len − 1), t < len.
+        case ("Sub", _?) where args.count == 2 && Self.isScalar(args[1], 1) && lengthsOf(args[0]) != nil:
+            return [.mask(.lastIndex(lengthsOf(args[0])!, column: false))]
+        case ("Range", .constant(let start)?) where start.ints == [0] && args.count == 3:
+            guard case .shape([.time], true) = args[1], Self.isScalar(args[2], 1) else { return nil }
+            return [.mask(.timeRange(row: false))]
+        case ("Unsqueeze", .mask(let m)?):
+            let axes = axesOf(node, args)
+            switch m {
+            case let .lastIndex(l, false) where axes == [1]: return [.mask(.lastIndex(l, column: true))]
+            case .timeRange(false) where axes == [0]: return [.mask(.timeRange(row: true))]
+            case let .carryIndex(l, false) where axes == [2] || axes == [-1]: return [.mask(.carryIndex(l, unsqueezed: true))]
+            case let .validSteps(l, false) where axes == [2] || axes == [-1]: return [.mask(.validSteps(l, unsqueezed: true))]
+            case let .lengthsAs(l, float, false) where axes == [1]: return [.mask(.lengthsAs(l, float: float, column: true))]
+            case let .lengths(l) where axes == [1]: return [.mask(.lengthsAs(l, float: false, column: true))]
+            default: throw refuse("unsqueezes a mask value rnnkit cannot follow")
+            }
+        case let ("Unsqueeze", .lengths(input, false)?) where axesOf(node, args) == [1]:
+            return [.mask(.lengthsAs(.input(input), float: false, column: true))]
+        case ("Min", .mask(.timeRange(true))?) where args.count == 2:
+            guard case let .mask(.lastIndex(l, true)) = args[1] else { return nil }
+            return [.mask(.carryIndex(l, unsqueezed: false))]
+        case ("Less", .mask(.timeRange(true))?) where args.count == 2:
+            guard case let .mask(.lengthsAs(l, false, true)) = args[1] else { return nil }
+            return [.mask(.validSteps(l, unsqueezed: false))]
+        case ("Cast", _?) where int(node, "to") == 1 && lengthsOf(args[0]) != nil:
+            return [.mask(.lengthsAs(lengthsOf(args[0])!, float: true, column: false))]
+        case ("Cast", _?) where [6, 7].contains(int(node, "to") ?? 0) && lengthsOf(args[0]) != nil && { if case .mask = args[0] { return false }; return true }():
+            // The lengths input cast for the comparison of steps stays the lengths.
+            return nil
+        // The steps past each length as Keras gives them, and the last valid step.
+        case let ("GatherND", .flow(y)?) where args.count == 2 && int(node, "batch_dims") == 1:
+            guard y.role == .data, y.axes.count == 3, y.axes[0] == .batch, y.axes[1] == .time,
+                  case var .recurrent(layer)? = y.layers.last, layer.returnSequences else {
+                throw refuse("gathers steps of data that is not a recurrent layer's sequence")
+            }
+            switch args[1] {
+            case let .mask(.carryIndex(l, true)) where l == writtenMask.lengths:
+                layer.maskedOutput = .carry
+                var flow = y
+                flow.layers[flow.layers.count - 1] = .recurrent(layer)
+                return [.flow(flow)]
+            case let .mask(.lastIndex(l, true)) where l == writtenMask.lengths:
+                var flow = y
+                flow.axes.remove(at: 1)
+                flow.layers.append(.readout(.lastValidStep))
+                flow.layerNames.append(node.name)
+                return [.flow(flow)]
+            default:
+                throw refuse("gathers steps by indices rnnkit cannot follow (it follows min(t, length − 1) and length − 1 of the lengths its recurrent nodes take)")
+            }
+        // Merged directions: a sum, product or mean over a bidirectional node's direction axis.
+        case let (reduction, .flow(y)?) where ["ReduceSum", "ReduceProd", "ReduceMean"].contains(reduction) && !keepdims:
+            guard let axes = axesOf(node, args), axes.count == 1 else { return nil }
+            let k = axes[0] < 0 ? axes[0] + y.axes.count : axes[0]
+            let merge: MergeMode = reduction == "ReduceSum" ? .sum : reduction == "ReduceProd" ? .mul : .ave
+            if case .directions(2)? = y.axes[safe: k], case .hidden(let h)? = y.axes.last, y.axes.count == 4 || y.axes.count == 3,
+               case var .recurrent(layer)? = y.layers.last, layer.directions.count == 2 {
+                var flow = y
+                layer.merge = merge
+                if case .finalStates(cell: false) = y.role {
+                    // Y_h [2, batch, hidden] merged: the layer's last output.
+                    guard y.axes.count == 3, k == 0 else { throw refuse("merges final states on an axis other than their directions") }
+                    layer.returnSequences = false
+                    flow.axes = [.batch, .features(h)]
+                } else {
+                    guard y.role == .data, y.axes == [.batch, .time, .directions(2), .hidden(h)] else {
+                        throw refuse("merges directions of a recurrent node's output laid out as \(Self.text(y.axes)); rnnkit follows [batch, time, directions, hidden]")
+                    }
+                    flow.axes = [.batch, .time, .features(h)]
+                }
+                flow.role = .data
+                flow.layers[flow.layers.count - 1] = .recurrent(layer)
+                return [.flow(flow)]
+            }
+            // Pooling over time.
+            guard y.role == .data, y.axes.count == 3, y.axes[0] == .batch, y.axes[1] == .time, k == 1 else { return nil }
+            if reduction == "ReduceSum" { return [.mask(.timeSum(y))] }
+            guard reduction == "ReduceMean", nodesWithLengths == 0 else {
+                throw refuse("averages every step of a masked sequence; rnnkit reads a mean over each sequence's valid steps")
+            }
+            var flow = y
+            flow.axes.remove(at: 1)
+            flow.layers.append(.readout(.meanOverValidSteps))
+            flow.layerNames.append(node.name)
+            return [.flow(flow)]
+        case let ("ReduceMax", .flow(y)?) where !keepdims && axesOf(node, args) == [1]:
+            guard y.role == .data, y.axes.count == 3, y.axes[0] == .batch, y.axes[1] == .time else { return nil }
+            var flow = y
+            flow.axes.remove(at: 1)
+            // Without a mask every step is valid; with one, this is the maximum over every step.
+            flow.layers.append(.readout(nodesWithLengths == 0 ? .maxOverValidSteps : .maxOverAllSteps))
+            flow.layerNames.append(node.name)
+            return [.flow(flow)]
+        case let ("ReduceMax", .mask(.validOnly(y))?) where !keepdims && axesOf(node, args) == [1]:
+            var flow = y
+            flow.axes.remove(at: 1)
+            flow.layers.append(.readout(.maxOverValidSteps))
+            flow.layerNames.append(node.name)
+            return [.flow(flow)]
+        case let ("Div", .mask(.timeSum(y))?) where args.count == 2:
+            // sum over time / lengths: the mean over valid steps of outputs that are zero past each length.
+            guard case let .mask(.lengthsAs(l, true, true)) = args[1], l == writtenMask.lengths,
+                  case let .recurrent(layer)? = y.layers.last, layer.maskedOutput == .zero || !layer.returnSequences else {
+                throw refuse("divides a sum over time by something other than the lengths of outputs that are zero past them")
+            }
+            var flow = y
+            flow.axes.remove(at: 1)
+            flow.layers.append(.readout(.meanOverValidSteps))
+            flow.layerNames.append(node.name)
+            return [.flow(flow)]
+        case ("Where", .mask(.validSteps(let l, true))?) where args.count == 3:
+            guard l == writtenMask.lengths, case let .flow(y) = args[1], y.role == .data, y.axes.count == 3,
+                  case let .constant(c) = args[2], c.floats == [-Float.infinity] else {
+                throw refuse("selects steps in a way rnnkit does not follow (it follows the valid steps of data, −∞ elsewhere)")
+            }
+            return [.mask(.validOnly(y))]
+        default:
+            if case .mask = args.first ?? .absent { throw refuse("computes on a mask in a way rnnkit does not follow") }
+            if args.contains(where: { if case .mask = $0 { return true }; return false }) {
+                throw refuse("computes on a mask in a way rnnkit does not follow")
+            }
+            return nil
+        }
+    }
+
+    /// A recurrent node's `sequence_lens` computed from the padding: the model's first layer
+    /// masks (an embedding's `mask_zero`, `Masking`), every node takes the same lengths.
+    mutating func takeWrittenLengths(_ value: ONNXMaskValue, _ x: inout Flow, refuse: (String) -> ModelError) throws {
+        guard case let .lengths(l) = value, l != .input("") else {
+            throw refuse("takes sequence_lens computed in a way rnnkit does not follow")
+        }
+        if let taken = writtenMask.lengths, taken != l {
+            throw refuse("takes other lengths than the recurrent nodes before it")
+        }
+        switch l {
+        case .ids:
+            guard case var .embedding(e)? = x.layers.first else {
+                throw refuse("takes the number of non-zero token ids as sequence_lens, but its input does not come from an embedding of them")
+            }
+            e.maskZero = true
+            x.layers[0] = .embedding(e)
+        case let .masking(value):
+            guard case .masking(value)? = x.layers.first else {
+                throw refuse("takes the number of unmasked steps as sequence_lens, but its input does not come through that Masking")
+            }
+        case .input:
+            throw refuse("takes sequence_lens computed in a way rnnkit does not follow")
+        }
+        writtenMask.lengths = l
+        nodesWithLengths += 1
+    }
+}
