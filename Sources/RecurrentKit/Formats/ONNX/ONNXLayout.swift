@@ -87,6 +87,26 @@ enum ONNXLayout {
 
     struct ActivationRefusal: Error { var text: String }
 
+    /// SELU's constants as float32 (ONNX `Selu`'s defaults, Keras's and PyTorch's values).
+    static let seluAlpha: Float = 1.6732632423543772848170429916717
+    static let seluGamma: Float = 1.0507009873554804934193349852946
+
+    /// An element-wise ONNX operator on data as an engine activation, or nil (the graphs rnnkit
+    /// writes; Relu, Tanh, Sigmoid and Softmax are read with the exporters' patterns).
+    static func dataActivation(_ op: String, alpha: Float?, beta: Float?, gamma: Float?, approximate: String?) -> Activation? {
+        switch op {
+        case "Elu" where (alpha ?? 1) == 1: return .elu
+        case "Selu" where (alpha ?? seluAlpha) == seluAlpha && (gamma ?? seluGamma) == seluGamma: return .selu
+        case "Softplus": return .softplus
+        case "Softsign": return .softsign
+        case "HardSigmoid" where (alpha ?? 0.2) == 0.2 && (beta ?? 0.5) == 0.5: return .hardSigmoidKeras2
+        case "HardSigmoid" where alpha == Float(1.0 / 6.0) && (beta ?? 0.5) == 0.5: return .hardSigmoid
+        case "Gelu" where (approximate ?? "none") == "none": return .gelu
+        case "Gelu" where approximate == "tanh": return .geluTanh
+        default: return nil
+        }
+    }
+
     /// The ONNX name of an engine activation, for `inspect`.
     static func name(of activation: Activation) -> String {
         switch activation {

@@ -346,6 +346,21 @@ enum ONNXWriter {
             return unsqueeze(last, [1], name: name + "_last_index_column")
         }
 
+        /// `y` at the steps `t < len`, `fill` elsewhere.
+        mutating func validOnly(_ y: String, fill: Float, name: String) -> String {
+            let shape = g.op("Shape", [y], name: name + "_shape")
+            let one = g.int64s(name + "_time_axis", [1], shape: [])
+            let steps = g.op("Gather", [shape, one], name: name + "_steps", [ONNXGraphBuilder.attribute("axis", int: 0)])
+            let start = g.int64s(name + "_start", [0], shape: []), delta = g.int64s(name + "_delta", [1], shape: [])
+            let range = g.op("Range", [start, steps, delta], name: name + "_time_range")
+            let row = unsqueeze(range, [0], name: name + "_time_row")
+            let column = unsqueeze(lengths!, [1], name: name + "_lengths_column")
+            let valid = g.op("Less", [row, column], name: name + "_valid")
+            let valid3 = unsqueeze(valid, [2], name: name + "_valid_steps")
+            let filler = g.floats(name + "_fill", [fill], shape: [])
+            return g.op("Where", [valid3, y, filler], name: name + "_valid_only")
+        }
+
         mutating func dense(_ d: Dense, _ index: Int, _ name: String) throws {
             guard features == d.inputSize else { throw refuse(index, "a Dense of \(d.inputSize) inputs after \(features ?? 0) features") }
             // W is [out, in]: MatMul takes [in, out].
@@ -376,8 +391,23 @@ enum ONNXWriter {
             case .tanh: data = g.op("Tanh", [data], name: name)
             case .sigmoid: data = g.op("Sigmoid", [data], name: name)
             case .softmax: data = g.op("Softmax", [data], name: name, [ONNXGraphBuilder.attribute("axis", int: -1)])
+            case .elu: data = g.op("Elu", [data], name: name, [ONNXGraphBuilder.attribute("alpha", float: 1)])
+            case .selu:
+                data = g.op("Selu", [data], name: name, [ONNXGraphBuilder.attribute("alpha", float: ONNXLayout.seluAlpha),
+                                                        ONNXGraphBuilder.attribute("gamma", float: ONNXLayout.seluGamma)])
+            case .softplus: data = g.op("Softplus", [data], name: name)
+            case .softsign: data = g.op("Softsign", [data], name: name)
+            case .hardSigmoidKeras2:
+                data = g.op("HardSigmoid", [data], name: name, [ONNXGraphBuilder.attribute("alpha", float: 0.2), ONNXGraphBuilder.attribute("beta", float: 0.5)])
+            case .hardSigmoid:
+                data = g.op("HardSigmoid", [data], name: name, [ONNXGraphBuilder.attribute("alpha", float: Float(1.0 / 6.0)), ONNXGraphBuilder.attribute("beta", float: 0.5)])
+            case .gelu where opset >= 20, .geluTanh where opset >= 20:
+                data = g.op("Gelu", [data], name: name, [ONNXGraphBuilder.attribute("approximate", string: a == .gelu ? "none" : "tanh")])
+            case .swish:
+                let sigmoid = g.op("Sigmoid", [data], name: name + "_sigmoid")
+                data = g.op("Mul", [data, sigmoid], name: name)
             default:
-                throw refuse(index, "the activation \(a.rawValue), which rnnkit's ONNX reader does not read back yet (it writes relu, tanh, sigmoid and softmax)")
+                throw refuse(index, "the activation \(a.rawValue), which ONNX has from opset 20 (Gelu); write it with a later opset")
             }
         }
 
@@ -410,27 +440,15 @@ enum ONNXWriter {
                     data = g.op("GatherND", [data, last], name: name, [ONNXGraphBuilder.attribute("batch_dims", int: 1)])
                 }
             case .meanOverValidSteps where lengths != nil:
-                // Σ_t y / len: the outputs are zero past each length (a recurrent layer's, not carried).
-                guard let (_, layer) = finalStates, layer.returnSequences, layer.maskedOutput == .zero else {
-                    throw refuse(index, "a mean over each sequence's valid steps of data that is not a recurrent layer's output, zero past each length")
-                }
-                let sum = reduce("ReduceSum", data, axes: [1], keepdims: false, name: name + "_sum")
+                // Σ_{t < len} y / len.
+                let kept = validOnly(data, fill: 0, name: name)
+                let sum = reduce("ReduceSum", kept, axes: [1], keepdims: false, name: name + "_sum")
                 let float = g.op("Cast", [lengths!], name: name + "_count", [ONNXGraphBuilder.attribute("to", int: 1)])
                 let column = unsqueeze(float, [1], name: name + "_count_column")
                 data = g.op("Div", [sum, column], name: name)
             case .maxOverValidSteps where lengths != nil:
                 // max over t < len: −∞ elsewhere.
-                let shape = g.op("Shape", [data], name: name + "_shape")
-                let one = g.int64s(name + "_time_axis", [1], shape: [])
-                let steps = g.op("Gather", [shape, one], name: name + "_steps", [ONNXGraphBuilder.attribute("axis", int: 0)])
-                let start = g.int64s(name + "_start", [0], shape: []), delta = g.int64s(name + "_delta", [1], shape: [])
-                let range = g.op("Range", [start, steps, delta], name: name + "_time_range")
-                let row = unsqueeze(range, [0], name: name + "_time_row")
-                let column = unsqueeze(lengths!, [1], name: name + "_lengths_column")
-                let valid = g.op("Less", [row, column], name: name + "_valid")
-                let valid3 = unsqueeze(valid, [2], name: name + "_valid_steps")
-                let lowest = g.floats(name + "_lowest", [-Float.infinity], shape: [])
-                let kept = g.op("Where", [valid3, data, lowest], name: name + "_valid_only")
+                let kept = validOnly(data, fill: -Float.infinity, name: name)
                 data = reduce("ReduceMax", kept, axes: [1], keepdims: false, name: name)
             case .meanOverValidSteps, .maxOverValidSteps, .maxOverAllSteps:
                 data = reduce(r == .meanOverValidSteps ? "ReduceMean" : "ReduceMax", data, axes: [1], keepdims: false, name: name)

@@ -38,8 +38,9 @@ enum ONNXMaskValue {
     case validSteps(Lengths, unsqueezed: Bool)
     /// A sum of `flow` over its time axis (the numerator of a mean over valid steps).
     case timeSum(ONNXGraph.Flow)
-    /// `flow` with its steps past each length at −∞ (before a maximum over valid steps).
-    case validOnly(ONNXGraph.Flow)
+    /// `flow` with its steps past each length at −∞ (before a maximum over valid steps), or
+    /// at 0 (`zero`: before a sum over valid steps).
+    case validOnly(ONNXGraph.Flow, zero: Bool)
 }
 
 /// What the recurrent nodes of a written graph took as `sequence_lens`.
@@ -99,9 +100,9 @@ extension ONNXGraph {
             return [.mask(.features(value: value, differs: true))]
         case let ("ReduceMax", .mask(.features(value, true))?) where axesOf(node, args).map({ $0 == [2] || $0 == [-1] }) ?? false && keepdims:
             return [.mask(.stepMask(value: value, integer: false, squeezed: false))]
-        case let ("Mul", .flow(x)?) where args.count == 2:
+        case let ("Mul", .flow(x)?) where args.count == 2 && { if case .mask = args[1] { return true }; return false }():
             guard case let .mask(.stepMask(value, false, false)) = args[1], x.role == .data, x.layers.isEmpty,
-                  x.axes.count == 3 else { return nil }
+                  x.axes.count == 3 else { throw refuse("multiplies data by a mask rnnkit cannot follow") }
             var flow = x
             flow.layers.append(.masking(maskValue: value))
             flow.layerNames.append(node.name)
@@ -191,7 +192,6 @@ extension ONNXGraph {
             }
             // Pooling over time.
             guard y.role == .data, y.axes.count == 3, y.axes[0] == .batch, y.axes[1] == .time, k == 1 else { return nil }
-            if reduction == "ReduceSum" { return [.mask(.timeSum(y))] }
             guard reduction == "ReduceMean", nodesWithLengths == 0 else {
                 throw refuse("averages every step of a masked sequence; rnnkit reads a mean over each sequence's valid steps")
             }
@@ -208,17 +208,18 @@ extension ONNXGraph {
             flow.layers.append(.readout(nodesWithLengths == 0 ? .maxOverValidSteps : .maxOverAllSteps))
             flow.layerNames.append(node.name)
             return [.flow(flow)]
-        case let ("ReduceMax", .mask(.validOnly(y))?) where !keepdims && axesOf(node, args) == [1]:
+        case let ("ReduceSum", .mask(.validOnly(y, true))?) where !keepdims && axesOf(node, args) == [1]:
+            return [.mask(.timeSum(y))]
+        case let ("ReduceMax", .mask(.validOnly(y, false))?) where !keepdims && axesOf(node, args) == [1]:
             var flow = y
             flow.axes.remove(at: 1)
             flow.layers.append(.readout(.maxOverValidSteps))
             flow.layerNames.append(node.name)
             return [.flow(flow)]
         case let ("Div", .mask(.timeSum(y))?) where args.count == 2:
-            // sum over time / lengths: the mean over valid steps of outputs that are zero past each length.
-            guard case let .mask(.lengthsAs(l, true, true)) = args[1], l == writtenMask.lengths,
-                  case let .recurrent(layer)? = y.layers.last, layer.maskedOutput == .zero || !layer.returnSequences else {
-                throw refuse("divides a sum over time by something other than the lengths of outputs that are zero past them")
+            // The sum over the valid steps / lengths: the mean over valid steps.
+            guard case let .mask(.lengthsAs(l, true, true)) = args[1], l == writtenMask.lengths else {
+                throw refuse("divides a sum over the valid steps by something other than their number")
             }
             var flow = y
             flow.axes.remove(at: 1)
@@ -227,10 +228,30 @@ extension ONNXGraph {
             return [.flow(flow)]
         case ("Where", .mask(.validSteps(let l, true))?) where args.count == 3:
             guard l == writtenMask.lengths, case let .flow(y) = args[1], y.role == .data, y.axes.count == 3,
-                  case let .constant(c) = args[2], c.floats == [-Float.infinity] else {
-                throw refuse("selects steps in a way rnnkit does not follow (it follows the valid steps of data, −∞ elsewhere)")
+                  y.axes[0] == .batch, y.axes[1] == .time,
+                  case let .constant(c) = args[2], c.floats == [-Float.infinity] || c.floats == [0], c.shape.allSatisfy({ $0 == 1 }) else {
+                throw refuse("selects steps in a way rnnkit does not follow (it follows the valid steps of data, −∞ or 0 elsewhere)")
             }
-            return [.mask(.validOnly(y))]
+            return [.mask(.validOnly(y, zero: c.floats == [0]))]
+        // Activations of the graphs rnnkit writes.
+        case let (name, value?) where ["Elu", "Selu", "Softplus", "Softsign", "HardSigmoid", "Gelu"].contains(name) && args.count == 1:
+            let attr = { (key: String) in node.attribute.first { $0.name == key } }
+            guard var flow = try dataFlow(value, refuse: refuse),
+                  let activation = ONNXLayout.dataActivation(name, alpha: attr("alpha")?.f, beta: attr("beta")?.f, gamma: attr("gamma")?.f,
+                                                             approximate: attr("approximate").map { String(decoding: $0.s, as: UTF8.self) }) else {
+                throw refuse("is an activation rnnkit does not read with these attributes")
+            }
+            flow.layers.append(.activation(activation))
+            flow.layerNames.append(node.name)
+            return [.flow(flow)]
+        // swish: x · sigmoid(x).
+        case let ("Mul", .flow(x)?) where args.count == 2:
+            guard case let .flow(s) = args[1], case .activation(.sigmoid)? = s.layers.last, Array(s.layers.dropLast()) == x.layers,
+                  s.axes == x.axes, x.role == .data, s.role == .data else { return nil }
+            var flow = x
+            flow.layers.append(.activation(.swish))
+            flow.layerNames.append(node.name)
+            return [.flow(flow)]
         default:
             if case .mask = args.first ?? .absent { throw refuse("computes on a mask in a way rnnkit does not follow") }
             if args.contains(where: { if case .mask = $0 { return true }; return false }) {
