@@ -927,13 +927,14 @@ def from_onnx(model_path, inputs, /, lengths=None, *, h0=None, c0=None, path=Non
     graph = model.graph
     initializers = {t.name for t in graph.initializer}
     graph_inputs = [i for i in graph.input if i.name not in initializers]
-    # The graph inputs that reach sequence_lens (directly, or through Cast / Identity).
+    # The graph inputs that reach sequence_lens (directly, or through Cast, Identity, and a
+    # packed export's TopK and Gather that sort them).
     producers = {o: n for n in graph.node for o in n.output}
 
     def source(name):
         for _ in range(8):
             node = producers.get(name)
-            if node is None or node.op_type not in ("Cast", "Identity") or not node.input:
+            if node is None or node.op_type not in ("Cast", "Identity", "TopK", "Gather") or not node.input:
                 return name
             name = node.input[0]
         return name

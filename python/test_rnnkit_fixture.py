@@ -664,6 +664,36 @@ class FromKeras(Folder):
 RNNKIT = os.environ.get("RNNKIT")
 
 
+class FromONNX(Folder):
+    """from_onnx runs a committed ONNX graph in ONNX Runtime: the same numbers as the fixture
+    fixtures/onnx/generate_models.py made of it (ONNX Runtime and torch agreeing at 1e-5)."""
+
+    def setUp(self):
+        super().setUp()
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            self.skipTest("onnx and onnxruntime are not installed")
+
+    def test_lengths_reach_sequence_lens(self):
+        model = os.path.join(ROOT, "fixtures", "onnx", "torch_packed_lstm_bi_linear_fold.onnx")
+        committed = load_fixture(os.path.join(ROOT, "fixtures", "onnx", "torch_packed_lstm_bi_linear_fold.fixture.h5"))
+        made = rf.from_onnx(model, committed.inputs, lengths=committed.lengths)
+        np.testing.assert_allclose(made.expected["output"], committed.expected["output"], atol=1e-5, rtol=1e-4)
+        np.testing.assert_array_equal(made.lengths, committed.lengths)
+        self.assertTrue(made.attributes["generator"].startswith("onnxruntime "))
+        path = os.path.join(self.folder, "made.fixture.h5")
+        made.save(path)
+        self.assertEqual(load_fixture(path).attributes["model"], "torch_packed_lstm_bi_linear_fold.onnx")
+
+    def test_lengths_for_a_graph_without_them_are_refused(self):
+        model = os.path.join(ROOT, "fixtures", "onnx", "node_lstm_bias.onnx")
+        committed = load_fixture(os.path.join(ROOT, "fixtures", "onnx", "node_lstm_bias.fixture.h5"))
+        with self.assertRaisesRegex(ValueError, "takes no lengths"):
+            rf.from_onnx(model, committed.inputs, lengths=[1] * committed.inputs.shape[0])
+
+
 @unittest.skipUnless(RNNKIT, "set RNNKIT to an rnnkit binary to check fixtures with `rnnkit verify`")
 class SwiftReaderAgrees(Folder):
     """Fixtures written here for committed model files pass `rnnkit verify`; changing an

@@ -447,8 +447,8 @@ enum ONNXWriter {
                 let column = unsqueeze(float, [1], name: name + "_count_column")
                 data = g.op("Div", [sum, column], name: name)
             case .maxOverValidSteps where lengths != nil:
-                // max over t < len: −∞ elsewhere.
-                let kept = validOnly(data, fill: -Float.infinity, name: name)
+                // max over t < len: the lowest float elsewhere (an initializer is finite).
+                let kept = validOnly(data, fill: -Float.greatestFiniteMagnitude, name: name)
                 data = reduce("ReduceMax", kept, axes: [1], keepdims: false, name: name)
             case .meanOverValidSteps, .maxOverValidSteps, .maxOverAllSteps:
                 data = reduce(r == .meanOverValidSteps ? "ReduceMean" : "ReduceMax", data, axes: [1], keepdims: false, name: name)

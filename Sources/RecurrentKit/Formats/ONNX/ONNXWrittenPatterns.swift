@@ -38,7 +38,7 @@ enum ONNXMaskValue {
     case validSteps(Lengths, unsqueezed: Bool)
     /// A sum of `flow` over its time axis (the numerator of a mean over valid steps).
     case timeSum(ONNXGraph.Flow)
-    /// `flow` with its steps past each length at −∞ (before a maximum over valid steps), or
+    /// `flow` with its steps past each length at the lowest float (before a maximum over valid steps), or
     /// at 0 (`zero`: before a sum over valid steps).
     case validOnly(ONNXGraph.Flow, zero: Bool)
 }
@@ -229,8 +229,8 @@ extension ONNXGraph {
         case ("Where", .mask(.validSteps(let l, true))?) where args.count == 3:
             guard l == writtenMask.lengths, case let .flow(y) = args[1], y.role == .data, y.axes.count == 3,
                   y.axes[0] == .batch, y.axes[1] == .time,
-                  case let .constant(c) = args[2], c.floats == [-Float.infinity] || c.floats == [0], c.shape.allSatisfy({ $0 == 1 }) else {
-                throw refuse("selects steps in a way rnnkit does not follow (it follows the valid steps of data, −∞ or 0 elsewhere)")
+                  case let .constant(c) = args[2], c.floats == [-Float.greatestFiniteMagnitude] || c.floats == [0], c.shape.allSatisfy({ $0 == 1 }) else {
+                throw refuse("selects steps in a way rnnkit does not follow (it follows the valid steps of data, the lowest float or 0 elsewhere)")
             }
             return [.mask(.validOnly(y, zero: c.floats == [0]))]
         // Activations of the graphs rnnkit writes.

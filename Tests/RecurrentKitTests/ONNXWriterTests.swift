@@ -1,0 +1,106 @@
+import Foundation
+import XCTest
+import TestSupport
+@testable import RecurrentKit
+
+/// `rnnkit convert --to onnx`: the written graph's operators and inputs (read with the
+/// generated protobuf types), refusals, and — through Python with `onnx` and `onnxruntime` —
+/// the ONNX checker and ONNX Runtime against fixtures the frameworks computed
+/// (`fixtures/onnx/check_export.py`). The numbers come from torch and Keras, never from rnnkit.
+final class ONNXWriterTests: XCTestCase {
+    private func convert(_ model: String, _ extra: [String] = []) throws -> (CommandResult, String) {
+        let folder = try temporaryFolder(self)
+        let output = folder.appendingPathComponent("model.onnx").path
+        return (try rnnkit(["convert", fixture(model), output, "--to", "onnx"] + extra), output)
+    }
+
+    private func graph(_ path: String) throws -> Onnx_ModelProto {
+        try ONNXProtobuf.readModel(path)
+    }
+
+    /// The lesson's packed LSTM classifier: one LSTM operator, no Loop, a `lengths` input
+    /// feeding `sequence_lens` through a Cast, opset 17, dynamic batch and time.
+    func testPackedClassifierIsOneLSTMWithLengths() throws {
+        let (result, output) = try convert("pytorch/lesson_lstm_pack.h5")
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let proto = try graph(output)
+        let ops = proto.graph.node.map(\.opType)
+        XCTAssertEqual(ops.filter { $0 == "LSTM" }.count, 1)
+        XCTAssertFalse(ops.contains("Loop"))
+        XCTAssertEqual(proto.opsetImport.map(\.version), [17])
+        XCTAssertEqual(proto.graph.input.map(\.name), ["input", "lengths"])
+        let lstm = try XCTUnwrap(proto.graph.node.first { $0.opType == "LSTM" })
+        let cast = try XCTUnwrap(proto.graph.node.first { $0.output.first == lstm.input[4] })
+        XCTAssertEqual(cast.opType, "Cast")
+        XCTAssertEqual(cast.input, ["lengths"])
+        XCTAssertEqual(proto.graph.input[0].type.tensorType.shape.dim.map(\.dimParam), ["batch", "time"])
+        XCTAssertEqual(lstm.attribute.first { $0.name == "activations" }?.strings.map { String(decoding: $0, as: UTF8.self) },
+                       ["Sigmoid", "Tanh", "Tanh"])
+    }
+
+    /// A Keras mask_zero model takes no lengths: sequence_lens is computed from the ids; a
+    /// masked LSTM with return_sequences=True repeats its last valid output (GatherND).
+    func testKerasMaskIsComputedInTheGraph() throws {
+        let (result, output) = try convert("onnx/export/tfk_embed_mask_lstm_sequence.h5")
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let proto = try graph(output)
+        XCTAssertEqual(proto.graph.input.map(\.name), ["input"])
+        let ops = Set(proto.graph.node.map(\.opType))
+        XCTAssertTrue(ops.isSuperset(of: ["LSTM", "Equal", "Not", "ReduceSum", "GatherND"]), "\(ops)")
+        XCTAssertFalse(ops.contains("Loop"))
+        // Read back: the embedding masks zero and the layer carries its last output.
+        let model = try LoadedModel(contentsOf: output).model
+        guard case let .embedding(embedding)? = model.layers.first, case let .recurrent(lstm)? = model.layers[safe: 1] else {
+            return XCTFail("read back as \(model.layers)")
+        }
+        XCTAssertTrue(embedding.maskZero)
+        XCTAssertEqual(lstm.maskedOutput, .carry)
+    }
+
+    /// GRU reset_after=False is linear_before_reset 0; Keras 3's hard_sigmoid is HardSigmoid 1/6.
+    func testGRUResetRuleAndKeras3HardSigmoid() throws {
+        let (gruResult, gruOutput) = try convert("onnx/export/tfk_masking_gru_sequence.h5")
+        XCTAssertEqual(gruResult.status, 0, gruResult.stderr)
+        let gru = try XCTUnwrap(try graph(gruOutput).graph.node.first { $0.opType == "GRU" })
+        XCTAssertEqual(gru.attribute.first { $0.name == "linear_before_reset" }?.i, 0)
+        let (result, output) = try convert("keras/k3_hard_sigmoid.to_json.weights.h5",
+                                           ["--architecture", fixture("keras/k3_hard_sigmoid.to_json.json")])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let node = try XCTUnwrap(try graph(output).graph.node.first { ["LSTM", "GRU", "RNN"].contains($0.opType) })
+        XCTAssertEqual(node.attribute.first { $0.name == "activations" }?.strings.first.map { String(decoding: $0, as: UTF8.self) }, "HardSigmoid")
+        XCTAssertEqual(node.attribute.first { $0.name == "activation_alpha" }?.floats.first, Float(1.0 / 6.0))
+    }
+
+    func testRefusals() throws {
+        let (projection, _) = try convert("pytorch/lstm_proj.h5")
+        XCTAssertEqual(projection.status, 2)
+        XCTAssertTrue(projection.stderr.contains("an LSTM projection (proj_size): ONNX's LSTM has none"), projection.stderr)
+        let (opset, _) = try convert("pytorch/lstm_basic.h5", ["--opset", "13"])
+        XCTAssertEqual(opset.status, 2)
+        XCTAssertTrue(opset.stderr.contains("cannot be written at ONNX opset 13: rnnkit writes opsets 14 to 22"), opset.stderr)
+        let (wrongTarget, _) = try convert("pytorch/lstm_basic.h5", ["--opset", "17", "--to", "pytorch"])
+        XCTAssertEqual(wrongTarget.status, 2)
+    }
+
+    /// The ONNX checker (full_check) and ONNX Runtime on the written graphs, against the
+    /// frameworks' fixtures at 1e-5: the packed classifiers (every length 1..6), Keras masks
+    /// (every length 1..7), merges, stacked and bidirectional layers.
+    func testExportsRunInONNXRuntime() throws {
+        let python = ProcessInfo.processInfo.environment["RNNKIT_ONNX_PYTHON"] ?? "python3"
+        let probe = try runCommand(URL(fileURLWithPath: "/usr/bin/env"), [python, "-c", "import onnx, onnxruntime, h5py"])
+        if probe.status != 0 {
+            try missing("\(python) with onnx, onnxruntime and h5py (RNNKIT_ONNX_PYTHON names another)")
+        }
+        let fixtures = ["onnx/export", "pytorch/lesson_lstm_pack.fixture.h5", "pytorch/lesson_bilstm2_pack.fixture.h5",
+                        "pytorch/clf_embed_rnn_mean.fixture.h5", "pytorch/clf_bilstm_max_sigmoid.fixture.h5",
+                        "pytorch/gru_bidir_2layer_lengths.fixture.h5", "keras/tfk_bidi_merges.fixture.h5",
+                        "keras/k3_stacked_bilstm.fixture.h5", "onnx/torch_packed_lstm_bi_linear_fold.fixture.h5"]
+        let rnnkitPath = Bundle.main.bundleURL.appendingPathComponent("rnnkit").path
+        let binary = FileManager.default.fileExists(atPath: rnnkitPath) ? rnnkitPath
+            : URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rnnkit").path
+        let result = try runCommand(URL(fileURLWithPath: "/usr/bin/env"),
+                                    [python, fixture("onnx/check_export.py"), "--rnnkit", binary] + fixtures.map(fixture))
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.hasSuffix("16 ok\n"), result.stdout)
+    }
+}
