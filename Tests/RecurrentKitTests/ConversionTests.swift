@@ -76,7 +76,7 @@ final class ConversionTests: XCTestCase {
     }
 
     private func output(_ path: String, _ target: ConversionTarget) -> String {
-        path + (target == .keras3 ? ".keras" : ".h5")
+        path + (target == .keras3 ? ".keras" : target == .onnx ? ".onnx" : ".h5")
     }
 
     func testEveryFixtureConvertsExactlyOrIsRefused() throws {

@@ -165,9 +165,10 @@ final class FormatRegistryTests: XCTestCase {
     /// The conversion targets are the registry's, in its order, with the same names; each
     /// output extension chooses one format of its target.
     func testWritingTargetsAndExtensions() throws {
-        XCTAssertEqual(ConversionTarget.allCases.map(\.rawValue), ["pytorch", "keras", "keras3"])
+        XCTAssertEqual(ConversionTarget.allCases.map(\.rawValue), ["pytorch", "keras", "keras3", "onnx"])
         XCTAssertEqual(ConversionTarget(rawValue: "keras3"), .keras3)
-        XCTAssertNil(ConversionTarget(rawValue: "onnx"))
+        XCTAssertEqual(ConversionTarget(rawValue: "onnx"), .onnx)
+        XCTAssertNil(ConversionTarget(rawValue: "tflite"))
         XCTAssertEqual(Formats.extensions(of: .pytorch), ".pt, .pth, .safetensors, .h5 or .hdf5")
         let cases: [(ConversionTarget, String, String?)] = [
             (.pytorch, "out.pt", "torch-save"), (.pytorch, "out.PTH", "torch-save"),
@@ -175,6 +176,7 @@ final class FormatRegistryTests: XCTestCase {
             (.pytorch, "out.hdf5", "pytorch-hdf5"), (.pytorch, "out.keras", nil), (.pytorch, "out", nil),
             (.keras, "out.h5", "keras-hdf5"), (.keras, "out.HDF5", "keras-hdf5"), (.keras, "out.pt", nil),
             (.keras3, "out.keras", "keras-archive"), (.keras3, "out.h5", nil),
+            (.onnx, "out.onnx", "onnx"), (.onnx, "out.ONNX", "onnx"), (.onnx, "out.h5", nil),
         ]
         for (target, output, expected) in cases {
             XCTAssertEqual(Formats.writing(target, output: output)?.name, expected, "\(target.rawValue) \(output)")
