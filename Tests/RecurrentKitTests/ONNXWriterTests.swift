@@ -71,6 +71,34 @@ final class ONNXWriterTests: XCTestCase {
         XCTAssertEqual(node.attribute.first { $0.name == "activation_alpha" }?.floats.first, Float(1.0 / 6.0))
     }
 
+    /// Initial states are optional graph inputs, one per layer (`<layer>_initial_h`, or
+    /// `initial_h` / `initial_c` for one recurrent layer), each a zero initializer of one row
+    /// expanded to the batch; read back, the graph takes the states of every layer and
+    /// computes what PyTorch did from the fixture's h0 (c0).
+    func testInitialStatesAreOptionalInputs() throws {
+        for (model, names) in [("pytorch/gru_initial_state", ["input", "lengths", "rnn_l0_initial_h", "rnn_l1_initial_h"]),
+                               ("pytorch/lstm_initial_state_lengths", ["input", "lengths", "initial_h", "initial_c"])] {
+            let (result, output) = try convert(model + ".h5")
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let proto = try graph(output)
+            XCTAssertEqual(proto.graph.input.map(\.name), names)
+            let initializers = Dictionary(uniqueKeysWithValues: proto.graph.initializer.map { ($0.name, $0) })
+            for input in proto.graph.input.dropFirst(2) {
+                let zeros = try XCTUnwrap(initializers[input.name], "\(input.name) is optional: it has an initializer")
+                XCTAssertEqual(zeros.dims[1], 1)
+                XCTAssertEqual(input.type.tensorType.shape.dim[1].dimParam, "batch")
+                XCTAssertTrue(proto.graph.node.contains { $0.opType == "Expand" && $0.input.first == input.name })
+            }
+            let fixtureFile = try Fixture(contentsOf: fixture(model + ".fixture.h5"))
+            let loaded = try LoadedModel(contentsOf: output)
+            let states = try loaded.initialStates(h0: fixtureFile.h0, c0: fixtureFile.c0, batch: fixtureFile.input.batch)
+            let actual = try loaded.run(fixtureFile.input, lengths: fixtureFile.lengths, initialStates: states).output
+            let expected = try XCTUnwrap(fixtureFile.expected.first { $0.name == "output" }?.tensor)
+            let comparison = Comparison(name: model, actual: actual, expected: expected, atol: 1e-5, rtol: 1e-4)
+            XCTAssertTrue(comparison.passed, "\(model): max abs error \(comparison.maxAbsoluteError)")
+        }
+    }
+
     func testRefusals() throws {
         let (projection, _) = try convert("pytorch/lstm_proj.h5")
         XCTAssertEqual(projection.status, 2)
@@ -94,13 +122,15 @@ final class ONNXWriterTests: XCTestCase {
         let fixtures = ["onnx/export", "pytorch/lesson_lstm_pack.fixture.h5", "pytorch/lesson_bilstm2_pack.fixture.h5",
                         "pytorch/clf_embed_rnn_mean.fixture.h5", "pytorch/clf_bilstm_max_sigmoid.fixture.h5",
                         "pytorch/gru_bidir_2layer_lengths.fixture.h5", "keras/tfk_bidi_merges.fixture.h5",
-                        "keras/k3_stacked_bilstm.fixture.h5", "onnx/torch_packed_lstm_bi_linear_fold.fixture.h5"]
+                        "keras/k3_stacked_bilstm.fixture.h5", "onnx/torch_packed_lstm_bi_linear_fold.fixture.h5",
+                        "pytorch/gru_initial_state.fixture.h5", "pytorch/lstm_initial_state_lengths.fixture.h5",
+                        "onnx/node_lstm_bi_lengths_states.fixture.h5"]
         let rnnkitPath = Bundle.main.bundleURL.appendingPathComponent("rnnkit").path
         let binary = FileManager.default.fileExists(atPath: rnnkitPath) ? rnnkitPath
             : URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rnnkit").path
         let result = try runCommand(URL(fileURLWithPath: "/usr/bin/env"),
                                     [python, fixture("onnx/check_export.py"), "--rnnkit", binary] + fixtures.map(fixture))
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("16 ok\n"), result.stdout)
+        XCTAssertTrue(result.stdout.hasSuffix("19 ok\n"), result.stdout)
     }
 }

@@ -58,6 +58,12 @@ enum ONNXReader {
         for node in graph.node where ["Cast", "Identity", "TopK"].contains(node.opType) {
             if let input = node.input.first, let output = node.output.first { castOf[output] = input }
         }
+        // An Expand of a graph input hands on initial states given as optional inputs (the
+        // written graphs: a zero initializer of one row, expanded to the batch).
+        let declaredInputs = Set(graph.input.map(\.name))
+        for node in graph.node where node.opType == "Expand" {
+            if let input = node.input.first, declaredInputs.contains(input), let output = node.output.first { castOf[output] = input }
+        }
         func source(_ name: String) -> String { var n = name; var hops = 0; while let s = castOf[n], hops < 8 { n = s; hops += 1 }; return n }
         var lengthNames: Set<String> = [], stateNames: Set<String> = []
         for node in graph.node where ONNXLayout.cellKind(opType: node.opType) != nil {
@@ -207,9 +213,16 @@ enum ONNXReader {
             throw ModelError(.unsupported, file: file, path: readout,
                              message: "reads step time − 1 of outputs that ONNX Runtime zeroes past each sequence's length; the neutral model's readout is each sequence's last valid step")
         }
-        if !reader.stateInputs.isEmpty && !(isBare && recurrentCount == 1) {
+        // Initial states as inputs of one node, or of every node (h, and c for each LSTM) each
+        // its own graph input, in the order of the layers (the written graphs).
+        let lstmCount = recurrentLayers.filter { $0.kind == .lstm }.count
+        let everyNode = reader.stateInputs.filter { !$0.cell }.count == recurrentCount
+            && reader.stateInputs.filter(\.cell).count == lstmCount
+            && Set(reader.stateInputs.map(\.input)).count == reader.stateInputs.count
+            && reader.stateInputs.allSatisfy { declaredInputs.contains($0.input) }
+        if !reader.stateInputs.isEmpty && !(isBare && recurrentCount == 1) && !everyNode {
             throw ModelError(.unsupported, file: file, path: "graph input \(escapedForDisplay(reader.stateInputs[0].input))",
-                             message: "starts a recurrent node of a model that is not one recurrent node; rnnkit takes initial states as graph inputs for one node only")
+                             message: "starts a recurrent node of a model that is not one recurrent node; rnnkit takes initial states as graph inputs for one node only, or for every node, each its own input")
         }
         if isBare, recurrentCount == 1, let layer = recurrentLayers.first, !output.layers.isEmpty {
             output.layers[0] = .recurrent(layer)

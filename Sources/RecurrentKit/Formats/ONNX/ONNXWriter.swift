@@ -83,6 +83,10 @@ enum ONNXWriter {
         var lengths32: String?
         /// The last recurrent layer's `Y_h` `[directions, batch, hidden]` while the data is its output.
         var finalStates: (name: String, layer: RecurrentLayer)?
+        /// `[batch]` of the graph's input, int64 `[1]`, once computed (for the initial states' shape).
+        var batchDim: String?
+        /// How many recurrent layers the model has: one names its states `initial_h`, `initial_c`.
+        var recurrentCount: Int { model.layers.filter { if case .recurrent = $0 { return true } else { return false } }.count }
 
         init(model: Model, masks: MaskSource, opset: Int, file: String) throws {
             guard ONNXWriter.opsets.contains(opset) else {
@@ -274,7 +278,8 @@ enum ONNXWriter {
             if r.kind == .gru {
                 attributes.append(ONNXGraphBuilder.attribute("linear_before_reset", int: r.gruResetRule == .afterMatmul ? 1 : 0))
             }
-            var nodeInputs = [x, wName, rName, bName, sequenceLens() ?? ""]
+            let states = initialStates(r, name: name)
+            var nodeInputs = [x, wName, rName, bName, sequenceLens() ?? "", states.h, states.c ?? ""]
             while nodeInputs.last == "" { nodeInputs.removeLast() }
             let outs = g.node(ONNXLayout.opType(r.kind), nodeInputs, name: name, outputs: 2, attributes)
             let (y, yh) = (outs[0], outs[1])
@@ -309,6 +314,37 @@ enum ONNXWriter {
                 sequence = false
             }
             features = width
+        }
+
+        /// The layer's initial states as optional graph inputs, `[directions, batch, hidden]`:
+        /// `initial_h` (and `initial_c` for an LSTM) when the model has one recurrent layer,
+        /// `<layer>_initial_h` otherwise. Each has a zero initializer of `[directions, 1, hidden]`
+        /// (ONNX IR 4 and later: an initializer makes the input optional), and the node takes
+        /// `Expand(state, [directions, batch, hidden])`: zeros for every sequence when the input
+        /// is not given, the given states (or one row broadcast) when it is. Returns the
+        /// expanded values.
+        mutating func initialStates(_ r: RecurrentLayer, name: String) -> (h: String, c: String?) {
+            let directions = r.directions.count
+            let zeros = [Float](repeating: 0, count: directions * r.hiddenSize)
+            let shape: String
+            if let batchDim {
+                shape = g.op("Concat", [g.int64s(name + "_state_directions", [Int64(directions)]), batchDim,
+                                        g.int64s(name + "_state_hidden", [Int64(r.hiddenSize)])],
+                             name: name + "_state_shape", [ONNXGraphBuilder.attribute("axis", int: 0)])
+            } else {
+                let inputShape = g.op("Shape", ["input"], name: "input_shape")
+                let first = g.int64s("input_batch_axis", [0])
+                let batch = g.op("Gather", [inputShape, first], name: "input_batch", [ONNXGraphBuilder.attribute("axis", int: 0)])
+                batchDim = batch
+                return initialStates(r, name: name)
+            }
+            func state(_ kind: String) -> String {
+                let input = g.floats(recurrentCount == 1 ? kind : name + "_" + kind, zeros, shape: [directions, 1, r.hiddenSize])
+                inputs.append(ONNXGraphBuilder.valueInfo(input, .float, [.known(directions), .named("batch"), .known(r.hiddenSize)]))
+                return g.op("Expand", [input, shape], name: name + "_" + kind + "_batch")
+            }
+            let h = state("initial_h")
+            return (h, r.kind == .lstm ? state("initial_c") : nil)
         }
 
         static func mergeReduction(_ merge: MergeMode) -> String {

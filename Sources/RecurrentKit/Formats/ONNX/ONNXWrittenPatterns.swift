@@ -233,6 +233,12 @@ extension ONNXGraph {
                 throw refuse("selects steps in a way rnnkit does not follow (it follows the valid steps of data, the lowest float or 0 elsewhere)")
             }
             return [.mask(.validOnly(y, zero: c.floats == [0]))]
+        // An initial state given as an optional input, expanded to [directions, batch, hidden].
+        case let ("Expand", .flow(state)?) where args.count == 2:
+            guard case .initialState = state.role, case let .shape(dims, false) = args[1], dims.count == 3, dims[1] == .batch else {
+                return nil
+            }
+            return [args[0]]
         // Activations of the graphs rnnkit writes.
         case let (name, value?) where ["Elu", "Selu", "Softplus", "Softsign", "HardSigmoid", "Gelu"].contains(name) && args.count == 1:
             let attr = { (key: String) in node.attribute.first { $0.name == key } }
