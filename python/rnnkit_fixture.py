@@ -897,13 +897,59 @@ def from_keras(keras_model, inputs, /, *, lengths=None, mask=None, path=None, **
     return fixture
 
 
+def _takes_time_major(graph, name):
+    """True when graph input `name` reaches a recurrent node's `X` (input 0) with `layout = 0`
+    through Cast and Identity nodes only (no Transpose)."""
+    for _ in range(8):
+        consumers = [n for n in graph.node if name in n.input]
+        if len(consumers) != 1:
+            return False
+        node = consumers[0]
+        if node.op_type in ("LSTM", "GRU", "RNN"):
+            layout = next((a.i for a in node.attribute if a.name == "layout"), 0)
+            return node.input[0] == name and layout == 0
+        if node.op_type not in ("Cast", "Identity"):
+            return False
+        name = node.output[0]
+    return False
+
+
+def _batch_first_output(output, session, output_name, feeds, data_name, shape):
+    """The output of a graph run on time-major input, batch-first: a recurrent node's `Y`
+    `[time, directions, batch, hidden]` → `[batch, time, directions·hidden]`; a 3-D output
+    whose first two axes are `[time, batch]` transposed (told apart from `[batch, time]` by a
+    run on the first sequence alone when time equals batch); others as given."""
+    batch, time = shape[0], shape[1]
+    if output.ndim == 4 and output.shape[0] == time and output.shape[2] == batch:
+        return np.ascontiguousarray(output.transpose(2, 0, 1, 3).reshape(batch, time, -1))
+    if output.ndim == 3 and output.shape[:2] == (time, batch):
+        if time == batch and time > 1:
+            one = dict(feeds)
+            one[data_name] = feeds[data_name][:, :1]
+            for name, value in feeds.items():
+                if name != data_name and value.ndim >= 1 and value.shape[0] == batch and value.ndim == 1:
+                    one[name] = value[:1]
+                elif name != data_name and value.ndim == 3 and value.shape[1] == batch:
+                    one[name] = value[:, :1]
+            probe = session.run([output_name], one)[0]
+            if probe.shape[:2] != (time, 1):
+                return output
+        return np.ascontiguousarray(output.transpose(1, 0, 2))
+    return output
+
+
 def from_onnx(model_path, inputs, /, lengths=None, *, h0=None, c0=None, path=None, **attributes):
     """Runs an ONNX model in ONNX Runtime on `inputs` and returns a `Fixture`.
 
     `model_path`: the `.onnx` file (recorded as the fixture's `model` unless given).
     `inputs`: float features `[batch, time, features]` or token ids `[batch, time]`, batch
     first, right-padded; they go to the graph's first input that is neither the lengths nor
-    an initial state, cast to its element type. `lengths` (`[batch]`) go to the graph's
+    an initial state, cast to its element type. A graph whose data input goes straight to a
+    recurrent node's `X` with `layout = 0` (through Cast or Identity: an ONNX node test,
+    `torch.onnx.export` of `batch_first=False`) takes it time-major: the inputs are given to
+    it transposed to `[time, batch, …]`, and its output is recorded batch-first as rnnkit
+    gives it — a time-major output transposed back, a recurrent node's `Y`
+    (`[time, directions, batch, hidden]`) as `[batch, time, directions·hidden]`. `lengths` (`[batch]`) go to the graph's
     lengths input — the one that reaches the recurrent nodes' `sequence_lens`: `lengths` in
     the graphs `rnnkit convert --to onnx` writes, any name in others — cast to its type, and
     are recorded as `/lengths`. A graph whose lengths input is not given `lengths` is run on
@@ -942,6 +988,10 @@ def from_onnx(model_path, inputs, /, lengths=None, *, h0=None, c0=None, path=Non
     lengths_names = {source(n.input[4]) for n in graph.node
                      if n.op_type in ("LSTM", "GRU", "RNN") and len(n.input) > 4 and n.input[4]}
     state_names = {"initial_h": "h", "h0": "h", "initial_c": "c", "c0": "c"}
+    # rnnkit's written graphs take each layer's states as optional inputs (zero initializers):
+    # `initial_h`, or `<layer>_initial_h` for a model of several recurrent layers.
+    optional_states = [i for i in graph.input if i.name in initializers
+                       and (i.name in state_names or i.name.endswith(("_initial_h", "_initial_c")))]
     data_input = next((i for i in graph_inputs
                        if i.name not in lengths_names and i.name not in state_names), None)
     if data_input is None:
@@ -951,7 +1001,9 @@ def from_onnx(model_path, inputs, /, lengths=None, *, h0=None, c0=None, path=Non
     def element_type(info):
         return onnx_types.get(info.type.tensor_type.elem_type, np.float32)
 
-    feeds = {data_input.name: stored.astype(element_type(data_input))}
+    time_major = _takes_time_major(graph, data_input.name)
+    given_inputs = np.swapaxes(stored, 0, 1) if time_major else stored
+    feeds = {data_input.name: given_inputs.astype(element_type(data_input))}
     n = None
     if lengths is not None:
         n = _lengths_array(lengths, stored)
@@ -961,15 +1013,33 @@ def from_onnx(model_path, inputs, /, lengths=None, *, h0=None, c0=None, path=Non
             feeds[info.name] = np.asarray(given).astype(element_type(info))
     if n is not None and not any(i.name in lengths_names for i in graph_inputs):
         raise ValueError(f"lengths: {model_path}'s graph takes no lengths (no sequence_lens input)")
+    dims = {t.name: list(t.dims) for t in graph.initializer}
     for given, kind in ((h0, "h"), (c0, "c")):
         if given is None:
             continue
         names = [i for i in graph_inputs if state_names.get(i.name) == kind]
-        if not names:
+        written = [i for i in optional_states if i.name.endswith("initial_" + kind)]
+        if names:
+            feeds[names[0].name] = _to_numpy(given, kind + "0").astype(element_type(names[0]))
+        elif written:
+            # One input per layer: PyTorch's stacked [layers·directions, batch, hidden] split.
+            stacked = _to_numpy(given, kind + "0").astype(np.float32)
+            row = 0
+            for info in written:
+                directions = dims[info.name][0]
+                feeds[info.name] = np.ascontiguousarray(stacked[row:row + directions])
+                row += directions
+            if row != stacked.shape[0]:
+                raise ValueError(f"{kind}0: has {stacked.shape[0]} rows; {model_path}'s graph takes {row} "
+                                 "(each layer's directions, stacked as PyTorch's h0)")
+        else:
             raise ValueError(f"{'h0' if kind == 'h' else 'c0'}: {model_path}'s graph has no initial state input")
-        feeds[names[0].name] = _to_numpy(given, kind + "0").astype(element_type(names[0]))
-    session = ort.InferenceSession(os.fspath(model_path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # optional inputs (initializers) are reported as warnings
+    session = ort.InferenceSession(os.fspath(model_path), options, providers=["CPUExecutionProvider"])
     output = session.run([graph.output[0].name], feeds)[0]
+    if time_major:
+        output = _batch_first_output(output, session, graph.output[0].name, feeds, data_input.name, stored.shape)
     attributes.setdefault("generator", f"onnxruntime {ort.__version__}")
     attributes.setdefault("model", os.path.basename(os.fspath(model_path)))
     fixture = Fixture(stored, {"output": output}, lengths=n, h0=h0, c0=c0, **attributes)

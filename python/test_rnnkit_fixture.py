@@ -687,6 +687,21 @@ class FromONNX(Folder):
         made.save(path)
         self.assertEqual(load_fixture(path).attributes["model"], "torch_packed_lstm_bi_linear_fold.onnx")
 
+    def test_time_major_graph_input(self):
+        # ONNX node-test graphs take X time-major and give Y [time, directions, batch, hidden];
+        # the committed fixtures are batch-first, as rnnkit gives them.
+        for name, kwargs in (("node_lstm_bias", {}), ("node_gru_lbr1_bi_lengths", {"lengths": True}),
+                             ("node_lstm_bi_lengths_states", {"lengths": True, "states": True})):
+            committed = load_fixture(os.path.join(ROOT, "fixtures", "onnx", name + ".fixture.h5"))
+            extra = {}
+            if kwargs.get("lengths"):
+                extra["lengths"] = committed.lengths
+            if kwargs.get("states"):
+                extra["h0"], extra["c0"] = committed.h0, committed.c0
+            made = rf.from_onnx(os.path.join(ROOT, "fixtures", "onnx", name + ".onnx"), committed.inputs, **extra)
+            np.testing.assert_allclose(made.expected["output"], committed.expected["output"], atol=1e-5, rtol=1e-4,
+                                       err_msg=name)
+
     def test_lengths_for_a_graph_without_them_are_refused(self):
         model = os.path.join(ROOT, "fixtures", "onnx", "node_lstm_bias.onnx")
         committed = load_fixture(os.path.join(ROOT, "fixtures", "onnx", "node_lstm_bias.fixture.h5"))
