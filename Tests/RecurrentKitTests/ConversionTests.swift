@@ -28,7 +28,6 @@ final class ConversionTests: XCTestCase {
         "k3_text_lesson": [.onnx: "takes texts"], "k3_text_vocab": [.onnx: "takes texts"], "k3_text_whole": [.onnx: "takes texts"],
         "k3h5_text_vocab": [.onnx: "takes texts"],
         "tfk_flatten_stateful": [.onnx: "Flatten"], "k3_flatten_stateful": [.onnx: "Flatten"],
-        "tfk_go_backwards": [.onnx: "go_backwards"], "k3_go_backwards": [.onnx: "go_backwards"],
         "tfk_masking_dense": [.onnx: "does not come through a recurrent node"], "k3_masking_dense": [.onnx: "does not come through a recurrent node"],
     ]
 

@@ -131,6 +131,6 @@ final class ONNXWriterTests: XCTestCase {
         let result = try runCommand(URL(fileURLWithPath: "/usr/bin/env"),
                                     [python, fixture("onnx/check_export.py"), "--rnnkit", binary] + fixtures.map(fixture))
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("19 ok\n"), result.stdout)
+        XCTAssertTrue(result.stdout.hasSuffix("25 ok\n"), result.stdout)
     }
 }

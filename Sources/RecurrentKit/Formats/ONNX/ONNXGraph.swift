@@ -75,6 +75,8 @@ struct ONNXGraph {
         var role: Role
         /// True between a packed export's sort of the batch by length and its unsort.
         var sorted = false
+        /// The steps of a go_backwards layer in a graph rnnkit writes (``ONNXStepOrder``), or nil.
+        var stepOrder: ONNXStepOrder? = nil
         enum Role: Equatable {
             /// The model's output at every step (or, after a readout, per sequence).
             case data
@@ -864,8 +866,10 @@ struct ONNXGraph {
                 inputBias: bias.map { Tensor(unchecked: [gateRows], values: Array($0[0..<gateRows])) },
                 recurrentBias: bias.map { Tensor(unchecked: [gateRows], values: Array($0[gateRows...])) }))
         }
-        let layer = RecurrentLayer(kind: kind, inputSize: inputSize, hiddenSize: hidden, directions: weights,
+        var layer = RecurrentLayer(kind: kind, inputSize: inputSize, hiddenSize: hidden, directions: weights,
                                    activation: candidate, recurrentActivation: gateActivation, gruResetRule: resetRule)
+        let (goBackwards, outputOrder) = try writtenStepOrder(x, directions: directions, refuse: refuse)
+        layer.goBackwards = goBackwards
         x.layers.append(.recurrent(layer))
         x.layerNames.append(node.name)
         var details: [(String, DetailValue)] = [("input", .integer(inputSize)), ("hidden_size", .integer(hidden)),
@@ -879,7 +883,8 @@ struct ONNXGraph {
                                     : [.batch, .time, .directions(directions), .hidden(hidden)]
         let states: [Axis] = layout == 0 ? [.directions(directions), .batch, .hidden(hidden)]
                                          : [.batch, .directions(directions), .hidden(hidden)]
-        var outputs: [Value] = [.flow(Flow(layers: x.layers, layerNames: x.layerNames, axes: y, role: .data, sorted: x.sorted)),
+        var outputs: [Value] = [.flow(Flow(layers: x.layers, layerNames: x.layerNames, axes: y, role: .data, sorted: x.sorted,
+                                           stepOrder: outputOrder)),
                                 .flow(Flow(layers: x.layers, layerNames: x.layerNames, axes: states, role: .finalStates(cell: false),
                                            sorted: x.sorted))]
         if kind == .lstm {

@@ -158,6 +158,9 @@ enum ONNXReader {
         guard var output = try reader.dataFlow(.flow(try flow(firstOutput.name)), refuse: { refuseOutput(firstOutput.name, $0) }) else {
             throw refuseOutput(firstOutput.name, "is not the model's data (a final state alone is read only as h_n[-1])")
         }
+        if output.stepOrder != nil {
+            throw refuseOutput(firstOutput.name, "has its steps in reversed order (a go_backwards layer's input or output not put back in the order Keras emits)")
+        }
         if output.sorted {
             throw refuseOutput(firstOutput.name, "is still sorted by length (a packed export's batch order); rnnkit reads a graph that gives the batch in its own order")
         }

@@ -46,7 +46,7 @@ enum ONNXWriter {
 
     /// The fingerprint the written graph reads back as: `model`'s, with what cannot change an
     /// output of the graph left out — what a layer emits at masked steps when no mask reaches
-    /// it.
+    /// it, or when it goes backwards.
     static func expectedModel(_ model: Model, masks: MaskSource) -> Model {
         var result = model
         var masked = masks == .lengthsInput
@@ -54,7 +54,9 @@ enum ONNXWriter {
             switch layer {
             case let .embedding(e) where e.maskZero: masked = true
             case .masking: masked = true
-            case var .recurrent(r) where !masked:
+            case var .recurrent(r) where !masked || r.goBackwards:
+                // A go_backwards layer meets the masked steps of a right-padded sequence first:
+                // it emits zeros there whether it carries its last output or not.
                 r.maskedOutput = .zero
                 result.layers[i] = .recurrent(r)
             case .readout(.maxOverAllSteps) where !masked:
@@ -247,8 +249,8 @@ enum ONNXWriter {
             if r.projectionSize != nil {
                 throw refuse(index, "an LSTM projection (proj_size): ONNX's LSTM has none, and a projected state fed back into the recurrence cannot be written around the operator")
             }
-            if r.goBackwards {
-                throw refuse(index, "go_backwards (outputs in the reversed order Keras emits them), which rnnkit does not write yet")
+            if r.goBackwards && r.directions.count != 1 {
+                throw refuse(index, "go_backwards on a bidirectional layer (both directions over the reversed sequence), which ONNX's bidirectional operator does not compute")
             }
             let names = try ONNXWriter.activationNames(r, refuse: { refuse(index, $0) })
             let directions = r.directions.count
@@ -265,7 +267,10 @@ enum ONNXWriter {
             let wName = g.floats(name + "_W", w, shape: [directions, gateRows, r.inputSize])
             let rName = g.floats(name + "_R", rr, shape: [directions, gateRows, r.hiddenSize])
             let bName = r.hasBias ? g.floats(name + "_B", b, shape: [directions, 2 * gateRows]) : ""
-            let x = g.op("Transpose", [data], name: name + "_time_major", [ONNXGraphBuilder.attribute("perm", ints: [1, 0, 2])])
+            // go_backwards: the forward operator on the input reversed (within each sequence's
+            // length when there is a mask, so that the padding stays at the end).
+            let input = r.goBackwards ? reversed(data, within: lengths, name: name + "_reversed_input") : data
+            let x = g.op("Transpose", [input], name: name + "_time_major", [ONNXGraphBuilder.attribute("perm", ints: [1, 0, 2])])
             var attributes = [ONNXGraphBuilder.attribute("hidden_size", int: r.hiddenSize),
                               ONNXGraphBuilder.attribute("direction", string: directions == 2 ? "bidirectional" : "forward"),
                               ONNXGraphBuilder.attribute("activations", strings: Array(repeating: names.names, count: directions).flatMap { $0 })]
@@ -294,7 +299,15 @@ enum ONNXWriter {
                 } else {
                     data = reduce(Self.mergeReduction(r.merge), batchFirst, axes: [2], keepdims: false, name: name + "_" + r.merge.rawValue)
                 }
-                if r.maskedOutput == .carry, lengths != nil {
+                if r.goBackwards, let lengths {
+                    // Keras emits the outputs in processing order: the masked steps (at the end
+                    // of the sequence) first, as zeros, then the valid ones. The node's Y holds the
+                    // valid ones first: reversed within the lengths and then over every step, it is
+                    // shifted by time − length. No valid step follows a masked one, so `.carry`
+                    // has nothing to repeat.
+                    let within = reversed(data, within: lengths, name: name + "_outputs_within")
+                    data = reversed(within, within: nil, name: name + "_outputs")
+                } else if r.maskedOutput == .carry, lengths != nil {
                     data = carried(data, name: name)
                 }
                 sequence = true
@@ -345,6 +358,19 @@ enum ONNXWriter {
             }
             let h = state("initial_h")
             return (h, r.kind == .lstm ? state("initial_c") : nil)
+        }
+
+        /// `x` `[batch, time, features]` with its steps reversed: within each sequence's
+        /// `lengths` (`ReverseSequence`, the steps past it left in place), or over every step
+        /// (`Slice` with step −1).
+        mutating func reversed(_ x: String, within lengths: String?, name: String) -> String {
+            if let lengths {
+                return g.op("ReverseSequence", [x, lengths], name: name, [ONNXGraphBuilder.attribute("batch_axis", int: 0),
+                                                                         ONNXGraphBuilder.attribute("time_axis", int: 1)])
+            }
+            let starts = g.int64s(name + "_starts", [-1]), ends = g.int64s(name + "_ends", [Int64.min])
+            let axes = g.int64s(name + "_axes", [1]), steps = g.int64s(name + "_steps", [-1])
+            return g.op("Slice", [x, starts, ends, axes, steps], name: name)
         }
 
         static func mergeReduction(_ merge: MergeMode) -> String {
@@ -455,7 +481,7 @@ enum ONNXWriter {
                     throw refuse(index, "a readout of the last step of data that is not a recurrent layer's output")
                 }
                 let bidirectional = layer.directions.count == 2
-                if r == .lastHidden || (!bidirectional && r == .lastHiddenAllDirections) || (!bidirectional && r == .lastValidStep) {
+                if r == .lastHidden || (!bidirectional && r == .lastHiddenAllDirections) || (!bidirectional && !layer.goBackwards && r == .lastValidStep) {
                     // h_n[-1]: the last direction's final state (each sequence's last valid step when unidirectional).
                     let last = g.int64s(name + "_direction", [-1], shape: [])
                     data = g.op("Gather", [yh, last], name: name, [ONNXGraphBuilder.attribute("axis", int: 0)])

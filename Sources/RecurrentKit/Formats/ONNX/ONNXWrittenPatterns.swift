@@ -43,6 +43,22 @@ enum ONNXMaskValue {
     case validOnly(ONNXGraph.Flow, zero: Bool)
 }
 
+/// The steps of a Keras `go_backwards` layer in a written graph (spec/onnx-layout.md,
+/// "Writing"): its input reversed before a forward node, the node's `Y` put back in the
+/// order Keras emits its outputs.
+enum ONNXStepOrder: Equatable {
+    /// The data reversed over every step (`Slice` with step −1; no lengths): the node's `Y`
+    /// is in Keras's order.
+    case reversed
+    /// The data reversed within each sequence's length (`ReverseSequence`): the node's `Y`
+    /// is reversed within the lengths, then over every step.
+    case reversedWithin(ONNXMaskValue.Lengths)
+    /// A go_backwards node's `Y`, still to be reversed within the lengths.
+    case outputWithin(ONNXMaskValue.Lengths)
+    /// That `Y` reversed within the lengths, still to be reversed over every step.
+    case outputReversedWithin
+}
+
 /// What the recurrent nodes of a written graph took as `sequence_lens`.
 struct ONNXWrittenMask {
     var lengths: ONNXMaskValue.Lengths?
@@ -74,12 +90,65 @@ extension ONNXGraph {
         }
     }
 
+    /// Whether a recurrent node that reads `x` is a go_backwards layer (its input reversed),
+    /// and the order of the steps of its `Y`. Called once the node's `sequence_lens` is read.
+    func writtenStepOrder(_ x: Flow, directions: Int, refuse: (String) -> ModelError) throws -> (Bool, ONNXStepOrder?) {
+        switch x.stepOrder {
+        case nil: return (false, nil)
+        case _ where directions != 1:
+            throw refuse("reads reversed steps in both directions; rnnkit reads a go_backwards layer of one direction")
+        case .reversed?:
+            guard nodesWithLengths == 0 else { throw refuse("takes sequence_lens and steps reversed over the whole time axis") }
+            return (true, nil)
+        case let .reversedWithin(l)?:
+            guard l == writtenMask.lengths else {
+                throw refuse("reads steps reversed within other lengths than its sequence_lens")
+            }
+            return (true, .outputWithin(l))
+        default:
+            throw refuse("reads a go_backwards layer's outputs before they are put back in the order Keras emits")
+        }
+    }
+
+    /// The steps of `x` reversed on its time axis by `node` (`ReverseSequence` of `lengths`,
+    /// or `Slice` with step −1 over every step), or nil when `node` is not such a reversal.
+    private func reversal(_ node: Onnx_NodeProto, _ args: [Value], _ x: Flow) -> ONNXMaskValue.Lengths?? {
+        guard x.role == .data, let time = x.axes.firstIndex(of: .time), let batch = x.axes.firstIndex(of: .batch) else { return nil }
+        if node.opType == "ReverseSequence", args.count == 2, let l = lengthsOf(args[1]),
+           int(node, "time_axis") ?? 0 == Int64(time), int(node, "batch_axis") ?? 1 == Int64(batch) {
+            return .some(l)
+        }
+        if node.opType == "Slice", args.count == 5, case let .constant(starts) = args[1], case let .constant(ends) = args[2],
+           case let .constant(axes) = args[3], case let .constant(steps) = args[4],
+           starts.ints == [-1], ends.ints == [Int64.min], axes.ints == [Int64(time)] || axes.ints == [Int64(time - x.axes.count)],
+           steps.ints == [-1] {
+            return .some(nil)
+        }
+        return nil
+    }
+
     /// The values of a written graph's mask, merge and pooling nodes; nil for a node that is
     /// none of them (the exporters' patterns then read it).
     mutating func writtenPattern(_ node: Onnx_NodeProto, _ index: Int, _ args: [Value],
                                  refuse: (String) -> ModelError) throws -> [Value]? {
         let op = node.opType
         let keepdims = (int(node, "keepdims") ?? 1) != 0
+        // go_backwards: the steps reversed before the node and put back after it.
+        if case let .flow(x)? = args.first, let reversed = reversal(node, args, x) {
+            var flow = x
+            switch (x.stepOrder, reversed) {
+            case let (nil, l?): flow.stepOrder = .reversedWithin(l)
+            case (nil, nil): flow.stepOrder = .reversed
+            case let (.outputWithin(taken)?, l?) where l == taken: flow.stepOrder = .outputReversedWithin
+            case (.outputReversedWithin?, nil): flow.stepOrder = nil
+            default: throw refuse("reverses steps in an order rnnkit does not follow (a go_backwards layer's input, then its output within the lengths and over every step)")
+            }
+            return [.flow(flow)]
+        }
+        if args.contains(where: { if case let .flow(f) = $0 { return f.stepOrder != nil }; return false }),
+           !["Transpose", "Reshape", "Identity"].contains(op) {
+            throw refuse("computes on steps in reversed order (a go_backwards layer's input or output before it is put back in the order Keras emits)")
+        }
         switch (op, args.first) {
         // Keras mask_zero: Not(Equal(ids, 0)), cast, summed over time.
         case let ("Equal", .flow(ids)?) where ids.role == .tokenIDs && args.count == 2 && Self.isScalar(args[1], 0):
