@@ -27,8 +27,6 @@ final class ConversionTests: XCTestCase {
         "tfk_text_lesson": [.onnx: "takes texts"], "tfk_text_vocab": [.onnx: "takes texts"], "tfk_text_whole": [.onnx: "takes texts"],
         "k3_text_lesson": [.onnx: "takes texts"], "k3_text_vocab": [.onnx: "takes texts"], "k3_text_whole": [.onnx: "takes texts"],
         "k3h5_text_vocab": [.onnx: "takes texts"],
-        "tfk_flatten_stateful": [.onnx: "Flatten"], "k3_flatten_stateful": [.onnx: "Flatten"],
-        "tfk_masking_dense": [.onnx: "does not come through a recurrent node"], "k3_masking_dense": [.onnx: "does not come through a recurrent node"],
     ]
 
     /// Conversions back to the source's family that must be refused (the converted file

@@ -99,6 +99,27 @@ final class ONNXWriterTests: XCTestCase {
         }
     }
 
+    /// Keras go_backwards: the forward operator on the input reversed within each length, its
+    /// Y put back in Keras's processing order; Flatten for the fixed number of steps; a Masking
+    /// before Dense and max pooling (no recurrent layer). Each reads back as the source.
+    func testGoBackwardsFlattenAndMaskingWithoutRecurrentLayer() throws {
+        let (backwards, backwardsOutput) = try convert("keras/tfk_go_backwards.h5")
+        XCTAssertEqual(backwards.status, 0, backwards.stderr)
+        let ops = try graph(backwardsOutput).graph.node.map(\.opType)
+        XCTAssertEqual(ops.filter { $0 == "ReverseSequence" }.count, 3, "\(ops)")
+        XCTAssertFalse(ops.contains("Loop"))
+        let read = try LoadedModel(contentsOf: backwardsOutput).model
+        XCTAssertTrue(read.layers.contains { if case let .recurrent(r) = $0 { return r.goBackwards } else { return false } })
+        let (flatten, flattenOutput) = try convert("keras/tfk_flatten_stateful.h5")
+        XCTAssertEqual(flatten.status, 0, flatten.stderr)
+        let input = try graph(flattenOutput).graph.input[0]
+        XCTAssertEqual(input.type.tensorType.shape.dim[1].dimValue, 6)
+        XCTAssertTrue(try LoadedModel(contentsOf: flattenOutput).model.layers.contains(.flatten))
+        let (masking, maskingOutput) = try convert("keras/k3_masking_dense.keras")
+        XCTAssertEqual(masking.status, 0, masking.stderr)
+        XCTAssertTrue(try LoadedModel(contentsOf: maskingOutput).model.layers.contains(.readout(.maxOverAllSteps)))
+    }
+
     func testRefusals() throws {
         let (projection, _) = try convert("pytorch/lstm_proj.h5")
         XCTAssertEqual(projection.status, 2)
@@ -124,13 +145,14 @@ final class ONNXWriterTests: XCTestCase {
                         "pytorch/gru_bidir_2layer_lengths.fixture.h5", "keras/tfk_bidi_merges.fixture.h5",
                         "keras/k3_stacked_bilstm.fixture.h5", "onnx/torch_packed_lstm_bi_linear_fold.fixture.h5",
                         "pytorch/gru_initial_state.fixture.h5", "pytorch/lstm_initial_state_lengths.fixture.h5",
-                        "onnx/node_lstm_bi_lengths_states.fixture.h5"]
+                        "onnx/node_lstm_bi_lengths_states.fixture.h5", "keras/tfk_go_backwards.fixture.h5",
+                        "keras/k3_flatten_stateful.fixture.h5", "keras/tfk_masking_dense.fixture.h5"]
         let rnnkitPath = Bundle.main.bundleURL.appendingPathComponent("rnnkit").path
         let binary = FileManager.default.fileExists(atPath: rnnkitPath) ? rnnkitPath
             : URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rnnkit").path
         let result = try runCommand(URL(fileURLWithPath: "/usr/bin/env"),
                                     [python, fixture("onnx/check_export.py"), "--rnnkit", binary] + fixtures.map(fixture))
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("25 ok\n"), result.stdout)
+        XCTAssertTrue(result.stdout.hasSuffix("28 ok\n"), result.stdout)
     }
 }

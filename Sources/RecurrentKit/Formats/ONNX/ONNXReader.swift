@@ -165,7 +165,9 @@ enum ONNXReader {
             throw refuseOutput(firstOutput.name, "is still sorted by length (a packed export's batch order); rnnkit reads a graph that gives the batch in its own order")
         }
         let recurrentCount = output.layers.filter { if case .recurrent = $0 { return true } else { return false } }.count
-        guard recurrentCount > 0 else { throw refuseOutput(firstOutput.name, "does not come through a recurrent node") }
+        // A model without one is read when it masks (a Keras Masking before Dense and pooling, as rnnkit writes it).
+        let masks = output.layers.contains { if case .masking = $0 { return true } else { return false } }
+        guard recurrentCount > 0 || masks else { throw refuseOutput(firstOutput.name, "does not come through a recurrent node") }
         var notes: [String] = []
         var outputAxes = output.axes
         // A recurrent node's raw Y: [time, directions, batch, hidden] (layout 0) or [batch, time, directions, hidden].
@@ -230,8 +232,15 @@ enum ONNXReader {
         if isBare, recurrentCount == 1, let layer = recurrentLayers.first, !output.layers.isEmpty {
             output.layers[0] = .recurrent(layer)
         }
+        // A Flatten needs the number of steps: the data input's time axis, when it is a size.
+        let steps: Int? = output.layers.contains(.flatten)
+            ? graph.input.first { $0.name == dataInput.name }.flatMap { input in
+                let dims = input.type.tensorType.shape.dim
+                guard dims.count >= 2, case let .dimValue(n)? = dims[timeMajor ? 0 : 1].value, n > 0 else { return nil }
+                return Int(clamping: n)
+            } : nil
         let model = Model(layers: output.layers, name: graph.name.isEmpty ? "onnx" : graph.name,
-                          layerNames: output.layerNames, lengthsRule: .packed)
+                          layerNames: output.layerNames, sequenceLength: steps, lengthsRule: .packed)
         let producer = [proto.producerName, proto.producerVersion].filter { !$0.isEmpty }.joined(separator: " ")
         return ONNXReading(model: model, isBareRecurrentModule: isBare, summaries: reader.summaries,
                            storedTypes: reader.storedTypes.sorted(), notes: notes, irVersion: Int(clamping: proto.irVersion),

@@ -129,7 +129,7 @@ enum ONNXWriter {
         mutating func write() throws -> Onnx_ModelProto {
             g.reserve("input")
             g.reserve("output")
-            let batch = ONNXGraphBuilder.Dim.named("batch"), time = ONNXGraphBuilder.Dim.named(model.sequenceLength == nil ? "time" : "time")
+            let batch = ONNXGraphBuilder.Dim.named("batch"), time = model.sequenceLength.map(ONNXGraphBuilder.Dim.known) ?? .named("time")
             if model.takesTexts {
                 throw refuse(nil, "the model takes texts (a TextVectorization in front of its embedding), which ONNX's operators do not split and look up as Keras does; convert the model without its text front")
             }
@@ -155,7 +155,7 @@ enum ONNXWriter {
                 case let .dense(d): try dense(d, i, name); keepsFinalStates = false
                 case let .activation(a): try activation(a, i, name); keepsFinalStates = false
                 case let .readout(r): try readout(r, i, name); keepsFinalStates = false
-                case .flatten: throw refuse(i, "a Flatten of [batch, time, features] is written for a fixed number of steps only, which rnnkit does not write yet")
+                case .flatten: try flatten(i, name); keepsFinalStates = false
                 }
                 if !keepsFinalStates { finalStates = nil }
             }
@@ -163,7 +163,7 @@ enum ONNXWriter {
             let output = g.op("Identity", [data], name: "output_identity")
             g.nodes[g.nodes.count - 1].output = ["output"]
             _ = output
-            let outputDims: [ONNXGraphBuilder.Dim] = sequence ? [.named("batch"), .named("time"), .known(features ?? 0)]
+            let outputDims: [ONNXGraphBuilder.Dim] = sequence ? [.named("batch"), time, .known(features ?? 0)]
                                                              : [.named("batch"), .known(features ?? 0)]
             var graph = Onnx_GraphProto()
             graph.name = Self.cleanName(model.name)
@@ -421,6 +421,18 @@ enum ONNXWriter {
             let valid3 = unsqueeze(valid, [2], name: name + "_valid_steps")
             let filler = g.floats(name + "_fill", [fill], shape: [])
             return g.op("Where", [valid3, y, filler], name: name + "_valid_only")
+        }
+
+        /// Keras `Flatten` of `[batch, time, features]`: `Reshape [0, time · features]`, for the
+        /// number of steps the model fixes (its input's `time` is then that size).
+        mutating func flatten(_ index: Int, _ name: String) throws {
+            guard sequence, let steps = model.sequenceLength, let width = features else {
+                throw refuse(index, "a Flatten of data whose number of steps the model does not fix (its input shape)")
+            }
+            let shape = g.int64s(name + "_shape", [0, Int64(steps * width)])
+            data = g.op("Reshape", [data, shape], name: name)
+            features = steps * width
+            sequence = false
         }
 
         mutating func dense(_ d: Dense, _ index: Int, _ name: String) throws {

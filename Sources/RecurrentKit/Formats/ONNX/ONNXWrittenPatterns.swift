@@ -273,8 +273,10 @@ extension ONNXGraph {
             guard y.role == .data, y.axes.count == 3, y.axes[0] == .batch, y.axes[1] == .time else { return nil }
             var flow = y
             flow.axes.remove(at: 1)
-            // Without a mask every step is valid; with one, this is the maximum over every step.
-            flow.layers.append(.readout(nodesWithLengths == 0 ? .maxOverValidSteps : .maxOverAllSteps))
+            // Without a mask every step is valid; with one (lengths, or a Masking), this is the
+            // maximum over every step.
+            let masked = nodesWithLengths > 0 || y.layers.contains { if case .masking = $0 { return true } else { return false } }
+            flow.layers.append(.readout(masked ? .maxOverAllSteps : .maxOverValidSteps))
             flow.layerNames.append(node.name)
             return [.flow(flow)]
         case let ("ReduceSum", .mask(.validOnly(y, true))?) where !keepdims && axesOf(node, args) == [1]:
@@ -308,6 +310,16 @@ extension ONNXGraph {
                 return nil
             }
             return [args[0]]
+        // Flatten: [batch, time, features] → [batch, time · features], for a fixed time.
+        case let ("Reshape", .flow(x)?) where args.count == 2:
+            guard x.role == .data, x.axes.count == 3, x.axes[0] == .batch, x.axes[1] == .time, case let .features(f) = x.axes[2],
+                  case let .constant(c) = args[1], let target = c.ints, target.count == 2, target[0] == 0,
+                  f > 0, target[1] > 0, target[1] % Int64(f) == 0 else { return nil }
+            var flow = x
+            flow.axes = [.batch, .features(Int(target[1]))]
+            flow.layers.append(.flatten)
+            flow.layerNames.append(node.name)
+            return [.flow(flow)]
         // Activations of the graphs rnnkit writes.
         case let (name, value?) where ["Elu", "Selu", "Softplus", "Softsign", "HardSigmoid", "Gelu"].contains(name) && args.count == 1:
             let attr = { (key: String) in node.attribute.first { $0.name == key } }
