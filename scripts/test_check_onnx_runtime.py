@@ -120,6 +120,42 @@ class HarnessTests(unittest.TestCase):
         self.assertIn("missing", rows[("direct", "model_missing")]["note"])
         self.assertIn("4 failed", run.stdout)
 
+    def test_names_the_writer_may_use(self):
+        """`lengths`, per-layer `h0_0`/`c0_0` inputs and `output`/`h_n`/`c_n` outputs, batch-first
+        data: the same node behind renamed inputs and Transposes."""
+        import onnx
+        from onnx import helper
+        self.add("renamed")
+        path = os.path.join(self.cases, "renamed.onnx")
+        model = onnx.load(path)
+        graph = model.graph
+        rename = {"X": "x_time_major", "sequence_lens": "seq32", "initial_h": "h0_0", "initial_c": "c0_0",
+                  "Y": "Y_raw", "Y_h": "h_n", "Y_c": "c_n"}
+        for node in graph.node:
+            node.input[:] = [rename.get(n, n) for n in node.input]
+            node.output[:] = [rename.get(n, n) for n in node.output]
+        for value in list(graph.input) + list(graph.output):
+            value.name = rename.get(value.name, value.name)
+        x = next(v for v in graph.input if v.name == "x_time_major")
+        x.name = "features"
+        dims = x.type.tensor_type.shape.dim
+        dims[0].dim_param, dims[1].dim_param = "batch", "time"
+        lengths = next(v for v in graph.input if v.name == "seq32")
+        lengths.name = "lengths"
+        lengths.type.tensor_type.elem_type = onnx.TensorProto.INT64
+        graph.node.insert(0, helper.make_node("Transpose", ["features"], ["x_time_major"], perm=[1, 0, 2]))
+        graph.node.insert(1, helper.make_node("Cast", ["lengths"], ["seq32"], to=onnx.TensorProto.INT32))
+        graph.node.append(helper.make_node("Transpose", ["Y_raw"], ["Y_t"], perm=[2, 0, 1, 3]))
+        graph.node.append(helper.make_node("Constant", [], ["keep_keep_merge"], value=helper.make_tensor(
+            "keep_keep_merge", onnx.TensorProto.INT64, [3], [0, 0, -1])))
+        graph.node.append(helper.make_node("Reshape", ["Y_t", "keep_keep_merge"], ["output"]))
+        graph.output.insert(0, helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, ["batch", "time", 8]))
+        del graph.output[1]  # Y_raw is internal now
+        onnx.save(model, path)
+        run, rows = self.run_harness("--convert", "no")
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertEqual(rows[("direct", "renamed")]["status"], "ok")
+
     def test_all_good_exits_zero(self):
         self.add("good")
         run, rows = self.run_harness("--convert", "no")
