@@ -31,7 +31,7 @@ binary and otherwise says "writer unavailable" once; `--convert yes` fails witho
 Prints a table; exit status 1 on any failed row (or when nothing was checked), 0 otherwise.
 
     RNNKIT=.build/release/rnnkit .venv-ci/bin/python scripts/check_onnx_runtime.py \\
-        [FOLDER ...] [--convert auto|yes|no] [--keep out/ci/onnx] [--json out/ci/onnx.json]
+        [FOLDER ...] [--pairs FOLDER] [--convert auto|yes|no] [--keep out/ci/onnx] [--json out/ci/onnx.json]
 
 Requirements: scripts/requirements-onnx-ci.txt (numpy, h5py, onnx, onnxruntime).
 """
@@ -440,6 +440,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="*", help="fixture folders (recursive) or fixture files; "
                                                    "default: " + " ".join(DEFAULT_FOLDERS))
+    parser.add_argument("--pairs", action="append", default=[], metavar="FOLDER",
+                        help="also this folder of (MODEL.onnx, MODEL.fixture.h5) pairs, e.g. the ONNX files a test "
+                             "suite wrote (repeatable; added to the folders given or the default ones)")
     parser.add_argument("--rnnkit", default=os.environ.get("RNNKIT") or os.path.join(ROOT, ".build", "release", "rnnkit"),
                         help="the rnnkit binary (default $RNNKIT, else .build/release/rnnkit)")
     parser.add_argument("--convert", choices=("auto", "yes", "no"), default="auto",
@@ -453,7 +456,7 @@ def main():
     args = parser.parse_args()
 
     ort.set_default_logger_severity(3)  # a refused session raises; its log line would only repeat it
-    folders = args.folders or [os.path.join(ROOT, f) for f in DEFAULT_FOLDERS]
+    folders = (args.folders or [os.path.join(ROOT, f) for f in DEFAULT_FOLDERS]) + args.pairs
     fixtures = find_fixtures(folders)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
