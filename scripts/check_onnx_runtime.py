@@ -302,7 +302,7 @@ def compare(picked, data, attrs, major):
 
 def session_options(threads):
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return options
@@ -455,7 +455,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads per session")
     args = parser.parse_args()
 
-    ort.set_default_logger_severity(3)  # a refused session raises; its log line would only repeat it
+    ort.set_default_logger_severity(4)  # a refused session raises; its error log line would only repeat it
     folders = (args.folders or [os.path.join(ROOT, f) for f in DEFAULT_FOLDERS]) + args.pairs
     fixtures = find_fixtures(folders)
     started = time.perf_counter()
