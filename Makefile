@@ -99,7 +99,16 @@ ci-python: python
 		$(PYTHON) -m venv $(CI_VENV) 2>/dev/null || { rm -rf $(CI_VENV); \
 			$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(CI_VENV); }; \
 	fi
-	$(CI_VENV)/bin/python -m pip install -q --disable-pip-version-check -r python/requirements-test.txt -r scripts/requirements-reports.txt
+	$(CI_VENV)/bin/python -m pip install -q --disable-pip-version-check -r python/requirements-test.txt -r scripts/requirements-reports.txt \
+		-r scripts/requirements-onnx-ci.txt
+
+# scripts/check_onnx_runtime.py (onnx and onnxruntime from PyPI, scripts/requirements-onnx-ci.txt):
+# every committed ONNX fixture in ONNX Runtime, and, where the binary has `convert --to onnx`
+# (ONNX_CONVERT=auto; `yes` fails without it), every fixture's model converted to ONNX and run
+# there, compared at the fixture's tolerances; a table, exit 1 on any failed row.
+# ONNX_PAIRS: more folders of (MODEL.onnx, MODEL.fixture.h5) pairs to run, e.g. what the suite wrote.
+ONNX_CONVERT ?= auto
+ONNX_PAIRS ?=
 
 check-fixtures: ci-python
 	@mkdir -p out/ci
@@ -108,6 +117,9 @@ check-fixtures: ci-python
 	RNNKIT=$(RNNKIT_UNDER_TEST) $(CI_VENV)/bin/python -m unittest discover -s python -v
 	$(CI_VENV)/bin/python scripts/check_reports.py --rnnkit $(RNNKIT_UNDER_TEST)
 	examples/ci/run-locally.sh $(RNNKIT_UNDER_TEST)
+	$(CI_VENV)/bin/python -m unittest discover -s scripts -p test_check_onnx_runtime.py
+	$(CI_VENV)/bin/python scripts/check_onnx_runtime.py --rnnkit $(RNNKIT_UNDER_TEST) --convert $(ONNX_CONVERT) \
+		$(foreach d,$(ONNX_PAIRS),--pairs $(d)) --keep out/ci/onnx --json out/ci/onnx-runtime.json
 
 # The differential check (fixtures/convert/differential.py, fixtures/convert/README.md): models
 # built in the real torch, tf-keras and Keras 3, converted with `rnnkit convert` along every

@@ -267,6 +267,12 @@ def main():
     parser.add_argument("--only", help="comma-separated workload names")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--exporters", action="store_true",
+                        help="instead, time the ONNX graphs rnnkit and the exporters (torch.onnx.export, tf2onnx) "
+                             "write, in ONNX Runtime: runs bench/compare_onnx.py with the other arguments")
+    if "--exporters" in sys.argv[1:]:
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_onnx.py")
+        os.execv(sys.executable, [sys.executable, script] + [a for a in sys.argv[1:] if a != "--exporters"])
     args = parser.parse_args()
     if args.torch_worker:
         return torch_worker(args.threads)
