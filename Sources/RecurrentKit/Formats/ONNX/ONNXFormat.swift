@@ -43,7 +43,8 @@ struct ONNXFormat: ModelFormat {
             // packed sequences, an ONNX graph's sequence_lens); a Keras model's mask is its layers'.
             let masks: ONNXWriter.MaskSource = loaded.model.lengthsRule == .packed && loaded.reading.lengthsRefusal == nil
                 ? .lengthsInput : .layers
-            let data = try ONNXWriter.serialized(loaded.model, masks: masks, opset: request.opset ?? ONNXWriter.defaultOpset,
+            let data = try ONNXWriter.serialized(loaded.model, masks: masks, stateOutputs: loaded.isBareRecurrentModule,
+                                                 opset: request.opset ?? ONNXWriter.defaultOpset,
                                                  file: request.input)
             try writeNewFile(request.path, contents: data)
             return WrittenModel(expected: ModelFingerprint(ONNXWriter.expectedModel(loaded.model, masks: masks)))

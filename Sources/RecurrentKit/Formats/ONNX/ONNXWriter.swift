@@ -38,9 +38,11 @@ enum ONNXWriter {
     }
 
     /// The graph of `model`, serialised. Throws the refusal of what ONNX cannot compute
-    /// exactly, naming the layer.
-    static func serialized(_ model: Model, masks: MaskSource, opset: Int, file: String) throws -> Data {
-        var writer = try Writer(model: model, masks: masks, opset: opset, file: file)
+    /// exactly, naming the layer. With `stateOutputs` (a bare recurrent module, as PyTorch's
+    /// `nn.LSTM` returns `output, (h_n, c_n)`), the graph also gives `h_n` (and `c_n` for an
+    /// LSTM): every layer's final states stacked, `[layers·directions, batch, hidden]`.
+    static func serialized(_ model: Model, masks: MaskSource, stateOutputs: Bool = false, opset: Int, file: String) throws -> Data {
+        var writer = try Writer(model: model, masks: masks, stateOutputs: stateOutputs, opset: opset, file: file)
         return try writer.write().serializedData()
     }
 
@@ -69,6 +71,7 @@ enum ONNXWriter {
     private struct Writer {
         let model: Model
         let masks: MaskSource
+        let stateOutputs: Bool
         let opset: Int
         let file: String
         var g = ONNXGraphBuilder()
@@ -83,13 +86,16 @@ enum ONNXWriter {
         var lengths32: String?
         /// The last recurrent layer's `Y_h` `[directions, batch, hidden]` while the data is its output.
         var finalStates: (name: String, layer: RecurrentLayer)?
+        /// Every recurrent layer's `Y_h` (and `Y_c`), for `h_n` and `c_n` (`stateOutputs`).
+        var layerStates: [(h: String, c: String?, layer: RecurrentLayer)] = []
 
-        init(model: Model, masks: MaskSource, opset: Int, file: String) throws {
+        init(model: Model, masks: MaskSource, stateOutputs: Bool, opset: Int, file: String) throws {
             guard ONNXWriter.opsets.contains(opset) else {
                 throw ModelError(.invalidInput, file: file, message: "cannot be written at ONNX opset \(opset): rnnkit writes opsets \(ONNXWriter.opsets.lowerBound) to \(ONNXWriter.opsets.upperBound)")
             }
             self.model = model
             self.masks = masks
+            self.stateOutputs = stateOutputs
             self.opset = opset
             self.file = file
         }
@@ -123,6 +129,7 @@ enum ONNXWriter {
         mutating func write() throws -> Onnx_ModelProto {
             g.reserve("input")
             g.reserve("output")
+            if stateOutputs { g.reserve("h_n"); g.reserve("c_n") }
             let batch = ONNXGraphBuilder.Dim.named("batch"), time = ONNXGraphBuilder.Dim.named(model.sequenceLength == nil ? "time" : "time")
             if model.takesTexts {
                 throw refuse(nil, "the model takes texts (a TextVectorization in front of its embedding), which ONNX's operators do not split and look up as Keras does; convert the model without its text front")
@@ -159,12 +166,16 @@ enum ONNXWriter {
             _ = output
             let outputDims: [ONNXGraphBuilder.Dim] = sequence ? [.named("batch"), .named("time"), .known(features ?? 0)]
                                                              : [.named("batch"), .known(features ?? 0)]
+            var outputs = [ONNXGraphBuilder.valueInfo("output", .float, outputDims)]
+            if stateOutputs {
+                outputs += try stackedStates()
+            }
             var graph = Onnx_GraphProto()
             graph.name = Self.cleanName(model.name)
             graph.node = g.nodes
             graph.initializer = g.initializers
             graph.input = inputs
-            graph.output = [ONNXGraphBuilder.valueInfo("output", .float, outputDims)]
+            graph.output = outputs
             var proto = Onnx_ModelProto()
             proto.irVersion = ONNXWriter.irVersion(opset: opset)
             proto.producerName = "rnnkit"
@@ -174,6 +185,30 @@ enum ONNXWriter {
             proto.opsetImport = [opsetID]
             proto.graph = graph
             return proto
+        }
+
+        /// `h_n` (and `c_n`): the layers' `Y_h` (`Y_c`) concatenated along the direction axis,
+        /// as PyTorch stacks them, `[layers·directions, batch, hidden]`.
+        mutating func stackedStates() throws -> [Onnx_ValueInfoProto] {
+            guard let first = layerStates.first?.layer,
+                  layerStates.allSatisfy({ $0.layer.kind == first.kind && $0.layer.outputSize == first.outputSize
+                                           && $0.layer.directions.count == first.directions.count }) else {
+                throw refuse(nil, "final states of recurrent layers of different kinds, sizes or directions, which no one tensor h_n holds")
+            }
+            let rows = layerStates.count * first.directions.count
+            let dims: [ONNXGraphBuilder.Dim] = [.known(rows), .named("batch"), .known(first.outputSize)]
+            var result: [Onnx_ValueInfoProto] = []
+            let cells = layerStates.compactMap(\.c)
+            for (name, states) in [("h_n", layerStates.map(\.h)), ("c_n", cells)] where !states.isEmpty {
+                if states.count == 1 {
+                    _ = g.op("Identity", states, name: name + "_identity")
+                } else {
+                    _ = g.op("Concat", states, name: name + "_stacked", [ONNXGraphBuilder.attribute("axis", int: 0)])
+                }
+                g.nodes[g.nodes.count - 1].output = [name]
+                result.append(ONNXGraphBuilder.valueInfo(name, .float, dims))
+            }
+            return result
         }
 
         static func cleanName(_ name: String) -> String {
@@ -276,9 +311,11 @@ enum ONNXWriter {
             }
             var nodeInputs = [x, wName, rName, bName, sequenceLens() ?? ""]
             while nodeInputs.last == "" { nodeInputs.removeLast() }
-            let outs = g.node(ONNXLayout.opType(r.kind), nodeInputs, name: name, outputs: 2, attributes)
+            let cellState = stateOutputs && r.kind == .lstm
+            let outs = g.node(ONNXLayout.opType(r.kind), nodeInputs, name: name, outputs: cellState ? 3 : 2, attributes)
             let (y, yh) = (outs[0], outs[1])
             finalStates = (yh, r)
+            layerStates.append((yh, cellState ? outs[2] : nil, r))
             let width = r.mergedOutputSize
             if r.returnSequences {
                 // Y [time, directions, batch, hidden] → [batch, time, directions, hidden].
