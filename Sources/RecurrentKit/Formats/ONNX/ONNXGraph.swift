@@ -878,8 +878,10 @@ struct ONNXGraph {
         var details: [(String, DetailValue)] = [("input", .integer(inputSize)), ("hidden_size", .integer(hidden)),
                                                 ("direction", .text(direction)), ("layout", .integer(layout)),
                                                 ("activations", .text(names.joined(separator: ", "))), ("bias (B)", .flag(b != nil))]
-        if let alphas = attributes["activation_alpha"]?.floats { details.append(("activation_alpha", .text(alphas.map { "\($0)" }.joined(separator: ", ")))) }
-        if let betas = attributes["activation_beta"]?.floats { details.append(("activation_beta", .text(betas.map { "\($0)" }.joined(separator: ", ")))) }
+        var parameters: [(String, DetailValue)] = []
+        if let alphas = attributes["activation_alpha"]?.floats { parameters.append(("activation_alpha", .text(alphas.map { "\($0)" }.joined(separator: ", ")))) }
+        if let betas = attributes["activation_beta"]?.floats { parameters.append(("activation_beta", .text(betas.map { "\($0)" }.joined(separator: ", ")))) }
+        details.insert(contentsOf: parameters, at: 5)  // after the activations
         if kind == .gru { details.append(("linear_before_reset", .integer(resetRule == .afterMatmul ? 1 : 0))) }
         if let clip { details.append(("clip", .text("\(clip)"))) }
         if inputForget { details.append(("input_forget", .integer(1))) }
