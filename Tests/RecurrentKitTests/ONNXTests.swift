@@ -22,7 +22,7 @@ final class ONNXTests: XCTestCase {
     /// rtol 1e-4, each expected dataset compared (a fixture without one fails).
     func testEveryFixtureMatchesONNXRuntime() throws {
         let paths = try fixtures()
-        XCTAssertEqual(paths.count, 45, "fixtures/onnx lost or gained fixtures")
+        XCTAssertEqual(paths.count, 64, "fixtures/onnx lost or gained fixtures")
         var exercised: Set<String> = []
         for path in paths {
             let fixture = try Fixture(contentsOf: path)
@@ -39,7 +39,8 @@ final class ONNXTests: XCTestCase {
         }
         for tag in ["lstm", "gru", "rnn", "rnn-relu", "bidirectional", "multilayer", "lengths", "initial-state", "tokens",
                     "no-bias", "constant-folding", "no-constant-folding", "layout1", "packed", "linear-before-reset-0", "hard-sigmoid",
-                    "tf2onnx"] {
+                    "tf2onnx", "reverse", "peepholes", "clip", "input-forget", "activations-per-direction",
+                    "activation-parameters"] {
             XCTAssertTrue(exercised.contains(tag), "no fixture exercises \(tag)")
         }
     }
@@ -88,7 +89,7 @@ final class ONNXTests: XCTestCase {
     func testVerifyFolder() throws {
         let result = try rnnkit(["verify", folder])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("45 passed, 0 failed, 0 errors\n"), result.stdout)
+        XCTAssertTrue(result.stdout.hasSuffix("64 passed, 0 failed, 0 errors\n"), result.stdout)
     }
 
     /// A fixture's model read with another gate order gives other numbers: the fixtures can fail.
@@ -133,18 +134,15 @@ final class ONNXTests: XCTestCase {
     func testRefusals() throws {
         let cases: [(String, String)] = [
             ("refused/dynamic_quantize_lstm.onnx", "node #0 → Y (com.microsoft.DynamicQuantizeLSTM): is a quantized model (int8 weights, activations quantized at run time); its results cannot be exact in float, so rnnkit does not read it"),
-            ("refused/gru_leakyrelu.onnx", "node #0 → Y (GRU): has the activation LeakyRelu, which the engine does not compute"),
             ("refused/loop.onnx", "node while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
             ("refused/tf2onnx_keras3_embed_lstm.onnx", "node sequential_3_1/embedding_1/add (Add): computes on the token ids (Keras 3's Embedding wraps negative ids, where(ids < 0, ids + vocabulary, ids)); rnnkit reads ids only as the indices of an embedding's Gather"),
             ("refused/tf2onnx_keras3_gru_last_dense_softmax.onnx", "node sequential_2_1/gru_1/while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
             ("refused/tf2onnx_tfkeras_gru_reset_before.onnx", "node sequential_4/gru_1/while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
             ("refused/tf2onnx_tfkeras_masked_lstm.onnx", "node sequential_5/lstm_3/PartitionedCall/while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
-            ("refused/lstm_clip.onnx", "node #0 → Y (LSTM): clips its cell inputs to ±3.0 (clip); the engine has no clip, so rnnkit does not read it"),
-            ("refused/lstm_input_forget.onnx", "node #0 → Y (LSTM): couples its input and forget gates (input_forget = 1); the engine has no such coupling, so rnnkit does not read it"),
-            ("refused/lstm_mixed_activations.onnx", "node #0 → Y (LSTM): applies Relu to its cell state and Tanh to its candidate; the engine applies one activation to both"),
+            ("refused/lstm_thresholdedrelu_default_alpha.onnx", "node #0 → Y (LSTM): has the activation ThresholdedRelu whose alpha ONNX reads as 1.0 and ONNX Runtime as 0.0; rnnkit reads the parameters both read alike"),
+            ("refused/rnn_leakyrelu_default_alpha.onnx", "node #0 → Y (RNN): has the activation LeakyRelu whose alpha ONNX reads as 0.01 and ONNX Runtime as 0.0; rnnkit reads the parameters both read alike"),
+            ("refused/gru_clip_zero.onnx", "node #0 → Y (GRU): has clip 0.0; a clip is a positive threshold"),
             ("refused/lstm_opset1_output_sequence.onnx", "node #0 → Y (LSTM): has output_sequence, an attribute of opset 1 that later opsets dropped; rnnkit reads the recurrent operators of opset 7 and later"),
-            ("refused/lstm_peepholes.onnx", "node #0 → Y (LSTM): has peepholes (P); the engine has no peephole connections, so rnnkit does not read it"),
-            ("reverse/node_lstm_reverse.onnx", "node #0 → Y (LSTM): runs in reverse alone (direction = reverse, outputs at their own steps); the engine runs a reverse direction only inside a bidirectional layer, so rnnkit does not read it"),
         ]
         for (name, message) in cases {
             let path = folder + "/" + name
@@ -214,7 +212,7 @@ final class ONNXTests: XCTestCase {
     /// many lengths and with bytes changed: each one read or refused, never a trap.
     func testCutAndChangedModelsReadOrRefuse() throws {
         var files: [String] = []
-        for sub in ["", "refused", "reverse"] {
+        for sub in ["", "refused"] {
             let path = sub.isEmpty ? folder : folder + "/" + sub
             files += try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".onnx") }.sorted()
                 .map { path + "/" + $0 }

@@ -158,6 +158,9 @@ struct KerasPlan {
         if layer.projectionSize != nil {
             throw refuse(label, "an LSTM with a projection (proj_size) has no Keras equivalent")
         }
+        if let feature = layer.featuresBeyondKerasAndPyTorch.first {
+            throw refuse(label, "the layer has \(feature), which Keras cannot express")
+        }
         var options: [(String, Any)] = [("units", layer.hiddenSize), ("activation", try activationName(layer.activation, label))]
         if layer.kind != .rnn {
             options.append(("recurrent_activation", try activationName(layer.recurrentActivation, label)))

@@ -102,6 +102,9 @@ enum PyTorchWriter {
     private static func recurrentModule(_ layer: RecurrentLayer, name: String, label: String,
                                         refuse: (String?, String) -> ModelError) throws -> (ModelConfigDocument.Module, [(key: String, make: () -> Tensor)]) {
         let type = PyTorchLayout.moduleType(layer.kind)
+        if let feature = layer.featuresBeyondKerasAndPyTorch.first {
+            throw refuse(label, "the layer has \(feature), which nn.\(type) cannot express")
+        }
         if layer.kind == .gru && layer.gruResetRule == .beforeMatmul {
             throw refuse(label, "a GRU with reset_after=False applies the reset gate before the recurrent product, which nn.GRU cannot express")
         }

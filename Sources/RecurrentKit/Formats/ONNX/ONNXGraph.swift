@@ -739,17 +739,16 @@ struct ONNXGraph {
                                                "input_forget", "layout", "linear_before_reset"].contains(name) {
             throw refuse("has the attribute \(escapedForDisplay(name)), which \(node.opType) does not define")
         }
-        if let clip = attributes["clip"] {
-            throw refuse("clips its cell inputs to ±\(clip.f) (clip); the engine has no clip, so rnnkit does not read it")
+        let clip = attributes["clip"].map(\.f)
+        if let clip, !(clip.isFinite && clip > 0) {
+            throw invalid("has clip \(clip); a clip is a positive threshold")
         }
-        if (attributes["input_forget"]?.i ?? 0) != 0 {
-            throw refuse("couples its input and forget gates (input_forget = 1); the engine has no such coupling, so rnnkit does not read it")
+        let inputForget = (attributes["input_forget"]?.i ?? 0) != 0
+        if inputForget && kind != .lstm {
+            throw refuse("has the attribute input_forget, which \(node.opType) does not define")
         }
         let direction = attributes["direction"].map { String(decoding: $0.s, as: UTF8.self) } ?? "forward"
         guard ["forward", "reverse", "bidirectional"].contains(direction) else { throw invalid("has direction \(escapedForDisplay(direction))") }
-        if direction == "reverse" {
-            throw refuse("runs in reverse alone (direction = reverse, outputs at their own steps); the engine runs a reverse direction only inside a bidirectional layer, so rnnkit does not read it")
-        }
         let directions = direction == "bidirectional" ? 2 : 1
         let layout = Int(attributes["layout"]?.i ?? 0)
         guard layout == 0 || layout == 1 else { throw invalid("has layout \(layout); 0 and 1 are defined") }
@@ -784,38 +783,46 @@ struct ONNXGraph {
         if let b, b.shape != [directions, 2 * gateRows] {
             throw invalid("input B has shape \(shapeText(b.shape)), expected \(shapeText([directions, 2 * gateRows]))")
         }
+        // Peepholes `[D, 3·H]` (i, o, f); all zeros are none.
+        var peepholes: ONNXConstant?
         if kind == .lstm, let p = try constant(7, "P") {
-            guard p.floats!.allSatisfy({ $0 == 0 }) else {
-                throw refuse("has peepholes (P); the engine has no peephole connections, so rnnkit does not read it")
+            let (size, pOverflow) = hidden.multipliedReportingOverflow(by: 3)
+            guard !pOverflow, p.shape == [directions, size] else {
+                throw invalid("input P has shape \(shapeText(p.shape)), expected \(pOverflow ? "[\(directions), 3·\(hidden)]" : shapeText([directions, size]))")
             }
+            if !p.floats!.allSatisfy({ $0 == 0 }) { peepholes = p }
         }
 
-        // Activations, per direction; the engine has one gate and one candidate activation per layer.
+        // Activations, per direction: f (gates), g (candidate), and an LSTM's h (cell output).
         let perDirection = ONNXLayout.activationCount(kind)
         var names = attributes["activations"]?.strings.map { String(decoding: $0, as: UTF8.self) } ?? []
         if names.isEmpty { names = Array(repeating: ONNXLayout.defaultActivations(kind), count: directions).flatMap { $0 } }
         guard names.count == perDirection * directions else {
             throw invalid("lists \(names.count) activations; \(node.opType) with \(directions) direction(s) takes \(perDirection * directions)")
         }
-        var alphas = attributes["activation_alpha"]?.floats ?? [], betas = attributes["activation_beta"]?.floats ?? []
-        var resolved: [Activation] = []
-        for name in names {
-            let defaults = ONNXLayout.parameters(of: name)
-            let alpha = defaults.alpha.map { alphas.isEmpty ? $0 : alphas.removeFirst() }
-            let beta = defaults.beta.map { betas.isEmpty ? $0 : betas.removeFirst() }
-            switch ONNXLayout.activation(name, alpha: alpha, beta: beta) {
-            case let .success(a): resolved.append(a)
-            case let .failure(why): throw refuse("has the activation \(why.text)")
+        let resolved: [CellActivation]
+        switch ONNXLayout.activations(names, alphas: attributes["activation_alpha"]?.floats,
+                                      betas: attributes["activation_beta"]?.floats, kind: kind, perDirection: perDirection) {
+        case let .success(values): resolved = values
+        case let .failure(why): throw refuse("has the activation \(why.text)")
+        }
+        let sets = (0..<directions).map { d in
+            let own = Array(resolved[(d * perDirection)..<((d + 1) * perDirection)])
+            switch kind {
+            case .rnn: return CellActivations(gate: .standard(.sigmoid), candidate: own[0], cellOutput: own[0])
+            case .lstm: return CellActivations(gate: own[0], candidate: own[1], cellOutput: own[2])
+            case .gru: return CellActivations(gate: own[0], candidate: own[1], cellOutput: own[1])
             }
         }
-        let forward = Array(resolved[0..<perDirection])
-        if directions == 2, Array(resolved[perDirection...]) != forward {
-            throw refuse("has other activations in its reverse direction than in its forward one; the engine has one set per layer")
-        }
-        let gateActivation: Activation = kind == .rnn ? .sigmoid : forward[0]
-        let candidate: Activation = kind == .rnn ? forward[0] : forward[1]
-        if kind == .lstm, forward[2] != forward[1] {
-            throw refuse("applies \(ONNXLayout.name(of: forward[2])) to its cell state and \(ONNXLayout.name(of: forward[1])) to its candidate; the engine applies one activation to both")
+        // One set of the engine's own functions for the whole layer, as Keras and PyTorch have,
+        // is the layer's pair; anything else is kept per direction (`cellActivations`).
+        var gateActivation = Activation.sigmoid, candidate = Activation.tanh
+        var cellActivations: [CellActivations]? = sets
+        if sets.allSatisfy({ $0 == sets[0] }), case let .standard(gate) = sets[0].gate,
+           case let .standard(g) = sets[0].candidate, sets[0].cellOutput == sets[0].candidate {
+            gateActivation = gate
+            candidate = g
+            cellActivations = nil
         }
 
         // The data, time-major (layout 0) or batch-major (layout 1).
@@ -857,23 +864,39 @@ struct ONNXGraph {
         for d in 0..<directions {
             let wSize = gateRows * inputSize, rSize = gateRows * hidden
             let bias = b.map { Array($0.floats![(d * 2 * gateRows)..<((d * 2 + 2) * gateRows)]) }
+            let peephole = peepholes.map {
+                Tensor(unchecked: [3 * hidden], values: Array($0.floats![(d * 3 * hidden)..<((d + 1) * 3 * hidden)]))
+                    .reorderingRowBlocks(from: ONNXLayout.peepholeOrder, to: DirectionWeights.peepholeOrder)
+            }
             weights.append(DirectionWeights(
                 gateOrder: order,
                 inputWeight: Tensor(unchecked: [gateRows, inputSize], values: Array(w.floats![(d * wSize)..<((d + 1) * wSize)])),
                 recurrentWeight: Tensor(unchecked: [gateRows, hidden], values: Array(r.floats![(d * rSize)..<((d + 1) * rSize)])),
                 inputBias: bias.map { Tensor(unchecked: [gateRows], values: Array($0[0..<gateRows])) },
-                recurrentBias: bias.map { Tensor(unchecked: [gateRows], values: Array($0[gateRows...])) }))
+                recurrentBias: bias.map { Tensor(unchecked: [gateRows], values: Array($0[gateRows...])) },
+                peepholes: peephole))
         }
-        let layer = RecurrentLayer(kind: kind, inputSize: inputSize, hiddenSize: hidden, directions: weights,
+        var layer = RecurrentLayer(kind: kind, inputSize: inputSize, hiddenSize: hidden, directions: weights,
                                    activation: candidate, recurrentActivation: gateActivation, gruResetRule: resetRule)
+        layer.reversed = direction == "reverse"
+        layer.cellActivations = cellActivations
+        layer.clip = clip
+        layer.inputForget = inputForget
         x.layers.append(.recurrent(layer))
         x.layerNames.append(node.name)
         var details: [(String, DetailValue)] = [("input", .integer(inputSize)), ("hidden_size", .integer(hidden)),
                                                 ("direction", .text(direction)), ("layout", .integer(layout)),
                                                 ("activations", .text(names.joined(separator: ", "))), ("bias (B)", .flag(b != nil))]
+        var parameters: [(String, DetailValue)] = []
+        if let alphas = attributes["activation_alpha"]?.floats { parameters.append(("activation_alpha", .text(alphas.map { "\($0)" }.joined(separator: ", ")))) }
+        if let betas = attributes["activation_beta"]?.floats { parameters.append(("activation_beta", .text(betas.map { "\($0)" }.joined(separator: ", ")))) }
+        details.insert(contentsOf: parameters, at: 5)  // after the activations
         if kind == .gru { details.append(("linear_before_reset", .integer(resetRule == .afterMatmul ? 1 : 0))) }
+        if let clip { details.append(("clip", .text("\(clip)"))) }
+        if inputForget { details.append(("input_forget", .integer(1))) }
+        if peepholes != nil { details.append(("peepholes (P)", .flag(true))) }
         summaries.append(LayerSummary(name: node.name.isEmpty ? "#\(index)" : node.name, type: node.opType, details: details, gateOrder: order,
-                                      parameterCount: w.count + r.count + (b?.count ?? 0)))
+                                      parameterCount: w.count + r.count + (b?.count ?? 0) + (peepholes?.count ?? 0)))
 
         let y: [Axis] = layout == 0 ? [.time, .directions(directions), .batch, .hidden(hidden)]
                                     : [.batch, .time, .directions(directions), .hidden(hidden)]
