@@ -281,35 +281,48 @@ enum ONNXWriter {
             if r.goBackwards {
                 throw refuse(index, "go_backwards (outputs in the reversed order Keras emits them), which rnnkit does not write yet")
             }
-            let names = try ONNXWriter.activationNames(r, refuse: { refuse(index, $0) })
+            let names = try (0..<r.directions.count).map { d in
+                try ONNXWriter.activationNames(r.activations(ofDirection: d), kind: r.kind, refuse: { refuse(index, $0) })
+            }
             let directions = r.directions.count
             let gateRows = r.kind.gateCount * r.hiddenSize
             let order = ONNXLayout.gateOrders[r.kind]
-            var w: [Float] = [], rr: [Float] = [], b: [Float] = []
+            var w: [Float] = [], rr: [Float] = [], b: [Float] = [], p: [Float] = []
             for d in r.directions {
                 let o = d.reordered(to: order)
                 w += o.inputWeight.values
                 rr += o.recurrentWeight.values
                 b += o.inputBias?.values ?? [Float](repeating: 0, count: gateRows)
                 b += o.recurrentBias?.values ?? [Float](repeating: 0, count: gateRows)
+                // ONNX's P: [directions, 3·H], blocks i, o, f (a direction without is zeros).
+                p += d.peepholes?.reorderingRowBlocks(from: DirectionWeights.peepholeOrder, to: ONNXLayout.peepholeOrder).values
+                    ?? [Float](repeating: 0, count: 3 * r.hiddenSize)
             }
+            let hasPeepholes = r.directions.contains { $0.peepholes != nil }
             let wName = g.floats(name + "_W", w, shape: [directions, gateRows, r.inputSize])
             let rName = g.floats(name + "_R", rr, shape: [directions, gateRows, r.hiddenSize])
             let bName = r.hasBias ? g.floats(name + "_B", b, shape: [directions, 2 * gateRows]) : ""
             let x = g.op("Transpose", [data], name: name + "_time_major", [ONNXGraphBuilder.attribute("perm", ints: [1, 0, 2])])
             var attributes = [ONNXGraphBuilder.attribute("hidden_size", int: r.hiddenSize),
-                              ONNXGraphBuilder.attribute("direction", string: directions == 2 ? "bidirectional" : "forward"),
-                              ONNXGraphBuilder.attribute("activations", strings: Array(repeating: names.names, count: directions).flatMap { $0 })]
-            if !names.alphas.isEmpty {
-                attributes.append(ONNXGraphBuilder.attribute("activation_alpha", floats: Array(repeating: names.alphas, count: directions).flatMap { $0 }))
+                              ONNXGraphBuilder.attribute("direction", string: directions == 2 ? "bidirectional" : r.reversed ? "reverse" : "forward"),
+                              ONNXGraphBuilder.attribute("activations", strings: names.flatMap(\.names))]
+            if names.contains(where: { !$0.alphas.isEmpty }) {
+                attributes.append(ONNXGraphBuilder.attribute("activation_alpha", floats: names.flatMap(\.alphas)))
             }
-            if !names.betas.isEmpty {
-                attributes.append(ONNXGraphBuilder.attribute("activation_beta", floats: Array(repeating: names.betas, count: directions).flatMap { $0 }))
+            if names.contains(where: { !$0.betas.isEmpty }) {
+                attributes.append(ONNXGraphBuilder.attribute("activation_beta", floats: names.flatMap(\.betas)))
             }
+            if let clip = r.clip { attributes.append(ONNXGraphBuilder.attribute("clip", float: clip)) }
+            if r.inputForget { attributes.append(ONNXGraphBuilder.attribute("input_forget", int: 1)) }
             if r.kind == .gru {
                 attributes.append(ONNXGraphBuilder.attribute("linear_before_reset", int: r.gruResetRule == .afterMatmul ? 1 : 0))
             }
             var nodeInputs = [x, wName, rName, bName, sequenceLens() ?? ""]
+            if hasPeepholes {
+                // X, W, R, B, sequence_lens, initial_h, initial_c, P.
+                while nodeInputs.count < 7 { nodeInputs.append("") }
+                nodeInputs.append(g.floats(name + "_P", p, shape: [directions, 3 * r.hiddenSize]))
+            }
             while nodeInputs.last == "" { nodeInputs.removeLast() }
             let cellState = stateOutputs && r.kind == .lstm
             let outs = g.node(ONNXLayout.opType(r.kind), nodeInputs, name: name, outputs: cellState ? 3 : 2, attributes)
@@ -494,30 +507,39 @@ enum ONNXWriter {
         }
     }
 
-    /// The ONNX activations of one direction of `r` (LSTM f, g, h; GRU f, g; RNN f) with
-    /// the alphas and betas they take, in the order the operators consume them.
-    static func activationNames(_ r: RecurrentLayer, refuse: (String) -> ModelError) throws
+    /// The ONNX activations of one direction (LSTM f, g, h; GRU f, g; RNN g) with the alphas
+    /// and betas they take, in the order the operators consume them.
+    static func activationNames(_ set: CellActivations, kind: CellKind, refuse: (String) -> ModelError) throws
         -> (names: [String], alphas: [Float], betas: [Float]) {
         var names: [String] = [], alphas: [Float] = [], betas: [Float] = []
-        func add(_ a: Activation, _ role: String) throws {
-            switch a {
-            case .sigmoid: names.append("Sigmoid")
-            case .tanh: names.append("Tanh")
-            case .relu: names.append("Relu")
-            case .softsign: names.append("Softsign")
-            case .softplus: names.append("Softplus")
-            case .hardSigmoidKeras2: names.append("HardSigmoid"); alphas.append(0.2); betas.append(0.5)
-            case .hardSigmoid: names.append("HardSigmoid"); alphas.append(Float(1.0 / 6.0)); betas.append(0.5)
-            case .elu: names.append("Elu"); alphas.append(1)
-            case .linear: names.append("Affine"); alphas.append(1); betas.append(0)
-            default:
-                throw refuse("its \(role) activation is \(a.rawValue), which ONNX's recurrent operators do not have")
+        func add(_ activation: CellActivation, _ role: String) throws {
+            switch activation {
+            case let .affine(alpha, beta): names.append("Affine"); alphas.append(alpha); betas.append(beta)
+            case let .leakyRelu(alpha): names.append("LeakyRelu"); alphas.append(alpha)
+            case let .thresholdedRelu(alpha): names.append("ThresholdedRelu"); alphas.append(alpha)
+            case let .scaledTanh(alpha, beta): names.append("ScaledTanh"); alphas.append(alpha); betas.append(beta)
+            case let .hardSigmoid(alpha, beta): names.append("HardSigmoid"); alphas.append(alpha); betas.append(beta)
+            case let .elu(alpha): names.append("Elu"); alphas.append(alpha)
+            case let .standard(a):
+                switch a {
+                case .sigmoid: names.append("Sigmoid")
+                case .tanh: names.append("Tanh")
+                case .relu: names.append("Relu")
+                case .softsign: names.append("Softsign")
+                case .softplus: names.append("Softplus")
+                case .hardSigmoidKeras2: names.append("HardSigmoid"); alphas.append(0.2); betas.append(0.5)
+                case .hardSigmoid: names.append("HardSigmoid"); alphas.append(Float(1.0 / 6.0)); betas.append(0.5)
+                case .elu: names.append("Elu"); alphas.append(1)
+                case .linear: names.append("Affine"); alphas.append(1); betas.append(0)
+                default:
+                    throw refuse("its \(role) activation is \(a.rawValue), which ONNX's recurrent operators do not have")
+                }
             }
         }
-        switch r.kind {
-        case .rnn: try add(r.activation, "")
-        case .lstm: try add(r.recurrentActivation, "gate"); try add(r.activation, "candidate"); try add(r.activation, "cell output")
-        case .gru: try add(r.recurrentActivation, "gate"); try add(r.activation, "candidate")
+        switch kind {
+        case .rnn: try add(set.candidate, "")
+        case .lstm: try add(set.gate, "gate"); try add(set.candidate, "candidate"); try add(set.cellOutput, "cell output")
+        case .gru: try add(set.gate, "gate"); try add(set.candidate, "candidate")
         }
         return (names, alphas, betas)
     }
