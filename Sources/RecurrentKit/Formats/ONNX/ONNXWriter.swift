@@ -11,8 +11,8 @@ import TextSafety
 /// The graph takes `input` — features `[batch, time, features]` float, or token ids
 /// `[batch, time]` int64 — and, for a model that runs on lengths (a PyTorch source, an ONNX
 /// source with `sequence_lens`), `lengths` `[batch]` int64. A Keras mask (`mask_zero`,
-/// `Masking`) is computed from the padding in the graph, as the number of unmasked steps:
-/// exact for right-padded batches, which Keras's fast path assumes too. It gives `output`,
+/// `Masking`) is computed from the padding in the graph, exactly for any mask: each recurrent
+/// node runs on the valid steps gathered first (``ONNXMaskCompaction``). It gives `output`,
 /// `[batch, time, features]` or `[batch, features]`.
 enum ONNXWriter {
     /// The opsets rnnkit writes, and the default: opset 17, which ONNX Runtime 1.14 and
