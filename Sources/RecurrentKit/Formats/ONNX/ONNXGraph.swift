@@ -188,7 +188,7 @@ struct ONNXGraph {
         case "Loop", "Scan", "If":
             throw refuse(Self.controlFlowMessage)
         case _ where ONNXLayout.cellKind(opType: op) != nil:
-            return try recurrent(node, index, args)
+            return try recurrentNode(node, index, args)
         default:
             break
         }
@@ -724,7 +724,7 @@ struct ONNXGraph {
 
     // MARK: - Recurrent nodes
 
-    private mutating func recurrent(_ node: Onnx_NodeProto, _ index: Int, _ args: [Value]) throws -> [Value] {
+    mutating func recurrent(_ node: Onnx_NodeProto, _ index: Int, _ args: [Value]) throws -> [Value] {
         func refuse(_ message: String) -> ModelError { refusal(node, index, message) }
         func invalid(_ message: String) -> ModelError { refusal(node, index, message, kind: .invalidModel) }
         let kind = ONNXLayout.cellKind(opType: node.opType)!

@@ -11,8 +11,8 @@ import TextSafety
 /// The graph takes `input` — features `[batch, time, features]` float, or token ids
 /// `[batch, time]` int64 — and, for a model that runs on lengths (a PyTorch source, an ONNX
 /// source with `sequence_lens`), `lengths` `[batch]` int64. A Keras mask (`mask_zero`,
-/// `Masking`) is computed from the padding in the graph, as the number of unmasked steps:
-/// exact for right-padded batches, which Keras's fast path assumes too. It gives `output`,
+/// `Masking`) is computed from the padding in the graph, exactly for any mask: each recurrent
+/// node runs on the valid steps gathered first (``ONNXMaskCompaction``). It gives `output`,
 /// `[batch, time, features]` or `[batch, features]`.
 enum ONNXWriter {
     /// The opsets rnnkit writes, and the default: opset 17, which ONNX Runtime 1.14 and
@@ -68,7 +68,7 @@ enum ONNXWriter {
         return result
     }
 
-    private struct Writer {
+    struct Writer {
         let model: Model
         let masks: MaskSource
         let stateOutputs: Bool
@@ -88,6 +88,8 @@ enum ONNXWriter {
         var finalStates: (name: String, layer: RecurrentLayer)?
         /// Every recurrent layer's `Y_h` (and `Y_c`), for `h_n` and `c_n` (`stateOutputs`).
         var layerStates: [(h: String, c: String?, layer: RecurrentLayer)] = []
+        /// A Keras mask's compaction of the steps (ONNXMaskCompaction.swift).
+        var compaction = ONNXMaskCompaction()
 
         init(model: Model, masks: MaskSource, stateOutputs: Bool, opset: Int, file: String) throws {
             guard ONNXWriter.opsets.contains(opset) else {
@@ -254,6 +256,7 @@ enum ONNXWriter {
                 let not = g.op("Not", [equal], name: name + "_mask")
                 let mask = g.op("Cast", [not], name: name + "_mask_int", [ONNXGraphBuilder.attribute("to", int: 7)])
                 try combine(try lengths(fromMask: mask, name: name), index)
+                compaction.mask = mask
             }
         }
 
@@ -269,6 +272,7 @@ enum ONNXWriter {
             let maskInt = g.op("Cast", [mask], name: name + "_mask_int", [ONNXGraphBuilder.attribute("to", int: 7)])
             let steps = squeeze(maskInt, [2], name: name + "_mask_steps")
             try combine(try lengths(fromMask: steps, name: name), index)
+            compaction.mask = steps
         }
 
         mutating func recurrent(_ r: RecurrentLayer, _ index: Int, _ name: String) throws {
@@ -302,7 +306,7 @@ enum ONNXWriter {
             let wName = g.floats(name + "_W", w, shape: [directions, gateRows, r.inputSize])
             let rName = g.floats(name + "_R", rr, shape: [directions, gateRows, r.hiddenSize])
             let bName = r.hasBias ? g.floats(name + "_B", b, shape: [directions, 2 * gateRows]) : ""
-            let x = g.op("Transpose", [data], name: name + "_time_major", [ONNXGraphBuilder.attribute("perm", ints: [1, 0, 2])])
+            let x = g.op("Transpose", [compacted(data, name: name)], name: name + "_time_major", [ONNXGraphBuilder.attribute("perm", ints: [1, 0, 2])])
             var attributes = [ONNXGraphBuilder.attribute("hidden_size", int: r.hiddenSize),
                               ONNXGraphBuilder.attribute("direction", string: directions == 2 ? "bidirectional" : r.reversed ? "reverse" : "forward"),
                               ONNXGraphBuilder.attribute("activations", strings: names.flatMap(\.names))]
@@ -332,14 +336,14 @@ enum ONNXWriter {
             let width = r.mergedOutputSize
             if r.returnSequences {
                 // Y [time, directions, batch, hidden] → [batch, time, directions, hidden].
-                let batchFirst = g.op("Transpose", [y], name: name + "_batch_first", [ONNXGraphBuilder.attribute("perm", ints: [2, 0, 1, 3])])
+                let batchFirst = try mappedBack(g.op("Transpose", [y], name: name + "_batch_first", [ONNXGraphBuilder.attribute("perm", ints: [2, 0, 1, 3])]), r, index, name: name)
                 if directions == 1 || r.merge == .concat {
                     let shape = g.int64s(name + "_merged_shape", [0, 0, -1])
                     data = g.op("Reshape", [batchFirst, shape], name: name + "_sequence")
                 } else {
                     data = reduce(Self.mergeReduction(r.merge), batchFirst, axes: [2], keepdims: false, name: name + "_" + r.merge.rawValue)
                 }
-                if r.maskedOutput == .carry, lengths != nil {
+                if r.maskedOutput == .carry, lengths != nil, compaction.mask == nil {
                     data = carried(data, name: name)
                 }
                 sequence = true
@@ -398,6 +402,9 @@ enum ONNXWriter {
 
         /// `y` at the steps `t < len`, `fill` elsewhere.
         mutating func validOnly(_ y: String, fill: Float, name: String) -> String {
+            if let steps = validMaskSteps(name: name) {
+                return g.op("Where", [steps, y, g.floats(name + "_fill", [fill], shape: [])], name: name + "_valid_only")
+            }
             let shape = g.op("Shape", [y], name: name + "_shape")
             let one = g.int64s(name + "_time_axis", [1], shape: [])
             let steps = g.op("Gather", [shape, one], name: name + "_steps", [ONNXGraphBuilder.attribute("axis", int: 0)])
@@ -485,8 +492,8 @@ enum ONNXWriter {
                     let last = g.int64s(name + "_step", [-1], shape: [])
                     data = g.op("Gather", [data, last], name: name, [ONNXGraphBuilder.attribute("axis", int: 1)])
                 } else {
-                    // y[b, len_b − 1].
-                    let last = lastIndexColumn(name: name)
+                    // y[b, len_b − 1]; under a Keras mask the last step whose mask is 1.
+                    let last = lastValidStepColumn(data, name: name) ?? lastIndexColumn(name: name)
                     data = g.op("GatherND", [data, last], name: name, [ONNXGraphBuilder.attribute("batch_dims", int: 1)])
                 }
             case .meanOverValidSteps where lengths != nil:
