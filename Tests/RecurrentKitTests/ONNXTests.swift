@@ -22,7 +22,7 @@ final class ONNXTests: XCTestCase {
     /// rtol 1e-4, each expected dataset compared (a fixture without one fails).
     func testEveryFixtureMatchesONNXRuntime() throws {
         let paths = try fixtures()
-        XCTAssertEqual(paths.count, 45, "fixtures/onnx lost or gained fixtures")
+        XCTAssertEqual(paths.count, 56, "fixtures/onnx lost or gained fixtures")
         var exercised: Set<String> = []
         for path in paths {
             let fixture = try Fixture(contentsOf: path)
@@ -39,7 +39,7 @@ final class ONNXTests: XCTestCase {
         }
         for tag in ["lstm", "gru", "rnn", "rnn-relu", "bidirectional", "multilayer", "lengths", "initial-state", "tokens",
                     "no-bias", "constant-folding", "no-constant-folding", "layout1", "packed", "linear-before-reset-0", "hard-sigmoid",
-                    "tf2onnx"] {
+                    "tf2onnx", "dynamo", "fixed-batch-and-time"] {
             XCTAssertTrue(exercised.contains(tag), "no fixture exercises \(tag)")
         }
     }
@@ -67,6 +67,32 @@ final class ONNXTests: XCTestCase {
         XCTAssertTrue(try Verification(model: taking, fixture: fixture).comparisons.allSatisfy(\.passed))
     }
 
+    /// A graph exported without dynamic axes (the dynamo exporter's default) fixes the batch
+    /// and time in its input, its reshapes and its zero states (constants fed to `initial_h`,
+    /// which are not graph inputs): it is read with those sizes, and a run of other sizes is
+    /// refused, as ONNX Runtime refuses it.
+    func testAGraphWithAFixedBatchAndTimeRefusesOtherSizes() throws {
+        let path = folder + "/dynamo_lstm_last_step_linear_static.onnx"
+        let model = try LoadedModel(contentsOf: path)
+        XCTAssertEqual(model.reading.fixedBatch, 3)
+        XCTAssertEqual(model.reading.fixedTime, 7)
+        XCTAssertNotNil(model.reading.initialStatesRefusal, "its zero states are constants, not inputs")
+        let x = { (b: Int, t: Int) in Tensor(unchecked: [b, t, 3], values: (0..<(b * t * 3)).map { Float($0 % 5) / 5 }) }
+        XCTAssertNoThrow(try model.run(.features(x(3, 7))))
+        XCTAssertThrowsError(try model.run(.features(x(2, 7)))) { error in
+            XCTAssertEqual("\(error)", "\(path): input: has batch 2; this model was exported for batch 3 only (its graph input declares it), and its own runtime refuses other sizes")
+        }
+        XCTAssertThrowsError(try model.run(.features(x(3, 6)))) { error in
+            XCTAssertEqual("\(error)", "\(path): input: has time 6; this model was exported for time 7 only (its graph input declares it), and its own runtime refuses other sizes")
+        }
+        let shown = try rnnkit(["inspect", path])
+        XCTAssertTrue(shown.stdout.contains("input=input fixed batch=3 fixed time=7\n"), shown.stdout)
+        // The same model exported with a dynamic batch and time takes any.
+        let dynamic = try LoadedModel(contentsOf: folder + "/dynamo_lstm_2layer_bi_last_step_linear.onnx")
+        XCTAssertNil(dynamic.reading.fixedBatch)
+        XCTAssertNil(dynamic.reading.fixedTime)
+    }
+
     /// Bytes a protobuf parser takes but the recognition does not (a ModelProto field with
     /// another wire type: the fuzzers' finding, fixtures/fuzz/regressions/FuzzONNX) are
     /// refused by the ONNX read too: what reads as ONNX is what is recognised as ONNX.
@@ -88,7 +114,7 @@ final class ONNXTests: XCTestCase {
     func testVerifyFolder() throws {
         let result = try rnnkit(["verify", folder])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("45 passed, 0 failed, 0 errors\n"), result.stdout)
+        XCTAssertTrue(result.stdout.hasSuffix("56 passed, 0 failed, 0 errors\n"), result.stdout)
     }
 
     /// A fixture's model read with another gate order gives other numbers: the fixtures can fail.
@@ -132,6 +158,9 @@ final class ONNXTests: XCTestCase {
     /// Each refused graph gives one line naming the node, its operator and the reason; exit 2.
     func testRefusals() throws {
         let cases: [(String, String)] = [
+            ("refused/dynamo_rnn_tanh_bare.onnx", "node node_Slice_22 (Slice): takes step 0 of the sequence alone: the recurrence is unrolled into per-step operators (MatMul, Add, Tanh/Relu for each step, as torch.onnx.export's dynamo exporter writes nn.RNN), with the sequence length fixed at export; rnnkit reads a recurrence written as one LSTM, GRU or RNN operator"),
+            ("refused/dynamo_rnn_relu_bi_bare.onnx", "node node_Slice_22 (Slice): takes step 0 of the sequence alone: the recurrence is unrolled into per-step operators (MatMul, Add, Tanh/Relu for each step, as torch.onnx.export's dynamo exporter writes nn.RNN), with the sequence length fixed at export; rnnkit reads a recurrence written as one LSTM, GRU or RNN operator"),
+            ("refused/dynamo_rnn_relu_seq_tanh.onnx", "node node_Slice_22 (Slice): takes step 0 of the sequence alone: the recurrence is unrolled into per-step operators (MatMul, Add, Tanh/Relu for each step, as torch.onnx.export's dynamo exporter writes nn.RNN), with the sequence length fixed at export; rnnkit reads a recurrence written as one LSTM, GRU or RNN operator"),
             ("refused/dynamic_quantize_lstm.onnx", "node #0 → Y (com.microsoft.DynamicQuantizeLSTM): is a quantized model (int8 weights, activations quantized at run time); its results cannot be exact in float, so rnnkit does not read it"),
             ("refused/gru_leakyrelu.onnx", "node #0 → Y (GRU): has the activation LeakyRelu, which the engine does not compute"),
             ("refused/loop.onnx", "node while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),

@@ -31,7 +31,8 @@ struct ONNXFormat: ModelFormat {
                             lengthsRefusal: reading.lengthsInput == nil
                                 ? "the ONNX graph has no sequence_lens input (ONNX Runtime runs it over every step)" : nil,
                             initialStatesRefusal: reading.stateInputs.isEmpty
-                                ? "the ONNX graph has no initial_h or initial_c input (its states start at zero)" : nil)
+                                ? "the ONNX graph has no initial_h or initial_c input (its states start at zero)" : nil,
+                            fixedBatch: reading.fixedBatch, fixedTime: reading.fixedTime)
     }
 
     // MARK: Recognition

@@ -127,6 +127,9 @@ struct ONNXGraph {
     var lengthsInput: String?
     var stateInputs: [(input: String, cell: Bool)] = []
     var operators: [String: Int] = [:]
+    /// The batch and time the graph's input declares as fixed numbers (an export without
+    /// dynamic axes): a reshape to those numbers keeps the axis (runs of other sizes are refused).
+    var fixedSizes: [Axis: Int] = [:]
 
     init(file: String, opset: Int) {
         self.file = file
@@ -134,6 +137,12 @@ struct ONNXGraph {
     }
 
     // MARK: - Errors
+
+    /// An exporter that unrolls a recurrence (the dynamo exporter's nn.RNN) takes the sequence
+    /// apart step by step: the first step taken alone names it.
+    static func unrolledMessage(step: Int64) -> String {
+        "takes step \(step) of the sequence alone: the recurrence is unrolled into per-step operators (MatMul, Add, Tanh/Relu for each step, as torch.onnx.export's dynamo exporter writes nn.RNN), with the sequence length fixed at export; rnnkit reads a recurrence written as one LSTM, GRU or RNN operator"
+    }
 
     static let controlFlowMessage = "is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"
 
@@ -274,6 +283,14 @@ struct ONNXGraph {
                     result.insert(.known(1), at: a)
                 }
                 return [.zeros(result)]
+            case let .zeros(dims) where op == "Squeeze":
+                // One layer's zero state taken out of a stack of them (the dynamo exporter's unbind).
+                let rank = dims.count
+                let targets = Set(axes.map { $0 < 0 ? $0 + rank : $0 })
+                guard targets.allSatisfy({ dims.indices.contains($0) && dims[$0] == .known(1) }) else {
+                    throw refuse("squeezes axes \(axes) of zeros of shape \(dims), which are not all of size 1")
+                }
+                return [.zeros(dims.enumerated().filter { !targets.contains($0.offset) }.map(\.element))]
             case var .flow(flow):
                 flow.axes = try op == "Unsqueeze" ? unsqueezed(flow.axes, axes, refuse: refuse) : squeezed(flow.axes, axes, refuse: refuse)
                 return [.flow(flow)]
@@ -300,6 +317,29 @@ struct ONNXGraph {
             guard perm.sorted() == Array(0..<flow.axes.count) else { throw refuse("has perm \(perm), not a permutation of \(flow.axes.count) axes") }
             flow.axes = perm.map { flow.axes[$0] }
             return [.flow(flow)]
+        case "Reshape" where { if case .shape = args[0] { return true } else { return false } }():
+            // A shape's dims flattened (`[-1]`) or one dim made a scalar (`[]`).
+            guard case let .shape(dims, _) = args[0], case let .constant(c) = args[1], let target = c.ints,
+                  target == [-1] || (target.isEmpty && dims.count == 1) else {
+                throw refuse("reshapes a shape in a way rnnkit does not follow")
+            }
+            return [.shape(dims, scalar: target.isEmpty)]
+        case "Mul" where args.count == 2 && args.contains(where: { if case .shape = $0 { return true } else { return false } }):
+            // The product of two known dims (the dynamo exporter's directions · hidden, the
+            // features of a recurrent node's Y merged).
+            func single(_ v: Value) -> (Int, Bool)? {
+                switch v {
+                case let .shape(dims, scalar) where dims.count == 1: if case let .known(n) = dims[0] { return (n, scalar) }; return nil
+                case let .constant(c) where c.count == 1: return c.ints.map { (Int($0[0]), c.shape.isEmpty) }
+                default: return nil
+                }
+            }
+            guard let a = single(args[0]), let b = single(args[1]), a.0 >= 0, b.0 >= 0 else {
+                throw refuse("multiplies dims rnnkit cannot follow (it follows products of known sizes)")
+            }
+            let (product, overflow) = a.0.multipliedReportingOverflow(by: b.0)
+            guard !overflow else { throw refuse("multiplies dims \(a.0) and \(b.0) past Int.max") }
+            return [.shape([.known(product)], scalar: a.1 && b.1)]
         case "Reshape":
             guard case var .flow(flow) = args[0] else { throw refuse("reshapes a value rnnkit cannot follow") }
             let target: [Dim]
@@ -482,6 +522,14 @@ struct ONNXGraph {
                 let rest = Array(axes[p...])
                 p = axes.count
                 result.append(try merged(rest, fail))
+            case let .known(n) where n >= 1 && { () -> Bool in
+                // The exported batch or time, fixed by the graph's input: that axis, whole.
+                var q = p
+                while q < axes.count, axes[q] == .unit || axes[q] == .directions(1) { q += 1 }
+                return q < axes.count && fixedSizes[axes[q]] == n && n != 1
+            }():
+                while axes[p] == .unit || axes[p] == .directions(1) { p += 1 }
+                result.append(axes[p]); p += 1
             case let .known(n) where n >= 1:
                 if n == 1, p >= axes.count || axes[p].size != .known(1) { result.append(.unit); continue }
                 var group: [Axis] = []
@@ -557,7 +605,11 @@ struct ONNXGraph {
             switch (flow.role, flow.axes[axis]) {
             case (.data, .time):
                 // y[:, -1]: the step at time − 1, each sequence's last when no lengths are given.
-                guard i == -1 else { throw refuse("reads step \(i) of the sequence; rnnkit reads the last step (index −1) only") }
+                if case .recurrent? = flow.layers.last {} else if i >= 0 { throw refuse(Self.unrolledMessage(step: i)) }
+                // With the time fixed at export, step time − 1 is written as its number.
+                guard i == -1 || fixedSizes[.time].map({ Int64($0) - 1 == i }) == true else {
+                    throw refuse("reads step \(i) of the sequence; rnnkit reads the last step (index −1) only")
+                }
                 guard case .recurrent? = flow.layers.last else { throw refuse("reads the last step of data that is not a recurrent layer's output") }
                 result.layers.append(.readout(.lastValidStep))
                 result.layerNames.append(node.name)
@@ -630,6 +682,9 @@ struct ONNXGraph {
                 return .flow(flow)
             case .time:
                 // y[-1:] on the time axis: the last step (ends at or past the end).
+                if case .recurrent? = flow.layers.last {} else if starts[0] >= 0, ends[0] == starts[0] + 1 {
+                    throw refuse(Self.unrolledMessage(step: starts[0]))
+                }
                 guard starts[0] == -1, ends[0] >= Int64(Int32.max) else {
                     throw refuse("slices steps \(starts[0])..<\(ends[0]) of the sequence; rnnkit reads the last step ([-1:]) only")
                 }
