@@ -22,7 +22,7 @@ final class ONNXTests: XCTestCase {
     /// rtol 1e-4, each expected dataset compared (a fixture without one fails).
     func testEveryFixtureMatchesONNXRuntime() throws {
         let paths = try fixtures()
-        XCTAssertEqual(paths.count, 56, "fixtures/onnx lost or gained fixtures")
+        XCTAssertEqual(paths.count, 57, "fixtures/onnx lost or gained fixtures")
         var exercised: Set<String> = []
         for path in paths {
             let fixture = try Fixture(contentsOf: path)
@@ -39,7 +39,7 @@ final class ONNXTests: XCTestCase {
         }
         for tag in ["lstm", "gru", "rnn", "rnn-relu", "bidirectional", "multilayer", "lengths", "initial-state", "tokens",
                     "no-bias", "constant-folding", "no-constant-folding", "layout1", "packed", "linear-before-reset-0", "hard-sigmoid",
-                    "tf2onnx", "dynamo", "fixed-batch-and-time"] {
+                    "tf2onnx", "dynamo", "fixed-batch-and-time", "keras3-id-wrap"] {
             XCTAssertTrue(exercised.contains(tag), "no fixture exercises \(tag)")
         }
     }
@@ -93,6 +93,48 @@ final class ONNXTests: XCTestCase {
         XCTAssertNil(dynamic.reading.fixedTime)
     }
 
+    /// Keras 3's Embedding through tf2onnx: the graph wraps negative ids,
+    /// `where(ids < 0, ids + vocabulary, ids)`, before its Gather (Add, Less, Not, Cast, Mul,
+    /// Add). Read as that wrap, the model verifies against ONNX Runtime and Keras 3; ids outside
+    /// `0..<vocabulary` are refused at run, as for the same model read from its `.keras` file
+    /// (Keras 3 and ONNX Runtime give id −1 the last row: checked by the generator). Any other
+    /// arithmetic on the ids is refused naming the node.
+    func testKeras3EmbeddingWrapThroughTf2onnx() throws {
+        let onnxPath = folder + "/tf2onnx_keras3_embed_lstm.onnx", kerasPath = folder + "/tf2onnx_keras3_embed_lstm.keras"
+        let fixture = try Fixture(contentsOf: folder + "/tf2onnx_keras3_embed_lstm.fixture.h5")
+        var ids = (0..<21).map { $0 % 11 }
+        for path in [onnxPath, kerasPath] {
+            let model = try LoadedModel(contentsOf: path)
+            XCTAssertTrue(try Verification(model: model, fixture: fixture).comparisons.allSatisfy(\.passed), path)
+            ids[0] = -1
+            XCTAssertThrowsError(try model.run(.tokens(ids: ids, batch: 3, time: 7)), path) { error in
+                XCTAssertTrue("\(error)".hasSuffix("token id -1 at [0, 0] is outside the vocabulary 0..<11"), "\(error)")
+            }
+            ids[0] = 11
+            XCTAssertThrowsError(try model.run(.tokens(ids: ids, batch: 3, time: 7)), path)
+        }
+        func edited(_ edit: (inout Onnx_GraphProto) throws -> Void) throws -> String {
+            var proto = try Onnx_ModelProto(serializedBytes: Data(contentsOf: URL(fileURLWithPath: onnxPath)))
+            try edit(&proto.graph)
+            return try refusal([UInt8](proto.serializedData())).error
+        }
+        // A wrap by another number than the table's rows.
+        XCTAssertEqual(try edited { graph in
+            let i = try XCTUnwrap(graph.initializer.firstIndex { $0.name == "sequential_3_1/embedding_1/strided_slice:0" })
+            graph.initializer[i].rawData = Data([10, 0, 0, 0])
+        }, "M: node sequential_3_1/embedding_1/GatherV2 (Gather): gathers rows at token ids changed by arithmetic other than Keras 3's where(ids < 0, ids + vocabulary, ids)")
+        // The ids shifted, not wrapped.
+        XCTAssertEqual(try edited { graph in
+            let i = try XCTUnwrap(graph.node.firstIndex { $0.opType == "Gather" })
+            graph.node[i].input[1] = "sequential_3_1/embedding_1/add:0"
+        }, "M: node sequential_3_1/embedding_1/GatherV2 (Gather): gathers rows at token ids changed by arithmetic other than Keras 3's where(ids < 0, ids + vocabulary, ids)")
+        // The branches swapped: ids + vocabulary where the ids are not negative.
+        XCTAssertEqual(try edited { graph in
+            let i = try XCTUnwrap(graph.node.firstIndex { $0.opType == "Not" })
+            graph.node[i].opType = "Identity"
+        }, "M: node sequential_3_1/embedding_1/SelectV2__989 (Mul): computes on the token ids (Keras 3's Embedding wraps negative ids, where(ids < 0, ids + vocabulary, ids)); rnnkit reads ids only as the indices of an embedding's Gather")
+    }
+
     /// Bytes a protobuf parser takes but the recognition does not (a ModelProto field with
     /// another wire type: the fuzzers' finding, fixtures/fuzz/regressions/FuzzONNX) are
     /// refused by the ONNX read too: what reads as ONNX is what is recognised as ONNX.
@@ -114,7 +156,7 @@ final class ONNXTests: XCTestCase {
     func testVerifyFolder() throws {
         let result = try rnnkit(["verify", folder])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("56 passed, 0 failed, 0 errors\n"), result.stdout)
+        XCTAssertTrue(result.stdout.hasSuffix("57 passed, 0 failed, 0 errors\n"), result.stdout)
     }
 
     /// A fixture's model read with another gate order gives other numbers: the fixtures can fail.
@@ -164,7 +206,6 @@ final class ONNXTests: XCTestCase {
             ("refused/dynamic_quantize_lstm.onnx", "node #0 → Y (com.microsoft.DynamicQuantizeLSTM): is a quantized model (int8 weights, activations quantized at run time); its results cannot be exact in float, so rnnkit does not read it"),
             ("refused/gru_leakyrelu.onnx", "node #0 → Y (GRU): has the activation LeakyRelu, which the engine does not compute"),
             ("refused/loop.onnx", "node while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
-            ("refused/tf2onnx_keras3_embed_lstm.onnx", "node sequential_3_1/embedding_1/add (Add): computes on the token ids (Keras 3's Embedding wraps negative ids, where(ids < 0, ids + vocabulary, ids)); rnnkit reads ids only as the indices of an embedding's Gather"),
             ("refused/tf2onnx_keras3_gru_last_dense_softmax.onnx", "node sequential_2_1/gru_1/while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
             ("refused/tf2onnx_tfkeras_gru_reset_before.onnx", "node sequential_4/gru_1/while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),
             ("refused/tf2onnx_tfkeras_masked_lstm.onnx", "node sequential_5/lstm_3/PartitionedCall/while_loop (Loop): is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"),

@@ -113,6 +113,25 @@ struct ONNXGraph {
         case range
         /// An optional input left out (`""`).
         case absent
+        /// A term of Keras 3's wrap of negative token ids, `where(ids < 0, ids + V, ids)`, as
+        /// tf2onnx writes it (``IDTerm``), with the ids' flow.
+        case idTerm(IDTerm, Flow)
+    }
+
+    /// The terms tf2onnx writes for Keras 3's `where(ids < 0, ids + V, ids)` (its Embedding's
+    /// `take`): `Add(ids, V)`, `Less(Cast(ids), 0)`, `Not`, `Cast` of both predicates to
+    /// integers, each multiplied by its branch, and the two products added.
+    enum IDTerm: Equatable {
+        /// `ids + shift`.
+        case shifted(Int64)
+        /// `ids < 0` (`negative`), or its `Not`.
+        case predicate(negative: Bool)
+        /// The predicate cast to 0 / 1.
+        case indicator(negative: Bool)
+        /// `indicator · (ids + shift)`: one branch of the where.
+        case branch(negative: Bool, shift: Int64)
+        /// `where(ids < 0, ids + V, ids)`.
+        case wrapped(Int64)
     }
 
     let file: String
@@ -208,6 +227,8 @@ struct ONNXGraph {
         case "Cast":
             let to = attribute(node, "to")?.i ?? 1
             switch args[0] {
+            case let .idTerm(.predicate(negative), ids) where [6, 7].contains(to): return [.idTerm(.indicator(negative: negative), ids)]
+            case let .flow(ids) where ids.role == .tokenIDs && [1, 6, 7].contains(to): return [args[0]]
             case .lengths, .shape, .permutation: return [args[0]]
             case .flow where to == 1: return [args[0]]
             default: throw refuse("casts data to element type \(to); rnnkit computes in float32")
@@ -324,7 +345,8 @@ struct ONNXGraph {
                 throw refuse("reshapes a shape in a way rnnkit does not follow")
             }
             return [.shape(dims, scalar: target.isEmpty)]
-        case "Mul" where args.count == 2 && args.contains(where: { if case .shape = $0 { return true } else { return false } }):
+        case "Mul" where args.count == 2 && !args.contains(where: Self.isTokenIDs)
+                      && args.contains(where: { if case .shape = $0 { return true } else { return false } }):
             // The product of two known dims (the dynamo exporter's directions · hidden, the
             // features of a recurrent node's Y merged).
             func single(_ v: Value) -> (Int, Bool)? {
@@ -375,7 +397,8 @@ struct ONNXGraph {
             try appendDense(&flow, weight: transposed(bTensor), bias: nil, node: node, index: index)
             storedTypes.insert(b.storedType)
             return [.flow(flow)]
-        case "Add" where args.contains(where: { if case let .flow(f) = $0 { return f.role == .tokenIDs } else { return false } }):
+        case _ where ["Add", "Mul", "Less", "Not"].contains(op) && args.contains(where: Self.isTokenIDs):
+            if let term = Self.idTerm(op, args) { return [term] }
             throw refuse("computes on the token ids (Keras 3's Embedding wraps negative ids, where(ids < 0, ids + vocabulary, ids)); rnnkit reads ids only as the indices of an embedding's Gather")
         case "Add":
             let (data, constant): (Value, Value) = { if case .flow = args[0] { return (args[0], args[1]) } else { return (args[1], args[0]) } }()
@@ -407,6 +430,60 @@ struct ONNXGraph {
             return [.flow(flow)]
         default:
             throw refuse("is not an operator rnnkit reads on data (it reads LSTM, GRU, RNN, Gemm, MatMul + Add, activations and the shape operators the exporters write around them)")
+        }
+    }
+
+    /// True for token ids or a term computed from them.
+    static func isTokenIDs(_ value: Value) -> Bool {
+        switch value {
+        case let .flow(f): return f.role == .tokenIDs
+        case .idTerm: return true
+        default: return false
+        }
+    }
+
+    /// One step of Keras 3's `where(ids < 0, ids + V, ids)` as tf2onnx writes it, or nil for
+    /// any other arithmetic on token ids.
+    static func idTerm(_ op: String, _ args: [Value]) -> Value? {
+        guard args.count == 2 || op == "Not" else { return nil }
+        func constant(_ v: Value) -> Int64? {
+            guard case let .constant(c) = v, c.count == 1 else { return nil }
+            return c.ints?.first ?? c.floats.map { Int64(exactly: $0[0]) } ?? nil
+        }
+        func ids(_ v: Value) -> Flow? { if case let .flow(f) = v, f.role == .tokenIDs { return f } else { return nil } }
+        func term(_ v: Value) -> (IDTerm, Flow)? {
+            if let f = ids(v) { return (.shifted(0), f) }
+            if case let .idTerm(t, f) = v { return (t, f) }
+            return nil
+        }
+        switch op {
+        case "Not":
+            guard case let .idTerm(.predicate(negative), f) = args[0] else { return nil }
+            return .idTerm(.predicate(negative: !negative), f)
+        case "Less":
+            guard let f = ids(args[0]), constant(args[1]) == 0 else { return nil }
+            return .idTerm(.predicate(negative: true), f)
+        case "Add":
+            for (a, b) in [(args[0], args[1]), (args[1], args[0])] {
+                if let f = ids(a), let v = constant(b), v > 0 { return .idTerm(.shifted(v), f) }
+            }
+            // The two branches of the where: ids + V where negative, ids elsewhere.
+            if let (x, f) = term(args[0]), let (y, _) = term(args[1]) {
+                for (p, q) in [(x, y), (y, x)] {
+                    if case let .branch(true, v) = p, case .branch(false, 0) = q, v > 0 { return .idTerm(.wrapped(v), f) }
+                }
+            }
+            return nil
+        case "Mul":
+            guard let (x, f) = term(args[0]), let (y, _) = term(args[1]) else { return nil }
+            for (p, q) in [(x, y), (y, x)] {
+                if case let .indicator(negative) = p, case let .shifted(v) = q, negative == (v != 0) {
+                    return .idTerm(.branch(negative: negative, shift: v), f)
+                }
+            }
+            return nil
+        default:
+            return nil
         }
     }
 
@@ -574,7 +651,13 @@ struct ONNXGraph {
                 return dims[k]
             }
             return .shape(picked, scalar: c.shape.isEmpty)
-        case let (.constant(table), .flow(ids)) where ids.role == .tokenIDs && axis == 0:
+        case let (.constant(table), .flow(ids)) where ids.role == .tokenIDs && axis == 0,
+             let (.constant(table), .idTerm(_, ids)) where axis == 0:
+            // Keras 3 wraps a negative id to id + V before its Gather; the engine refuses ids
+            // outside 0..<V at run, as rnnkit does for the same model read from its .keras file.
+            if case let .idTerm(term, _) = args[1], term != .wrapped(Int64(table.shape.first ?? -1)) {
+                throw refuse("gathers rows at token ids changed by arithmetic other than Keras 3's where(ids < 0, ids + vocabulary, ids)")
+            }
             guard let tableTensor = table.tensor(), table.shape.count == 2 else { throw refuse("gathers ids from a table that is not a 2-D float constant") }
             var flow = ids
             flow.layers.append(.embedding(Embedding(table: tableTensor)))
