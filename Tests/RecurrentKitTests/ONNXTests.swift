@@ -197,6 +197,32 @@ final class ONNXTests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("nn.GRU cannot express"), refused.stderr)
     }
 
+    /// A bare recurrent module in ONNX (recurrent nodes alone, outputs `output, h_n[, c_n]`)
+    /// converts to the one torch module it is: a state_dict with a bare nn.LSTM's / nn.GRU's /
+    /// nn.RNN's keys and no model_config, so the fixture's `h_n` and `c_n` still verify (they
+    /// did not when it was written as a whole model). An nn.RNN with relu, whose bare keys
+    /// cannot say relu, keeps a model_config.
+    func testBareModuleConvertsToABareTorchModule() throws {
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("rnnkit-onnx-bare-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for name in ["torch_lstm_2layer_bi_bare_nofold", "dynamo_gru_2layer_bi_bare", "torch_rnn_tanh_bare_fold", "node_lstm_bi_lengths_states",
+                     "torch_lstm_nobias_bare_fold"] {
+            let out = directory + "/\(name).pt"
+            let converted = try rnnkit(["convert", folder + "/\(name).onnx", out, "--to", "pytorch"])
+            XCTAssertEqual(converted.status, 0, converted.stderr)
+            let written = try LoadedModel(contentsOf: out)
+            XCTAssertTrue(written.isBareRecurrentModule, name)
+            XCTAssertNil(written.pytorchSource?.document, name)
+            let verified = try rnnkit(["verify", out, folder + "/\(name).fixture.h5"])
+            XCTAssertEqual(verified.status, 0, name + verified.stdout + verified.stderr)
+            XCTAssertTrue(verified.stdout.contains("h_n"), verified.stdout)
+        }
+        let relu = directory + "/relu.pt"
+        XCTAssertEqual(try rnnkit(["convert", folder + "/torch_rnn_relu_bi_bare_fold.onnx", relu, "--to", "pytorch"]).status, 0)
+        XCTAssertNotNil(try LoadedModel(contentsOf: relu).pytorchSource?.document)
+    }
+
     /// Each refused graph gives one line naming the node, its operator and the reason; exit 2.
     func testRefusals() throws {
         let cases: [(String, String)] = [
