@@ -188,8 +188,13 @@ final class ONNXTests: XCTestCase {
     func testConvertToPyTorchWhereExact() throws {
         let out = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("rnnkit-onnx-\(UUID().uuidString).pt").path
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let converted = try rnnkit(["convert", folder + "/torch_packed_lstm_bi_linear_fold.onnx", out, "--to", "pytorch"])
+        // With its Python: the layers' names come from node names such as "/rnn/LSTM", and a module
+        // name may not start with '_' (nor may a Keras layer's): "rnn_LSTM".
+        let converted = try rnnkit(["convert", folder + "/torch_packed_lstm_bi_linear_fold.onnx", out, "--to", "pytorch",
+                                    "--emit-python", out + ".py"])
+        defer { try? FileManager.default.removeItem(atPath: out + ".py") }
         XCTAssertEqual(converted.status, 0, converted.stderr)
+        XCTAssertTrue(try String(contentsOfFile: out + ".py", encoding: .utf8).contains("rnn_LSTM"))
         let verified = try rnnkit(["verify", out, folder + "/torch_packed_lstm_bi_linear_fold.fixture.h5"])
         XCTAssertEqual(verified.status, 0, verified.stdout + verified.stderr)
         let refused = try rnnkit(["convert", folder + "/node_gru_lbr0.onnx", out + ".2.pt", "--to", "pytorch"])
