@@ -22,7 +22,7 @@ final class ONNXTests: XCTestCase {
     /// rtol 1e-4, each expected dataset compared (a fixture without one fails).
     func testEveryFixtureMatchesONNXRuntime() throws {
         let paths = try fixtures()
-        XCTAssertEqual(paths.count, 57, "fixtures/onnx lost or gained fixtures")
+        XCTAssertEqual(paths.count, 58, "fixtures/onnx lost or gained fixtures")
         var exercised: Set<String> = []
         for path in paths {
             let fixture = try Fixture(contentsOf: path)
@@ -39,7 +39,7 @@ final class ONNXTests: XCTestCase {
         }
         for tag in ["lstm", "gru", "rnn", "rnn-relu", "bidirectional", "multilayer", "lengths", "initial-state", "tokens",
                     "no-bias", "constant-folding", "no-constant-folding", "layout1", "packed", "linear-before-reset-0", "hard-sigmoid",
-                    "tf2onnx", "dynamo", "fixed-batch-and-time", "keras3-id-wrap"] {
+                    "tf2onnx", "dynamo", "fixed-batch-and-time", "keras3-id-wrap", "external-data"] {
             XCTAssertTrue(exercised.contains(tag), "no fixture exercises \(tag)")
         }
     }
@@ -135,6 +135,72 @@ final class ONNXTests: XCTestCase {
         }, "M: node sequential_3_1/embedding_1/SelectV2__989 (Mul): computes on the token ids (Keras 3's Embedding wraps negative ids, where(ids < 0, ids + vocabulary, ids)); rnnkit reads ids only as the indices of an embedding's Gather")
     }
 
+    /// External data (the dynamo exporter's default): read from a regular file in the model's
+    /// own folder, by a plain relative path that resolves to itself, with one link, its offset
+    /// and length within the file and giving exactly the tensor's bytes; everything else is one
+    /// line naming the initializer, and a model given as bytes has no folder to read from.
+    func testExternalDataIsReadOnlyFromTheModelsFolder() throws {
+        let manager = FileManager.default
+        let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("rnnkit-onnx-external-\(UUID().uuidString)").path
+        defer { try? manager.removeItem(atPath: root) }
+        let name = "dynamo_lstm_2layer_bi_bare_external"
+        let fixture = try Fixture(contentsOf: folder + "/\(name).fixture.h5")
+        func copy(into directory: String) throws -> String {
+            try manager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            for file in ["\(name).onnx", "\(name).onnx.data"] {
+                try manager.copyItem(atPath: folder + "/" + file, toPath: directory + "/" + file)
+            }
+            return directory + "/\(name).onnx"
+        }
+        let model = try copy(into: root + "/model")
+        XCTAssertTrue(try Verification(model: LoadedModel(contentsOf: model), fixture: fixture).comparisons.allSatisfy(\.passed))
+        let original = try Onnx_ModelProto(serializedBytes: Data(contentsOf: URL(fileURLWithPath: model)))
+        // The first initializer kept outside: val_112 [2, 16, 3], bytes 0..<384.
+        func edited(_ entries: [String: String], _ at: String = root + "/model") throws -> String {
+            var proto = original
+            let i = try XCTUnwrap(proto.graph.initializer.firstIndex { $0.name == "val_112" })
+            for (key, value) in entries {
+                let k = try XCTUnwrap(proto.graph.initializer[i].externalData.firstIndex { $0.key == key })
+                proto.graph.initializer[i].externalData[k].value = value
+            }
+            let path = at + "/edited.onnx"
+            try proto.serializedData().write(to: URL(fileURLWithPath: path))
+            var message = ""
+            XCTAssertThrowsError(try LoadedModel(contentsOf: path)) { message = "\($0)".replacingOccurrences(of: path, with: "M") }
+            return message
+        }
+        let outside = "which is not a plain path inside the model's folder (absolute, empty, . or .. components); refused"
+        XCTAssertEqual(try edited(["location": "../model/\(name).onnx.data"]), "M: initializer val_112: keeps its values in ../model/\(name).onnx.data, \(outside)")
+        XCTAssertEqual(try edited(["location": root + "/model/\(name).onnx.data"]), "M: initializer val_112: keeps its values in \(root)/model/\(name).onnx.data, \(outside)")
+        XCTAssertEqual(try edited(["location": "./\(name).onnx.data"]), "M: initializer val_112: keeps its values in ./\(name).onnx.data, \(outside)")
+        // Symbolic links, to a file inside the folder and to one outside it.
+        try manager.createSymbolicLink(atPath: root + "/model/inside.data", withDestinationPath: "\(name).onnx.data")
+        let outsideCopy = try copy(into: root + "/elsewhere")
+        try manager.createSymbolicLink(atPath: root + "/model/outside.data", withDestinationPath: outsideCopy + ".data")
+        for link in ["inside.data", "outside.data"] {
+            XCTAssertEqual(try edited(["location": link]), "M: initializer val_112: keeps its values in \(link), whose real path is not that file in the model's folder (a symbolic link, or a path out of it); refused")
+        }
+        // A hard link (of a file that could lie anywhere on the file system).
+        _ = try copy(into: root + "/hard")
+        try manager.linkItem(atPath: root + "/hard/\(name).onnx.data", toPath: root + "/hard/linked.data")
+        XCTAssertEqual(try edited(["location": "linked.data"], root + "/hard"), "M: initializer val_112: keeps its values in linked.data, which has 2 hard links (one may lie outside the model's folder); refused")
+        // Not a regular file, missing, offsets and lengths past the file or not the tensor's.
+        try manager.createDirectory(atPath: root + "/model/folder.data", withIntermediateDirectories: true)
+        XCTAssertEqual(try edited(["location": "folder.data"]), "M: initializer val_112: keeps its values in folder.data, which is not a regular file; refused")
+        XCTAssertEqual(try edited(["location": "missing.data"]), "M: initializer val_112: keeps its values in missing.data, which cannot be found beside the model")
+        XCTAssertEqual(try edited(["offset": "2300"]), "M: initializer val_112: reads bytes 2300..<2684 of \(name).onnx.data, which holds 2432")
+        XCTAssertEqual(try edited(["offset": "9223372036854775"]), "M: initializer val_112: reads bytes 9223372036854775..<9223372036855159 of \(name).onnx.data, which holds 2432")
+        XCTAssertEqual(try edited(["length": "100"]), "M: initializer val_112: reads 100 bytes of \(name).onnx.data; dims [2, 16, 3] hold 384")
+        XCTAssertEqual(try edited(["offset": "-1"]), "M: initializer val_112: has external_data offset -1, not a number of bytes")
+        // From bytes, without a folder.
+        var message = ""
+        XCTAssertThrowsError(try ONNXFormat().read(FormatSource(bytes: [UInt8](Data(contentsOf: URL(fileURLWithPath: model))), name: "m.onnx"),
+                                                   options: ReadOptions())) {
+            message = "\($0)"
+        }
+        XCTAssertEqual(message, "m.onnx: initializer val_112: keeps its values in external data (data_location = EXTERNAL), and this model was given without its folder")
+    }
+
     /// Bytes a protobuf parser takes but the recognition does not (a ModelProto field with
     /// another wire type: the fuzzers' finding, fixtures/fuzz/regressions/FuzzONNX) are
     /// refused by the ONNX read too: what reads as ONNX is what is recognised as ONNX.
@@ -156,7 +222,7 @@ final class ONNXTests: XCTestCase {
     func testVerifyFolder() throws {
         let result = try rnnkit(["verify", folder])
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("57 passed, 0 failed, 0 errors\n"), result.stdout)
+        XCTAssertTrue(result.stdout.hasSuffix("58 passed, 0 failed, 0 errors\n"), result.stdout)
     }
 
     /// A fixture's model read with another gate order gives other numbers: the fixtures can fail.
@@ -414,7 +480,14 @@ final class ONNXTests: XCTestCase {
             entry.value = "../../etc/passwd"
             t.externalData = [entry]
             t.rawData = Data()
-        }, "M: initializer W: keeps its values in external data (data_location = EXTERNAL); rnnkit reads only tensors stored in the model")
+        }, "M: initializer W: keeps its values in ../../etc/passwd, which is not a plain path inside the model's folder (absolute, empty, . or .. components); refused")
+        XCTAssertEqual(try file { t in
+            t.dataLocation = .external
+            var entry = Onnx_StringStringEntryProto()
+            entry.key = "location"
+            entry.value = "lstm.onnx"
+            t.externalData = [entry]
+        }, "M: initializer W: keeps its values in external data and in the model too; refused")
         XCTAssertEqual(try file { t in t.floatData = [1, 2] },
                        "M: initializer W: holds its values both in raw_data and in a typed field; refused")
         XCTAssertEqual(try file { t in t.rawData = Data(count: 8) },

@@ -24,7 +24,9 @@ struct ONNXFormat: ModelFormat {
         }
         let proto = try source.image.map { try ONNXProtobuf.decodeModel(Data($0), file: source.file) }
             ?? ONNXProtobuf.readModel(source.file)
-        let reading = try ONNXReader.read(proto, file: source.file)
+        // External data is read only beside a model read from its file (not from bytes in memory).
+        let reading = try ONNXReader.read(proto, file: source.file,
+                                          folder: source.image == nil ? ONNXExternalData.folder(of: source.file) : nil)
         return ModelReading(file: source.file, layout: .onnx, model: reading.model,
                             isBareRecurrentModule: reading.isBareRecurrentModule, summaries: reading.provenance,
                             storedTypes: reading.storedTypes, compressed: false, notes: reading.notes,

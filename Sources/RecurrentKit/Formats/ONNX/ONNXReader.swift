@@ -44,10 +44,12 @@ struct ONNXReading {
 /// what its nodes compute (``ONNXGraph``).
 enum ONNXReader {
     static func read(_ path: String) throws -> ONNXReading {
-        try read(ONNXProtobuf.readModel(path), file: path)
+        try read(ONNXProtobuf.readModel(path), file: path, folder: ONNXExternalData.folder(of: path))
     }
 
-    static func read(_ proto: Onnx_ModelProto, file: String) throws -> ONNXReading {
+    /// `folder`: the model's folder, where external data may be read (``ONNXExternalData``);
+    /// nil for a model given as bytes.
+    static func read(_ proto: Onnx_ModelProto, file: String, folder: String? = nil) throws -> ONNXReading {
         let graph = proto.graph
         guard let opsetID = proto.opsetImport.first(where: { $0.domain.isEmpty || $0.domain == "ai.onnx" }) else {
             throw ModelError(.invalidModel, file: file, message: "imports no ai.onnx opset")
@@ -72,9 +74,11 @@ enum ONNXReader {
 
         var constants: [String: ONNXConstant] = [:]
         var initializerBytes = 0
+        var external = ONNXExternalData(folder: folder, file: file)
         for (i, tensor) in graph.initializer.enumerated() {
             let name = tensor.name.isEmpty ? "initializer \(i)" : tensor.name
-            let value = try ONNXConstant(tensor, file: file, what: "initializer \(escapedForDisplay(name))")
+            let what = "initializer \(escapedForDisplay(name))"
+            let value = try ONNXConstant(external.resolve(tensor, what: what), file: file, what: what)
             initializerBytes += value.count
             guard initializerBytes <= Limits.parameters else {
                 throw ModelError(.unsupported, file: file, message: "its initializers hold more than \(Limits.parameters) values (Limits.parameters)")
