@@ -157,7 +157,9 @@ struct ONNXGraph {
 
     // MARK: - Errors
 
-    /// An exporter that unrolls a recurrence (the dynamo exporter's nn.RNN) takes the sequence
+    static func isRecurrent(_ layer: Layer) -> Bool { if case .recurrent = layer { return true } else { return false } }
+
+    /// An exporter that unrolls a recurrence (no recurrent node before it) (the dynamo exporter's nn.RNN) takes the sequence
     /// apart step by step: the first step taken alone names it.
     static func unrolledMessage(step: Int64) -> String {
         "takes step \(step) of the sequence alone: the recurrence is unrolled into per-step operators (MatMul, Add, Tanh/Relu for each step, as torch.onnx.export's dynamo exporter writes nn.RNN), with the sequence length fixed at export; rnnkit reads a recurrence written as one LSTM, GRU or RNN operator"
@@ -688,7 +690,7 @@ struct ONNXGraph {
             switch (flow.role, flow.axes[axis]) {
             case (.data, .time):
                 // y[:, -1]: the step at time − 1, each sequence's last when no lengths are given.
-                if case .recurrent? = flow.layers.last {} else if i >= 0 { throw refuse(Self.unrolledMessage(step: i)) }
+                if !flow.layers.contains(where: Self.isRecurrent), i >= 0 { throw refuse(Self.unrolledMessage(step: i)) }
                 // With the time fixed at export, step time − 1 is written as its number.
                 guard i == -1 || fixedSizes[.time].map({ Int64($0) - 1 == i }) == true else {
                     throw refuse("reads step \(i) of the sequence; rnnkit reads the last step (index −1) only")
@@ -765,7 +767,7 @@ struct ONNXGraph {
                 return .flow(flow)
             case .time:
                 // y[-1:] on the time axis: the last step (ends at or past the end).
-                if case .recurrent? = flow.layers.last {} else if starts[0] >= 0, ends[0] == starts[0] + 1 {
+                if !flow.layers.contains(where: Self.isRecurrent), starts[0] >= 0, ends[0] == starts[0] + 1 {
                     throw refuse(Self.unrolledMessage(step: starts[0]))
                 }
                 guard starts[0] == -1, ends[0] >= Int64(Int32.max) else {
