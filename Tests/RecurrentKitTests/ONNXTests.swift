@@ -85,6 +85,9 @@ final class ONNXTests: XCTestCase {
         XCTAssertThrowsError(try model.run(.features(x(3, 6)))) { error in
             XCTAssertEqual("\(error)", "\(path): input: has time 6; this model was exported for time 7 only (its graph input declares it), and its own runtime refuses other sizes")
         }
+        XCTAssertThrowsError(try model.makeStream(batch: 2)) { error in
+            XCTAssertTrue("\(error)".contains("has batch 2; this model was exported for batch 3 only"), "\(error)")
+        }
         let shown = try rnnkit(["inspect", path])
         XCTAssertTrue(shown.stdout.contains("input=input fixed batch=3 fixed time=7\n"), shown.stdout)
         // The same model exported with a dynamic batch and time takes any.
