@@ -251,7 +251,9 @@ struct LayerNames {
     private var used = Set<String>()
 
     mutating func unique(_ preferred: String) -> String {
-        let cleaned = String(preferred.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" })
+        // No leading '_': nn.Module takes such names for private attributes and Keras refuses them
+        // as scope names (an ONNX node's "/rnn/LSTM" would become "_rnn_LSTM").
+        let cleaned = String(preferred.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" }.drop { $0 == "_" })
         let base = cleaned.first?.isNumber ?? true ? "layer_" + cleaned : cleaned
         var name = base
         var counter = 0

@@ -24,14 +24,17 @@ struct ONNXFormat: ModelFormat {
         }
         let proto = try source.image.map { try ONNXProtobuf.decodeModel(Data($0), file: source.file) }
             ?? ONNXProtobuf.readModel(source.file)
-        let reading = try ONNXReader.read(proto, file: source.file)
+        // External data is read only beside a model read from its file (not from bytes in memory).
+        let reading = try ONNXReader.read(proto, file: source.file,
+                                          folder: source.image == nil ? ONNXExternalData.folder(of: source.file) : nil)
         return ModelReading(file: source.file, layout: .onnx, model: reading.model,
                             isBareRecurrentModule: reading.isBareRecurrentModule, summaries: reading.provenance,
                             storedTypes: reading.storedTypes, compressed: false, notes: reading.notes,
                             lengthsRefusal: reading.lengthsInput == nil
                                 ? "the ONNX graph has no sequence_lens input (ONNX Runtime runs it over every step)" : nil,
                             initialStatesRefusal: reading.stateInputs.isEmpty
-                                ? "the ONNX graph has no initial_h or initial_c input (its states start at zero)" : nil)
+                                ? "the ONNX graph has no initial_h or initial_c input (its states start at zero)" : nil,
+                            fixedBatch: reading.fixedBatch, fixedTime: reading.fixedTime)
     }
 
     /// An ONNX graph of one recurrent operator per layer (`ONNXWriter`), read back by

@@ -115,6 +115,25 @@ struct ONNXGraph {
         case absent
         /// A value of a graph rnnkit writes: a mask, steps, lengths (``ONNXMaskValue``).
         case mask(ONNXMaskValue)
+        /// A term of Keras 3's wrap of negative token ids, `where(ids < 0, ids + V, ids)`, as
+        /// tf2onnx writes it (``IDTerm``), with the ids' flow.
+        case idTerm(IDTerm, Flow)
+    }
+
+    /// The terms tf2onnx writes for Keras 3's `where(ids < 0, ids + V, ids)` (its Embedding's
+    /// `take`): `Add(ids, V)`, `Less(Cast(ids), 0)`, `Not`, `Cast` of both predicates to
+    /// integers, each multiplied by its branch, and the two products added.
+    enum IDTerm: Equatable {
+        /// `ids + shift`.
+        case shifted(Int64)
+        /// `ids < 0` (`negative`), or its `Not`.
+        case predicate(negative: Bool)
+        /// The predicate cast to 0 / 1.
+        case indicator(negative: Bool)
+        /// `indicator · (ids + shift)`: one branch of the where.
+        case branch(negative: Bool, shift: Int64)
+        /// `where(ids < 0, ids + V, ids)`.
+        case wrapped(Int64)
     }
 
     let file: String
@@ -131,6 +150,9 @@ struct ONNXGraph {
     var operators: [String: Int] = [:]
     /// The lengths the recurrent nodes of a written graph take (``ONNXWrittenMask``).
     var writtenMask = ONNXWrittenMask()
+    /// The batch and time the graph's input declares as fixed numbers (an export without
+    /// dynamic axes): a reshape to those numbers keeps the axis (runs of other sizes are refused).
+    var fixedSizes: [Axis: Int] = [:]
 
     init(file: String, opset: Int) {
         self.file = file
@@ -138,6 +160,14 @@ struct ONNXGraph {
     }
 
     // MARK: - Errors
+
+    static func isRecurrent(_ layer: Layer) -> Bool { if case .recurrent = layer { return true } else { return false } }
+
+    /// An exporter that unrolls a recurrence (no recurrent node before it) (the dynamo exporter's nn.RNN) takes the sequence
+    /// apart step by step: the first step taken alone names it.
+    static func unrolledMessage(step: Int64) -> String {
+        "takes step \(step) of the sequence alone: the recurrence is unrolled into per-step operators (MatMul, Add, Tanh/Relu for each step, as torch.onnx.export's dynamo exporter writes nn.RNN), with the sequence length fixed at export; rnnkit reads a recurrence written as one LSTM, GRU or RNN operator"
+    }
 
     static let controlFlowMessage = "is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"
 
@@ -204,6 +234,8 @@ struct ONNXGraph {
         case "Cast":
             let to = attribute(node, "to")?.i ?? 1
             switch args[0] {
+            case let .idTerm(.predicate(negative), ids) where [6, 7].contains(to): return [.idTerm(.indicator(negative: negative), ids)]
+            case let .flow(ids) where ids.role == .tokenIDs && [1, 6, 7].contains(to): return [args[0]]
             case .lengths, .shape, .permutation: return [args[0]]
             case .flow where to == 1: return [args[0]]
             default: throw refuse("casts data to element type \(to); rnnkit computes in float32")
@@ -279,6 +311,14 @@ struct ONNXGraph {
                     result.insert(.known(1), at: a)
                 }
                 return [.zeros(result)]
+            case let .zeros(dims) where op == "Squeeze":
+                // One layer's zero state taken out of a stack of them (the dynamo exporter's unbind).
+                let rank = dims.count
+                let targets = Set(axes.map { $0 < 0 ? $0 + rank : $0 })
+                guard targets.allSatisfy({ dims.indices.contains($0) && dims[$0] == .known(1) }) else {
+                    throw refuse("squeezes axes \(axes) of zeros of shape \(dims), which are not all of size 1")
+                }
+                return [.zeros(dims.enumerated().filter { !targets.contains($0.offset) }.map(\.element))]
             case var .flow(flow):
                 flow.axes = try op == "Unsqueeze" ? unsqueezed(flow.axes, axes, refuse: refuse) : squeezed(flow.axes, axes, refuse: refuse)
                 return [.flow(flow)]
@@ -305,6 +345,30 @@ struct ONNXGraph {
             guard perm.sorted() == Array(0..<flow.axes.count) else { throw refuse("has perm \(perm), not a permutation of \(flow.axes.count) axes") }
             flow.axes = perm.map { flow.axes[$0] }
             return [.flow(flow)]
+        case "Reshape" where { if case .shape = args[0] { return true } else { return false } }():
+            // A shape's dims flattened (`[-1]`) or one dim made a scalar (`[]`).
+            guard case let .shape(dims, _) = args[0], case let .constant(c) = args[1], let target = c.ints,
+                  target == [-1] || (target.isEmpty && dims.count == 1) else {
+                throw refuse("reshapes a shape in a way rnnkit does not follow")
+            }
+            return [.shape(dims, scalar: target.isEmpty)]
+        case "Mul" where args.count == 2 && !args.contains(where: Self.isTokenIDs)
+                      && args.contains(where: { if case .shape = $0 { return true } else { return false } }):
+            // The product of two known dims (the dynamo exporter's directions · hidden, the
+            // features of a recurrent node's Y merged).
+            func single(_ v: Value) -> (Int, Bool)? {
+                switch v {
+                case let .shape(dims, scalar) where dims.count == 1: if case let .known(n) = dims[0] { return (n, scalar) }; return nil
+                case let .constant(c) where c.count == 1: return c.ints.map { (Int($0[0]), c.shape.isEmpty) }
+                default: return nil
+                }
+            }
+            guard let a = single(args[0]), let b = single(args[1]), a.0 >= 0, b.0 >= 0 else {
+                throw refuse("multiplies dims rnnkit cannot follow (it follows products of known sizes)")
+            }
+            let (product, overflow) = a.0.multipliedReportingOverflow(by: b.0)
+            guard !overflow else { throw refuse("multiplies dims \(a.0) and \(b.0) past Int.max") }
+            return [.shape([.known(product)], scalar: a.1 && b.1)]
         case "Reshape":
             guard case var .flow(flow) = args[0] else { throw refuse("reshapes a value rnnkit cannot follow") }
             let target: [Dim]
@@ -340,7 +404,8 @@ struct ONNXGraph {
             try appendDense(&flow, weight: transposed(bTensor), bias: nil, node: node, index: index)
             storedTypes.insert(b.storedType)
             return [.flow(flow)]
-        case "Add" where args.contains(where: { if case let .flow(f) = $0 { return f.role == .tokenIDs } else { return false } }):
+        case _ where ["Add", "Mul", "Less", "Not"].contains(op) && args.contains(where: Self.isTokenIDs):
+            if let term = Self.idTerm(op, args) { return [term] }
             throw refuse("computes on the token ids (Keras 3's Embedding wraps negative ids, where(ids < 0, ids + vocabulary, ids)); rnnkit reads ids only as the indices of an embedding's Gather")
         case "Add":
             let (data, constant): (Value, Value) = { if case .flow = args[0] { return (args[0], args[1]) } else { return (args[1], args[0]) } }()
@@ -372,6 +437,60 @@ struct ONNXGraph {
             return [.flow(flow)]
         default:
             throw refuse("is not an operator rnnkit reads on data (it reads LSTM, GRU, RNN, Gemm, MatMul + Add, activations and the shape operators the exporters write around them)")
+        }
+    }
+
+    /// True for token ids or a term computed from them.
+    static func isTokenIDs(_ value: Value) -> Bool {
+        switch value {
+        case let .flow(f): return f.role == .tokenIDs
+        case .idTerm: return true
+        default: return false
+        }
+    }
+
+    /// One step of Keras 3's `where(ids < 0, ids + V, ids)` as tf2onnx writes it, or nil for
+    /// any other arithmetic on token ids.
+    static func idTerm(_ op: String, _ args: [Value]) -> Value? {
+        guard args.count == 2 || op == "Not" else { return nil }
+        func constant(_ v: Value) -> Int64? {
+            guard case let .constant(c) = v, c.count == 1 else { return nil }
+            return c.ints?.first ?? c.floats.map { Int64(exactly: $0[0]) } ?? nil
+        }
+        func ids(_ v: Value) -> Flow? { if case let .flow(f) = v, f.role == .tokenIDs { return f } else { return nil } }
+        func term(_ v: Value) -> (IDTerm, Flow)? {
+            if let f = ids(v) { return (.shifted(0), f) }
+            if case let .idTerm(t, f) = v { return (t, f) }
+            return nil
+        }
+        switch op {
+        case "Not":
+            guard case let .idTerm(.predicate(negative), f) = args[0] else { return nil }
+            return .idTerm(.predicate(negative: !negative), f)
+        case "Less":
+            guard let f = ids(args[0]), constant(args[1]) == 0 else { return nil }
+            return .idTerm(.predicate(negative: true), f)
+        case "Add":
+            for (a, b) in [(args[0], args[1]), (args[1], args[0])] {
+                if let f = ids(a), let v = constant(b), v > 0 { return .idTerm(.shifted(v), f) }
+            }
+            // The two branches of the where: ids + V where negative, ids elsewhere.
+            if let (x, f) = term(args[0]), let (y, _) = term(args[1]) {
+                for (p, q) in [(x, y), (y, x)] {
+                    if case let .branch(true, v) = p, case .branch(false, 0) = q, v > 0 { return .idTerm(.wrapped(v), f) }
+                }
+            }
+            return nil
+        case "Mul":
+            guard let (x, f) = term(args[0]), let (y, _) = term(args[1]) else { return nil }
+            for (p, q) in [(x, y), (y, x)] {
+                if case let .indicator(negative) = p, case let .shifted(v) = q, negative == (v != 0) {
+                    return .idTerm(.branch(negative: negative, shift: v), f)
+                }
+            }
+            return nil
+        default:
+            return nil
         }
     }
 
@@ -487,6 +606,14 @@ struct ONNXGraph {
                 let rest = Array(axes[p...])
                 p = axes.count
                 result.append(try merged(rest, fail))
+            case let .known(n) where n >= 1 && { () -> Bool in
+                // The exported batch or time, fixed by the graph's input: that axis, whole.
+                var q = p
+                while q < axes.count, axes[q] == .unit || axes[q] == .directions(1) { q += 1 }
+                return q < axes.count && fixedSizes[axes[q]] == n && n != 1
+            }():
+                while axes[p] == .unit || axes[p] == .directions(1) { p += 1 }
+                result.append(axes[p]); p += 1
             case let .known(n) where n >= 1:
                 if n == 1, p >= axes.count || axes[p].size != .known(1) { result.append(.unit); continue }
                 var group: [Axis] = []
@@ -531,7 +658,13 @@ struct ONNXGraph {
                 return dims[k]
             }
             return .shape(picked, scalar: c.shape.isEmpty)
-        case let (.constant(table), .flow(ids)) where ids.role == .tokenIDs && axis == 0:
+        case let (.constant(table), .flow(ids)) where ids.role == .tokenIDs && axis == 0,
+             let (.constant(table), .idTerm(_, ids)) where axis == 0:
+            // Keras 3 wraps a negative id to id + V before its Gather; the engine refuses ids
+            // outside 0..<V at run, as rnnkit does for the same model read from its .keras file.
+            if case let .idTerm(term, _) = args[1], term != .wrapped(Int64(table.shape.first ?? -1)) {
+                throw refuse("gathers rows at token ids changed by arithmetic other than Keras 3's where(ids < 0, ids + vocabulary, ids)")
+            }
             guard let tableTensor = table.tensor(), table.shape.count == 2 else { throw refuse("gathers ids from a table that is not a 2-D float constant") }
             var flow = ids
             flow.layers.append(.embedding(Embedding(table: tableTensor)))
@@ -562,7 +695,11 @@ struct ONNXGraph {
             switch (flow.role, flow.axes[axis]) {
             case (.data, .time):
                 // y[:, -1]: the step at time − 1, each sequence's last when no lengths are given.
-                guard i == -1 else { throw refuse("reads step \(i) of the sequence; rnnkit reads the last step (index −1) only") }
+                if !flow.layers.contains(where: Self.isRecurrent), i >= 0 { throw refuse(Self.unrolledMessage(step: i)) }
+                // With the time fixed at export, step time − 1 is written as its number.
+                guard i == -1 || fixedSizes[.time].map({ Int64($0) - 1 == i }) == true else {
+                    throw refuse("reads step \(i) of the sequence; rnnkit reads the last step (index −1) only")
+                }
                 guard case .recurrent? = flow.layers.last else { throw refuse("reads the last step of data that is not a recurrent layer's output") }
                 result.layers.append(.readout(.lastValidStep))
                 result.layerNames.append(node.name)
@@ -635,6 +772,9 @@ struct ONNXGraph {
                 return .flow(flow)
             case .time:
                 // y[-1:] on the time axis: the last step (ends at or past the end).
+                if !flow.layers.contains(where: Self.isRecurrent), starts[0] >= 0, ends[0] == starts[0] + 1 {
+                    throw refuse(Self.unrolledMessage(step: starts[0]))
+                }
                 guard starts[0] == -1, ends[0] >= Int64(Int32.max) else {
                     throw refuse("slices steps \(starts[0])..<\(ends[0]) of the sequence; rnnkit reads the last step ([-1:]) only")
                 }
