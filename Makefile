@@ -70,8 +70,8 @@ TEST_SCRATCH := $(if $(filter native,$(CPU)),.build-test,.build-test-$(CPU))
 # RECURRENTKIT_WARNINGS_AS_ERRORS (Package.swift): a compiler warning in Sources/ fails the
 # build. RNNKIT_REQUIRE_PYTHON: a test that needs python3 fails where it is missing instead
 # of skipping (`python` installs it first).
-test: deps python
-	RECURRENTKIT_WARNINGS_AS_ERRORS=1 RNNKIT_REQUIRE_PYTHON=1 \
+test: deps python ci-python
+	RECURRENTKIT_WARNINGS_AS_ERRORS=1 RNNKIT_REQUIRE_PYTHON=1 RNNKIT_ONNX_PYTHON=$(CI_VENV)/bin/python \
 		$(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path $(TEST_SCRATCH) --disable-swift-testing $(CPU_FLAGS)
 	$(MAKE) docs
 	$(MAKE) check-fixtures RNNKIT_UNDER_TEST=$(TEST_SCRATCH)/release/rnnkit
@@ -104,10 +104,11 @@ ci-python: python
 
 # scripts/check_onnx_runtime.py (onnx and onnxruntime from PyPI, scripts/requirements-onnx-ci.txt):
 # every committed ONNX fixture in ONNX Runtime, and, where the binary has `convert --to onnx`
-# (ONNX_CONVERT=auto; `yes` fails without it), every fixture's model converted to ONNX and run
-# there, compared at the fixture's tolerances; a table, exit 1 on any failed row.
+# (ONNX_CONVERT=auto converts only then), every fixture's model converted to ONNX and run
+# there, compared at the fixture's tolerances; a table, exit 1 on any failed row. `make test`
+# converts (ONNX_CONVERT=yes): a binary without the ONNX writer fails it.
 # ONNX_PAIRS: more folders of (MODEL.onnx, MODEL.fixture.h5) pairs to run, e.g. what the suite wrote.
-ONNX_CONVERT ?= auto
+ONNX_CONVERT ?= yes
 ONNX_PAIRS ?=
 
 check-fixtures: ci-python

@@ -6,7 +6,7 @@ import TestSupport
 /// `rnnkit convert --to onnx`: the written graph's operators and inputs (read with the
 /// generated protobuf types), refusals, and — through Python with `onnx` and `onnxruntime` —
 /// the ONNX checker and ONNX Runtime against fixtures the frameworks computed
-/// (`fixtures/onnx/check_export.py`). The numbers come from torch and Keras, never from rnnkit.
+/// (`scripts/check_onnx_runtime.py`, which `make test` also runs over every fixture). The numbers come from torch and Keras, never from rnnkit.
 final class ONNXWriterTests: XCTestCase {
     private func convert(_ model: String, _ extra: [String] = []) throws -> (CommandResult, String) {
         let folder = try temporaryFolder(self)
@@ -167,8 +167,9 @@ final class ONNXWriterTests: XCTestCase {
         let binary = FileManager.default.fileExists(atPath: rnnkitPath) ? rnnkitPath
             : URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rnnkit").path
         let result = try runCommand(URL(fileURLWithPath: "/usr/bin/env"),
-                                    [python, fixture("onnx/check_export.py"), "--rnnkit", binary] + fixtures.map(fixture))
+                                    [python, fixturesFolder.deletingLastPathComponent().appendingPathComponent("scripts/check_onnx_runtime.py").path, "--rnnkit", binary, "--convert", "yes",
+                                     "--no-direct", "--jobs", "1"] + fixtures.map(fixture))
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("24 ok\n"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("\nconvert: 24 ok\n"), result.stdout)
     }
 }
