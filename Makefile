@@ -199,14 +199,15 @@ bench: release
 # package (rnnkit.verify/convert/inspect, rnnkit.fixture, rnnkit.testing), with no Swift
 # toolchain needed where it is installed. One release build per CPU level in WHEEL_LEVELS,
 # fastest first (each `make release CPU=LEVEL` with the Swift standard library linked in, in
-# .build-wheel-LEVEL): x86-64-v4 (AVX-512 with FMA; x86-64-v4 rather than a named Intel core,
-# so AMD's Zen 4 and later run it too), haswell (AVX2 with FMA) and x86-64 (the baseline).
-# A launcher built for the baseline picks the fastest the CPU runs when `rnnkit` starts
-# (RNNKIT_CPU_LEVEL=NAME forces one). auditwheel bundles libhdf5 and what it needs and tags the
-# wheel manylinux for the oldest glibc its symbols allow (manylinux_2_34 from Debian 12). The
-# wheel's version is the binary's (Sources/RecurrentKit/RecurrentKit.swift). Each level is a
-# full build of the package (about 3.5 minutes on 2 cores), so `make wheel` takes about 11.
-WHEEL_LEVELS ?= x86-64-v4 haswell x86-64
+# .build-wheel-LEVEL): skylake-avx512 (AVX-512 with FMA: Intel since Skylake-SP, AMD since
+# Zen 4; swiftc does not take the generic x86-64-v4), haswell (AVX2 with FMA) and x86-64 (the
+# baseline). A launcher built for the baseline picks the fastest the CPU runs when `rnnkit`
+# starts (RNNKIT_CPU_LEVEL=NAME forces one). auditwheel bundles libhdf5 and what it needs and
+# tags the wheel manylinux for the oldest glibc its symbols allow (manylinux_2_35 from
+# Debian 12: Swift's runtime uses hypot@GLIBC_2.35). The wheel's version is the binary's
+# (Sources/RecurrentKit/RecurrentKit.swift). Each level is a full build of the package (about
+# 3.5 minutes on 2 idle cores), so `make wheel` takes about 12.
+WHEEL_LEVELS ?= skylake-avx512 haswell x86-64
 WHEEL_DIR ?= dist
 WHEEL_VENV := .venv-wheel
 WHEEL_REQUIREMENTS := python/package/requirements-build.txt
@@ -229,7 +230,7 @@ wheel: deps wheel-venv
 	scripts/build_wheel.sh $(WHEEL_VENV)/bin/python $(WHEEL_DIR) $(WHEEL_LEVELS)
 
 # What `make test` checks of the wheel (scripts/check_wheel.sh): built into out/wheel-test
-# with two levels, not three — this CPU's fastest (x86-64-v4 with AVX-512, else haswell with
+# with two levels, not three — this CPU's fastest (skylake-avx512 with AVX-512, else haswell with
 # AVX2 and FMA) and the baseline — so the launcher's choice and its fallback (the baseline
 # forced with RNNKIT_CPU_LEVEL) run for real, at two builds' cost (about 7 minutes; a third
 # level that this machine could not run would add 3.5 minutes and test nothing more). Then
@@ -239,7 +240,7 @@ wheel: deps wheel-venv
 # WHEEL_TEST=0 leaves it out of `make test`; on a CPU other than x86-64 there is no wheel.
 WHEEL_TEST ?= $(if $(filter x86_64,$(shell uname -m)),1,0)
 WHEEL_HOST_LEVEL := $(shell if grep -qw avx512f /proc/cpuinfo 2>/dev/null && grep -qw avx512bw /proc/cpuinfo \
-	&& grep -qw avx512vl /proc/cpuinfo && grep -qw avx512dq /proc/cpuinfo; then echo x86-64-v4; \
+	&& grep -qw avx512vl /proc/cpuinfo && grep -qw avx512dq /proc/cpuinfo; then echo skylake-avx512; \
 	elif grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then echo haswell; else echo x86-64; fi)
 WHEEL_TEST_LEVELS := $(filter-out x86-64,$(WHEEL_HOST_LEVEL)) x86-64
 

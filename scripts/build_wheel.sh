@@ -69,7 +69,7 @@ for i in "${!levels[@]}"; do
         -c python/package/level_features.c -o "$scratch/launcher/level$i.o"
     objects+=("$scratch/launcher/level$i.o")
 done
-IFS=, eval 'level_list="${quoted[*]}"'
+level_list=$(IFS=,; echo "${quoted[*]}")
 "$CLANG" -O2 -march=x86-64 -Wall -Wextra -Werror -I"$include" -DRNNKIT_LEVELS="$level_list" \
     python/package/launcher.c Sources/CCPUFeatures/CCPUFeatures.c "${objects[@]}" -o "$stage/rnnkit/_bin/rnnkit"
 strip "$stage/rnnkit/_bin/rnnkit"

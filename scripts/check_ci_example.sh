@@ -18,7 +18,7 @@
 # Tools are taken from $VENV/bin (default .venv-ci-example), else from PATH. A missing tool is
 # a failure, named with how to install it. Exits non-zero if any check fails.
 # The checks are functions that `step` calls.
-# shellcheck disable=SC2317
+# shellcheck disable=SC2317,SC2329
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 VENV=${VENV:-.venv-ci-example}

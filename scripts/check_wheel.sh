@@ -3,7 +3,7 @@
 #
 #   scripts/check_wheel.sh WHEEL LEVEL
 #
-# LEVEL is the level the launcher must pick on this machine (x86-64-v4, haswell or x86-64).
+# LEVEL is the level the launcher must pick on this machine (skylake-avx512, haswell or x86-64).
 # The wheel is installed into a fresh virtual environment (out/wheel-check/venv), then, from
 # another folder and with an empty environment (`env -i`: no Swift toolchain, no
 # LD_LIBRARY_PATH; PATH only /usr/local/bin:/usr/bin:/bin, so no `rnnkit` but the venv's):
@@ -28,7 +28,7 @@ wheel=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 level=$2
 PYTHON=${PYTHON:-python3}
 case $level in
-    x86-64-v4) summary="AVX-512, FMA" ;;
+    skylake-avx512) summary="AVX-512, FMA" ;;
     haswell) summary="AVX2, FMA" ;;
     x86-64) summary="x86-64 baseline, no FMA" ;;
     *) echo "check_wheel: unknown level $level" >&2; exit 2 ;;
