@@ -223,11 +223,12 @@ wheel-venv: python
 		&& cp $(WHEEL_REQUIREMENTS) $(WHEEL_VENV)/installed-requirements.txt; \
 	fi
 
+WHEEL_ZIP_LEVEL ?=
 wheel: deps wheel-venv
 	@for level in $(WHEEL_LEVELS); do \
 		$(MAKE) --no-print-directory release CPU=$$level SCRATCH=.build-wheel-$$level RELEASE_FLAGS=--static-swift-stdlib || exit 1; \
 	done
-	scripts/build_wheel.sh $(WHEEL_VENV)/bin/python $(WHEEL_DIR) $(WHEEL_LEVELS)
+	WHEEL_ZIP_LEVEL=$(WHEEL_ZIP_LEVEL) scripts/build_wheel.sh $(WHEEL_VENV)/bin/python $(WHEEL_DIR) $(WHEEL_LEVELS)
 
 # What `make test` checks of the wheel (scripts/check_wheel.sh): built into out/wheel-test
 # with two levels, not three — this CPU's fastest (skylake-avx512 with AVX-512, else haswell with
@@ -245,5 +246,5 @@ WHEEL_HOST_LEVEL := $(shell if grep -qw avx512f /proc/cpuinfo 2>/dev/null && gre
 WHEEL_TEST_LEVELS := $(filter-out x86-64,$(WHEEL_HOST_LEVEL)) x86-64
 
 wheel-check:
-	$(MAKE) wheel WHEEL_LEVELS="$(WHEEL_TEST_LEVELS)" WHEEL_DIR=out/wheel-test
+	$(MAKE) wheel WHEEL_LEVELS="$(WHEEL_TEST_LEVELS)" WHEEL_DIR=out/wheel-test WHEEL_ZIP_LEVEL=1
 	scripts/check_wheel.sh out/wheel-test/rnnkit-*.whl $(WHEEL_HOST_LEVEL)
