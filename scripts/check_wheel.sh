@@ -56,7 +56,10 @@ package=$(clean "$venv/bin/python" -c 'import os, rnnkit; print(os.path.dirname(
 case $package in "$venv"/*) ;; *) fail "rnnkit imported from $package, not the venv" ;; esac
 for binary in "$package"/_bin/*; do
     libraries=$(clean ldd "$binary" 2>&1) || true
-    if grep -qi 'swift' <<<"$libraries"; then fail "$(basename "$binary") links a Swift toolchain library: $libraries"; fi
+    # The Swift runtime's libraries (linked statically here), by name, wherever they would be found.
+    if grep -qE 'lib(swift[A-Za-z_]*|_?Foundation[A-Za-z]*|dispatch|BlocksRuntime|XCTest)\.so' <<<"$libraries"; then
+        fail "$(basename "$binary") links a Swift toolchain library: $libraries"
+    fi
     if grep -q 'not found' <<<"$libraries"; then fail "$(basename "$binary") has an unresolved library: $libraries"; fi
 done
 grep -q 'libhdf5.*rnnkit.libs' <<<"$(clean ldd "$package/_bin/rnnkit-x86-64")" \
