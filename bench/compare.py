@@ -244,8 +244,8 @@ def torch_worker(threads):
 def build_info(rnnkit):
     """What a binary was built for: (level, "FMA" or "no FMA"), from `rnnkit --version`."""
     out = subprocess.run([rnnkit, "--version"], check=True, capture_output=True, text=True).stdout.strip()
-    # "0.1.0 (built for AVX2, FMA)"
-    inside = out.split("(built for ", 1)[1].rstrip(")") if "(built for " in out else "unknown, unknown"
+    # "0.1.0 (built for AVX2, FMA; libhdf5 1.10.8)"
+    inside = out.split("(built for ", 1)[1].rstrip(")").split(";")[0] if "(built for " in out else "unknown, unknown"
     level, fma = inside.rsplit(", ", 1)
     return level, fma
 
