@@ -2,8 +2,9 @@
 #   make demo   set up, convert a committed Keras model to PyTorch, verify it against Keras's outputs
 #   make test   set up, then run the whole test suite, build the DocC catalog, verify every
 #               committed fixture through `rnnkit verify` with a JUnit report, run the Python
-#               checks and a short fuzz pass (what CI runs); a compiler warning in Sources/ or
-#               a DocC warning fails it
+#               checks, check the pip wheel as a user installs it and a short fuzz pass (what
+#               CI runs); a compiler warning in Sources/ or a DocC warning fails it
+#   make wheel  the pip wheel, dist/rnnkit-VERSION-py3-none-manylinux_*.whl (see `wheel` below)
 
 SWIFT ?= swift
 CLANG ?= clang
@@ -16,7 +17,7 @@ DEMO_FIXTURE := fixtures/keras/tfk_text_bilstm.fixture.h5
 DEMO_OUT := out/text_bilstm.pytorch.h5
 
 .PHONY: deps build demo test release clean fuzz fuzz-ci ci-python check-fixtures frameworks-venv \
-	differential differential-ci docs python
+	differential differential-ci docs python wheel wheel-venv wheel-check
 
 # libhdf5, zlib and pkg-config from Debian, installed only when missing.
 deps:
@@ -44,9 +45,11 @@ CPU_HAS_FMA := 0
 endif
 CPU_FLAGS := -Xswiftc -target-cpu -Xswiftc $(CPU) $(if $(filter 1,$(CPU_HAS_FMA)),-Xswiftc -DRECURRENTKIT_FMA)
 
-# The release build at .build/release/rnnkit, for CPU (see above).
+# The release build at .build/release/rnnkit, for CPU (see above). RELEASE_FLAGS: more
+# `swift build` options (`wheel` adds --static-swift-stdlib).
+RELEASE_FLAGS ?=
 release: deps
-	$(SWIFT) build -c release --product rnnkit --scratch-path $(SCRATCH) $(CPU_FLAGS)
+	$(SWIFT) build -c release --product rnnkit --scratch-path $(SCRATCH) $(CPU_FLAGS) $(RELEASE_FLAGS)
 	@# What it was built for; a build for another machine's CPU says, here, what this one lacks.
 	@$(RNNKIT) --version || true
 
@@ -70,12 +73,15 @@ TEST_SCRATCH := $(if $(filter native,$(CPU)),.build-test,.build-test-$(CPU))
 # RECURRENTKIT_WARNINGS_AS_ERRORS (Package.swift): a compiler warning in Sources/ fails the
 # build. RNNKIT_REQUIRE_PYTHON: a test that needs python3 fails where it is missing instead
 # of skipping (`python` installs it first).
-test: deps python
-	RECURRENTKIT_WARNINGS_AS_ERRORS=1 RNNKIT_REQUIRE_PYTHON=1 \
+test: deps python ci-python
+	RECURRENTKIT_WARNINGS_AS_ERRORS=1 RNNKIT_REQUIRE_PYTHON=1 RNNKIT_ONNX_PYTHON=$(CI_VENV)/bin/python \
 		$(SWIFT) test -c release -Xswiftc -enable-testing --scratch-path $(TEST_SCRATCH) --disable-swift-testing $(CPU_FLAGS)
 	$(MAKE) docs
 	$(MAKE) check-fixtures RNNKIT_UNDER_TEST=$(TEST_SCRATCH)/release/rnnkit
 	$(MAKE) differential-ci RNNKIT_UNDER_TEST=$(TEST_SCRATCH)/release/rnnkit
+ifneq ($(WHEEL_TEST),0)
+	$(MAKE) wheel-check
+endif
 ifneq ($(FUZZ),0)
 	$(MAKE) fuzz-ci
 endif
@@ -99,7 +105,17 @@ ci-python: python
 		$(PYTHON) -m venv $(CI_VENV) 2>/dev/null || { rm -rf $(CI_VENV); \
 			$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(CI_VENV); }; \
 	fi
-	$(CI_VENV)/bin/python -m pip install -q --disable-pip-version-check -r python/requirements-test.txt -r scripts/requirements-reports.txt
+	$(CI_VENV)/bin/python -m pip install -q --disable-pip-version-check -r python/requirements-test.txt -r scripts/requirements-reports.txt \
+		-r scripts/requirements-onnx-ci.txt
+
+# scripts/check_onnx_runtime.py (onnx and onnxruntime from PyPI, scripts/requirements-onnx-ci.txt):
+# every committed ONNX fixture in ONNX Runtime, and, where the binary has `convert --to onnx`
+# (ONNX_CONVERT=auto converts only then), every fixture's model converted to ONNX and run
+# there, compared at the fixture's tolerances; a table, exit 1 on any failed row. `make test`
+# converts (ONNX_CONVERT=yes): a binary without the ONNX writer fails it.
+# ONNX_PAIRS: more folders of (MODEL.onnx, MODEL.fixture.h5) pairs to run, e.g. what the suite wrote.
+ONNX_CONVERT ?= yes
+ONNX_PAIRS ?=
 
 check-fixtures: ci-python
 	@mkdir -p out/ci
@@ -108,6 +124,9 @@ check-fixtures: ci-python
 	RNNKIT=$(RNNKIT_UNDER_TEST) $(CI_VENV)/bin/python -m unittest discover -s python -v
 	$(CI_VENV)/bin/python scripts/check_reports.py --rnnkit $(RNNKIT_UNDER_TEST)
 	examples/ci/run-locally.sh $(RNNKIT_UNDER_TEST)
+	$(CI_VENV)/bin/python -m unittest discover -s scripts -p test_check_onnx_runtime.py
+	$(CI_VENV)/bin/python scripts/check_onnx_runtime.py --rnnkit $(RNNKIT_UNDER_TEST) --convert $(ONNX_CONVERT) \
+		$(foreach d,$(ONNX_PAIRS),--pairs $(d)) --keep out/ci/onnx --json out/ci/onnx-runtime.json
 
 # The differential check (fixtures/convert/differential.py, fixtures/convert/README.md): models
 # built in the real torch, tf-keras and Keras 3, converted with `rnnkit convert` along every
@@ -178,7 +197,7 @@ docs: deps
 		generate-documentation --target RecurrentKit --warnings-as-errors
 
 clean:
-	rm -rf .build .build-fuzz .build-test .build-test-* .build-cpu-*
+	rm -rf .build .build-fuzz .build-test .build-test-* .build-cpu-* .build-wheel-*
 
 # Times BENCH_MODEL on random inputs with the release build (for CPU); bench/compare.py
 # times PyTorch and ONNX Runtime as well, for each CPU level (see bench/BENCHMARKS.md).
@@ -188,3 +207,57 @@ BENCH_ARGS ?= --batch 64 --time 256 --repeat 10 --threads 2
 .PHONY: bench
 bench: release
 	$(RNNKIT) bench $(BENCH_MODEL) $(BENCH_ARGS)
+
+# The pip wheel (python/package, scripts/build_wheel.sh): `rnnkit` as a command and a Python
+# package (rnnkit.verify/convert/inspect, rnnkit.fixture, rnnkit.testing), with no Swift
+# toolchain needed where it is installed. One release build per CPU level in WHEEL_LEVELS,
+# fastest first (each `make release CPU=LEVEL` with the Swift standard library linked in, in
+# .build-wheel-LEVEL): skylake-avx512 (AVX-512 with FMA: Intel since Skylake-SP, AMD since
+# Zen 4; swiftc does not take the generic x86-64-v4), haswell (AVX2 with FMA) and x86-64 (the
+# baseline). A launcher built for the baseline picks the fastest the CPU runs when `rnnkit`
+# starts (RNNKIT_CPU_LEVEL=NAME forces one). auditwheel bundles libhdf5 and what it needs and
+# tags the wheel manylinux for the oldest glibc its symbols allow (manylinux_2_35 from
+# Debian 12: Swift's runtime uses hypot@GLIBC_2.35). The wheel's version is the binary's
+# (Sources/RecurrentKit/RecurrentKit.swift). Each level is a full build of the package (about
+# 3.5 minutes on 2 idle cores), so `make wheel` takes about 12.
+WHEEL_LEVELS ?= skylake-avx512 haswell x86-64
+WHEEL_DIR ?= dist
+WHEEL_VENV := .venv-wheel
+WHEEL_REQUIREMENTS := python/package/requirements-build.txt
+
+wheel-venv: python
+	@if ! cmp -s $(WHEEL_REQUIREMENTS) $(WHEEL_VENV)/installed-requirements.txt \
+			|| ! [ -x $(WHEEL_VENV)/bin/python ]; then \
+		echo "Installing $(WHEEL_REQUIREMENTS) into $(WHEEL_VENV)"; \
+		rm -rf $(WHEEL_VENV); \
+		$(PYTHON) -m venv $(WHEEL_VENV) 2>/dev/null || { rm -rf $(WHEEL_VENV); \
+			$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(WHEEL_VENV); }; \
+		$(WHEEL_VENV)/bin/python -m pip install $(PIP_QUIET) -r $(WHEEL_REQUIREMENTS) \
+		&& cp $(WHEEL_REQUIREMENTS) $(WHEEL_VENV)/installed-requirements.txt; \
+	fi
+
+WHEEL_ZIP_LEVEL ?=
+wheel: deps wheel-venv
+	@for level in $(WHEEL_LEVELS); do \
+		$(MAKE) --no-print-directory release CPU=$$level SCRATCH=.build-wheel-$$level RELEASE_FLAGS=--static-swift-stdlib || exit 1; \
+	done
+	WHEEL_ZIP_LEVEL=$(WHEEL_ZIP_LEVEL) scripts/build_wheel.sh $(WHEEL_VENV)/bin/python $(WHEEL_DIR) $(WHEEL_LEVELS)
+
+# What `make test` checks of the wheel (scripts/check_wheel.sh): built into out/wheel-test
+# with two levels, not three — this CPU's fastest (skylake-avx512 with AVX-512, else haswell with
+# AVX2 and FMA) and the baseline — so the launcher's choice and its fallback (the baseline
+# forced with RNNKIT_CPU_LEVEL) run for real, at two builds' cost (about 7 minutes; a third
+# level that this machine could not run would add 3.5 minutes and test nothing more). Then
+# installed into a fresh venv and run from another folder with an empty environment (`env -i`,
+# no Swift toolchain): ldd, --version, `rnnkit verify` over fixtures/pytorch and
+# fixtures/keras, the Python API's tests (python/package/tests) and the CI example's steps.
+# WHEEL_TEST=0 leaves it out of `make test`; on a CPU other than x86-64 there is no wheel.
+WHEEL_TEST ?= $(if $(filter x86_64,$(shell uname -m)),1,0)
+WHEEL_HOST_LEVEL := $(shell if grep -qw avx512f /proc/cpuinfo 2>/dev/null && grep -qw avx512bw /proc/cpuinfo \
+	&& grep -qw avx512vl /proc/cpuinfo && grep -qw avx512dq /proc/cpuinfo; then echo skylake-avx512; \
+	elif grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then echo haswell; else echo x86-64; fi)
+WHEEL_TEST_LEVELS := $(filter-out x86-64,$(WHEEL_HOST_LEVEL)) x86-64
+
+wheel-check:
+	$(MAKE) wheel WHEEL_LEVELS="$(WHEEL_TEST_LEVELS)" WHEEL_DIR=out/wheel-test WHEEL_ZIP_LEVEL=1
+	scripts/check_wheel.sh out/wheel-test/rnnkit-*.whl $(WHEEL_HOST_LEVEL)

@@ -244,8 +244,8 @@ def torch_worker(threads):
 def build_info(rnnkit):
     """What a binary was built for: (level, "FMA" or "no FMA"), from `rnnkit --version`."""
     out = subprocess.run([rnnkit, "--version"], check=True, capture_output=True, text=True).stdout.strip()
-    # "0.1.0 (built for AVX2, FMA)"
-    inside = out.split("(built for ", 1)[1].rstrip(")") if "(built for " in out else "unknown, unknown"
+    # "0.1.0 (built for AVX2, FMA; libhdf5 1.10.8)"
+    inside = out.split("(built for ", 1)[1].rstrip(")").split(";")[0] if "(built for " in out else "unknown, unknown"
     level, fma = inside.rsplit(", ", 1)
     return level, fma
 
@@ -267,6 +267,12 @@ def main():
     parser.add_argument("--only", help="comma-separated workload names")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--exporters", action="store_true",
+                        help="instead, time the ONNX graphs rnnkit and the exporters (torch.onnx.export, tf2onnx) "
+                             "write, in ONNX Runtime: runs bench/compare_onnx.py with the other arguments")
+    if "--exporters" in sys.argv[1:]:
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_onnx.py")
+        os.execv(sys.executable, [sys.executable, script] + [a for a in sys.argv[1:] if a != "--exporters"])
     args = parser.parse_args()
     if args.torch_worker:
         return torch_worker(args.threads)

@@ -6,7 +6,9 @@
 #   - gitlab-ci.yml against the GitLab CI schema (vendor.gitlab-ci);
 #   - rnnkit-verify.yml against the manifest's fields (a small schema written here);
 #   - run-locally.sh with shellcheck;
-#   - that the two CI files and run-locally.sh run the same rnnkit commands, line for line;
+#   - that the two CI files and run-locally.sh run the same rnnkit commands, line for line
+#     (each CI file runs them in its wheel job and again in its from-source job), and install
+#     the wheel with the same pip line;
 #   - with an rnnkit binary as argument, runs run-locally.sh with it.
 #
 #   python3 -m venv .venv-ci-example
@@ -16,7 +18,7 @@
 # Tools are taken from $VENV/bin (default .venv-ci-example), else from PATH. A missing tool is
 # a failure, named with how to install it. Exits non-zero if any check fails.
 # The checks are functions that `step` calls.
-# shellcheck disable=SC2317
+# shellcheck disable=SC2317,SC2329
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 VENV=${VENV:-.venv-ci-example}
@@ -95,7 +97,7 @@ fi
 # The rnnkit commands of each file, without YAML list dashes, `run:` keys and indentation.
 commands() {
     grep -E '^[[:space:]]*(- |run: )?rnnkit (convert|verify) ' "$1" \
-        | sed -E 's/^[[:space:]]*(- |run: )?//' | sort
+        | sed -E 's/^[[:space:]]*(- |run: )?//' | sort -u
 }
 same_commands() {
     local reference other
@@ -116,7 +118,16 @@ both_build() {
         && grep -q 'apt-get install .*libhdf5-dev pkg-config' "$ci/github-actions.yml" \
         && grep -q 'apt-get install .*libhdf5-dev pkg-config' "$ci/gitlab-ci.yml"
 }
-step "both CI files install libhdf5-dev and pkg-config and build with make release" both_build
+step "both CI files install libhdf5-dev and pkg-config and build with make release (from source)" both_build
+pip_line() { grep -E '^[[:space:]]*(- )?\.venv-rnnkit/bin/pip install ' "$1" | sed -E 's/^[[:space:]]*(- )?//' | sort -u; }
+both_wheel() {
+    local reference
+    reference=$(pip_line "$ci/run-locally.sh")
+    [ -n "$reference" ] || { echo "   run-locally.sh installs no wheel"; return 1; }
+    grep -q 'make -C .rnnkit-src wheel' "$ci/github-actions.yml" && grep -q 'make -C .rnnkit-src wheel' "$ci/gitlab-ci.yml" \
+        && [ "$(pip_line "$ci/github-actions.yml")" = "$reference" ] && [ "$(pip_line "$ci/gitlab-ci.yml")" = "$reference" ]
+}
+step "both CI files build the wheel with make wheel and install it as run-locally.sh does" both_wheel
 
 if [ $# -ge 1 ]; then
     step "run-locally.sh $1" "$ci/run-locally.sh" "$1"

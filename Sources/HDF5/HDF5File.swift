@@ -167,4 +167,14 @@ public final class HDF5File: @unchecked Sendable {
             Int(H5Fget_obj_count(chdf5_f_obj_any_file(), chdf5_f_obj_all()))
         }
     }
+
+    /// The version of the libhdf5 this process runs ("1.10.8"): the library loaded at run
+    /// time, which a wheel bundles, not the headers it was compiled against.
+    ///
+    /// The corresponding C function is `H5get_libversion`.
+    public static let libraryVersion: String = HDF5Library.locked {
+        var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
+        guard H5get_libversion(&major, &minor, &release) >= 0 else { return "unknown" }
+        return "\(major).\(minor).\(release)"
+    }
 }

@@ -363,3 +363,27 @@ func applyVectorised(_ function: (SIMD16<Float>) -> SIMD16<Float>, _ scalar: (Fl
         while i < p.count { p[i] = scalar(p[i]); i += 1 }
     }
 }
+
+extension CellActivation {
+    /// The function at `x`, as ONNX Runtime computes its recurrent activations (for
+    /// `.standard`, the engine's own element-wise function). `.standard(.softmax)` is refused
+    /// by validation before a run.
+    @inline(__always)
+    func callAsFunction(_ x: Float) -> Float {
+        switch self {
+        case .standard(let activation): return activation.elementwise(x)
+        case let .affine(alpha, beta): return alpha * x + beta
+        case let .leakyRelu(alpha): return x >= 0 ? x : alpha * x
+        case let .thresholdedRelu(alpha): return x > alpha ? x : 0
+        case let .scaledTanh(alpha, beta): return alpha * tanhOf(beta * x)
+        case let .hardSigmoid(alpha, beta): return Swift.min(1, Swift.max(0, alpha * x + beta))
+        case let .elu(alpha): return x >= 0 ? x : alpha * expm1f(x)
+        }
+    }
+
+    /// False only for `.standard(.softmax)`, which is not element-wise.
+    var isElementwise: Bool {
+        if case .standard(let activation) = self { return activation.isElementwise }
+        return true
+    }
+}

@@ -207,3 +207,89 @@ func gruCells<S: LaneFunction, P: LaneFunction>(
         }
     }
 }
+
+/// The state update of a cell with ONNX's options (`ExtendedCell`: peepholes, `clip`,
+/// `input_forget`, activations per direction and with parameters), for `units` of `rows`
+/// rows of direction `direction`, one value at a time, in ONNX Runtime's order of operations.
+///
+/// `gates` `[rows, G·H]` holds `W x + b + U h` in the internal order (GRU: the new gate's
+/// block holds `W_n x + b_in`, and `scratch.work` `U_n h + b_hn` under `.afterMatmul`). With
+/// `f`, `g`, `h` the direction's gate, candidate and cell-output activations and `clip(x)` =
+/// `min(max(x, −clip), clip)` (the identity without a clip):
+/// - RNN: `h' = g(clip(a))`;
+/// - LSTM: `i = f(clip(a_i + p_i ⊙ c))`, `f = 1 − i` with `input_forget`, else
+///   `f(clip(a_f + p_f ⊙ c))`; `c' = f ⊙ c + i ⊙ g(clip(a_c))`, `o = f(clip(a_o + p_o ⊙ c'))`,
+///   `h' = o ⊙ h(c')`;
+/// - GRU: `r = f(clip(a_r))`, `z = f(clip(a_z))`, `n = g(clip(a_n + r ⊙ (U_n h + b_hn)))`
+///   (`.afterMatmul`) or `g(clip(a_n + U_n (r ⊙ h)))` (`.beforeMatmul`, every unit), then
+///   `h' = n + z ⊙ (h − n)`.
+func extendedUpdate(_ layer: PreparedRecurrent, _ cell: ExtendedCell, direction: Int, rows: Int, units: Range<Int>,
+                    gates: UnsafeMutablePointer<Float>, c: UnsafeMutablePointer<Float>?,
+                    newC: UnsafeMutablePointer<Float>?, h: UnsafePointer<Float>, newH: UnsafeMutablePointer<Float>,
+                    scratch: StepScratch, weights: PinnedDirection) {
+    let hidden = layer.hiddenSize
+    let width = layer.gateCount * hidden
+    let activations = cell.activations[direction]
+    let f = activations.gate, g = activations.candidate
+    let bound = cell.clip ?? .infinity
+    // ONNX Runtime's clip: min with the bound, then max with its negative.
+    @inline(__always) func clipped(_ x: Float) -> Float { Swift.max(-bound, Swift.min(bound, x)) }
+    switch layer.kind {
+    case .rnn:
+        for b in 0..<rows {
+            let a = gates + b * width, out = newH + b * hidden
+            for j in units { out[j] = g(clipped(a[j])) }
+        }
+    case .lstm:
+        let outputActivation = activations.cellOutput
+        let peepholes = layer.directions[direction].peepholes
+        for b in 0..<rows {
+            let a = gates + b * width
+            let cRow = c! + b * hidden, cNew = newC! + b * hidden, out = newH + b * hidden
+            for j in units {
+                let previous = cRow[j]
+                let pi = peepholes.map { $0[j] * previous } ?? 0
+                let pf = peepholes.map { $0[hidden + j] * previous } ?? 0
+                let input = f(clipped(a[j] + pi))
+                let forget = cell.inputForget ? 1 - input : f(clipped(a[hidden + j] + pf))
+                let state = forget * previous + input * g(clipped(a[2 * hidden + j]))
+                let po = peepholes.map { $0[2 * hidden + j] * state } ?? 0
+                let output = f(clipped(a[3 * hidden + j] + po))
+                cNew[j] = state
+                out[j] = output * outputActivation(state)
+            }
+        }
+    case .gru:
+        switch layer.resetRule {
+        case .afterMatmul:
+            for b in 0..<rows {
+                let a = gates + b * width, recurrent = scratch.work + b * hidden
+                let hRow = h + b * hidden, out = newH + b * hidden
+                for j in units {
+                    let reset = f(clipped(a[j])), update = f(clipped(a[hidden + j]))
+                    let next = g(clipped(a[2 * hidden + j] + reset * recurrent[j]))
+                    out[j] = next + update * (hRow[j] - next)
+                }
+            }
+        case .beforeMatmul:
+            // Every unit (never split), as `gruUpdate`: r ⊙ h for the product, z kept in place.
+            for b in 0..<rows {
+                let a = gates + b * width, hRow = h + b * hidden, resetH = scratch.work + b * hidden
+                for j in 0..<hidden {
+                    resetH[j] = f(clipped(a[j])) * hRow[j]
+                    a[hidden + j] = f(clipped(a[hidden + j]))
+                }
+            }
+            gemm(m: rows, a: scratch.work, lda: hidden, b: weights.un!, k: hidden, n: hidden,
+                  panels: 0..<((hidden + PackedMatrix.panelWidth - 1) / PackedMatrix.panelWidth),
+                  c: gates + 2 * hidden, ldc: width)
+            for b in 0..<rows {
+                let a = gates + b * width, hRow = h + b * hidden, out = newH + b * hidden
+                for j in 0..<hidden {
+                    let next = g(clipped(a[2 * hidden + j]))
+                    out[j] = next + a[hidden + j] * (hRow[j] - next)
+                }
+            }
+        }
+    }
+}

@@ -48,6 +48,44 @@ package enum Activation: String, Sendable, Hashable, Codable, CaseIterable {
     case geluTanh
 }
 
+/// An element-wise activation of a recurrent cell, with the parameters `α`, `β` that ONNX's
+/// recurrent operators give some of theirs (`activations`, `activation_alpha`,
+/// `activation_beta`; spec/onnx-layout.md has the table).
+///
+/// `.standard` is one of the engine's own activations, computed exactly as for a Keras or
+/// PyTorch layer; the other cases are ONNX's parameterised functions.
+package enum CellActivation: Sendable, Hashable {
+    case standard(Activation)
+    /// `α·x + β`.
+    case affine(alpha: Float, beta: Float)
+    /// `x` for `x ≥ 0`, else `α·x`.
+    case leakyRelu(alpha: Float)
+    /// `x` for `x > α`, else 0.
+    case thresholdedRelu(alpha: Float)
+    /// `α·tanh(β·x)`.
+    case scaledTanh(alpha: Float, beta: Float)
+    /// `min(1, max(0, α·x + β))`.
+    case hardSigmoid(alpha: Float, beta: Float)
+    /// `x` for `x ≥ 0`, else `α·(eˣ − 1)`.
+    case elu(alpha: Float)
+}
+
+/// The activations of one direction of a recurrent cell, by the role ONNX gives each:
+/// `gate` (ONNX `f`: LSTM i, f, o; GRU r, z; unused by a simple RNN), `candidate` (`g`: the
+/// LSTM cell candidate, the GRU new gate, a simple RNN's only one) and `cellOutput` (`h`,
+/// LSTM only: applied to `c_t` in `h_t = o ⊙ h(c_t)`).
+package struct CellActivations: Sendable, Hashable {
+    package var gate: CellActivation
+    package var candidate: CellActivation
+    package var cellOutput: CellActivation
+
+    package init(gate: CellActivation, candidate: CellActivation, cellOutput: CellActivation) {
+        self.gate = gate
+        self.candidate = candidate
+        self.cellOutput = cellOutput
+    }
+}
+
 /// The number of elements of `shape`, without trapping: 0 when any dimension is 0 (a shape
 /// `[2^40, 2^40, 0]` holds nothing), nil when a dimension is negative or the product
 /// overflows.
@@ -80,6 +118,9 @@ package enum GRUResetRule: String, Sendable, Hashable, Codable {
 /// - `recurrentWeight`: `[G·H, R]`
 /// - `inputBias`, `recurrentBias`: `[G·H]` or absent (absent means zero)
 /// - `projection`: `[P, H]` (LSTM only), `h_t = projection · (o ⊙ tanh(c_t))`
+/// - `peepholes`: `[3·H]` (LSTM only, ONNX's `P`), blocks in the order
+///   `DirectionWeights.peepholeOrder` (i, f, o): `i` and `f` add `p_i ⊙ c_{t−1}`,
+///   `p_f ⊙ c_{t−1}` to their pre-activations, `o` adds `p_o ⊙ c_t`; absent means none
 package struct DirectionWeights: Sendable, Equatable {
     package var gateOrder: [Gate]
     package var inputWeight: Tensor
@@ -87,10 +128,14 @@ package struct DirectionWeights: Sendable, Equatable {
     package var inputBias: Tensor?
     package var recurrentBias: Tensor?
     package var projection: Tensor?
+    package var peepholes: Tensor? = nil
+
+    /// The order of the blocks of `peepholes`, whatever `gateOrder` is.
+    package static let peepholeOrder: [Gate] = [.input, .forget, .output]
 
     /// Elements of the direction's tensors, as a layer's summary counts its parameters.
     package var parameterCount: Int {
-        [inputWeight, recurrentWeight, inputBias, recurrentBias, projection].reduce(0) { $0 + ($1?.count ?? 0) }
+        [inputWeight, recurrentWeight, inputBias, recurrentBias, projection, peepholes].reduce(0) { $0 + ($1?.count ?? 0) }
     }
 
     /// The same weights with gate blocks in `order` (rows of the weights and biases).
@@ -100,17 +145,19 @@ package struct DirectionWeights: Sendable, Equatable {
                          recurrentWeight: recurrentWeight.reorderingRowBlocks(from: gateOrder, to: order),
                          inputBias: inputBias?.reorderingRowBlocks(from: gateOrder, to: order),
                          recurrentBias: recurrentBias?.reorderingRowBlocks(from: gateOrder, to: order),
-                         projection: projection)
+                         projection: projection, peepholes: peepholes)
     }
 
     package init(gateOrder: [Gate], inputWeight: Tensor, recurrentWeight: Tensor,
-                inputBias: Tensor? = nil, recurrentBias: Tensor? = nil, projection: Tensor? = nil) {
+                inputBias: Tensor? = nil, recurrentBias: Tensor? = nil, projection: Tensor? = nil,
+                peepholes: Tensor? = nil) {
         self.gateOrder = gateOrder
         self.inputWeight = inputWeight
         self.recurrentWeight = recurrentWeight
         self.inputBias = inputBias
         self.recurrentBias = recurrentBias
         self.projection = projection
+        self.peepholes = peepholes
     }
 }
 
@@ -151,6 +198,20 @@ package struct RecurrentLayer: Sendable, Equatable {
     package var maskedOutput: MaskedOutput
     /// When false the layer emits only its last output (`[batch, features]`).
     package var returnSequences: Bool
+    /// ONNX `direction = reverse` on a unidirectional layer: run from the last step to the
+    /// first, each output at its own step (unlike `goBackwards`, which emits them reversed),
+    /// as the backward half of a bidirectional layer does.
+    package var reversed: Bool = false
+    /// Activations per direction (`[forward]` or `[forward, backward]`) that replace
+    /// `recurrentActivation` (gates), `activation` (candidate and LSTM cell output), or nil:
+    /// what ONNX expresses and Keras and PyTorch do not (parameterised functions, another set
+    /// per direction, an LSTM cell-output activation other than its candidate's).
+    package var cellActivations: [CellActivations]? = nil
+    /// ONNX `clip`: every gate pre-activation (bias and peephole included) is clipped to
+    /// `[−clip, clip]` before its activation; nil for none.
+    package var clip: Float? = nil
+    /// ONNX `input_forget` (LSTM): the forget gate is `1 − i` (its own weights are unused).
+    package var inputForget: Bool = false
 
     package init(kind: CellKind, inputSize: Int, hiddenSize: Int, projectionSize: Int? = nil,
                 directions: [DirectionWeights], activation: Activation = .tanh,
@@ -176,6 +237,27 @@ package struct RecurrentLayer: Sendable, Equatable {
     package var isBidirectional: Bool { directions.count == 2 }
     /// Features per step after merging directions.
     package var mergedOutputSize: Int { isBidirectional && merge == .concat ? 2 * outputSize : outputSize }
+
+    /// The activations of direction `d`: `cellActivations[d]`, or the layer's own.
+    package func activations(ofDirection d: Int) -> CellActivations {
+        if let cellActivations, d < cellActivations.count { return cellActivations[d] }
+        return CellActivations(gate: .standard(recurrentActivation), candidate: .standard(activation),
+                               cellOutput: .standard(activation))
+    }
+
+    /// What this layer computes that a Keras or PyTorch layer cannot express, one phrase per
+    /// feature (empty for a layer they can): ONNX's peepholes, `clip`, `input_forget`, a lone
+    /// reverse direction and activations beyond the layer-wide pair. Converters to those
+    /// frameworks refuse a layer that has any.
+    package var featuresBeyondKerasAndPyTorch: [String] {
+        var features: [String] = []
+        if directions.contains(where: { $0.peepholes != nil }) { features.append("peepholes") }
+        if let clip { features.append("clip (±\(clip))") }
+        if inputForget { features.append("input_forget (f = 1 − i)") }
+        if reversed { features.append("a lone reverse direction with outputs at their own steps") }
+        if cellActivations != nil { features.append("activations per gate role or direction, or with parameters") }
+        return features
+    }
 }
 
 /// A token embedding: ids `[batch, time]` → `[batch, time, dim]`.

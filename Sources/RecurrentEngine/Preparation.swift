@@ -35,6 +35,19 @@ struct PreparedDirection: Sendable {
     /// `[V, G·H]`, for a layer right after an embedding of `V` tokens: row `v` is
     /// `bias + E[v] W`, the input projection of token `v` (see `foldEmbedding`).
     var tokenProjection: [Float]? = nil
+    /// LSTM peepholes `[3·H]`, blocks i, f, o (`DirectionWeights.peepholeOrder`), or nil.
+    var peepholes: [Float]? = nil
+}
+
+/// A cell that computes more than the fast paths do (ONNX's options: peepholes, `clip`,
+/// `input_forget`, activations per direction or with parameters), resolved once; such a layer
+/// runs the batched step path with the arithmetic of `extendedUpdate` (Cells.swift).
+struct ExtendedCell: Sendable {
+    /// One set per direction.
+    var activations: [CellActivations]
+    /// Gate pre-activations clipped to `[−clip, clip]`, or nil.
+    var clip: Float?
+    var inputForget: Bool
 }
 
 /// A recurrent layer ready to run.
@@ -51,6 +64,10 @@ struct PreparedRecurrent: Sendable {
     var goBackwards: Bool
     var maskedOutput: MaskedOutput
     var returnSequences: Bool
+    /// ONNX `direction = reverse` (`RecurrentLayer.reversed`).
+    var reversed: Bool = false
+    /// nil on the fast paths (every Keras and PyTorch layer).
+    var extended: ExtendedCell? = nil
 
     var gateCount: Int { kind.gateCount }
     var directionCount: Int { directions.count }
@@ -258,7 +275,19 @@ func prepareRecurrent(_ layer: RecurrentLayer, checker: LayerChecker) throws -> 
         kind: layer.kind, inputSize: layer.inputSize, hiddenSize: layer.hiddenSize, outputSize: layer.outputSize,
         directions: directions, activation: layer.activation, recurrentActivation: layer.recurrentActivation,
         resetRule: layer.gruResetRule, merge: layer.merge, goBackwards: layer.goBackwards,
-        maskedOutput: layer.maskedOutput, returnSequences: layer.returnSequences)
+        maskedOutput: layer.maskedOutput, returnSequences: layer.returnSequences, reversed: layer.reversed,
+        extended: layer.needsExtendedCell
+            ? ExtendedCell(activations: layer.directions.indices.map { layer.activations(ofDirection: $0) },
+                           clip: layer.clip, inputForget: layer.inputForget)
+            : nil)
+}
+
+extension RecurrentLayer {
+    /// True when the cell computes more than the fast paths do: peepholes, `clip`,
+    /// `input_forget` or `cellActivations`.
+    var needsExtendedCell: Bool {
+        cellActivations != nil || clip != nil || inputForget || directions.contains { $0.peepholes != nil }
+    }
 }
 
 /// Checks a recurrent layer's sizes, directions and activations (not its weights).
@@ -277,6 +306,26 @@ func checkRecurrentOptions(_ layer: RecurrentLayer, checker: LayerChecker) throw
     }
     if layer.goBackwards && layer.directions.count == 2 {
         throw checker.error("goBackwards is defined for a unidirectional layer only")
+    }
+    if layer.reversed && (layer.directions.count == 2 || layer.goBackwards) {
+        throw checker.error("reversed is defined for a unidirectional layer without goBackwards only")
+    }
+    if let activations = layer.cellActivations {
+        guard activations.count == layer.directions.count else {
+            throw checker.error("has \(activations.count) sets of cell activations for \(layer.directions.count) direction(s)")
+        }
+        guard activations.allSatisfy({ $0.gate.isElementwise && $0.candidate.isElementwise && $0.cellOutput.isElementwise }) else {
+            throw checker.error("softmax is not supported as a cell activation")
+        }
+    }
+    if let clip = layer.clip, !(clip.isFinite && clip > 0) {
+        throw checker.error("clip \(clip) must be a positive finite number")
+    }
+    if layer.inputForget && kind != .lstm {
+        throw checker.error("inputForget is defined for an LSTM only")
+    }
+    if layer.needsExtendedCell && layer.projectionSize != nil {
+        throw checker.error("peepholes, clip, inputForget and cell activations are not defined with a projection")
     }
     guard layer.activation.isElementwise else {
         throw checker.error("softmax is not supported as a cell activation")
@@ -302,6 +351,10 @@ func checkDirection(_ weights: DirectionWeights, of layer: RecurrentLayer, name:
     try checker.check(weights.recurrentWeight, [rows, recurrentSize], "\(name) recurrent weight")
     if let bias = weights.inputBias { try checker.check(bias, [rows], "\(name) input bias") }
     if let bias = weights.recurrentBias { try checker.check(bias, [rows], "\(name) recurrent bias") }
+    if let peepholes = weights.peepholes {
+        guard kind == .lstm else { throw checker.error("\(name) has peepholes, which only an LSTM has") }
+        try checker.check(peepholes, [3 * hidden], "\(name) peepholes")
+    }
     switch (layer.projectionSize, weights.projection) {
     case let (size?, projection?):
         try checker.check(projection, [size, hidden], "\(name) projection")
@@ -344,5 +397,6 @@ func prepareDirection(_ weights: DirectionWeights, of layer: RecurrentLayer) -> 
                                          rows: (2 * hidden)..<rows) : nil,
         bias: bias,
         recurrentNewBias: recurrentNewBias,
-        projection: weights.projection.map { PackedMatrix(weight: $0.values, out: recurrentSize, in: hidden) })
+        projection: weights.projection.map { PackedMatrix(weight: $0.values, out: recurrentSize, in: hidden) },
+        peepholes: weights.peepholes?.values)
 }

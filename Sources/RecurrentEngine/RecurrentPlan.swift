@@ -103,13 +103,15 @@ func unitPanels(_ units: Range<Int>, hidden: Int, gates: Int, whole: Bool) -> [R
 /// too small to split by rows, where the layers would otherwise split each step's units between
 /// threads that meet at every step. A layer can follow the one before when both have one
 /// direction, the one before returns sequences and this one runs forward (its step `t` reads
-/// output `t`, which the one before writes at its step `t`, forward or `goBackwards`).
+/// output `t`, which the one before writes at its step `t`, forward or `goBackwards`; not
+/// `reversed`, which writes output `t` at its step `T − 1 − t`).
 func pipelineLength(_ layers: ArraySlice<PreparedRecurrent>, threads: Int, batch: Int) -> Int {
     guard threads >= 2, batch < 8 * threads, let first = layers.first, first.directionCount == 1 else { return 1 }
     var length = 1
     var previous = first
     for layer in layers.dropFirst() {
-        guard length < threads, previous.returnSequences, layer.directionCount == 1, !layer.goBackwards else { break }
+        guard length < threads, previous.returnSequences, !previous.reversed, layer.directionCount == 1,
+              !layer.goBackwards, !layer.reversed else { break }
         length += 1
         previous = layer
     }
@@ -177,7 +179,7 @@ struct MemberPlan: Equatable {
         recurrentPanels = unitPanels(units, hidden: hidden, gates: layer.kind == .gru ? 2 : layer.gateCount, whole: whole)
         newPanels = unitPanels(units, hidden: hidden, gates: 1, whole: whole)
         let gruBefore = layer.kind == .gru && layer.resetRule == .beforeMatmul
-        path = rows == 1 && hidden % PackedMatrix.panelWidth == 0 && !projected
+        path = rows == 1 && hidden % PackedMatrix.panelWidth == 0 && !projected && layer.extended == nil
             && (layer.kind == .lstm || (layer.kind == .gru && layer.resetRule == .afterMatmul)) ? .fused : .batched
         commit = !masked && !projected && !gruBefore ? .inPlace : .masked
         meeting = members == 1 ? .alone : path == .fused ? .insideNextProduct : .afterStep

@@ -5,7 +5,7 @@ extension Engine {
     ///
     /// Only causal models stream: every output step must depend on the steps before it
     /// alone. Throws `EngineError` naming the first layer that is not causal (a bidirectional
-    /// or `goBackwards` recurrent layer, one with `returnSequences == false`, a readout, a
+    /// `goBackwards` or `reversed` recurrent layer, one with `returnSequences == false`, a readout, a
     /// flatten), or for initial states of the wrong shape. `threads` is as in `run`.
     package func makeStreamingSession(batch: Int, initialStates: [RecurrentState]? = nil,
                                      threads: Int = 1) throws -> StreamingSession {
@@ -22,6 +22,9 @@ extension Engine {
                 }
                 if recurrent.goBackwards {
                     throw checker.error("cannot stream a goBackwards layer (it needs the whole sequence)")
+                }
+                if recurrent.reversed {
+                    throw checker.error("cannot stream a reversed layer (it runs from the last step)")
                 }
                 if !recurrent.returnSequences {
                     throw checker.error("cannot stream a layer with returnSequences == false (it emits once per sequence)")

@@ -37,7 +37,8 @@ struct GroupLoop {
     let rows: Range<Int>
     let m: Int
     let time: Int
-    /// Whether step `s` processes time `T − 1 − s` (a backward direction, or `goBackwards`).
+    /// Whether step `s` processes time `T − 1 − s` (a backward direction, `goBackwards` or
+    /// `reversed`).
     let reversed: Bool
     let memory: LayerMemory
     let scratch: StepScratch
@@ -67,7 +68,7 @@ struct GroupLoop {
         rows = group.rows
         m = group.rows.count
         self.time = time
-        reversed = direction == 1 || layer.goBackwards
+        reversed = direction == 1 || layer.goBackwards || layer.reversed
         memory = task.memory
         plan = MemberPlan(layer, rows: m, members: group.members, member: member, masked: memory.mask != nil)
         scratch = memory.scratch[assignment.group]
@@ -179,7 +180,7 @@ struct GroupLoop {
             batchedState(gates: gates, h: h, newH: newH, newC: newC, weights: weights)
         }
         // go_backwards emits in processing order; a backward direction of a bidirectional
-        // layer stores each output at its own time index.
+        // layer, and a reversed one, stores each output at its own time index.
         let outT = layer.goBackwards ? s : t
         switch plan.commit {
         case .inPlace:
@@ -232,6 +233,11 @@ struct GroupLoop {
                 gemm(m: m, a: h, lda: hidden, b: weights.un!, k: hidden, n: hidden, panels: panels,
                       c: scratch.work, ldc: hidden, initial: weights.recurrentNewBias!)
             }
+        }
+        if let extended = layer.extended {
+            extendedUpdate(layer, extended, direction: direction, rows: m, units: plan.units, gates: gates, c: c,
+                           newC: newC, h: h, newH: newH, scratch: scratch, weights: weights)
+            return
         }
         switch layer.kind {
         case .rnn:

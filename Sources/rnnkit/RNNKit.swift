@@ -12,7 +12,7 @@ struct RNNKit: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rnnkit",
         abstract: "Read, run, verify and convert recurrent-network weight files (PyTorch, Keras).",
-        version: "\(RecurrentKit.version) (built for \(BuildCPU.summary))",
+        version: "\(RecurrentKit.version) (built for \(BuildCPU.summary); libhdf5 \(RecurrentKit.hdf5Version))",
         subcommands: [Inspect.self, Run.self, Verify.self, Convert.self, Bench.self]
     )
 

@@ -12,11 +12,13 @@ final class CommandLineTests: XCTestCase {
     func testVersionAndHelp() throws {
         let version = try rnnkit("--version")
         XCTAssertEqual(version.status, 0)
-        // The version, then the CPU level and FMA the binary was built for.
+        // The version, then the CPU level and FMA the binary was built for, and the libhdf5 it runs.
         let line = version.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertTrue(line.hasPrefix("\(RecurrentKit.version) (built for "), line)
+        let hdf5 = "; libhdf5 \(HDF5File.libraryVersion))"
+        XCTAssertTrue(HDF5File.libraryVersion.split(separator: ".").count == 3, HDF5File.libraryVersion)
         XCTAssertTrue(["AVX-512", "AVX2", "AVX", "x86-64 baseline", "arm64 NEON"].contains { level in
-            line.hasSuffix("(built for \(level), FMA)") || line.hasSuffix("(built for \(level), no FMA)")
+            line.hasSuffix("(built for \(level), FMA\(hdf5)") || line.hasSuffix("(built for \(level), no FMA\(hdf5)")
         }, line)
         let help = try rnnkit("--help")
         XCTAssertEqual(help.status, 0)

@@ -92,7 +92,7 @@ final class ConversionTests: XCTestCase {
             // the fixture's (PyTorch's stacked h0, c0) are given to every run, one per layer.
             let expected = try XCTUnwrap(item.fixture.expected.first { $0.name == "output" }?.tensor)
             let states = try source.initialStates(h0: item.fixture.h0, c0: item.fixture.c0, batch: item.fixture.input.batch)
-            // The ONNX target is also run in ONNX Runtime (ONNXWriterTests, fixtures/onnx/check_export.py).
+            // The ONNX target is also run in ONNX Runtime (ONNXWriterTests, scripts/check_onnx_runtime.py).
             for target in ConversionTarget.allCases {
                 let path = output(folder.appendingPathComponent("\(item.name).\(target.rawValue)").path, target)
                 let label = "\(item.name) → \(target.rawValue)"

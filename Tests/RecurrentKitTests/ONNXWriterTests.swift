@@ -6,7 +6,7 @@ import TestSupport
 /// `rnnkit convert --to onnx`: the written graph's operators and inputs (read with the
 /// generated protobuf types), refusals, and — through Python with `onnx` and `onnxruntime` —
 /// the ONNX checker and ONNX Runtime against fixtures the frameworks computed
-/// (`fixtures/onnx/check_export.py`). The numbers come from torch and Keras, never from rnnkit.
+/// (`scripts/check_onnx_runtime.py`, which `make test` also runs over every fixture). The numbers come from torch and Keras, never from rnnkit.
 final class ONNXWriterTests: XCTestCase {
     private func convert(_ model: String, _ extra: [String] = []) throws -> (CommandResult, String) {
         let folder = try temporaryFolder(self)
@@ -57,6 +57,74 @@ final class ONNXWriterTests: XCTestCase {
         XCTAssertEqual(lstm.maskedOutput, .carry)
     }
 
+    /// A Keras mask with holes and left padding is compacted: the LSTM runs on the valid
+    /// steps gathered first (GatherND by TopK of the mask, largest, sorted), sequence_lens the
+    /// mask's sum, and its outputs go back to their steps (GatherND by the inverse order, or by
+    /// the cumulative count's places for carried outputs). Read back: mask_zero, carry/zero.
+    func testKerasMaskWithHolesIsCompacted() throws {
+        func producer(_ proto: Onnx_ModelProto, _ value: String) -> Onnx_NodeProto? {
+            proto.graph.node.first { $0.output.contains(value) }
+        }
+        for (model, kind, carried) in [("onnx/export/tfk_embed_mask_lstm_sequence_holes.h5", "LSTM", true),
+                                       ("onnx/export/k3_embed_mask_bilstm_sequence_holes.keras", "LSTM", false),
+                                       ("onnx/export/tfk_embed_mask_gru_holes.h5", "GRU", true)] {
+            let (result, output) = try convert(model)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let proto = try graph(output)
+            // The data input; the rest are the initial states, optional (each has a zero initializer).
+            let initializers = Set(proto.graph.initializer.map(\.name))
+            XCTAssertEqual(proto.graph.input.map(\.name).filter { !initializers.contains($0) }, ["input"], model)
+            let topKs = proto.graph.node.filter { $0.opType == "TopK" }
+            XCTAssertEqual(topKs.map { $0.attribute.first { $0.name == "largest" }?.i }, [1, 0], model)
+            XCTAssertEqual(topKs[1].input[0], topKs[0].output[1], "the inverse sorts the order")
+            let node = try XCTUnwrap(proto.graph.node.first { $0.opType == kind }, model)
+            // X: Transpose(GatherND(data, Unsqueeze(order), batch_dims 1)).
+            let transpose = try XCTUnwrap(producer(proto, node.input[0]))
+            let gather = try XCTUnwrap(producer(proto, transpose.input[0]))
+            XCTAssertEqual(gather.opType, "GatherND", model)
+            XCTAssertEqual(gather.attribute.first { $0.name == "batch_dims" }?.i, 1)
+            XCTAssertEqual(producer(proto, gather.input[1])?.input.first, topKs[0].output[1])
+            // sequence_lens: Cast(ReduceSum(mask)).
+            XCTAssertEqual(producer(proto, node.input[4])?.opType, "Cast")
+            XCTAssertEqual(producer(proto, producer(proto, node.input[4])!.input[0])?.opType, "ReduceSum")
+            // Y back at its steps: GatherND of Transpose(Y).
+            let back = try XCTUnwrap(proto.graph.node.first { $0.opType == "GatherND" && producer(proto, $0.input[0])?.input.first == node.output[0] },
+                                     model)
+            let indices = try XCTUnwrap(producer(proto, back.input[1]))
+            if carried {
+                XCTAssertEqual(indices.opType, "Where", model)
+                XCTAssertTrue(proto.graph.node.contains { $0.opType == "CumSum" }, model)
+            } else {
+                XCTAssertEqual(indices.opType, "Unsqueeze", model)
+                XCTAssertEqual(indices.input[0], topKs[1].output[1], model)
+            }
+            let read = try LoadedModel(contentsOf: output).model
+            guard case let .embedding(embedding)? = read.layers.first, case let .recurrent(layer)? = read.layers[safe: 1] else {
+                return XCTFail("\(model) read back as \(read.layers)")
+            }
+            XCTAssertTrue(embedding.maskZero, model)
+            XCTAssertEqual(layer.maskedOutput, carried ? .carry : .zero, model)
+        }
+    }
+
+    /// The reader takes a mask's number of valid steps as sequence_lens only on the valid
+    /// steps gathered first: the same graph with the LSTM on the steps in time order (exact
+    /// for right padding only) is refused.
+    func testUncompactedMaskIsRefused() throws {
+        let (result, output) = try convert("onnx/export/tfk_embed_mask_lstm_sequence_holes.h5")
+        XCTAssertEqual(result.status, 0, result.stderr)
+        var proto = try graph(output)
+        let lstm = try XCTUnwrap(proto.graph.node.firstIndex { $0.opType == "LSTM" })
+        let transpose = try XCTUnwrap(proto.graph.node.firstIndex { $0.output.first == proto.graph.node[lstm].input[0] })
+        let gather = try XCTUnwrap(proto.graph.node.first { $0.output.first == proto.graph.node[transpose].input[0] })
+        proto.graph.node[transpose].input[0] = gather.input[0]
+        let path = try temporaryFolder(self).appendingPathComponent("uncompacted.onnx")
+        try proto.serializedData().write(to: path)
+        XCTAssertThrowsError(try LoadedModel(contentsOf: path.path)) { error in
+            XCTAssertTrue("\(error)".contains("takes the number of unmasked steps as sequence_lens on the steps in time order"), "\(error)")
+        }
+    }
+
     /// GRU reset_after=False is linear_before_reset 0; Keras 3's hard_sigmoid is HardSigmoid 1/6.
     func testGRUResetRuleAndKeras3HardSigmoid() throws {
         let (gruResult, gruOutput) = try convert("onnx/export/tfk_masking_gru_sequence.h5")
@@ -103,11 +171,17 @@ final class ONNXWriterTests: XCTestCase {
     /// Y put back in Keras's processing order; Flatten for the fixed number of steps; a Masking
     /// before Dense and max pooling (no recurrent layer). Each reads back as the source.
     func testGoBackwardsFlattenAndMaskingWithoutRecurrentLayer() throws {
-        let (backwards, backwardsOutput) = try convert("keras/tfk_go_backwards.h5")
+        // Without a mask: the input reversed over every step (Slice, step −1), and the output
+        // left in Keras's processing order.
+        let (backwards, backwardsOutput) = try convert("onnx/export/tfk_rnn_backwards_sequence.h5")
         XCTAssertEqual(backwards.status, 0, backwards.stderr)
         let ops = try graph(backwardsOutput).graph.node.map(\.opType)
-        XCTAssertEqual(ops.filter { $0 == "ReverseSequence" }.count, 3, "\(ops)")
+        XCTAssertEqual(ops.filter { $0 == "Slice" }.count, 1, "\(ops)")
         XCTAssertFalse(ops.contains("Loop"))
+        // Under a Keras mask the steps are compacted forwards: go_backwards is refused there.
+        let (masked, _) = try convert("keras/tfk_go_backwards.h5")
+        XCTAssertEqual(masked.status, 2)
+        XCTAssertTrue(masked.stderr.contains("go_backwards under a Keras mask"), masked.stderr)
         let read = try LoadedModel(contentsOf: backwardsOutput).model
         XCTAssertTrue(read.layers.contains { if case let .recurrent(r) = $0 { return r.goBackwards } else { return false } })
         let (flatten, flattenOutput) = try convert("keras/tfk_flatten_stateful.h5")
@@ -133,7 +207,8 @@ final class ONNXWriterTests: XCTestCase {
 
     /// The ONNX checker (full_check) and ONNX Runtime on the written graphs, against the
     /// frameworks' fixtures at 1e-5: the packed classifiers (every length 1..6), Keras masks
-    /// (every length 1..7), merges, stacked and bidirectional layers.
+    /// (every length 1..7 right-padded, left-padded and with holes), merges, stacked and
+    /// bidirectional layers.
     func testExportsRunInONNXRuntime() throws {
         let python = ProcessInfo.processInfo.environment["RNNKIT_ONNX_PYTHON"] ?? "python3"
         let probe = try runCommand(URL(fileURLWithPath: "/usr/bin/env"), [python, "-c", "import onnx, onnxruntime, h5py"])
@@ -146,13 +221,16 @@ final class ONNXWriterTests: XCTestCase {
                         "keras/k3_stacked_bilstm.fixture.h5", "onnx/torch_packed_lstm_bi_linear_fold.fixture.h5",
                         "pytorch/gru_initial_state.fixture.h5", "pytorch/lstm_initial_state_lengths.fixture.h5",
                         "onnx/node_lstm_bi_lengths_states.fixture.h5", "keras/tfk_go_backwards.fixture.h5",
-                        "keras/k3_flatten_stateful.fixture.h5", "keras/tfk_masking_dense.fixture.h5"]
+                        "keras/k3_flatten_stateful.fixture.h5", "keras/tfk_masking_dense.fixture.h5",
+                        "keras/tfk_functional_masking.fixture.h5", "keras/k3_functional_masking.fixture.h5"]
         let rnnkitPath = Bundle.main.bundleURL.appendingPathComponent("rnnkit").path
         let binary = FileManager.default.fileExists(atPath: rnnkitPath) ? rnnkitPath
             : URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rnnkit").path
         let result = try runCommand(URL(fileURLWithPath: "/usr/bin/env"),
-                                    [python, fixture("onnx/check_export.py"), "--rnnkit", binary] + fixtures.map(fixture))
+                                    [python, fixturesFolder.deletingLastPathComponent().appendingPathComponent("scripts/check_onnx_runtime.py").path, "--rnnkit", binary, "--convert", "yes",
+                                     "--no-direct", "--jobs", "1"] + fixtures.map(fixture))
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.hasSuffix("28 ok\n"), result.stdout)
+        // Refused: go_backwards under a Keras mask (five fixtures), not yet written.
+        XCTAssertTrue(result.stdout.contains("\nconvert: 31 ok, 5 refused\n"), result.stdout)
     }
 }

@@ -2,7 +2,8 @@
 # Runs the CI example's convert and verify steps (github-actions.yml, gitlab-ci.yml) on this
 # folder's committed files, so the example is checked against this repository and cannot rot:
 #
-#   examples/ci/run-locally.sh .build/release/rnnkit
+#   examples/ci/run-locally.sh .build/release/rnnkit          # the from-source job's rnnkit
+#   examples/ci/run-locally.sh dist/rnnkit-0.1.0-*.whl          # the wheel jobs: installs it first
 #
 # This folder is laid out as a user's repository would be: models/ holds sentiment.h5 (a
 # tf-keras model) and encoder.pt (a torch.save state_dict), each with its fixture beside it,
@@ -13,11 +14,14 @@
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
-    echo "usage: $0 RNNKIT   (the rnnkit binary, e.g. .build/release/rnnkit)" >&2
+    echo "usage: $0 RNNKIT|WHEEL   (the rnnkit binary, e.g. .build/release/rnnkit, or a wheel from make wheel)" >&2
     exit 2
 fi
-RNNKIT=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-[ -x "$RNNKIT" ] || { echo "run-locally: $1 is not an executable rnnkit" >&2; exit 2; }
+given=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+case $given in
+    *.whl) [ -f "$given" ] || { echo "run-locally: $1 is not a wheel" >&2; exit 2; } ;;
+    *) [ -x "$given" ] || { echo "run-locally: $1 is not an executable rnnkit" >&2; exit 2; } ;;
+esac
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/rnnkit-ci-example.XXXXXX")
 if [ "${KEEP:-0}" = 1 ]; then
@@ -27,7 +31,17 @@ else
 fi
 cp -R "$here/models" "$here/rnnkit-verify.yml" "$work/"
 cd "$work"
-# The workflows put rnnkit on PATH; here it is the binary given.
+case $given in
+    *.whl)
+        # ---- the wheel jobs' install step, as in github-actions.yml and gitlab-ci.yml ----
+        mkdir -p wheelhouse && cp "$given" wheelhouse/
+        python3 -m venv .venv-rnnkit
+        .venv-rnnkit/bin/pip install --quiet --disable-pip-version-check wheelhouse/rnnkit-*.whl
+        # ---- end of the install step ----
+        RNNKIT=$work/.venv-rnnkit/bin/rnnkit ;;
+    *) RNNKIT=$given ;;
+esac
+# The workflows put rnnkit on PATH; here it is the one installed or given.
 rnnkit() { "$RNNKIT" "$@"; }
 
 # ---- the jobs' steps, as in github-actions.yml and gitlab-ci.yml ----

@@ -199,7 +199,13 @@ public enum Converter {
     static func writePyTorch(_ request: WriteRequest,
                              store: (_ plan: PyTorchWriter.Plan, _ modelConfig: String?, _ path: String) throws -> Void) throws -> WrittenModel {
         let loaded = request.loaded
-        let plan = try PyTorchWriter.plan(loaded.model, file: request.input, source: loaded.pytorchSource)
+        var plan = try PyTorchWriter.plan(loaded.model, file: request.input, source: loaded.pytorchSource)
+        if loaded.pytorchSource == nil, loaded.isBareRecurrentModule, PyTorchWriter.isBareModule(loaded.model) {
+            // A bare recurrent module from another framework (an ONNX graph of recurrent nodes
+            // alone) is written as the one torch module it is: its keys load into
+            // nn.LSTM(…, num_layers, bidirectional, batch_first=True), and its h_n / c_n stay.
+            plan = try PyTorchWriter.plan(loaded.model, file: request.input, source: .init(document: nil, barePrefix: ""))
+        }
         try checkConfigSize(try plan.document?.json(), of: loaded.model, file: request.input, target: request.target)
         var written = WrittenModel(expected: ModelFingerprint(loaded.model), modelConfig: plan.document)
         if request.emitting, plan.document == nil {

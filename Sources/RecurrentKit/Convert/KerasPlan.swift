@@ -158,6 +158,9 @@ struct KerasPlan {
         if layer.projectionSize != nil {
             throw refuse(label, "an LSTM with a projection (proj_size) has no Keras equivalent")
         }
+        if let feature = layer.featuresBeyondKerasAndPyTorch.first {
+            throw refuse(label, "the layer has \(feature), which Keras cannot express")
+        }
         var options: [(String, Any)] = [("units", layer.hiddenSize), ("activation", try activationName(layer.activation, label))]
         if layer.kind != .rnn {
             options.append(("recurrent_activation", try activationName(layer.recurrentActivation, label)))
@@ -248,7 +251,9 @@ struct LayerNames {
     private var used = Set<String>()
 
     mutating func unique(_ preferred: String) -> String {
-        let cleaned = String(preferred.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" })
+        // No leading '_': nn.Module takes such names for private attributes and Keras refuses them
+        // as scope names (an ONNX node's "/rnn/LSTM" would become "_rnn_LSTM").
+        let cleaned = String(preferred.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" }.drop { $0 == "_" })
         let base = cleaned.first?.isNumber ?? true ? "layer_" + cleaned : cleaned
         var name = base
         var counter = 0

@@ -40,7 +40,13 @@ struct ModelFingerprint: Equatable {
         var goBackwards: Bool
         var maskedOutput: MaskedOutput?
         var returnSequences: Bool
-        /// Per direction: input weight, recurrent weight, the added biases, GRU's new-gate recurrent bias, projection.
+        /// ONNX's options (`RecurrentLayer.reversed`, `cellActivations`, `clip`, `inputForget`).
+        var reversed: Bool = false
+        var cellActivations: [CellActivations]? = nil
+        var clip: Float? = nil
+        var inputForget: Bool = false
+        /// Per direction: input weight, recurrent weight, the added biases, GRU's new-gate
+        /// recurrent bias, projection, peepholes.
         var directions: [[UInt64?]]
     }
 
@@ -152,6 +158,7 @@ struct ModelFingerprint: Equatable {
             digests.append(biases.map { canonical($0.added) })
             digests.append(biases?.newGateRecurrent.map { digest(Tensor(unchecked: [$0.count], values: $0)) })
             digests.append(d.projection.map(digest))
+            digests.append(d.peepholes.map(digest))
             return digests
         }
         let bidirectional = layer.directions.count == 2
@@ -161,7 +168,9 @@ struct ModelFingerprint: Equatable {
                          gruResetRule: layer.kind == .gru ? layer.gruResetRule : nil,
                          merge: bidirectional ? layer.merge : nil, goBackwards: layer.goBackwards,
                          maskedOutput: layer.returnSequences ? layer.maskedOutput : nil,
-                         returnSequences: layer.returnSequences, directions: directions)
+                         returnSequences: layer.returnSequences, reversed: layer.reversed,
+                         cellActivations: layer.cellActivations, clip: layer.clip, inputForget: layer.inputForget,
+                         directions: directions)
     }
 
     /// A readable account of the first difference, for the error message.

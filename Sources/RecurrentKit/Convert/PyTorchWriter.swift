@@ -102,6 +102,9 @@ enum PyTorchWriter {
     private static func recurrentModule(_ layer: RecurrentLayer, name: String, label: String,
                                         refuse: (String?, String) -> ModelError) throws -> (ModelConfigDocument.Module, [(key: String, make: () -> Tensor)]) {
         let type = PyTorchLayout.moduleType(layer.kind)
+        if let feature = layer.featuresBeyondKerasAndPyTorch.first {
+            throw refuse(label, "the layer has \(feature), which nn.\(type) cannot express")
+        }
         if layer.kind == .gru && layer.gruResetRule == .beforeMatmul {
             throw refuse(label, "a GRU with reset_after=False applies the reset gate before the recurrent product, which nn.GRU cannot express")
         }
@@ -156,6 +159,18 @@ enum PyTorchWriter {
     /// A model read from a PyTorch file, written with that file's modules and keys: the
     /// source's `model_config` modules walked beside the neutral layers they produced (a
     /// recurrent module of `num_layers` L is L layers, Identity and Dropout none).
+    /// True when `model`'s state_dict alone, with no `model_config`, is the model: recurrent
+    /// layers of one kind stacked as one nn.LSTM / nn.GRU / nn.RNN, whose keys say everything
+    /// but an nn.RNN's nonlinearity (tanh is what a bare file is read as). Call it on a model
+    /// ``plan(_:file:source:)`` accepted (its activations and GRU reset rule checked).
+    static func isBareModule(_ model: Model) -> Bool {
+        let layers = model.layers.compactMap { if case let .recurrent(r) = $0 { return r } else { return nil } }
+        guard let first = layers.first, layers.count == model.layers.count else { return false }
+        return layers.allSatisfy { $0.kind == first.kind && $0.hiddenSize == first.hiddenSize && $0.directions.count == first.directions.count
+            && $0.projectionSize == nil && $0.merge == .concat && $0.returnSequences && !$0.goBackwards && $0.maskedOutput == .zero
+            && ($0.kind != .rnn || $0.activation == .tanh) }
+    }
+
     private static func plan(_ model: Model, file: String, keeping source: PyTorchReader.PyTorchSource) throws -> Plan {
         func mismatch(_ what: String) -> ModelError {
             ModelError(file: file, message: "cannot keep the PyTorch structure: \(what)")

@@ -33,4 +33,9 @@ package struct ModelReading: Sendable {
     /// Why the model takes no initial states, when its file says so (an ONNX graph without
     /// `initial_h`/`initial_c` inputs: its states start at zero); nil when it takes them.
     package var initialStatesRefusal: String? = nil
+    /// The batch and time the file fixes, when it fixes them (an ONNX graph exported without
+    /// dynamic axes declares its input's sizes; ONNX Runtime runs no other): a run of other
+    /// sizes is refused. Nil: any size.
+    package var fixedBatch: Int? = nil
+    package var fixedTime: Int? = nil
 }

@@ -195,6 +195,7 @@ public struct LoadedModel: Sendable {
     public func run(_ input: ModelInput, lengths: [Int]? = nil, initialStates: [RecurrentState]? = nil,
                     threads: Int = 1) throws -> RunResult {
         try requireTaken(lengths: lengths, initialStates: initialStates)
+        try requireFixedSizes(batch: input.batch, time: input.time)
         let engine = try engine
         return try engineBoundary {
             // Sizes from the input file are checked before any state or output is made.
@@ -213,6 +214,18 @@ public struct LoadedModel: Sendable {
         if initialStates != nil, let why = reading.initialStatesRefusal {
             throw ModelError(.invalidInput, file: file, path: "initial states",
                              message: "are not taken by this model: \(why); run it without them")
+        }
+    }
+
+    /// Refuses an input of another batch or time than the file fixes (an ONNX graph exported
+    /// without dynamic axes: ONNX Runtime refuses other sizes, and its graph may hold the
+    /// exported sizes in its reshapes and zero states).
+    private func requireFixedSizes(batch: Int, time: Int?) throws {
+        for (what, fixed, given) in [("batch", reading.fixedBatch, Optional(batch)), ("time", reading.fixedTime, time)] {
+            if let fixed, let given, fixed != given {
+                throw ModelError(.invalidInput, file: file, path: "input",
+                                 message: "has \(what) \(given); this model was exported for \(what) \(fixed) only (its graph input declares it), and its own runtime refuses other sizes")
+            }
         }
     }
 
@@ -260,6 +273,7 @@ public struct LoadedModel: Sendable {
     ///   or for initial states that do not fit.
     public func makeStream(batch: Int, initialStates: [RecurrentState]? = nil, threads: Int = 1) throws -> ModelStream {
         try requireTaken(lengths: nil, initialStates: initialStates)
+        try requireFixedSizes(batch: batch, time: nil)
         let engine = try engine
         let labels = layerLabels
         return try Self.engineBoundary(file: file, labels: labels) {

@@ -95,6 +95,10 @@ struct ModelDifference: Equatable {
             ("go_backwards", "\(p.goBackwards)", "\(q.goBackwards)"),
             ("return_sequences", "\(p.returnSequences)", "\(q.returnSequences)"),
             ("masked steps' output", p.maskedOutput.rawValue, q.maskedOutput.rawValue),
+            ("reversed", "\(p.reversed)", "\(q.reversed)"),
+            ("clip", p.clip.map { "\($0)" } ?? "none", q.clip.map { "\($0)" } ?? "none"),
+            ("input_forget", "\(p.inputForget)", "\(q.inputForget)"),
+            ("cell activations", p.cellActivations.map { "\($0)" } ?? "the layer's", q.cellActivations.map { "\($0)" } ?? "the layer's"),
             ("weights", "the file's weights", "another pairing of the file's weights"),
         ], equal: [
             cell, p.directions.count == q.directions.count, p.inputSize == q.inputSize, p.hiddenSize == q.hiddenSize,
@@ -103,7 +107,8 @@ struct ModelDifference: Equatable {
             p.kind != .gru || p.gruResetRule == q.gruResetRule, p.hasBias == q.hasBias,
             p.directions.count == 1 || p.merge == q.merge, p.goBackwards == q.goBackwards,
             p.returnSequences == q.returnSequences, !p.returnSequences || p.maskedOutput == q.maskedOutput,
-            p.directions == q.directions,
+            p.reversed == q.reversed, p.clip == q.clip, p.inputForget == q.inputForget,
+            p.cellActivations == q.cellActivations, p.directions == q.directions,
         ])
     }
 

@@ -126,7 +126,7 @@ public enum FuzzEntry {
     public static func onnx(_ bytes: [UInt8]) -> String? {
         checked {
             let source = FormatSource(bytes: bytes, name: name)
-            let loaded = try LoadedModel(try onnxFormat.read(source, options: ReadOptions()))
+            let loaded = LoadedModel(try onnxFormat.read(source, options: ReadOptions()))
             let container = try? Formats.container(of: source)
             if container != .onnx {
                 fatalError("an ONNX model the reader accepts is sniffed as \(container?.rawValue ?? "no container")")

@@ -24,14 +24,17 @@ struct ONNXFormat: ModelFormat {
         }
         let proto = try source.image.map { try ONNXProtobuf.decodeModel(Data($0), file: source.file) }
             ?? ONNXProtobuf.readModel(source.file)
-        let reading = try ONNXReader.read(proto, file: source.file)
+        // External data is read only beside a model read from its file (not from bytes in memory).
+        let reading = try ONNXReader.read(proto, file: source.file,
+                                          folder: source.image == nil ? ONNXExternalData.folder(of: source.file) : nil)
         return ModelReading(file: source.file, layout: .onnx, model: reading.model,
                             isBareRecurrentModule: reading.isBareRecurrentModule, summaries: reading.provenance,
                             storedTypes: reading.storedTypes, compressed: false, notes: reading.notes,
                             lengthsRefusal: reading.lengthsInput == nil
                                 ? "the ONNX graph has no sequence_lens input (ONNX Runtime runs it over every step)" : nil,
                             initialStatesRefusal: reading.stateInputs.isEmpty
-                                ? "the ONNX graph has no initial_h or initial_c input (its states start at zero)" : nil)
+                                ? "the ONNX graph has no initial_h or initial_c input (its states start at zero)" : nil,
+                            fixedBatch: reading.fixedBatch, fixedTime: reading.fixedTime)
     }
 
     /// An ONNX graph of one recurrent operator per layer (`ONNXWriter`), read back by
@@ -43,7 +46,8 @@ struct ONNXFormat: ModelFormat {
             // packed sequences, an ONNX graph's sequence_lens); a Keras model's mask is its layers'.
             let masks: ONNXWriter.MaskSource = loaded.model.lengthsRule == .packed && loaded.reading.lengthsRefusal == nil
                 ? .lengthsInput : .layers
-            let data = try ONNXWriter.serialized(loaded.model, masks: masks, opset: request.opset ?? ONNXWriter.defaultOpset,
+            let data = try ONNXWriter.serialized(loaded.model, masks: masks, stateOutputs: loaded.isBareRecurrentModule,
+                                                 opset: request.opset ?? ONNXWriter.defaultOpset,
                                                  file: request.input)
             try writeNewFile(request.path, contents: data)
             return WrittenModel(expected: ModelFingerprint(ONNXWriter.expectedModel(loaded.model, masks: masks)))

@@ -117,6 +117,25 @@ struct ONNXGraph {
         case absent
         /// A value of a graph rnnkit writes: a mask, steps, lengths (``ONNXMaskValue``).
         case mask(ONNXMaskValue)
+        /// A term of Keras 3's wrap of negative token ids, `where(ids < 0, ids + V, ids)`, as
+        /// tf2onnx writes it (``IDTerm``), with the ids' flow.
+        case idTerm(IDTerm, Flow)
+    }
+
+    /// The terms tf2onnx writes for Keras 3's `where(ids < 0, ids + V, ids)` (its Embedding's
+    /// `take`): `Add(ids, V)`, `Less(Cast(ids), 0)`, `Not`, `Cast` of both predicates to
+    /// integers, each multiplied by its branch, and the two products added.
+    enum IDTerm: Equatable {
+        /// `ids + shift`.
+        case shifted(Int64)
+        /// `ids < 0` (`negative`), or its `Not`.
+        case predicate(negative: Bool)
+        /// The predicate cast to 0 / 1.
+        case indicator(negative: Bool)
+        /// `indicator · (ids + shift)`: one branch of the where.
+        case branch(negative: Bool, shift: Int64)
+        /// `where(ids < 0, ids + V, ids)`.
+        case wrapped(Int64)
     }
 
     let file: String
@@ -133,6 +152,9 @@ struct ONNXGraph {
     var operators: [String: Int] = [:]
     /// The lengths the recurrent nodes of a written graph take (``ONNXWrittenMask``).
     var writtenMask = ONNXWrittenMask()
+    /// The batch and time the graph's input declares as fixed numbers (an export without
+    /// dynamic axes): a reshape to those numbers keeps the axis (runs of other sizes are refused).
+    var fixedSizes: [Axis: Int] = [:]
 
     init(file: String, opset: Int) {
         self.file = file
@@ -140,6 +162,14 @@ struct ONNXGraph {
     }
 
     // MARK: - Errors
+
+    static func isRecurrent(_ layer: Layer) -> Bool { if case .recurrent = layer { return true } else { return false } }
+
+    /// An exporter that unrolls a recurrence (no recurrent node before it) (the dynamo exporter's nn.RNN) takes the sequence
+    /// apart step by step: the first step taken alone names it.
+    static func unrolledMessage(step: Int64) -> String {
+        "takes step \(step) of the sequence alone: the recurrence is unrolled into per-step operators (MatMul, Add, Tanh/Relu for each step, as torch.onnx.export's dynamo exporter writes nn.RNN), with the sequence length fixed at export; rnnkit reads a recurrence written as one LSTM, GRU or RNN operator"
+    }
 
     static let controlFlowMessage = "is control flow; rnnkit reads recurrent models whose recurrence is one LSTM, GRU or RNN operator (tf2onnx writes a Loop for masked layers and GRU reset_after=False)"
 
@@ -190,7 +220,7 @@ struct ONNXGraph {
         case "Loop", "Scan", "If":
             throw refuse(Self.controlFlowMessage)
         case _ where ONNXLayout.cellKind(opType: op) != nil:
-            return try recurrent(node, index, args)
+            return try recurrentNode(node, index, args)
         default:
             break
         }
@@ -206,6 +236,8 @@ struct ONNXGraph {
         case "Cast":
             let to = attribute(node, "to")?.i ?? 1
             switch args[0] {
+            case let .idTerm(.predicate(negative), ids) where [6, 7].contains(to): return [.idTerm(.indicator(negative: negative), ids)]
+            case let .flow(ids) where ids.role == .tokenIDs && [1, 6, 7].contains(to): return [args[0]]
             case .lengths, .shape, .permutation: return [args[0]]
             case .flow where to == 1: return [args[0]]
             default: throw refuse("casts data to element type \(to); rnnkit computes in float32")
@@ -281,6 +313,14 @@ struct ONNXGraph {
                     result.insert(.known(1), at: a)
                 }
                 return [.zeros(result)]
+            case let .zeros(dims) where op == "Squeeze":
+                // One layer's zero state taken out of a stack of them (the dynamo exporter's unbind).
+                let rank = dims.count
+                let targets = Set(axes.map { $0 < 0 ? $0 + rank : $0 })
+                guard targets.allSatisfy({ dims.indices.contains($0) && dims[$0] == .known(1) }) else {
+                    throw refuse("squeezes axes \(axes) of zeros of shape \(dims), which are not all of size 1")
+                }
+                return [.zeros(dims.enumerated().filter { !targets.contains($0.offset) }.map(\.element))]
             case var .flow(flow):
                 flow.axes = try op == "Unsqueeze" ? unsqueezed(flow.axes, axes, refuse: refuse) : squeezed(flow.axes, axes, refuse: refuse)
                 return [.flow(flow)]
@@ -307,6 +347,30 @@ struct ONNXGraph {
             guard perm.sorted() == Array(0..<flow.axes.count) else { throw refuse("has perm \(perm), not a permutation of \(flow.axes.count) axes") }
             flow.axes = perm.map { flow.axes[$0] }
             return [.flow(flow)]
+        case "Reshape" where { if case .shape = args[0] { return true } else { return false } }():
+            // A shape's dims flattened (`[-1]`) or one dim made a scalar (`[]`).
+            guard case let .shape(dims, _) = args[0], case let .constant(c) = args[1], let target = c.ints,
+                  target == [-1] || (target.isEmpty && dims.count == 1) else {
+                throw refuse("reshapes a shape in a way rnnkit does not follow")
+            }
+            return [.shape(dims, scalar: target.isEmpty)]
+        case "Mul" where args.count == 2 && !args.contains(where: Self.isTokenIDs)
+                      && args.contains(where: { if case .shape = $0 { return true } else { return false } }):
+            // The product of two known dims (the dynamo exporter's directions · hidden, the
+            // features of a recurrent node's Y merged).
+            func single(_ v: Value) -> (Int, Bool)? {
+                switch v {
+                case let .shape(dims, scalar) where dims.count == 1: if case let .known(n) = dims[0] { return (n, scalar) }; return nil
+                case let .constant(c) where c.count == 1: return c.ints.map { (Int($0[0]), c.shape.isEmpty) }
+                default: return nil
+                }
+            }
+            guard let a = single(args[0]), let b = single(args[1]), a.0 >= 0, b.0 >= 0 else {
+                throw refuse("multiplies dims rnnkit cannot follow (it follows products of known sizes)")
+            }
+            let (product, overflow) = a.0.multipliedReportingOverflow(by: b.0)
+            guard !overflow else { throw refuse("multiplies dims \(a.0) and \(b.0) past Int.max") }
+            return [.shape([.known(product)], scalar: a.1 && b.1)]
         case "Reshape":
             guard case var .flow(flow) = args[0] else { throw refuse("reshapes a value rnnkit cannot follow") }
             let target: [Dim]
@@ -342,7 +406,8 @@ struct ONNXGraph {
             try appendDense(&flow, weight: transposed(bTensor), bias: nil, node: node, index: index)
             storedTypes.insert(b.storedType)
             return [.flow(flow)]
-        case "Add" where args.contains(where: { if case let .flow(f) = $0 { return f.role == .tokenIDs } else { return false } }):
+        case _ where ["Add", "Mul", "Less", "Not"].contains(op) && args.contains(where: Self.isTokenIDs):
+            if let term = Self.idTerm(op, args) { return [term] }
             throw refuse("computes on the token ids (Keras 3's Embedding wraps negative ids, where(ids < 0, ids + vocabulary, ids)); rnnkit reads ids only as the indices of an embedding's Gather")
         case "Add":
             let (data, constant): (Value, Value) = { if case .flow = args[0] { return (args[0], args[1]) } else { return (args[1], args[0]) } }()
@@ -374,6 +439,60 @@ struct ONNXGraph {
             return [.flow(flow)]
         default:
             throw refuse("is not an operator rnnkit reads on data (it reads LSTM, GRU, RNN, Gemm, MatMul + Add, activations and the shape operators the exporters write around them)")
+        }
+    }
+
+    /// True for token ids or a term computed from them.
+    static func isTokenIDs(_ value: Value) -> Bool {
+        switch value {
+        case let .flow(f): return f.role == .tokenIDs
+        case .idTerm: return true
+        default: return false
+        }
+    }
+
+    /// One step of Keras 3's `where(ids < 0, ids + V, ids)` as tf2onnx writes it, or nil for
+    /// any other arithmetic on token ids.
+    static func idTerm(_ op: String, _ args: [Value]) -> Value? {
+        guard args.count == 2 || op == "Not" else { return nil }
+        func constant(_ v: Value) -> Int64? {
+            guard case let .constant(c) = v, c.count == 1 else { return nil }
+            return c.ints?.first ?? c.floats.map { Int64(exactly: $0[0]) } ?? nil
+        }
+        func ids(_ v: Value) -> Flow? { if case let .flow(f) = v, f.role == .tokenIDs { return f } else { return nil } }
+        func term(_ v: Value) -> (IDTerm, Flow)? {
+            if let f = ids(v) { return (.shifted(0), f) }
+            if case let .idTerm(t, f) = v { return (t, f) }
+            return nil
+        }
+        switch op {
+        case "Not":
+            guard case let .idTerm(.predicate(negative), f) = args[0] else { return nil }
+            return .idTerm(.predicate(negative: !negative), f)
+        case "Less":
+            guard let f = ids(args[0]), constant(args[1]) == 0 else { return nil }
+            return .idTerm(.predicate(negative: true), f)
+        case "Add":
+            for (a, b) in [(args[0], args[1]), (args[1], args[0])] {
+                if let f = ids(a), let v = constant(b), v > 0 { return .idTerm(.shifted(v), f) }
+            }
+            // The two branches of the where: ids + V where negative, ids elsewhere.
+            if let (x, f) = term(args[0]), let (y, _) = term(args[1]) {
+                for (p, q) in [(x, y), (y, x)] {
+                    if case let .branch(true, v) = p, case .branch(false, 0) = q, v > 0 { return .idTerm(.wrapped(v), f) }
+                }
+            }
+            return nil
+        case "Mul":
+            guard let (x, f) = term(args[0]), let (y, _) = term(args[1]) else { return nil }
+            for (p, q) in [(x, y), (y, x)] {
+                if case let .indicator(negative) = p, case let .shifted(v) = q, negative == (v != 0) {
+                    return .idTerm(.branch(negative: negative, shift: v), f)
+                }
+            }
+            return nil
+        default:
+            return nil
         }
     }
 
@@ -489,6 +608,14 @@ struct ONNXGraph {
                 let rest = Array(axes[p...])
                 p = axes.count
                 result.append(try merged(rest, fail))
+            case let .known(n) where n >= 1 && { () -> Bool in
+                // The exported batch or time, fixed by the graph's input: that axis, whole.
+                var q = p
+                while q < axes.count, axes[q] == .unit || axes[q] == .directions(1) { q += 1 }
+                return q < axes.count && fixedSizes[axes[q]] == n && n != 1
+            }():
+                while axes[p] == .unit || axes[p] == .directions(1) { p += 1 }
+                result.append(axes[p]); p += 1
             case let .known(n) where n >= 1:
                 if n == 1, p >= axes.count || axes[p].size != .known(1) { result.append(.unit); continue }
                 var group: [Axis] = []
@@ -533,7 +660,13 @@ struct ONNXGraph {
                 return dims[k]
             }
             return .shape(picked, scalar: c.shape.isEmpty)
-        case let (.constant(table), .flow(ids)) where ids.role == .tokenIDs && axis == 0:
+        case let (.constant(table), .flow(ids)) where ids.role == .tokenIDs && axis == 0,
+             let (.constant(table), .idTerm(_, ids)) where axis == 0:
+            // Keras 3 wraps a negative id to id + V before its Gather; the engine refuses ids
+            // outside 0..<V at run, as rnnkit does for the same model read from its .keras file.
+            if case let .idTerm(term, _) = args[1], term != .wrapped(Int64(table.shape.first ?? -1)) {
+                throw refuse("gathers rows at token ids changed by arithmetic other than Keras 3's where(ids < 0, ids + vocabulary, ids)")
+            }
             guard let tableTensor = table.tensor(), table.shape.count == 2 else { throw refuse("gathers ids from a table that is not a 2-D float constant") }
             var flow = ids
             flow.layers.append(.embedding(Embedding(table: tableTensor)))
@@ -564,7 +697,11 @@ struct ONNXGraph {
             switch (flow.role, flow.axes[axis]) {
             case (.data, .time):
                 // y[:, -1]: the step at time − 1, each sequence's last when no lengths are given.
-                guard i == -1 else { throw refuse("reads step \(i) of the sequence; rnnkit reads the last step (index −1) only") }
+                if !flow.layers.contains(where: Self.isRecurrent), i >= 0 { throw refuse(Self.unrolledMessage(step: i)) }
+                // With the time fixed at export, step time − 1 is written as its number.
+                guard i == -1 || fixedSizes[.time].map({ Int64($0) - 1 == i }) == true else {
+                    throw refuse("reads step \(i) of the sequence; rnnkit reads the last step (index −1) only")
+                }
                 guard case .recurrent? = flow.layers.last else { throw refuse("reads the last step of data that is not a recurrent layer's output") }
                 result.layers.append(.readout(.lastValidStep))
                 result.layerNames.append(node.name)
@@ -637,6 +774,9 @@ struct ONNXGraph {
                 return .flow(flow)
             case .time:
                 // y[-1:] on the time axis: the last step (ends at or past the end).
+                if !flow.layers.contains(where: Self.isRecurrent), starts[0] >= 0, ends[0] == starts[0] + 1 {
+                    throw refuse(Self.unrolledMessage(step: starts[0]))
+                }
                 guard starts[0] == -1, ends[0] >= Int64(Int32.max) else {
                     throw refuse("slices steps \(starts[0])..<\(ends[0]) of the sequence; rnnkit reads the last step ([-1:]) only")
                 }
@@ -726,7 +866,7 @@ struct ONNXGraph {
 
     // MARK: - Recurrent nodes
 
-    private mutating func recurrent(_ node: Onnx_NodeProto, _ index: Int, _ args: [Value]) throws -> [Value] {
+    mutating func recurrent(_ node: Onnx_NodeProto, _ index: Int, _ args: [Value]) throws -> [Value] {
         func refuse(_ message: String) -> ModelError { refusal(node, index, message) }
         func invalid(_ message: String) -> ModelError { refusal(node, index, message, kind: .invalidModel) }
         let kind = ONNXLayout.cellKind(opType: node.opType)!
@@ -741,17 +881,16 @@ struct ONNXGraph {
                                                "input_forget", "layout", "linear_before_reset"].contains(name) {
             throw refuse("has the attribute \(escapedForDisplay(name)), which \(node.opType) does not define")
         }
-        if let clip = attributes["clip"] {
-            throw refuse("clips its cell inputs to ±\(clip.f) (clip); the engine has no clip, so rnnkit does not read it")
+        let clip = attributes["clip"].map(\.f)
+        if let clip, !(clip.isFinite && clip > 0) {
+            throw invalid("has clip \(clip); a clip is a positive threshold")
         }
-        if (attributes["input_forget"]?.i ?? 0) != 0 {
-            throw refuse("couples its input and forget gates (input_forget = 1); the engine has no such coupling, so rnnkit does not read it")
+        let inputForget = (attributes["input_forget"]?.i ?? 0) != 0
+        if inputForget && kind != .lstm {
+            throw refuse("has the attribute input_forget, which \(node.opType) does not define")
         }
         let direction = attributes["direction"].map { String(decoding: $0.s, as: UTF8.self) } ?? "forward"
         guard ["forward", "reverse", "bidirectional"].contains(direction) else { throw invalid("has direction \(escapedForDisplay(direction))") }
-        if direction == "reverse" {
-            throw refuse("runs in reverse alone (direction = reverse, outputs at their own steps); the engine runs a reverse direction only inside a bidirectional layer, so rnnkit does not read it")
-        }
         let directions = direction == "bidirectional" ? 2 : 1
         let layout = Int(attributes["layout"]?.i ?? 0)
         guard layout == 0 || layout == 1 else { throw invalid("has layout \(layout); 0 and 1 are defined") }
@@ -786,38 +925,46 @@ struct ONNXGraph {
         if let b, b.shape != [directions, 2 * gateRows] {
             throw invalid("input B has shape \(shapeText(b.shape)), expected \(shapeText([directions, 2 * gateRows]))")
         }
+        // Peepholes `[D, 3·H]` (i, o, f); all zeros are none.
+        var peepholes: ONNXConstant?
         if kind == .lstm, let p = try constant(7, "P") {
-            guard p.floats!.allSatisfy({ $0 == 0 }) else {
-                throw refuse("has peepholes (P); the engine has no peephole connections, so rnnkit does not read it")
+            let (size, pOverflow) = hidden.multipliedReportingOverflow(by: 3)
+            guard !pOverflow, p.shape == [directions, size] else {
+                throw invalid("input P has shape \(shapeText(p.shape)), expected \(pOverflow ? "[\(directions), 3·\(hidden)]" : shapeText([directions, size]))")
             }
+            if !p.floats!.allSatisfy({ $0 == 0 }) { peepholes = p }
         }
 
-        // Activations, per direction; the engine has one gate and one candidate activation per layer.
+        // Activations, per direction: f (gates), g (candidate), and an LSTM's h (cell output).
         let perDirection = ONNXLayout.activationCount(kind)
         var names = attributes["activations"]?.strings.map { String(decoding: $0, as: UTF8.self) } ?? []
         if names.isEmpty { names = Array(repeating: ONNXLayout.defaultActivations(kind), count: directions).flatMap { $0 } }
         guard names.count == perDirection * directions else {
             throw invalid("lists \(names.count) activations; \(node.opType) with \(directions) direction(s) takes \(perDirection * directions)")
         }
-        var alphas = attributes["activation_alpha"]?.floats ?? [], betas = attributes["activation_beta"]?.floats ?? []
-        var resolved: [Activation] = []
-        for name in names {
-            let defaults = ONNXLayout.parameters(of: name)
-            let alpha = defaults.alpha.map { alphas.isEmpty ? $0 : alphas.removeFirst() }
-            let beta = defaults.beta.map { betas.isEmpty ? $0 : betas.removeFirst() }
-            switch ONNXLayout.activation(name, alpha: alpha, beta: beta) {
-            case let .success(a): resolved.append(a)
-            case let .failure(why): throw refuse("has the activation \(why.text)")
+        let resolved: [CellActivation]
+        switch ONNXLayout.activations(names, alphas: attributes["activation_alpha"]?.floats,
+                                      betas: attributes["activation_beta"]?.floats, kind: kind, perDirection: perDirection) {
+        case let .success(values): resolved = values
+        case let .failure(why): throw refuse("has the activation \(why.text)")
+        }
+        let sets = (0..<directions).map { d in
+            let own = Array(resolved[(d * perDirection)..<((d + 1) * perDirection)])
+            switch kind {
+            case .rnn: return CellActivations(gate: .standard(.sigmoid), candidate: own[0], cellOutput: own[0])
+            case .lstm: return CellActivations(gate: own[0], candidate: own[1], cellOutput: own[2])
+            case .gru: return CellActivations(gate: own[0], candidate: own[1], cellOutput: own[1])
             }
         }
-        let forward = Array(resolved[0..<perDirection])
-        if directions == 2, Array(resolved[perDirection...]) != forward {
-            throw refuse("has other activations in its reverse direction than in its forward one; the engine has one set per layer")
-        }
-        let gateActivation: Activation = kind == .rnn ? .sigmoid : forward[0]
-        let candidate: Activation = kind == .rnn ? forward[0] : forward[1]
-        if kind == .lstm, forward[2] != forward[1] {
-            throw refuse("applies \(ONNXLayout.name(of: forward[2])) to its cell state and \(ONNXLayout.name(of: forward[1])) to its candidate; the engine applies one activation to both")
+        // One set of the engine's own functions for the whole layer, as Keras and PyTorch have,
+        // is the layer's pair; anything else is kept per direction (`cellActivations`).
+        var gateActivation = Activation.sigmoid, candidate = Activation.tanh
+        var cellActivations: [CellActivations]? = sets
+        if sets.allSatisfy({ $0 == sets[0] }), case let .standard(gate) = sets[0].gate,
+           case let .standard(g) = sets[0].candidate, sets[0].cellOutput == sets[0].candidate {
+            gateActivation = gate
+            candidate = g
+            cellActivations = nil
         }
 
         // The data, time-major (layout 0) or batch-major (layout 1).
@@ -859,25 +1006,41 @@ struct ONNXGraph {
         for d in 0..<directions {
             let wSize = gateRows * inputSize, rSize = gateRows * hidden
             let bias = b.map { Array($0.floats![(d * 2 * gateRows)..<((d * 2 + 2) * gateRows)]) }
+            let peephole = peepholes.map {
+                Tensor(unchecked: [3 * hidden], values: Array($0.floats![(d * 3 * hidden)..<((d + 1) * 3 * hidden)]))
+                    .reorderingRowBlocks(from: ONNXLayout.peepholeOrder, to: DirectionWeights.peepholeOrder)
+            }
             weights.append(DirectionWeights(
                 gateOrder: order,
                 inputWeight: Tensor(unchecked: [gateRows, inputSize], values: Array(w.floats![(d * wSize)..<((d + 1) * wSize)])),
                 recurrentWeight: Tensor(unchecked: [gateRows, hidden], values: Array(r.floats![(d * rSize)..<((d + 1) * rSize)])),
                 inputBias: bias.map { Tensor(unchecked: [gateRows], values: Array($0[0..<gateRows])) },
-                recurrentBias: bias.map { Tensor(unchecked: [gateRows], values: Array($0[gateRows...])) }))
+                recurrentBias: bias.map { Tensor(unchecked: [gateRows], values: Array($0[gateRows...])) },
+                peepholes: peephole))
         }
         var layer = RecurrentLayer(kind: kind, inputSize: inputSize, hiddenSize: hidden, directions: weights,
                                    activation: candidate, recurrentActivation: gateActivation, gruResetRule: resetRule)
         let (goBackwards, outputOrder) = try writtenStepOrder(x, directions: directions, refuse: refuse)
         layer.goBackwards = goBackwards
+        layer.reversed = direction == "reverse"
+        layer.cellActivations = cellActivations
+        layer.clip = clip
+        layer.inputForget = inputForget
         x.layers.append(.recurrent(layer))
         x.layerNames.append(node.name)
         var details: [(String, DetailValue)] = [("input", .integer(inputSize)), ("hidden_size", .integer(hidden)),
                                                 ("direction", .text(direction)), ("layout", .integer(layout)),
                                                 ("activations", .text(names.joined(separator: ", "))), ("bias (B)", .flag(b != nil))]
+        var parameters: [(String, DetailValue)] = []
+        if let alphas = attributes["activation_alpha"]?.floats { parameters.append(("activation_alpha", .text(alphas.map { "\($0)" }.joined(separator: ", ")))) }
+        if let betas = attributes["activation_beta"]?.floats { parameters.append(("activation_beta", .text(betas.map { "\($0)" }.joined(separator: ", ")))) }
+        details.insert(contentsOf: parameters, at: 5)  // after the activations
         if kind == .gru { details.append(("linear_before_reset", .integer(resetRule == .afterMatmul ? 1 : 0))) }
+        if let clip { details.append(("clip", .text("\(clip)"))) }
+        if inputForget { details.append(("input_forget", .integer(1))) }
+        if peepholes != nil { details.append(("peepholes (P)", .flag(true))) }
         summaries.append(LayerSummary(name: node.name.isEmpty ? "#\(index)" : node.name, type: node.opType, details: details, gateOrder: order,
-                                      parameterCount: w.count + r.count + (b?.count ?? 0)))
+                                      parameterCount: w.count + r.count + (b?.count ?? 0) + (peepholes?.count ?? 0)))
 
         let y: [Axis] = layout == 0 ? [.time, .directions(directions), .batch, .hidden(hidden)]
                                     : [.batch, .time, .directions(directions), .hidden(hidden)]

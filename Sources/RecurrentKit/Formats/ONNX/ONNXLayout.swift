@@ -12,6 +12,9 @@ enum ONNXLayout {
     /// GRU z, r, h (update, reset, new).
     static let gateOrders = GateOrders(lstm: [.input, .output, .forget, .cell], gru: [.update, .reset, .new])
 
+    /// The blocks of an LSTM's peepholes `P [D, 3·H]`: i, o, f.
+    static let peepholeOrder: [Gate] = [.input, .output, .forget]
+
     /// The operator of each cell kind.
     static let opTypes: [(kind: CellKind, opType: String)] = [(.rnn, "RNN"), (.lstm, "LSTM"), (.gru, "GRU")]
 
@@ -42,46 +45,106 @@ enum ONNXLayout {
         }
     }
 
-    /// Which ONNX activations take `activation_alpha` / `activation_beta` values, in the order
-    /// the operators consume them (one alpha, then one beta, per activation that takes them),
-    /// with their defaults.
-    static func parameters(of name: String) -> (alpha: Float?, beta: Float?) {
+    /// The ONNX recurrent activations, with the parameters each takes and their defaults: ONNX's
+    /// (the operator schemas': "the same as of the corresponding ONNX operators"; nil where
+    /// ONNX gives none) and ONNX Runtime's (`rnn_helpers.cc`; 0 where it has no entry).
+    struct ActivationSpec {
+        var takesAlpha: Bool
+        var takesBeta: Bool
+        var onnxDefault: (alpha: Float?, beta: Float?)
+        var runtimeDefault: (alpha: Float, beta: Float)
+    }
+
+    static func spec(of name: String) -> ActivationSpec? {
         switch name {
-        case "HardSigmoid": return (0.2, 0.5)
-        case "LeakyRelu": return (0.01, nil)
-        case "ThresholdedRelu": return (1.0, nil)
-        case "Elu": return (1.0, nil)
-        case "ScaledTanh": return (1.0, 1.0)
-        case "Affine": return (1.0, 0.0)
-        default: return (nil, nil)
+        case "Sigmoid", "Tanh", "Relu", "Softsign", "Softplus":
+            return ActivationSpec(takesAlpha: false, takesBeta: false, onnxDefault: (nil, nil), runtimeDefault: (0, 0))
+        case "HardSigmoid":
+            return ActivationSpec(takesAlpha: true, takesBeta: true, onnxDefault: (0.2, 0.5), runtimeDefault: (0.2, 0.5))
+        case "LeakyRelu":
+            return ActivationSpec(takesAlpha: true, takesBeta: false, onnxDefault: (0.01, nil), runtimeDefault: (0.01, 0))
+        case "ThresholdedRelu":
+            return ActivationSpec(takesAlpha: true, takesBeta: false, onnxDefault: (1.0, nil), runtimeDefault: (0, 0))
+        case "Elu":
+            return ActivationSpec(takesAlpha: true, takesBeta: false, onnxDefault: (1.0, nil), runtimeDefault: (1.0, 0))
+        case "ScaledTanh":
+            return ActivationSpec(takesAlpha: true, takesBeta: true, onnxDefault: (nil, nil), runtimeDefault: (0, 0))
+        case "Affine":
+            return ActivationSpec(takesAlpha: true, takesBeta: true, onnxDefault: (1.0, 0.0), runtimeDefault: (0, 0))
+        default:
+            return nil
         }
     }
 
-    /// An ONNX recurrent activation as the engine computes it, or the reason it cannot be.
+    /// The activations of a node (`names`, every direction's in turn) with their parameters,
+    /// or the reason they cannot be read.
     ///
-    /// `HardSigmoid(alpha, beta) = clip(alpha·x + beta, 0, 1)`: alpha 0.2, beta 0.5 (the
-    /// default, tf-keras's `hard_sigmoid`) is the engine's `hardSigmoidKeras2`; any other pair
-    /// is refused (Keras 3's 1/6 is not exactly a float). `Affine(1, 0)` is the identity,
-    /// `ScaledTanh(1, 1)` is `tanh`, `Elu(1)` is `elu`.
-    static func activation(_ name: String, alpha: Float?, beta: Float?) -> Result<Activation, ActivationRefusal> {
+    /// ONNX consumes `activation_alpha` and `activation_beta` in the order of the activations,
+    /// one value per activation that takes the parameter, and fills the rest with the ONNX
+    /// operators' defaults. ONNX Runtime does so for LSTM and GRU with defaults of its own
+    /// (0 for ThresholdedRelu, ScaledTanh and Affine), and for RNN takes `activation_alpha[d]`
+    /// for direction `d` (0 without the attribute). Where the two read a parameter differently
+    /// the node's result depends on the runtime, so it is refused.
+    static func activations(_ names: [String], alphas: [Float]?, betas: [Float]?,
+                            kind: CellKind, perDirection: Int) -> Result<[CellActivation], ActivationRefusal> {
+        var onnxAlphas = (alphas ?? [])[...], onnxBetas = (betas ?? [])[...]
+        var runtimeAlphas = onnxAlphas, runtimeBetas = onnxBetas
+        var resolved: [CellActivation] = []
+        for (index, name) in names.enumerated() {
+            guard let spec = spec(of: name) else {
+                return .failure(ActivationRefusal(text: "\(escapedForDisplay(name)), which is not an ONNX recurrent activation"))
+            }
+            func parameter(_ takes: Bool, _ what: String, onnx: inout ArraySlice<Float>, runtime: inout ArraySlice<Float>,
+                           given: [Float]?, onnxDefault: Float?, runtimeDefault: Float) -> Result<Float, ActivationRefusal> {
+                guard takes else { return .success(0) }
+                let fromONNX = onnx.popFirst() ?? onnxDefault
+                let fromRuntime: Float?
+                if kind == .rnn {
+                    fromRuntime = given.map { index / perDirection < $0.count ? $0[index / perDirection] : nil } ?? 0
+                } else {
+                    fromRuntime = runtime.popFirst() ?? runtimeDefault
+                }
+                guard let fromONNX, let fromRuntime, fromONNX == fromRuntime, fromONNX.isFinite else {
+                    func text(_ value: Float?) -> String { value.map { "\($0)" } ?? "nothing" }
+                    return .failure(ActivationRefusal(text: "\(name) whose \(what) ONNX reads as \(text(fromONNX)) and ONNX Runtime as \(text(fromRuntime)); rnnkit reads the parameters both read alike"))
+                }
+                return .success(fromONNX)
+            }
+            let alpha: Float, beta: Float
+            switch parameter(spec.takesAlpha, "alpha", onnx: &onnxAlphas, runtime: &runtimeAlphas, given: alphas,
+                             onnxDefault: spec.onnxDefault.alpha, runtimeDefault: spec.runtimeDefault.alpha) {
+            case let .success(value): alpha = value
+            case let .failure(why): return .failure(why)
+            }
+            switch parameter(spec.takesBeta, "beta", onnx: &onnxBetas, runtime: &runtimeBetas, given: betas,
+                             onnxDefault: spec.onnxDefault.beta, runtimeDefault: spec.runtimeDefault.beta) {
+            case let .success(value): beta = value
+            case let .failure(why): return .failure(why)
+            }
+            resolved.append(activation(name, alpha: alpha, beta: beta))
+        }
+        return .success(resolved)
+    }
+
+    /// An ONNX recurrent activation (a name `spec(of:)` knows) as the engine computes it: the
+    /// engine's own function where one is the same — `HardSigmoid(0.2, 0.5)` is tf-keras's
+    /// `hard_sigmoid`, `Elu(1)` is `elu`, `Affine(1, 0)` the identity, `ScaledTanh(1, 1)` is
+    /// `tanh` — so that such a layer converts and runs the fast paths; else the parameterised one.
+    static func activation(_ name: String, alpha: Float, beta: Float) -> CellActivation {
         switch name {
-        case "Sigmoid": return .success(.sigmoid)
-        case "Tanh": return .success(.tanh)
-        case "Relu": return .success(.relu)
-        case "Softsign": return .success(.softsign)
-        case "Softplus": return .success(.softplus)
-        case "HardSigmoid" where alpha == 0.2 && beta == 0.5: return .success(.hardSigmoidKeras2)
+        case "Sigmoid": return .standard(.sigmoid)
+        case "Tanh": return .standard(.tanh)
+        case "Relu": return .standard(.relu)
+        case "Softsign": return .standard(.softsign)
+        case "Softplus": return .standard(.softplus)
         // Keras 3's relu6(x + 3) / 6, as rnnkit writes it (within a rounding of x / 6).
-        case "HardSigmoid" where alpha == Float(1.0 / 6.0) && beta == 0.5: return .success(.hardSigmoid)
-        case "Elu" where alpha == 1: return .success(.elu)
-        case "Affine" where alpha == 1 && beta == 0: return .success(.linear)
-        case "ScaledTanh" where alpha == 1 && beta == 1: return .success(.tanh)
-        case "HardSigmoid", "Elu", "Affine", "ScaledTanh":
-            return .failure(ActivationRefusal(text: "\(name) with alpha \(alpha.map { "\($0)" } ?? "-"), beta \(beta.map { "\($0)" } ?? "-"), which the engine does not compute"))
-        case "LeakyRelu", "ThresholdedRelu":
-            return .failure(ActivationRefusal(text: "\(name), which the engine does not compute"))
-        default:
-            return .failure(ActivationRefusal(text: "\(escapedForDisplay(name)), which is not an ONNX recurrent activation"))
+        case "HardSigmoid" where alpha == Float(1.0 / 6.0) && beta == 0.5: return .standard(.hardSigmoid)
+        case "HardSigmoid": return alpha == 0.2 && beta == 0.5 ? .standard(.hardSigmoidKeras2) : .hardSigmoid(alpha: alpha, beta: beta)
+        case "Elu": return alpha == 1 ? .standard(.elu) : .elu(alpha: alpha)
+        case "Affine": return alpha == 1 && beta == 0 ? .standard(.linear) : .affine(alpha: alpha, beta: beta)
+        case "ScaledTanh": return alpha == 1 && beta == 1 ? .standard(.tanh) : .scaledTanh(alpha: alpha, beta: beta)
+        case "LeakyRelu": return .leakyRelu(alpha: alpha)
+        default: return .thresholdedRelu(alpha: alpha)
         }
     }
 

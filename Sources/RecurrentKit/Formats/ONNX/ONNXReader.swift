@@ -21,6 +21,9 @@ struct ONNXReading {
     var dataInput: String
     var lengthsInput: String?
     var stateInputs: [(input: String, cell: Bool)]
+    /// The batch and time the data input declares as numbers (an export without dynamic axes).
+    var fixedBatch: Int?
+    var fixedTime: Int?
 
     /// What `inspect` shows: the graph (opset, IR version, producer, operators, inputs), then
     /// each recurrent node and head as the graph has them.
@@ -31,6 +34,8 @@ struct ONNXReading {
         details.append(("input", .text(dataInput)))
         if let lengthsInput { details.append(("sequence_lens", .text(lengthsInput))) }
         for state in stateInputs { details.append((state.cell ? "initial_c" : "initial_h", .text(state.input))) }
+        if let fixedBatch { details.append(("fixed batch", .integer(fixedBatch))) }
+        if let fixedTime { details.append(("fixed time", .integer(fixedTime))) }
         return [LayerSummary(name: model.name, type: "ONNX graph", details: details, gateOrder: nil, parameterCount: 0)] + summaries
     }
 }
@@ -39,10 +44,12 @@ struct ONNXReading {
 /// what its nodes compute (``ONNXGraph``).
 enum ONNXReader {
     static func read(_ path: String) throws -> ONNXReading {
-        try read(ONNXProtobuf.readModel(path), file: path)
+        try read(ONNXProtobuf.readModel(path), file: path, folder: ONNXExternalData.folder(of: path))
     }
 
-    static func read(_ proto: Onnx_ModelProto, file: String) throws -> ONNXReading {
+    /// `folder`: the model's folder, where external data may be read (``ONNXExternalData``);
+    /// nil for a model given as bytes.
+    static func read(_ proto: Onnx_ModelProto, file: String, folder: String? = nil) throws -> ONNXReading {
         let graph = proto.graph
         guard let opsetID = proto.opsetImport.first(where: { $0.domain.isEmpty || $0.domain == "ai.onnx" }) else {
             throw ModelError(.invalidModel, file: file, message: "imports no ai.onnx opset")
@@ -73,9 +80,11 @@ enum ONNXReader {
 
         var constants: [String: ONNXConstant] = [:]
         var initializerBytes = 0
+        var external = ONNXExternalData(folder: folder, file: file)
         for (i, tensor) in graph.initializer.enumerated() {
             let name = tensor.name.isEmpty ? "initializer \(i)" : tensor.name
-            let value = try ONNXConstant(tensor, file: file, what: "initializer \(escapedForDisplay(name))")
+            let what = "initializer \(escapedForDisplay(name))"
+            let value = try ONNXConstant(external.resolve(tensor, what: what), file: file, what: what)
             initializerBytes += value.count
             guard initializerBytes <= Limits.parameters else {
                 throw ModelError(.unsupported, file: file, message: "its initializers hold more than \(Limits.parameters) values (Limits.parameters)")
@@ -83,7 +92,13 @@ enum ONNXReader {
             constants[tensor.name] = value
         }
         let graphInputs = graph.input.filter { constants[$0.name] == nil }
-        var dataInput: (name: String, ids: Bool, features: Int?)?
+        // An initializer fed to initial_h (an export without dynamic axes writes its zero states
+        // as constants) is a constant, not an input.
+        lengthNames.subtract(constants.keys)
+        // An initializer that is also a graph input is an optional input (ONNX IR 4 and later:
+        // the written graphs' zero states, which a caller may override): a state input.
+        stateNames = stateNames.filter { constants[$0] == nil || declaredInputs.contains($0) }
+        var dataInput: (name: String, ids: Bool, features: Int?, leading: [Int?])?
         for input in graphInputs {
             let type = input.type.tensorType
             let rank = type.shape.dim.count
@@ -95,7 +110,11 @@ enum ONNXReader {
             }
             var features: Int?
             if isFloat, case let .dimValue(n)? = type.shape.dim.last?.value { features = Int(clamping: n) }
-            dataInput = (input.name, isInt, features)
+            // The first two dims as numbers where the graph fixes them (no dim_param).
+            let leading = type.shape.dim.prefix(2).map { d -> Int? in
+                if case let .dimValue(n)? = d.value, n > 0 { return Int(clamping: n) } else { return nil }
+            }
+            dataInput = (input.name, isInt, features, leading)
         }
         guard let dataInput else { throw ModelError(.unsupported, file: file, message: "its graph has no data input") }
 
@@ -113,6 +132,7 @@ enum ONNXReader {
             var reader = ONNXGraph(file: file, opset: opset)
             for (name, value) in constants { reader.values[name] = .constant(value) }
             let order: [ONNXGraph.Axis] = timeMajor ? [.time, .batch] : [.batch, .time]
+            for (axis, size) in zip(order, dataInput.leading) { if let size { reader.fixedSizes[axis] = size } }
             reader.values[dataInput.name] = .flow(ONNXGraph.Flow(
                 layers: [], layerNames: [], axes: dataInput.ids ? order : order + [.features(dataInput.features ?? -1)],
                 role: dataInput.ids ? .tokenIDs : .data))
@@ -245,6 +265,7 @@ enum ONNXReader {
         return ONNXReading(model: model, isBareRecurrentModule: isBare, summaries: reader.summaries,
                            storedTypes: reader.storedTypes.sorted(), notes: notes, irVersion: Int(clamping: proto.irVersion),
                            opset: opset, producer: producer, operators: reader.operators, dataInput: dataInput.name,
-                           lengthsInput: reader.lengthsInput, stateInputs: reader.stateInputs)
+                           lengthsInput: reader.lengthsInput, stateInputs: reader.stateInputs,
+                           fixedBatch: reader.fixedSizes[.batch], fixedTime: reader.fixedSizes[.time])
     }
 }

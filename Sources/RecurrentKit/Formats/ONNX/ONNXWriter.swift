@@ -11,8 +11,8 @@ import TextSafety
 /// The graph takes `input` — features `[batch, time, features]` float, or token ids
 /// `[batch, time]` int64 — and, for a model that runs on lengths (a PyTorch source, an ONNX
 /// source with `sequence_lens`), `lengths` `[batch]` int64. A Keras mask (`mask_zero`,
-/// `Masking`) is computed from the padding in the graph, as the number of unmasked steps:
-/// exact for right-padded batches, which Keras's fast path assumes too. It gives `output`,
+/// `Masking`) is computed from the padding in the graph, exactly for any mask: each recurrent
+/// node runs on the valid steps gathered first (``ONNXMaskCompaction``). It gives `output`,
 /// `[batch, time, features]` or `[batch, features]`.
 enum ONNXWriter {
     /// The opsets rnnkit writes, and the default: opset 17, which ONNX Runtime 1.14 and
@@ -38,9 +38,11 @@ enum ONNXWriter {
     }
 
     /// The graph of `model`, serialised. Throws the refusal of what ONNX cannot compute
-    /// exactly, naming the layer.
-    static func serialized(_ model: Model, masks: MaskSource, opset: Int, file: String) throws -> Data {
-        var writer = try Writer(model: model, masks: masks, opset: opset, file: file)
+    /// exactly, naming the layer. With `stateOutputs` (a bare recurrent module, as PyTorch's
+    /// `nn.LSTM` returns `output, (h_n, c_n)`), the graph also gives `h_n` (and `c_n` for an
+    /// LSTM): every layer's final states stacked, `[layers·directions, batch, hidden]`.
+    static func serialized(_ model: Model, masks: MaskSource, stateOutputs: Bool = false, opset: Int, file: String) throws -> Data {
+        var writer = try Writer(model: model, masks: masks, stateOutputs: stateOutputs, opset: opset, file: file)
         return try writer.write().serializedData()
     }
 
@@ -68,9 +70,10 @@ enum ONNXWriter {
         return result
     }
 
-    private struct Writer {
+    struct Writer {
         let model: Model
         let masks: MaskSource
+        let stateOutputs: Bool
         let opset: Int
         let file: String
         var g = ONNXGraphBuilder()
@@ -89,13 +92,18 @@ enum ONNXWriter {
         var batchDim: String?
         /// How many recurrent layers the model has: one names its states `initial_h`, `initial_c`.
         var recurrentCount: Int { model.layers.filter { if case .recurrent = $0 { return true } else { return false } }.count }
+        /// Every recurrent layer's `Y_h` (and `Y_c`), for `h_n` and `c_n` (`stateOutputs`).
+        var layerStates: [(h: String, c: String?, layer: RecurrentLayer)] = []
+        /// A Keras mask's compaction of the steps (ONNXMaskCompaction.swift).
+        var compaction = ONNXMaskCompaction()
 
-        init(model: Model, masks: MaskSource, opset: Int, file: String) throws {
+        init(model: Model, masks: MaskSource, stateOutputs: Bool, opset: Int, file: String) throws {
             guard ONNXWriter.opsets.contains(opset) else {
                 throw ModelError(.invalidInput, file: file, message: "cannot be written at ONNX opset \(opset): rnnkit writes opsets \(ONNXWriter.opsets.lowerBound) to \(ONNXWriter.opsets.upperBound)")
             }
             self.model = model
             self.masks = masks
+            self.stateOutputs = stateOutputs
             self.opset = opset
             self.file = file
         }
@@ -129,6 +137,7 @@ enum ONNXWriter {
         mutating func write() throws -> Onnx_ModelProto {
             g.reserve("input")
             g.reserve("output")
+            if stateOutputs { g.reserve("h_n"); g.reserve("c_n") }
             let batch = ONNXGraphBuilder.Dim.named("batch"), time = model.sequenceLength.map(ONNXGraphBuilder.Dim.known) ?? .named("time")
             if model.takesTexts {
                 throw refuse(nil, "the model takes texts (a TextVectorization in front of its embedding), which ONNX's operators do not split and look up as Keras does; convert the model without its text front")
@@ -165,12 +174,16 @@ enum ONNXWriter {
             _ = output
             let outputDims: [ONNXGraphBuilder.Dim] = sequence ? [.named("batch"), time, .known(features ?? 0)]
                                                              : [.named("batch"), .known(features ?? 0)]
+            var outputs = [ONNXGraphBuilder.valueInfo("output", .float, outputDims)]
+            if stateOutputs {
+                outputs += try stackedStates()
+            }
             var graph = Onnx_GraphProto()
             graph.name = Self.cleanName(model.name)
             graph.node = g.nodes
             graph.initializer = g.initializers
             graph.input = inputs
-            graph.output = [ONNXGraphBuilder.valueInfo("output", .float, outputDims)]
+            graph.output = outputs
             var proto = Onnx_ModelProto()
             proto.irVersion = ONNXWriter.irVersion(opset: opset)
             proto.producerName = "rnnkit"
@@ -180,6 +193,30 @@ enum ONNXWriter {
             proto.opsetImport = [opsetID]
             proto.graph = graph
             return proto
+        }
+
+        /// `h_n` (and `c_n`): the layers' `Y_h` (`Y_c`) concatenated along the direction axis,
+        /// as PyTorch stacks them, `[layers·directions, batch, hidden]`.
+        mutating func stackedStates() throws -> [Onnx_ValueInfoProto] {
+            guard let first = layerStates.first?.layer,
+                  layerStates.allSatisfy({ $0.layer.kind == first.kind && $0.layer.outputSize == first.outputSize
+                                           && $0.layer.directions.count == first.directions.count }) else {
+                throw refuse(nil, "final states of recurrent layers of different kinds, sizes or directions, which no one tensor h_n holds")
+            }
+            let rows = layerStates.count * first.directions.count
+            let dims: [ONNXGraphBuilder.Dim] = [.known(rows), .named("batch"), .known(first.outputSize)]
+            var result: [Onnx_ValueInfoProto] = []
+            let cells = layerStates.compactMap(\.c)
+            for (name, states) in [("h_n", layerStates.map(\.h)), ("c_n", cells)] where !states.isEmpty {
+                if states.count == 1 {
+                    _ = g.op("Identity", states, name: name + "_identity")
+                } else {
+                    _ = g.op("Concat", states, name: name + "_stacked", [ONNXGraphBuilder.attribute("axis", int: 0)])
+                }
+                g.nodes[g.nodes.count - 1].output = [name]
+                result.append(ONNXGraphBuilder.valueInfo(name, .float, dims))
+            }
+            return result
         }
 
         static func cleanName(_ name: String) -> String {
@@ -225,6 +262,7 @@ enum ONNXWriter {
                 let not = g.op("Not", [equal], name: name + "_mask")
                 let mask = g.op("Cast", [not], name: name + "_mask_int", [ONNXGraphBuilder.attribute("to", int: 7)])
                 try combine(try lengths(fromMask: mask, name: name), index)
+                compaction.mask = mask
             }
         }
 
@@ -240,6 +278,7 @@ enum ONNXWriter {
             let maskInt = g.op("Cast", [mask], name: name + "_mask_int", [ONNXGraphBuilder.attribute("to", int: 7)])
             let steps = squeeze(maskInt, [2], name: name + "_mask_steps")
             try combine(try lengths(fromMask: steps, name: name), index)
+            compaction.mask = steps
         }
 
         mutating func recurrent(_ r: RecurrentLayer, _ index: Int, _ name: String) throws {
@@ -252,47 +291,67 @@ enum ONNXWriter {
             if r.goBackwards && r.directions.count != 1 {
                 throw refuse(index, "go_backwards on a bidirectional layer (both directions over the reversed sequence), which ONNX's bidirectional operator does not compute")
             }
-            let names = try ONNXWriter.activationNames(r, refuse: { refuse(index, $0) })
+            let names = try (0..<r.directions.count).map { d in
+                try ONNXWriter.activationNames(r.activations(ofDirection: d), kind: r.kind, refuse: { refuse(index, $0) })
+            }
             let directions = r.directions.count
             let gateRows = r.kind.gateCount * r.hiddenSize
             let order = ONNXLayout.gateOrders[r.kind]
-            var w: [Float] = [], rr: [Float] = [], b: [Float] = []
+            var w: [Float] = [], rr: [Float] = [], b: [Float] = [], p: [Float] = []
             for d in r.directions {
                 let o = d.reordered(to: order)
                 w += o.inputWeight.values
                 rr += o.recurrentWeight.values
                 b += o.inputBias?.values ?? [Float](repeating: 0, count: gateRows)
                 b += o.recurrentBias?.values ?? [Float](repeating: 0, count: gateRows)
+                // ONNX's P: [directions, 3·H], blocks i, o, f (a direction without is zeros).
+                p += d.peepholes?.reorderingRowBlocks(from: DirectionWeights.peepholeOrder, to: ONNXLayout.peepholeOrder).values
+                    ?? [Float](repeating: 0, count: 3 * r.hiddenSize)
             }
+            let hasPeepholes = r.directions.contains { $0.peepholes != nil }
             let wName = g.floats(name + "_W", w, shape: [directions, gateRows, r.inputSize])
             let rName = g.floats(name + "_R", rr, shape: [directions, gateRows, r.hiddenSize])
             let bName = r.hasBias ? g.floats(name + "_B", b, shape: [directions, 2 * gateRows]) : ""
             // go_backwards: the forward operator on the input reversed (within each sequence's
-            // length when there is a mask, so that the padding stays at the end).
-            let input = r.goBackwards ? reversed(data, within: lengths, name: name + "_reversed_input") : data
+            // length when there is a mask, so that the padding stays at the end). Under a Keras
+            // mask the steps are compacted forwards (ONNXMaskCompaction.swift), which a reversal
+            // within lengths would not follow for holes or left padding: refused.
+            if r.goBackwards, compaction.mask != nil {
+                throw refuse(index, "go_backwards under a Keras mask (Keras runs the valid steps backwards wherever the mask puts them), which rnnkit does not write yet")
+            }
+            let input = r.goBackwards ? reversed(data, within: lengths, name: name + "_reversed_input") : compacted(data, name: name)
             let x = g.op("Transpose", [input], name: name + "_time_major", [ONNXGraphBuilder.attribute("perm", ints: [1, 0, 2])])
             var attributes = [ONNXGraphBuilder.attribute("hidden_size", int: r.hiddenSize),
-                              ONNXGraphBuilder.attribute("direction", string: directions == 2 ? "bidirectional" : "forward"),
-                              ONNXGraphBuilder.attribute("activations", strings: Array(repeating: names.names, count: directions).flatMap { $0 })]
-            if !names.alphas.isEmpty {
-                attributes.append(ONNXGraphBuilder.attribute("activation_alpha", floats: Array(repeating: names.alphas, count: directions).flatMap { $0 }))
+                              ONNXGraphBuilder.attribute("direction", string: directions == 2 ? "bidirectional" : r.reversed ? "reverse" : "forward"),
+                              ONNXGraphBuilder.attribute("activations", strings: names.flatMap(\.names))]
+            if names.contains(where: { !$0.alphas.isEmpty }) {
+                attributes.append(ONNXGraphBuilder.attribute("activation_alpha", floats: names.flatMap(\.alphas)))
             }
-            if !names.betas.isEmpty {
-                attributes.append(ONNXGraphBuilder.attribute("activation_beta", floats: Array(repeating: names.betas, count: directions).flatMap { $0 }))
+            if names.contains(where: { !$0.betas.isEmpty }) {
+                attributes.append(ONNXGraphBuilder.attribute("activation_beta", floats: names.flatMap(\.betas)))
             }
+            if let clip = r.clip { attributes.append(ONNXGraphBuilder.attribute("clip", float: clip)) }
+            if r.inputForget { attributes.append(ONNXGraphBuilder.attribute("input_forget", int: 1)) }
             if r.kind == .gru {
                 attributes.append(ONNXGraphBuilder.attribute("linear_before_reset", int: r.gruResetRule == .afterMatmul ? 1 : 0))
             }
             let states = initialStates(r, name: name)
             var nodeInputs = [x, wName, rName, bName, sequenceLens() ?? "", states.h, states.c ?? ""]
+            if hasPeepholes {
+                // X, W, R, B, sequence_lens, initial_h, initial_c, P.
+                while nodeInputs.count < 7 { nodeInputs.append("") }
+                nodeInputs.append(g.floats(name + "_P", p, shape: [directions, 3 * r.hiddenSize]))
+            }
             while nodeInputs.last == "" { nodeInputs.removeLast() }
-            let outs = g.node(ONNXLayout.opType(r.kind), nodeInputs, name: name, outputs: 2, attributes)
+            let cellState = stateOutputs && r.kind == .lstm
+            let outs = g.node(ONNXLayout.opType(r.kind), nodeInputs, name: name, outputs: cellState ? 3 : 2, attributes)
             let (y, yh) = (outs[0], outs[1])
             finalStates = (yh, r)
+            layerStates.append((yh, cellState ? outs[2] : nil, r))
             let width = r.mergedOutputSize
             if r.returnSequences {
                 // Y [time, directions, batch, hidden] → [batch, time, directions, hidden].
-                let batchFirst = g.op("Transpose", [y], name: name + "_batch_first", [ONNXGraphBuilder.attribute("perm", ints: [2, 0, 1, 3])])
+                let batchFirst = try mappedBack(g.op("Transpose", [y], name: name + "_batch_first", [ONNXGraphBuilder.attribute("perm", ints: [2, 0, 1, 3])]), r, index, name: name)
                 if directions == 1 || r.merge == .concat {
                     let shape = g.int64s(name + "_merged_shape", [0, 0, -1])
                     data = g.op("Reshape", [batchFirst, shape], name: name + "_sequence")
@@ -307,7 +366,7 @@ enum ONNXWriter {
                     // has nothing to repeat.
                     let within = reversed(data, within: lengths, name: name + "_outputs_within")
                     data = reversed(within, within: nil, name: name + "_outputs")
-                } else if r.maskedOutput == .carry, lengths != nil {
+                } else if r.maskedOutput == .carry, lengths != nil, compaction.mask == nil {
                     data = carried(data, name: name)
                 }
                 sequence = true
@@ -410,6 +469,9 @@ enum ONNXWriter {
 
         /// `y` at the steps `t < len`, `fill` elsewhere.
         mutating func validOnly(_ y: String, fill: Float, name: String) -> String {
+            if let steps = validMaskSteps(name: name) {
+                return g.op("Where", [steps, y, g.floats(name + "_fill", [fill], shape: [])], name: name + "_valid_only")
+            }
             let shape = g.op("Shape", [y], name: name + "_shape")
             let one = g.int64s(name + "_time_axis", [1], shape: [])
             let steps = g.op("Gather", [shape, one], name: name + "_steps", [ONNXGraphBuilder.attribute("axis", int: 0)])
@@ -509,8 +571,8 @@ enum ONNXWriter {
                     let last = g.int64s(name + "_step", [-1], shape: [])
                     data = g.op("Gather", [data, last], name: name, [ONNXGraphBuilder.attribute("axis", int: 1)])
                 } else {
-                    // y[b, len_b − 1].
-                    let last = lastIndexColumn(name: name)
+                    // y[b, len_b − 1]; under a Keras mask the last step whose mask is 1.
+                    let last = lastValidStepColumn(data, name: name) ?? lastIndexColumn(name: name)
                     data = g.op("GatherND", [data, last], name: name, [ONNXGraphBuilder.attribute("batch_dims", int: 1)])
                 }
             case .meanOverValidSteps where lengths != nil:
@@ -531,30 +593,39 @@ enum ONNXWriter {
         }
     }
 
-    /// The ONNX activations of one direction of `r` (LSTM f, g, h; GRU f, g; RNN f) with
-    /// the alphas and betas they take, in the order the operators consume them.
-    static func activationNames(_ r: RecurrentLayer, refuse: (String) -> ModelError) throws
+    /// The ONNX activations of one direction (LSTM f, g, h; GRU f, g; RNN g) with the alphas
+    /// and betas they take, in the order the operators consume them.
+    static func activationNames(_ set: CellActivations, kind: CellKind, refuse: (String) -> ModelError) throws
         -> (names: [String], alphas: [Float], betas: [Float]) {
         var names: [String] = [], alphas: [Float] = [], betas: [Float] = []
-        func add(_ a: Activation, _ role: String) throws {
-            switch a {
-            case .sigmoid: names.append("Sigmoid")
-            case .tanh: names.append("Tanh")
-            case .relu: names.append("Relu")
-            case .softsign: names.append("Softsign")
-            case .softplus: names.append("Softplus")
-            case .hardSigmoidKeras2: names.append("HardSigmoid"); alphas.append(0.2); betas.append(0.5)
-            case .hardSigmoid: names.append("HardSigmoid"); alphas.append(Float(1.0 / 6.0)); betas.append(0.5)
-            case .elu: names.append("Elu"); alphas.append(1)
-            case .linear: names.append("Affine"); alphas.append(1); betas.append(0)
-            default:
-                throw refuse("its \(role) activation is \(a.rawValue), which ONNX's recurrent operators do not have")
+        func add(_ activation: CellActivation, _ role: String) throws {
+            switch activation {
+            case let .affine(alpha, beta): names.append("Affine"); alphas.append(alpha); betas.append(beta)
+            case let .leakyRelu(alpha): names.append("LeakyRelu"); alphas.append(alpha)
+            case let .thresholdedRelu(alpha): names.append("ThresholdedRelu"); alphas.append(alpha)
+            case let .scaledTanh(alpha, beta): names.append("ScaledTanh"); alphas.append(alpha); betas.append(beta)
+            case let .hardSigmoid(alpha, beta): names.append("HardSigmoid"); alphas.append(alpha); betas.append(beta)
+            case let .elu(alpha): names.append("Elu"); alphas.append(alpha)
+            case let .standard(a):
+                switch a {
+                case .sigmoid: names.append("Sigmoid")
+                case .tanh: names.append("Tanh")
+                case .relu: names.append("Relu")
+                case .softsign: names.append("Softsign")
+                case .softplus: names.append("Softplus")
+                case .hardSigmoidKeras2: names.append("HardSigmoid"); alphas.append(0.2); betas.append(0.5)
+                case .hardSigmoid: names.append("HardSigmoid"); alphas.append(Float(1.0 / 6.0)); betas.append(0.5)
+                case .elu: names.append("Elu"); alphas.append(1)
+                case .linear: names.append("Affine"); alphas.append(1); betas.append(0)
+                default:
+                    throw refuse("its \(role) activation is \(a.rawValue), which ONNX's recurrent operators do not have")
+                }
             }
         }
-        switch r.kind {
-        case .rnn: try add(r.activation, "")
-        case .lstm: try add(r.recurrentActivation, "gate"); try add(r.activation, "candidate"); try add(r.activation, "cell output")
-        case .gru: try add(r.recurrentActivation, "gate"); try add(r.activation, "candidate")
+        switch kind {
+        case .rnn: try add(set.candidate, "")
+        case .lstm: try add(set.gate, "gate"); try add(set.candidate, "candidate"); try add(set.cellOutput, "cell output")
+        case .gru: try add(set.gate, "gate"); try add(set.candidate, "candidate")
         }
         return (names, alphas, betas)
     }

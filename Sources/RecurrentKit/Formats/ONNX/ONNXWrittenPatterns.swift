@@ -41,6 +41,26 @@ enum ONNXMaskValue {
     /// `flow` with its steps past each length at the lowest float (before a maximum over valid steps), or
     /// at 0 (`zero`: before a sum over valid steps).
     case validOnly(ONNXGraph.Flow, zero: Bool)
+    // A Keras mask's compaction (ONNXMaskCompaction.swift).
+    /// `TopK` of the mask's values (unused).
+    case sortedMask(Lengths)
+    /// The steps valid first, each group in time order (`TopK(m).indices`), or each step's
+    /// place in that order (`inverse`), `[batch, time]`; `[batch, time, 1]` when `unsqueezed`.
+    case order(Lengths, inverse: Bool, unsqueezed: Bool)
+    /// `cumsum(m)` over time (`minusOne`: less 1, each valid step's place), `[batch, time]`;
+    /// `[batch, time, 1]` when `unsqueezed`.
+    case stepCount(Lengths, minusOne: Bool, unsqueezed: Bool)
+    /// `cumsum(m) > 0`: a valid step at or before each step, `[batch, time]`; `[batch, time, 1]`
+    /// when `unsqueezed`.
+    case started(Lengths, unsqueezed: Bool)
+    /// `Where(cumsum(m) > 0, cumsum(m) − 1, inverse)` `[batch, time, 1]`: the place of each
+    /// step's last valid output in the order, past the count (zeros) before the first.
+    case carryPlace(Lengths)
+    /// Each sequence's last valid step, `order[b, Σ m − 1]`, `[batch, 1]`.
+    case lastValidStep(Lengths)
+    /// Data gathered valid steps first (`output`: a recurrent node's output on such data, in
+    /// that order too).
+    case compacted(ONNXGraph.Flow, Lengths, output: Bool)
 }
 
 /// The steps of a Keras `go_backwards` layer in a written graph (spec/onnx-layout.md,
@@ -62,6 +82,8 @@ enum ONNXStepOrder: Equatable {
 /// What the recurrent nodes of a written graph took as `sequence_lens`.
 struct ONNXWrittenMask {
     var lengths: ONNXMaskValue.Lengths?
+    /// The mask whose valid steps the recurrent node being read takes, gathered to the front.
+    var compacting: ONNXMaskValue.Lengths?
 }
 
 extension ONNXGraph {
@@ -149,6 +171,7 @@ extension ONNXGraph {
            !["Transpose", "Reshape", "Identity"].contains(op) {
             throw refuse("computes on steps in reversed order (a go_backwards layer's input or output before it is put back in the order Keras emits)")
         }
+        if let compaction = try compactionPattern(node, args, refuse: refuse) { return compaction }
         switch (op, args.first) {
         // Keras mask_zero: Not(Equal(ids, 0)), cast, summed over time.
         case let ("Equal", .flow(ids)?) where ids.role == .tokenIDs && args.count == 2 && Self.isScalar(args[1], 0):
@@ -208,6 +231,9 @@ extension ONNXGraph {
             return [.mask(.carryIndex(l, unsqueezed: false))]
         case ("Less", .mask(.timeRange(true))?) where args.count == 2:
             guard case let .mask(.lengthsAs(l, false, true)) = args[1] else { return nil }
+            guard l.isInput else {
+                throw refuse("compares the steps with the number of unmasked steps, which is the mask only when it is a suffix (right padding); rnnkit reads the mask itself")
+            }
             return [.mask(.validSteps(l, unsqueezed: false))]
         case ("Cast", _?) where int(node, "to") == 1 && lengthsOf(args[0]) != nil:
             return [.mask(.lengthsAs(lengthsOf(args[0])!, float: true, column: false))]
@@ -221,12 +247,12 @@ extension ONNXGraph {
                 throw refuse("gathers steps of data that is not a recurrent layer's sequence")
             }
             switch args[1] {
-            case let .mask(.carryIndex(l, true)) where l == writtenMask.lengths:
+            case let .mask(.carryIndex(l, true)) where l == writtenMask.lengths && l.isInput:
                 layer.maskedOutput = .carry
                 var flow = y
                 flow.layers[flow.layers.count - 1] = .recurrent(layer)
                 return [.flow(flow)]
-            case let .mask(.lastIndex(l, true)) where l == writtenMask.lengths:
+            case let .mask(.lastIndex(l, true)) where l == writtenMask.lengths && l.isInput:
                 var flow = y
                 flow.axes.remove(at: 1)
                 flow.layers.append(.readout(.lastValidStep))
@@ -354,17 +380,22 @@ extension ONNXGraph {
         guard case let .lengths(l) = value, l != .input("") else {
             throw refuse("takes sequence_lens computed in a way rnnkit does not follow")
         }
+        func uncompacted() -> ModelError {
+            refuse("takes the number of unmasked steps as sequence_lens on the steps in time order, which is the mask only when it is a suffix (right padding); rnnkit reads them on the valid steps gathered first")
+        }
         if let taken = writtenMask.lengths, taken != l {
             throw refuse("takes other lengths than the recurrent nodes before it")
         }
         switch l {
         case .ids:
+            guard writtenMask.compacting == l else { throw uncompacted() }
             guard case var .embedding(e)? = x.layers.first else {
                 throw refuse("takes the number of non-zero token ids as sequence_lens, but its input does not come from an embedding of them")
             }
             e.maskZero = true
             x.layers[0] = .embedding(e)
         case let .masking(value):
+            guard writtenMask.compacting == l else { throw uncompacted() }
             guard case .masking(value)? = x.layers.first else {
                 throw refuse("takes the number of unmasked steps as sequence_lens, but its input does not come through that Masking")
             }
