@@ -27,6 +27,7 @@ final class ConversionTests: XCTestCase {
         "tfk_text_lesson": [.onnx: "takes texts"], "tfk_text_vocab": [.onnx: "takes texts"], "tfk_text_whole": [.onnx: "takes texts"],
         "k3_text_lesson": [.onnx: "takes texts"], "k3_text_vocab": [.onnx: "takes texts"], "k3_text_whole": [.onnx: "takes texts"],
         "k3h5_text_vocab": [.onnx: "takes texts"],
+        "tfk_go_backwards": [.onnx: "go_backwards under a Keras mask"], "k3_go_backwards": [.onnx: "go_backwards under a Keras mask"],
     ]
 
     /// Conversions back to the source's family that must be refused (the converted file
