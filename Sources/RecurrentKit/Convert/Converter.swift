@@ -71,7 +71,8 @@ public enum Converter {
     /// `paddingID` (Keras targets, PyTorch sources) says how padded batches are marked
     /// (`KerasPadding`): a PyTorch model that starts with an Embedding without `padding_idx`
     /// 0 is refused without it. `weightsMatching` pairs a legacy Keras weights-only source
-    /// with its architecture (``KerasWeightsMatching``).
+    /// with its architecture (``KerasWeightsMatching``). `opset` is the ONNX opset an ONNX
+    /// target is written at (nil: the writer's default, 17); other targets do not use it.
     ///
     /// Outputs are checked as files before anything is read: never an input (or the
     /// architecture, or each other) by any name, never a device, FIFO, folder or symbolic
@@ -94,7 +95,7 @@ public enum Converter {
 
     /// Refuses options that no input can make right, before anything is read or written:
     /// a `paddingID` with a PyTorch `target` (a PyTorch model takes its lengths as they
-    /// are). ``convert(_:to:output:force:architecture:key:modules:pythonModule:paddingID:weightsMatching:)``
+    /// are). ``convert(_:to:output:force:architecture:key:modules:pythonModule:paddingID:weightsMatching:opset:)``
     /// checks this first; a caller may check its options early with it.
     ///
     /// - Throws: `ModelError` (`.invalidInput`, no file) naming the options (`ModelError.options`).

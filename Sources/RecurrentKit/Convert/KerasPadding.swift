@@ -1,5 +1,5 @@
 /// How a PyTorch model's padded batches are marked, for a Keras target (the `paddingID`
-/// of ``Converter/convert(_:to:output:force:architecture:key:modules:pythonModule:paddingID:weightsMatching:)``).
+/// of ``Converter/convert(_:to:output:force:architecture:key:modules:pythonModule:paddingID:weightsMatching:opset:)``).
 ///
 /// PyTorch runs a classifier on right-padded token ids either over every step (padding
 /// included) or on the sequences' lengths (`pack_padded_sequence`); a state_dict and its
