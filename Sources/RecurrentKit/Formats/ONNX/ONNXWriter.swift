@@ -450,14 +450,19 @@ enum ONNXWriter {
 
         /// `min(t, len_b − 1)` `[batch, time]` int64 for the steps of `y`.
         mutating func stepIndex(of y: String, name: String) -> String {
+            let row = timeRow(of: y, name: name)
+            let last = lastIndexColumn(name: name)
+            return g.op("Min", [row, last], name: name + "_carry_index")
+        }
+
+        /// `[0, 1, …, time − 1]` as a row `[1, time]` int64, `time` from the shape of `y`.
+        mutating func timeRow(of y: String, name: String) -> String {
             let shape = g.op("Shape", [y], name: name + "_shape")
             let one = g.int64s(name + "_time_axis", [1], shape: [])
             let steps = g.op("Gather", [shape, one], name: name + "_steps", [ONNXGraphBuilder.attribute("axis", int: 0)])
             let start = g.int64s(name + "_start", [0], shape: []), delta = g.int64s(name + "_delta", [1], shape: [])
             let range = g.op("Range", [start, steps, delta], name: name + "_time_range")
-            let row = unsqueeze(range, [0], name: name + "_time_row")
-            let last = lastIndexColumn(name: name)
-            return g.op("Min", [row, last], name: name + "_carry_index")
+            return unsqueeze(range, [0], name: name + "_time_row")
         }
 
         /// `len_b − 1`, `[batch, 1]` int64.
@@ -472,12 +477,7 @@ enum ONNXWriter {
             if let steps = validMaskSteps(name: name) {
                 return g.op("Where", [steps, y, g.floats(name + "_fill", [fill], shape: [])], name: name + "_valid_only")
             }
-            let shape = g.op("Shape", [y], name: name + "_shape")
-            let one = g.int64s(name + "_time_axis", [1], shape: [])
-            let steps = g.op("Gather", [shape, one], name: name + "_steps", [ONNXGraphBuilder.attribute("axis", int: 0)])
-            let start = g.int64s(name + "_start", [0], shape: []), delta = g.int64s(name + "_delta", [1], shape: [])
-            let range = g.op("Range", [start, steps, delta], name: name + "_time_range")
-            let row = unsqueeze(range, [0], name: name + "_time_row")
+            let row = timeRow(of: y, name: name)
             let column = unsqueeze(lengths!, [1], name: name + "_lengths_column")
             let valid = g.op("Less", [row, column], name: name + "_valid")
             let valid3 = unsqueeze(valid, [2], name: name + "_valid_steps")
