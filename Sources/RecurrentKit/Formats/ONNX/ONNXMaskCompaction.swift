@@ -206,11 +206,7 @@ extension ONNXGraph {
                 guard l == writtenMask.lengths, x.role == .data, x.axes.count == 3, x.axes[0] == .batch, x.axes[1] == .time else {
                     throw refuse("gathers the last valid step of data rnnkit cannot follow")
                 }
-                var flow = x
-                flow.axes.remove(at: 1)
-                flow.layers.append(.readout(.lastValidStep))
-                flow.layerNames.append(node.name)
-                return [.flow(flow)]
+                return [.flow(x.readingOut(.lastValidStep, node: node.name))]
             default:
                 return nil
             }

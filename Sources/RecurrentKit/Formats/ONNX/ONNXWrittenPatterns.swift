@@ -86,6 +86,18 @@ struct ONNXWrittenMask {
     var compacting: ONNXMaskValue.Lengths?
 }
 
+extension ONNXGraph.Flow {
+    /// The flow `[batch, time, features]` read out over its time axis by `readout` (a pooling
+    /// or last-step node named `node`): `[batch, features]`.
+    func readingOut(_ readout: Readout, node: String) -> ONNXGraph.Flow {
+        var flow = self
+        flow.axes.remove(at: 1)
+        flow.layers.append(.readout(readout))
+        flow.layerNames.append(node)
+        return flow
+    }
+}
+
 extension ONNXGraph {
     private func int(_ node: Onnx_NodeProto, _ name: String) -> Int64? {
         node.attribute.first { $0.name == name }.map(\.i)
@@ -253,11 +265,7 @@ extension ONNXGraph {
                 flow.layers[flow.layers.count - 1] = .recurrent(layer)
                 return [.flow(flow)]
             case let .mask(.lastIndex(l, true)) where l == writtenMask.lengths && l.isInput:
-                var flow = y
-                flow.axes.remove(at: 1)
-                flow.layers.append(.readout(.lastValidStep))
-                flow.layerNames.append(node.name)
-                return [.flow(flow)]
+                return [.flow(y.readingOut(.lastValidStep, node: node.name))]
             default:
                 throw refuse("gathers steps by indices rnnkit cannot follow (it follows min(t, length − 1) and length − 1 of the lengths its recurrent nodes take)")
             }
@@ -290,39 +298,23 @@ extension ONNXGraph {
             guard reduction == "ReduceMean", nodesWithLengths == 0 else {
                 throw refuse("averages every step of a masked sequence; rnnkit reads a mean over each sequence's valid steps")
             }
-            var flow = y
-            flow.axes.remove(at: 1)
-            flow.layers.append(.readout(.meanOverValidSteps))
-            flow.layerNames.append(node.name)
-            return [.flow(flow)]
+            return [.flow(y.readingOut(.meanOverValidSteps, node: node.name))]
         case let ("ReduceMax", .flow(y)?) where !keepdims && axesOf(node, args) == [1]:
             guard y.role == .data, y.axes.count == 3, y.axes[0] == .batch, y.axes[1] == .time else { return nil }
-            var flow = y
-            flow.axes.remove(at: 1)
             // Without a mask every step is valid; with one (lengths, or a Masking), this is the
             // maximum over every step.
             let masked = nodesWithLengths > 0 || y.layers.contains { if case .masking = $0 { return true } else { return false } }
-            flow.layers.append(.readout(masked ? .maxOverAllSteps : .maxOverValidSteps))
-            flow.layerNames.append(node.name)
-            return [.flow(flow)]
+            return [.flow(y.readingOut(masked ? .maxOverAllSteps : .maxOverValidSteps, node: node.name))]
         case let ("ReduceSum", .mask(.validOnly(y, true))?) where !keepdims && axesOf(node, args) == [1]:
             return [.mask(.timeSum(y))]
         case let ("ReduceMax", .mask(.validOnly(y, false))?) where !keepdims && axesOf(node, args) == [1]:
-            var flow = y
-            flow.axes.remove(at: 1)
-            flow.layers.append(.readout(.maxOverValidSteps))
-            flow.layerNames.append(node.name)
-            return [.flow(flow)]
+            return [.flow(y.readingOut(.maxOverValidSteps, node: node.name))]
         case let ("Div", .mask(.timeSum(y))?) where args.count == 2:
             // The sum over the valid steps / lengths: the mean over valid steps.
             guard case let .mask(.lengthsAs(l, true, true)) = args[1], l == writtenMask.lengths else {
                 throw refuse("divides a sum over the valid steps by something other than their number")
             }
-            var flow = y
-            flow.axes.remove(at: 1)
-            flow.layers.append(.readout(.meanOverValidSteps))
-            flow.layerNames.append(node.name)
-            return [.flow(flow)]
+            return [.flow(y.readingOut(.meanOverValidSteps, node: node.name))]
         case ("Where", .mask(.validSteps(let l, true))?) where args.count == 3:
             guard l == writtenMask.lengths, case let .flow(y) = args[1], y.role == .data, y.axes.count == 3,
                   y.axes[0] == .batch, y.axes[1] == .time,
